@@ -1,0 +1,32 @@
+/**
+ * Public API of `schemas/`: the policy as data (category map, Avro schemas) and the code compiled
+ * from it. `ingest/` and `aggregator/` import only from here (and `contract.ts`).
+ */
+import type { EventFact } from './contract.ts';
+import { RecordCodec } from './codec.ts';
+import { readSchema, typeOf } from './load.ts';
+
+export * from './contract.ts';
+export { SchemaError, SchemaBuildError, AvroGuardError, BatchError, SCHEMA_ERROR_CODES } from './errors.ts';
+export type { SchemaErrorCode } from './errors.ts';
+export { crc64Avro } from './crc64.ts';
+export { canonicalForm, fingerprintOf, WriterRegistry } from './wire.ts';
+export { RecordCodec } from './codec.ts';
+
+export const eventFactSchema = readSchema('event-fact');
+export const eventFactType = typeOf(eventFactSchema);
+
+const eventFactCodec = new RecordCodec<EventFact>(eventFactType);
+
+/** EventFact -> Avro single-object encoding (C3 01 + CRC-64-AVRO fingerprint + body). */
+export function encodeEventFact(f: EventFact): Buffer {
+  return eventFactCodec.encode(f);
+}
+
+/**
+ * Bytes from the events topic -> EventFact. The writer schema is found by its fingerprint; an unknown
+ * one throws `SchemaError` with code `SCHEMA_UNKNOWN_FINGERPRINT` (or `SCHEMA_BAD_MAGIC`).
+ */
+export function decodeEventFact(buf: Buffer): EventFact {
+  return eventFactCodec.decode(buf);
+}
