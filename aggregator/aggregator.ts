@@ -1,0 +1,309 @@
+/**
+ * The aggregator: one member of a Kafka consumer group on the events topic.
+ *
+ * Data path: record -> decodeEventFact -> judgeFact (lateness window) -> FlushBuffer -> flush:
+ * sink.insertFacts (retried with capped back-off until it succeeds) -> commitOffsets.
+ *
+ * The invariant that makes it lossless: an offset is committed only after every record before it is
+ * in ClickHouse (autoCommit is off and not configurable; commits happen only in `flushOnce`, after the
+ * insert). The invariant that makes it exact: what is inserted are fact rows whose every count is a
+ * distinct count over a key a replay reproduces (uniqExact states, set union), so inserting a row
+ * twice changes nothing. Every failure window is listed in DESIGN.md.
+ */
+import { Kafka, logLevel, type Consumer, type EachBatchPayload } from 'kafkajs';
+import { decodeEventFact, SchemaError } from '../schemas/index.ts';
+import type { Logger } from '../runtime/log.ts';
+import type { ReadinessCheck } from '../runtime/ops.ts';
+import type { AggregatorConfig } from './config.ts';
+import { judgeFact, utcDay } from './facts.ts';
+import { FlushBuffer, splitTpKey, tpKey, type FlushBatch } from './flush-buffer.ts';
+import type { AggregatorMetrics } from './metrics.ts';
+import type { Sink } from './sink.ts';
+
+export interface AggregatorDeps {
+  config: AggregatorConfig;
+  sink: Sink;
+  logger: Logger;
+  metrics: AggregatorMetrics;
+  /** Clock for the lateness window (tests pin it). @default Date.now */
+  now?: () => number;
+  /** Kafka client id. @default `aggregator-<pid>` */
+  clientId?: string;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class Aggregator {
+  private readonly cfg: AggregatorConfig;
+  private readonly sink: Sink;
+  private readonly log: Logger;
+  private readonly m: AggregatorMetrics;
+  private readonly now: () => number;
+  private readonly consumer: Consumer;
+  private readonly topic: string;
+
+  private buffer: FlushBuffer;
+  private inFlightRows = 0;
+  private paused = false;
+  private stopping = false;
+  private joined = false;
+  private sinkOk = true;
+  private flushing: Promise<void> | null = null;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private retentionTimer: NodeJS.Timeout | null = null;
+  private flushCount = 0;
+  private batchInProgress: Promise<void> = Promise.resolve();
+
+  constructor(d: AggregatorDeps) {
+    this.cfg = d.config;
+    this.sink = d.sink;
+    this.log = d.logger;
+    this.m = d.metrics;
+    this.now = d.now ?? Date.now;
+    this.topic = d.config.PIPELINE_TOPIC_EVENTS;
+    this.buffer = new FlushBuffer(!d.config.AGGREGATOR_UNSAFE_COUNT_ROWS);
+    const kafka = new Kafka({
+      clientId: d.clientId ?? `aggregator-${process.pid}`,
+      brokers: [...d.config.PIPELINE_KAFKA_BROKERS],
+      logLevel: logLevel.ERROR,
+      retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5000 },
+    });
+    this.consumer = kafka.consumer({
+      groupId: d.config.AGGREGATOR_GROUP_ID,
+      sessionTimeout: d.config.AGGREGATOR_SESSION_TIMEOUT_MS,
+      rebalanceTimeout: Math.max(d.config.AGGREGATOR_SESSION_TIMEOUT_MS, 10_000),
+      heartbeatInterval: Math.max(500, Math.floor(d.config.AGGREGATOR_SESSION_TIMEOUT_MS / 6)),
+      maxBytesPerPartition: 1 << 20,
+      maxBytes: 8 << 20,
+      maxWaitTimeInMs: Math.min(250, d.config.AGGREGATOR_FLUSH_INTERVAL_MS),
+    });
+    if (d.config.AGGREGATOR_UNSAFE_COUNT_ROWS) {
+      this.log.warn('AGGREGATOR_UNSAFE_COUNT_ROWS is on: sessions and crashes count delivered rows and replays DOUBLE COUNT (test-only negative control)');
+    }
+  }
+
+  async start(): Promise<void> {
+    await this.sink.migrate();
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+      this.joined = true;
+      const assigned = new Set<string>();
+      for (const [topic, parts] of Object.entries(e.payload.memberAssignment)) for (const p of parts) assigned.add(tpKey(topic, p));
+      // kafkajs restarts every assigned partition from its committed offset after a rebalance, so
+      // positions buffered for partitions now owned by another member must not be committed by us.
+      this.buffer.keepOnly(assigned);
+      this.log.info('joined consumer group', { partitions: [...assigned].map((k) => splitTpKey(k).partition).join(',') });
+    });
+    this.consumer.on(this.consumer.events.CRASH, (e) => {
+      this.joined = false;
+      this.log.error('kafka consumer crashed', { restart: e.payload.restart }, e.payload.error);
+    });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics: [this.topic], fromBeginning: this.cfg.AGGREGATOR_FROM_BEGINNING });
+    await this.consumer.run({
+      autoCommit: false, // fixed: offsets are committed only after the insert (DESIGN.md)
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: (p) => {
+        const done = this.onBatch(p);
+        this.batchInProgress = done.catch(() => undefined);
+        return done;
+      },
+    });
+    this.scheduleFlush();
+    void this.retentionSweep();
+    this.retentionTimer = setInterval(() => void this.retentionSweep(), this.cfg.AGGREGATOR_RETENTION_INTERVAL_MS);
+    this.retentionTimer.unref();
+  }
+
+  private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const w = {
+      nowMs: this.now(),
+      maxLatenessDays: this.cfg.AGGREGATOR_MAX_LATENESS_DAYS,
+      futureSkewMs: this.cfg.AGGREGATOR_FUTURE_SKEW_MS,
+      unsafeCountRows: this.cfg.AGGREGATOR_UNSAFE_COUNT_ROWS,
+    };
+    let last: string | undefined;
+    for (const msg of batch.messages) {
+      if (!isRunning() || isStale()) break;
+      this.m.eventsRead.inc();
+      let row = null;
+      if (msg.value) {
+        try {
+          const v = judgeFact(decodeEventFact(msg.value), w);
+          if (v.kind === 'ok') row = v.row;
+          else if (v.kind === 'late') this.m.lateEvents.inc();
+          else this.m.futureEvents.inc();
+        } catch (err) {
+          // A record no reader version knows cannot be counted; it is skipped, counted and logged
+          // (without its bytes) rather than blocking its partition for ever.
+          const code = err instanceof SchemaError ? err.code : 'DECODE_FAILED';
+          this.m.undecodableEvents.inc({ code });
+          this.log.warn('skipping undecodable record', { partition: batch.partition, offset: msg.offset, code });
+        }
+      }
+      this.buffer.add(batch.topic, batch.partition, msg.offset, row);
+      // Advances kafkajs's fetch position only; with autoCommit off nothing is committed here.
+      resolveOffset(msg.offset);
+      last = msg.offset;
+    }
+    if (last !== undefined) {
+      const lag = BigInt(batch.highWatermark) - BigInt(last) - 1n;
+      this.m.consumerLag.set({ topic: batch.topic, partition: String(batch.partition) }, Number(lag < 0n ? 0n : lag));
+    }
+    this.updateBuffered();
+    if (this.buffer.size >= this.cfg.AGGREGATOR_FLUSH_MAX_ROWS) this.kickFlush();
+    if (!this.paused && this.buffered() >= this.cfg.AGGREGATOR_MAX_BUFFERED_ROWS) {
+      // Memory bound while ClickHouse is slow or down: stop fetching instead of buffering more.
+      this.paused = true;
+      this.m.paused.set(1);
+      this.consumer.pause([{ topic: this.topic }]);
+      this.log.warn('paused consumption: too many rows wait for ClickHouse', { buffered: this.buffered() });
+    }
+    await heartbeat();
+  }
+
+  private buffered(): number {
+    return this.buffer.size + this.inFlightRows;
+  }
+
+  private updateBuffered(): void {
+    this.m.bufferedRows.set(this.buffered());
+  }
+
+  private scheduleFlush(): void {
+    if (this.stopping) return;
+    this.flushTimer = setTimeout(() => {
+      this.kickFlush();
+      void this.flushing?.finally(() => this.scheduleFlush());
+    }, this.cfg.AGGREGATOR_FLUSH_INTERVAL_MS);
+  }
+
+  /** Starts a flush unless one runs: flushes are strictly sequential (DESIGN.md, "ordering"). */
+  private kickFlush(): Promise<void> {
+    if (!this.flushing) {
+      this.flushing = this.flushOnce().finally(() => {
+        this.flushing = null;
+      });
+    }
+    return this.flushing;
+  }
+
+  private async flushOnce(): Promise<void> {
+    if (this.buffer.empty) return;
+    const batch = this.buffer.take();
+    this.inFlightRows = batch.rows.length;
+    const t0 = performance.now();
+    if (batch.rows.length > 0) {
+      this.flushCount++;
+      await this.testStall('before_insert');
+      await this.insertWithRetry(batch);
+      await this.testStall('after_insert');
+    }
+    this.m.duplicatesDropped.inc(batch.duplicates);
+    await this.commit(batch);
+    this.inFlightRows = 0;
+    this.updateBuffered();
+    this.m.flushSeconds.observe((performance.now() - t0) / 1000);
+    if (batch.rows.length > 0) this.m.flushRows.observe(batch.rows.length);
+    if (this.paused && this.buffered() < this.cfg.AGGREGATOR_MAX_BUFFERED_ROWS / 2 && !this.stopping) {
+      this.paused = false;
+      this.m.paused.set(0);
+      this.consumer.resume([{ topic: this.topic }]);
+      this.log.info('resumed consumption', { buffered: this.buffered() });
+    }
+  }
+
+  /**
+   * Retries until the insert succeeds: the rows are never dropped and nothing is committed meanwhile.
+   * Retrying an insert whose response was lost is harmless (idempotent states). While retrying, new
+   * records keep arriving until AGGREGATOR_MAX_BUFFERED_ROWS pauses the consumer.
+   */
+  private async insertWithRetry(batch: FlushBatch): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const midway = this.stallPoint('during_insert') ? { midway: () => this.testStall('during_insert') } : {};
+        await this.sink.insertFacts(batch.rows, midway);
+        this.m.eventsAggregated.inc(batch.rows.length);
+        if (!this.sinkOk) this.log.info('ClickHouse insert succeeded again', { attempts: attempt + 1 });
+        this.sinkOk = true;
+        return;
+      } catch (err) {
+        this.sinkOk = false;
+        this.m.clickhouseErrors.inc({ op: 'insert' });
+        const wait = Math.min(this.cfg.AGGREGATOR_RETRY_MAX_MS, this.cfg.AGGREGATOR_RETRY_INITIAL_MS * 2 ** Math.min(attempt, 20));
+        this.log.warn('ClickHouse insert failed; retrying', { rows: batch.rows.length, attempt: attempt + 1, retry_in_ms: wait, ...describe(err) });
+        await sleep(wait);
+      }
+    }
+  }
+
+  private async commit(batch: FlushBatch): Promise<void> {
+    if (batch.offsets.size === 0) return;
+    const offsets = [...batch.offsets].map(([k, offset]) => ({ ...splitTpKey(k), offset }));
+    try {
+      await this.consumer.commitOffsets(offsets);
+      this.m.commits.inc({ result: 'ok' });
+    } catch (err) {
+      // Typically a rebalance in progress. The rows are in ClickHouse; the positions go back into the
+      // buffer so the next flush commits them (a replay of this range meanwhile is harmless).
+      this.m.commits.inc({ result: 'failed' });
+      this.buffer.restoreOffsets(batch.offsets);
+      this.log.warn('offset commit failed; will retry with the next flush', describe(err));
+    }
+  }
+
+  private stallPoint(at: AggregatorConfig['AGGREGATOR_TEST_STALL_AT']): boolean {
+    return this.cfg.AGGREGATOR_TEST_STALL_AT === at && this.flushCount === this.cfg.AGGREGATOR_TEST_STALL_ON_FLUSH;
+  }
+
+  /** TEST ONLY (AGGREGATOR_TEST_STALL_AT): never returns, so a crash test can SIGKILL us right here. */
+  private async testStall(at: AggregatorConfig['AGGREGATOR_TEST_STALL_AT']): Promise<void> {
+    if (!this.stallPoint(at)) return;
+    this.log.warn('test stall', { at, flush: this.flushCount });
+    await new Promise<never>(() => undefined);
+  }
+
+  async retentionSweep(): Promise<string[]> {
+    const cutoff = utcDay(this.now()) - this.cfg.AGGREGATOR_RETENTION_DAYS;
+    try {
+      const dropped = await this.sink.dropPartitionsOlderThan(cutoff);
+      this.m.partitionsDropped.inc(dropped.length);
+      if (dropped.length) this.log.info('retention dropped day partitions', { partitions: dropped.join(',') });
+      return dropped;
+    } catch (err) {
+      this.m.clickhouseErrors.inc({ op: 'retention' });
+      this.log.warn('retention sweep failed; will try again', describe(err));
+      return [];
+    }
+  }
+
+  ready(): ReadinessCheck {
+    const checks = { kafka: this.joined ? 'ok' : 'not in group', clickhouse: this.sinkOk ? 'ok' : 'insert failing' };
+    return { ok: this.joined && this.sinkOk && !this.stopping, checks };
+  }
+
+  /** Flushes what was read (insert, then commit) and leaves the group. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.retentionTimer) clearInterval(this.retentionTimer);
+    try {
+      this.consumer.pause([{ topic: this.topic }]);
+    } catch {
+      // not running yet
+    }
+    await this.batchInProgress;
+    while (this.flushing) await this.flushing;
+    await this.kickFlush();
+    await this.consumer.disconnect();
+  }
+}
+
+function describe(err: unknown): Record<string, string> {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return { error: `${err.name}${code ? `[${String(code)}]` : ''}: ${err.message}` };
+  }
+  return { error: String(err) };
+}

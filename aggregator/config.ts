@@ -1,0 +1,101 @@
+/**
+ * Typed configuration of the aggregator, read once at start from `AGGREGATOR_*` (its own) and
+ * `PIPELINE_*` (shared with ingest: brokers, topic names). Unknown `AGGREGATOR_*` variables stop the
+ * process (runtime/config.ts). Settings whose defaults guard correctness (autoCommit off, commit only
+ * after the insert) are not settings at all: they are fixed in consumer.ts.
+ */
+import { defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
+import { pipelineSettings } from '../runtime/pipeline.ts';
+
+export const AGGREGATOR_PREFIX = 'AGGREGATOR_';
+
+export const aggregatorSettings = defineSettings({
+  AGGREGATOR_PORT: { kind: 'int', min: 0, max: 65535, default: 18081, doc: 'Port of /metrics, /healthz and /readyz (0 = any free port).' },
+  AGGREGATOR_GROUP_ID: {
+    kind: 'string',
+    pattern: /^[A-Za-z0-9._-]{1,200}$/,
+    default: 'telemetry-aggregator',
+    doc: 'Kafka consumer group; every copy with the same group shares the partitions of the events topic.',
+  },
+  AGGREGATOR_SESSION_TIMEOUT_MS: {
+    kind: 'int',
+    min: 6000,
+    max: 300_000,
+    default: 10_000,
+    doc: 'Kafka group session timeout: how soon the partitions of a member that died are handed to the others.',
+  },
+  AGGREGATOR_FROM_BEGINNING: {
+    kind: 'bool',
+    default: true,
+    doc: 'Where a group with no committed offset starts: true = earliest retained event (no loss on first start).',
+  },
+  AGGREGATOR_CLICKHOUSE: {
+    kind: 'enum',
+    values: ['server', 'embedded'] as const,
+    default: 'server',
+    doc: 'Sink: `server` = ClickHouse over HTTP (@clickhouse/client), `embedded` = in-process chdb at AGGREGATOR_CHDB_PATH.',
+  },
+  AGGREGATOR_CLICKHOUSE_URL: { kind: 'url', default: 'http://127.0.0.1:18123', doc: 'ClickHouse HTTP endpoint (server sink). The default is the local stack.' },
+  AGGREGATOR_CLICKHOUSE_USER: { kind: 'string', default: 'default', doc: 'ClickHouse user (server sink).' },
+  AGGREGATOR_CLICKHOUSE_PASSWORD: { kind: 'string', secret: true, default: '', doc: 'ClickHouse password (server sink).' },
+  AGGREGATOR_CHDB_PATH: { kind: 'string', default: '.local/chdb', doc: 'Data folder of the embedded chdb sink (one process may open it at a time).' },
+  AGGREGATOR_DATABASE: {
+    kind: 'string',
+    pattern: /^[A-Za-z_][A-Za-z0-9_]{0,62}$/,
+    default: 'analytics',
+    doc: 'ClickHouse database of the aggregate tables and analyst views (created by the migrations).',
+  },
+  AGGREGATOR_FLUSH_INTERVAL_MS: { kind: 'int', min: 10, max: 60_000, default: 500, doc: 'Flush buffered rows at least this often (bounds ingest-ack-to-visible delay).' },
+  AGGREGATOR_FLUSH_MAX_ROWS: { kind: 'int', min: 1, max: 10_000_000, default: 50_000, doc: 'Flush early when this many rows are buffered.' },
+  AGGREGATOR_MAX_BUFFERED_ROWS: {
+    kind: 'int',
+    min: 1,
+    max: 50_000_000,
+    default: 200_000,
+    doc: 'Pause consuming when this many rows wait for ClickHouse (memory bound while it is down or slow; one fetch may overshoot).',
+  },
+  AGGREGATOR_MAX_LATENESS_DAYS: { kind: 'int', min: 0, max: 365, default: 3, doc: 'Events whose UTC day is older than today minus this many days are counted as late and kept out.' },
+  AGGREGATOR_FUTURE_SKEW_MS: { kind: 'int', min: 0, max: 86_400_000, default: 600_000, doc: 'Events dated after now + this skew are counted as future and kept out.' },
+  AGGREGATOR_MIN_GROUP_DEVICES: {
+    kind: 'int',
+    min: 1,
+    max: 1_000_000,
+    default: 5,
+    doc: 'k-anonymity threshold: output groups with fewer distinct devices are suppressed (query command; baked into the views at migration time).',
+  },
+  AGGREGATOR_RETENTION_DAYS: { kind: 'int', min: 1, max: 100_000, default: 400, doc: 'Day partitions older than this are dropped (see README, Retention).' },
+  AGGREGATOR_RETENTION_INTERVAL_MS: { kind: 'int', min: 1000, max: 86_400_000, default: 3_600_000, doc: 'How often the retention sweep runs.' },
+  AGGREGATOR_RETRY_INITIAL_MS: { kind: 'int', min: 1, max: 60_000, default: 200, doc: 'First back-off after a failed ClickHouse insert (doubles per attempt).' },
+  AGGREGATOR_RETRY_MAX_MS: { kind: 'int', min: 1, max: 300_000, default: 5_000, doc: 'Cap of the insert back-off.' },
+  AGGREGATOR_INSERT_TIMEOUT_MS: { kind: 'int', min: 100, max: 600_000, default: 30_000, doc: 'An insert taking longer is abandoned and retried (retry is harmless: states are idempotent).' },
+  AGGREGATOR_LOG_LEVEL: { kind: 'enum', values: ['debug', 'info', 'warn', 'error'] as const, default: 'info', doc: 'Log level.' },
+  AGGREGATOR_UNSAFE_COUNT_ROWS: {
+    kind: 'bool',
+    default: false,
+    doc: 'TEST ONLY, never in production: negative control. Every delivered row gets a fresh random event key, so sessions and crashes become counts of delivered rows (what count() would give) and replays double count.',
+  },
+  AGGREGATOR_TEST_STALL_AT: {
+    kind: 'enum',
+    values: ['none', 'before_insert', 'during_insert', 'after_insert'] as const,
+    default: 'none',
+    doc: 'TEST ONLY: stall forever at this point of a flush (logs `test stall`), so a crash test can SIGKILL the process inside that failure window.',
+  },
+  AGGREGATOR_TEST_STALL_ON_FLUSH: { kind: 'int', min: 1, max: 1_000_000, default: 1, doc: 'TEST ONLY: which non-empty flush (1 = first) stalls when AGGREGATOR_TEST_STALL_AT is set.' },
+});
+
+/** Everything the aggregator reads: its own settings and the shared pipeline ones. */
+export const aggregatorConfigSpec = { ...pipelineSettings, ...aggregatorSettings };
+
+/**
+ * ConfigOf infers an enum setting's type from its default as well as its values, which widens it to
+ * string; the enum settings are narrowed back here (loadConfig has checked them against `values`).
+ */
+export type AggregatorConfig = Omit<ConfigOf<typeof aggregatorConfigSpec>, 'AGGREGATOR_CLICKHOUSE' | 'AGGREGATOR_LOG_LEVEL' | 'AGGREGATOR_TEST_STALL_AT'> & {
+  readonly AGGREGATOR_CLICKHOUSE: 'server' | 'embedded';
+  readonly AGGREGATOR_LOG_LEVEL: 'debug' | 'info' | 'warn' | 'error';
+  readonly AGGREGATOR_TEST_STALL_AT: 'none' | 'before_insert' | 'during_insert' | 'after_insert';
+};
+
+export function loadAggregatorConfig(env: NodeJS.ProcessEnv = process.env): AggregatorConfig {
+  return loadConfig(aggregatorConfigSpec, { prefixes: [AGGREGATOR_PREFIX, 'PIPELINE_'], env }) as AggregatorConfig;
+}

@@ -1,0 +1,38 @@
+/**
+ * Error catalogue of `aggregator/` (house style: one `as const` code list, so a code is a union type).
+ * Data problems in a record (undecodable bytes, an event outside the lateness window) are values
+ * (`FactVerdict`), counted in metrics; the classes below are for broken infrastructure and bad input
+ * from an operator or analyst (migrations, sink failures, query arguments).
+ */
+export const AGGREGATOR_ERROR_CODES = [
+  // Operator / analyst input.
+  'AGG_BAD_ARGUMENT',
+  'AGG_BAD_DAY',
+  'AGG_BAD_DIMENSION',
+  // Sink: ClickHouse server or chdb.
+  'AGG_SINK_UNAVAILABLE',
+  'AGG_SINK_QUERY_FAILED',
+  'AGG_SINK_INSERT_FAILED',
+  'AGG_MIGRATION_FAILED',
+  'AGG_MIGRATION_CHANGED',
+  // Kafka.
+  'AGG_COMMIT_FAILED',
+] as const;
+
+export type AggregatorErrorCode = (typeof AGGREGATOR_ERROR_CODES)[number];
+
+export class AggregatorError extends Error {
+  override readonly name: string = 'AggregatorError';
+  constructor(
+    readonly code: AggregatorErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** An analyst's command line or a query request is wrong; the message says what to type instead. */
+export class QueryArgumentError extends AggregatorError {
+  override readonly name: string = 'QueryArgumentError';
+}

@@ -1,0 +1,53 @@
+/**
+ * The narrow interface between the aggregator and ClickHouse. Two implementations answer it with the
+ * same DDL and the same SQL: the ClickHouse server over HTTP (sink-server.ts) and embedded chdb
+ * (sink-chdb.ts). Everything above this file is engine-agnostic.
+ */
+import type { FactRow } from './facts.ts';
+import type { MigrationParams } from './migrate.ts';
+
+export interface InsertOptions {
+  /**
+   * TEST ONLY: called once half of the payload has been handed to ClickHouse and before the rest is.
+   * A crash test stalls here to SIGKILL the process in the middle of an insert.
+   */
+  midway?: () => Promise<void>;
+}
+
+export interface Sink {
+  readonly kind: 'server' | 'embedded';
+  readonly database: string;
+  /** Applies pending migrations (repeatable: running it twice is harmless). */
+  migrate(): Promise<void>;
+  /** Inserts fact rows into `<db>.facts_in` (fed through the materialized view into `daily_agg`). */
+  insertFacts(rows: readonly FactRow[], opts?: InsertOptions): Promise<void>;
+  /** Runs a SELECT and returns its rows (JSONEachRow; 64-bit integers may arrive as strings). */
+  query<T>(sql: string): Promise<T[]>;
+  /** Drops whole day partitions of `daily_agg` older than `day`; returns the dropped partition ids. */
+  dropPartitionsOlderThan(day: number): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+export interface SinkOptions extends MigrationParams {
+  kind: 'server' | 'embedded';
+  url: string;
+  user: string;
+  password: string;
+  chdbPath: string;
+  insertTimeoutMs: number;
+}
+
+/** Partition ids of `daily_agg` are YYYYMMDD (PARTITION BY day); this picks those before `day`. */
+export function partitionsOlderThan(ids: readonly string[], day: number): string[] {
+  const cutoff = new Date(day * 86_400_000).toISOString().slice(0, 10).replace(/-/g, '');
+  return ids.filter((id) => /^\d{8}$/.test(id) && id < cutoff).sort();
+}
+
+export async function createSink(o: SinkOptions): Promise<Sink> {
+  if (o.kind === 'embedded') {
+    const { ChdbSink } = await import('./sink-chdb.ts');
+    return new ChdbSink(o);
+  }
+  const { ServerSink } = await import('./sink-server.ts');
+  return new ServerSink(o);
+}
