@@ -1,0 +1,107 @@
+/**
+ * Configuration of one ingest worker: environment variables with the `INGEST_` prefix, plus the
+ * pipeline-wide `PIPELINE_` ones (Kafka, topic names) shared with the aggregator. Read once at start;
+ * an unknown or invalid variable stops the process with one line (runtime/config.ts).
+ *
+ * Safety settings that are NOT configurable (they would need a code change, on purpose):
+ * acks=all and the idempotent producer (produce.ts). The one switch that weakens acknowledgement,
+ * `INGEST_UNSAFE_ACK_BEFORE_PRODUCE`, exists only so the fault tests can show they detect lost
+ * acknowledged batches (their negative control); its name says what it does and it is off by default.
+ */
+import os from 'node:os';
+import { defineSettings, loadConfig, pipelineSettings, type ConfigOf } from '../runtime/index.ts';
+import { CATEGORIES } from '../schemas/categories.ts';
+import { ZONES, type Zone } from '../schemas/contract.ts';
+
+const MiB = 1024 * 1024;
+
+export const ingestSettings = defineSettings({
+  INGEST_HOST: { kind: 'string', default: '127.0.0.1', doc: 'Address to listen on; 0.0.0.0 in containers.' },
+  INGEST_PORT: { kind: 'int', min: 0, max: 65535, default: 18080, doc: 'HTTP port (0 = any free port, for tests).' },
+
+  INGEST_MAX_BODY_BYTES: { kind: 'int', min: 1024, default: 2 * MiB, doc: 'Largest request body on the wire; larger is 413, decided from Content-Length before reading (or while streaming a chunked body).' },
+  INGEST_MAX_DECOMPRESSED_BYTES: { kind: 'int', min: 1024, default: 8 * MiB, doc: 'Largest body after gunzip and after inflating Avro container blocks; larger is 413. Bounds what one worker task can allocate.' },
+  INGEST_MAX_EVENTS_PER_BATCH: { kind: 'int', min: 1, default: 5000, doc: 'Most events one batch may hold (Avro array bomb guard).' },
+  INGEST_MAX_STRING_BYTES: { kind: 'int', min: 64, default: 64 * 1024, doc: 'Longest string/bytes value inside a batch (Avro string bomb guard).' },
+
+  INGEST_MAX_INFLIGHT_BYTES: { kind: 'int', min: 1024, default: 64 * MiB, doc: 'Sum of body sizes admitted and not yet answered; a request that would pass it gets 429 before its body is read.' },
+  INGEST_MAX_QUEUED_BATCHES: { kind: 'int', min: 0, default: 64, doc: 'Batches waiting for a pool worker; past it new requests get 429 before their body is read.' },
+  INGEST_POOL_THREADS: { kind: 'int', min: 1, max: 64, default: Math.max(1, os.availableParallelism()), doc: 'Worker threads that decode, validate and split batches. Default: available cores.' },
+  INGEST_TASK_TIMEOUT_MS: { kind: 'int', min: 10, default: 5000, doc: 'A batch still being processed after this long is aborted (its worker is terminated) and answered 400.' },
+  INGEST_TASK_MAX_HEAP_MB: { kind: 'int', min: 16, default: 256, doc: 'Heap limit of each worker thread (resourceLimits.maxOldGenerationSizeMb); a batch that exhausts it is answered 400 and the worker replaced.' },
+
+  INGEST_PRODUCE_TIMEOUT_MS: { kind: 'int', min: 100, default: 10_000, doc: 'A batch not acknowledged by Kafka within this time is answered 503 (the device retries; duplicates are removed downstream by event_key).' },
+  INGEST_KAFKA_COMPRESSION: { kind: 'enum', values: ['none', 'gzip'] as const, default: 'none', doc: 'Record batch compression. none: measured faster on one box (see README, bench); gzip for WAN links to a remote cluster.' },
+  INGEST_KAFKA_CLIENT_ID: { kind: 'string', default: 'ingest', doc: 'Kafka client id (shown in broker logs and quotas).' },
+  INGEST_KAFKA_RETRIES: { kind: 'int', min: 0, max: 20, default: 3, doc: 'kafkajs retries of one produce request before the batch is answered 503.' },
+  INGEST_KAFKA_LINGER_MS: { kind: 'int', min: 0, max: 100, default: 0, doc: 'Extra wait to coalesce batches of concurrent requests into one produce call (0: only coalesce while a call is in flight).' },
+  INGEST_ZONE_BROKERS_CN: { kind: 'list', default: [], doc: 'Kafka bootstrap servers of the Mainland China zone (policy 6) for its personal and rejects topics; empty = PIPELINE_KAFKA_BROKERS.' },
+  INGEST_ZONE_BROKERS_RU: { kind: 'list', default: [], doc: 'As INGEST_ZONE_BROKERS_CN, for Russia.' },
+  INGEST_ZONE_BROKERS_IN: { kind: 'list', default: [], doc: 'As INGEST_ZONE_BROKERS_CN, for India.' },
+  INGEST_ZONE_BROKERS_ROW: { kind: 'list', default: [], doc: 'As INGEST_ZONE_BROKERS_CN, for the rest of the world.' },
+
+  INGEST_TOPICS: { kind: 'enum', values: ['create', 'verify'] as const, default: 'create', doc: 'At start: create missing topics with the settings below, or only verify they exist and refuse to start if one is missing.' },
+  INGEST_TOPIC_PARTITIONS: { kind: 'int', min: 1, max: 10_000, default: 6, doc: 'Partitions of a created topic (events, personal and rejects).' },
+  INGEST_TOPIC_REPLICATION: { kind: 'int', min: 1, max: 7, default: 1, doc: 'Replication factor of a created topic (1 on the single-node local stack; 3 in production).' },
+  INGEST_EVENTS_RETENTION_MS: { kind: 'int', min: 60_000, default: 7 * 24 * 3600 * 1000, doc: 'retention.ms of the events topic: how far back the aggregator can replay.' },
+  INGEST_REJECTS_RETENTION_MS: { kind: 'int', min: 60_000, default: 7 * 24 * 3600 * 1000, doc: 'retention.ms of the rejects topics (unclassified, so personal: kept briefly).' },
+
+  INGEST_RETRY_AFTER_OVERLOAD_S: { kind: 'int', min: 1, max: 3600, default: 1, doc: 'Retry-After of a 429.' },
+  INGEST_RETRY_AFTER_UNAVAILABLE_S: { kind: 'int', min: 1, max: 3600, default: 5, doc: 'Retry-After of a 503 (Kafka unavailable, shutting down).' },
+
+  INGEST_HEADERS_TIMEOUT_MS: { kind: 'int', min: 100, default: 10_000, doc: 'Time a client has to send all request headers (slow-loris cut).' },
+  INGEST_REQUEST_TIMEOUT_MS: { kind: 'int', min: 100, default: 30_000, doc: 'Time a client has to send the whole request.' },
+  INGEST_KEEPALIVE_TIMEOUT_MS: { kind: 'int', min: 100, default: 65_000, doc: 'Idle keep-alive connection lifetime; above the usual 60 s load-balancer idle timeout so the balancer closes first.' },
+  INGEST_MAX_CONNECTIONS: { kind: 'int', min: 1, default: 4096, doc: 'Open connections at most; further ones are closed at once.' },
+  INGEST_MAX_HEADERS_COUNT: { kind: 'int', min: 8, max: 2000, default: 64, doc: 'Request headers at most.' },
+  INGEST_SHUTDOWN_DRAIN_MS: { kind: 'int', min: 0, default: 20_000, doc: 'On SIGTERM, time allowed to finish in-flight batches and flush the producer before exiting.' },
+
+  INGEST_TOKEN_KEY_DIR: { kind: 'string', default: '.local/token-keys', doc: 'Directory of the day secrets of the daily token (schemas FileKeySource), shared by every ingest copy of a zone; secrets past their grace period are destroyed hourly (DESIGN principle 3).' },
+
+  INGEST_LOG_LEVEL: { kind: 'enum', values: ['debug', 'info', 'warn', 'error'] as const, default: 'info', doc: 'Log level.' },
+  INGEST_DEBUG_LOG_PERSONAL_DATA: { kind: 'bool', default: false, doc: 'DEBUG ONLY: log rejected payloads, which may hold personal data (policy 4.1). Never on in production.' },
+  INGEST_UNSAFE_ACK_BEFORE_PRODUCE: { kind: 'bool', default: false, doc: 'UNSAFE, TESTS ONLY: answer 200 before Kafka acknowledged. Exists so fault tests can prove they catch lost batches.' },
+});
+
+export const ingestConfigSpec = { ...pipelineSettings, ...ingestSettings };
+export type IngestConfig = ConfigOf<typeof ingestConfigSpec>;
+
+export const INGEST_PREFIXES = ['INGEST_', 'PIPELINE_'] as const;
+
+/** Throws `ConfigError` (one line per problem) on any unknown or invalid variable. */
+export function loadIngestConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
+  return loadConfig(ingestConfigSpec, { prefixes: INGEST_PREFIXES, env });
+}
+
+/** Bootstrap servers per zone: a zone may live on its own cluster (policy 6, in-country storage). */
+export function zoneBrokers(c: IngestConfig): Record<Zone, string[]> {
+  const pick = (l: string[]) => (l.length > 0 ? l : c.PIPELINE_KAFKA_BROKERS);
+  return {
+    cn: pick(c.INGEST_ZONE_BROKERS_CN),
+    ru: pick(c.INGEST_ZONE_BROKERS_RU),
+    in: pick(c.INGEST_ZONE_BROKERS_IN),
+    row: pick(c.INGEST_ZONE_BROKERS_ROW),
+  };
+}
+
+/** ISO 8601 duration (days, months, years: what the category map uses) -> milliseconds. */
+export function isoDurationMs(d: string): number {
+  const m = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$/.exec(d);
+  if (!m) throw new Error(`unsupported ISO 8601 duration ${d}`);
+  const day = 24 * 3600 * 1000;
+  return (Number(m[1] ?? 0) * 365 + Number(m[2] ?? 0) * 30 + Number(m[3] ?? 0) * 7 + Number(m[4] ?? 0)) * day;
+}
+
+/**
+ * retention.ms of the personal topics, from the category map (policy 4.4): the longest retention of
+ * any stored personal category, since one personal record carries fields of several categories.
+ */
+export function personalRetentionMs(): number {
+  let max = 0;
+  for (const entry of Object.values(CATEGORIES)) {
+    if (entry.personal) max = Math.max(max, isoDurationMs(entry.retention));
+  }
+  return max;
+}
+
+export { ZONES };

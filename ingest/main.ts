@@ -1,0 +1,66 @@
+/**
+ * `npm run ingest`: one stateless ingest worker. Any number run side by side behind a load balancer;
+ * none keeps state a request depends on (the day secrets live in a directory they share).
+ *
+ * SIGTERM/SIGINT: stop accepting, finish in-flight batches within INGEST_SHUTDOWN_DRAIN_MS, flush and
+ * disconnect the producer, exit 0. A batch is answered 200 only after Kafka acknowledged it, so
+ * nothing answered 200 can be lost by stopping; a batch cut off by the drain deadline gets no 200 and
+ * the device sends it again.
+ */
+import { ConfigError, createLogger, type Level } from '../runtime/index.ts';
+import { DailyTokenizer, FileKeySource } from '../schemas/tokenizer.ts';
+import { loadIngestConfig } from './config.ts';
+import { startIngest } from './http.ts';
+
+async function main(): Promise<void> {
+  let cfg;
+  try {
+    cfg = loadIngestConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`ingest: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const log = createLogger({ service: 'ingest', level: cfg.INGEST_LOG_LEVEL as Level, logPersonalData: cfg.INGEST_DEBUG_LOG_PERSONAL_DATA });
+  if (cfg.INGEST_UNSAFE_ACK_BEFORE_PRODUCE) log.warn('UNSAFE: INGEST_UNSAFE_ACK_BEFORE_PRODUCE is on; batches are answered 200 before Kafka acknowledged them');
+  if (cfg.INGEST_DEBUG_LOG_PERSONAL_DATA) log.warn('INGEST_DEBUG_LOG_PERSONAL_DATA is on: logs may contain personal data');
+
+  let svc;
+  try {
+    svc = await startIngest(cfg, { log, tokenKeys: { kind: 'file', dir: cfg.INGEST_TOKEN_KEY_DIR } });
+  } catch (e) {
+    process.stderr.write(`ingest: cannot start: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+
+  // Destroy day secrets whose grace has passed (DESIGN principle 3): after that nobody can link a
+  // daily token back to a device. Workers refuse events of such days on their own (`too_late`).
+  const keys = new DailyTokenizer(new FileKeySource(cfg.INGEST_TOKEN_KEY_DIR));
+  const rotate = () => {
+    const gone = keys.rotate(Date.now());
+    if (gone.length) log.info('destroyed day secrets', { days: gone.length });
+  };
+  rotate();
+  const rotation = setInterval(rotate, 3_600_000).unref();
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(rotation);
+    log.info('stopping', { signal });
+    svc.close().then(
+      ({ drained }) => process.exit(drained ? 0 : 1),
+      (e: unknown) => {
+        log.error('stop failed', {}, e);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+void main();

@@ -1,0 +1,58 @@
+/**
+ * Prometheus metrics of one ingest worker. A registry per service instance (not prom-client's global
+ * one) so tests can run several servers in one process without their counters mixing.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface IngestMetrics {
+  registry: Registry;
+  requests: Counter<'status' | 'code'>;
+  eventsAccepted: Counter;
+  eventsRejected: Counter<'reason'>;
+  eventsDroppedConsent: Counter<'reason'>;
+  batchEvents: Histogram;
+  requestSeconds: Histogram<'status'>;
+  produceSeconds: Histogram<'cluster'>;
+  produceRecords: Counter<'topic_kind'>;
+  poolQueueDepth: Gauge;
+  poolUtilisation: Gauge;
+  poolThreads: Gauge;
+  inflightBytes: Gauge;
+  inflightBatches: Gauge;
+  kafkaReady: Gauge;
+}
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}): IngestMetrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'ingest_process_' });
+  const r = [registry];
+  return {
+    registry,
+    requests: new Counter({ name: 'ingest_requests_total', help: 'HTTP requests by status and error code', labelNames: ['status', 'code'], registers: r }),
+    eventsAccepted: new Counter({ name: 'ingest_events_accepted_total', help: 'Events acknowledged by Kafka and answered 200', registers: r }),
+    eventsRejected: new Counter({ name: 'ingest_events_rejected_total', help: 'Events rejected, by reason code', labelNames: ['reason'], registers: r }),
+    eventsDroppedConsent: new Counter({ name: 'ingest_events_dropped_consent_total', help: 'Events dropped for lack of consent, by reason', labelNames: ['reason'], registers: r }),
+    batchEvents: new Histogram({ name: 'ingest_batch_events', help: 'Events per batch', buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000], registers: r }),
+    requestSeconds: new Histogram({
+      name: 'ingest_request_duration_seconds',
+      help: 'Time from request to response, by status',
+      labelNames: ['status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: r,
+    }),
+    produceSeconds: new Histogram({
+      name: 'ingest_kafka_produce_duration_seconds',
+      help: 'Time of one produce call (acks=all) per cluster',
+      labelNames: ['cluster'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: r,
+    }),
+    produceRecords: new Counter({ name: 'ingest_kafka_records_total', help: 'Records acknowledged by Kafka, by topic kind', labelNames: ['topic_kind'], registers: r }),
+    poolQueueDepth: new Gauge({ name: 'ingest_pool_queue_depth', help: 'Batches waiting for a pool worker', registers: r }),
+    poolUtilisation: new Gauge({ name: 'ingest_pool_utilisation', help: 'Share of pool capacity used since start (piscina utilization, 0..1)', registers: r }),
+    poolThreads: new Gauge({ name: 'ingest_pool_threads', help: 'Worker threads alive', registers: r }),
+    inflightBytes: new Gauge({ name: 'ingest_inflight_bytes', help: 'Body bytes admitted and not yet answered', registers: r }),
+    inflightBatches: new Gauge({ name: 'ingest_inflight_batches', help: 'Batches admitted and not yet answered', registers: r }),
+    kafkaReady: new Gauge({ name: 'ingest_kafka_ready', help: '1 when the last produce/metadata call succeeded', registers: r }),
+  };
+}

@@ -1,0 +1,327 @@
+/**
+ * Kafka side of ingest: topics, idempotent producers (one per cluster), and the acknowledgement rule.
+ *
+ * Topics (policy 1.1.4 "used separately", section 6 residency):
+ * - events topic (`PIPELINE_TOPIC_EVENTS`): non-personal EventFacts keyed by daily token, on the main cluster;
+ * - personal topic of each zone (`PIPELINE_TOPIC_PERSONAL_PREFIX` + zone), on that zone's cluster;
+ * - rejects topic of each zone (`PIPELINE_TOPIC_REJECTS_PREFIX` + zone): rejected events are
+ *   unclassified and may hold personal values, so they belong to the personal zone and its cluster.
+ *
+ * Acknowledgement: a batch's `send` resolves only when every cluster it touched acknowledged every
+ * record with acks=all. Not configurable: acks=-1 and `idempotent: true` are fixed here (STYLE:
+ * settings that guard safety need a code change).
+ *
+ * Coalescing: kafkajs serialises the produce requests of an idempotent producer per broker (a mutex
+ * around sequence numbers, eosManager.acquireBrokerLock), so many concurrent 50-record sends would
+ * queue behind each other as 50-record requests. Instead each cluster keeps one produce call in flight
+ * and the batches that arrive meanwhile go out together in the next call. Every batch still gets its
+ * own outcome: a failed call fails (503) every batch it carried, never only some of them.
+ */
+import { CompressionTypes, Kafka, logLevel, type Admin, type Message, type Producer, type TopicMessages } from 'kafkajs';
+import type { Logger } from '../runtime/index.ts';
+import { personalTopic, rejectsTopic } from '../runtime/index.ts';
+import { ZONES, type OutRecord, type Zone } from '../schemas/contract.ts';
+import { personalRetentionMs, zoneBrokers, type IngestConfig } from './config.ts';
+import { IngestError } from './errors.ts';
+import type { IngestMetrics } from './metrics.ts';
+
+export interface BatchRecords {
+  events: OutRecord[];
+  personal: Array<OutRecord & { zone: Zone }>;
+  rejected: Array<OutRecord & { zone: Zone }>;
+}
+
+interface TopicSpec {
+  topic: string;
+  cluster: string;
+  retentionMs: number;
+}
+
+interface Pending {
+  byTopic: Map<string, Message[]>;
+  count: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** One Kafka cluster: its producer and the coalescing queue in front of it. */
+class ClusterProducer {
+  private producer: Producer;
+  private queue: Pending[] = [];
+  private inFlight = false;
+  private connected = false;
+  private lastError: string | undefined;
+  /** Set after a failed call: the next call first replaces the producer (fresh producer id). */
+  private needsReset = false;
+
+  constructor(
+    readonly name: string,
+    private readonly kafka: Kafka,
+    private readonly cfg: IngestConfig,
+    private readonly metrics: IngestMetrics,
+    private readonly log: Logger,
+  ) {
+    this.producer = this.newProducer();
+  }
+
+  private newProducer(): Producer {
+    return this.kafka.producer({
+      idempotent: true,
+      // kafkajs would otherwise retry an idempotent send forever (retries = MAX_SAFE_INTEGER) and the
+      // device would wait with it. We bound retries and answer 503 instead; a batch that was in fact
+      // written before the failure is written again on the device's retry and deduplicated downstream
+      // by event_key, so bounded retries cost duplicates on Kafka, never lost or double-counted events.
+      retry: { retries: this.cfg.INGEST_KAFKA_RETRIES, initialRetryTime: 100, maxRetryTime: 2000 },
+      allowAutoTopicCreation: false,
+      maxInFlightRequests: 1,
+    });
+  }
+
+  get ready(): boolean {
+    return this.connected && this.lastError === undefined;
+  }
+
+  get error(): string | undefined {
+    return this.connected ? this.lastError : 'not connected';
+  }
+
+  async connect(): Promise<void> {
+    await this.producer.connect();
+    this.connected = true;
+  }
+
+  enqueue(byTopic: Map<string, Message[]>, count: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ byTopic, count, resolve, reject });
+      if (!this.inFlight) this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    this.inFlight = true;
+    const linger = this.cfg.INGEST_KAFKA_LINGER_MS;
+    if (linger > 0) setTimeout(() => void this.flush(), linger);
+    else setImmediate(() => void this.flush());
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) {
+      this.inFlight = false;
+      return;
+    }
+    const merged = new Map<string, Message[]>();
+    for (const p of batch) {
+      for (const [topic, msgs] of p.byTopic) {
+        const list = merged.get(topic);
+        if (list) for (const m of msgs) list.push(m);
+        else merged.set(topic, msgs.slice());
+      }
+    }
+    const topicMessages: TopicMessages[] = [...merged].map(([topic, messages]) => ({ topic, messages }));
+    const t0 = performance.now();
+    try {
+      if (this.needsReset) await this.reset();
+      await withDeadline(
+        this.producer.sendBatch({
+          topicMessages,
+          acks: -1,
+          timeout: this.cfg.INGEST_PRODUCE_TIMEOUT_MS,
+          compression: this.cfg.INGEST_KAFKA_COMPRESSION === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+        }),
+        this.cfg.INGEST_PRODUCE_TIMEOUT_MS,
+      );
+      this.metrics.produceSeconds.observe({ cluster: this.name }, (performance.now() - t0) / 1000);
+      if (this.lastError !== undefined) this.log.info('kafka produce recovered', { cluster: this.name });
+      this.lastError = undefined;
+      for (const p of batch) p.resolve();
+    } catch (e) {
+      this.lastError = (e as Error).message ?? String(e);
+      this.needsReset = true;
+      this.log.warn('kafka produce failed', { cluster: this.name, batches: batch.length, error: this.lastError });
+      const err = new IngestError('INGEST_KAFKA_UNAVAILABLE', `Kafka did not acknowledge the batch: ${this.lastError}`, { cause: e });
+      for (const p of batch) p.reject(err);
+    }
+    if (this.queue.length > 0) this.schedule();
+    else this.inFlight = false;
+  }
+
+  /**
+   * After a failure we start a fresh idempotent producer: kafkajs can otherwise keep stale sequence
+   * state for a partition whose request failed in an unknown state, and every later send would fail
+   * with OUT_OF_ORDER_SEQUENCE_NUMBER. A new producer id makes the broker start a new sequence.
+   */
+  private async reset(): Promise<void> {
+    const old = this.producer;
+    this.producer = this.newProducer();
+    void old.disconnect().catch(() => {});
+    await this.producer.connect();
+    this.needsReset = false;
+  }
+
+  async probe(admin: Admin): Promise<void> {
+    // A cheap metadata round trip tells whether the cluster answers, without producing anything.
+    await withDeadline(admin.fetchTopicMetadata({ topics: [] }), 3000);
+  }
+
+  async stop(): Promise<void> {
+    // Wait for the call in flight and anything queued behind it.
+    for (let i = 0; i < 1000 && (this.inFlight || this.queue.length > 0); i++) await new Promise((r) => setTimeout(r, 10));
+    await this.producer.disconnect().catch(() => {});
+    this.connected = false;
+  }
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from Kafka within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** Topic names and placement derived from configuration and the category map. */
+export function topicPlan(cfg: IngestConfig): TopicSpec[] {
+  const brokers = zoneBrokers(cfg);
+  const main = clusterKey(cfg.PIPELINE_KAFKA_BROKERS);
+  const plan: TopicSpec[] = [{ topic: cfg.PIPELINE_TOPIC_EVENTS, cluster: main, retentionMs: cfg.INGEST_EVENTS_RETENTION_MS }];
+  const personalMs = personalRetentionMs();
+  for (const z of ZONES) {
+    const cluster = clusterKey(brokers[z]);
+    plan.push({ topic: personalTopic(cfg.PIPELINE_TOPIC_PERSONAL_PREFIX, z), cluster, retentionMs: personalMs });
+    plan.push({ topic: rejectsTopic(cfg.PIPELINE_TOPIC_REJECTS_PREFIX, z), cluster, retentionMs: cfg.INGEST_REJECTS_RETENTION_MS });
+  }
+  return plan;
+}
+
+function clusterKey(brokers: string[]): string {
+  return brokers.join(',');
+}
+
+export class KafkaSink {
+  private readonly clusters = new Map<string, { kafka: Kafka; admin: Admin; producer: ClusterProducer }>();
+  private readonly eventsCluster: string;
+  private readonly zoneCluster: Record<Zone, string>;
+  private readonly personalTopics: Record<Zone, string>;
+  private readonly rejectsTopics: Record<Zone, string>;
+
+  constructor(
+    private readonly cfg: IngestConfig,
+    private readonly metrics: IngestMetrics,
+    private readonly log: Logger,
+  ) {
+    const brokers = zoneBrokers(cfg);
+    this.eventsCluster = clusterKey(cfg.PIPELINE_KAFKA_BROKERS);
+    this.zoneCluster = Object.fromEntries(ZONES.map((z) => [z, clusterKey(brokers[z])])) as Record<Zone, string>;
+    this.personalTopics = Object.fromEntries(ZONES.map((z) => [z, personalTopic(cfg.PIPELINE_TOPIC_PERSONAL_PREFIX, z)])) as Record<Zone, string>;
+    this.rejectsTopics = Object.fromEntries(ZONES.map((z) => [z, rejectsTopic(cfg.PIPELINE_TOPIC_REJECTS_PREFIX, z)])) as Record<Zone, string>;
+    const keys = new Set([this.eventsCluster, ...Object.values(this.zoneCluster)]);
+    let n = 0;
+    for (const key of keys) {
+      const kafka = new Kafka({
+        clientId: cfg.INGEST_KAFKA_CLIENT_ID,
+        brokers: key.split(','),
+        logLevel: logLevel.NOTHING,
+        connectionTimeout: 3000,
+        requestTimeout: cfg.INGEST_PRODUCE_TIMEOUT_MS,
+        retry: { retries: cfg.INGEST_KAFKA_RETRIES, initialRetryTime: 100, maxRetryTime: 2000 },
+      });
+      const name = n++ === 0 ? 'main' : `cluster${n - 1}`;
+      this.clusters.set(key, { kafka, admin: kafka.admin(), producer: new ClusterProducer(name, kafka, cfg, metrics, log) });
+    }
+  }
+
+  /**
+   * Connects, creates or verifies topics (INGEST_TOPICS), connects producers. Throws an Error whose
+   * message is one line saying what is missing, for main.ts to print before exiting.
+   */
+  async start(): Promise<void> {
+    const plan = topicPlan(this.cfg);
+    for (const [key, c] of this.clusters) {
+      await c.admin.connect();
+      const wanted = plan.filter((t) => t.cluster === key);
+      const existing = new Set(await c.admin.listTopics());
+      const missing = wanted.filter((t) => !existing.has(t.topic));
+      if (missing.length > 0) {
+        if (this.cfg.INGEST_TOPICS === 'verify') {
+          throw new Error(`missing Kafka topics on ${key}: ${missing.map((t) => t.topic).join(', ')} (create them, or start with INGEST_TOPICS=create)`);
+        }
+        await c.admin.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((t) => ({
+            topic: t.topic,
+            numPartitions: this.cfg.INGEST_TOPIC_PARTITIONS,
+            replicationFactor: this.cfg.INGEST_TOPIC_REPLICATION,
+            configEntries: [
+              { name: 'retention.ms', value: String(t.retentionMs) },
+              // acks=all is only as strong as the ISR it waits for: with replication >= 3 require 2.
+              { name: 'min.insync.replicas', value: String(Math.max(1, Math.min(2, this.cfg.INGEST_TOPIC_REPLICATION - 1))) },
+            ],
+          })),
+        });
+        this.log.info('created kafka topics', { cluster: c.producer.name, topics: missing.map((t) => t.topic).join(',') });
+      }
+      await c.producer.connect();
+    }
+    this.metrics.kafkaReady.set(1);
+  }
+
+  /** Resolves when Kafka acknowledged (acks=all) every record; otherwise rejects with INGEST_KAFKA_UNAVAILABLE. */
+  async send(r: BatchRecords): Promise<void> {
+    const perCluster = new Map<string, { byTopic: Map<string, Message[]>; count: number }>();
+    const add = (cluster: string, topic: string, rec: OutRecord) => {
+      let c = perCluster.get(cluster);
+      if (!c) perCluster.set(cluster, (c = { byTopic: new Map(), count: 0 }));
+      let list = c.byTopic.get(topic);
+      if (!list) c.byTopic.set(topic, (list = []));
+      list.push(rec.headers ? { key: rec.key, value: rec.value, headers: rec.headers } : { key: rec.key, value: rec.value });
+      c.count++;
+    };
+    for (const e of r.events) add(this.eventsCluster, this.cfg.PIPELINE_TOPIC_EVENTS, e);
+    for (const p of r.personal) add(this.zoneCluster[p.zone], this.personalTopics[p.zone], p);
+    for (const x of r.rejected) add(this.zoneCluster[x.zone], this.rejectsTopics[x.zone], x);
+    if (perCluster.size === 0) return;
+    try {
+      await Promise.all([...perCluster].map(([key, c]) => this.clusters.get(key)!.producer.enqueue(c.byTopic, c.count)));
+    } catch (e) {
+      this.metrics.kafkaReady.set(0);
+      throw e;
+    }
+    this.metrics.kafkaReady.set(1);
+    this.metrics.produceRecords.inc({ topic_kind: 'events' }, r.events.length);
+    this.metrics.produceRecords.inc({ topic_kind: 'personal' }, r.personal.length);
+    this.metrics.produceRecords.inc({ topic_kind: 'rejects' }, r.rejected.length);
+  }
+
+  /**
+   * Readiness: every producer's last call succeeded. A producer that failed is probed with a
+   * metadata request so /readyz turns true again once Kafka answers, even with no traffic.
+   */
+  async ready(): Promise<{ ok: boolean; checks: Record<string, string> }> {
+    const checks: Record<string, string> = {};
+    let ok = true;
+    for (const c of this.clusters.values()) {
+      if (c.producer.ready) {
+        checks[`kafka_${c.producer.name}`] = 'ok';
+        continue;
+      }
+      try {
+        await c.producer.probe(c.admin);
+        // Reachable again: report ready so traffic returns; the next produce call starts a fresh producer.
+        checks[`kafka_${c.producer.name}`] = 'ok (reachable; last produce failed)';
+      } catch (e) {
+        ok = false;
+        checks[`kafka_${c.producer.name}`] = `unreachable: ${(e as Error).message}`;
+      }
+    }
+    return { ok, checks };
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.clusters.values()) {
+      await c.producer.stop();
+      await c.admin.disconnect().catch(() => {});
+    }
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * The piscina task: one whole batch per task, all of its CPU work off the HTTP thread.
+ *
+ *   body bytes (moved in) -> gunzip (capped) -> Avro container / JSON -> guarded decode
+ *   -> schemas processBatch (validate, consent, classify, split, tokenise, encode)
+ *   -> one ArrayBuffer holding every record's key and value (moved out)
+ *
+ * Moving rather than copying: the request body's ArrayBuffer is transferred in, and all output records
+ * are packed into one fresh ArrayBuffer plus a small Uint32 index that are transferred back, so a batch
+ * crosses the thread boundary without a copy of its payload (structured clone would copy every Buffer).
+ *
+ * Every data error is returned as a value (`IngestFailure`); anything thrown is a bug or a limit hit,
+ * and the HTTP side maps a worker killed by the time or memory limit to INGEST_BATCH_TOO_EXPENSIVE.
+ */
+import { Piscina } from 'piscina';
+import type { EventReject, OutRecord, SplitResult, Zone } from '../schemas/contract.ts';
+import { DailyTokenizer, EnvKeySource, FileKeySource, type KeySource } from '../schemas/tokenizer.ts';
+import { decompress, type ContentEncoding } from './body.ts';
+import { readContainer, DEFAULT_CONTAINER_LIMITS, type ContainerLimits } from './container.ts';
+import { fail, type IngestFailure, type IngestErrorCode } from './errors.ts';
+import { loadSchemas, type GuardLimits, type SchemasApi } from './pipeline.ts';
+
+export type BodyFormat = 'avro' | 'json';
+
+export interface WorkerTask {
+  body: ArrayBuffer;
+  length: number;
+  format: BodyFormat;
+  encoding: ContentEncoding;
+  receivedAt: number;
+  clientIp?: string;
+}
+
+export interface WorkerOptions {
+  maxDecompressedBytes: number;
+  maxEventsPerBatch: number;
+  maxStringBytes: number;
+  tokenKeys: { kind: 'file'; dir: string } | { kind: 'env'; spec: string };
+}
+
+/** Kinds of packed records (index column 0). */
+export const REC_EVENT = 0;
+export const REC_PERSONAL = 1;
+export const REC_REJECTED = 2;
+export const ZONE_CODES: readonly Zone[] = ['cn', 'ru', 'in', 'row'];
+/** u32 columns per record in the index: kind, zone, keyOffset, keyLength, valueOffset, valueLength. */
+export const INDEX_WIDTH = 6;
+
+export interface WorkerSuccess {
+  ok: true;
+  accepted: number;
+  droppedConsent: Record<string, number>;
+  rejects: EventReject[];
+  /** Events in the batch as sent (accepted + dropped + rejected). */
+  eventCount: number;
+  data: ArrayBuffer;
+  index: ArrayBuffer;
+  /** Headers of record i, or null; omitted entirely when no record has any (the usual case). */
+  headers: Array<Record<string, string> | null> | null;
+}
+
+export type WorkerResult = WorkerSuccess | IngestFailure;
+
+interface State {
+  api: SchemasApi;
+  pipeline: ReturnType<SchemasApi['compilePipeline']>;
+  tokenizer: DailyTokenizer;
+  opts: WorkerOptions;
+  container: ContainerLimits;
+  guard: Partial<GuardLimits>;
+}
+
+let state: Promise<State> | undefined;
+
+function init(opts: WorkerOptions): Promise<State> {
+  state ??= (async () => {
+    const api = await loadSchemas();
+    const source: KeySource = opts.tokenKeys.kind === 'file' ? new FileKeySource(opts.tokenKeys.dir) : new EnvKeySource(opts.tokenKeys.spec);
+    return {
+      api,
+      pipeline: api.compilePipeline(),
+      tokenizer: new DailyTokenizer(source),
+      opts,
+      container: { ...DEFAULT_CONTAINER_LIMITS, maxDecompressedBytes: opts.maxDecompressedBytes },
+      guard: { maxArrayItems: opts.maxEventsPerBatch, maxStringBytes: opts.maxStringBytes, maxMapEntries: 1000, maxDepth: 32 },
+    };
+  })();
+  return state;
+}
+
+/** Decodes the body into one Batch value, or says why it cannot be read. */
+export function decodeBody(s: Pick<State, 'api' | 'container' | 'guard'>, body: Buffer, format: BodyFormat): { ok: true; batch: unknown } | IngestFailure {
+  if (body.length === 0) return fail('INGEST_BODY_EMPTY', 'empty body: send one batch');
+  if (format === 'json') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch (e) {
+      return fail('INGEST_BAD_JSON', `body is not valid JSON: ${(e as Error).message.slice(0, 200)}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail('INGEST_BAD_JSON', 'body must be one JSON object (a Batch)');
+    return { ok: true, batch: parsed };
+  }
+  const c = readContainer(body, s.container);
+  if (!c.ok) return c;
+  if (c.value.objectCount !== 1 || c.value.blocks.length !== 1) {
+    return fail('INGEST_BATCH_INVALID', `an upload holds exactly one Batch record, this container holds ${c.value.objectCount}`);
+  }
+  try {
+    const writer = s.api.resolveWriter(c.value.schemaJson);
+    const data = c.value.blocks[0]!.data;
+    return { ok: true, batch: guardedDecodeWith(s, writer, data) };
+  } catch (e) {
+    return schemaFailure(e);
+  }
+}
+
+/**
+ * `resolveWriter` gives the writer type (and, when it differs from the current schema, a resolver into
+ * it). The guard walks the bytes against the *writer* schema, since those are the bytes on the wire.
+ */
+function guardedDecodeWith(s: Pick<State, 'api' | 'guard'>, writer: unknown, data: Buffer): unknown {
+  const w = writer as { writer?: import('avsc').Type; type?: import('avsc').Type; resolver?: import('avsc').Resolver; decode?: (b: Buffer, l: unknown) => unknown };
+  if (typeof w.decode === 'function') return w.decode(data, s.guard);
+  const type = w.writer ?? w.type ?? (writer as import('avsc').Type);
+  const value = s.api.guardedDecode(type, data, s.guard);
+  if (w.resolver) return s.api.batchType.fromBuffer(data, w.resolver);
+  return value;
+}
+
+const SCHEMA_TO_INGEST: Record<string, IngestErrorCode> = {
+  SCHEMA_UNRESOLVABLE_WRITER: 'INGEST_WRITER_SCHEMA_UNRESOLVABLE',
+  SCHEMA_UNKNOWN_FINGERPRINT: 'INGEST_WRITER_SCHEMA_UNRESOLVABLE',
+  SCHEMA_INCOMPATIBLE_CHANGE: 'INGEST_WRITER_SCHEMA_UNRESOLVABLE',
+};
+
+/** Typed errors of schemas/ -> ingest failures; anything else is a bug and is rethrown. */
+function schemaFailure(e: unknown): IngestFailure {
+  const code = (e as { code?: unknown }).code;
+  const name = (e as { name?: unknown }).name;
+  const msg = (e as Error).message ?? String(e);
+  if (typeof code === 'string') {
+    const mapped = SCHEMA_TO_INGEST[code];
+    if (mapped) return fail(mapped, msg);
+    if (code.startsWith('AVRO_')) return fail('INGEST_AVRO_INVALID', msg);
+    if (name === 'BatchError' || code.startsWith('SCHEMA_')) return fail('INGEST_BATCH_INVALID', msg);
+  }
+  throw e;
+}
+
+/** Packs every output record into one ArrayBuffer + index, so they can be moved, not cloned. */
+export function packRecords(r: Pick<SplitResult, 'events' | 'personal' | 'rejected'>): { data: ArrayBuffer; index: ArrayBuffer; headers: Array<Record<string, string> | null> | null } {
+  const n = r.events.length + r.personal.length + r.rejected.length;
+  let bytes = 0;
+  for (const list of [r.events, r.personal, r.rejected] as OutRecord[][]) for (const x of list) bytes += x.key.length + x.value.length;
+  const data = new Uint8Array(new ArrayBuffer(bytes));
+  const index = new Uint32Array(n * INDEX_WIDTH);
+  let headers: Array<Record<string, string> | null> | null = null;
+  let at = 0;
+  let i = 0;
+  const put = (kind: number, zone: Zone | undefined, x: OutRecord) => {
+    const o = i * INDEX_WIDTH;
+    index[o] = kind;
+    index[o + 1] = zone ? ZONE_CODES.indexOf(zone) : 0;
+    index[o + 2] = at;
+    index[o + 3] = x.key.length;
+    data.set(x.key, at);
+    at += x.key.length;
+    index[o + 4] = at;
+    index[o + 5] = x.value.length;
+    data.set(x.value, at);
+    at += x.value.length;
+    if (x.headers) {
+      headers ??= new Array<Record<string, string> | null>(n).fill(null);
+      headers[i] = x.headers;
+    }
+    i++;
+  };
+  for (const x of r.events) put(REC_EVENT, undefined, x);
+  for (const x of r.personal) put(REC_PERSONAL, x.zone, x);
+  for (const x of r.rejected) put(REC_REJECTED, x.zone, x);
+  return { data: data.buffer, index: index.buffer, headers };
+}
+
+/** Inverse of `packRecords`, on the HTTP thread: Buffers are views on the moved ArrayBuffer (no copy). */
+export function unpackRecords(w: Pick<WorkerSuccess, 'data' | 'index' | 'headers'>): Pick<SplitResult, 'events' | 'personal' | 'rejected'> {
+  const index = new Uint32Array(w.index);
+  const out: Pick<SplitResult, 'events' | 'personal' | 'rejected'> = { events: [], personal: [], rejected: [] };
+  for (let i = 0, o = 0; o < index.length; i++, o += INDEX_WIDTH) {
+    const rec: OutRecord = { key: Buffer.from(w.data, index[o + 2]!, index[o + 3]!), value: Buffer.from(w.data, index[o + 4]!, index[o + 5]!) };
+    const h = w.headers?.[i];
+    if (h) rec.headers = h;
+    const kind = index[o]!;
+    if (kind === REC_EVENT) out.events.push(rec);
+    else (kind === REC_PERSONAL ? out.personal : out.rejected).push({ ...rec, zone: ZONE_CODES[index[o + 1]!]! });
+  }
+  return out;
+}
+
+/** Marks the result's ArrayBuffers for transfer (piscina's Transferable protocol). */
+function movable(result: WorkerResult): unknown {
+  if (!result.ok) return result;
+  return {
+    get [Piscina.transferableSymbol]() {
+      return [result.data, result.index];
+    },
+    get [Piscina.valueSymbol]() {
+      return result;
+    },
+  };
+}
+
+export default async function processTask(task: WorkerTask): Promise<unknown> {
+  const s = await init(Piscina.workerData as WorkerOptions);
+  const raw = Buffer.from(task.body, 0, task.length);
+  const body = decompress(raw, task.encoding, s.opts.maxDecompressedBytes);
+  if (!body.ok) return body;
+  const decoded = decodeBody(s, body.value, task.format);
+  if (!decoded.ok) return decoded;
+  let split: SplitResult;
+  try {
+    const ctx = task.clientIp === undefined ? { receivedAt: task.receivedAt, tokenizer: s.tokenizer } : { receivedAt: task.receivedAt, clientIp: task.clientIp, tokenizer: s.tokenizer };
+    split = s.pipeline.processBatch(decoded.batch, ctx);
+  } catch (e) {
+    return schemaFailure(e);
+  }
+  const dropped = Object.values(split.droppedConsent).reduce((a, b) => a + b, 0);
+  const eventCount = split.accepted + dropped + split.rejects.length;
+  if (eventCount === 0) return fail('INGEST_BATCH_EMPTY', 'the batch holds no events: send at least one');
+  const packed = packRecords(split);
+  return movable({ ok: true, accepted: split.accepted, droppedConsent: split.droppedConsent, rejects: split.rejects, eventCount, ...packed });
+}
