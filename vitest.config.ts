@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 // Two projects: unit tests need nothing running; integration tests (`*.int.test.ts`) run against the
-// real Kafka broker and ClickHouse that `test/global-setup.ts` brings up (or reuses) via deploy/local.
+// real Kafka broker and ClickHouse that `deploy/local/vitest-global-setup.ts` brings up (or reuses) via deploy/local.
 export default defineConfig({
   test: {
     projects: [
@@ -18,7 +18,7 @@ export default defineConfig({
           name: 'integration',
           include: ['{ingest,aggregator,schemas,runtime,bench,deploy,test}/**/*.int.test.ts'],
           exclude: ['node_modules/**', '.local/**', 'dist/**'],
-          globalSetup: ['test/global-setup.ts'],
+          globalSetup: ['deploy/local/vitest-global-setup.ts'],
           testTimeout: 120_000,
           hookTimeout: 180_000,
           // Integration suites share one broker and one ClickHouse on a 2-core machine; running them
