@@ -9,11 +9,12 @@ import type avro from 'avsc';
 import type { SplitResult } from '../schemas/contract.ts';
 import type { DailyTokenizer } from '../schemas/tokenizer.ts';
 
+/** schemas/guard.ts `DecodeLimits`. */
 export interface GuardLimits {
-  maxArrayItems: number;
-  maxMapEntries: number;
-  maxStringBytes: number;
-  maxDepth: number;
+  maxStringLength: number;
+  maxCollectionLength: number;
+  maxTotalItems: number;
+  maxItems?: Record<string, number>;
 }
 
 export interface ProcessContext {
@@ -26,7 +27,7 @@ export interface SchemasApi {
   compilePipeline(opts?: unknown): { processBatch(batch: unknown, ctx: ProcessContext): SplitResult };
   batchType: avro.Type;
   resolveWriter(writerSchemaJson: string): unknown;
-  guardedDecode(type: avro.Type, buf: Buffer, limits: Partial<GuardLimits>): unknown;
+  guardedDecode(type: avro.Type, buf: Buffer, limits: GuardLimits, reader?: avro.Type): unknown;
 }
 
 export async function loadSchemas(): Promise<SchemasApi> {

@@ -67,7 +67,7 @@ interface State {
   tokenizer: DailyTokenizer;
   opts: WorkerOptions;
   container: ContainerLimits;
-  guard: Partial<GuardLimits>;
+  guard: GuardLimits;
 }
 
 let state: Promise<State> | undefined;
@@ -82,7 +82,7 @@ function init(opts: WorkerOptions): Promise<State> {
       tokenizer: new DailyTokenizer(source),
       opts,
       container: { ...DEFAULT_CONTAINER_LIMITS, maxDecompressedBytes: opts.maxDecompressedBytes },
-      guard: { maxArrayItems: opts.maxEventsPerBatch, maxStringBytes: opts.maxStringBytes, maxMapEntries: 1000, maxDepth: 32 },
+      guard: { maxStringLength: opts.maxStringBytes, maxCollectionLength: opts.maxEventsPerBatch, maxTotalItems: opts.maxEventsPerBatch * 20 },
     };
   })();
   return state;

@@ -1,0 +1,146 @@
+/**
+ * HTTP-level behaviour that is decided before a batch reaches a worker or Kafka: status codes from
+ * headers, backpressure, slow-loris cut. The record sink here is an in-memory recorder (this is a
+ * unit test: nothing is produced); everything that reaches Kafka is tested in ingest.int.test.ts
+ * against the real broker.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { request } from 'node:http';
+import { loadIngestConfig } from './config.ts';
+import { startIngest, type IngestService, type RecordSink } from './http.ts';
+import type { BatchRecords } from './produce.ts';
+
+class RecordingSink implements RecordSink {
+  sent: BatchRecords[] = [];
+  async start() {}
+  async send(r: BatchRecords) {
+    this.sent.push(r);
+  }
+  async ready() {
+    return { ok: true, checks: { sink: 'memory' } };
+  }
+  async stop() {}
+}
+
+const quiet = { debug() {}, info() {}, warn() {}, error() {}, personal() {}, child() { return quiet; } };
+
+async function start(env: Record<string, string>): Promise<IngestService> {
+  const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', ...env });
+  return startIngest(cfg, { sink: new RecordingSink(), log: quiet, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
+}
+
+function call(port: number, opts: { method?: string; path?: string; headers?: Record<string, string>; body?: Buffer }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; json: any }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method: opts.method ?? 'POST', path: opts.path ?? '/v1/batches', headers: opts.headers ?? {} }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, json: text.startsWith('{') ? JSON.parse(text) : text });
+      });
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+describe('ingest HTTP limits (no Kafka needed)', () => {
+  let svc: IngestService;
+  beforeAll(async () => {
+    svc = await start({ INGEST_MAX_BODY_BYTES: '4096', INGEST_MAX_INFLIGHT_BYTES: '6000', INGEST_HEADERS_TIMEOUT_MS: '400', INGEST_REQUEST_TIMEOUT_MS: '5000' });
+  });
+  afterAll(async () => {
+    await svc.close();
+  });
+
+  it('answers 415 for an unknown content type or encoding, 404/405 for other routes', async () => {
+    const a = await call(svc.port, { headers: { 'content-type': 'text/plain' }, body: Buffer.from('x') });
+    expect(a.status).toBe(415);
+    expect(a.json.error.code).toBe('INGEST_UNSUPPORTED_CONTENT_TYPE');
+    const b = await call(svc.port, { headers: { 'content-type': 'avro/binary', 'content-encoding': 'br' }, body: Buffer.from('x') });
+    expect(b.status).toBe(415);
+    expect((await call(svc.port, { path: '/nope' })).status).toBe(404);
+    expect((await call(svc.port, { method: 'GET' })).status).toBe(405);
+    expect((await call(svc.port, { method: 'GET', path: '/healthz' })).status).toBe(200);
+  });
+
+  it('answers 413 from Content-Length before the body is read', async () => {
+    // Announce 1 GiB and send only the headers: the answer must come without the body.
+    const sock = net.connect(svc.port, '127.0.0.1');
+    const got = new Promise<string>((resolve) => {
+      let text = '';
+      sock.on('data', (d) => (text += d.toString()));
+      sock.on('close', () => resolve(text));
+    });
+    sock.write('POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: avro/binary\r\nContent-Length: 1073741824\r\n\r\n');
+    const text = await got;
+    expect(text).toMatch(/^HTTP\/1.1 413/);
+    expect(text).toContain('INGEST_BODY_TOO_LARGE');
+  });
+
+  it('answers 413 while streaming a chunked body past the limit', async () => {
+    const r = await new Promise<number>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: svc.port, method: 'POST', path: '/v1/batches', headers: { 'content-type': 'avro/binary', 'transfer-encoding': 'chunked' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', (e) => reject(e));
+      for (let i = 0; i < 10; i++) req.write(Buffer.alloc(1000));
+      req.end();
+    });
+    expect(r).toBe(413);
+  });
+
+  it('answers 429 with Retry-After before reading the body when in-flight bytes would pass the bound', async () => {
+    // Request A announces 4000 bytes and sends none of them: it holds its reservation.
+    const a = net.connect(svc.port, '127.0.0.1');
+    a.write('POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: avro/binary\r\nContent-Length: 4000\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 100));
+    const b = await call(svc.port, { headers: { 'content-type': 'avro/binary', 'content-length': '3000' }, body: Buffer.alloc(3000) });
+    expect(b.status).toBe(429);
+    expect(b.headers['retry-after']).toBe('1');
+    expect(b.json.error.code).toBe('INGEST_OVERLOADED');
+    a.destroy();
+    // After A is gone its reservation is released: a small request is admitted again (it reaches the
+    // decoder and is refused as an unreadable container, not as overload).
+    await new Promise((r) => setTimeout(r, 100));
+    const c = await call(svc.port, { headers: { 'content-type': 'avro/binary' }, body: Buffer.from('garbage') });
+    expect(c.status).not.toBe(429);
+  });
+
+  it('cuts a slow-loris client while serving a normal one; a server without the timeout does not (control)', async () => {
+    const trickle = (port: number) => {
+      const s = net.connect(port, '127.0.0.1');
+      let closed = false;
+      s.on('close', () => (closed = true));
+      s.on('error', () => {});
+      s.write('POST /v1/batches HTTP/1.1\r\nHost: x\r\n');
+      let i = 0;
+      const t = setInterval(() => {
+        if (!closed) s.write(`X-Slow-${i++}: a\r\n`);
+      }, 100);
+      return { isClosed: () => closed, stop: () => (clearInterval(t), s.destroy()) };
+    };
+    const slow = trickle(svc.port);
+    // A normal client is served while the slow one trickles.
+    const ok = await call(svc.port, { method: 'GET', path: '/healthz' });
+    expect(ok.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(slow.isClosed()).toBe(true);
+    slow.stop();
+
+    const lax = await start({ INGEST_HEADERS_TIMEOUT_MS: '60000', INGEST_REQUEST_TIMEOUT_MS: '120000' });
+    try {
+      const slow2 = trickle(lax.port);
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(slow2.isClosed()).toBe(false);
+      slow2.stop();
+    } finally {
+      await lax.close();
+    }
+  });
+});
