@@ -30,3 +30,13 @@ export function encodeEventFact(f: EventFact): Buffer {
 export function decodeEventFact(buf: Buffer): EventFact {
   return eventFactCodec.decode(buf);
 }
+
+export { compilePipeline, buildPersonalSchema } from './compile.ts';
+export type { Pipeline, PipelineOptions, ProcessContext } from './compile.ts';
+export { CATEGORIES, DERIVATIONS, RESIDENCY, MCC_COUNTRY, zoneOf } from './categories.ts';
+export type { CategoryEntry, CategoryMap, CategoryName, Consent, Derivation } from './categories.ts';
+export { DailyTokenizer, EnvKeySource, FileKeySource, DAY_MS, dayOfIso, isoOfDay } from './tokenizer.ts';
+export type { KeySource, TokenizerOptions, TokenRefusal } from './tokenizer.ts';
+export { guardedDecode, guardBody, DEFAULT_LIMITS } from './guard.ts';
+export type { DecodeLimits } from './guard.ts';
+export { readSchema, typeOf } from './load.ts';

@@ -10,6 +10,7 @@ export function readSchema(name: string): Schema {
 }
 
 /** avsc type of a schema; extra attributes are ignored by avsc and do not change the fingerprint. */
-export function typeOf(schema: Schema): avro.Type {
-  return avro.Type.forSchema(schema as avro.Schema, { wrapUnions: false });
+/** Unions of several records are wrapped (`{ "telemetry.v1.Crash": {...} }`), nullable ones are not. */
+export function typeOf(schema: Schema, wrapUnions: 'auto' | boolean = 'auto'): avro.Type {
+  return avro.Type.forSchema(schema as avro.Schema, { wrapUnions } as avro.ForSchemaOptions);
 }

@@ -1,0 +1,501 @@
+/**
+ * The compiler: Batch schema + EventFact schema + category map -> `processBatch`, which validates,
+ * enforces consent, tokenises, splits and encodes one decoded batch.
+ *
+ * Everything policy-related is derived from the map at build time:
+ * - which fields are personal (personal record) and which consent strips them (consent effects);
+ * - the personal record's Avro schema: the batch schema filtered to personal categories whose retention
+ *   is not P0D (generated, see `personalSchema`), plus ingest's received time, zone and client IP;
+ * - the EventFact: each output field declares `from` (an input path) and `via` (a derivation); the
+ *   build fails unless the map allows that derivation for the input field's category, and `copy` /
+ *   `union_branch` are refused for any personal category whatever the map says.
+ * A field with no category or an unknown one fails the build with its path (SchemaBuildError).
+ */
+import avro from 'avsc';
+import { CATEGORIES, MCC_COUNTRY, RESIDENCY, zoneOf, type CategoryMap, type Derivation } from './categories.ts';
+import { classify, shortName, type FieldInfo, type SchemaNode } from './classify.ts';
+import type { EventReject, OutRecord, SplitResult, Zone } from './contract.ts';
+import { SchemaBuildError, type SchemaErrorCode } from './errors.ts';
+import { compileFlatWriter, Slab } from './fact-writer.ts';
+import { readSchema, typeOf } from './load.ts';
+import { DAY_MS, type DailyTokenizer } from './tokenizer.ts';
+import { compileCheck, type Invalid } from './validate.ts';
+import { headerFor } from './wire.ts';
+
+export interface PipelineOptions {
+  /** Inject another map (tests: the negative control of the leak property). @default CATEGORIES */
+  categories?: CategoryMap;
+  /** @default schemas/avro/batch.avsc */
+  batchSchema?: SchemaNode;
+  /** @default schemas/avro/event-fact.avsc */
+  eventFactSchema?: SchemaNode;
+  /** Most events per batch (overrides the schema's `maxItems` on `events`). @default 1000 */
+  maxEvents?: number;
+  /** Applied to strings without their own `maxLength`. @default 65536 */
+  maxStringLength?: number;
+  /** Confluent schema registry ids; when set, that record type uses the 5-byte wire format. */
+  registryIds?: { eventFact?: number; personal?: number; reject?: number };
+  /** Residency rule. @default RESIDENCY */
+  residency?: typeof RESIDENCY;
+}
+
+export interface ProcessContext {
+  receivedAt: number;
+  clientIp?: string;
+  tokenizer: DailyTokenizer;
+}
+
+export interface Pipeline {
+  processBatch(batch: unknown, ctx: ProcessContext): SplitResult;
+  readonly batchType: avro.Type;
+  readonly eventFactType: avro.Type;
+  readonly personalType: avro.Type;
+  readonly rejectType: avro.Type;
+  /** Field path -> category, for tests and the docs. */
+  readonly fields: ReadonlyMap<string, FieldInfo>;
+}
+
+/** What a consent switched off does: analytics drops the events, personalised ads strips fields. */
+const CONSENT_EFFECT = { analytics: 'drop_events', personalised_ads: 'strip_field' } as const;
+
+const IMPLICIT_NON_PERSONAL: ReadonlySet<Derivation> = new Set(['copy', 'union_branch']);
+
+export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
+  const map = opts.categories ?? (CATEGORIES as CategoryMap);
+  const batchSchema = opts.batchSchema ?? readSchema('batch');
+  const factSchema = opts.eventFactSchema ?? readSchema('event-fact');
+  const fields = classify(batchSchema, map);
+
+  const eventsInfo = fields.get('events');
+  if (!eventsInfo) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `${batchSchema.name}.events`, 'the batch schema needs an `events` array');
+  const maxEvents = opts.maxEvents ?? eventsInfo.field.maxItems ?? 1000;
+  const maxStringLength = opts.maxStringLength ?? 65_536;
+
+  // ---- validation: the batch without its events, and one event ----------------------------------
+  const eventsField = (batchSchema.fields as SchemaNode[]).find((f) => f.name === 'events');
+  eventsField.maxItems = maxEvents;
+  const checkBatch = compileCheck(batchSchema, { maxStringLength, maxCollectionLength: maxEvents, skipItems: new Set(['events']) });
+  const batchType = typeOf(batchSchema, 'auto');
+  const eventType = (batchType as any).field('events').type.itemsType as avro.Type;
+  const eventSchemaNode = eventType.schema({ exportAttrs: true });
+  // exportAttrs keeps our attributes (category, maxLength, format) on the event's fields.
+  const checkEvent = compileCheck(eventSchemaNode, { maxStringLength, maxCollectionLength: maxEvents });
+
+  // ---- consent: which fields each consent strips (derived from the map) ---------------------------
+  const consentField = (name: string) => fields.get(`consent.${name}`);
+  for (const c of Object.keys(CONSENT_EFFECT)) {
+    if (!consentField(c)) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `${batchSchema.name}.consent.${c}`, `the batch needs consent.${c} (policy 1.2, 5.1)`);
+  }
+  const stripOnNoAds = [...fields.values()].filter((f) => f.entry.consent === 'personalised_ads' && f.step.kind === 'field');
+  for (const f of stripOnNoAds) {
+    if (!(Array.isArray(f.field.type) && f.field.type.includes('null'))) {
+      throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', f.schemaPath, `field ${f.schemaPath} is gated by personalised_ads consent, so it must be nullable to be stripped`);
+    }
+  }
+
+  // ---- personal record: generated schema + projection ----------------------------------------------
+  const personalSchema = buildPersonalSchema(batchSchema, fields);
+  const personalType = typeOf(personalSchema, 'auto');
+  classify(personalSchema, map); // the generated schema must itself be fully categorised
+  const project = compileProjection(batchSchema, fields, stripOnNoAds.map((f) => f.path));
+
+  // ---- EventFact wiring -------------------------------------------------------------------------------
+  const eventFactType = typeOf(factSchema);
+  const wiring = compileWiring(factSchema, fields, map);
+  const factWriter = compileFlatWriter(eventFactType);
+  const factHeader = headerFor(eventFactType, opts.registryIds?.eventFact);
+  const personalHeader = headerFor(personalType, opts.registryIds?.personal);
+  const rejectType = typeOf(readSchema('reject'));
+  const rejectHeader = headerFor(rejectType, opts.registryIds?.reject);
+  const residency = opts.residency ?? RESIDENCY;
+
+  const payloadInfo = fields.get('events[].payload');
+  const branchKeys = payloadInfo?.branches?.map((b) => b.fullname) ?? [];
+
+  const frame = (header: Buffer, body: Buffer): Buffer => Buffer.concat([header, body], header.length + body.length);
+
+  function rejectRecord(zone: Zone, key: Buffer, r: EventReject, raw: unknown, receivedAt: number): OutRecord & { zone: Zone } {
+    const rec = { received_at: receivedAt, zone, index: r.index, path: r.path, reason: r.reason, message: r.message, raw_event: rawText(eventType, raw) };
+    return { key, value: frame(rejectHeader, rejectType.toBuffer(rec)), zone };
+  }
+
+  function processBatch(batch: unknown, ctx: ProcessContext): SplitResult {
+    const result: SplitResult = { accepted: 0, droppedConsent: {}, rejects: [], events: [], personal: [], rejected: [] };
+    const bad = checkBatch(batch);
+    if (bad) {
+      // Batch-level problem: no record is written (the zone itself may be unknown), every event is
+      // reported through one reject with index -1.
+      result.rejects.push(batchReject(bad));
+      return result;
+    }
+    const b = batch as any;
+    const device = b.device;
+    const events = b.events as unknown[];
+    const identity = deviceIdentity(device);
+    if (!identity) {
+      result.rejects.push({ index: -1, path: 'device.device_id', reason: 'SCHEMA_BAD_DEVICE_CONTEXT', message: 'batch: field device.device_id: empty, and no other device identifier present' });
+      return result;
+    }
+    // Policy 1.2/5.1: no User Experience Program consent, no analytics: nothing is kept, not even the
+    // rejects (they would store the raw events).
+    if (b.consent.analytics !== true) {
+      if (events.length) result.droppedConsent.no_analytics_consent = events.length;
+      return result;
+    }
+    const zone = zoneOf(device.sim_mcc, device.region, residency);
+    const deviceKey = Buffer.from(identity.value, 'utf8');
+
+    // Validate each event; tokenise by day.
+    const ok: number[] = [];
+    const days: number[] = [];
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i] as any;
+      const e = checkEvent(ev);
+      let r: EventReject | undefined;
+      if (e) r = { index: i, path: e.path, reason: e.reason, message: `event ${i}: field ${e.path}: ${e.detail}` };
+      else {
+        const refusal = ctx.tokenizer.refusal(ev.time, ctx.receivedAt);
+        if (refusal) r = tokenReject(i, refusal);
+      }
+      if (r) {
+        result.rejects.push(r);
+        result.rejected.push(rejectRecord(zone, deviceKey, r, ev, ctx.receivedAt));
+        continue;
+      }
+      ok.push(i);
+      days.push(Math.floor(ev.time / DAY_MS));
+    }
+
+    // Day keys, daily tokens and event keys, per day present in the batch (usually one).
+    const tokenOf = new Map<number, Buffer>();
+    const keysOf = new Map<number, Buffer>(); // day -> concatenated event keys of that day's events
+    const order = new Map<number, number[]>();
+    for (let j = 0; j < ok.length; j++) {
+      const d = days[j]!;
+      let list = order.get(d);
+      if (!list) order.set(d, (list = []));
+      list.push(j);
+    }
+    const refusedDay = new Set<number>();
+    for (const [d, list] of order) {
+      const keys = ctx.tokenizer.keys(d, ctx.receivedAt);
+      if (!keys) {
+        refusedDay.add(d);
+        continue;
+      }
+      const token = ctx.tokenizer.dailyToken(keys, identity.value);
+      tokenOf.set(d, token);
+      const ids = Buffer.allocUnsafe(16 * list.length);
+      const toks = Buffer.allocUnsafe(16 * list.length);
+      for (let k = 0; k < list.length; k++) {
+        uuidInto((events[ok[list[k]!]!] as any).event_id, ids, 16 * k);
+        token.copy(toks, 16 * k);
+      }
+      keysOf.set(d, ctx.tokenizer.eventKeys(keys, ids, toks));
+    }
+
+    // Non-personal facts.
+    const batchValues = wiring.batchValues(b);
+    const slab = new Slab(ok.length * 160 + 256);
+    const values: unknown[] = new Array(wiring.count);
+    const seen = new Map<number, number>();
+    const keptForPersonal: unknown[] = [];
+    for (let j = 0; j < ok.length; j++) {
+      const i = ok[j]!;
+      const d = days[j]!;
+      const ev = events[i] as any;
+      if (refusedDay.has(d)) {
+        const r: EventReject = { index: i, path: 'time', reason: 'TOKEN_TOO_LATE', message: `event ${i}: field time: no secret for day ${new Date(d * DAY_MS).toISOString().slice(0, 10)} (too late, or not provisioned)` };
+        result.rejects.push(r);
+        result.rejected.push(rejectRecord(zone, deviceKey, r, ev, ctx.receivedAt));
+        continue;
+      }
+      const k = seen.get(d) ?? 0;
+      seen.set(d, k + 1);
+      const token = tokenOf.get(d)!;
+      wiring.eventValues(ev, batchValues, values, token, keysOf.get(d)!.subarray(16 * k, 16 * k + 16), branchKeys);
+      slab.ensure(factHeader.length + factWriter.bound(values));
+      const start = slab.pos;
+      factHeader.copy(slab.buf, start);
+      slab.pos += factHeader.length;
+      factWriter.write(slab, values);
+      result.events.push({ key: token, value: slab.buf.subarray(start, slab.pos) });
+      keptForPersonal.push(ev);
+      result.accepted++;
+    }
+
+    // Personal record: only when something was accepted (otherwise there is no purpose to keep it).
+    if (result.accepted > 0) {
+      const ads = b.consent.personalised_ads === true;
+      const value = project(b, keptForPersonal, ads, result.droppedConsent) as any;
+      value.received_at = ctx.receivedAt;
+      value.zone = zone;
+      value.client_ip = ctx.clientIp ?? null;
+      result.personal.push({ key: deviceKey, value: frame(personalHeader, personalType.toBuffer(value)), zone });
+    }
+    return result;
+  }
+
+  return { processBatch, batchType, eventFactType, personalType, rejectType, fields };
+}
+
+function batchReject(e: Invalid): EventReject {
+  return { index: -1, path: e.path, reason: e.reason, message: `batch: field ${e.path || '<root>'}: ${e.detail}` };
+}
+
+function tokenReject(i: number, refusal: 'too_late' | 'from_future' | 'no_day_secret'): EventReject {
+  const reason: SchemaErrorCode = refusal === 'from_future' ? 'TOKEN_FROM_FUTURE' : 'TOKEN_TOO_LATE';
+  const why =
+    refusal === 'from_future'
+      ? 'event time is further in the future than the allowed clock skew'
+      : refusal === 'too_late'
+        ? "event's day secret has been destroyed (older than the grace period)"
+        : "no secret for the event's day";
+  return { index: i, path: 'time', reason, message: `event ${i}: field time: ${why}` };
+}
+
+/** device_id, else the strongest identifier present (policy principle 3); tagged so kinds never collide. */
+function deviceIdentity(device: any): { value: string } | undefined {
+  if (typeof device.device_id === 'string' && device.device_id.length > 0) return { value: `device_id:${device.device_id}` };
+  if (typeof device.imei === 'string' && device.imei.length > 0) return { value: `imei:${device.imei}` };
+  if (typeof device.imsi === 'string' && device.imsi.length > 0) return { value: `imsi:${device.imsi}` };
+  return undefined;
+}
+
+const HEX = (() => {
+  const t = new Int8Array(128).fill(-1);
+  for (let i = 0; i < 10; i++) t[48 + i] = i;
+  for (let i = 0; i < 6; i++) t[65 + i] = t[97 + i] = 10 + i;
+  return t;
+})();
+
+/** Writes the 16 bytes of a validated canonical UUID string into `out` at `at`. */
+function uuidInto(s: string, out: Buffer, at: number): void {
+  let o = at;
+  for (let i = 0; i < 36; ) {
+    if (s.charCodeAt(i) === 45) {
+      i++;
+      continue;
+    }
+    out[o++] = (HEX[s.charCodeAt(i)]! << 4) | HEX[s.charCodeAt(i + 1)]!;
+    i += 2;
+  }
+}
+
+function rawText(eventType: avro.Type, raw: unknown): string {
+  let s: string;
+  try {
+    s = eventType.isValid(raw) ? eventType.toString(raw) : JSON.stringify(raw, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+  } catch {
+    s = String(raw);
+  }
+  return s.length > 65_536 ? s.slice(0, 65_536) : s;
+}
+
+// ---- EventFact wiring ---------------------------------------------------------------------------------
+
+interface Wiring {
+  count: number;
+  batchValues(batch: any): unknown[];
+  eventValues(ev: any, batchValues: unknown[], out: unknown[], token: Buffer, eventKey: Buffer, branchKeys: string[]): void;
+}
+
+const DERIVE: Record<Exclude<Derivation, 'daily_token' | 'event_key' | 'drop'>, (v: any, branchKeys: string[]) => unknown> = {
+  copy: (v) => v,
+  union_branch: (v, keys) => {
+    if (v === null || v === undefined) return null;
+    for (const k of keys) if (v[k] !== undefined) return snakeOf(k);
+    return null;
+  },
+  time_to_day: (v) => (typeof v === 'number' ? Math.floor(v / DAY_MS) : null),
+  mcc_to_country: (v) => (typeof v === 'string' ? MCC_COUNTRY[v] ?? 'ZZ' : 'ZZ'),
+};
+
+const snakeCache = new Map<string, string>();
+function snakeOf(fullname: string): string {
+  let s = snakeCache.get(fullname);
+  if (!s) snakeCache.set(fullname, (s = shortName(fullname).replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase()));
+  return s;
+}
+
+function compileWiring(factSchema: SchemaNode, fields: Map<string, FieldInfo>, map: CategoryMap): Wiring {
+  type Slot = { kind: 'batch'; get: (b: any) => unknown } | { kind: 'event'; get: (ev: any, keys: string[]) => unknown } | { kind: 'token' } | { kind: 'event_key' };
+  const slots: Slot[] = [];
+  for (const out of factSchema.fields as SchemaNode[]) {
+    const at = `${factSchema.name}.${out.name}`;
+    const via = out.via as Derivation | undefined;
+    const froms: string[] = out.from === undefined ? [] : Array.isArray(out.from) ? out.from : [out.from];
+    if (!via || froms.length === 0) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} must declare "from" (input path) and "via" (derivation)`);
+    const getters: ((root: any) => unknown)[] = [];
+    let scope: 'batch' | 'event' | undefined;
+    for (const from of froms) {
+      const info = fields.get(from);
+      if (!info) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} reads unknown input ${from}`);
+      const entry = map[info.category]!;
+      if (!entry.derivations.includes(via)) {
+        throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} reads ${from} (category ${info.category}) via "${via}", but the map allows only ${entry.derivations.join(', ')} for ${info.category}`);
+      }
+      if (entry.personal && IMPLICIT_NON_PERSONAL.has(via)) {
+        throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} would copy ${from} of personal category ${info.category} into non-personal output`);
+      }
+      const s = from.startsWith('events[].') || from === 'events[]' ? 'event' : 'batch';
+      if (scope && scope !== s) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} mixes batch and event inputs`);
+      scope = s;
+      getters.push(pathGetter(from, fields, s === 'event' ? 'events[]' : ''));
+    }
+    if (via === 'daily_token') slots.push({ kind: 'token' });
+    else if (via === 'event_key') slots.push({ kind: 'event_key' });
+    else if (via === 'drop') throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} uses "drop": remove the field instead`);
+    else {
+      const derive = DERIVE[via];
+      const first = (root: any, keys: string[]) => {
+        for (const g of getters) {
+          const v = derive(g(root), keys);
+          if (v !== null && v !== undefined) return v;
+        }
+        return null;
+      };
+      slots.push(scope === 'event' ? { kind: 'event', get: first } : { kind: 'batch', get: (b) => first(b, []) });
+    }
+  }
+  return {
+    count: slots.length,
+    batchValues(batch) {
+      return slots.map((s) => (s.kind === 'batch' ? s.get(batch) : undefined));
+    },
+    eventValues(ev, bv, out, token, eventKey, keys) {
+      for (let i = 0; i < slots.length; i++) {
+        const s = slots[i]!;
+        out[i] = s.kind === 'batch' ? bv[i] : s.kind === 'event' ? s.get(ev, keys) : s.kind === 'token' ? token : eventKey;
+      }
+    },
+  };
+}
+
+/** A getter from a scope root (the batch, or one event) to the value at `path` (null when absent). */
+function pathGetter(path: string, fields: Map<string, FieldInfo>, scope: string): (root: any) => unknown {
+  const steps: { kind: 'field' | 'branch'; key: string }[] = [];
+  let p = path;
+  while (p !== scope) {
+    const info = fields.get(p);
+    if (!info) throw new Error(`no field ${p}`);
+    steps.unshift(info.step);
+    p = info.parent;
+    if (p.endsWith('[]') && p !== scope) throw new Error(`path ${path} crosses an array outside its scope`);
+  }
+  return (root) => {
+    let v = root;
+    for (let i = 0; i < steps.length && v !== null && v !== undefined; i++) v = v[steps[i]!.key];
+    return v ?? null;
+  };
+}
+
+// ---- personal record ----------------------------------------------------------------------------------
+
+const kept = (f: FieldInfo) => f.entry.personal && f.entry.retention !== 'P0D';
+
+/** Keeps a field if it is personal with a retention, or it groups fields that are kept. */
+function keepsAnything(path: string, fields: Map<string, FieldInfo>): boolean {
+  for (const f of fields.values()) if ((f.path === path || f.path.startsWith(`${path}.`) || f.path.startsWith(`${path}[]`)) && kept(f) && !hasChildren(f.path, fields)) return true;
+  return false;
+}
+function hasChildren(path: string, fields: Map<string, FieldInfo>): boolean {
+  for (const f of fields.keys()) if (f.startsWith(`${path}.`) || f.startsWith(`${path}[]`)) return true;
+  return false;
+}
+
+/**
+ * The personal record schema, generated: the batch schema with only the fields that are kept (see
+ * `kept`), in the `<namespace>.personal` namespace, plus what ingest adds.
+ */
+export function buildPersonalSchema(batchSchema: SchemaNode, fields: Map<string, FieldInfo>): SchemaNode {
+  const ns = `${batchSchema.namespace}.personal`;
+  const filterType = (t: SchemaNode, path: string): SchemaNode => {
+    if (typeof t === 'string') return t;
+    if (Array.isArray(t)) {
+      return t.map((b) => (b && typeof b === 'object' && b.type === 'record' ? filterRecord(b, Array.isArray(t) && t.filter((x) => x !== 'null').length > 1 ? `${path}.${snakeOf(b.name)}` : path) : b));
+    }
+    if (t.type === 'record') return filterRecord(t, path);
+    if (t.type === 'array') return { type: 'array', items: filterType(t.items, `${path}[]`) };
+    return stripAttrs(t);
+  };
+  const filterRecord = (rec: SchemaNode, path: string): SchemaNode => ({
+    type: 'record',
+    name: shortName(rec.name),
+    namespace: ns,
+    fields: (rec.fields as SchemaNode[])
+      .filter((f) => keepsAnything(path ? `${path}.${f.name}` : f.name, fields))
+      .map((f) => {
+        const p = path ? `${path}.${f.name}` : f.name;
+        const out: SchemaNode = { name: f.name, type: filterType(f.type, p), category: f.category };
+        if ('default' in f) out.default = f.default;
+        return out;
+      }),
+  });
+  const root = filterRecord(batchSchema, '');
+  root.name = 'PersonalRecord';
+  root.doc = 'Personal data of one batch, for the personal topic of its residency zone (generated from batch.avsc and the category map).';
+  root.fields.unshift(
+    { name: 'received_at', type: { type: 'long', logicalType: 'timestamp-millis' }, category: 'activity_time' },
+    { name: 'zone', type: { type: 'enum', name: 'Zone', symbols: ['cn', 'ru', 'in', 'row'] }, category: 'network_location' },
+    { name: 'client_ip', type: ['null', 'string'], default: null, category: 'ip_address' },
+  );
+  return root;
+}
+
+function stripAttrs(t: SchemaNode): SchemaNode {
+  const { category: _c, maxLength: _m, format: _f, min: _n, maxItems: _i, doc: _d, ...rest } = t;
+  return rest;
+}
+
+/**
+ * Copies the kept fields of a batch into the personal record's shape; strips fields whose consent is
+ * off (counted in `dropped` as `stripped_no_personalised_ads:<path>`).
+ */
+function compileProjection(batchSchema: SchemaNode, fields: Map<string, FieldInfo>, stripPaths: string[]) {
+  const strip = new Set(stripPaths);
+  type P = (v: any, ads: boolean, dropped: Record<string, number>) => unknown;
+  const projType = (t: SchemaNode, path: string): P => {
+    if (Array.isArray(t)) {
+      const recs = t.filter((b) => b && typeof b === 'object' && b.type === 'record');
+      if (recs.length === 0) return (v) => v;
+      if (t.filter((b) => b !== 'null').length === 1) {
+        const inner = projRecord(recs[0], path, undefined);
+        return (v, a, d) => (v === null || v === undefined ? null : inner(v, a, d));
+      }
+      const branches = recs.map((r) => ({ key: r.name.includes('.') ? r.name : `${batchSchema.namespace}.${r.name}`, out: `${batchSchema.namespace}.personal.${shortName(r.name)}`, proj: projRecord(r, `${path}.${snakeOf(r.name)}`, undefined) }));
+      return (v, a, d) => {
+        for (const br of branches) if (v[br.key] !== undefined) return { [br.out]: br.proj(v[br.key], a, d) };
+        return null;
+      };
+    }
+    if (t && typeof t === 'object' && t.type === 'record') return projRecord(t, path, undefined);
+    return (v) => v;
+  };
+  const projRecord = (rec: SchemaNode, path: string, eventsOverride: 'events' | undefined): P => {
+    const parts = (rec.fields as SchemaNode[])
+      .map((f) => ({ f, p: path ? `${path}.${f.name}` : f.name }))
+      .filter(({ p }) => keepsAnything(p, fields))
+      .map(({ f, p }) => {
+        if (eventsOverride && f.name === 'events') {
+          const item = projType(f.type.items, `${p}[]`);
+          return { name: f.name, p, proj: ((_v: any, a: boolean, d: Record<string, number>, evs?: unknown[]) => (evs ?? []).map((e) => item(e, a, d))) as any };
+        }
+        return { name: f.name, p, proj: projType(f.type, p) };
+      });
+    return (v, ads, dropped, evs?: unknown[]) => {
+      const o: Record<string, unknown> = {};
+      for (const part of parts) {
+        let x = part.proj(v[part.name], ads, dropped, evs);
+        if (!ads && strip.has(part.p)) {
+          if (x !== null && x !== undefined) dropped[`stripped_no_personalised_ads:${part.p}`] = (dropped[`stripped_no_personalised_ads:${part.p}`] ?? 0) + 1;
+          x = null;
+        }
+        o[part.name] = x === undefined ? null : x;
+      }
+      return o;
+    };
+  };
+  const root = projRecord(batchSchema, '', 'events') as any;
+  return (batch: any, events: unknown[], ads: boolean, dropped: Record<string, number>) => root(batch, ads, dropped, events);
+}

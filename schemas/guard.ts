@@ -1,0 +1,294 @@
+/**
+ * Hostile-Avro guard: a skip-validating walk of a binary body against its writer schema, run BEFORE avsc
+ * sees the bytes.
+ *
+ * Why: avsc allocates an array from the block count it reads before checking that enough bytes remain,
+ * so a 5-byte body claiming 50 million items makes it spin for seconds and take hundreds of MiB; it also
+ * decodes invalid UTF-8 by silently substituting U+FFFD. This walk allocates nothing per value. It checks
+ * every block count, string and bytes length against the bytes remaining (count x the smallest encoded
+ * size of one item) and against configured limits, every union/enum index against the schema, and every
+ * string for well-formed UTF-8, and throws `AvroGuardError` (typed, with path and offset) in
+ * microseconds. Only then does avsc decode.
+ */
+import avro from 'avsc';
+import { AvroGuardError, type SchemaErrorCode } from './errors.ts';
+
+export interface DecodeLimits {
+  /** Longest string or bytes value, in bytes. @default 65536 */
+  maxStringLength: number;
+  /** Most items in one array or map (all blocks together). @default 10000 */
+  maxCollectionLength: number;
+  /** Most items in all arrays and maps of one body together (bounds zero-size items too). @default 100000 */
+  maxTotalItems: number;
+  /** Per-path overrides of maxCollectionLength, e.g. `{ events: 1000 }` (path without indices). */
+  maxItems?: Record<string, number>;
+}
+
+export const DEFAULT_LIMITS: DecodeLimits = { maxStringLength: 65_536, maxCollectionLength: 10_000, maxTotalItems: 100_000 };
+
+type Walk = (buf: Buffer, pos: number) => number;
+
+interface State {
+  end: number;
+  items: number;
+  idx: number[];
+  limits: DecodeLimits;
+}
+
+class Fail {
+  constructor(
+    readonly code: SchemaErrorCode,
+    readonly path: string,
+    readonly offset: number,
+    readonly message: string,
+  ) {}
+}
+
+const plans = new WeakMap<avro.Type, { walk: Walk; st: State }>();
+
+/** Walks `buf` (a body without header) against `type`; throws AvroGuardError on the first problem. */
+export function guardBody(type: avro.Type, buf: Buffer, limits: DecodeLimits = DEFAULT_LIMITS, start = 0): void {
+  let plan = plans.get(type);
+  if (!plan) {
+    const st: State = { end: 0, items: 0, idx: [], limits };
+    plan = { walk: compile(type, '', st), st };
+    plans.set(type, plan);
+  }
+  const st = plan.st;
+  st.end = buf.length;
+  st.items = 0;
+  st.idx.length = 0;
+  st.limits = limits;
+  let pos: number;
+  try {
+    pos = plan.walk(buf, start);
+  } catch (e) {
+    if (e instanceof Fail) throw new AvroGuardError(e.code, withIndices(e.path, st.idx), e.offset, `${e.message} at ${withIndices(e.path, st.idx) || '<root>'} (byte ${e.offset})`);
+    throw e;
+  }
+  if (pos !== buf.length) {
+    throw new AvroGuardError('AVRO_TRAILING_BYTES', '', pos, `${buf.length - pos} trailing bytes after the value (byte ${pos})`);
+  }
+}
+
+/** Guard, then decode with avsc (optionally resolving `writer` into `reader`). */
+export function guardedDecode<T = unknown>(type: avro.Type, buf: Buffer, limits: DecodeLimits = DEFAULT_LIMITS, reader?: avro.Type): T {
+  guardBody(type, buf, limits);
+  if (reader && reader !== type) return reader.fromBuffer(buf, reader.createResolver(type)) as T;
+  return type.fromBuffer(buf) as T;
+}
+
+function withIndices(path: string, idx: number[]): string {
+  let i = 0;
+  return path.replace(/\[\]/g, () => (i < idx.length ? `[${idx[i++]}]` : '[]'));
+}
+
+function minSize(type: avro.Type, seen = new Set<avro.Type>()): number {
+  const t = type as any;
+  if (seen.has(type)) return 0;
+  switch (t.typeName as string) {
+    case 'null':
+      return 0;
+    case 'float':
+      return 4;
+    case 'double':
+      return 8;
+    case 'fixed':
+      return t.size as number;
+    case 'record':
+    case 'error': {
+      seen.add(type);
+      let n = 0;
+      for (const f of t.fields) n += minSize(f.type, seen);
+      seen.delete(type);
+      return n;
+    }
+    default:
+      if (typeof t.typeName === 'string' && t.typeName.startsWith('logical:')) return minSize(t.underlyingType, seen);
+      return 1; // boolean, int, long, string, bytes, enum, union index, array/map terminator
+  }
+}
+
+function readVarint(buf: Buffer, pos: number, st: State, path: string, maxBytes: number): [number, number] {
+  let shift = 1;
+  let n = 0;
+  for (let i = 0; i < maxBytes; i++) {
+    if (pos >= st.end) throw new Fail('AVRO_TRUNCATED', path, pos, 'truncated varint');
+    const b = buf[pos++]!;
+    n += (b & 0x7f) * shift;
+    if (!(b & 0x80)) return [n % 2 === 0 ? n / 2 : -(n + 1) / 2, pos];
+    shift *= 128;
+  }
+  throw new Fail('AVRO_BAD_VARINT', path, pos, `varint longer than ${maxBytes} bytes`);
+}
+
+function skipVarint(buf: Buffer, pos: number, st: State, path: string, maxBytes: number): number {
+  for (let i = 0; i < maxBytes; i++) {
+    if (pos >= st.end) throw new Fail('AVRO_TRUNCATED', path, pos, 'truncated varint');
+    if (!(buf[pos++]! & 0x80)) return pos;
+  }
+  throw new Fail('AVRO_BAD_VARINT', path, pos, `varint longer than ${maxBytes} bytes`);
+}
+
+function length(buf: Buffer, pos: number, st: State, path: string): [number, number] {
+  const [len, p] = readVarint(buf, pos, st, path, 10);
+  if (len < 0) throw new Fail('AVRO_NEGATIVE_LENGTH', path, pos, `negative length ${len}`);
+  if (len > st.limits.maxStringLength) throw new Fail('AVRO_LIMIT_EXCEEDED', path, pos, `length ${len} exceeds the limit of ${st.limits.maxStringLength} bytes`);
+  if (len > st.end - p) throw new Fail('AVRO_TRUNCATED', path, pos, `length ${len} but only ${st.end - p} bytes remain`);
+  return [len, p];
+}
+
+/** Well-formed UTF-8 per RFC 3629 (no overlongs, no surrogates, nothing above U+10FFFF). */
+export function isUtf8(buf: Buffer, start: number, end: number): number {
+  let i = start;
+  while (i < end) {
+    const b = buf[i]!;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    if (b >= 0xc2 && b <= 0xdf) {
+      if (i + 1 >= end || (buf[i + 1]! & 0xc0) !== 0x80) return i;
+      i += 2;
+    } else if (b >= 0xe0 && b <= 0xef) {
+      if (i + 2 >= end) return i;
+      const b1 = buf[i + 1]!;
+      if ((b1 & 0xc0) !== 0x80 || (buf[i + 2]! & 0xc0) !== 0x80) return i;
+      if (b === 0xe0 && b1 < 0xa0) return i; // overlong
+      if (b === 0xed && b1 >= 0xa0) return i; // surrogate
+      i += 3;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      if (i + 3 >= end) return i;
+      const b1 = buf[i + 1]!;
+      if ((b1 & 0xc0) !== 0x80 || (buf[i + 2]! & 0xc0) !== 0x80 || (buf[i + 3]! & 0xc0) !== 0x80) return i;
+      if (b === 0xf0 && b1 < 0x90) return i; // overlong
+      if (b === 0xf4 && b1 >= 0x90) return i; // above U+10FFFF
+      i += 4;
+    } else return i;
+  }
+  return -1;
+}
+
+function compile(type: avro.Type, path: string, st: State, named = new Map<string, Walk>()): Walk {
+  const t = type as any;
+  const name: string = t.typeName;
+  if (name.startsWith('logical:')) return compile(t.underlyingType, path, st, named);
+  switch (name) {
+    case 'null':
+      return (_b, p) => p;
+    case 'boolean':
+      return (b, p) => {
+        if (p >= st.end) throw new Fail('AVRO_TRUNCATED', path, p, 'truncated boolean');
+        if (b[p]! > 1) throw new Fail('AVRO_BAD_VARINT', path, p, `boolean byte ${b[p]}`);
+        return p + 1;
+      };
+    case 'int':
+      return (b, p) => skipVarint(b, p, st, path, 5);
+    case 'long':
+      return (b, p) => skipVarint(b, p, st, path, 10);
+    case 'float':
+    case 'double': {
+      const n = name === 'float' ? 4 : 8;
+      return (_b, p) => {
+        if (p + n > st.end) throw new Fail('AVRO_TRUNCATED', path, p, `truncated ${name}`);
+        return p + n;
+      };
+    }
+    case 'fixed': {
+      const n: number = t.size;
+      return (_b, p) => {
+        if (p + n > st.end) throw new Fail('AVRO_TRUNCATED', path, p, `truncated fixed(${n})`);
+        return p + n;
+      };
+    }
+    case 'bytes':
+      return (b, p) => {
+        const [len, q] = length(b, p, st, path);
+        return q + len;
+      };
+    case 'string':
+      return (b, p) => {
+        const [len, q] = length(b, p, st, path);
+        const bad = isUtf8(b, q, q + len);
+        if (bad >= 0) throw new Fail('AVRO_BAD_UTF8', path, bad, 'invalid UTF-8 in string');
+        return q + len;
+      };
+    case 'enum': {
+      const n: number = t.symbols.length;
+      return (b, p) => {
+        const [i, q] = readVarint(b, p, st, path, 5);
+        if (i < 0 || i >= n) throw new Fail('AVRO_BAD_ENUM_INDEX', path, p, `enum index ${i} outside 0..${n - 1}`);
+        return q;
+      };
+    }
+    case 'union:wrapped':
+    case 'union:unwrapped': {
+      const branches: Walk[] = t.types.map((bt: avro.Type) => {
+        const bn = (bt as any).name ? String((bt as any).name).split('.').pop() : (bt as any).typeName;
+        return compile(bt, path ? `${path}.${bn}` : bn, st, named);
+      });
+      return (b, p) => {
+        const [i, q] = readVarint(b, p, st, path, 5);
+        const w = branches[i];
+        if (!w) throw new Fail('AVRO_BAD_UNION_BRANCH', path, p, `union branch ${i} outside 0..${branches.length - 1}`);
+        return w(b, q);
+      };
+    }
+    case 'record':
+    case 'error': {
+      const key: string = t.name;
+      const cached = named.get(`${key}@${path}`);
+      if (cached) return cached;
+      let walks: Walk[] = [];
+      const self: Walk = (b, p) => {
+        for (let i = 0; i < walks.length; i++) p = walks[i]!(b, p);
+        return p;
+      };
+      named.set(`${key}@${path}`, self); // recursive types: the same walk object is reused
+      walks = t.fields.map((f: any) => compile(f.type, path ? `${path}.${f.name}` : f.name, st, named));
+      return self;
+    }
+    case 'array':
+    case 'map': {
+      const isMap = name === 'map';
+      const itemPath = `${path}[]`;
+      const item = compile(isMap ? t.valuesType : t.itemsType, itemPath, st, named);
+      const itemMin = minSize(isMap ? t.valuesType : t.itemsType) + (isMap ? 1 : 0);
+      const keyWalk: Walk | undefined = isMap ? compile(STRING, `${itemPath}<key>`, st, named) : undefined;
+      return (b, p) => {
+        const limit = st.limits.maxItems?.[path] ?? st.limits.maxCollectionLength;
+        const depth = st.idx.length;
+        st.idx.push(0);
+        let total = 0;
+        for (;;) {
+          const at = p;
+          let [count, q] = readVarint(b, p, st, path, 10);
+          p = q;
+          if (count === 0) break;
+          if (count < 0) {
+            count = -count;
+            const [size, r] = readVarint(b, p, st, path, 10);
+            if (size < 0 || size > st.end - r) throw new Fail('AVRO_TRUNCATED', path, at, `block of ${size} bytes but only ${st.end - r} remain`);
+            p = r;
+          }
+          total += count;
+          st.items += count;
+          if (total > limit) throw new Fail('AVRO_LIMIT_EXCEEDED', path, at, `${total} items exceed the limit of ${limit}`);
+          if (st.items > st.limits.maxTotalItems) throw new Fail('AVRO_LIMIT_EXCEEDED', path, at, `${st.items} items in the body exceed the limit of ${st.limits.maxTotalItems}`);
+          if (count * itemMin > st.end - p) throw new Fail('AVRO_TRUNCATED', path, at, `block claims ${count} items but only ${st.end - p} bytes remain`);
+          for (let i = 0; i < count; i++) {
+            st.idx[depth] = total - count + i;
+            if (keyWalk) p = keyWalk(b, p);
+            p = item(b, p);
+          }
+        }
+        st.idx.length = depth;
+        return p;
+      };
+    }
+    default:
+      throw new Error(`guard: unsupported Avro type ${name} at ${path}`);
+  }
+}
+
+const STRING = avro.Type.forSchema('string');
