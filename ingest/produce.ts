@@ -16,6 +16,10 @@
  * queue behind each other as 50-record requests. Instead each cluster keeps one produce call in flight
  * and the batches that arrive meanwhile go out together in the next call. Every batch still gets its
  * own outcome: a failed call fails (503) every batch it carried, never only some of them.
+ * Because kafkajs holds that broker lock until the response arrives, one producer leaves the thread idle
+ * for a whole round trip; `INGEST_KAFKA_PRODUCERS` lanes (separate idempotent producers, each with its
+ * own producer id and sequences) keep several calls in flight. Ordering across lanes is not kept, and
+ * nothing needs it: the aggregator counts and deduplicates by event_key.
  */
 import { CompressionTypes, Kafka, logLevel, type Admin, type Message, type Producer, type TopicMessages } from 'kafkajs';
 import type { Logger } from '../runtime/index.ts';
@@ -77,6 +81,11 @@ class ClusterProducer {
     });
   }
 
+  /** Load of this lane: a call in flight counts as busy, plus what is queued behind it. */
+  get load(): number {
+    return (this.inFlight ? 1_000_000 : 0) + this.queue.length;
+  }
+
   get ready(): boolean {
     return this.connected && this.lastError === undefined;
   }
@@ -105,8 +114,16 @@ class ClusterProducer {
   }
 
   private async flush(): Promise<void> {
-    const batch = this.queue;
-    this.queue = [];
+    // Take queued batches up to the per-call record cap (whole batches only: a batch is never split
+    // across calls, so its outcome is one call's outcome). kafkajs groups messages per partition with
+    // an array spread per message (quadratic in a call's size), so one huge call is slower than a few.
+    let take = 0;
+    let records = 0;
+    while (take < this.queue.length && (take === 0 || records + this.queue[take]!.count <= this.cfg.INGEST_KAFKA_MAX_RECORDS_PER_CALL)) {
+      records += this.queue[take]!.count;
+      take++;
+    }
+    const batch = this.queue.splice(0, take);
     if (batch.length === 0) {
       this.inFlight = false;
       return;
@@ -173,6 +190,12 @@ class ClusterProducer {
   }
 }
 
+function leastLoaded(lanes: ClusterProducer[]): ClusterProducer {
+  let best = lanes[0]!;
+  for (const l of lanes) if (l.load < best.load) best = l;
+  return best;
+}
+
 function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -200,7 +223,7 @@ function clusterKey(brokers: string[]): string {
 }
 
 export class KafkaSink {
-  private readonly clusters = new Map<string, { kafka: Kafka; admin: Admin; producer: ClusterProducer }>();
+  private readonly clusters = new Map<string, { kafka: Kafka; admin: Admin; lanes: ClusterProducer[] }>();
   private readonly eventsCluster: string;
   private readonly zoneCluster: Record<Zone, string>;
   private readonly personalTopics: Record<Zone, string>;
@@ -228,7 +251,8 @@ export class KafkaSink {
         retry: { retries: cfg.INGEST_KAFKA_RETRIES, initialRetryTime: 100, maxRetryTime: 2000 },
       });
       const name = n++ === 0 ? 'main' : `cluster${n - 1}`;
-      this.clusters.set(key, { kafka, admin: kafka.admin(), producer: new ClusterProducer(name, kafka, cfg, metrics, log) });
+      const lanes = Array.from({ length: cfg.INGEST_KAFKA_PRODUCERS }, () => new ClusterProducer(name, kafka, cfg, metrics, log));
+      this.clusters.set(key, { kafka, admin: kafka.admin(), lanes });
     }
   }
 
@@ -260,9 +284,9 @@ export class KafkaSink {
             ],
           })),
         });
-        this.log.info('created kafka topics', { cluster: c.producer.name, topics: missing.map((t) => t.topic).join(',') });
+        this.log.info('created kafka topics', { cluster: c.lanes[0]!.name, topics: missing.map((t) => t.topic).join(',') });
       }
-      await c.producer.connect();
+      for (const lane of c.lanes) await lane.connect();
     }
     this.metrics.kafkaReady.set(1);
   }
@@ -283,7 +307,7 @@ export class KafkaSink {
     for (const x of r.rejected) add(this.zoneCluster[x.zone], this.rejectsTopics[x.zone], x);
     if (perCluster.size === 0) return;
     try {
-      await Promise.all([...perCluster].map(([key, c]) => this.clusters.get(key)!.producer.enqueue(c.byTopic, c.count)));
+      await Promise.all([...perCluster].map(([key, c]) => leastLoaded(this.clusters.get(key)!.lanes).enqueue(c.byTopic, c.count)));
     } catch (e) {
       this.metrics.kafkaReady.set(0);
       throw e;
@@ -302,17 +326,18 @@ export class KafkaSink {
     const checks: Record<string, string> = {};
     let ok = true;
     for (const c of this.clusters.values()) {
-      if (c.producer.ready) {
-        checks[`kafka_${c.producer.name}`] = 'ok';
+      const name = `kafka_${c.lanes[0]!.name}`;
+      if (c.lanes.every((l) => l.ready)) {
+        checks[name] = 'ok';
         continue;
       }
       try {
-        await c.producer.probe(c.admin);
+        await c.lanes[0]!.probe(c.admin);
         // Reachable again: report ready so traffic returns; the next produce call starts a fresh producer.
-        checks[`kafka_${c.producer.name}`] = 'ok (reachable; last produce failed)';
+        checks[name] = 'ok (reachable; last produce failed)';
       } catch (e) {
         ok = false;
-        checks[`kafka_${c.producer.name}`] = `unreachable: ${(e as Error).message}`;
+        checks[name] = `unreachable: ${(e as Error).message}`;
       }
     }
     return { ok, checks };
@@ -320,7 +345,7 @@ export class KafkaSink {
 
   async stop(): Promise<void> {
     for (const c of this.clusters.values()) {
-      await c.producer.stop();
+      await Promise.all(c.lanes.map((l) => l.stop()));
       await c.admin.disconnect().catch(() => {});
     }
   }
