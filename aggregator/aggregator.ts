@@ -10,7 +10,7 @@
  * distinct count over a key a replay reproduces (uniqExact states, set union), so inserting a row
  * twice changes nothing. Every failure window is listed in DESIGN.md.
  */
-import { Kafka, logLevel, type Consumer, type EachBatchPayload } from 'kafkajs';
+import { Kafka, logLevel, type Consumer, type EachBatchPayload, type LogEntry } from 'kafkajs';
 import { decodeEventFact, SchemaError } from '../schemas/index.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { ReadinessCheck } from '../runtime/ops.ts';
@@ -53,6 +53,7 @@ export class Aggregator {
   private retentionTimer: NodeJS.Timeout | null = null;
   private flushCount = 0;
   private batchInProgress: Promise<void> = Promise.resolve();
+  private assigned: number[] = [];
 
   constructor(d: AggregatorDeps) {
     this.cfg = d.config;
@@ -65,7 +66,8 @@ export class Aggregator {
     const kafka = new Kafka({
       clientId: d.clientId ?? `aggregator-${process.pid}`,
       brokers: [...d.config.PIPELINE_KAFKA_BROKERS],
-      logLevel: logLevel.ERROR,
+      logLevel: logLevel.WARN,
+      logCreator: kafkaLogCreator(d.logger),
       retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5000 },
     });
     this.consumer = kafka.consumer({
@@ -91,6 +93,7 @@ export class Aggregator {
       // kafkajs restarts every assigned partition from its committed offset after a rebalance, so
       // positions buffered for partitions now owned by another member must not be committed by us.
       this.buffer.keepOnly(assigned);
+      this.assigned = [...assigned].map((k) => splitTpKey(k).partition).sort((a, b) => a - b);
       this.log.info('joined consumer group', { partitions: [...assigned].map((k) => splitTpKey(k).partition).join(',') });
     });
     this.consumer.on(this.consumer.events.CRASH, (e) => {
@@ -277,6 +280,11 @@ export class Aggregator {
     }
   }
 
+  /** Partitions of the events topic this member was given at the last rebalance. */
+  assignment(): readonly number[] {
+    return this.assigned;
+  }
+
   ready(): ReadinessCheck {
     const checks = { kafka: this.joined ? 'ok' : 'not in group', clickhouse: this.sinkOk ? 'ok' : 'insert failing' };
     return { ok: this.joined && this.sinkOk && !this.stopping, checks };
@@ -298,6 +306,23 @@ export class Aggregator {
     await this.kickFlush();
     await this.consumer.disconnect();
   }
+}
+
+/**
+ * kafkajs logs through our JSON logger. It reports the expected steps of a rebalance (heartbeat
+ * answered "rebalancing", commit refused during a rebalance) as ERROR; those are demoted to debug so an
+ * operator's error log holds only real trouble.
+ */
+function kafkaLogCreator(logger: Logger) {
+  const expected = /rebalanc|not the correct coordinator|coordinator is loading/i;
+  return () =>
+    ({ level, log }: LogEntry) => {
+      const fields = { kafka: log.message, ...(typeof log.error === 'string' ? { error: log.error } : {}) };
+      const text = `${log.message} ${String(log.error ?? '')}`;
+      if (level <= logLevel.ERROR && !expected.test(text)) logger.error('kafka client', fields);
+      else if (level <= logLevel.WARN && !expected.test(text)) logger.warn('kafka client', fields);
+      else logger.debug('kafka client', fields);
+    };
 }
 
 function describe(err: unknown): Record<string, string> {

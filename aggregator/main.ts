@@ -10,17 +10,20 @@ import { handleOps } from '../runtime/ops.ts';
 import { ConfigError } from '../runtime/config.ts';
 import { Aggregator } from './aggregator.ts';
 import { loadAggregatorConfig, type AggregatorConfig } from './config.ts';
-import { createAggregatorMetrics } from './metrics.ts';
-import { createSink } from './sink.ts';
+import { createAggregatorMetrics, type AggregatorMetrics } from './metrics.ts';
+import { createSink, type Sink, type SinkOptions } from './sink.ts';
 
 export interface RunningAggregator {
   aggregator: Aggregator;
+  metrics: AggregatorMetrics;
+  /** The aggregator's own sink (with chdb, the only session this process may open on its data path). */
+  sink: Sink;
   server: Server;
   port: number;
   stop(): Promise<void>;
 }
 
-export function sinkOptionsFrom(cfg: AggregatorConfig) {
+export function sinkOptionsFrom(cfg: AggregatorConfig): SinkOptions {
   return {
     kind: cfg.AGGREGATOR_CLICKHOUSE,
     url: cfg.AGGREGATOR_CLICKHOUSE_URL,
@@ -54,6 +57,8 @@ export async function startAggregator(cfg: AggregatorConfig, opts: { now?: () =>
   logger.info('aggregator started', { port, topic: cfg.PIPELINE_TOPIC_EVENTS, group: cfg.AGGREGATOR_GROUP_ID, sink: sink.kind, database: sink.database });
   return {
     aggregator,
+    metrics,
+    sink,
     server,
     port,
     async stop() {

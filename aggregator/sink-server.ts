@@ -4,7 +4,7 @@
  * for reads (both exist on every version).
  */
 import { PassThrough } from 'node:stream';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { AggregatorError } from './errors.ts';
 import type { FactRow } from './facts.ts';
 import { runMigrations, type SqlRunner } from './migrate.ts';
@@ -27,6 +27,8 @@ export class ServerSink implements Sink {
       // One flush at a time per process; a small pool is plenty and keeps sockets few.
       max_open_connections: 4,
       compression: { request: false, response: false },
+      // The client would log every failed request itself; failures are logged once, by the aggregator.
+      log: { level: ClickHouseLogLevel.OFF },
     });
     this.runner = {
       exec: async (sql) => {

@@ -1,0 +1,211 @@
+/**
+ * The aggregator in-process against the real Kafka broker and ClickHouse 18.16 server of the local
+ * stack, and against embedded chdb: a generated population (with duplicates, late and future events)
+ * produced as EventFacts onto a test topic must come out of the query command exactly as the oracle
+ * computes it from the input. Also: rebalance 1 -> 3 -> 1 members, and ClickHouse stopped mid-stream.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Kafka } from 'kafkajs';
+import { createClickHouse, createKafka, createTopics, stackInfo, startClickHouse, stopClickHouse, uniqueName } from '../deploy/local/testing.ts';
+import { sinkOptionsFrom, startAggregator, type RunningAggregator } from './main.ts';
+import { utcDay } from './facts.ts';
+import { createSink, type Sink } from './sink.ts';
+import { aggregatorConfig, aggregatorEnv, groupProgress, produceFacts, waitAllCommitted } from './testing/harness.ts';
+import { generatePopulation } from './testing/population.ts';
+import { reportsVsOracle } from './testing/compare.ts';
+
+const K = 5;
+let kafka: Kafka;
+const stack = () => {
+  const s = stackInfo();
+  return { kafkaBrokers: s.kafkaBrokers, clickhouseUrl: s.clickhouseUrl };
+};
+const databases: string[] = [];
+
+beforeAll(() => {
+  kafka = createKafka(uniqueName('agg_test'));
+});
+
+afterAll(async () => {
+  const c = createClickHouse();
+  for (const db of databases) await c.command({ query: `DROP DATABASE IF EXISTS ${db}` });
+  await c.close();
+});
+
+async function setup(partitions: number, extra: Record<string, string> = {}) {
+  const topic = uniqueName('agg_events');
+  const database = uniqueName('agg');
+  databases.push(database);
+  await createTopics([topic], { partitions });
+  const env = aggregatorEnv(stack(), { topic, groupId: uniqueName('agg_group'), database }, { AGGREGATOR_MIN_GROUP_DEVICES: String(K), ...extra });
+  return { topic, database, env, cfg: aggregatorConfig(env) };
+}
+
+async function expectOracle(sink: Sink, counted: Parameters<typeof reportsVsOracle>[1]) {
+  const results = await reportsVsOracle(sink, counted, K);
+  for (const r of results) {
+    expect(r.want.length, `oracle has groups for ${r.req.report} by ${r.req.by.join(',')}`).toBeGreaterThan(0);
+    expect(r.got, `${r.req.report} by ${r.req.by.join(',') || 'none'}`).toEqual(r.want);
+  }
+  return results;
+}
+
+describe('aggregator on the ClickHouse server', () => {
+  it('counts a population with duplicates, late and future events exactly as the oracle', async () => {
+    const { topic, env, cfg } = await setup(3);
+    const pop = generatePopulation({ seed: 1 });
+    await produceFacts(kafka, topic, pop.facts);
+    const agg = await startAggregator(cfg);
+    try {
+      await waitAllCommitted(kafka, env.AGGREGATOR_GROUP_ID!, topic);
+      const metrics = await agg.metrics.registry.getSingleMetricAsString('aggregator_late_events_total');
+      expect(metrics).toContain(`aggregator_late_events_total ${pop.late}`);
+      const future = await agg.metrics.registry.getSingleMetricAsString('aggregator_future_events_total');
+      expect(future).toContain(`aggregator_future_events_total ${pop.future}`);
+      const res = await fetch(`http://127.0.0.1:${agg.port}/metrics`).then((r) => r.text());
+      expect(res).toMatch(/aggregator_consumer_lag\{topic="[^"]+",partition="0"\} 0/);
+      expect((await fetch(`http://127.0.0.1:${agg.port}/readyz`)).status).toBe(200);
+      const sink = await createSink(sinkOptionsFrom(cfg));
+      try {
+        const results = await expectOracle(sink, pop.counted);
+        // k-anonymity bit: at the finest grain some groups of the oracle's input were suppressed.
+        const finest = results.find((r) => r.req.by.length === 6 && r.req.report === 'dau')!;
+        expect(finest.got.length).toBeLessThan(new Set(pop.counted.map((f) => [f.day, f.app_id, f.app_version, f.device_model, f.os_version, f.country].join('|'))).size);
+        // The analyst views carry the same finest-grain numbers.
+        const view = await sink.query<{ n: string }>(`SELECT sum(active_devices) AS n FROM ${cfg.AGGREGATOR_DATABASE}.daily_active_devices`);
+        expect(Number(view[0]!.n)).toBe(finest.got.reduce((a, r) => a + Number(r.active_devices), 0));
+      } finally {
+        await sink.close();
+      }
+      // Replay from offset 0 (a new group on the same topic and database): the totals do not move.
+      const replayGroup = uniqueName('agg_replay');
+      const replay = await startAggregator(aggregatorConfig({ ...env, AGGREGATOR_GROUP_ID: replayGroup }));
+      try {
+        await waitAllCommitted(kafka, replayGroup, topic);
+      } finally {
+        await replay.stop();
+      }
+      const sink2 = await createSink(sinkOptionsFrom(cfg));
+      try {
+        await expectOracle(sink2, pop.counted);
+      } finally {
+        await sink2.close();
+      }
+    } finally {
+      await agg.stop();
+    }
+  });
+
+  it('keeps exact totals across a rebalance from 1 to 3 members and back', async () => {
+    const { topic, env, cfg } = await setup(3);
+    const pop = generatePopulation({ seed: 2, devicesPerDay: 300 });
+    const third = Math.ceil(pop.facts.length / 3);
+    const a = await startAggregator(cfg);
+    const others: RunningAggregator[] = [];
+    try {
+      await produceFacts(kafka, topic, pop.facts.slice(0, third));
+      others.push(await startAggregator(cfg), await startAggregator(cfg));
+      await produceFacts(kafka, topic, pop.facts.slice(third, 2 * third));
+      // Wait until the group has settled on three members, one partition each.
+      const t0 = Date.now();
+      while (![a, ...others].every((x) => x.aggregator.assignment().length === 1)) {
+        if (Date.now() - t0 > 30_000) throw new Error('the group never spread over three members');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      for (const o of others.splice(0)) await o.stop();
+      await produceFacts(kafka, topic, pop.facts.slice(2 * third));
+      await waitAllCommitted(kafka, env.AGGREGATOR_GROUP_ID!, topic, 90_000);
+    } finally {
+      for (const o of others) await o.stop();
+      await a.stop();
+    }
+    const sink = await createSink(sinkOptionsFrom(cfg));
+    try {
+      await expectOracle(sink, pop.counted);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('stops committing while ClickHouse is down, stays bounded, and ends exact once it is back', async () => {
+    const { topic, env, cfg } = await setup(1, { AGGREGATOR_MAX_BUFFERED_ROWS: '500', AGGREGATOR_FLUSH_MAX_ROWS: '200' });
+    const pop = generatePopulation({ seed: 3, devicesPerDay: 250 });
+    const half = Math.floor(pop.facts.length / 2);
+    const agg = await startAggregator(cfg);
+    const m = agg.metrics;
+    let down = false;
+    try {
+      await produceFacts(kafka, topic, pop.facts.slice(0, half));
+      await waitAllCommitted(kafka, env.AGGREGATOR_GROUP_ID!, topic);
+      const before = await groupProgress(kafka, env.AGGREGATOR_GROUP_ID!, topic);
+      await stopClickHouse();
+      down = true;
+      await produceFacts(kafka, topic, pop.facts.slice(half));
+      // Wait until inserts fail and the consumer has paused at the buffer bound.
+      const t0 = Date.now();
+      while ((await m.paused.get()).values[0]?.value !== 1) {
+        if (Date.now() - t0 > 30_000) throw new Error('consumer never paused while ClickHouse was down');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect((await m.clickhouseErrors.get()).values.reduce((a, v) => a + v.value, 0)).toBeGreaterThan(0);
+      expect((await fetch(`http://127.0.0.1:${agg.port}/readyz`)).status).toBe(503);
+      // Bounded: at most the limit plus one fetch (<= 1 MiB of ~100-byte records) is held.
+      expect((await m.bufferedRows.get()).values[0]!.value).toBeLessThan(500 + 12_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      const during = await groupProgress(kafka, env.AGGREGATOR_GROUP_ID!, topic);
+      expect(during.map((p) => p.committed)).toEqual(before.map((p) => p.committed));
+      await startClickHouse();
+      down = false;
+      await waitAllCommitted(kafka, env.AGGREGATOR_GROUP_ID!, topic, 90_000);
+      expect((await m.paused.get()).values[0]?.value).toBe(0);
+    } finally {
+      if (down) await startClickHouse();
+      await agg.stop();
+    }
+    const sink = await createSink(sinkOptionsFrom(cfg));
+    try {
+      await expectOracle(sink, pop.counted);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('drops whole day partitions older than the retention', async () => {
+    const { cfg } = await setup(1, { AGGREGATOR_RETENTION_DAYS: '30' });
+    const sink = await createSink(sinkOptionsFrom(cfg));
+    try {
+      await sink.migrate();
+      const today = utcDay(Date.now());
+      const row = (day: number) => ({ day, app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', kind: 'session_start' as const, daily_token: Buffer.alloc(16, day % 251), event_key: Buffer.alloc(16, 7) });
+      await sink.insertFacts([row(today - 40), row(today - 31), row(today - 30), row(today)]);
+      const dropped = await sink.dropPartitionsOlderThan(today - 30);
+      expect(dropped).toHaveLength(2);
+      const left = await sink.query<{ day: string }>(`SELECT DISTINCT toString(day) AS day FROM ${cfg.AGGREGATOR_DATABASE}.daily_agg ORDER BY day`);
+      expect(left).toHaveLength(2);
+    } finally {
+      await sink.close();
+    }
+  });
+});
+
+describe('aggregator on embedded chdb', () => {
+  it('gives the same answers as the oracle (and so as the server)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'agg-chdb-'));
+    const { topic, env } = await setup(3);
+    const cfg = aggregatorConfig({ ...env, AGGREGATOR_CLICKHOUSE: 'embedded', AGGREGATOR_CHDB_PATH: dir });
+    const pop = generatePopulation({ seed: 1 });
+    await produceFacts(kafka, topic, pop.facts);
+    const agg = await startAggregator(cfg);
+    try {
+      await waitAllCommitted(kafka, env.AGGREGATOR_GROUP_ID!, topic);
+      // chdb allows one session per data path per process: read through the aggregator's own sink.
+      await expectOracle(agg.sink, pop.counted);
+    } finally {
+      await agg.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,216 @@
+/**
+ * `npm run query -- dau|crash-rate --from DAY --to DAY [--app ID] [--by DIMS] [--format table|csv|json]`
+ *
+ * Rolls the exact states up to the dimensions asked for: per-day groups are formed with
+ * uniqExactMerge (exact, whatever the roll-up), then days are summed. Daily tokens change every day
+ * (policy 1.1.4), so across days the same phone is a different token: a range without `day` in --by
+ * reports device-days, and the columns say so. k-anonymity (AGGREGATOR_MIN_GROUP_DEVICES): a group is
+ * shown only if on at least one day it covered >= k distinct devices, i.e. it provably covers >= k
+ * distinct devices; the filter runs inside ClickHouse, so suppressed groups never leave it.
+ */
+import { AggregatorError, QueryArgumentError } from './errors.ts';
+import { dayToIso, isoToDay } from './facts.ts';
+import type { Sink } from './sink.ts';
+
+export const REPORTS = ['dau', 'crash-rate'] as const;
+export type Report = (typeof REPORTS)[number];
+export const DIMENSIONS = ['day', 'app_id', 'app_version', 'device_model', 'os_version', 'country'] as const;
+export type Dimension = (typeof DIMENSIONS)[number];
+export const FORMATS = ['table', 'csv', 'json'] as const;
+export type Format = (typeof FORMATS)[number];
+
+export interface QueryRequest {
+  report: Report;
+  from: number;
+  to: number;
+  app?: string;
+  by: Dimension[];
+  format: Format;
+}
+
+/** One output group: its dimension values and the exact counts (derived rates computed here). */
+export type ReportRow = Record<string, string | number | null>;
+
+const USAGE =
+  'usage: npm run query -- dau|crash-rate --from YYYY-MM-DD --to YYYY-MM-DD [--app APP_ID] [--by DIMS] [--format table|csv|json]\n' +
+  `  DIMS: comma-separated, any of ${DIMENSIONS.join(', ')} (default day,app_id; "none" for one total row)`;
+
+export function usage(): string {
+  return USAGE;
+}
+
+export function parseQueryArgs(argv: readonly string[]): QueryRequest {
+  const bad = (msg: string) => new QueryArgumentError('AGG_BAD_ARGUMENT', `${msg}\n${USAGE}`);
+  const [report, ...rest] = argv;
+  if (report === undefined) throw bad('missing report: dau or crash-rate');
+  if (!(REPORTS as readonly string[]).includes(report)) throw bad(`unknown report "${report}": expected dau or crash-rate`);
+  const opts = new Map<string, string>();
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    const eq = a.indexOf('=');
+    const [name, inline] = a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
+    if (!['--from', '--to', '--app', '--by', '--format'].includes(name)) throw bad(`unknown argument "${a}"`);
+    const value = inline ?? rest[++i];
+    if (value === undefined || (inline === undefined && value.startsWith('--'))) throw bad(`${name} needs a value`);
+    if (opts.has(name)) throw bad(`${name} given twice`);
+    opts.set(name, value);
+  }
+  const day = (name: string): number => {
+    const v = opts.get(name);
+    if (v === undefined) throw bad(`${name} is required`);
+    const d = isoToDay(v);
+    if (d === undefined) throw new QueryArgumentError('AGG_BAD_DAY', `${name} "${v}": expected a calendar day as YYYY-MM-DD\n${USAGE}`);
+    return d;
+  };
+  const from = day('--from');
+  const to = day('--to');
+  if (to < from) throw new QueryArgumentError('AGG_BAD_DAY', `--to ${dayToIso(to)} is before --from ${dayToIso(from)}`);
+  if (to - from > 3660) throw new QueryArgumentError('AGG_BAD_DAY', `range of ${to - from + 1} days is too long (at most 3661)`);
+  const byRaw = opts.get('--by') ?? 'day,app_id';
+  const by: Dimension[] = [];
+  if (byRaw !== 'none') {
+    for (const d of byRaw.split(',').map((s) => s.trim())) {
+      if (!(DIMENSIONS as readonly string[]).includes(d)) {
+        throw new QueryArgumentError('AGG_BAD_DIMENSION', `--by: unknown dimension "${d}": expected any of ${DIMENSIONS.join(', ')} or none`);
+      }
+      if (by.includes(d as Dimension)) throw new QueryArgumentError('AGG_BAD_DIMENSION', `--by: dimension "${d}" given twice`);
+      by.push(d as Dimension);
+    }
+  }
+  const format = opts.get('--format') ?? 'table';
+  if (!(FORMATS as readonly string[]).includes(format)) throw bad(`--format "${format}": expected table, csv or json`);
+  const app = opts.get('--app');
+  if (app !== undefined && app.length === 0) throw bad('--app needs a non-empty app id');
+  return { report: report as Report, from, to, by, format: format as Format, ...(app !== undefined ? { app } : {}) };
+}
+
+/** A ClickHouse string literal (18.16 has no query parameters); backslash and quote escaped. */
+export function sqlString(s: string): string {
+  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+export function buildReportSql(database: string, req: QueryRequest, minGroupDevices: number): string {
+  const inner = req.by.includes('day') ? req.by : [...req.by, 'day'];
+  const where = [`day >= toDate(${sqlString(dayToIso(req.from))})`, `day <= toDate(${sqlString(dayToIso(req.to))})`];
+  if (req.app !== undefined) where.push(`app_id = ${sqlString(req.app)}`);
+  const dims = req.by.map((d) => (d === 'day' ? 'toString(day) AS day' : d));
+  return [
+    'SELECT * FROM (',
+    `  SELECT ${[...dims, 'sum(devices) AS device_days', 'max(devices) AS max_daily_devices', 'sum(sessions) AS sessions', 'sum(crashes) AS crashes', 'sum(crashed_devices) AS crashed_device_days'].join(', ')}`,
+    '  FROM (',
+    `    SELECT ${[...inner, 'uniqExactMerge(devices) AS devices', 'uniqExactMerge(sessions) AS sessions', 'uniqExactMerge(crashes) AS crashes', 'uniqExactMerge(crashed_devices) AS crashed_devices'].join(', ')}`,
+    `    FROM ${database}.daily_agg`,
+    `    WHERE ${where.join(' AND ')}`,
+    `    GROUP BY ${inner.join(', ')}`,
+    '  )',
+    req.by.length ? `  GROUP BY ${req.by.join(', ')}` : '',
+    ')',
+    `WHERE max_daily_devices >= ${Math.trunc(minGroupDevices)}`,
+    req.by.length ? `ORDER BY ${req.by.join(', ')}` : '',
+  ]
+    .filter((l) => l !== '')
+    .join('\n');
+}
+
+interface RawGroup {
+  [dim: string]: string | number;
+  device_days: string | number;
+  max_daily_devices: string | number;
+  sessions: string | number;
+  crashes: string | number;
+  crashed_device_days: string | number;
+}
+
+const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** Shapes raw groups into report rows; rates are computed here from exact integers, so every engine prints the same. */
+export function shapeRows(req: QueryRequest, raw: readonly RawGroup[]): ReportRow[] {
+  const perDay = req.by.includes('day');
+  const devicesCol = perDay ? 'active_devices' : 'device_days';
+  const crashedCol = perDay ? 'crashed_devices' : 'crashed_device_days';
+  return raw.map((g) => {
+    const row: ReportRow = {};
+    for (const d of req.by) row[d] = String(g[d]);
+    const devices = Number(g.device_days);
+    row[devicesCol] = devices;
+    if (req.report === 'crash-rate') {
+      const sessions = Number(g.sessions);
+      const crashes = Number(g.crashes);
+      const crashed = Number(g.crashed_device_days);
+      row.sessions = sessions;
+      row.crashes = crashes;
+      row[crashedCol] = crashed;
+      row.crash_free_devices_pct = devices > 0 ? round(100 * (1 - crashed / devices)) : null;
+      row.crashes_per_1000_sessions = sessions > 0 ? round((1000 * crashes) / sessions) : null;
+    }
+    return row;
+  });
+}
+
+export async function runReport(sink: Sink, req: QueryRequest, minGroupDevices: number): Promise<ReportRow[]> {
+  const raw = await sink.query<RawGroup>(buildReportSql(sink.database, req, minGroupDevices));
+  return shapeRows(req, raw);
+}
+
+export function formatReport(rows: readonly ReportRow[], format: Format, columns?: readonly string[]): string {
+  const cols = columns ?? (rows[0] ? Object.keys(rows[0]) : []);
+  const cell = (v: string | number | null | undefined) => (v === null || v === undefined ? '' : String(v));
+  if (format === 'json') return JSON.stringify(rows, null, 2);
+  if (format === 'csv') {
+    const q = (s: string) => (/[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+    return [cols.join(','), ...rows.map((r) => cols.map((c) => q(cell(r[c]))).join(','))].join('\n');
+  }
+  const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line([...cols]), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(cols.map((c) => cell(r[c]))))].join('\n') +
+    `\n(${rows.length} group${rows.length === 1 ? '' : 's'})`;
+}
+
+/** Columns of a report, known even when every group was suppressed. */
+export function reportColumns(req: QueryRequest): string[] {
+  const perDay = req.by.includes('day');
+  const cols: string[] = [...req.by, perDay ? 'active_devices' : 'device_days'];
+  if (req.report === 'crash-rate') cols.push('sessions', 'crashes', perDay ? 'crashed_devices' : 'crashed_device_days', 'crash_free_devices_pct', 'crashes_per_1000_sessions');
+  return cols;
+}
+
+async function main(): Promise<number> {
+  const { loadAggregatorConfig } = await import('./config.ts');
+  const { sinkOptionsFrom } = await import('./main.ts');
+  const { createSink } = await import('./sink.ts');
+  let req: QueryRequest;
+  try {
+    req = parseQueryArgs(process.argv.slice(2));
+  } catch (e) {
+    if (e instanceof QueryArgumentError) {
+      process.stderr.write(`query: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  const cfg = loadAggregatorConfig();
+  const sink = await createSink(sinkOptionsFrom(cfg));
+  try {
+    const rows = await runReport(sink, req, cfg.AGGREGATOR_MIN_GROUP_DEVICES);
+    process.stdout.write(formatReport(rows, req.format, reportColumns(req)) + '\n');
+    return 0;
+  } catch (e) {
+    if (e instanceof AggregatorError) {
+      process.stderr.write(`query: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  } finally {
+    await sink.close();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`query: ${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
