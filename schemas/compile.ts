@@ -77,8 +77,9 @@ export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
   const checkBatch = compileCheck(batchSchema, { maxStringLength, maxCollectionLength: maxEvents, skipItems: new Set(['events']) });
   const batchType = typeOf(batchSchema, 'auto');
   const eventType = (batchType as any).field('events').type.itemsType as avro.Type;
-  const eventSchemaNode = eventType.schema({ exportAttrs: true });
-  // exportAttrs keeps our attributes (category, maxLength, format) on the event's fields.
+  // The event's JSON comes from the source schema: avsc does not keep custom field attributes
+  // (category, maxLength, format), and the checks need them.
+  const eventSchemaNode = { namespace: batchSchema.namespace, ...eventsField.type.items };
   const checkEvent = compileCheck(eventSchemaNode, { maxStringLength, maxCollectionLength: maxEvents });
 
   // ---- consent: which fields each consent strips (derived from the map) ---------------------------

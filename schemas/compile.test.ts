@@ -1,0 +1,161 @@
+import { describe, expect, it } from 'vitest';
+import { compilePipeline, decodeEventFact, readSchema, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
+import { batch, device, event, NOW, NS, DAY } from './test/fixtures.ts';
+import { tokenizer } from './test/helpers.ts';
+
+const pipeline = compilePipeline();
+const ctx = (over = {}) => ({ receivedAt: NOW, clientIp: '203.0.113.9', tokenizer: tokenizer(), ...over });
+const clone = (x: unknown): any => JSON.parse(JSON.stringify(x));
+
+describe('build-time refusal', () => {
+  it('refuses a field with no category, naming its path', () => {
+    const s = clone(readSchema('batch'));
+    delete s.fields[2].type.fields[1].category; // device.imei
+    expect(() => compilePipeline({ batchSchema: s })).toThrowError(/Batch\.device\.imei has no "category"/);
+  });
+  it('refuses an unknown category, naming its path', () => {
+    const s = clone(readSchema('batch'));
+    s.fields[4].type.items.fields[3].type[6].fields[0].category = 'crash_stuff'; // Crash.signature
+    try {
+      compilePipeline({ batchSchema: s });
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(SchemaBuildError);
+      expect((e as SchemaBuildError).code).toBe('SCHEMA_FIELD_UNKNOWN_CATEGORY');
+      expect((e as SchemaBuildError).path).toBe('Batch.events[].payload.Crash.signature');
+    }
+  });
+  it('refuses an EventFact field that copies a personal field', () => {
+    const f = clone(readSchema('event-fact'));
+    f.fields.find((x: any) => x.name === 'device_model').from = 'device.imei';
+    expect(() => compilePipeline({ eventFactSchema: f })).toThrowError(/device_identifiers/);
+  });
+  it('control: the checked-in schemas build', () => {
+    expect(pipeline.fields.get('device.imei')?.category).toBe('device_identifiers');
+  });
+});
+
+describe('split', () => {
+  it('accepts a clean batch: one fact per event, one personal record in the SIM zone', () => {
+    const r = pipeline.processBatch(batch(16), ctx());
+    expect(r).toMatchObject({ accepted: 16, rejects: [], droppedConsent: {} });
+    expect(r.events).toHaveLength(16);
+    expect(r.personal.map((p) => p.zone)).toEqual(['cn']);
+    const f = decodeEventFact(r.events[6]!.value);
+    expect(f).toMatchObject({ kind: 'crash', country: 'CN', day: Math.floor(NOW / DAY), crash_signature: '9f86d081884c7d65' });
+  });
+
+  it('the direct EventFact writer produces the bytes avsc produces', () => {
+    const r = pipeline.processBatch(batch(8), ctx());
+    for (const e of r.events) {
+      const f = decodeEventFact(e.value);
+      expect(e.value.subarray(10).equals(pipeline.eventFactType.toBuffer(f))).toBe(true);
+    }
+  });
+
+  it('residency follows the map: MCC first, region as fallback', () => {
+    const zone = (over: Record<string, unknown>) => pipeline.processBatch({ ...batch(1), device: device(over) }, ctx()).personal[0]!.zone;
+    expect(zone({ sim_mcc: '250' })).toBe('ru');
+    expect(zone({ sim_mcc: '405' })).toBe('in');
+    expect(zone({ sim_mcc: '454', region: 'CN' })).toBe('row'); // Hong Kong SIM: not Mainland China
+    expect(zone({ sim_mcc: null, region: 'CN' })).toBe('cn');
+    expect(zone({ sim_mcc: null, region: null })).toBe('row');
+  });
+
+  it('analytics consent off: every event dropped and counted, nothing written', () => {
+    const r = pipeline.processBatch(batch(5, { consent: { analytics: false, personalised_ads: true } }), ctx());
+    expect(r).toMatchObject({ accepted: 0, droppedConsent: { no_analytics_consent: 5 }, events: [], personal: [], rejected: [] });
+  });
+
+  it('personalised ads consent off: advertising ids stripped from the personal record and counted', () => {
+    const r = pipeline.processBatch(batch(2, { consent: { analytics: true, personalised_ads: false } }), ctx());
+    expect(r.droppedConsent).toEqual({ 'stripped_no_personalised_ads:device.oaid': 1, 'stripped_no_personalised_ads:device.gaid': 1 });
+    const rec = pipeline.personalType.fromBuffer(r.personal[0]!.value.subarray(10)) as any;
+    expect(rec.device.gaid).toBeNull();
+    expect(rec.device.oaid).toBeNull();
+    expect(rec.device.imei).toBe('861234567890123');
+  });
+
+  it('a retried batch gives identical event keys; another day gives unlinkable tokens', () => {
+    const b = batch(4);
+    const a = pipeline.processBatch(b, ctx());
+    const again = pipeline.processBatch(clone(b), ctx({ tokenizer: tokenizer() }));
+    expect(again.events.map((e) => decodeEventFact(e.value).event_key.toString('hex'))).toEqual(a.events.map((e) => decodeEventFact(e.value).event_key.toString('hex')));
+    const y = batch(1);
+    y.events[0]!.time = NOW - DAY;
+    const yf = decodeEventFact(pipeline.processBatch(y, ctx()).events[0]!.value);
+    expect(yf.daily_token.equals(decodeEventFact(a.events[0]!.value).daily_token)).toBe(false);
+  });
+
+  it('the personal record carries no token, event key or event id', () => {
+    const b = batch(8);
+    const r = pipeline.processBatch(b, ctx());
+    const pv = r.personal[0]!.value;
+    for (const e of r.events) {
+      const f = decodeEventFact(e.value);
+      expect(pv.includes(f.daily_token)).toBe(false);
+      expect(pv.includes(f.event_key)).toBe(false);
+    }
+    for (const ev of b.events) expect(pv.includes(Buffer.from(ev.event_id))).toBe(false);
+    const names = JSON.stringify(pipeline.personalType.schema());
+    expect(names).not.toMatch(/event_id|event_key|daily_token|session_id|batch_id/);
+  });
+
+  it('too late and from the future: rejected with a counted reason, the rest goes through', () => {
+    const b = batch(3);
+    b.events[0]!.time = NOW - 5 * DAY;
+    b.events[1]!.time = NOW + 3_600_000;
+    const r = pipeline.processBatch(b, ctx());
+    expect(r.accepted).toBe(1);
+    expect(r.rejects.map((x) => [x.index, x.path, x.reason])).toEqual([
+      [0, 'time', 'TOKEN_TOO_LATE'],
+      [1, 'time', 'TOKEN_FROM_FUTURE'],
+    ]);
+    expect(r.rejected.map((x) => x.zone)).toEqual(['cn', 'cn']);
+  });
+
+  it('Confluent wire format when a registry id is configured', () => {
+    const p = compilePipeline({ registryIds: { eventFact: 42 } });
+    const v = p.processBatch(batch(1), ctx()).events[0]!.value;
+    expect([...v.subarray(0, 5)]).toEqual([0, 0, 0, 0, 42]);
+  });
+});
+
+type Case = [string, (b: any) => void, number, string, string];
+const crash = (b: any) => b.events[6].payload[`${NS}.Crash`];
+describe('validation errors name the event, the field path and the reason', () => {
+  const cases: Case[] = [
+    ['wrong type', (b) => (crash(b).signature = 17), 6, 'payload.crash.signature', 'SCHEMA_TYPE_MISMATCH'],
+    ['missing required field', (b) => delete b.events[2].session_id, 2, 'session_id', 'SCHEMA_MISSING_FIELD'],
+    ['unknown enum symbol', (b) => (b.events[5].payload[`${NS}.AppStatus`].action = 'reinstall'), 5, 'payload.app_status.action', 'SCHEMA_UNKNOWN_ENUM_SYMBOL'],
+    ['string too long', (b) => (b.events[1].payload[`${NS}.PageView`].page = 'p'.repeat(129)), 1, 'payload.page_view.page', 'SCHEMA_STRING_TOO_LONG'],
+    ['bad UTF-8 (lone surrogate)', (b) => (b.events[5].payload[`${NS}.AppStatus`].package = 'com.\ud800x'), 5, 'payload.app_status.package', 'SCHEMA_BAD_UTF8'],
+    ['bad format', (b) => (b.events[3].event_id = 'IMEI-861234567890123'), 3, 'event_id', 'SCHEMA_BAD_FORMAT'],
+    ['unknown payload kind', (b) => (b.events[4].payload = { 'telemetry.v1.Nope': {} }), 4, 'payload', 'SCHEMA_TYPE_MISMATCH'],
+    ['array too long (batch level)', (b) => (b.events = Array.from({ length: 1001 }, (_, i) => event(i))), -1, 'events', 'SCHEMA_ARRAY_TOO_LONG'],
+    ['bad device context (batch level)', (b) => (b.device.model = 7), -1, 'device.model', 'SCHEMA_TYPE_MISMATCH'],
+  ];
+  it.each(cases)('%s', (_name, mutate, index, path, reason) => {
+    const b = batch(8) as any;
+    mutate(b);
+    const r = pipeline.processBatch(b, ctx());
+    expect(r.rejects).toHaveLength(1);
+    expect(r.rejects[0]).toMatchObject({ index, path, reason });
+    if (index >= 0) {
+      expect(r.rejects[0]!.message).toMatch(new RegExp(`^event ${index}: field ${path.replace(/[.[\]]/g, '\\$&')}: `));
+      expect(r.accepted).toBe(7); // the good events still go through
+      expect(r.rejected).toHaveLength(1);
+    } else expect(r.accepted).toBe(0);
+  });
+  it('message format of the brief', () => {
+    const b = batch(8) as any;
+    crash(b).signature = 17;
+    expect(pipeline.processBatch(b, ctx()).rejects[0]!.message).toBe('event 6: field payload.crash.signature: expected string, got int');
+  });
+  it('uses the batch type from avsc for binary round trips', () => {
+    const b = batch(3);
+    expect(pipeline.processBatch(pipeline.batchType.fromBuffer(pipeline.batchType.toBuffer(b)), ctx()).accepted).toBe(3);
+    expect(typeOf(readSchema('batch')).schema()).toEqual(pipeline.batchType.schema());
+    expect(Object.keys(CATEGORIES as CategoryMap).length).toBeGreaterThan(15);
+  });
+});
