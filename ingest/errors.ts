@@ -84,6 +84,8 @@ export interface IngestFailure {
   ok: false;
   code: IngestErrorCode;
   message: string;
+  /** For INGEST_BATCH_INVALID: the batch-level rejects (index -1) that explain it. */
+  rejects?: Array<{ index: number; path: string; reason: string; message: string }>;
 }
 
 export function fail(code: IngestErrorCode, message: string): IngestFailure {

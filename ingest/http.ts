@@ -127,7 +127,9 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
       }
     }
     if (shuttingDown) headers.connection = 'close';
-    sendJson(res, status, { error: { code: f.code, message: f.message } }, headers);
+    const rejects = 'rejects' in f ? f.rejects : undefined;
+    const body = rejects ? { error: { code: f.code, message: f.message }, rejected: rejects } : { error: { code: f.code, message: f.message } };
+    sendJson(res, status, body, headers);
   };
 
   const observe = (res: ServerResponse, t0: number, code: IngestErrorCode | 'OK') => {

@@ -1,39 +1,83 @@
 /**
- * The part of `schemas/` the ingest worker calls, behind one narrow interface.
+ * The part of `schemas/` the ingest worker calls: the compiled pipeline, the batch schema, the hostile
+ * Avro guard, and writer-schema resolution for Avro container uploads.
  *
- * `schemas/index.ts` exports the compiled pipeline (issue 3). It was being written at the same time
- * as ingest, so this file is the single place that binds to its names; everything else in ingest/
- * depends on `SchemasApi` only.
+ * Writer schemas: a container names the schema its bytes were written with (`avro.schema`). A device
+ * built against an older or newer batch schema still posts readable data, so the writer schema is
+ * resolved into the current batch schema with Avro's resolution rules (avsc `createResolver`); one that
+ * cannot be resolved (a field the reader needs with no default, a type that does not promote) is refused
+ * with INGEST_WRITER_SCHEMA_UNRESOLVABLE. The guard walks the bytes against the WRITER schema, since
+ * those are the bytes on the wire, before avsc allocates anything.
  */
-import type avro from 'avsc';
-import type { SplitResult } from '../schemas/contract.ts';
-import type { DailyTokenizer } from '../schemas/tokenizer.ts';
+import avro from 'avsc';
+import { compilePipeline, fingerprintOf, guardBody, type DecodeLimits, type Pipeline } from '../schemas/index.ts';
+import { fail, type IngestFailure } from './errors.ts';
 
-/** schemas/guard.ts `DecodeLimits`. */
-export interface GuardLimits {
-  maxStringLength: number;
-  maxCollectionLength: number;
-  maxTotalItems: number;
-  maxItems?: Record<string, number>;
+export type { DecodeLimits, Pipeline };
+
+interface Writer {
+  type: avro.Type;
+  /** undefined when the writer schema is the reader schema (no resolution needed). */
+  resolver: avro.Resolver | undefined;
 }
 
-export interface ProcessContext {
-  receivedAt: number;
-  clientIp?: string;
-  tokenizer: DailyTokenizer;
-}
+export class BatchDecoder {
+  readonly pipeline: Pipeline;
+  private readonly readerFingerprint: string;
+  /** Writer schemas seen recently, by their JSON text (devices of one SDK version send the same one). */
+  private readonly writers = new Map<string, Writer | IngestFailure>();
+  private static readonly MAX_WRITERS = 64;
 
-export interface SchemasApi {
-  compilePipeline(opts?: unknown): { processBatch(batch: unknown, ctx: ProcessContext): SplitResult };
-  batchType: avro.Type;
-  resolveWriter(writerSchemaJson: string): unknown;
-  guardedDecode(type: avro.Type, buf: Buffer, limits: GuardLimits, reader?: avro.Type): unknown;
-}
-
-export async function loadSchemas(): Promise<SchemasApi> {
-  const mod = (await import('../schemas/index.ts')) as unknown as Partial<SchemasApi>;
-  for (const name of ['compilePipeline', 'batchType', 'resolveWriter', 'guardedDecode'] as const) {
-    if (mod[name] === undefined) throw new Error(`schemas/index.ts does not export ${name} yet (issue 3)`);
+  constructor(
+    readonly limits: DecodeLimits,
+    maxEvents: number,
+    maxStringLength: number,
+  ) {
+    this.pipeline = compilePipeline({ maxEvents, maxStringLength });
+    this.readerFingerprint = fingerprintOf(this.pipeline.batchType).toString('hex');
   }
-  return mod as SchemasApi;
+
+  writer(schemaJson: string): Writer | IngestFailure {
+    const cached = this.writers.get(schemaJson);
+    if (cached) return cached;
+    const w = this.resolve(schemaJson);
+    if (this.writers.size >= BatchDecoder.MAX_WRITERS) this.writers.delete(this.writers.keys().next().value!);
+    this.writers.set(schemaJson, w);
+    return w;
+  }
+
+  private resolve(schemaJson: string): Writer | IngestFailure {
+    let type: avro.Type;
+    try {
+      type = avro.Type.forSchema(JSON.parse(schemaJson) as avro.Schema, { wrapUnions: 'auto' } as avro.ForSchemaOptions);
+    } catch (e) {
+      return fail('INGEST_WRITER_SCHEMA_UNRESOLVABLE', `avro.schema of the container is not a valid Avro schema: ${(e as Error).message.slice(0, 200)}`);
+    }
+    if (fingerprintOf(type).toString('hex') === this.readerFingerprint) return { type: this.pipeline.batchType, resolver: undefined };
+    try {
+      return { type, resolver: this.pipeline.batchType.createResolver(type) };
+    } catch (e) {
+      return fail('INGEST_WRITER_SCHEMA_UNRESOLVABLE', `writer schema ${type.name ?? type.typeName} cannot be read as the batch schema ${this.pipeline.batchType.name}: ${(e as Error).message.slice(0, 300)}`);
+    }
+  }
+
+  /** Guard the bytes against the writer schema, then decode (resolving into the batch schema). */
+  decode(w: Writer, data: Buffer): unknown {
+    guardBody(w.type, data, this.limits);
+    return w.resolver ? this.pipeline.batchType.fromBuffer(data, w.resolver) : w.type.fromBuffer(data);
+  }
+
+  /**
+   * Avro-JSON (debugging and tests). Spec Avro-JSON (unions wrapped as {"type": value}) is decoded as a
+   * whole with the batch schema. If that fails, the parsed JSON goes to processBatch as is, in avsc's
+   * in-memory shape (nullable unions as plain values, record unions wrapped by full name), where every
+   * event is validated on its own: one bad event is rejected, the good ones go through.
+   */
+  fromJson(parsed: unknown, text: string): unknown {
+    try {
+      return this.pipeline.batchType.fromString(text);
+    } catch {
+      return parsed;
+    }
+  }
 }

@@ -14,11 +14,11 @@
  */
 import { Piscina } from 'piscina';
 import type { EventReject, OutRecord, SplitResult, Zone } from '../schemas/contract.ts';
-import { DailyTokenizer, EnvKeySource, FileKeySource, type KeySource } from '../schemas/tokenizer.ts';
+import { DailyTokenizer, EnvKeySource, FileKeySource } from '../schemas/tokenizer.ts';
 import { decompress, type ContentEncoding } from './body.ts';
 import { readContainer, DEFAULT_CONTAINER_LIMITS, type ContainerLimits } from './container.ts';
-import { fail, type IngestFailure, type IngestErrorCode } from './errors.ts';
-import { loadSchemas, type GuardLimits, type SchemasApi } from './pipeline.ts';
+import { fail, type IngestFailure } from './errors.ts';
+import { BatchDecoder } from './pipeline.ts';
 
 export type BodyFormat = 'avro' | 'json';
 
@@ -62,88 +62,63 @@ export interface WorkerSuccess {
 export type WorkerResult = WorkerSuccess | IngestFailure;
 
 interface State {
-  api: SchemasApi;
-  pipeline: ReturnType<SchemasApi['compilePipeline']>;
+  decoder: BatchDecoder;
   tokenizer: DailyTokenizer;
   opts: WorkerOptions;
   container: ContainerLimits;
-  guard: GuardLimits;
 }
 
-let state: Promise<State> | undefined;
+let state: State | undefined;
 
-function init(opts: WorkerOptions): Promise<State> {
-  state ??= (async () => {
-    const api = await loadSchemas();
-    const source: KeySource = opts.tokenKeys.kind === 'file' ? new FileKeySource(opts.tokenKeys.dir) : new EnvKeySource(opts.tokenKeys.spec);
-    return {
-      api,
-      pipeline: api.compilePipeline(),
-      tokenizer: new DailyTokenizer(source),
-      opts,
-      container: { ...DEFAULT_CONTAINER_LIMITS, maxDecompressedBytes: opts.maxDecompressedBytes },
-      guard: { maxStringLength: opts.maxStringBytes, maxCollectionLength: opts.maxEventsPerBatch, maxTotalItems: opts.maxEventsPerBatch * 20 },
-    };
-  })();
+function init(opts: WorkerOptions): State {
+  state ??= {
+    decoder: new BatchDecoder(
+      { maxStringLength: opts.maxStringBytes, maxCollectionLength: opts.maxEventsPerBatch, maxTotalItems: opts.maxEventsPerBatch * 20 },
+      opts.maxEventsPerBatch,
+      opts.maxStringBytes,
+    ),
+    tokenizer: new DailyTokenizer(opts.tokenKeys.kind === 'file' ? new FileKeySource(opts.tokenKeys.dir) : new EnvKeySource(opts.tokenKeys.spec)),
+    opts,
+    container: { ...DEFAULT_CONTAINER_LIMITS, maxDecompressedBytes: opts.maxDecompressedBytes },
+  };
   return state;
 }
 
 /** Decodes the body into one Batch value, or says why it cannot be read. */
-export function decodeBody(s: Pick<State, 'api' | 'container' | 'guard'>, body: Buffer, format: BodyFormat): { ok: true; batch: unknown } | IngestFailure {
+export function decodeBody(s: Pick<State, 'decoder' | 'container'>, body: Buffer, format: BodyFormat): { ok: true; batch: unknown } | IngestFailure {
   if (body.length === 0) return fail('INGEST_BODY_EMPTY', 'empty body: send one batch');
   if (format === 'json') {
+    const text = body.toString('utf8');
     let parsed: unknown;
     try {
-      parsed = JSON.parse(body.toString('utf8'));
+      parsed = JSON.parse(text);
     } catch (e) {
       return fail('INGEST_BAD_JSON', `body is not valid JSON: ${(e as Error).message.slice(0, 200)}`);
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail('INGEST_BAD_JSON', 'body must be one JSON object (a Batch)');
-    return { ok: true, batch: parsed };
+    return { ok: true, batch: s.decoder.fromJson(parsed, text) };
   }
   const c = readContainer(body, s.container);
   if (!c.ok) return c;
   if (c.value.objectCount !== 1 || c.value.blocks.length !== 1) {
     return fail('INGEST_BATCH_INVALID', `an upload holds exactly one Batch record, this container holds ${c.value.objectCount}`);
   }
+  const w = s.decoder.writer(c.value.schemaJson);
+  if ('ok' in w) return w;
   try {
-    const writer = s.api.resolveWriter(c.value.schemaJson);
-    const data = c.value.blocks[0]!.data;
-    return { ok: true, batch: guardedDecodeWith(s, writer, data) };
+    return { ok: true, batch: s.decoder.decode(w, c.value.blocks[0]!.data) };
   } catch (e) {
     return schemaFailure(e);
   }
 }
 
-/**
- * `resolveWriter` gives the writer type (and, when it differs from the current schema, a resolver into
- * it). The guard walks the bytes against the *writer* schema, since those are the bytes on the wire.
- */
-function guardedDecodeWith(s: Pick<State, 'api' | 'guard'>, writer: unknown, data: Buffer): unknown {
-  const w = writer as { writer?: import('avsc').Type; type?: import('avsc').Type; resolver?: import('avsc').Resolver; decode?: (b: Buffer, l: unknown) => unknown };
-  if (typeof w.decode === 'function') return w.decode(data, s.guard);
-  const type = w.writer ?? w.type ?? (writer as import('avsc').Type);
-  const value = s.api.guardedDecode(type, data, s.guard);
-  if (w.resolver) return s.api.batchType.fromBuffer(data, w.resolver);
-  return value;
-}
-
-const SCHEMA_TO_INGEST: Record<string, IngestErrorCode> = {
-  SCHEMA_UNRESOLVABLE_WRITER: 'INGEST_WRITER_SCHEMA_UNRESOLVABLE',
-  SCHEMA_UNKNOWN_FINGERPRINT: 'INGEST_WRITER_SCHEMA_UNRESOLVABLE',
-  SCHEMA_INCOMPATIBLE_CHANGE: 'INGEST_WRITER_SCHEMA_UNRESOLVABLE',
-};
-
 /** Typed errors of schemas/ -> ingest failures; anything else is a bug and is rethrown. */
 function schemaFailure(e: unknown): IngestFailure {
   const code = (e as { code?: unknown }).code;
-  const name = (e as { name?: unknown }).name;
   const msg = (e as Error).message ?? String(e);
   if (typeof code === 'string') {
-    const mapped = SCHEMA_TO_INGEST[code];
-    if (mapped) return fail(mapped, msg);
-    if (code.startsWith('AVRO_')) return fail('INGEST_AVRO_INVALID', msg);
-    if (name === 'BatchError' || code.startsWith('SCHEMA_')) return fail('INGEST_BATCH_INVALID', msg);
+    if (code.startsWith('AVRO_')) return fail('INGEST_AVRO_INVALID', `Avro body refused: ${msg}`);
+    if (code.startsWith('SCHEMA_')) return fail('INGEST_BATCH_INVALID', msg);
   }
   throw e;
 }
@@ -197,21 +172,21 @@ export function unpackRecords(w: Pick<WorkerSuccess, 'data' | 'index' | 'headers
   return out;
 }
 
-/** Marks the result's ArrayBuffers for transfer (piscina's Transferable protocol). */
+/** Marks the result's ArrayBuffers for transfer (piscina's Transferable protocol + Piscina.move). */
 function movable(result: WorkerResult): unknown {
   if (!result.ok) return result;
-  return {
+  return Piscina.move({
     get [Piscina.transferableSymbol]() {
       return [result.data, result.index];
     },
     get [Piscina.valueSymbol]() {
       return result;
     },
-  };
+  } as never);
 }
 
 export default async function processTask(task: WorkerTask): Promise<unknown> {
-  const s = await init(Piscina.workerData as WorkerOptions);
+  const s = init(Piscina.workerData as WorkerOptions);
   const raw = Buffer.from(task.body, 0, task.length);
   const body = decompress(raw, task.encoding, s.opts.maxDecompressedBytes);
   if (!body.ok) return body;
@@ -220,10 +195,14 @@ export default async function processTask(task: WorkerTask): Promise<unknown> {
   let split: SplitResult;
   try {
     const ctx = task.clientIp === undefined ? { receivedAt: task.receivedAt, tokenizer: s.tokenizer } : { receivedAt: task.receivedAt, clientIp: task.clientIp, tokenizer: s.tokenizer };
-    split = s.pipeline.processBatch(decoded.batch, ctx);
+    split = s.decoder.pipeline.processBatch(decoded.batch, ctx);
   } catch (e) {
     return schemaFailure(e);
   }
+  // A batch-level problem (device context unusable, envelope invalid) comes back as one reject with
+  // index -1 and no records: nothing of the batch can be kept, so the answer is 400, not 200.
+  const batchLevel = split.rejects.find((r) => r.index < 0);
+  if (batchLevel) return { ...fail('INGEST_BATCH_INVALID', batchLevel.message), rejects: split.rejects };
   const dropped = Object.values(split.droppedConsent).reduce((a, b) => a + b, 0);
   const eventCount = split.accepted + dropped + split.rejects.length;
   if (eventCount === 0) return fail('INGEST_BATCH_EMPTY', 'the batch holds no events: send at least one');
