@@ -1,0 +1,135 @@
+/**
+ * The leak property (DESIGN principle 2): over random batches, no value of a personal category (per the
+ * checked-in map and schema) appears in any byte of the non-personal output, including inside strings.
+ * Negative control: the same property, run against a pipeline built with one field miscategorised,
+ * must fail.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { compilePipeline, readSchema, type Pipeline } from './index.ts';
+import type { FieldInfo } from './classify.ts';
+import { NOW, NS } from './test/fixtures.ts';
+import { tokenizer } from './test/helpers.ts';
+
+const reference = compilePipeline(); // the truth: which input paths are personal
+
+const rnd = (min: number, max: number) =>
+  fc.tuple(fc.uint8Array({ minLength: min, maxLength: max }), fc.string({ maxLength: 4, unit: 'grapheme' })).map(([b, s]) => `${Buffer.from(b).toString('hex')}${s}`);
+const optional = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: null });
+
+const payload = fc.oneof(
+  fc.constant({ [`${NS}.SessionStart`]: {} }),
+  fc.nat(10_000_000).map((d) => ({ [`${NS}.SessionEnd`]: { duration_ms: d } })),
+  fc.tuple(fc.constantFrom('home', 'forecast/daily', 'settings'), fc.nat(1e6)).map(([page, d]) => ({ [`${NS}.PageView`]: { page, duration_ms: d } })),
+  fc.constant({ [`${NS}.AppForeground`]: {} }),
+  fc.constant({ [`${NS}.AppBackground`]: {} }),
+  fc.tuple(fc.constantFrom('install', 'update', 'delete'), rnd(8, 20), rnd(8, 12)).map(([action, pkg, version]) => ({ [`${NS}.AppStatus`]: { action, package: pkg, version } })),
+  fc.tuple(fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001'), optional(rnd(16, 200))).map(([signature, st]) => ({ [`${NS}.Crash`]: { signature, exception_type: 'java.lang.IllegalStateException', app_version: '1.0.0', stack_trace: st } })),
+  fc.tuple(fc.nat(1000), fc.nat(1000), fc.nat(5000)).map(([a, b, c]) => ({ [`${NS}.NetworkStats`]: { request_count: a, error_count: b, latency_ms: c } })),
+);
+
+const batchArb = fc.record({
+  batch_id: fc.uuid(),
+  sent_at: fc.constant(NOW - 1000),
+  device: fc.record({
+    device_id: rnd(8, 30),
+    imei: optional(rnd(8, 10)),
+    oaid: optional(rnd(8, 30)),
+    gaid: optional(rnd(8, 30)),
+    imsi: optional(rnd(8, 10)),
+    sim_mcc: optional(fc.constantFrom('460', '250', '404', '262', '310', '999')),
+    sim_mnc: optional(fc.constantFrom('01', '02', '260')),
+    sim_operator: optional(rnd(8, 30)),
+    manufacturer: fc.constant('Xiaomi'),
+    model: fc.constantFrom('M2102J20SG', '2201116SG'),
+    os_version: fc.constantFrom('12', '13', '14'),
+    rom_version: fc.constant('MIUI 14.0.3'),
+    app_id: fc.constant('com.miui.weather2'),
+    app_version: fc.constant('13.0.6.1'),
+    sdk_version: fc.constant('2.4.0'),
+    locale: rnd(8, 10),
+    timezone: rnd(8, 20),
+    region: optional(fc.constantFrom('CN', 'RU', 'IN', 'DE')),
+    account_id: optional(rnd(8, 30)),
+    location: optional(fc.record({ lat: fc.double({ min: -90, max: 90, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), accuracy_m: fc.constant(10) })),
+  }),
+  consent: fc.record({ analytics: fc.constant(true), personalised_ads: fc.boolean() }),
+  events: fc.array(fc.record({ event_id: fc.uuid(), time: fc.integer({ min: NOW - 86_400_000, max: NOW }), session_id: fc.uuid(), payload }), { minLength: 1, maxLength: 20 }),
+});
+
+/** Every value of a personal leaf field of the reference schema, found by walking the field chain. */
+function personalValues(b: any): { path: string; bytes: Buffer[] }[] {
+  const out: { path: string; bytes: Buffer[] }[] = [];
+  const fields = reference.fields;
+  const leaves = [...fields.values()].filter((f) => f.entry.personal && ![...fields.keys()].some((k) => k.startsWith(`${f.path}.`) || k.startsWith(`${f.path}[]`)));
+  for (const f of leaves) for (const v of valuesAt(b, f, fields)) out.push({ path: f.path, bytes: encodings(v) });
+  return out;
+}
+
+function valuesAt(root: any, f: FieldInfo, fields: ReadonlyMap<string, FieldInfo>): unknown[] {
+  const chain: FieldInfo[] = [];
+  for (let p: string = f.path; p; ) {
+    const info = fields.get(p)!;
+    chain.unshift(info);
+    p = info.parent.endsWith('[]') ? info.parent.slice(0, -2) : info.parent;
+    if (info.parent.endsWith('[]')) chain.unshift({ ...info, step: { kind: 'field', key: '[]' } } as FieldInfo);
+  }
+  let current: unknown[] = [root];
+  for (const c of chain) {
+    const next: unknown[] = [];
+    for (const v of current as any[]) {
+      if (v === null || v === undefined) continue;
+      if (c.step.key === '[]') next.push(...(v as unknown[]));
+      else next.push(v[c.step.key]);
+    }
+    current = next;
+  }
+  return current.filter((v) => v !== null && v !== undefined);
+}
+
+function encodings(v: unknown): Buffer[] {
+  if (typeof v === 'string') {
+    const out = [Buffer.from(v, 'utf8')];
+    if (/^[0-9a-f]{8}-[0-9a-f]{4}-/i.test(v)) out.push(Buffer.from(v.replace(/-/g, ''), 'hex'));
+    return out.filter((x) => x.length >= 8); // shorter values (MCC '460') could match by chance
+  }
+  if (typeof v === 'number' && !Number.isInteger(v)) {
+    const d = Buffer.alloc(8);
+    d.writeDoubleLE(v);
+    return [d];
+  }
+  return [];
+}
+
+function leaks(p: Pipeline, b: unknown): string[] {
+  const r = p.processBatch(b, { receivedAt: NOW, clientIp: '198.51.100.23', tokenizer: tokenizer() });
+  const out = Buffer.concat(r.events.flatMap((e) => [e.key, e.value]));
+  const found: string[] = [];
+  for (const { path, bytes } of personalValues(b)) for (const x of bytes) if (out.includes(x)) found.push(path);
+  if (out.includes(Buffer.from('198.51.100.23'))) found.push('client_ip');
+  return found;
+}
+
+describe('no personal value reaches the non-personal output', () => {
+  it('holds for random batches', () => {
+    fc.assert(
+      fc.property(batchArb, (b) => {
+        expect(reference.processBatch(b, { receivedAt: NOW, tokenizer: tokenizer() }).accepted).toBe(b.events.length);
+        expect(leaks(reference, b)).toEqual([]);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('negative control: with device.imei miscategorised as device_info (and wired to output), the property fails', () => {
+    const batchSchema = JSON.parse(JSON.stringify(readSchema('batch')));
+    batchSchema.fields[2].type.fields[1].category = 'device_info';
+    const fact = JSON.parse(JSON.stringify(readSchema('event-fact')));
+    const f = fact.fields.find((x: any) => x.name === 'device_model');
+    f.from = ['device.imei', 'device.model'];
+    const broken = compilePipeline({ batchSchema, eventFactSchema: fact });
+    const res = fc.check(fc.property(batchArb, (b) => leaks(broken, b).length === 0), { numRuns: 150 });
+    expect(res.failed).toBe(true);
+    expect(leaks(broken, res.counterexample![0])).toContain('device.imei');
+  });
+});
