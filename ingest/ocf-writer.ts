@@ -8,7 +8,7 @@ import { deflateRawSync } from 'node:zlib';
 import type avro from 'avsc';
 import { OCF_MAGIC, SYNC_SIZE } from './container.ts';
 
-function zigzagLong(n: number): Buffer {
+export function zigzagLong(n: number): Buffer {
   let z = n >= 0 ? n * 2 : -n * 2 - 1;
   const out: number[] = [];
   while (z >= 0x80) {
@@ -32,6 +32,8 @@ export interface WriteOptions {
   /** Written instead of the type's own schema (e.g. a schema that resolves to nothing). */
   schemaJson?: string;
   extraMeta?: Record<string, Buffer>;
+  /** Already-encoded datums written instead of `values` (hostile bodies for tests). */
+  rawDatums?: Buffer[];
 }
 
 export function writeContainer(type: avro.Type, values: readonly unknown[], opts: WriteOptions = {}): Buffer {
@@ -45,10 +47,11 @@ export function writeContainer(type: avro.Type, values: readonly unknown[], opts
   const parts: Buffer[] = [OCF_MAGIC, zigzagLong(meta.length)];
   for (const [k, v] of meta) parts.push(avroBytes(Buffer.from(k, 'utf8')), avroBytes(v));
   parts.push(zigzagLong(0), sync);
-  const size = opts.blockSize ?? Math.max(1, values.length);
-  for (let i = 0; i < values.length; i += size) {
-    const chunk = values.slice(i, i + size);
-    const data = Buffer.concat(chunk.map((v) => type.toBuffer(v)));
+  const datums = opts.rawDatums ?? values.map((v) => type.toBuffer(v));
+  const size = opts.blockSize ?? Math.max(1, datums.length);
+  for (let i = 0; i < datums.length; i += size) {
+    const chunk = datums.slice(i, i + size);
+    const data = Buffer.concat(chunk);
     const payload = codec === 'deflate' ? deflateRawSync(data) : data;
     parts.push(zigzagLong(chunk.length), zigzagLong(payload.length), payload, sync);
   }

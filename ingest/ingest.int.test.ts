@@ -1,0 +1,213 @@
+/**
+ * Ingest against the real broker (deploy/local): batches posted over HTTP land as the right records on
+ * the right topics, read back with a separate consumer and with kcat; no personal value reaches the
+ * events topic; every event of a 200 is on Kafka; bad input gets its status and leaves the service
+ * healthy. Each suite uses its own topic names (uniqueName), so suites never see each other's data.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { decodeEventFact } from '../schemas/index.ts';
+import { readAll, stackInfo, uniqueName } from '../deploy/local/testing.ts';
+import { batch, batchType, containerOf, type BatchOptions } from '../bench/lib/ingest-batches.ts';
+import { loadIngestConfig } from './config.ts';
+import { startIngest, type IngestService } from './http.ts';
+import { writeContainer, zigzagLong } from './ocf-writer.ts';
+
+const quiet = { debug() {}, info() {}, warn() {}, error() {}, personal() {}, child() { return quiet; } };
+
+interface Topics {
+  events: string;
+  personalPrefix: string;
+  rejectsPrefix: string;
+}
+
+function newTopics(): Topics {
+  return { events: uniqueName('ingest_ev'), personalPrefix: `${uniqueName('ingest_p')}_`, rejectsPrefix: `${uniqueName('ingest_r')}_` };
+}
+
+function envFor(t: Topics, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PIPELINE_KAFKA_BROKERS: stackInfo().kafkaBrokers.join(','),
+    PIPELINE_TOPIC_EVENTS: t.events,
+    PIPELINE_TOPIC_PERSONAL_PREFIX: t.personalPrefix,
+    PIPELINE_TOPIC_REJECTS_PREFIX: t.rejectsPrefix,
+    INGEST_PORT: '0',
+    INGEST_POOL_THREADS: '1',
+    INGEST_TOPIC_PARTITIONS: '2',
+    ...extra,
+  };
+}
+
+async function post(svc: IngestService, body: Buffer | string, headers: Record<string, string> = { 'content-type': 'avro/binary' }): Promise<{ status: number; json: any; headers: Headers }> {
+  const r = await fetch(`${svc.url}/v1/batches`, { method: 'POST', headers, body });
+  const text = await r.text();
+  return { status: r.status, json: text ? JSON.parse(text) : undefined, headers: r.headers };
+}
+
+/** Counts a topic's records with kcat (a Kafka client no one here wrote); -e: stop at the end. */
+function kcat(topic: string, format = '%k\n'): string[] {
+  const out = execFileSync('kcat', ['-b', stackInfo().kafkaBrokers[0]!, '-C', '-t', topic, '-e', '-q', '-f', format], { encoding: 'latin1', timeout: 30_000 });
+  return out.split('\n').filter((l) => l.length > 0);
+}
+
+/** Invariant helper: which of `needles` occur in any of `records` (key or value). */
+export function personalValuesIn(records: Array<{ key: Buffer | null; value: Buffer | null }>, needles: string[]): string[] {
+  const found = new Set<string>();
+  for (const r of records) {
+    for (const n of needles) {
+      const b = Buffer.from(n, 'utf8');
+      if (r.key?.includes(b) || r.value?.includes(b)) found.add(n);
+    }
+  }
+  return [...found];
+}
+
+function personalStrings(b: any): string[] {
+  const d = b.device;
+  const out = [d.device_id, d.imei, d.oaid, d.gaid, d.imsi, b.batch_id];
+  for (const e of b.events) out.push(e.event_id);
+  return out.filter((x): x is string => typeof x === 'string');
+}
+
+describe('ingest -> Kafka (real broker)', () => {
+  const t = newTopics();
+  let svc: IngestService;
+  beforeAll(async () => {
+    const cfg = loadIngestConfig(envFor(t));
+    svc = await startIngest(cfg, { log: quiet, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
+  });
+  afterAll(async () => {
+    await svc?.close();
+  });
+
+  it('puts each batch on the right topics: facts on events, personal per zone, rejects per zone', async () => {
+    const zones = ['cn', 'ru', 'in', 'row'] as const;
+    const posted: any[] = [];
+    let accepted = 0;
+    for (const zone of zones) {
+      for (let k = 0; k < 2; k++) {
+        const b = batch({ zone, events: 10 } as BatchOptions);
+        if (zone === 'ru' && k === 0) {
+          (b.events as any[])[2].event_id = 'not-a-uuid';
+          (b.events as any[])[5].session_id = 'x'.repeat(500);
+        }
+        const r = await post(svc, containerOf(b));
+        expect(r.status).toBe(200);
+        posted.push(b);
+        accepted += r.json.accepted;
+        if (zone === 'ru' && k === 0) {
+          expect(r.json.accepted).toBe(8);
+          expect(r.json.rejected.map((x: any) => [x.index, x.path, x.reason])).toEqual([
+            [2, 'event_id', 'SCHEMA_BAD_FORMAT'],
+            [5, 'session_id', 'SCHEMA_STRING_TOO_LONG'],
+          ]);
+        } else {
+          expect(r.json).toMatchObject({ accepted: 10, rejected: [] });
+        }
+      }
+    }
+    expect(accepted).toBe(78);
+
+    // Separate consumer (kafkajs): every accepted event is one EventFact on the events topic.
+    const events = await readAll(t.events, accepted, 30_000);
+    expect(events).toHaveLength(accepted);
+    const facts = events.map((e) => decodeEventFact(e.value!));
+    for (let i = 0; i < facts.length; i++) expect(events[i]!.key!.equals(facts[i]!.daily_token)).toBe(true);
+    expect(new Set(facts.map((f) => f.event_key.toString('hex'))).size).toBe(accepted);
+    expect(new Set(facts.map((f) => f.kind))).toEqual(new Set(['session_start', 'page_view', 'app_foreground', 'network_stats', 'app_background', 'app_status', 'crash', 'session_end']));
+
+    // kcat: the same counts, per zone for the personal and rejects topics.
+    expect(kcat(t.events)).toHaveLength(accepted);
+    for (const zone of zones) {
+      expect(kcat(`${t.personalPrefix}${zone}`), `personal ${zone}`).toHaveLength(2);
+      expect(kcat(`${t.rejectsPrefix}${zone}`), `rejects ${zone}`).toHaveLength(zone === 'ru' ? 2 : 0);
+    }
+
+    // No personal value on the events topic; the checker itself finds them on the personal topics.
+    const needles = posted.flatMap(personalStrings);
+    expect(personalValuesIn(events, needles)).toEqual([]);
+    const personalCn = await readAll(`${t.personalPrefix}cn`, 2, 20_000);
+    const deviceIds = posted.slice(0, 2).map((b) => b.device.device_id as string);
+    expect(personalValuesIn(personalCn, deviceIds).sort()).toEqual([...deviceIds].sort());
+  });
+
+  it('gives a retried batch the same event keys (the aggregator deduplicates by event_key)', async () => {
+    const t2 = newTopics();
+    const svc2 = await startIngest(loadIngestConfig(envFor(t2)), { log: quiet, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
+    try {
+      const body = containerOf(batch({ events: 20 }));
+      expect((await post(svc2, body)).status).toBe(200);
+      expect((await post(svc2, body)).status).toBe(200);
+      const recs = await readAll(t2.events, 40, 30_000);
+      expect(recs).toHaveLength(40);
+      expect(new Set(recs.map((r) => decodeEventFact(r.value!).event_key.toString('hex'))).size).toBe(20);
+    } finally {
+      await svc2.close();
+    }
+  });
+
+  it('accepts Avro-JSON and gzip, and reports consent drops', async () => {
+    const j = await post(svc, JSON.stringify(batch({ events: 3 })), { 'content-type': 'application/json' });
+    expect(j.status).toBe(200);
+    expect(j.json.accepted).toBe(3);
+    const g = await post(svc, gzipSync(containerOf(batch({ events: 4 }))), { 'content-type': 'avro/binary', 'content-encoding': 'gzip' });
+    expect(g.status).toBe(200);
+    expect(g.json.accepted).toBe(4);
+    const noConsent = await post(svc, containerOf(batch({ events: 5, analytics: false })));
+    expect(noConsent.status).toBe(200);
+    expect(noConsent.json).toMatchObject({ accepted: 0, dropped_consent: { no_analytics_consent: 5 } });
+  });
+
+  it('answers bad input with its status and stays healthy', async () => {
+    const good = containerOf(batch({ events: 5 }), 'null');
+    const flipLast = Buffer.from(good);
+    flipLast[flipLast.length - 1]! ^= 0xff;
+    const plain = batchType.toBuffer({ ...batch({ events: 0 }) });
+    // Batch with `events` claiming 50 million items in a few bytes (the array count is the last varint).
+    const arrayBomb = Buffer.concat([plain.subarray(0, plain.length - 1), zigzagLong(50_000_000), Buffer.alloc(8)]);
+    // Batch whose first field (batch_id) claims a 1 GB string.
+    const idLen = (plain[0]! >> 1) as number; // short uuid: one-byte varint
+    const stringBomb = Buffer.concat([zigzagLong(1_000_000_000), plain.subarray(1 + idLen)]);
+    const otherSchema = { type: 'record', name: 'Other', namespace: 'x', fields: [{ name: 'a', type: 'int' }] };
+    const member = gzipSync(Buffer.alloc(1024 * 1024), { level: 9 });
+    const gzipBomb = Buffer.concat(Array.from({ length: 1024 }, () => member)); // ~1 MiB -> 1 GiB
+
+    const cases: Array<[string, Buffer | string, Record<string, string>, number, string]> = [
+      ['truncated container', good.subarray(0, good.length - 7), {}, 400, 'INGEST_CONTAINER_TRUNCATED'],
+      ['wrong sync marker', flipLast, {}, 400, 'INGEST_CONTAINER_BAD_SYNC'],
+      ['unknown codec', writeContainer(batchType, [batch({ events: 2 })], { codec: 'zstandard' }), {}, 400, 'INGEST_CONTAINER_UNKNOWN_CODEC'],
+      ['writer schema that resolves to nothing', writeContainer(batchType, [], { schemaJson: JSON.stringify(otherSchema), rawDatums: [Buffer.from([0x02])] }), {}, 400, 'INGEST_WRITER_SCHEMA_UNRESOLVABLE'],
+      ['gzip bomb 1 MiB -> 1 GiB', gzipBomb, { 'content-encoding': 'gzip' }, 413, 'INGEST_DECOMPRESSED_TOO_LARGE'],
+      ['body over the limit', Buffer.alloc(3 * 1024 * 1024), {}, 413, 'INGEST_BODY_TOO_LARGE'],
+      ['Avro array bomb', writeContainer(batchType, [], { rawDatums: [arrayBomb] }), {}, 400, 'INGEST_AVRO_INVALID'],
+      ['Avro string bomb', writeContainer(batchType, [], { rawDatums: [stringBomb] }), {}, 400, 'INGEST_AVRO_INVALID'],
+      ['invalid JSON', '{"batch_id": ', { 'content-type': 'application/json' }, 400, 'INGEST_BAD_JSON'],
+      ['empty batch', containerOf(batch({ events: 0 })), {}, 400, 'INGEST_BATCH_EMPTY'],
+      ['empty body', Buffer.alloc(0), {}, 400, 'INGEST_BODY_EMPTY'],
+      ['unknown content type', 'x', { 'content-type': 'text/csv' }, 415, 'INGEST_UNSUPPORTED_CONTENT_TYPE'],
+    ];
+    expect(gzipBomb.length).toBeLessThan(1.1 * 1024 * 1024);
+    for (const [name, body, headers, status, code] of cases) {
+      const r = await post(svc, body, { 'content-type': 'avro/binary', ...headers });
+      expect({ name, status: r.status, code: r.json?.error?.code }).toEqual({ name, status, code });
+      expect(r.json.error.message.length, name).toBeGreaterThan(10);
+    }
+    const ready = await fetch(`${svc.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect((await post(svc, good)).status).toBe(200);
+    const metrics = await (await fetch(`${svc.url}/metrics`)).text();
+    expect(metrics).toMatch(/ingest_requests_total\{status="413",code="INGEST_DECOMPRESSED_TOO_LARGE"\} 1/);
+    expect(metrics).toMatch(/ingest_events_rejected_total\{reason="SCHEMA_BAD_FORMAT"\}/);
+  });
+
+  it('INGEST_TOPICS=verify refuses to start when topics are missing, with one clear line', async () => {
+    const t3 = newTopics();
+    await expect(startIngest(loadIngestConfig(envFor(t3, { INGEST_TOPICS: 'verify' })), { log: quiet, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'k-')) } })).rejects.toThrow(
+      new RegExp(`^missing Kafka topics on .*${t3.events}.*INGEST_TOPICS=create\\)$`),
+    );
+  });
+});
