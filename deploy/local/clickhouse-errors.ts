@@ -49,32 +49,39 @@ export class ClickHouseServerError extends Error {
   }
 }
 
-// Modern: "Code: 62. DB::Exception: Syntax error: ... (SYNTAX_ERROR) (version 24.3.1)"
-const MODERN = /Code: (\d+)\. DB::Exception: (.+?)(?:\. )?\(([A-Z][A-Z0-9_]{2,})\)/s;
-// 18.x: "Code: 62, e.displayText() = DB::Exception: Syntax error: ..., e.what() = DB::Exception"
-const LEGACY = /Code: (\d+), e\.displayText\(\) = DB::Exception: (.+?)(?:, e\.what\(\) = [\w:]+)?\s*$/s;
-
 /**
  * The server error inside `e`, typed; undefined when `e` is not a ClickHouse server error (a network
  * failure, a timeout, a bug), so callers can tell "the SQL was refused" from "the server is unreachable".
+ * Accepts @clickhouse/client errors (modern servers: ClickHouseError; 18.16: plain Error with the
+ * server's text) and chdb's ChdbQueryError (which carries `clickhouseCode`).
  */
 export function toClickHouseError(e: unknown): ClickHouseServerError | undefined {
   if (e instanceof ClickHouseServerError) return e;
   if (!(e instanceof Error)) return undefined;
-  const anyErr = e as Error & { code?: unknown; type?: unknown };
-  // @clickhouse/client's own ClickHouseError (modern servers): code is a numeric string.
-  if (typeof anyErr.code === 'string' && /^\d+$/.test(anyErr.code) && typeof anyErr.type === 'string') {
-    return new ClickHouseServerError(Number(anyErr.code), anyErr.type, e.message.trim(), { cause: e });
+  const err = e as Error & { code?: unknown; type?: unknown; clickhouseCode?: unknown };
+  const text = err.message;
+  let code: number | undefined;
+  if (typeof err.clickhouseCode === 'number') code = err.clickhouseCode;
+  else if (typeof err.code === 'string' && /^\d+$/.test(err.code) && typeof err.type === 'string') code = Number(err.code);
+  else {
+    const m = /Code: (\d+)[.,] (?:e\.displayText\(\) = )?DB::Exception/.exec(text);
+    if (m) code = Number(m[1]);
   }
-  const text = e.message;
-  const modern = MODERN.exec(text);
-  if (modern) {
-    return new ClickHouseServerError(Number(modern[1]), modern[3] as string, (modern[2] as string).trim(), { cause: e });
-  }
-  const legacy = LEGACY.exec(text);
-  if (legacy) {
-    const code = Number(legacy[1]);
-    return new ClickHouseServerError(code, CLICKHOUSE_ERROR_NAMES[code] ?? `UNKNOWN_CODE_${code}`, (legacy[2] as string).trim(), { cause: e });
-  }
-  return undefined;
+  if (code === undefined) return undefined;
+
+  // Modern servers end the text with "(TYPE_NAME)" (then maybe "(version ...)"); the last such marker
+  // is the type, since the message itself can quote SQL with parentheses.
+  const markers = [...text.matchAll(/\(([A-Z][A-Z0-9_]{2,})\)/g)];
+  const sentType = typeof err.type === 'string' ? err.type : markers.at(-1)?.[1];
+  const type = sentType ?? CLICKHOUSE_ERROR_NAMES[code] ?? `UNKNOWN_CODE_${code}`;
+
+  let message = text;
+  const body = /DB::Exception: ([\s\S]*)$/.exec(text)?.[1];
+  if (body !== undefined) message = body;
+  message = message
+    .replace(/, e\.what\(\) = [\w:]+\s*$/, '') // 18.x suffix
+    .replace(/\s*\(version [^)]*\)\s*$/, '')
+    .replace(new RegExp(`\\.?\\s*\\(${type}\\)\\s*$`), '')
+    .trim();
+  return new ClickHouseServerError(code, type, message, { cause: e });
 }

@@ -109,7 +109,7 @@ describe('kafkajs against the local Kafka', () => {
     }));
     await producer.send({ topic, acks: -1, messages: sent });
 
-    const consumer = createKafka(uniqueName('kafka_int_group')).consumer({ groupId: uniqueName('kafka_int_group') });
+    const consumer = createKafka(uniqueName('kafka_int_group')).consumer({ groupId: uniqueName('kafka_int_group'), maxWaitTimeInMs: 500 });
     const got: Array<{ key: string; value: Buffer; headers: Record<string, string> }> = [];
     await consumer.connect();
     try {
@@ -156,7 +156,7 @@ describe('kafkajs against the local Kafka', () => {
     await producer.send({ topic, acks: -1, messages: Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: `first-${i}` })) });
 
     async function consume(group: string, expected: number): Promise<string[]> {
-      const c = createKafka(uniqueName('kafka_int_resume_c')).consumer({ groupId: group });
+      const c = createKafka(uniqueName('kafka_int_resume_c')).consumer({ groupId: group, maxWaitTimeInMs: 500 });
       const values: string[] = [];
       await c.connect();
       try {

@@ -104,6 +104,12 @@ export function kafkaProperties(host: string, node: KafkaNode, voters: KafkaNode
     'unclean.leader.election.enable': false,
     // Tests start and stop consumers constantly; the default 3 s delay would be paid on every join.
     'group.initial.rebalance.delay.ms': 0,
+    // A follower that stops fetching leaves the ISR after this long (default 30 s). Fault tests kill
+    // brokers and need the ISR, and so min.insync.replicas, to take effect within seconds.
+    'replica.lag.time.max.ms': voters.length >= 3 ? 5000 : 30_000,
+    // How soon the controller fences a broker that stopped heartbeating and moves its leaderships
+    // (defaults 9 s / 2 s). Shorter on the cluster so a killed leader fails over before clients give up.
+    ...(voters.length >= 3 ? { 'broker.session.timeout.ms': 4000, 'broker.heartbeat.interval.ms': 1000 } : {}),
     'num.network.threads': 2,
     'num.io.threads': 4,
   };

@@ -198,6 +198,9 @@ export async function readAll(topic: string, n: number, timeoutMs = 30_000, opts
     groupId: uniqueName('readall'),
     sessionTimeout: 10_000,
     heartbeatInterval: 1000,
+    // kafkajs's disconnect() waits for the fetch in flight; the default 5 s long poll would be paid on
+    // every readAll.
+    maxWaitTimeInMs: 500,
   });
   const out: ReadRecord[] = [];
   await consumer.connect();
