@@ -13,8 +13,13 @@ import { tokenizer } from './test/helpers.ts';
 
 const reference = compilePipeline(); // the truth: which input paths are personal
 
-const rnd = (min: number, max: number) =>
-  fc.tuple(fc.uint8Array({ minLength: min, maxLength: max }), fc.string({ maxLength: 4, unit: 'grapheme' })).map(([b, s]) => `${Buffer.from(b).toString('hex')}${s}`);
+// Hex of random bytes plus up to 4 graphemes (a grapheme can take several UTF-16 units), kept within
+// `cap` UTF-16 units so the value stays inside the field's maxLength: the batch must be accepted.
+const rnd = (min: number, max: number, cap = Infinity) =>
+  fc
+    .tuple(fc.uint8Array({ minLength: min, maxLength: max }), fc.string({ maxLength: 4, unit: 'grapheme' }))
+    .map(([b, s]) => `${Buffer.from(b).toString('hex')}${s}`)
+    .filter((s) => s.length <= cap);
 const optional = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: null });
 
 const payload = fc.oneof(
@@ -23,7 +28,7 @@ const payload = fc.oneof(
   fc.tuple(fc.constantFrom('home', 'forecast/daily', 'settings'), fc.nat(1e6)).map(([page, d]) => ({ [`${NS}.PageView`]: { page, duration_ms: d } })),
   fc.constant({ [`${NS}.AppForeground`]: {} }),
   fc.constant({ [`${NS}.AppBackground`]: {} }),
-  fc.tuple(fc.constantFrom('install', 'update', 'delete'), rnd(8, 20), rnd(8, 12)).map(([action, pkg, version]) => ({ [`${NS}.AppStatus`]: { action, package: pkg, version } })),
+  fc.tuple(fc.constantFrom('install', 'update', 'delete'), rnd(8, 20), rnd(8, 12, 64)).map(([action, pkg, version]) => ({ [`${NS}.AppStatus`]: { action, package: pkg, version } })),
   fc.tuple(fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001'), optional(rnd(16, 200))).map(([signature, st]) => ({ [`${NS}.Crash`]: { signature, exception_type: 'java.lang.IllegalStateException', app_version: '1.0.0', stack_trace: st } })),
   fc.tuple(fc.nat(1000), fc.nat(1000), fc.nat(5000)).map(([a, b, c]) => ({ [`${NS}.NetworkStats`]: { request_count: a, error_count: b, latency_ms: c } })),
 );
@@ -33,10 +38,10 @@ const batchArb = fc.record({
   sent_at: fc.constant(NOW - 1000),
   device: fc.record({
     device_id: rnd(8, 30),
-    imei: optional(rnd(8, 10)),
+    imei: optional(rnd(8, 10, 32)),
     oaid: optional(rnd(8, 30)),
-    gaid: optional(rnd(8, 30)),
-    imsi: optional(rnd(8, 10)),
+    gaid: optional(rnd(8, 30, 64)),
+    imsi: optional(rnd(8, 10, 32)),
     sim_mcc: optional(fc.constantFrom('460', '250', '404', '262', '310', '999')),
     sim_mnc: optional(fc.constantFrom('01', '02', '260')),
     sim_operator: optional(rnd(8, 30)),
@@ -47,8 +52,8 @@ const batchArb = fc.record({
     app_id: fc.constant('com.miui.weather2'),
     app_version: fc.constant('13.0.6.1'),
     sdk_version: fc.constant('2.4.0'),
-    locale: rnd(8, 10),
-    timezone: rnd(8, 20),
+    locale: rnd(8, 10, 35),
+    timezone: rnd(8, 20, 64),
     region: optional(fc.constantFrom('CN', 'RU', 'IN', 'DE')),
     account_id: optional(rnd(8, 30)),
     location: optional(fc.record({ lat: fc.double({ min: -90, max: 90, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), accuracy_m: fc.constant(10) })),
