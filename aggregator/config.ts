@@ -6,6 +6,25 @@
  */
 import { defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
 import { pipelineSettings } from '../runtime/pipeline.ts';
+import { CATEGORIES } from '../schemas/index.ts';
+
+/**
+ * Default retention of the aggregates, from the policy's category map (schemas/categories.ts): the
+ * longest retention of the non-personal categories the aggregates are built from (device_info etc.,
+ * P25M: "aggregates compare a year with the previous one"). Months are counted as 30 days, so the
+ * aggregates are dropped no later than the map allows (25 months -> 750 days).
+ */
+export function policyRetentionDays(): number {
+  let best = 0;
+  for (const c of Object.values(CATEGORIES) as Array<{ personal: boolean; retention: string }>) {
+    if (c.personal) continue;
+    const m = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?$/.exec(c.retention);
+    if (!m) continue;
+    const days = Number(m[1] ?? 0) * 360 + Number(m[2] ?? 0) * 30 + Number(m[3] ?? 0);
+    best = Math.max(best, days);
+  }
+  return best > 0 ? best : 400;
+}
 
 export const AGGREGATOR_PREFIX = 'AGGREGATOR_';
 
@@ -63,7 +82,13 @@ export const aggregatorSettings = defineSettings({
     default: 5,
     doc: 'k-anonymity threshold: output groups with fewer distinct devices are suppressed (query command; baked into the views at migration time).',
   },
-  AGGREGATOR_RETENTION_DAYS: { kind: 'int', min: 1, max: 100_000, default: 400, doc: 'Day partitions older than this are dropped (see README, Retention).' },
+  AGGREGATOR_RETENTION_DAYS: {
+    kind: 'int',
+    min: 1,
+    max: 100_000,
+    default: policyRetentionDays(),
+    doc: 'Day partitions older than this are dropped. Default: the longest retention of the non-personal categories in the policy map (P25M -> 750 days).',
+  },
   AGGREGATOR_RETENTION_INTERVAL_MS: { kind: 'int', min: 1000, max: 86_400_000, default: 3_600_000, doc: 'How often the retention sweep runs.' },
   AGGREGATOR_RETRY_INITIAL_MS: { kind: 'int', min: 1, max: 60_000, default: 200, doc: 'First back-off after a failed ClickHouse insert (doubles per attempt).' },
   AGGREGATOR_RETRY_MAX_MS: { kind: 'int', min: 1, max: 300_000, default: 5_000, doc: 'Cap of the insert back-off.' },

@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { QueryArgumentError } from './errors.ts';
+import { buildReportSql, formatReport, parseQueryArgs, sqlString } from './query.ts';
+
+const code = (argv: string[]) => {
+  try {
+    parseQueryArgs(argv);
+  } catch (e) {
+    if (e instanceof QueryArgumentError) return e.code;
+    throw e;
+  }
+  return 'ok';
+};
+
+describe('parseQueryArgs', () => {
+  it('parses a full command line', () => {
+    expect(parseQueryArgs(['crash-rate', '--from', '2026-01-01', '--to=2026-01-07', '--app', 'com.x', '--by', 'day,country', '--format', 'csv'])).toEqual({
+      report: 'crash-rate', from: 20454, to: 20460, app: 'com.x', by: ['day', 'country'], format: 'csv',
+    });
+    expect(parseQueryArgs(['dau', '--from', '2026-01-01', '--to', '2026-01-01', '--by', 'none']).by).toEqual([]);
+  });
+  it('gives a clear error for each kind of mistake', () => {
+    expect(code([])).toBe('AGG_BAD_ARGUMENT');
+    expect(code(['mau', '--from', '2026-01-01', '--to', '2026-01-01'])).toBe('AGG_BAD_ARGUMENT');
+    expect(code(['dau', '--from', '2026-01-01'])).toBe('AGG_BAD_ARGUMENT');
+    expect(code(['dau', '--from', '2026-02-30', '--to', '2026-03-01'])).toBe('AGG_BAD_DAY');
+    expect(code(['dau', '--from', '2026-03-02', '--to', '2026-03-01'])).toBe('AGG_BAD_DAY');
+    expect(code(['dau', '--from', '2026-03-01', '--to', '2026-03-01', '--by', 'day,imei'])).toBe('AGG_BAD_DIMENSION');
+    expect(code(['dau', '--from', '2026-03-01', '--to', '2026-03-01', '--format', 'xml'])).toBe('AGG_BAD_ARGUMENT');
+    expect(code(['dau', '--from', '2026-03-01', '--to', '2026-03-01', '--bogus', '1'])).toBe('AGG_BAD_ARGUMENT');
+    expect(() => parseQueryArgs(['dau', '--from', '2026-03-01', '--to', '2026-03-01', '--by', 'day,imei'])).toThrow(/unknown dimension "imei"/);
+  });
+});
+
+describe('buildReportSql', () => {
+  it('merges per day first, suppresses groups below k inside ClickHouse, and escapes the app id', () => {
+    const sql = buildReportSql('analytics', { report: 'dau', from: 20454, to: 20460, by: ['country'], format: 'json', app: "o'neil\\" }, 5);
+    expect(sql).toContain('GROUP BY country, day');
+    expect(sql).toContain('WHERE max_daily_devices >= 5');
+    expect(sql).toContain(`app_id = ${sqlString("o'neil\\")}`);
+    expect(sqlString("o'neil\\")).toBe("'o\\'neil\\\\'");
+  });
+});
+
+describe('formatReport', () => {
+  const rows = [{ day: '2026-01-01', active_devices: 7 }, { day: '2026-01-02', active_devices: 12 }];
+  it('prints csv, json and an aligned table', () => {
+    expect(formatReport(rows, 'csv')).toBe('day,active_devices\n2026-01-01,7\n2026-01-02,12');
+    expect(JSON.parse(formatReport(rows, 'json'))).toEqual(rows);
+    expect(formatReport(rows, 'table').split('\n')[0]).toBe('day         active_devices');
+  });
+});
