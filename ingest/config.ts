@@ -63,6 +63,7 @@ export const ingestSettings = defineSettings({
   INGEST_LOG_LEVEL: { kind: 'enum', values: ['debug', 'info', 'warn', 'error'] as const, default: 'info', doc: 'Log level.' },
   INGEST_DEBUG_LOG_PERSONAL_DATA: { kind: 'bool', default: false, doc: 'DEBUG ONLY: log rejected payloads, which may hold personal data (policy 4.1). Never on in production.' },
   INGEST_UNSAFE_ACK_BEFORE_PRODUCE: { kind: 'bool', default: false, doc: 'UNSAFE, TESTS ONLY: answer 200 before Kafka acknowledged. Exists so fault tests can prove they catch lost batches.' },
+  INGEST_UNSAFE_SKIP_DRAIN: { kind: 'bool', default: false, doc: 'UNSAFE, TESTS ONLY: on SIGTERM exit at once without finishing in-flight batches or flushing the producer (negative control of the SIGTERM test).' },
 });
 
 export const ingestConfigSpec = { ...pipelineSettings, ...ingestSettings };

@@ -50,6 +50,10 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     clearInterval(rotation);
+    if (cfg.INGEST_UNSAFE_SKIP_DRAIN) {
+      log.warn('UNSAFE: INGEST_UNSAFE_SKIP_DRAIN is on; exiting without draining', { signal });
+      process.exit(0);
+    }
     log.info('stopping', { signal });
     svc.close().then(
       ({ drained }) => process.exit(drained ? 0 : 1),

@@ -28,6 +28,8 @@ export interface LoadOptions<M> {
   pauseMs?: number;
   /** Keep the answers (fault tests); off for the bench, which only counts. */
   keep?: boolean;
+  /** Checked before each request: true ends the load early (e.g. the server under test has exited). */
+  stop?: () => boolean;
 }
 
 export interface LoadSummary<M> {
@@ -65,7 +67,7 @@ export async function runLoad<M>(o: LoadOptions<M>): Promise<LoadSummary<M>> {
   const deadline = t0 + o.durationMs;
   await Promise.all(
     Array.from({ length: o.concurrency }, async () => {
-      while (performance.now() < deadline && i < o.maxRequests) {
+      while (performance.now() < deadline && i < o.maxRequests && !o.stop?.()) {
         const n = i++;
         const { body, meta, contentType } = o.next(n);
         const s = performance.now();
