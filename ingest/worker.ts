@@ -209,3 +209,7 @@ export default async function processTask(task: WorkerTask): Promise<unknown> {
   const packed = packRecords(split);
   return movable({ ok: true, accepted: split.accepted, droppedConsent: split.droppedConsent, rejects: split.rejects, eventCount, ...packed });
 }
+
+// Compile the pipeline when the worker starts rather than on its first batch, so the first devices
+// after a start or a worker replacement do not wait for it.
+if (Piscina.isWorkerThread && Piscina.workerData) init(Piscina.workerData as WorkerOptions);

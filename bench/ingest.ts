@@ -1,0 +1,141 @@
+/**
+ * `npm run bench:ingest`: realistic device batches over HTTP at one ingest process, real broker.
+ *
+ * Three processes: ingest (`ingest/main.ts`), the load generator (`bench/lib/ingest-loadgen.ts`),
+ * and Kafka (deploy/local). In the same run, Kafka's own ProducerPerformance measures the broker's raw
+ * capacity for records of the same size with acks=all, so the ingest figure can be read against what
+ * the broker alone does on this machine. Prints events/s, batches/s, p50/p99, ingest peak RSS (VmHWM),
+ * broker raw msgs/s and the ratio; the last line is JSON.
+ *
+ * Knobs (environment): BENCH_CONCURRENCY (64), BENCH_SECONDS (20), BENCH_EVENTS (50), BENCH_POOL_THREADS
+ * (ingest default), BENCH_COMPRESSION (none|gzip), BENCH_CPU_PROF=1 writes ingest CPU profiles to .local/.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { stackInfo, uniqueName } from '../deploy/local/testing.ts';
+import { batch } from './lib/ingest-batches.ts';
+import { compilePipeline, DailyTokenizer, FileKeySource } from '../schemas/index.ts';
+
+const root = join(import.meta.dirname, '..');
+const env = process.env;
+const concurrency = Number(env.BENCH_CONCURRENCY ?? 64);
+const seconds = Number(env.BENCH_SECONDS ?? 20);
+const events = Number(env.BENCH_EVENTS ?? 50);
+const brokers = stackInfo().kafkaBrokers;
+
+function vmHwmMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function startIngest(): Promise<{ proc: ChildProcess; url: string }> {
+  const ingestEnv: Record<string, string> = {
+    PATH: env.PATH ?? '',
+    HOME: env.HOME ?? '',
+    PIPELINE_KAFKA_BROKERS: brokers.join(','),
+    PIPELINE_TOPIC_EVENTS: uniqueName('bench_ingest_ev'),
+    PIPELINE_TOPIC_PERSONAL_PREFIX: `${uniqueName('bench_ingest_p')}_`,
+    PIPELINE_TOPIC_REJECTS_PREFIX: `${uniqueName('bench_ingest_r')}_`,
+    INGEST_PORT: '0',
+    INGEST_LOG_LEVEL: 'warn',
+    INGEST_TOKEN_KEY_DIR: mkdtempSync(join(tmpdir(), 'bench-keys-')),
+    INGEST_TOPIC_PARTITIONS: '6',
+  };
+  if (env.BENCH_POOL_THREADS) ingestEnv.INGEST_POOL_THREADS = env.BENCH_POOL_THREADS;
+  if (env.BENCH_COMPRESSION) ingestEnv.INGEST_KAFKA_COMPRESSION = env.BENCH_COMPRESSION;
+  if (env.BENCH_PRODUCERS) ingestEnv.INGEST_KAFKA_PRODUCERS = env.BENCH_PRODUCERS;
+  if (env.BENCH_MAX_RECORDS_PER_CALL) ingestEnv.INGEST_KAFKA_MAX_RECORDS_PER_CALL = env.BENCH_MAX_RECORDS_PER_CALL;
+  const prof = env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', join(root, '.local', 'bench-ingest-prof')] : [];
+  // The port is picked here and readiness polled (INGEST_LOG_LEVEL=warn hides the "listening" line).
+  ingestEnv.INGEST_PORT = String(18100 + Math.floor(Math.random() * 800));
+  const proc = spawn(process.execPath, [...prof, '--import', 'tsx', 'ingest/main.ts'], { cwd: root, env: ingestEnv, stdio: ['ignore', 'inherit', 'inherit'] });
+  const url = `http://127.0.0.1:${ingestEnv.INGEST_PORT}`;
+  for (let i = 0; i < 600; i++) {
+    if (proc.exitCode !== null) throw new Error(`ingest exited with ${proc.exitCode}`);
+    try {
+      if ((await fetch(`${url}/readyz`)).status === 200) return { proc, url };
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('ingest did not become ready in 60 s');
+}
+
+function runLoadgen(url: string): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const args = { url, concurrency, warmupMs: 4000, durationMs: seconds * 1000, events, distinct: 400 };
+    const p = spawn(process.execPath, ['--import', 'tsx', 'bench/lib/ingest-loadgen.ts', JSON.stringify(args)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    let last = '';
+    createInterface({ input: p.stdout! }).on('line', (l) => (last = l));
+    p.once('exit', (code) => (code === 0 ? resolve(JSON.parse(last)) : reject(new Error(`load generator exited with ${code}`))));
+  });
+}
+
+/** Kafka's own ProducerPerformance: same record size, acks=all, as fast as it goes. */
+function brokerRaw(recordSize: number, records: number): { msgsPerS: number; line: string } {
+  const topic = uniqueName('bench_ingest_raw');
+  const libs = join(root, '.local', 'kafka', 'libs', '*');
+  execFileSync('java', ['-cp', libs, 'org.apache.kafka.tools.TopicCommand', '--bootstrap-server', brokers[0]!, '--create', '--topic', topic, '--partitions', '6', '--replication-factor', '1'], { stdio: 'ignore' });
+  const out = execFileSync(
+    'java',
+    ['-Xmx256m', '-cp', libs, 'org.apache.kafka.tools.ProducerPerformance', '--topic', topic, '--num-records', String(records), '--record-size', String(recordSize), '--throughput', '-1', '--producer-props', `bootstrap.servers=${brokers.join(',')}`, 'acks=all', 'enable.idempotence=true'],
+    { encoding: 'utf8', timeout: 300_000 },
+  );
+  const lines = out.trim().split('\n');
+  const line = lines[lines.length - 1]!;
+  const m = /([\d.]+) records\/sec/.exec(line);
+  return { msgsPerS: m ? Number(m[1]) : NaN, line };
+}
+
+/** Average size of the events-topic records for a realistic batch (what ingest mostly writes). */
+function eventRecordSize(): number {
+  const p = compilePipeline();
+  const tok = new DailyTokenizer(new FileKeySource(mkdtempSync(join(tmpdir(), 'bench-k-'))));
+  const r = p.processBatch(batch({ events }), { receivedAt: Date.now(), tokenizer: tok });
+  const sizes = r.events.map((e) => e.value.length);
+  return Math.round(sizes.reduce((a, b) => a + b, 0) / sizes.length);
+}
+
+const recordSize = eventRecordSize();
+const ingest = await startIngest();
+let load: any;
+let peakRssMb = NaN;
+let poolUtil = NaN;
+try {
+  load = await runLoadgen(ingest.url);
+  peakRssMb = vmHwmMb(ingest.proc.pid!);
+  const metrics = await (await fetch(`${ingest.url}/metrics`)).text();
+  poolUtil = Number(/^ingest_pool_utilisation (\S+)$/m.exec(metrics)?.[1] ?? NaN);
+} finally {
+  ingest.proc.kill('SIGTERM');
+}
+const exitCode = await new Promise<number | null>((r) => ingest.proc.once('exit', (c) => r(c)));
+const raw = brokerRaw(recordSize, 1_000_000);
+const recordsPerS = load.events_per_s + load.batches_per_s; // one EventFact per event + one personal record per batch
+const ratio = recordsPerS / raw.msgsPerS;
+
+console.log(`ingest: ${load.events_per_s.toFixed(0)} events/s, ${load.batches_per_s.toFixed(0)} batches/s (${events} events, ${load.body_bytes} B per batch), concurrency ${concurrency}, ${load.elapsed_s.toFixed(1)} s`);
+console.log(`latency of 200s: p50 ${load.p50_ms.toFixed(1)} ms, p99 ${load.p99_ms.toFixed(1)} ms; answers ${JSON.stringify(load.by_status)}`);
+console.log(`ingest peak RSS (VmHWM, incl. worker threads): ${peakRssMb.toFixed(0)} MB; pool utilisation ${poolUtil.toFixed(2)}; load generator CPU ${load.loadgen_cpu_s.toFixed(1)} s; ingest exit ${exitCode}`);
+console.log(`broker raw (ProducerPerformance, ${recordSize} B records, acks=all, idempotent): ${raw.msgsPerS.toFixed(0)} msgs/s`);
+console.log(`  ${raw.line}`);
+console.log(`ingest Kafka records/s ${recordsPerS.toFixed(0)} = ${(ratio * 100).toFixed(1)}% of broker raw`);
+console.log(
+  JSON.stringify({
+    events_per_s: Math.round(load.events_per_s),
+    batches_per_s: Math.round(load.batches_per_s),
+    p50_ms: Number(load.p50_ms.toFixed(2)),
+    p99_ms: Number(load.p99_ms.toFixed(2)),
+    peak_rss_mb: Math.round(peakRssMb),
+    broker_raw_msgs_per_s: Math.round(raw.msgsPerS),
+    ratio_records_to_broker_raw: Number(ratio.toFixed(3)),
+    record_size_bytes: recordSize,
+    concurrency,
+    events_per_batch: events,
+    status_counts: load.by_status,
+  }),
+);
