@@ -70,6 +70,11 @@ describe('diffTopic (what --apply does)', () => {
     expect(diffTopic(want, { ...same, partitions: 24 }, { growPartitions: true })[0]!.action).toBe('conflict');
     expect(diffTopic(want, { ...same, replicationFactor: 1 }, { growPartitions: true })[0]!.action).toBe('conflict');
   });
+
+  it('leaves a topic in conflict alone: min.insync.replicas 2 on a topic with one replica would stop every produce', () => {
+    const rf1 = { ...same, replicationFactor: 1, configs: { ...same.configs, 'min.insync.replicas': '1' } };
+    expect(diffTopic(want, rf1, { growPartitions: true }).map((a) => a.action)).toEqual(['conflict']);
+  });
 });
 
 describe('parseArgs', () => {

@@ -183,6 +183,9 @@ export function diffTopic(
     if (opts.growPartitions) out.push({ topic: want.topic, action: 'add_partitions', from: have.partitions, to: want.partitions });
     else out.push({ topic: want.topic, action: 'conflict', problem: `has ${have.partitions} partitions, plan says ${want.partitions} (rerun with --grow-partitions; keys move to other partitions)` });
   }
+  // A topic in conflict is left exactly as it is: applying part of the plan can make it worse (raising
+  // min.insync.replicas above the replication it really has would fail every acks=all produce).
+  if (out.some((a) => a.action === 'conflict')) return out.filter((a) => a.action === 'conflict');
   const changes = Object.entries(want.configs)
     .filter(([k, v]) => have.configs[k] !== v)
     .map(([k, v]) => `${k}: ${have.configs[k] ?? '(unset)'} -> ${v}`);
