@@ -9,7 +9,7 @@
 // time, as this one does.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Admin, Producer } from 'kafkajs';
-import { createKafka, createTopics, killBroker, readAll, restartBroker, startThreeBrokers, stackInfo, uniqueName } from './testing.ts';
+import { createKafka, createTopics, killBroker, readAll, restartBroker, startThreeBrokers, stackInfo, uniqueName, waitForLeaders } from './testing.ts';
 
 let brokers: string[];
 let producer: Producer | undefined;
@@ -50,7 +50,8 @@ describe('three-broker cluster for fault tests', () => {
     const rf2 = uniqueName('cluster_int_rf2');
     // Neither topic overrides min.insync.replicas: the cluster default (2) is what is tested.
     await createTopics([rf3], { partitions: 1, replicationFactor: 3, brokers });
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: rf2, replicaAssignment: [{ partition: 0, replicas: [1, 2] }] }] });
+    await admin.createTopics({ topics: [{ topic: rf2, replicaAssignment: [{ partition: 0, replicas: [1, 2] }] }] });
+    await waitForLeaders([rf2], { brokers });
 
     producer = createKafka(uniqueName('cluster_int_p'), { brokers }).producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();

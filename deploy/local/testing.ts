@@ -165,7 +165,11 @@ export async function createTopics(names: string[], opts: CreateTopicsOptions = 
   await admin.connect();
   try {
     await admin.createTopics({
-      waitForLeaders: true,
+      // Not kafkajs's waitForLeaders: it retries only LEADER_NOT_AVAILABLE, but a KRaft broker that has
+      // not yet applied the new metadata answers UNKNOWN_TOPIC_OR_PARTITION ("This server does not host
+      // this topic-partition"), seen on a freshly started three-broker cluster. waitForLeaders() below
+      // tolerates both.
+      waitForLeaders: false,
       topics: names.map((topic) => ({
         topic,
         numPartitions: opts.partitions ?? 1,
@@ -176,7 +180,29 @@ export async function createTopics(names: string[], opts: CreateTopicsOptions = 
   } finally {
     await admin.disconnect();
   }
+  await waitForLeaders(names, opts.brokers ? { brokers: opts.brokers } : {});
   return names;
+}
+
+/** Waits until every partition of `topics` has a leader, as seen by a fresh metadata request. */
+export async function waitForLeaders(topics: string[], opts: { brokers?: string[]; timeoutMs?: number } = {}): Promise<void> {
+  const admin = createKafka(uniqueName('leaders'), opts.brokers ? { brokers: opts.brokers } : {}).admin();
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  await admin.connect();
+  try {
+    for (;;) {
+      try {
+        const meta = await admin.fetchTopicMetadata({ topics });
+        if (meta.topics.length === topics.length && meta.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return;
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+      }
+      if (Date.now() > deadline) throw new Error(`topics ${topics.join(', ')} have no leader for every partition after ${opts.timeoutMs ?? 30_000} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 export interface ReadRecord {
