@@ -116,6 +116,19 @@ export function listenPort(role: Role, env: Record<string, EnvValue>): number | 
   return ROLES[role].spec[setting]!.default as number;
 }
 
+/**
+ * Address a container of `role` binds, when the service has a setting for it. In a container it must
+ * not be loopback: the kubelet's probes and Prometheus connect to the pod's address.
+ * (The aggregator binds 127.0.0.1 in code today and has no setting; see the deploy report.)
+ */
+export function bindProblems(role: Role, env: Record<string, EnvValue>, where: string): string[] {
+  const setting = role === 'ingest' ? 'INGEST_HOST' : role === 'aggregator' && 'AGGREGATOR_HOST' in ROLES.aggregator.spec ? 'AGGREGATOR_HOST' : undefined;
+  if (!setting) return [];
+  const v = env[setting];
+  const host = typeof v === 'string' && v !== '' ? v : String(ROLES[role].spec[setting]!.default);
+  return /^(127\.|localhost$|::1$)/.test(host) ? [`${where}: ${setting}=${host} is loopback; probes and scrapes from outside the container cannot connect`] : [];
+}
+
 /** Whether the services' ops handler (runtime/ops.ts) answers `GET path`, asked without a server. */
 export function opsServes(path: string): boolean {
   const registry = { metrics: () => Promise.resolve(''), contentType: 'text/plain' } as unknown as Registry;
@@ -274,7 +287,7 @@ export function checkK8s(docs: readonly K8sDoc[], opts: { jobs: Set<string> }): 
       if (!role) continue;
       ours++;
       const { env, problems: envProblems } = containerEnv(docs, c, where);
-      problems.push(...envProblems, ...checkEnv(role, env, where));
+      problems.push(...envProblems, ...checkEnv(role, env, where), ...bindProblems(role, env, where));
       const port = listenPort(role, env);
       const ports = new Map<string | number, number>();
       for (const p of c.ports ?? []) {
@@ -354,7 +367,7 @@ export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTarg
     if (!role) continue;
     const where = `compose service ${name}`;
     const env = composeEnv(svc);
-    problems.push(...checkEnv(role, env, where));
+    problems.push(...checkEnv(role, env, where), ...bindProblems(role, env, where));
     const port = listenPort(role, env);
     roleByService.set(name, { role, port });
     if (port !== undefined) {

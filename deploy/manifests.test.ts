@@ -43,7 +43,22 @@ function checkAlerts(doc: Obj): string[] {
   return (doc.groups as Obj[]).flatMap((g) => (g.rules as Obj[]).flatMap((r) => checkPromql(r.expr, `alert ${r.alert}`, { metrics, jobs })));
 }
 
+// Metrics of kube-state-metrics the Kubernetes-only rules use (not ours: listed here by name, each one a
+// documented kube-state-metrics series).
+const KUBE_STATE_METRICS = new Set(['kube_cronjob_status_last_successful_time']);
+const k8sAlerts = YAML.parse(read('prometheus/alerts-k8s.yml')) as Obj;
+
 describe('Prometheus alert rules', () => {
+  it('the Kubernetes-only rules watch the day-secret rotation CronJob with kube-state-metrics series only', () => {
+    const rs = (k8sAlerts.groups as Obj[]).flatMap((g) => g.rules as Obj[]);
+    expect(rs.map((r) => r.alert)).toContain('TokenKeyRotationOverdue');
+    for (const r of rs) {
+      const unknown = checkPromql(r.expr, r.alert, { metrics: KUBE_STATE_METRICS, jobs });
+      expect(unknown).toEqual([]);
+      expect(r.expr).toContain('cronjob="token-key-rotation"');
+    }
+  });
+
   it('sanity: the metric set comes from the real registries and the PromQL reader finds names', () => {
     expect(metrics.has('ingest_events_rejected_total')).toBe(true);
     expect(metrics.has('ingest_kafka_produce_duration_seconds_bucket')).toBe(true);
@@ -219,13 +234,14 @@ describe('Kubernetes manifests', () => {
     c.readinessProbe.httpGet.path = '/ready';
     c.livenessProbe.httpGet.port = 8080;
     ingest.spec.template.spec.terminationGracePeriodSeconds = 20;
-    c.env = [{ name: 'INGEST_UNSAFE_ACK_BEFORE_PRODUCE', value: 'false' }];
+    c.env = [{ name: 'INGEST_UNSAFE_ACK_BEFORE_PRODUCE', value: 'false' }, { name: 'INGEST_HOST', value: '127.0.0.1' }];
     const p = checkK8s(broken, { jobs });
     expect(p).toContainEqual(expect.stringMatching(/AGGREGATOR_CLICKHOUSE="embeded": expected one of server, embedded/));
     expect(p).toContainEqual(expect.stringMatching(/readinessProbe path \/ready is not served/));
     expect(p).toContainEqual(expect.stringMatching(/livenessProbe port 8080 is not the port the service listens on/));
     expect(p).toContainEqual(expect.stringMatching(/terminationGracePeriodSeconds 20 is not longer than preStop 5 s \+ drain 20 s/));
     expect(p).toContainEqual(expect.stringMatching(/INGEST_UNSAFE_ACK_BEFORE_PRODUCE is a test\/debug-only setting/));
+    expect(p).toContainEqual(expect.stringMatching(/INGEST_HOST=127.0.0.1 is loopback/));
   });
 
   it('the key-rotation script keeps keys one hour inside ingest\'s grace, and ingest mounts them read-only', () => {
