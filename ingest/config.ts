@@ -26,7 +26,7 @@ export const ingestSettings = defineSettings({
 
   INGEST_MAX_INFLIGHT_BYTES: { kind: 'int', min: 1024, default: 64 * MiB, doc: 'Sum of body sizes admitted and not yet answered; a request that would pass it gets 429 before its body is read.' },
   INGEST_MAX_QUEUED_BATCHES: { kind: 'int', min: 0, default: 64, doc: 'Batches waiting for a pool worker; past it new requests get 429 before their body is read.' },
-  INGEST_POOL_THREADS: { kind: 'int', min: 1, max: 64, default: Math.max(1, os.availableParallelism()), doc: 'Worker threads that decode, validate and split batches. Default: available cores.' },
+  INGEST_POOL_THREADS: { kind: 'int', min: 0, max: 64, default: 0, doc: 'Worker threads that decode, validate and split batches; 0 = one per available core.' },
   INGEST_TASK_TIMEOUT_MS: { kind: 'int', min: 10, default: 5000, doc: 'A batch still being processed after this long is aborted (its worker is terminated) and answered 400.' },
   INGEST_TASK_MAX_HEAP_MB: { kind: 'int', min: 16, default: 256, doc: 'Heap limit of each worker thread (resourceLimits.maxOldGenerationSizeMb); a batch that exhausts it is answered 400 and the worker replaced.' },
 
@@ -74,6 +74,11 @@ export const INGEST_PREFIXES = ['INGEST_', 'PIPELINE_'] as const;
 /** Throws `ConfigError` (one line per problem) on any unknown or invalid variable. */
 export function loadIngestConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
   return loadConfig(ingestConfigSpec, { prefixes: INGEST_PREFIXES, env });
+}
+
+/** Pool size: INGEST_POOL_THREADS, or one thread per available core when 0. */
+export function poolThreads(c: IngestConfig): number {
+  return c.INGEST_POOL_THREADS > 0 ? c.INGEST_POOL_THREADS : Math.max(1, os.availableParallelism());
 }
 
 /** Bootstrap servers per zone: a zone may live on its own cluster (policy 6, in-country storage). */

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { createLogger, handleOps, type Level, type Logger } from '../runtime/index.ts';
 import { parseContentEncoding, parseContentLength, readBody } from './body.ts';
-import type { IngestConfig } from './config.ts';
+import { poolThreads, type IngestConfig } from './config.ts';
 import { HTTP_STATUS, IngestError, isRetryable, type IngestErrorCode, type IngestFailure } from './errors.ts';
 import { createMetrics, type IngestMetrics } from './metrics.ts';
 import { KafkaSink, type BatchRecords } from './produce.ts';
@@ -71,8 +71,8 @@ export function createPool(cfg: IngestConfig, tokenKeys: WorkerOptions['tokenKey
     // Running from .ts sources (tsx, vitest): a worker thread starts a fresh module loader that does not
     // inherit the parent's loader hooks, so it must register tsx itself. From compiled .js, nothing.
     execArgv: fromTs ? ['--import', 'tsx'] : [],
-    minThreads: cfg.INGEST_POOL_THREADS,
-    maxThreads: cfg.INGEST_POOL_THREADS,
+    minThreads: poolThreads(cfg),
+    maxThreads: poolThreads(cfg),
     idleTimeout: 60_000,
     resourceLimits: { maxOldGenerationSizeMb: cfg.INGEST_TASK_MAX_HEAP_MB, maxYoungGenerationSizeMb: 32 },
     workerData,
@@ -142,6 +142,7 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
   };
 
   const runTask = async (task: WorkerTask): Promise<WorkerResult> => {
+    const end = metrics.taskSeconds.startTimer();
     try {
       return (await pool.run(task, { transferList: [task.body], signal: AbortSignal.timeout(cfg.INGEST_TASK_TIMEOUT_MS) })) as WorkerResult;
     } catch (e) {
@@ -154,6 +155,8 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
         return { ok: false, code: 'INGEST_BATCH_TOO_EXPENSIVE', message: `batch exceeded the ${cfg.INGEST_TASK_MAX_HEAP_MB} MiB worker memory limit` };
       }
       throw e;
+    } finally {
+      end();
     }
   };
 
@@ -185,7 +188,9 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
     metrics.inflightBytes.set(inflightBytes);
     metrics.inflightBatches.set(inflightBatches);
     try {
+      const endBody = metrics.bodySeconds.startTimer();
       const body = await readBody(req, cfg.INGEST_MAX_BODY_BYTES, len.value);
+      endBody();
       if (!body.ok) {
         observe(res, t0, body.code);
         // A body cut off mid-way leaves the connection in an unknown state: close it.
@@ -206,6 +211,7 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
         sendError(req, res, result);
         return;
       }
+      metrics.workSeconds.observe(result.workMs / 1000);
       const records = unpackRecords(result);
       const answer = {
         accepted: result.accepted,
@@ -296,7 +302,7 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
     });
   });
   const port = (server.address() as AddressInfo).port;
-  log.info('ingest listening', { host: cfg.INGEST_HOST, port, pool_threads: cfg.INGEST_POOL_THREADS });
+  log.info('ingest listening', { host: cfg.INGEST_HOST, port, pool_threads: poolThreads(cfg) });
 
   let closing: Promise<{ drained: boolean }> | undefined;
   const close = () =>

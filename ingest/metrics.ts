@@ -14,6 +14,9 @@ export interface IngestMetrics {
   requestSeconds: Histogram<'status'>;
   produceSeconds: Histogram<'cluster'>;
   produceRecords: Counter<'topic_kind'>;
+  taskSeconds: Histogram;
+  workSeconds: Histogram;
+  bodySeconds: Histogram;
   poolQueueDepth: Gauge;
   poolUtilisation: Gauge;
   poolThreads: Gauge;
@@ -45,6 +48,24 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): IngestMe
       help: 'Time of one produce call (acks=all) per cluster',
       labelNames: ['cluster'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: r,
+    }),
+    taskSeconds: new Histogram({
+      name: 'ingest_pool_task_duration_seconds',
+      help: 'Time of one batch in the pool: queue wait + decode, validate, split, encode',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: r,
+    }),
+    workSeconds: new Histogram({
+      name: 'ingest_pool_work_duration_seconds',
+      help: 'Time one batch spent being processed inside a worker (no queue wait)',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: r,
+    }),
+    bodySeconds: new Histogram({
+      name: 'ingest_body_read_duration_seconds',
+      help: 'Time to receive a request body',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: r,
     }),
     produceRecords: new Counter({ name: 'ingest_kafka_records_total', help: 'Records acknowledged by Kafka, by topic kind', labelNames: ['topic_kind'], registers: r }),

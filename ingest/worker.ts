@@ -57,6 +57,8 @@ export interface WorkerSuccess {
   index: ArrayBuffer;
   /** Headers of record i, or null; omitted entirely when no record has any (the usual case). */
   headers: Array<Record<string, string> | null> | null;
+  /** Time spent in this task inside the worker (ms), to tell queue wait from work. */
+  workMs: number;
 }
 
 export type WorkerResult = WorkerSuccess | IngestFailure;
@@ -186,6 +188,7 @@ function movable(result: WorkerResult): unknown {
 }
 
 export default async function processTask(task: WorkerTask): Promise<unknown> {
+  const t0 = performance.now();
   const s = init(Piscina.workerData as WorkerOptions);
   const raw = Buffer.from(task.body, 0, task.length);
   const body = decompress(raw, task.encoding, s.opts.maxDecompressedBytes);
@@ -207,7 +210,7 @@ export default async function processTask(task: WorkerTask): Promise<unknown> {
   const eventCount = split.accepted + dropped + split.rejects.length;
   if (eventCount === 0) return fail('INGEST_BATCH_EMPTY', 'the batch holds no events: send at least one');
   const packed = packRecords(split);
-  return movable({ ok: true, accepted: split.accepted, droppedConsent: split.droppedConsent, rejects: split.rejects, eventCount, ...packed });
+  return movable({ ok: true, accepted: split.accepted, droppedConsent: split.droppedConsent, rejects: split.rejects, eventCount, ...packed, workMs: performance.now() - t0 });
 }
 
 // Compile the pipeline when the worker starts rather than on its first batch, so the first devices
