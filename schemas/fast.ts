@@ -70,17 +70,30 @@ interface Generated {
   /** Parses the body: the event count, or -1 to fall back. Leaves the batch-level value in `head`. */
   parse(buf: Buffer, maxStringBytes: number, maxItems: number, maxTotal: number): number;
   /** Writes the EventFact of event j at w; returns the end, or -1 to fall back. */
-  fact(buf: Buffer, j: number, out: Buffer, w: number, keys: Buffer, ko: number, token: Buffer, chunks: Buffer[]): number;
+  fact(buf: Buffer, j: number, out: Buffer, od: DataView, w: number, kd: DataView, ko: number, td: DataView, chunks: Buffer[]): number;
+  /**
+   * Template mode (batches of one day): the fact's leading fields are the same for every event except
+   * fixed-size holes (event key, kind). `fact` of event 0 gives the template (its first `prefixLen()`
+   * bytes); `holes` then writes the holes at their offsets, `tail` the fields after the prefix.
+   * `tailMax` bounds the tail's size over the batch. Undefined when the fact has no such prefix.
+   */
+  prefixLen(): number;
+  holes(j: number, out: Buffer, od: DataView, base: number, kd: DataView, ko: number): boolean;
+  tail(buf: Buffer, j: number, out: Buffer, od: DataView, w: number, chunks: Buffer[]): number;
+  tailMax(n: number, chunks: Buffer[]): number;
   head: any;
   ids: Buffer;
   times: Float64Array;
   personal(): { buf: Buffer; len: number };
 }
 
-const HEX = (() => {
-  const t = new Int8Array(256).fill(-1);
-  for (let i = 0; i < 10; i++) t[48 + i] = i;
-  for (let i = 0; i < 6; i++) t[65 + i] = t[97 + i] = 10 + i;
+/** Two ASCII characters (big-endian 16-bit) -> the byte their hex digits spell, or -1. */
+const T16 = (() => {
+  const hex = new Int8Array(256).fill(-1);
+  for (let i = 0; i < 10; i++) hex[48 + i] = i;
+  for (let i = 0; i < 6; i++) hex[65 + i] = hex[97 + i] = 10 + i;
+  const t = new Int16Array(65536).fill(-1);
+  for (let a = 0; a < 256; a++) for (let b = 0; b < 256; b++) if (hex[a]! >= 0 && hex[b]! >= 0) t[(a << 8) | b] = (hex[a]! << 4) | hex[b]!;
   return t;
 })();
 
@@ -140,7 +153,7 @@ function generate(spec: FastSpec): Generated {
   const columns = new Map<string, Column>();
   const factFields = spec.factSchema.fields as SchemaNode[];
   const avroFields = (spec.eventFactType as any).fields as { name: string; type: avro.Type }[];
-  type Slot = { kind: 'event_key' | 'daily_token' } | { kind: 'batch'; index: number } | { kind: 'event'; via: Derivation; cols: Column[]; out: avro.Type };
+  type Slot = { kind: 'event_key' } | { kind: 'daily_token' } | { kind: 'batch'; index: number } | { kind: 'event'; via: Derivation; cols: Column[]; out: avro.Type };
   const slots: Slot[] = factFields.map((f, index) => {
     const via = f.via as Derivation;
     const froms: string[] = Array.isArray(f.from) ? f.from : [f.from];
@@ -393,10 +406,14 @@ function generate(spec: FastSpec): Generated {
       case 'string': {
         const max: number = field.maxLength ?? spec.maxStringLength;
         const s = v('s');
-        emit(`const ${s} = rs(buf, end, ${max}); if (${s} < 0) ${BAIL}`);
         const format: string | undefined = field.format;
-        if (format === 'uuid') emit(`if (P - ${s} !== 36 || !uu(buf, ${s}, ${path === 'events[].event_id' ? 'IDS, 16 * j' : 'null, 0'})) ${BAIL}`);
-        else if (format !== undefined) emit(`if (!${K(new RegExp(format))}.test(A ? buf.latin1Slice(${s}, P) : buf.utf8Slice(${s}, P))) ${BAIL}`);
+        if (format === 'uuid') {
+          if (col) throw new Unsupported(`uuid field ${path} read by the EventFact`);
+          emit(`if (!uu(buf, end, ${max}, ${path === 'events[].event_id' ? 'IDS, 16 * j' : 'null, 0'})) ${BAIL}`);
+          return;
+        }
+        emit(`const ${s} = rs(buf, end, ${max}); if (${s} < 0) ${BAIL}`);
+        if (format !== undefined) emit(`if (!${K(new RegExp(format))}.test(A ? buf.latin1Slice(${s}, P) : buf.utf8Slice(${s}, P))) ${BAIL}`);
         if (col) emit(`CS${col.id}[j] = ${s}; CL${col.id}[j] = P - ${s};`);
         return;
       }
@@ -412,26 +429,73 @@ function generate(spec: FastSpec): Generated {
   const parseBody = lines.splice(0, lines.length).join('\n');
 
   // ---- the EventFact writer ----
+  // Prefix for template mode: leading fields that are constant over a one-day batch (header, token,
+  // batch-level fields, the day) or fixed-size holes (event key; the kind as a 1-byte enum index).
+  type Part = { slot: Slot; index: number; prefix: 'const' | 'hole' | undefined };
+  const parts: Part[] = slots.map((slot, index) => ({ slot, index, prefix: undefined }));
+  for (const part of parts) {
+    const s = part.slot;
+    let kind: 'const' | 'hole' | undefined;
+    if (s.kind === 'event_key') kind = 'hole';
+    else if (s.kind === 'daily_token' || s.kind === 'batch') kind = 'const';
+    else if (s.via === 'time_to_day' && s.cols.length === 1 && s.cols[0]!.from === 'events[].time' && ['int', 'long'].includes(typeName(s.out))) kind = 'const';
+    else if (s.via === 'union_branch' && typeName(s.out) === 'enum' && (s.out as any).symbols.length < 64) kind = 'hole';
+    if (!kind) break;
+    part.prefix = kind;
+  }
+  const prefixCount = parts.filter((x) => x.prefix).length;
+
   const factLines: string[] = [];
-  const fe = (s: string) => factLines.push(s);
-  fe(`for (let i = 0; i < ${spec.factHeader.length}; i++) O[w++] = FH[i];`);
+  const holeLines: string[] = [];
+  const tailLines: string[] = [];
+  const tailMaxLines: string[] = [];
+  let tailFixed = 0;
+  const fe = (l: string) => factLines.push(l);
+  fe('const w0 = w;');
+  fe(`wc(FHD, 0, od, w, ${spec.factHeader.length}); w += ${spec.factHeader.length};`);
   let chunk = 0;
   let inRun = false;
-  for (const s of slots) {
+  parts.forEach((part, pi) => {
+    const s = part.slot;
+    const inTail = pi >= prefixCount;
+    const both = (l: string) => {
+      fe(l);
+      if (inTail) tailLines.push(l);
+    };
     if (s.kind === 'batch') {
       if (!inRun) {
-        fe(`{ const c = CH[${chunk++}]; for (let i = 0; i < c.length; i++) O[w++] = c[i]; }`);
+        const c = chunk++;
+        both(`O.set(CH[${c}], w); w += CH[${c}].length;`);
+        if (inTail) tailMaxLines.push(`b += CH[${c}].length;`);
         inRun = true;
       }
-      continue;
+    } else {
+      inRun = false;
+      if (s.kind === 'event_key') {
+        fe('HK = w - w0;');
+        holeLines.push('wc(kd, ko, od, base + HK, 16);');
+        both('wc(kd, ko, od, w, 16); w += 16;');
+      } else if (s.kind === 'daily_token') both('wc(td, 0, od, w, 16); w += 16;');
+      else {
+        if (part.prefix === 'hole') {
+          fe('HB = w - w0;');
+          const c = s.cols[0]!;
+          const syms: string[] = (s.out as any).symbols;
+          const branches = fields.get('events[].payload')!.branches!;
+          const table = branchIndexTable(c.from).map((b) => (b < 0 ? -1 : syms.indexOf(branches[b]!.kind)));
+          holeLines.push(`{ const e = ${K(table)}[CB${c.id}[j]]; if (e === undefined || e < 0) return false; O[base + HB] = 2 * e; }`);
+        }
+        factSlot(s, both);
+        if (inTail) {
+          const rep = s.cols[0]!.rep;
+          if (rep === 'str' && s.via === 'copy') tailMaxLines.push(`b += 11 + Math.max(${s.cols.map((c) => `CL${c.id}[j]`).join(', ')}, 0);`);
+          else tailFixed += 24;
+        }
+      }
     }
-    inRun = false;
-    if (s.kind === 'event') factSlot(s, fe);
-    else if (s.kind === 'event_key') fe('for (let i = 0; i < 16; i++) O[w++] = KB[ko + i];');
-    else fe('for (let i = 0; i < 16; i++) O[w++] = TK[i];');
-  }
+    if (pi === prefixCount - 1) fe('PE = w - w0;');
+  });
   fe('return w;');
-
   function factSlot(s: Extract<Slot, { kind: 'event' }>, out: (l: string) => void): void {
     // The derived value, first non-null over the inputs (compile.ts `first`).
     const rep = s.cols[0]!.rep;
@@ -448,7 +512,7 @@ function generate(spec: FastSpec): Generated {
     } else if (derivedRep === 'str') {
       out('let xs = 0, xl = -1;');
       for (const c of s.cols) out(`if (xl < 0) { xs = CS${c.id}[j]; xl = CL${c.id}[j]; }`);
-      writeOut(s.out, 'xl < 0', 'w = wl(O, w, xl); if (xl > 48) { buf.copy(O, w, xs, xs + xl); w += xl; } else for (let i = 0; i < xl; i++) O[w++] = buf[xs + i];', 'str', out);
+      writeOut(s.out, 'xl < 0', 'w = wl(O, w, xl); wc(BV, xs, od, w, xl); w += xl;', 'str', out);
     } else if (derivedRep === 'jsstr') {
       out('let x = null;');
       for (const c of s.cols) out(`if (x === null) x = CL${c.id}[j] < 0 ? null : (MCC[buf.utf8Slice(CS${c.id}[j], CS${c.id}[j] + CL${c.id}[j])] ?? 'ZZ');`);
@@ -509,10 +573,13 @@ function generate(spec: FastSpec): Generated {
     .join('\n');
 
   const src = `"use strict";
-const { isUtf8, HEX, wl, MCC, FH } = D;
+const { isUtf8, T16, wl, MCC, FH } = D;
+const FHD = new DataView(FH.buffer, FH.byteOffset, FH.length);
 const MAXEV = ${spec.maxEvents};
-let P = 0, A = true, LMS = 0, N = 0;
+let P = 0, A = true, LMS = 0, N = 0, HK = 0, HB = 0, PE = -1;
 let Q = Buffer.allocUnsafe(1 << 16), q = 0;
+let QV = new DataView(Q.buffer, Q.byteOffset, Q.length);
+let BV = QV;
 const IDS = Buffer.allocUnsafe(16 * MAXEV);
 const TIMES = new Float64Array(MAXEV);
 ${colDecls}
@@ -544,25 +611,41 @@ function rs(buf, end, fmax) {
   if (!(len >= 0) || len > fmax || len > LMS || len > end - P) return -1;
   const s = P, e = s + len;
   let i = s;
+  while (i + 4 <= e && (BV.getUint32(i) & 0x80808080) === 0) i += 4;
   while (i < e && buf[i] < 128) i++;
   if (i < e) { if (isUtf8(buf, i, e) >= 0) return -1; A = false; } else A = true;
   P = e;
   return s;
 }
-// canonical UUID text (36 bytes, either hex case) -> 16 bytes at out[o] (when out is given)
-function uu(buf, s, out, o) {
-  for (let i = 0; i < 36; ) {
-    if (i === 8 || i === 13 || i === 18 || i === 23) { if (buf[s + i] !== 45) return false; i++; continue; }
-    const hi = HEX[buf[s + i]], lo = HEX[buf[s + i + 1]];
-    if (hi < 0 || lo < 0) return false;
-    if (out !== null) out[o++] = (hi << 4) | lo;
-    i += 2;
+// 32-bit word copy between DataViews (per-byte loops cost several ns a byte; native calls ~50 ns each)
+function wc(sv, s, dv, d, len) {
+  let i = 0;
+  for (; i + 4 <= len; i += 4) dv.setUint32(d + i, sv.getUint32(s + i));
+  for (; i < len; i++) dv.setUint8(d + i, sv.getUint8(s + i));
+}
+// uuid-format string at P: its 36 bytes must be canonical UUID text (either hex case), which also makes
+// them ASCII (no UTF-8 scan needed); the 16 bytes go to out[o] when out is given. Two characters per
+// lookup (T16: big-endian char pair -> byte, -1 when not two hex digits).
+function uu(buf, end, fmax, out, o) {
+  const len = rl(buf, end);
+  if (len !== 36 || len > fmax || len > LMS || len > end - P) return false;
+  const s = P;
+  if (buf[s + 8] !== 45 || buf[s + 13] !== 45 || buf[s + 18] !== 45 || buf[s + 23] !== 45) return false;
+  for (let k = 0; k < 16; k++) {
+    const b = T16[BV.getUint16(s + UUP[k])];
+    if (b < 0) return false;
+    if (out !== null) out[o + k] = b;
   }
+  P = s + 36;
   return true;
 }
+const UUP = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 function cp(buf, s, e) {
-  if (e - s > 48) { buf.copy(Q, q, s, e); q += e - s; }
-  else for (let i = s; i < e; i++) Q[q++] = buf[i];
+  const len = e - s;
+  if (len > 64) buf.copy(Q, q, s, e);
+  else if (len >= 8) wc(BV, s, QV, q, len);
+  else for (let i = 0; i < len; i++) Q[q + i] = buf[s + i];
+  q += len;
 }
 const G = {
   head: null, ids: IDS, times: TIMES,
@@ -570,16 +653,36 @@ const G = {
   parse(buf, maxStringBytes, maxItems, maxTotal) {
     const end = buf.length;
     P = 0; q = 0; N = 0; LMS = maxStringBytes;
-    if (Q.length < end) Q = Buffer.allocUnsafe(Math.max(end, 2 * Q.length));
+    if (Q.length < end) { Q = Buffer.allocUnsafe(Math.max(end, 2 * Q.length)); QV = new DataView(Q.buffer, Q.byteOffset, Q.length); }
+    BV = new DataView(buf.buffer, buf.byteOffset, buf.length);
 ${parseBody}
   },
-  fact(buf, j, O, w, KB, ko, TK, CH) {
+  fact(buf, j, O, od, w, kd, ko, td, CH) {
 ${factLines.join('\n')}
+  },
+  prefixLen() { return PE; },
+  holes(j, O, od, base, kd, ko) {
+${holeLines.join('\n')}
+    return true;
+  },
+  tail(buf, j, O, od, w, CH) {
+${tailLines.join('\n')}
+    return w;
+  },
+  tailMax(n, CH) {
+    let m = 0;
+    for (let j = 0; j < n; j++) {
+      let b = ${tailFixed};
+${tailMaxLines.join('\n')}
+      if (b > m) m = b;
+    }
+    return m;
   },
 };
 return G;`;
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  return new Function('D', 'K', src)({ isUtf8, HEX, wl, MCC: MCC_COUNTRY, FH: spec.factHeader }, consts) as Generated;
+  if (process.env.FAST_DUMP) console.log(src);
+  return new Function('D', 'K', src)({ isUtf8, T16, wl, MCC: MCC_COUNTRY, FH: spec.factHeader }, consts) as Generated;
 }
 
 function typeName(t: avro.Type): string {
@@ -624,6 +727,27 @@ function driver(spec: FastSpec, g: Generated): FastPath {
   if (personalFields[personalFields.length - 1]?.name !== 'events') return () => undefined;
   const fh = spec.factHeader;
   const eventSlots = factFields.length;
+  const runTypes = runs.map((r) => r.map((i) => avroFields[i]!.type));
+  /** One run of batch-level fields: strings written directly, anything else by avsc. */
+  const encodeRun = (r: number[], bv: unknown[]): Buffer => {
+    const types = runTypes[runs.indexOf(r)]!;
+    let size = 0;
+    for (let k = 0; k < r.length; k++) {
+      const x = bv[r[k]!];
+      size += typeof x === 'string' && (types[k] as any).typeName === 'string' ? 10 + Buffer.byteLength(x) : types[k]!.toBuffer(x).length;
+    }
+    const b = Buffer.allocUnsafe(size);
+    let w = 0;
+    for (let k = 0; k < r.length; k++) {
+      const x = bv[r[k]!];
+      if (typeof x === 'string' && (types[k] as any).typeName === 'string') {
+        const len = Buffer.byteLength(x);
+        w = wl(b, w, len);
+        w += b.write(x, w, 'utf8');
+      } else w += types[k]!.toBuffer(x).copy(b, w);
+    }
+    return b.subarray(0, w);
+  };
 
   return (body, ctx, limits) => {
     const n = g.parse(body, limits.maxStringLength, limits.maxItems?.['events'] ?? limits.maxCollectionLength, limits.maxTotalItems);
@@ -662,42 +786,67 @@ function driver(spec: FastSpec, g: Generated): FastPath {
       const keys = tokenizer.keys(days[k]!, receivedAt);
       if (!keys) return undefined;
       const token = tokenizer.dailyToken(keys, identity.value);
-      let m = 0;
       let ids: Buffer;
-      if (days.length === 1) {
-        m = n;
-        ids = g.ids.subarray(0, 16 * n);
-      } else {
+      if (days.length === 1) ids = g.ids.subarray(0, 16 * n);
+      else {
+        let m = 0;
         ids = Buffer.allocUnsafe(16 * n);
         for (let j = 0; j < n; j++) if (dayOf[j] === k) g.ids.copy(ids, 16 * m, 16 * j, 16 * j + 16), (at[j] = m++);
         ids = ids.subarray(0, 16 * m);
       }
-      const toks = Buffer.allocUnsafe(16 * m);
-      for (let i = 0; i < m; i++) token.copy(toks, 16 * i);
       tokens.push(token);
-      keyBufs.push(tokenizer.eventKeys(keys, ids, toks));
+      keyBufs.push(tokenizer.eventKeysOf(keys, ids, token));
     }
     if (days.length === 1) for (let j = 0; j < n; j++) at[j] = j;
 
-    // Batch-level fact fields, encoded once (same bytes as the generic flat writer; it throws where this does).
+    // Batch-level fact fields, encoded once (the bytes the generic flat writer gives; where it would
+    // throw, toBuffer throws too and the generic path decides).
     const bv = spec.batchValues(head);
     let chunks: Buffer[];
     try {
-      chunks = runs.map((r) => Buffer.concat(r.map((i) => avroFields[i]!.type.toBuffer(bv[i]))));
+      chunks = runs.map((r) => encodeRun(r, bv));
     } catch {
       return undefined;
     }
-    let chunkLen = 0;
-    for (const c of chunks) chunkLen += c.length;
-    const out = Buffer.allocUnsafe(n * (fh.length + 32 + chunkLen + 11 * eventSlots) + eventSlots * body.length);
-    let w = 0;
+    const dv = (b: Buffer) => new DataView(b.buffer, b.byteOffset, b.length);
+    const kds = keyBufs.map(dv);
+    const tds = tokens.map(dv);
     const facts = new Array<{ key: Buffer; value: Buffer }>(n);
-    for (let j = 0; j < n; j++) {
-      const k = dayOf[j]!;
-      const start = w;
-      w = g.fact(body, j, out, w, keyBufs[k]!, 16 * at[j]!, tokens[k]!, chunks);
-      if (w < 0) return undefined;
-      facts[j] = { key: tokens[k]!, value: out.subarray(start, w) };
+    if (days.length === 1) {
+      // Template mode: event 0 written in full gives the common prefix; it is repeated over the whole
+      // buffer by one native fill, then only the holes and the tail are written per event.
+      const tailMax = g.tailMax(n, chunks);
+      let chunkLen = 0;
+      for (const c of chunks) chunkLen += c.length;
+      const first = Buffer.allocUnsafe(fh.length + 32 + chunkLen + 11 * eventSlots + tailMax);
+      if (g.fact(body, 0, first, dv(first), 0, kds[0]!, 0, tds[0]!, chunks) < 0) return undefined;
+      const pre = g.prefixLen();
+      const stride = pre + tailMax;
+      const out = Buffer.allocUnsafe(n * stride);
+      const od = dv(out);
+      out.fill(first.subarray(0, stride), 0, n * stride);
+      const kd = kds[0]!;
+      const token = tokens[0]!;
+      for (let j = 0; j < n; j++) {
+        const base = j * stride;
+        if (!g.holes(j, out, od, base, kd, 16 * j)) return undefined;
+        const w = g.tail(body, j, out, od, base + pre, chunks);
+        if (w < 0) return undefined;
+        facts[j] = { key: token, value: out.subarray(base, w) };
+      }
+    } else {
+      let chunkLen = 0;
+      for (const c of chunks) chunkLen += c.length;
+      const out = Buffer.allocUnsafe(n * (fh.length + 32 + chunkLen + 11 * eventSlots) + eventSlots * body.length);
+      const od = dv(out);
+      let w = 0;
+      for (let j = 0; j < n; j++) {
+        const k = dayOf[j]!;
+        const start = w;
+        w = g.fact(body, j, out, od, w, kds[k]!, 16 * at[j]!, tds[k]!, chunks);
+        if (w < 0) return undefined;
+        facts[j] = { key: tokens[k]!, value: out.subarray(start, w) };
+      }
     }
     result.events = facts;
     result.accepted = n;
