@@ -1,0 +1,180 @@
+/**
+ * The generated binary fast path (fast.ts) against the generic path (guardBody + avsc decode +
+ * processBatch): same SplitResult byte for byte, or the same thrown error, on random batches (valid
+ * ones, ones with bad values, several days, consent off, non-ASCII text) and on hostile mutations of
+ * their bytes. The fast path must also really answer the valid ones (not always hand back to the
+ * generic path, which would make the comparison empty). Negative control: a fast path built without one
+ * check (the crash signature format) makes the same differential property fail.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { FAST_PATHS } from './compile.ts';
+import { compilePipeline, guardBody, readSchema, type Pipeline, type SplitResult } from './index.ts';
+import { DAY, NOW, NS } from './test/fixtures.ts';
+import { tokenizer } from './test/helpers.ts';
+
+const p = compilePipeline();
+const LIMITS = { maxStringLength: 65_536, maxCollectionLength: 10_000, maxTotalItems: 100_000, maxItems: { events: 1000 } };
+
+const text = (max: number) => fc.string({ minLength: 1, maxLength: max, unit: fc.constantFrom('a', 'Z', '7', '-', 'é', '中', '😀') }).filter((s) => s.length <= max);
+const ascii = (max: number) => fc.string({ minLength: 1, maxLength: max, unit: fc.constantFrom('a', 'b', '0', '9', '.', '_') });
+const optional = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: null });
+const uuid = fc.tuple(fc.uuid(), fc.boolean()).map(([u, up]) => (up ? u.toUpperCase() : u));
+
+const payload = fc.oneof(
+  fc.constant({ [`${NS}.SessionStart`]: {} }),
+  fc.integer({ min: -5, max: 10_000_000 }).map((d) => ({ [`${NS}.SessionEnd`]: { duration_ms: d } })), // negative: rejected
+  fc.tuple(text(140), fc.nat(1e6)).map(([page, d]) => ({ [`${NS}.PageView`]: { page, duration_ms: d } })), // > 128: rejected
+  fc.constant({ [`${NS}.AppForeground`]: {} }),
+  fc.constant({ [`${NS}.AppBackground`]: {} }),
+  fc.tuple(fc.constantFrom('install', 'update', 'delete'), text(40), ascii(20)).map(([action, pkg, version]) => ({ [`${NS}.AppStatus`]: { action, package: pkg, version } })),
+  fc
+    .tuple(fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001', 'NOT-HEX!'), fc.constantFrom('java.lang.IllegalStateException', 'Foo$Bar', '1bad'), optional(text(300)))
+    .map(([signature, exception_type, st]) => ({ [`${NS}.Crash`]: { signature, exception_type, app_version: '1.0.0', stack_trace: st } })),
+  fc.tuple(fc.nat(1000), fc.integer({ min: -1, max: 1000 }), fc.nat(5000)).map(([a, b, c]) => ({ [`${NS}.NetworkStats`]: { request_count: a, error_count: b, latency_ms: c } })),
+);
+
+const batchArb = fc.record({
+  batch_id: fc.uuid(),
+  sent_at: fc.constant(NOW - 1000),
+  device: fc.record({
+    device_id: fc.oneof(ascii(30), fc.constant('')),
+    imei: optional(ascii(15)),
+    oaid: optional(text(30)),
+    gaid: optional(ascii(36)),
+    imsi: optional(ascii(15)),
+    sim_mcc: optional(fc.constantFrom('460', '250', '404', '262', '999', '46')),
+    sim_mnc: optional(fc.constantFrom('01', '260')),
+    sim_operator: optional(text(30)),
+    manufacturer: fc.constant('Xiaomi'),
+    model: fc.constantFrom('M2102J20SG', '2201116SG', 'Модель'),
+    os_version: fc.constantFrom('12', '13'),
+    rom_version: fc.constant('MIUI 14.0.3'),
+    app_id: fc.constant('com.miui.weather2'),
+    app_version: fc.constantFrom('13.0.6.1', '13.0.6.2'),
+    sdk_version: fc.constant('2.4.0'),
+    locale: fc.constantFrom('zh-CN', 'ru-RU'),
+    timezone: fc.constant('Asia/Shanghai'),
+    region: optional(fc.constantFrom('CN', 'RU', 'IN', 'DE', 'xx')),
+    account_id: optional(text(30)),
+    location: optional(fc.record({ lat: fc.double({ min: -90, max: 90, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), accuracy_m: fc.constant(10) })),
+  }),
+  consent: fc.record({ analytics: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }), personalised_ads: fc.boolean() }),
+  // Mostly today; sometimes yesterday (two days in one batch), sometimes too old or from the future.
+  events: fc.array(
+    fc.record({
+      event_id: uuid,
+      time: fc.oneof({ weight: 8, arbitrary: fc.integer({ min: NOW - 3_600_000, max: NOW }) }, { weight: 2, arbitrary: fc.integer({ min: NOW - DAY, max: NOW }) }, { weight: 1, arbitrary: fc.constantFrom(NOW - 5 * DAY, NOW + DAY) }),
+      session_id: uuid,
+      payload,
+    }),
+    { minLength: 0, maxLength: 25 },
+  ),
+});
+
+type Outcome = { ok: true; r: SplitResult } | { ok: false; name: string; code: unknown; message: string };
+
+function run(fn: () => SplitResult): Outcome {
+  try {
+    return { ok: true, r: fn() };
+  } catch (e) {
+    const err = e as Error & { code?: unknown };
+    return { ok: false, name: err.name, code: err.code, message: err.message };
+  }
+}
+const ctx = () => ({ receivedAt: NOW, clientIp: '198.51.100.23', tokenizer: tokenizer() });
+const generic = (pl: Pipeline, body: Buffer) =>
+  run(() => {
+    guardBody(pl.batchType, body, LIMITS);
+    return pl.processBatch(pl.batchType.fromBuffer(body), ctx());
+  });
+const viaBody = (pl: Pipeline, body: Buffer) => run(() => pl.processBody(body, ctx(), LIMITS));
+
+describe('binary fast path', () => {
+  it('exists for the checked-in schemas', () => {
+    expect(p.hasFastPath).toBe(true);
+  });
+
+  it('gives exactly the generic result on random batches, and answers the acceptable ones itself', () => {
+    const fast = FAST_PATHS.get(p)!;
+    let answered = 0;
+    let allAccepted = 0;
+    fc.assert(
+      fc.property(batchArb, (b) => {
+        const body = p.batchType.toBuffer(b);
+        const g = generic(p, body);
+        expect(viaBody(p, body)).toEqual(g);
+        const f = fast(body, ctx(), LIMITS);
+        if (f) {
+          answered++;
+          expect({ ok: true, r: f }).toEqual(g); // when it answers, it answers right
+        }
+        // Everything accepted, nothing else: the fast path must not hand such a batch back.
+        if (g.ok && g.r.rejects.length === 0 && g.r.accepted === b.events.length && b.events.length > 0) {
+          allAccepted++;
+          expect(f).toBeDefined();
+        }
+      }),
+      { numRuns: 200 },
+    );
+    expect(allAccepted).toBeGreaterThan(10);
+    expect(answered).toBeGreaterThanOrEqual(allAccepted);
+  });
+
+  it('gives the same result or the same error on hostile mutations of valid bodies', () => {
+    fc.assert(
+      fc.property(
+        batchArb,
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'cut', 'insert')), { minLength: 1, maxLength: 3 }),
+        (b, edits) => {
+          let body = Buffer.from(p.batchType.toBuffer(b));
+          for (const [at, byte, op] of edits) {
+            const i = body.length ? at % body.length : 0;
+            if (op === 'set' && body.length) body[i] = byte;
+            else if (op === 'cut') body = body.subarray(0, i);
+            else body = Buffer.concat([body.subarray(0, i), Buffer.from([byte]), body.subarray(i)]);
+          }
+          expect(viaBody(p, body)).toEqual(generic(p, body));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('gives the same answer for overlong varints, non-ASCII strings over the byte limit and multi-block arrays', () => {
+    const b = { ...(fc.sample(batchArb, { seed: 7, numRuns: 1 })[0] as any) };
+    b.consent = { analytics: true, personalised_ads: true };
+    // Multi-block array encoding (negative count with a byte size) and a non-canonical zero at the end.
+    const events = b.events.length ? b.events : [{ event_id: '00000000-0000-4000-8000-000000000000', time: NOW - 1000, session_id: 'x', payload: { [`${NS}.AppForeground`]: {} } }];
+    const evType = (p.batchType as any).field('events').type.itemsType;
+    const head = p.batchType.toBuffer({ ...b, events: [] }).subarray(0, -1);
+    const items = Buffer.concat(events.map((e: unknown) => evType.toBuffer(e)));
+    const zig = (n: number) => Buffer.from([n < 0 ? -2 * n - 1 : 2 * n]);
+    const blocks = Buffer.concat([head, zig(-events.length), Buffer.from([items.length * 2]), items, Buffer.from([0x80, 0x00])]);
+    const out = viaBody(p, blocks);
+    expect(out).toEqual(generic(p, blocks));
+    // 100 characters of 3 bytes each: 300 bytes, over the 128 limit in bytes but not in UTF-16 units
+    // (the fast path hands it back; the generic path accepts it).
+    const wide = { ...b, events: [{ ...events[0], payload: { [`${NS}.PageView`]: { page: '中'.repeat(100), duration_ms: 5 } } }] };
+    const body = p.batchType.toBuffer(wide);
+    expect(viaBody(p, body)).toEqual(generic(p, body));
+    expect((viaBody(p, body) as any).r.accepted).toBe(1);
+  });
+
+  it('negative control: a fast path built without the crash signature format check fails the same property', () => {
+    const lax = JSON.parse(JSON.stringify(readSchema('batch')));
+    const crash = lax.fields[4].type.items.fields[3].type.find((t: any) => t.name === 'Crash');
+    delete crash.fields[0].format;
+    const broken = FAST_PATHS.get(compilePipeline({ batchSchema: lax }))!;
+    const res = fc.check(
+      fc.property(batchArb, (b) => {
+        const body = p.batchType.toBuffer(b);
+        const f = broken(body, ctx(), LIMITS);
+        const g = generic(p, body);
+        return !f || JSON.stringify({ ok: true, r: f }) === JSON.stringify(g);
+      }),
+      { numRuns: 200 },
+    );
+    expect(res.failed).toBe(true);
+  });
+});
