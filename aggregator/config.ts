@@ -29,6 +29,7 @@ export function policyRetentionDays(): number {
 export const AGGREGATOR_PREFIX = 'AGGREGATOR_';
 
 export const aggregatorSettings = defineSettings({
+  AGGREGATOR_HOST: { kind: 'string', default: '127.0.0.1', doc: 'Address the ops server (/metrics, /healthz, /readyz) listens on; 0.0.0.0 in containers so probes and Prometheus can reach it.' },
   AGGREGATOR_PORT: { kind: 'int', min: 0, max: 65535, default: 18081, doc: 'Port of /metrics, /healthz and /readyz (0 = any free port).' },
   AGGREGATOR_GROUP_ID: {
     kind: 'string',

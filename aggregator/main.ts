@@ -49,7 +49,7 @@ export async function startAggregator(cfg: AggregatorConfig, opts: { now?: () =>
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(cfg.AGGREGATOR_PORT, '127.0.0.1', () => resolve());
+    server.listen(cfg.AGGREGATOR_PORT, cfg.AGGREGATOR_HOST, () => resolve());
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : cfg.AGGREGATOR_PORT;
