@@ -9,7 +9,7 @@
  * acknowledged batches (their negative control); its name says what it does and it is off by default.
  */
 import os from 'node:os';
-import { defineSettings, loadConfig, pipelineSettings, type ConfigOf } from '../runtime/index.ts';
+import { checkKafkaSecurity, defineSettings, loadConfig, pipelineSettings, type ConfigOf } from '../runtime/index.ts';
 import { CATEGORIES } from '../schemas/categories.ts';
 import { ZONES, type Zone } from '../schemas/contract.ts';
 
@@ -73,7 +73,9 @@ export const INGEST_PREFIXES = ['INGEST_', 'PIPELINE_'] as const;
 
 /** Throws `ConfigError` (one line per problem) on any unknown or invalid variable. */
 export function loadIngestConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
-  return loadConfig(ingestConfigSpec, { prefixes: INGEST_PREFIXES, env });
+  const cfg = loadConfig(ingestConfigSpec, { prefixes: INGEST_PREFIXES, env });
+  checkKafkaSecurity(cfg); // sasl_ssl with missing credentials stops here, before any connection
+  return cfg;
 }
 
 /** Pool size: INGEST_POOL_THREADS, or one thread per available core when 0. */

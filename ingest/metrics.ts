@@ -70,7 +70,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): IngestMe
     }),
     produceRecords: new Counter({ name: 'ingest_kafka_records_total', help: 'Records acknowledged by Kafka, by topic kind', labelNames: ['topic_kind'], registers: r }),
     poolQueueDepth: new Gauge({ name: 'ingest_pool_queue_depth', help: 'Batches waiting for a pool worker', registers: r }),
-    poolUtilisation: new Gauge({ name: 'ingest_pool_utilisation', help: 'Share of pool capacity used since start (piscina utilization, 0..1)', registers: r }),
+    poolUtilisation: new Gauge({ name: 'ingest_pool_utilisation', help: 'Share of the pool thread-time spent processing batches since the previous scrape (0..1)', registers: r }),
     poolThreads: new Gauge({ name: 'ingest_pool_threads', help: 'Worker threads alive', registers: r }),
     inflightBytes: new Gauge({ name: 'ingest_inflight_bytes', help: 'Body bytes admitted and not yet answered', registers: r }),
     inflightBatches: new Gauge({ name: 'ingest_inflight_batches', help: 'Batches admitted and not yet answered', registers: r }),

@@ -23,7 +23,7 @@
  */
 import { CompressionTypes, Kafka, logLevel, type Admin, type Message, type Producer, type TopicMessages } from 'kafkajs';
 import type { Logger } from '../runtime/index.ts';
-import { personalTopic, rejectsTopic } from '../runtime/index.ts';
+import { kafkaClientOptions, personalTopic, rejectsTopic } from '../runtime/index.ts';
 import { ZONES, type OutRecord, type Zone } from '../schemas/contract.ts';
 import { personalRetentionMs, zoneBrokers, type IngestConfig } from './config.ts';
 import { IngestError } from './errors.ts';
@@ -245,6 +245,7 @@ export class KafkaSink {
       const kafka = new Kafka({
         clientId: cfg.INGEST_KAFKA_CLIENT_ID,
         brokers: key.split(','),
+        ...kafkaClientOptions(cfg), // TLS + SASL principal `ingest` in secured mode (runtime/kafka.ts)
         logLevel: logLevel.NOTHING,
         connectionTimeout: 3000,
         requestTimeout: cfg.INGEST_PRODUCE_TIMEOUT_MS,
