@@ -12,6 +12,7 @@
  */
 import { Kafka, logLevel, type Consumer, type EachBatchPayload, type LogEntry } from 'kafkajs';
 import { decodeEventFact, SchemaError } from '../schemas/index.ts';
+import { kafkaClientOptions } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { ReadinessCheck } from '../runtime/ops.ts';
 import type { AggregatorConfig } from './config.ts';
@@ -66,6 +67,7 @@ export class Aggregator {
     const kafka = new Kafka({
       clientId: d.clientId ?? `aggregator-${process.pid}`,
       brokers: [...d.config.PIPELINE_KAFKA_BROKERS],
+      ...kafkaClientOptions(d.config), // TLS + SASL principal `aggregator` in secured mode (runtime/kafka.ts)
       logLevel: logLevel.WARN,
       logCreator: kafkaLogCreator(d.logger),
       retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5000 },

@@ -5,6 +5,7 @@
  * after the insert) are not settings at all: they are fixed in consumer.ts.
  */
 import { defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
+import { checkKafkaSecurity } from '../runtime/kafka.ts';
 import { pipelineSettings } from '../runtime/pipeline.ts';
 import { CATEGORIES } from '../schemas/index.ts';
 
@@ -123,5 +124,7 @@ export type AggregatorConfig = Omit<ConfigOf<typeof aggregatorConfigSpec>, 'AGGR
 };
 
 export function loadAggregatorConfig(env: NodeJS.ProcessEnv = process.env): AggregatorConfig {
-  return loadConfig(aggregatorConfigSpec, { prefixes: [AGGREGATOR_PREFIX, 'PIPELINE_'], env }) as AggregatorConfig;
+  const cfg = loadConfig(aggregatorConfigSpec, { prefixes: [AGGREGATOR_PREFIX, 'PIPELINE_'], env }) as AggregatorConfig;
+  checkKafkaSecurity(cfg); // sasl_ssl with missing credentials stops here, before any connection
+  return cfg;
 }

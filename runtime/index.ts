@@ -2,3 +2,4 @@ export * from './config.ts';
 export * from './log.ts';
 export * from './ops.ts';
 export * from './pipeline.ts';
+export * from './kafka.ts';

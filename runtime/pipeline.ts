@@ -15,6 +15,25 @@ export const pipelineSettings = defineSettings({
     default: ['127.0.0.1:19092'],
     doc: 'Kafka bootstrap servers (comma-separated host:port). The default is the local stack (deploy/local).',
   },
+  // Transport security of every Kafka client (policy 4.1: special access controls, encryption in
+  // transit). Checked and turned into kafkajs options by runtime/kafka.ts; a service asked for sasl_ssl
+  // with an incomplete set of these refuses to start.
+  PIPELINE_KAFKA_SECURITY: {
+    kind: 'enum',
+    values: ['plaintext', 'sasl_ssl'] as const,
+    default: 'plaintext',
+    doc: 'Kafka transport: `plaintext` (local stack) or `sasl_ssl` (TLS + SASL/SCRAM; needs the PIPELINE_KAFKA_SASL_* settings).',
+  },
+  PIPELINE_KAFKA_SASL_MECHANISM: {
+    kind: 'enum',
+    values: ['scram-sha-512', 'scram-sha-256'] as const,
+    default: 'scram-sha-512',
+    doc: 'SASL mechanism with sasl_ssl.',
+  },
+  PIPELINE_KAFKA_SASL_USERNAME: { kind: 'string', default: '', doc: 'Kafka principal of this service with sasl_ssl (one per role: ingest, aggregator; deploy/THREAT-MODEL.md).' },
+  PIPELINE_KAFKA_SASL_PASSWORD: { kind: 'string', secret: true, default: '', doc: 'Its password; prefer PIPELINE_KAFKA_SASL_PASSWORD_FILE (a mounted secret). Never logged.' },
+  PIPELINE_KAFKA_SASL_PASSWORD_FILE: { kind: 'string', default: '', doc: 'File holding the password (trailing newline ignored); exclusive with PIPELINE_KAFKA_SASL_PASSWORD.' },
+  PIPELINE_KAFKA_TLS_CA_FILE: { kind: 'string', default: '', doc: 'PEM file of the CA(s) that signed the brokers\' certificates; empty = the system trust store.' },
   PIPELINE_TOPIC_EVENTS: {
     kind: 'string',
     pattern: /^[A-Za-z0-9._-]{1,200}$/,
