@@ -182,6 +182,8 @@ function generate(spec: FastSpec): Generated {
   // ---- the parser ----
   const lines: string[] = [];
   const emit = (s: string) => lines.push(s);
+  /** `const x = <varint at P>` with the one-byte case inline (most varints of an event are one byte). */
+  const varint = (x: string) => `let ${x} = buf[P]; if (${x} < 128) { P++; ${x} = ${x} & 1 ? -(${x} + 1) / 2 : ${x} / 2; } else ${x} = rl(buf, end);`;
   const BAIL = 'return -1;';
 
   /** Head (batch-level) value of type t into a fresh variable; returns its name. */
@@ -331,7 +333,7 @@ function generate(spec: FastSpec): Generated {
       const col = columns.get(path);
       const k = v('k');
       const s = v('u');
-      emit(`{ const ${s} = P; const ${k} = rl(buf, end); if (${k} !== ${k}) ${BAIL}`);
+      emit(`{ const ${s} = P; ${varint(k)} if (${k} !== ${k}) ${BAIL}`);
       if (mode === 'partial') emit(`cp(buf, ${s}, P);`);
       if (col?.rep === 'branch') emit(`CB${col.id}[j] = ${k};`);
       emit(`switch (${k}) {`);
@@ -366,7 +368,7 @@ function generate(spec: FastSpec): Generated {
       }
       case 'enum': {
         names.types.set(names.fullname(t, ns), t);
-        emit(`{ const k = rl(buf, end); if (!(k >= 0 && k < ${t.symbols.length})) ${BAIL} }`);
+        emit(`{ ${varint('k')} if (!(k >= 0 && k < ${t.symbols.length})) ${BAIL} }`);
         return;
       }
       case 'array':
@@ -391,7 +393,7 @@ function generate(spec: FastSpec): Generated {
       case 'long': {
         const x = v('n');
         const range = name === 'int' ? `!(${x} >= -2147483648 && ${x} <= 2147483647)` : `${x} !== ${x}`;
-        emit(`const ${x} = rl(buf, end); if (${range}) ${BAIL}`);
+        emit(`${varint(x)} if (${range}) ${BAIL}`);
         if (min !== undefined) emit(`if (${x} < ${Number(min)}) ${BAIL}`);
         if (path === 'events[].time') emit(`TIMES[j] = ${x};`);
         if (col) emit(`CN${col.id}[j] = ${x};`);
@@ -681,7 +683,6 @@ ${tailMaxLines.join('\n')}
 };
 return G;`;
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  if (process.env.FAST_DUMP) console.log(src);
   return new Function('D', 'K', src)({ isUtf8, T16, wl, MCC: MCC_COUNTRY, FH: spec.factHeader }, consts) as Generated;
 }
 
