@@ -156,6 +156,11 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
       const name = (e as { name?: string }).name;
       const code = (e as { code?: string }).code;
       if (name === 'AbortError' || name === 'TimeoutError') {
+        // The limit runs from submission. A batch still queued when it expired is not to blame: that
+        // is overload (429, retry); one a worker had started is (400, do not send it again).
+        if (Atomics.load(task.started, 0) === 0) {
+          return { ok: false, code: 'INGEST_OVERLOADED', message: `no worker was free within ${cfg.INGEST_TASK_TIMEOUT_MS} ms: retry after the delay in Retry-After` };
+        }
         return { ok: false, code: 'INGEST_BATCH_TOO_EXPENSIVE', message: `batch took longer than ${cfg.INGEST_TASK_TIMEOUT_MS} ms to process and was aborted` };
       }
       if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
@@ -210,6 +215,7 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
         format,
         encoding: enc.value,
         receivedAt: Date.now(),
+        started: new Int32Array(new SharedArrayBuffer(4)),
       };
       if (req.socket.remoteAddress) task.clientIp = req.socket.remoteAddress;
       const result = await runTask(task);

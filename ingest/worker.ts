@@ -29,6 +29,9 @@ export interface WorkerTask {
   encoding: ContentEncoding;
   receivedAt: number;
   clientIp?: string;
+  /** Shared flag the worker sets when it starts the task, so a time-out can tell "waited in the queue
+   *  too long" (overload: 429) from "took too long to process" (hostile batch: 400). */
+  started: Int32Array;
 }
 
 export interface WorkerOptions {
@@ -188,6 +191,7 @@ function movable(result: WorkerResult): unknown {
 }
 
 export default async function processTask(task: WorkerTask): Promise<unknown> {
+  Atomics.store(task.started, 0, 1);
   const t0 = performance.now();
   const s = init(Piscina.workerData as WorkerOptions);
   const raw = Buffer.from(task.body, 0, task.length);
