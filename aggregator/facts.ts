@@ -23,6 +23,11 @@ export interface FactRow {
   kind: EventKind;
   daily_token: Buffer;
   event_key: Buffer;
+  /**
+   * The six dimension columns already in TabSeparated form (day to country, each followed by a tab),
+   * shared by every row of the same group; set by FactReader, computed by encodeFactsTsv when absent.
+   */
+  dims_tsv?: Buffer;
 }
 
 export type FactVerdict =

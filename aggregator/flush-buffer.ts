@@ -3,8 +3,10 @@
  *
  * `offsets` holds, per topic-partition, the offset of the next record after the last one buffered.
  * Committing it is only allowed once every row buffered before it is in ClickHouse (aggregator.ts
- * inserts first, then commits). Duplicate event keys inside one buffer are dropped here: an
- * optimisation that saves rows, never relied on for correctness (the uniqExact states are).
+ * inserts first, then commits). Rows whose dedup key (fact-reader.ts, `keyOfRow`) was already
+ * buffered are dropped here: repeats of an event, and the page views, foregrounds... of a device whose
+ * group already has it. An optimisation that saves rows, never relied on for correctness (the
+ * uniqExact states are: a dropped row would have changed no state).
  */
 import type { FactRow } from './facts.ts';
 
@@ -12,7 +14,7 @@ export interface FlushBatch {
   rows: FactRow[];
   /** `topic\0partition` -> next offset to commit. */
   offsets: Map<string, string>;
-  /** Rows dropped as duplicates of an event key already in this batch. */
+  /** Rows dropped because a row with the same effect (dedup key) was already in this batch. */
   duplicates: number;
 }
 
@@ -31,8 +33,6 @@ export class FlushBuffer {
   private offsets = new Map<string, string>();
   private duplicates = 0;
 
-  constructor(private readonly dedupInMemory = true) {}
-
   get size(): number {
     return this.rows.length;
   }
@@ -42,17 +42,20 @@ export class FlushBuffer {
     return this.rows.length === 0 && this.offsets.size === 0;
   }
 
-  /** Buffers a row (or only its position, for a record that does not count: late, future, bad). */
-  add(topic: string, partition: number, offset: string, row: FactRow | null): void {
-    if (row) {
-      // latin1 maps each byte to one char: a cheap exact key for 16 raw bytes.
-      const k = row.event_key.toString('latin1');
-      if (this.dedupInMemory && this.seen.has(k)) this.duplicates++;
-      else {
-        this.seen.add(k);
-        this.rows.push(row);
+  /** Buffers a row unless a row with the same dedup key is buffered; `key` null = always keep. */
+  addRow(row: FactRow, key: string | null): void {
+    if (key !== null) {
+      if (this.seen.has(key)) {
+        this.duplicates++;
+        return;
       }
+      this.seen.add(key);
     }
+    this.rows.push(row);
+  }
+
+  /** Records that everything up to and including `offset` of the partition has been buffered. */
+  advance(topic: string, partition: number, offset: string): void {
     this.offsets.set(tpKey(topic, partition), (BigInt(offset) + 1n).toString());
   }
 

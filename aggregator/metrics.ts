@@ -26,7 +26,11 @@ export function createAggregatorMetrics(opts: { defaultMetrics?: boolean } = {})
       labelNames: ['code'] as const,
       registers: [registry],
     }),
-    duplicatesDropped: new Counter({ name: 'aggregator_duplicate_events_dropped_total', help: 'Rows dropped in memory as repeats of an event key already in the same flush.', registers: [registry] }),
+    duplicatesDropped: new Counter({
+      name: 'aggregator_redundant_rows_dropped_total',
+      help: 'Records that added no row because a row with the same effect was already in the same flush (a repeated event, or another non-counted event of a device its group already has).',
+      registers: [registry],
+    }),
     flushSeconds: new Histogram({
       name: 'aggregator_flush_duration_seconds',
       help: 'Time of one flush: insert (with retries) and offset commit.',

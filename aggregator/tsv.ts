@@ -43,33 +43,49 @@ function dayBytes(day: number): Buffer {
   return b;
 }
 
+/** Escaped UTF-8 of one string column. */
+function escapedUtf8(s: string): Buffer {
+  const raw = Buffer.from(s, 'utf8');
+  const out = Buffer.allocUnsafe(2 * raw.length);
+  return out.subarray(0, putEscaped(out, 0, raw));
+}
+
+/** `day\tapp_id\tapp_version\tdevice_model\tos_version\tcountry\t` of a row, escaped. */
+export function dimsTsv(r: Pick<FactRow, 'day' | 'app_id' | 'app_version' | 'device_model' | 'os_version' | 'country'>): Buffer {
+  const tab = Buffer.from([0x09]);
+  return Buffer.concat([dayBytes(r.day), tab, escapedUtf8(r.app_id), tab, escapedUtf8(r.app_version), tab, escapedUtf8(r.device_model), tab, escapedUtf8(r.os_version), tab, escapedUtf8(r.country), tab]);
+}
+
+const KIND_TSV = new Map<string, Buffer>();
+function kindBytes(kind: string): Buffer {
+  let b = KIND_TSV.get(kind);
+  if (!b) {
+    b = escapedUtf8(kind);
+    KIND_TSV.set(kind, b);
+  }
+  return b;
+}
+
+/**
+ * One payload for all rows. Rows from FactReader carry their dimensions pre-encoded (`dims_tsv`,
+ * shared per group), so a row costs two 16-byte escapes and three copies.
+ */
 export function encodeFactsTsv(rows: readonly FactRow[]): Buffer {
-  // Upper bound per row: every string byte escaped (x2) plus separators.
+  const dims: Buffer[] = new Array(rows.length);
   let size = 0;
-  const strs: Buffer[][] = new Array(rows.length);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
-    const s = [
-      Buffer.from(r.app_id, 'utf8'),
-      Buffer.from(r.app_version, 'utf8'),
-      Buffer.from(r.device_model, 'utf8'),
-      Buffer.from(r.os_version, 'utf8'),
-      Buffer.from(r.country, 'utf8'),
-      Buffer.from(r.kind, 'latin1'),
-    ];
-    strs[i] = s;
-    size += 10 + 9 + 64;
-    for (const b of s) size += 2 * b.length;
+    const d = r.dims_tsv ?? dimsTsv(r);
+    dims[i] = d;
+    // kind + tab + two escaped 16-byte keys (at most 32 bytes each) + tab + newline.
+    size += d.length + kindBytes(r.kind).length + 1 + 64 + 2;
   }
   const out = Buffer.allocUnsafe(size);
   let pos = 0;
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
-    pos += dayBytes(r.day).copy(out, pos);
-    for (const b of strs[i]!) {
-      out[pos++] = 0x09;
-      pos = putEscaped(out, pos, b);
-    }
+    pos += dims[i]!.copy(out, pos);
+    pos += kindBytes(r.kind).copy(out, pos);
     out[pos++] = 0x09;
     pos = putEscaped(out, pos, r.daily_token);
     out[pos++] = 0x09;

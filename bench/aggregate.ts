@@ -2,9 +2,14 @@
  * `npm run bench:aggregate`: the aggregator end to end on the local stack (Kafka -> aggregator ->
  * ClickHouse server), in this process.
  *
+ * 0. Reference: a bare kafkajs consumer (same consumer settings, eachBatch only resolves the last
+ *    offset: no decode, no insert) reads the same N records in its own group. What the aggregator
+ *    could reach at most on this machine with kafkajs (`kafka_consume_only_events_per_s`).
  * 1. Throughput: N EventFacts are put on a fresh topic first, then an aggregator starts; the clock runs
  *    until the group has committed everything (a commit follows the insert, and the materialized view
- *    is written by the insert itself, so committed = visible). events_per_s = N / that time.
+ *    is written by the insert itself, so committed = visible). events_per_s = N / that time. Both
+ *    figures count from the consumer's start (group join included, ~the same for both); the
+ *    `*_steady_*` figures count from the first record read instead.
  * 2. Delay: under a steady background load, probe events (each with its own app id) are produced one
  *    by one; for each, the time from the producer's ack (acks=all) to the moment a query sees its
  *    group in `daily_agg` is recorded. p50/p99 of those.
@@ -15,13 +20,47 @@ import { performance } from 'node:perf_hooks';
 import { createClickHouse, createKafka, createTopics, stackInfo, uniqueName } from '../deploy/local/testing.ts';
 import { encodeEventFact } from '../schemas/index.ts';
 import { startAggregator } from '../aggregator/main.ts';
+import { consumerOptions } from '../aggregator/aggregator.ts';
+import type { Kafka } from 'kafkajs';
 import { encodeFactsTsv } from '../aggregator/tsv.ts';
-import { judgeFact, type FactRow } from '../aggregator/facts.ts';
+import type { FactRow } from '../aggregator/facts.ts';
+import { FactReader } from '../aggregator/fact-reader.ts';
 import { aggregatorConfig, aggregatorEnv, produceFacts, waitAllCommitted } from '../aggregator/testing/harness.ts';
 import { generatePopulation } from '../aggregator/testing/population.ts';
 
 const N = Number(process.env.BENCH_AGG_EVENTS ?? 200_000);
 const PROBES = Number(process.env.BENCH_AGG_PROBES ?? 100);
+
+/** Bare kafkajs consumption of `n` records of `topic` with the aggregator's consumer settings. */
+async function consumeOnly(kafka: Kafka, cfg: ReturnType<typeof aggregatorConfig>, topic: string, n: number): Promise<{ totalS: number; steadyS: number }> {
+  const consumer = kafka.consumer({ ...consumerOptions(cfg), groupId: uniqueName('bench_agg_raw') });
+  const t0 = performance.now();
+  let first = 0;
+  let seen = 0;
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    eachBatch: async ({ batch, resolveOffset, heartbeat }) => {
+      if (!first) first = performance.now();
+      seen += batch.messages.length;
+      const last = batch.messages.at(-1);
+      if (last) resolveOffset(last.offset);
+      await heartbeat();
+      if (seen >= n) done();
+    },
+  });
+  const timeout = setTimeout(() => done(), 600_000);
+  await finished;
+  clearTimeout(timeout);
+  const t1 = performance.now();
+  await consumer.disconnect();
+  if (seen < n) throw new Error(`consume-only read ${seen} of ${n} records in 600 s`);
+  return { totalS: (t1 - t0) / 1000, steadyS: (t1 - first) / 1000 };
+}
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -49,15 +88,34 @@ async function main(): Promise<void> {
     const produceS = (performance.now() - tp0) / 1000;
     console.log(`produced ${facts.length} events in ${produceS.toFixed(1)} s (${Math.round(facts.length / produceS)} ev/s from this process)`);
 
+    const raw = await consumeOnly(kafka, cfg, topic, facts.length);
+    const rawPerS = Math.round(facts.length / raw.totalS);
+    const rawSteadyPerS = Math.round(facts.length / raw.steadyS);
+    console.log(`kafkajs consume only (no decode, no insert): ${facts.length} records in ${raw.totalS.toFixed(1)} s: ${rawPerS} ev/s (${rawSteadyPerS} ev/s from the first record)`);
+
     const t0 = performance.now();
     const agg = await startAggregator(cfg);
     let eventsPerS = 0;
+    let steadyPerS = 0;
+    let insertedRows = 0;
     const delays: number[] = [];
     try {
+      // First record read (polled; 10 ms resolution is plenty against seconds).
+      let first = 0;
+      const poll = setInterval(() => {
+        void agg.metrics.eventsRead.get().then((m) => {
+          if (!first && (m.values[0]?.value ?? 0) > 0) first = performance.now();
+        });
+      }, 10);
       await waitAllCommitted(kafka, cfg.AGGREGATOR_GROUP_ID, topic, 600_000);
-      const secs = (performance.now() - t0) / 1000;
+      const t1 = performance.now();
+      clearInterval(poll);
+      const secs = (t1 - t0) / 1000;
       eventsPerS = Math.round(facts.length / secs);
-      console.log(`aggregated ${facts.length} events (topic -> visible in ClickHouse) in ${secs.toFixed(1)} s: ${eventsPerS} ev/s`);
+      steadyPerS = Math.round(facts.length / ((t1 - (first || t0)) / 1000));
+      insertedRows = (await agg.metrics.eventsAggregated.get()).values[0]?.value ?? 0;
+      console.log(`aggregated ${facts.length} events (topic -> visible in ClickHouse) in ${secs.toFixed(1)} s: ${eventsPerS} ev/s (${steadyPerS} ev/s from the first record); ${insertedRows} rows inserted`);
+      console.log(`aggregator / kafkajs consume-only: ${(eventsPerS / rawPerS).toFixed(2)} (from the first record: ${(steadyPerS / rawSteadyPerS).toFixed(2)})`);
 
       // Delay under load: background producer at ~2000 ev/s, probes one at a time.
       const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
@@ -98,8 +156,10 @@ async function main(): Promise<void> {
 
     // Insert encoding cost: TabSeparated vs JSONEachRow for the same 50k rows.
     const rows: FactRow[] = [];
+    // Rows as the aggregator holds them (FactReader: dimensions pre-encoded per group).
+    const reader = new FactReader();
     for (const f of facts.slice(0, 50_000)) {
-      const v = judgeFact(f, { nowMs: Date.now(), maxLatenessDays: 3650, futureSkewMs: 86_400_000 * 3650 });
+      const v = reader.read(encodeEventFact(f), { nowMs: Date.now(), maxLatenessDays: 3650, futureSkewMs: 86_400_000 * 3650 });
       if (v.kind === 'ok') rows.push(v.row);
     }
     const te = performance.now();
@@ -107,7 +167,7 @@ async function main(): Promise<void> {
     const tsvMs = performance.now() - te;
     const tj = performance.now();
     const json = rows
-      .map((r) => JSON.stringify({ ...r, day: r.day, daily_token: r.daily_token.toString('latin1'), event_key: r.event_key.toString('latin1') }))
+      .map((r) => JSON.stringify({ ...r, dims_tsv: undefined, day: r.day, daily_token: r.daily_token.toString('latin1'), event_key: r.event_key.toString('latin1') }))
       .join('\n');
     const jsonMs = performance.now() - tj;
     console.log(`encode ${rows.length} rows: TabSeparated ${tsvMs.toFixed(1)} ms, ${tsv.length} B; JSONEachRow ${jsonMs.toFixed(1)} ms, ${Buffer.byteLength(json)} B`);
@@ -115,6 +175,10 @@ async function main(): Promise<void> {
       JSON.stringify({
         events: facts.length,
         events_per_s: eventsPerS,
+        kafka_consume_only_events_per_s: rawPerS,
+        steady_events_per_s: steadyPerS,
+        kafka_consume_only_steady_events_per_s: rawSteadyPerS,
+        rows_inserted: insertedRows,
         p50_visible_delay_ms: p50,
         p99_visible_delay_ms: p99,
         probes: delays.length,

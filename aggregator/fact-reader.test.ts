@@ -1,0 +1,173 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decodeEventFact, encodeEventFact, eventFactType, SchemaError } from '../schemas/index.ts';
+import type { EventFact, EventKind } from '../schemas/contract.ts';
+import { FAST_LAYOUT, FAST_PATH_ON, FactReader, keyOfRow, layoutOf } from './fact-reader.ts';
+import { DAY_MS, judgeFact, type FactRow } from './facts.ts';
+import { FlushBuffer } from './flush-buffer.ts';
+import { encodeFactsTsv } from './tsv.ts';
+
+const now = Date.parse('2026-03-10T12:00:00Z');
+const today = Math.floor(now / DAY_MS);
+const w = { nowMs: now, maxLatenessDays: 3, futureSkewMs: 600_000 };
+const KINDS: EventKind[] = ['session_start', 'session_end', 'page_view', 'app_foreground', 'app_background', 'app_status', 'crash', 'network_stats'];
+
+// Strings with the bytes TabSeparated escapes, multi-byte UTF-8 and lone surrogates (avsc writes
+// those as U+FFFD's bytes, so both decoders must agree on the replacement).
+const str = fc.string({ unit: fc.constantFrom('a', 'Z', '\t', '\\', '\n', '\u0000', 'é', '日', '\u{1F600}', '\ud800', '.'), maxLength: 12 });
+const hash = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((a) => Buffer.from(a));
+const factArb: fc.Arbitrary<EventFact> = fc.record({
+  event_key: hash,
+  daily_token: hash,
+  day: fc.integer({ min: today - 6, max: today + 2 }),
+  kind: fc.constantFrom(...KINDS),
+  app_id: str,
+  app_version: str,
+  device_model: str,
+  os_version: str,
+  country: str,
+  duration_ms: fc.option(fc.integer({ min: -1e12, max: 1e12 }), { nil: null }),
+  crash_signature: fc.option(str, { nil: null }),
+  exception_type: fc.option(str, { nil: null }),
+});
+
+const withoutTsv = (r: FactRow): FactRow => {
+  const { dims_tsv: _, ...rest } = r;
+  return rest;
+};
+
+describe('FactReader: the shortcut decode of the known EventFact layout', () => {
+  it('is on for the schema schemas/ exports (a schema change must update FAST_LAYOUT deliberately)', () => {
+    expect(layoutOf(eventFactType)).toEqual([...FAST_LAYOUT]);
+    expect(FAST_PATH_ON).toBe(true);
+  });
+
+  it('gives the same verdict, row and TabSeparated bytes as decodeEventFact + judgeFact', () => {
+    fc.assert(
+      fc.property(factArb, (f) => {
+        const buf = encodeEventFact(f);
+        const fast = new FactReader().read(buf, w);
+        const slow = judgeFact(decodeEventFact(buf), w);
+        expect(fast.kind).toBe(slow.kind);
+        if (fast.kind === 'ok' && slow.kind === 'ok') {
+          expect(fast.row.dims_tsv).toBeDefined();
+          expect(withoutTsv(fast.row)).toEqual(slow.row);
+          expect(encodeFactsTsv([fast.row])).toEqual(encodeFactsTsv([slow.row]));
+        }
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('hands every malformed or foreign record to schemas/ and returns its typed code', () => {
+    const f: EventFact = { event_key: Buffer.alloc(16, 1), daily_token: Buffer.alloc(16, 2), day: today, kind: 'crash', app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', duration_ms: null, crash_signature: 's', exception_type: null };
+    const good = encodeEventFact(f);
+    const r = new FactReader();
+    const codeOf = (b: Buffer) => {
+      try {
+        decodeEventFact(b);
+        return 'decoded';
+      } catch (e) {
+        return e instanceof SchemaError ? e.code : 'DECODE_FAILED';
+      }
+    };
+    const foreign = Buffer.from(good);
+    foreign[5] = foreign[5]! ^ 0xff; // another fingerprint
+    const bad = [good.subarray(0, good.length - 1), Buffer.concat([good, Buffer.from([0])]), foreign, Buffer.from([1, 2, 3])];
+    const badUnion = Buffer.from(good);
+    badUnion[badUnion.length - 1] = 4; // union branch 2 does not exist
+    bad.push(badUnion);
+    for (const b of bad) {
+      const v = r.read(b, w);
+      expect(v.kind, b.toString('hex')).toBe('undecodable');
+      if (v.kind === 'undecodable') expect(v.code).toBe(codeOf(b));
+    }
+    expect(r.read(good, w).kind).toBe('ok');
+  });
+
+  it('keeps out late and future days like judgeFact', () => {
+    const f = (day: number): EventFact => ({ event_key: Buffer.alloc(16, 1), daily_token: Buffer.alloc(16, 2), day, kind: 'page_view', app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', duration_ms: 5, crash_signature: null, exception_type: null });
+    const r = new FactReader();
+    expect(r.read(encodeEventFact(f(today - 4)), w).kind).toBe('late');
+    expect(r.read(encodeEventFact(f(today + 1)), w).kind).toBe('future');
+    expect(r.read(encodeEventFact(f(today - 3)), w).kind).toBe('ok');
+  });
+});
+
+/** What rows do to daily_agg (DESIGN.md): per group, the four sets the uniqExact states hold. */
+function effect(rows: readonly FactRow[]): string[] {
+  const out = new Set<string>();
+  for (const r of rows) {
+    const g = JSON.stringify([r.day, r.app_id, r.app_version, r.device_model, r.os_version, r.country]);
+    const tok = r.daily_token.toString('hex');
+    out.add(`${g} devices ${tok}`);
+    if (r.kind === 'session_start') out.add(`${g} sessions ${r.event_key.toString('hex')}`);
+    if (r.kind === 'crash') {
+      out.add(`${g} crashes ${r.event_key.toString('hex')}`);
+      out.add(`${g} crashed ${tok}`);
+    }
+  }
+  return [...out].sort();
+}
+
+// Few devices, few values: rows collide on purpose (repeats, same device in several groups).
+const small = fc.record({
+  event: fc.integer({ min: 0, max: 6 }),
+  device: fc.integer({ min: 0, max: 3 }),
+  kind: fc.constantFrom<EventKind>('session_start', 'crash', 'page_view', 'app_foreground'),
+  app_version: fc.constantFrom('1', '2'),
+  day: fc.constantFrom(today, today - 1),
+});
+type Small = { event: number; device: number; kind: EventKind; app_version: string; day: number };
+const toFact = (x: Small): EventFact => ({
+  event_key: Buffer.alloc(16, 10 + x.event),
+  daily_token: Buffer.alloc(16, 100 + x.device),
+  day: x.day,
+  kind: x.kind,
+  app_id: 'a',
+  app_version: x.app_version,
+  device_model: 'm',
+  os_version: '13',
+  country: 'DE',
+  duration_ms: null,
+  crash_signature: null,
+  exception_type: null,
+});
+
+describe('in-flush dedup keeps the effect of every record', () => {
+  it('each flush keeps exactly the effect of the records read since the last one (fast and decoded paths mixed)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(small, fc.boolean(), fc.integer({ min: 0, max: 9 })), { maxLength: 60 }), (xs) => {
+        const reader = new FactReader();
+        const buffer = new FlushBuffer();
+        let all: FactRow[] = [];
+        for (const [x, viaSlowPath, flushDice] of xs) {
+          if (flushDice === 0) {
+            // A flush: what it holds must have the effect of every record read since the last one.
+            expect(effect(buffer.take().rows)).toEqual(effect(all));
+            all = [];
+          }
+          const buf = encodeEventFact(toFact(x));
+          // Records of other writer versions take decodeEventFact and keyOfRow: mixed in here.
+          const v = viaSlowPath ? judgeFact(decodeEventFact(buf), w) : reader.read(buf, w);
+          if (v.kind !== 'ok') throw new Error(v.kind);
+          all.push(v.row);
+          buffer.addRow(v.row, viaSlowPath ? keyOfRow(v.row) : (v as unknown as { key: string | null }).key);
+        }
+        const kept = buffer.take().rows;
+        expect(effect(kept)).toEqual(effect(all));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('negative control: keying non-counted events by device alone loses a group (the check can fail)', () => {
+    const a = toFact({ event: 0, device: 0, kind: 'page_view', app_version: '1', day: today });
+    const b = toFact({ event: 1, device: 0, kind: 'page_view', app_version: '2', day: today });
+    const reader = new FactReader();
+    const rows = [a, b].map((f) => reader.read(encodeEventFact(f), w)).map((v) => (v.kind === 'ok' ? v.row : undefined)!);
+    const buffer = new FlushBuffer();
+    for (const r of rows) buffer.addRow(r, `d${r.daily_token.toString('hex')}`);
+    expect(effect(buffer.take().rows)).not.toEqual(effect(rows));
+  });
+});

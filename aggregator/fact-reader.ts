@@ -1,0 +1,293 @@
+/**
+ * The aggregator's hot path: one record of the events topic -> the row it adds to ClickHouse (or the
+ * reason it adds nothing), without building an EventFact.
+ *
+ * Why not `decodeEventFact` per record: profiled in `bench/aggregate.ts` (README, "Bench"), the
+ * avsc decode, a fresh string per dimension per record, the TSV re-encoding of those strings and
+ * the in-flush dedup made the aggregator the bottleneck. This reader:
+ * - checks the single-object header against the fingerprint of the EventFact schema this code was
+ *   built with, and walks the Avro body itself (fixed 16, fixed 16, int, enum, 5 strings, 3 unions).
+ *   Anything else (another writer version, a truncated or malformed body, trailing bytes) goes to
+ *   `decodeEventFact` from schemas/, which resolves other versions or throws its typed error: this
+ *   file only adds a shortcut for the one layout it knows, never a second opinion on what is valid.
+ * - decodes the six dimensions once per distinct combination (`DimsCache`, keyed by their raw
+ *   bytes) and keeps them with their TabSeparated bytes, so a row costs no string at all.
+ * - computes the row's dedup key from the raw bytes (see `dedupKey` below).
+ * The tokens and event keys are views into the Kafka record (no copy); they live until the flush.
+ */
+import { randomBytes } from 'node:crypto';
+import { decodeEventFact, eventFactType, fingerprintOf, SchemaError } from '../schemas/index.ts';
+import type { EventFact, EventKind } from '../schemas/contract.ts';
+import { judgeFact, utcDay, type FactRow, type WindowOptions } from './facts.ts';
+import { dimsTsv } from './tsv.ts';
+
+/** What one record adds: a row (with its dedup key), nothing (late/future), or an undecodable record. */
+export type ReadVerdict =
+  | { kind: 'ok'; row: FactRow; key: string | null }
+  | { kind: 'late' }
+  | { kind: 'future' }
+  | { kind: 'undecodable'; code: string };
+
+const KINDS = (eventFactType as unknown as { fields: Array<{ name: string; type: { symbols?: string[] } }> }).fields.find((f) => f.name === 'kind')!.type.symbols as EventKind[];
+
+/**
+ * The field layout this reader walks. If schemas/ changes the EventFact schema, its fingerprint
+ * changes, every record takes the `decodeEventFact` path (correct, only slower) and the unit test
+ * `fact-reader.test.ts` fails on this list, so the shortcut is updated deliberately.
+ */
+export const FAST_LAYOUT = [
+  'event_key:fixed16',
+  'daily_token:fixed16',
+  'day:int',
+  'kind:enum',
+  'app_id:string',
+  'app_version:string',
+  'device_model:string',
+  'os_version:string',
+  'country:string',
+  'duration_ms:union',
+  'crash_signature:union',
+  'exception_type:union',
+] as const;
+
+/** The layout of the EventFact schema schemas/ exports, in FAST_LAYOUT's notation. */
+export function layoutOf(type: unknown): string[] {
+  const fields = (type as { fields: Array<{ name: string; type: { typeName: string; size?: number; types?: unknown[] } }> }).fields;
+  return fields.map((f) => {
+    const t = f.type.typeName.replace(/^logical:/, '');
+    const name = t === 'fixed' ? `fixed${f.type.size}` : t.startsWith('union') ? 'union' : t;
+    return `${f.name}:${name}`;
+  });
+}
+
+/**
+ * The shortcut is on only while the schema is exactly the layout walked below (the three unions
+ * being ["null", long|string]); otherwise every record goes through decodeEventFact.
+ */
+function shortcutApplies(): boolean {
+  const l = layoutOf(eventFactType);
+  if (l.join() !== FAST_LAYOUT.join()) return false;
+  const unions = (eventFactType as unknown as { fields: Array<{ type: { types?: Array<{ typeName: string }> } }> }).fields.slice(9);
+  const want = [['null', 'long'], ['null', 'string'], ['null', 'string']];
+  return unions.every((f, i) => JSON.stringify(f.type.types?.map((t) => t.typeName)) === JSON.stringify(want[i]));
+}
+export const FAST_PATH_ON = shortcutApplies();
+
+// With the shortcut off, a header no record can carry (magic C3 02 is not single-object encoding).
+const HEADER = Buffer.concat([Buffer.from([0xc3, FAST_PATH_ON ? 0x01 : 0x02]), fingerprintOf(eventFactType)]);
+const H = HEADER.length;
+
+/** Kinds whose event key is counted (sessions, crashes); other kinds only add their device. */
+const COUNTS_EVENT_KEY = new Set<EventKind>(['session_start', 'crash']);
+const KIND_COUNTS = KINDS.map((k) => COUNTS_EVENT_KEY.has(k));
+
+interface Dims {
+  day: number;
+  app_id: string;
+  app_version: string;
+  device_model: string;
+  os_version: string;
+  country: string;
+  tsv: Buffer;
+}
+
+/**
+ * Dedup keys (FlushBuffer drops a row whose key it has already seen in the same flush). A row's
+ * effect on `daily_agg` (DESIGN.md) is: its daily token into `devices` of its group; for
+ * session_start also its event key into `sessions`; for crash its event key into `crashes` and its
+ * token into `crashed_devices`. Two rows with the same key have the same effect, so keeping one of
+ * them leaves every state unchanged (set union):
+ * - session_start / crash: `c` + the raw bytes of event key, token, day, kind and dimensions;
+ * - every other kind: `d` + token + raw bytes of day and dimensions (the kind does not matter: the
+ *   row only adds the device to its group). This collapses the many page views, foregrounds... of
+ *   one device into one row per flush.
+ * Each part is self-delimiting (fixed sizes, varints, length-prefixed strings), so a key identifies
+ * its row's effect exactly. Keys made from decoded facts (other writer versions) use `C`/`D` and
+ * their own injective form; the two spaces never meet, so at worst a row is inserted twice, which
+ * the states absorb.
+ */
+export function keyOfRow(r: FactRow): string {
+  const dims = [r.day, r.app_id, r.app_version, r.device_model, r.os_version, r.country];
+  return COUNTS_EVENT_KEY.has(r.kind)
+    ? 'C' + JSON.stringify([r.event_key.toString('hex'), r.daily_token.toString('hex'), r.kind, ...dims])
+    : 'D' + JSON.stringify([r.daily_token.toString('hex'), ...dims]);
+}
+
+/** Reads a zigzag varint int (Avro int) at `pos`; returns [value, next] or undefined when malformed. */
+function readInt(b: Buffer, pos: number, end: number): number {
+  let n = 0;
+  let shift = 0;
+  for (let i = 0; i < 5; i++) {
+    if (pos >= end) return NaN;
+    const x = b[pos++]!;
+    n |= (x & 0x7f) << shift;
+    if ((x & 0x80) === 0) {
+      lastPos = pos;
+      return (n >>> 1) ^ -(n & 1);
+    }
+    shift += 7;
+  }
+  return NaN;
+}
+/** Position after the last varint read (module-level to avoid an allocation per varint). */
+let lastPos = 0;
+
+/** Skips a zigzag varint long; returns the position after it, or -1. */
+function skipLong(b: Buffer, pos: number, end: number): number {
+  for (let i = 0; i < 10; i++) {
+    if (pos >= end) return -1;
+    if ((b[pos++]! & 0x80) === 0) return pos;
+  }
+  return -1;
+}
+
+/** Skips a string (length varint + bytes); returns the position after it, or -1. */
+function skipString(b: Buffer, pos: number, end: number): number {
+  const len = readInt(b, pos, end);
+  if (!(len >= 0)) return -1;
+  const next = lastPos + len;
+  return next <= end ? next : -1;
+}
+
+/** Equal byte ranges (JS loop: cheaper than a Buffer.compare call for the ~50 bytes compared here). */
+function sameBytes(a: Buffer, aStart: number, aEnd: number, b: Buffer, bStart: number, bEnd: number): boolean {
+  if (aEnd - aStart !== bEnd - bStart) return false;
+  for (let i = 0; i < aEnd - aStart; i++) if (a[aStart + i] !== b[bStart + i]) return false;
+  return true;
+}
+
+/** Where the parts of one record are (positions in `buf`). */
+interface Layout {
+  buf: Buffer;
+  tokenAt: number;
+  dayAt: number;
+  kindAt: number;
+  dimsAt: number;
+  dimsEnd: number;
+}
+
+const sameDims = (x: Layout, b: Buffer, dayAt: number, kindAt: number, dimsAt: number, dimsEnd: number) =>
+  sameBytes(x.buf, x.dayAt, x.kindAt, b, dayAt, kindAt) && sameBytes(x.buf, x.dimsAt, x.dimsEnd, b, dimsAt, dimsEnd);
+
+export class FactReader {
+  private readonly dims = new Map<string, Dims>();
+  /**
+   * The previous record's dimensions, and the previous non-counted row with its key. Ingest writes a
+   * device's batch (tens of events, one device, one group) to one partition in a row, so most records
+   * repeat the previous one's group, and most non-counted ones its device too: those cost no string
+   * and no row object (the same key string, already hashed, and the same row are returned).
+   */
+  private lastDims: (Layout & { dims: Dims; key: string }) | undefined;
+  private lastD: (Layout & { key: string; row: FactRow }) | undefined;
+
+  constructor(private readonly maxCachedDims = 100_000) {}
+
+  /**
+   * The verdict for one record value. `w.unsafeCountRows` (negative control) gives every row a random
+   * event key and no dedup key, as before this reader existed.
+   */
+  read(b: Buffer, w: WindowOptions): ReadVerdict {
+    const end = b.length;
+    // Header: magic C3 01 + the 8-byte fingerprint of the EventFact schema.
+    if (end < H + 34) return this.slow(b, w);
+    for (let i = 0; i < H; i++) if (b[i] !== HEADER[i]) return this.slow(b, w);
+    const keyAt = H;
+    const tokenAt = H + 16;
+    const dayAt = H + 32;
+    const day = readInt(b, dayAt, end);
+    if (Number.isNaN(day)) return this.slow(b, w);
+    const kindAt = lastPos;
+    const kindIdx = readInt(b, kindAt, end);
+    if (!(kindIdx >= 0 && kindIdx < KINDS.length)) return this.slow(b, w);
+    const dimsAt = lastPos;
+    let p = dimsAt;
+    for (let i = 0; i < 5 && p >= 0; i++) p = skipString(b, p, end);
+    const dimsEnd = p;
+    // Three ["null", X] unions: branch 0 = null, 1 = long / string / string.
+    for (let i = 0; i < 3 && p >= 0; i++) {
+      if (p >= end) p = -1;
+      else if (b[p] === 0) p++;
+      else if (b[p] === 2) p = i === 0 ? skipLong(b, p + 1, end) : skipString(b, p + 1, end);
+      else p = -1;
+    }
+    if (p !== end) return this.slow(b, w);
+
+    // Lateness window (issue 5 point 4), on the day number alone.
+    const today = utcDay(w.nowMs);
+    if (day < today - w.maxLatenessDays) return { kind: 'late' };
+    if (day > utcDay(w.nowMs + w.futureSkewMs)) return { kind: 'future' };
+
+    const counted = KIND_COUNTS[kindIdx]!;
+    if (w.unsafeCountRows) {
+      const d = this.dimsOf(b, day, dayAt, kindAt, dimsAt, dimsEnd).dims;
+      return { kind: 'ok', row: this.row(d, KINDS[kindIdx]!, b, tokenAt, randomBytes(16)), key: null };
+    }
+    const ld = this.lastD;
+    if (!counted && ld && sameBytes(ld.buf, ld.tokenAt, ld.tokenAt + 16, b, tokenAt, tokenAt + 16) && sameDims(ld, b, dayAt, kindAt, dimsAt, dimsEnd)) {
+      // Same device, same group as the previous non-counted record: the same effect.
+      return { kind: 'ok', row: ld.row, key: ld.key };
+    }
+    const dd = this.dimsOf(b, day, dayAt, kindAt, dimsAt, dimsEnd);
+    const row = this.row(dd.dims, KINDS[kindIdx]!, b, tokenAt, b.subarray(keyAt, keyAt + 16));
+    if (counted) return { kind: 'ok', row, key: 'c' + b.toString('latin1', keyAt, dimsEnd) };
+    const key = 'd' + b.toString('latin1', tokenAt, tokenAt + 16) + dd.key;
+    this.lastD = { buf: b, tokenAt, dayAt, kindAt, dimsAt, dimsEnd, key, row };
+    return { kind: 'ok', row, key };
+  }
+
+  private row(d: Dims, kind: EventKind, b: Buffer, tokenAt: number, eventKey: Buffer): FactRow {
+    return {
+      day: d.day,
+      app_id: d.app_id,
+      app_version: d.app_version,
+      device_model: d.device_model,
+      os_version: d.os_version,
+      country: d.country,
+      kind,
+      daily_token: b.subarray(tokenAt, tokenAt + 16),
+      event_key: eventKey,
+      dims_tsv: d.tsv,
+    };
+  }
+
+  /** The decoded dimensions of a record and their key (raw bytes of day and the five strings). */
+  private dimsOf(b: Buffer, day: number, dayAt: number, kindAt: number, dimsAt: number, dimsEnd: number): { dims: Dims; key: string } {
+    const last = this.lastDims;
+    if (last && sameDims(last, b, dayAt, kindAt, dimsAt, dimsEnd)) return last;
+    const key = b.toString('latin1', dayAt, kindAt) + b.toString('latin1', dimsAt, dimsEnd);
+    let dims = this.dims.get(key);
+    if (!dims) {
+      dims = this.decodeDims(b, day, dimsAt);
+      if (this.dims.size >= this.maxCachedDims) this.dims.clear();
+      this.dims.set(key, dims);
+    }
+    this.lastDims = { buf: b, tokenAt: 0, dayAt, kindAt, dimsAt, dimsEnd, dims, key };
+    return this.lastDims;
+  }
+
+  private decodeDims(b: Buffer, day: number, at: number): Dims {
+    const s: string[] = [];
+    let p = at;
+    for (let i = 0; i < 5; i++) {
+      const len = readInt(b, p, b.length);
+      p = lastPos;
+      s.push(b.toString('utf8', p, p + len));
+      p += len;
+    }
+    const d = { day, app_id: s[0]!, app_version: s[1]!, device_model: s[2]!, os_version: s[3]!, country: s[4]! };
+    return { ...d, tsv: dimsTsv(d) };
+  }
+
+  /** Every record the shortcut does not cover: schemas/ decides (other versions, typed errors). */
+  private slow(b: Buffer, w: WindowOptions): ReadVerdict {
+    let f: EventFact;
+    try {
+      f = decodeEventFact(b);
+    } catch (err) {
+      return { kind: 'undecodable', code: err instanceof SchemaError ? err.code : 'DECODE_FAILED' };
+    }
+    const v = judgeFact(f, w);
+    if (v.kind !== 'ok') return { kind: v.kind };
+    return { kind: 'ok', row: v.row, key: w.unsafeCountRows ? null : keyOfRow(v.row) };
+  }
+}
