@@ -4,6 +4,8 @@
  *
  *   npm run topics:plan                                   # print the plan (no broker contacted)
  *   npm run topics:plan -- --apply --brokers k1:9092,k2:9092,k3:9092
+ *   npm run topics:plan -- --apply --acls ...               # also the ACL bindings (deploy/security/acls.ts);
+ *                                                            # connect as the operator with PIPELINE_KAFKA_SECURITY=sasl_ssl ...
  *   node dist/deploy/cluster/topic-plan.js --apply ...    # the same from the image (compose, k8s Job)
  *
  * Topic names and where each zone's topics live come from the same settings ingest reads
@@ -27,6 +29,8 @@
 import { pathToFileURL } from 'node:url';
 import kafkajs, { type Admin, type ITopicConfig } from 'kafkajs';
 import { ConfigError } from '../../runtime/config.ts';
+import { kafkaClientOptions } from '../../runtime/kafka.ts';
+import { aclRules, applyAclRules, formatAclRules, type AclRule } from '../security/acls.ts';
 import { personalTopic, rejectsTopic } from '../../runtime/pipeline.ts';
 import { CATEGORIES } from '../../schemas/categories.ts';
 import { ZONES, type Zone } from '../../schemas/contract.ts';
@@ -135,25 +139,25 @@ export function topicPlan(cfg: IngestConfig, opts: PlanOptions = DEFAULT_PLAN_OP
 }
 
 /**
- * ACL hook. The security work adds the bindings here (ingest: WRITE + IDEMPOTENT_WRITE on its topics;
- * aggregator: READ on the events topic and its consumer group; no principal reads personal topics of
- * another zone). `--apply` passes them to `applyAcls` after the topics exist; today both are empty so the
- * plan makes no ACL changes, and the printed plan says so.
+ * ACLs (`--acls`): the bindings of deploy/security/acls.ts for the topics of each cluster (a zone's
+ * cluster gets the grants of that zone's topics, plus ingest's cluster-wide IDEMPOTENT_WRITE). The
+ * operator principal is a super user (broker `super.users`), so it needs no binding. Without `--acls`
+ * the plan makes no ACL changes and says so.
  */
-export interface AclBinding {
-  principal: string;
-  resourceType: 'topic' | 'group' | 'cluster';
-  resourceName: string;
-  operation: 'read' | 'write' | 'describe' | 'idempotent_write' | 'create';
+export interface AclBinding extends AclRule {
   brokers: string[];
 }
 
-export function aclPlan(_topics: readonly PlannedTopic[]): AclBinding[] {
-  return [];
+export function aclPlan(topics: readonly PlannedTopic[], opts: { aggregatorGroup?: string } = {}): AclBinding[] {
+  const clusters = new Map<string, PlannedTopic[]>();
+  for (const t of topics) clusters.set(t.brokers.join(','), [...(clusters.get(t.brokers.join(',')) ?? []), t]);
+  return [...clusters].flatMap(([key, ts]) =>
+    aclRules({ topics: ts, ...(opts.aggregatorGroup ? { aggregatorGroup: opts.aggregatorGroup } : {}) }).map((r) => ({ ...r, brokers: key.split(',') })),
+  );
 }
 
-export async function applyAcls(_admin: Admin, bindings: readonly AclBinding[]): Promise<void> {
-  if (bindings.length > 0) throw new Error('ACL bindings are planned but applyAcls is not implemented yet');
+export async function applyAcls(admin: Admin, bindings: readonly AclBinding[]): Promise<number> {
+  return applyAclRules(admin, bindings);
 }
 
 export type TopicAction =
@@ -195,6 +199,8 @@ export function diffTopic(
 
 export interface ApplyOptions {
   growPartitions: boolean;
+  /** Also create the ACL bindings (deploy/security/acls.ts) on each cluster. */
+  acls?: { aggregatorGroup?: string } | undefined;
   /** Client factory (tests pass their own client id/log level). */
   admin?: (brokers: string[]) => Admin;
 }
@@ -255,7 +261,7 @@ export async function applyPlan(plan: readonly PlannedTopic[], opts: ApplyOption
       }
       const grow = todo.filter((a): a is Extract<TopicAction, { action: 'add_partitions' }> => a.action === 'add_partitions');
       if (grow.length > 0) await admin.createPartitions({ topicPartitions: grow.map((g) => ({ topic: g.topic, count: g.to })) });
-      await applyAcls(admin, aclPlan(topics));
+      if (opts.acls) await applyAcls(admin, aclPlan(topics, opts.acls));
       actions.push(...todo);
     } finally {
       await admin.disconnect();
@@ -268,27 +274,33 @@ function days(ms: number): number {
   return Math.round(ms / 86_400_000);
 }
 
-export function formatPlan(plan: readonly PlannedTopic[]): string {
+export function formatPlan(plan: readonly PlannedTopic[], opts: { acls?: { aggregatorGroup?: string } | undefined } = {}): string {
   const lines = ['| Topic | Cluster | Partitions | Replication | min.insync | retention | Why |', '|---|---|---|---|---|---|---|'];
   for (const t of plan) {
     lines.push(
       `| ${t.topic} | ${t.brokers.join(',')} | ${t.partitions} | ${t.replicationFactor} | ${t.configs['min.insync.replicas']} | ${days(Number(t.configs['retention.ms']))} d | ${t.why} |`,
     );
   }
-  const acls = aclPlan(plan);
-  lines.push('', acls.length ? `${acls.length} ACL binding(s) planned` : 'ACLs: none planned (deploy/cluster/topic-plan.ts aclPlan is the hook)');
+  if (!opts.acls) {
+    lines.push('', 'ACLs: none planned (pass --acls to plan/apply the bindings of deploy/security/acls.ts)');
+  } else {
+    const acls = aclPlan(plan, opts.acls);
+    lines.push('', `${acls.length} ACL binding(s) planned (brokers need StandardAuthorizer, allow.everyone.if.no.acl.found=false, super.users=User:operator):`, formatAclRules(acls));
+  }
   return lines.join('\n');
 }
 
 export interface CliArgs {
   apply: boolean;
   growPartitions: boolean;
+  /** --acls [--aggregator-group G]: plan (and with --apply create) the ACL bindings. */
+  acls: { aggregatorGroup?: string } | undefined;
   brokers: string[] | undefined;
   options: PlanOptions;
 }
 
 export function parseArgs(argv: readonly string[]): CliArgs {
-  const out: CliArgs = { apply: false, growPartitions: false, brokers: undefined, options: { ...DEFAULT_PLAN_OPTIONS } };
+  const out: CliArgs = { apply: false, growPartitions: false, acls: undefined, brokers: undefined, options: { ...DEFAULT_PLAN_OPTIONS } };
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) throw new Error(`${flag} needs an integer >= ${min}`);
@@ -304,6 +316,15 @@ export function parseArgs(argv: readonly string[]): CliArgs {
       case '--grow-partitions':
         out.growPartitions = true;
         break;
+      case '--acls':
+        out.acls = { ...out.acls };
+        break;
+      case '--aggregator-group': {
+        const v = next();
+        if (!v) throw new Error('--aggregator-group needs the aggregator consumer group id');
+        out.acls = { ...out.acls, aggregatorGroup: v };
+        break;
+      }
       case '--brokers': {
         const v = next();
         if (!v) throw new Error('--brokers needs host:port[,host:port...]');
@@ -323,7 +344,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         out.options.eventsRetentionMs = int(a, next(), 1) * 86_400_000;
         break;
       default:
-        throw new Error(`unknown argument ${a} (known: --apply --brokers --partitions --replication --min-insync --events-retention-days --grow-partitions)`);
+        throw new Error(`unknown argument ${a} (known: --apply --acls --aggregator-group --brokers --partitions --replication --min-insync --events-retention-days --grow-partitions)`);
     }
   }
   return out;
@@ -341,9 +362,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const plan = topicPlan(cfg, args.options);
-  process.stdout.write(`${formatPlan(plan)}\n`);
+  process.stdout.write(`${formatPlan(plan, { acls: args.acls })}\n`);
   if (!args.apply) return;
-  const actions = await applyPlan(plan, { growPartitions: args.growPartitions });
+  const actions = await applyPlan(plan, { growPartitions: args.growPartitions, acls: args.acls, admin: (brokers) => new Kafka({ clientId: 'topic-plan', brokers, ...kafkaClientOptions(cfg), logLevel: logLevel.WARN }).admin() });
   for (const a of actions) {
     const detail = a.action === 'alter_configs' ? ` ${a.changes.join(', ')}` : a.action === 'add_partitions' ? ` ${a.from} -> ${a.to}` : a.action === 'conflict' ? ` ${a.problem}` : '';
     process.stdout.write(`${a.action.padEnd(14)} ${a.topic}${detail}\n`);

@@ -1,11 +1,13 @@
 // Command-line arguments of deploy/local/cli.ts, parsed apart from it so unit tests can import them.
 import { StackError } from './errors.ts';
 
-export const USAGE = 'usage: tsx deploy/local/cli.ts <up|down|status|fetch> [--brokers 1|3]';
+export const USAGE = 'usage: tsx deploy/local/cli.ts <up|down|status|fetch> [--brokers 1|3 | --secure]';
 
 export interface CliArgs {
   command: 'up' | 'down' | 'status' | 'fetch';
   brokers?: 1 | 3;
+  /** The separate secured stack (deploy/local/secure.ts). */
+  secure?: true;
 }
 
 export function parseCliArgs(argv: string[]): CliArgs {
@@ -16,12 +18,17 @@ export function parseCliArgs(argv: string[]): CliArgs {
   const args: CliArgs = { command };
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i] as string;
+    if (a === '--secure') {
+      args.secure = true;
+      continue;
+    }
     const m = /^--brokers(?:=(.*))?$/.exec(a);
     if (!m) throw new StackError('STACK_CONFIG_INVALID', `unknown option ${a}: ${USAGE}`);
     const v = m[1] ?? rest[++i];
     if (v !== '1' && v !== '3') throw new StackError('STACK_CONFIG_INVALID', `--brokers ${v ?? ''}: expected 1 (single node) or 3 (fault-test cluster)`);
     args.brokers = Number(v) as 1 | 3;
   }
+  if (args.secure && args.brokers) throw new StackError('STACK_CONFIG_INVALID', `--secure starts its own single node; it does not combine with --brokers: ${USAGE}`);
   return args;
 }
 

@@ -5,7 +5,7 @@ import { loadStackConfig } from './config.ts';
 import { isStackError } from './errors.ts';
 import { fetchKafkaJars } from './kafka.ts';
 import { parseCliArgs } from './args.ts';
-import { down, status, up } from './stack.ts';
+import { down, downSecureStack, status, up, upSecureStack } from './stack.ts';
 
 async function main(): Promise<number> {
   const args = parseCliArgs(process.argv.slice(2));
@@ -18,6 +18,14 @@ async function main(): Promise<number> {
       return 0;
     }
     case 'up': {
+      if (args.secure) {
+        const r = await upSecureStack(config, log);
+        log(`secure kafka       ${r.kafkaBrokers.join(',')}  SASL_SSL, SCRAM-SHA-512, CA ${r.caFile}`);
+        log(`secure clickhouse  ${r.clickhouseUrl}`);
+        log(`passwords          ${r.secretsDir}/ (mode 0600; one file per principal/user)`);
+        log(`${r.started.length ? `started ${r.started.join(', ')}` : 'everything was already running'} in ${(r.ms / 1000).toFixed(1)} s`);
+        return 0;
+      }
       const r = await up({ brokers: args.brokers ?? 1, log }, config);
       const s = r.state;
       const k = args.brokers === 3 ? s.kafkaCluster : s.kafka;
@@ -28,6 +36,11 @@ async function main(): Promise<number> {
       return 0;
     }
     case 'down': {
+      if (args.secure) {
+        const stopped = await downSecureStack(config);
+        log(stopped.length ? `stopped ${stopped.join(', ')}` : 'the secured stack was not running');
+        return 0;
+      }
       const r = await down({ ...(args.brokers ? { brokers: args.brokers } : {}), log }, config);
       if (r.stopped.length === 0) log('nothing of the stack was running');
       return 0;
@@ -36,7 +49,7 @@ async function main(): Promise<number> {
       const lines = await status(config);
       for (const l of lines) {
         const st = l.answers ? 'answers' : l.running ? 'RUNNING, NOT ANSWERING' : 'not running';
-        log(`${l.part.padEnd(14)} ${st.padEnd(22)} ${l.address.padEnd(40)} ${l.detail}`);
+        log(`${l.part.padEnd(17)} ${st.padEnd(22)} ${l.address.padEnd(40)} ${l.detail}`);
       }
       const core = lines.filter((l) => l.part === 'kafka' || l.part === 'clickhouse');
       return core.every((l) => l.answers) ? 0 : 3;

@@ -46,6 +46,20 @@ export interface StackConfig {
      *  (STACK_CLICKHOUSE_INTERSERVER_PORT) */
     interserverPort: number;
   };
+  /** The secured stack (`stack:up -- --secure`, deploy/local/secure.ts): its own Kafka and ClickHouse
+   *  on their own ports, so the plain stack every other suite uses is untouched. */
+  secure: {
+    /** SASL_SSL client listener. @default 19292 (STACK_SECURE_KAFKA_PORT) */
+    kafkaPort: number;
+    /** KRaft controller listener (SASL PLAIN, broker-internal). @default 19293 (STACK_SECURE_KAFKA_CONTROLLER_PORT) */
+    kafkaControllerPort: number;
+    /** @default 18124 (STACK_SECURE_CLICKHOUSE_HTTP_PORT) */
+    httpPort: number;
+    /** Native port; also where the analyst views' Distributed tables connect. @default 19001 (STACK_SECURE_CLICKHOUSE_TCP_PORT) */
+    tcpPort: number;
+    /** @default 19010 (STACK_SECURE_CLICKHOUSE_INTERSERVER_PORT) */
+    interserverPort: number;
+  };
   /** How long one service may take to answer after start. @default 60000 (STACK_START_TIMEOUT_MS) */
   startTimeoutMs: number;
   /** Host every service binds and is reached on. Loopback only: nothing here is meant to be reachable
@@ -69,6 +83,11 @@ export const STACK_ENV_KEYS = [
   'STACK_CLICKHOUSE_TCP_PORT',
   'STACK_CLICKHOUSE_INTERSERVER_PORT',
   'STACK_START_TIMEOUT_MS',
+  'STACK_SECURE_KAFKA_PORT',
+  'STACK_SECURE_KAFKA_CONTROLLER_PORT',
+  'STACK_SECURE_CLICKHOUSE_HTTP_PORT',
+  'STACK_SECURE_CLICKHOUSE_TCP_PORT',
+  'STACK_SECURE_CLICKHOUSE_INTERSERVER_PORT',
 ] as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -158,6 +177,13 @@ export function loadStackConfig(env: Env = process.env, repoRoot = REPO_ROOT): S
       tcpPort: parsePort(env, 'STACK_CLICKHOUSE_TCP_PORT', 19000),
       interserverPort: parsePort(env, 'STACK_CLICKHOUSE_INTERSERVER_PORT', 19009),
     },
+    secure: {
+      kafkaPort: parsePort(env, 'STACK_SECURE_KAFKA_PORT', 19292),
+      kafkaControllerPort: parsePort(env, 'STACK_SECURE_KAFKA_CONTROLLER_PORT', 19293),
+      httpPort: parsePort(env, 'STACK_SECURE_CLICKHOUSE_HTTP_PORT', 18124),
+      tcpPort: parsePort(env, 'STACK_SECURE_CLICKHOUSE_TCP_PORT', 19001),
+      interserverPort: parsePort(env, 'STACK_SECURE_CLICKHOUSE_INTERSERVER_PORT', 19010),
+    },
     startTimeoutMs,
     host: '127.0.0.1',
   };
@@ -189,6 +215,11 @@ export function allPorts(config: StackConfig): Array<[string, number]> {
       [`cluster broker ${i + 1}`, p],
       [`cluster controller ${i + 1}`, p + 1],
     ]),
+    ['secure kafka', config.secure.kafkaPort],
+    ['secure kafka controller', config.secure.kafkaControllerPort],
+    ['secure clickhouse http', config.secure.httpPort],
+    ['secure clickhouse tcp', config.secure.tcpPort],
+    ['secure clickhouse interserver', config.secure.interserverPort],
   ];
 }
 

@@ -28,6 +28,7 @@ import {
   type KafkaNode,
 } from './kafka.ts';
 import { liveRecord, portAnswers, portIsFree, stopRecorded, withLock } from './proc.ts';
+import { downSecure, statusSecure, upSecure, type SecureUpResult } from './secure.ts';
 
 /** What .local/stack.json holds: addresses of every part, and whether it runs. */
 export interface StackState {
@@ -284,6 +285,13 @@ export function down(opts: DownOptions = {}, config: StackConfig = loadStackConf
       stopped.push('clickhouse');
       log('stopped clickhouse');
     }
+    // A bare `down` (what .ci/run calls at the end) stops the secured stack too.
+    if (opts.brokers === undefined) {
+      for (const s of await downSecure(config)) {
+        stopped.push(s);
+        log(`stopped ${s}`);
+      }
+    }
     return { stopped, state: await refreshState(config) };
   });
 }
@@ -337,6 +345,11 @@ export async function status(config: StackConfig = loadStackConfig()): Promise<S
     answers: chdb.available,
     detail: chdb.available ? `engine ${chdb.engineVersion}, npm chdb ${chdb.packageVersion}` : `unavailable: ${chdb.error}`,
   });
+  const sec = await statusSecure(config);
+  lines.push(
+    { part: 'secure kafka', address: sec.kafka.address, running: sec.kafka.running, answers: sec.kafka.answers, detail: 'SASL_SSL, SCRAM-SHA-512, ACLs (stack:up -- --secure)' },
+    { part: 'secure clickhouse', address: sec.clickhouse.address, running: sec.clickhouse.running, answers: sec.clickhouse.answers, detail: 'users.xml users with hashed passwords' },
+  );
   if (existsSync(config.home)) writeState(config, currentState(config, chdb, chVer));
   return lines;
 }
@@ -421,6 +434,19 @@ export function restartClusterBroker(id: ClusterNodeId, config: StackConfig = lo
     await refreshState(config);
     return `${config.host}:${node.port}`;
   });
+}
+
+/** The secured stack (deploy/local/secure.ts), under the same lock as everything else. */
+export function upSecureStack(config: StackConfig = loadStackConfig(), log?: (line: string) => void): Promise<SecureUpResult & { ms: number }> {
+  return withLock(lockFile(config), async () => {
+    const t0 = Date.now();
+    const r = await upSecure(config, log);
+    return { ...r, ms: Date.now() - t0 };
+  });
+}
+
+export function downSecureStack(config: StackConfig = loadStackConfig()): Promise<string[]> {
+  return withLock(lockFile(config), () => downSecure(config));
 }
 
 /** True when something answers on each port the single-node stack uses (for quick checks). */
