@@ -37,6 +37,7 @@ export const ingestSettings = defineSettings({
   INGEST_KAFKA_LINGER_MS: { kind: 'int', min: 0, max: 100, default: 0, doc: 'Extra wait to coalesce batches of concurrent requests into one produce call (0: only coalesce while a call is in flight).' },
   INGEST_KAFKA_PRODUCERS: { kind: 'int', min: 1, max: 16, default: 1, doc: 'Idempotent producers per cluster, each with one coalesced call in flight (kafkajs serialises one producer\'s calls per broker).' },
   INGEST_KAFKA_MAX_RECORDS_PER_CALL: { kind: 'int', min: 1, default: 2000, doc: 'Most records in one coalesced produce call (whole batches are never split across calls).' },
+  INGEST_KAFKA_START_TIMEOUT_MS: { kind: 'int', min: 0, default: 60_000, doc: 'At start, how long to wait for Kafka to answer and elect leaders before giving up with one line.' },
   INGEST_ZONE_BROKERS_CN: { kind: 'list', default: [], doc: 'Kafka bootstrap servers of the Mainland China zone (policy 6) for its personal and rejects topics; empty = PIPELINE_KAFKA_BROKERS.' },
   INGEST_ZONE_BROKERS_RU: { kind: 'list', default: [], doc: 'As INGEST_ZONE_BROKERS_CN, for Russia.' },
   INGEST_ZONE_BROKERS_IN: { kind: 'list', default: [], doc: 'As INGEST_ZONE_BROKERS_CN, for India.' },

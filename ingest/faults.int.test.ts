@@ -107,9 +107,18 @@ function expectedKeys(keyDir: string, load: LoadSummary<Meta>): Set<string> {
 async function keysOnTopic(topic: string): Promise<Set<string>> {
   const admin = createKafka(uniqueName('offsets')).admin();
   await admin.connect();
-  const offsets = await admin.fetchTopicOffsets(topic);
+  // Right after a broker restart, partitions may still be electing leaders: retry briefly.
+  let offsets: Awaited<ReturnType<typeof admin.fetchTopicOffsets>> | undefined;
+  for (let i = 0; i < 60 && !offsets; i++) {
+    try {
+      offsets = await admin.fetchTopicOffsets(topic);
+    } catch (e) {
+      if (i === 59) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   await admin.disconnect();
-  const total = offsets.reduce((a, o) => a + Number(o.high) - Number(o.low), 0);
+  const total = offsets!.reduce((a, o) => a + Number(o.high) - Number(o.low), 0);
   const recs = await readAll(topic, total, 60_000);
   expect(recs).toHaveLength(total);
   return new Set(recs.map((r) => decodeEventFact(r.value!).event_key.toString('hex')));
@@ -167,6 +176,8 @@ async function outage(unsafe: boolean) {
   await startKafka();
   kafkaBackAt = performance.now();
   await stopWhenRecovered();
+  // Recovered means ready again too (the unsafe control answers 200 regardless, so wait here as well).
+  for (let i = 0; i < 100 && !(await ready(child.url)); i++) await new Promise((r) => setTimeout(r, 300));
   // End the load by stopping ingest (gracefully): the load stops once the process has exited.
   child.proc.kill('SIGTERM');
   const summary = await load;
@@ -200,8 +211,19 @@ describe('faults (ingest as a child process, real broker)', () => {
     const env: Record<string, string> = { ...t.env };
     if (unsafe) Object.assign(env, { INGEST_UNSAFE_ACK_BEFORE_PRODUCE: 'true', INGEST_UNSAFE_SKIP_DRAIN: 'true', INGEST_KAFKA_LINGER_MS: '50' });
     const child = await spawnIngest(env);
-    const load = runLoad<Meta>({ url: child.url, concurrency: 8, durationMs: 20_000, maxRequests: 5000, keep: true, stop: () => child.proc.exitCode !== null, next: () => nextBatch() });
-    await new Promise((r) => setTimeout(r, 2000));
+    let ok = 0;
+    const load = runLoad<Meta>({
+      url: child.url,
+      concurrency: 8,
+      durationMs: 60_000,
+      maxRequests: 20_000,
+      keep: true,
+      stop: () => child.proc.exitCode !== null,
+      next: () => nextBatch(),
+      onResult: (r) => void (r.status === 200 && ok++),
+    });
+    // SIGTERM in the middle of a steady load: after 50 acknowledged batches (bounded wait).
+    for (let i = 0; i < 300 && ok < 50; i++) await new Promise((r) => setTimeout(r, 100));
     child.proc.kill('SIGTERM');
     const code = await child.exited;
     const summary = await load;

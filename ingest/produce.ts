@@ -264,32 +264,52 @@ export class KafkaSink {
   async start(): Promise<void> {
     const plan = topicPlan(this.cfg);
     for (const [key, c] of this.clusters) {
-      await c.admin.connect();
-      const wanted = plan.filter((t) => t.cluster === key);
-      const existing = new Set(await c.admin.listTopics());
-      const missing = wanted.filter((t) => !existing.has(t.topic));
-      if (missing.length > 0) {
-        if (this.cfg.INGEST_TOPICS === 'verify') {
-          throw new Error(`missing Kafka topics on ${key}: ${missing.map((t) => t.topic).join(', ')} (create them, or start with INGEST_TOPICS=create)`);
+      // A broker that just started (or restarted) answers "not the leader" / "does not host this
+      // topic-partition" for a while. Those errors are retriable: wait for them to pass instead of
+      // dying, up to INGEST_KAFKA_START_TIMEOUT_MS. A missing topic in verify mode is not retriable.
+      const deadline = Date.now() + this.cfg.INGEST_KAFKA_START_TIMEOUT_MS;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.prepareCluster(key, c, plan);
+          break;
+        } catch (e) {
+          const retriable = (e as { retriable?: boolean }).retriable === true || /Connection|NOT_LEADER|not the leader|does not host|LEADER_NOT_AVAILABLE/i.test(`${(e as Error).name} ${(e as Error).message}`);
+          if (!retriable || Date.now() > deadline) throw e;
+          this.log.warn('kafka not ready at start, retrying', { cluster: c.lanes[0]!.name, attempt, error: (e as Error).message });
+          await new Promise((r) => setTimeout(r, Math.min(2000, 200 * attempt)));
         }
-        await c.admin.createTopics({
-          waitForLeaders: true,
-          topics: missing.map((t) => ({
-            topic: t.topic,
-            numPartitions: this.cfg.INGEST_TOPIC_PARTITIONS,
-            replicationFactor: this.cfg.INGEST_TOPIC_REPLICATION,
-            configEntries: [
-              { name: 'retention.ms', value: String(t.retentionMs) },
-              // acks=all is only as strong as the ISR it waits for: with replication >= 3 require 2.
-              { name: 'min.insync.replicas', value: String(Math.max(1, Math.min(2, this.cfg.INGEST_TOPIC_REPLICATION - 1))) },
-            ],
-          })),
-        });
-        this.log.info('created kafka topics', { cluster: c.lanes[0]!.name, topics: missing.map((t) => t.topic).join(',') });
       }
-      for (const lane of c.lanes) await lane.connect();
     }
     this.metrics.kafkaReady.set(1);
+  }
+
+  private async prepareCluster(key: string, c: { admin: Admin; lanes: ClusterProducer[] }, plan: TopicSpec[]): Promise<void> {
+    await c.admin.connect();
+    const wanted = plan.filter((t) => t.cluster === key);
+    const existing = new Set(await c.admin.listTopics());
+    const missing = wanted.filter((t) => !existing.has(t.topic));
+    if (missing.length > 0) {
+      if (this.cfg.INGEST_TOPICS === 'verify') {
+        throw new Error(`missing Kafka topics on ${key}: ${missing.map((t) => t.topic).join(', ')} (create them, or start with INGEST_TOPICS=create)`);
+      }
+      await c.admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((t) => ({
+          topic: t.topic,
+          numPartitions: this.cfg.INGEST_TOPIC_PARTITIONS,
+          replicationFactor: this.cfg.INGEST_TOPIC_REPLICATION,
+          configEntries: [
+            { name: 'retention.ms', value: String(t.retentionMs) },
+            // acks=all is only as strong as the ISR it waits for: with replication >= 3 require 2.
+            { name: 'min.insync.replicas', value: String(Math.max(1, Math.min(2, this.cfg.INGEST_TOPIC_REPLICATION - 1))) },
+          ],
+        })),
+      });
+      this.log.info('created kafka topics', { cluster: c.lanes[0]!.name, topics: missing.map((t) => t.topic).join(',') });
+    }
+    // Leaders known for every partition of our topics before the first device is answered.
+    await c.admin.fetchTopicMetadata({ topics: wanted.map((t) => t.topic) });
+    for (const lane of c.lanes) await lane.connect();
   }
 
   /** Resolves when Kafka acknowledged (acks=all) every record; otherwise rejects with INGEST_KAFKA_UNAVAILABLE. */
