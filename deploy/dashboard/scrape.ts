@@ -80,7 +80,8 @@ export function readIngest(samples: readonly Sample[]): IngestReading {
   return {
     accepted: sumOf(samples, 'ingest_events_accepted_total'),
     rejected: sumOf(samples, 'ingest_events_rejected_total'),
-    droppedConsent: sumOf(samples, 'ingest_events_dropped_consent_total'),
+    // Events dropped whole; `stripped_*` reasons count fields removed from kept batches, not events.
+    droppedConsent: samples.filter((x) => x.name === 'ingest_events_dropped_consent_total' && !(x.labels.reason ?? '').startsWith('stripped_')).reduce((a, x) => a + x.value, 0),
     refusedBatches: refused,
     requests,
   };
@@ -227,7 +228,8 @@ export class RateBook {
         events_per_s: accepted,
         rejected_per_s: rejected,
         dropped_consent_per_s: rate('droppedConsent'),
-        reject_rate_pct: span > 0 ? (judged > 0 ? round((100 * (rejected ?? 0)) / judged, 2) : 0) : null,
+        // No events judged in the window (no traffic): no rate, rather than a reassuring 0 %.
+        reject_rate_pct: span > 0 && judged > 0 ? round((100 * (rejected ?? 0)) / judged, 2) : null,
         batches_refused_per_s: rate('refusedBatches'),
         totals: { accepted: t.accepted, rejected: t.rejected, dropped_consent: t.droppedConsent, refused_batches: t.refusedBatches },
         counters,

@@ -102,18 +102,26 @@ export async function removeResources(r: Resources, log: (l: string) => void = (
   const removed: string[] = [];
   const problems: string[] = [];
   if (r.topics.length > 0) {
-    const admin = createKafka('demo-cleanup', { brokers: r.brokers }).admin();
-    try {
-      await admin.connect();
-      const existing = new Set(await admin.listTopics());
-      const mine = r.topics.filter((t) => existing.has(t));
-      if (mine.length) await admin.deleteTopics({ topics: mine, timeout: 15_000 });
-      removed.push(`${mine.length} topics`);
-    } catch (e) {
-      problems.push(`deleting topics: ${(e as Error).message}`);
-    } finally {
-      await admin.disconnect().catch(() => {});
+    // A few attempts: on a shared machine the broker may be restarting (fault tests stop it).
+    let last: unknown;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const admin = createKafka('demo-cleanup', { brokers: r.brokers }).admin();
+      try {
+        await admin.connect();
+        const existing = new Set(await admin.listTopics());
+        const mine = r.topics.filter((t) => existing.has(t));
+        if (mine.length) await admin.deleteTopics({ topics: mine, timeout: 15_000 });
+        removed.push(`${mine.length} topics`);
+        last = undefined;
+        break;
+      } catch (e) {
+        last = e;
+        await sleep(3000);
+      } finally {
+        await admin.disconnect().catch(() => {});
+      }
     }
+    if (last) problems.push(`deleting topics ${r.topics[0]} etc.: ${(last as Error).message}`);
   }
   if (r.database) {
     const ch = createClickHouse(undefined, { url: r.clickhouseUrl });
@@ -260,9 +268,19 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
     await admin.connect();
     try {
       await admin.createTopics({
-        waitForLeaders: true,
+        waitForLeaders: false,
         topics: topics.map((topic) => ({ topic, numPartitions: o.partitions ?? 3, replicationFactor: 1, configEntries: [{ name: 'retention.ms', value: String(24 * 3600 * 1000) }] })),
       });
+      // Our own wait for leaders: kafkajs' waitForLeaders gives up on UNKNOWN_TOPIC_OR_PARTITION, which a
+      // broker answers for a moment after creating a topic.
+      await waitFor(
+        'demo topics',
+        async () => {
+          const md = await admin.fetchTopicMetadata({ topics });
+          return md.topics.length === topics.length && md.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0));
+        },
+        { timeoutMs: 30_000, intervalMs: 300, abortIf: () => (o.signal?.aborted ? 'interrupted' : undefined) },
+      );
     } finally {
       await admin.disconnect();
     }
