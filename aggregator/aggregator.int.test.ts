@@ -53,6 +53,58 @@ async function expectOracle(sink: Sink, counted: Parameters<typeof reportsVsOrac
   return results;
 }
 
+/**
+ * ClickHouse stopped while the second half of a population streams in, then started again. Returns
+ * what was observed while it was down and the reports once the group has committed everything.
+ * `unsafe` switches on the negative control (commit after a failed insert).
+ */
+async function clickhouseDownScenario(seed: number, unsafe: boolean) {
+  const { topic, env, cfg } = await setup(1, { AGGREGATOR_MAX_BUFFERED_ROWS: '500', AGGREGATOR_FLUSH_MAX_ROWS: '200' });
+  const pop = generatePopulation({ seed, devicesPerDay: 250 });
+  const half = Math.floor(pop.facts.length / 2);
+  const group = env.AGGREGATOR_GROUP_ID!;
+  const agg = await startAggregator(cfg, { unsafeCommitOnInsertError: unsafe });
+  const m = agg.metrics;
+  let down = false;
+  try {
+    await produceFacts(kafka, topic, pop.facts.slice(0, half));
+    await waitAllCommitted(kafka, group, topic);
+    const before = await groupProgress(kafka, group, topic);
+    await stopClickHouse();
+    down = true;
+    await produceFacts(kafka, topic, pop.facts.slice(half));
+    // Wait until inserts fail and then either the consumer pauses at the buffer bound (the real
+    // path) or everything is committed regardless (the negative control).
+    const t0 = Date.now();
+    const errors = async () => (await m.clickhouseErrors.get()).values.reduce((a, v) => a + v.value, 0);
+    const paused = async () => (await m.paused.get()).values[0]?.value === 1;
+    const allCommitted = async () => (await groupProgress(kafka, group, topic)).every((p) => p.committed >= p.end);
+    while ((await errors()) === 0 || !((await paused()) || (await allCommitted()))) {
+      if (Date.now() - t0 > 30_000) throw new Error('inserts never failed, or the consumer neither paused nor went on, while ClickHouse was down');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const pausedWhileDown = await paused();
+    const readyzWhileDown = (await fetch(`http://127.0.0.1:${agg.port}/readyz`)).status;
+    const bufferedWhileDown = (await m.bufferedRows.get()).values[0]!.value;
+    await new Promise((r) => setTimeout(r, 1500));
+    const committedWhileDown = (await groupProgress(kafka, group, topic)).map((p) => p.committed);
+    await startClickHouse();
+    down = false;
+    await waitAllCommitted(kafka, group, topic, 90_000);
+    const pausedAfter = (await m.paused.get()).values[0]?.value;
+    const sink = await createSink(sinkOptionsFrom(cfg));
+    try {
+      const results = await reportsVsOracle(sink, pop.counted, K);
+      return { committedBefore: before.map((p) => p.committed), committedWhileDown, pausedWhileDown, readyzWhileDown, bufferedWhileDown, pausedAfter, results };
+    } finally {
+      await sink.close();
+    }
+  } finally {
+    if (down) await startClickHouse();
+    await agg.stop();
+  }
+}
+
 describe('aggregator on the ClickHouse server', () => {
   it('counts a population with duplicates, late and future events exactly as the oracle', async () => {
     const { topic, env, cfg } = await setup(3);
@@ -131,46 +183,28 @@ describe('aggregator on the ClickHouse server', () => {
   });
 
   it('stops committing while ClickHouse is down, stays bounded, and ends exact once it is back', async () => {
-    const { topic, env, cfg } = await setup(1, { AGGREGATOR_MAX_BUFFERED_ROWS: '500', AGGREGATOR_FLUSH_MAX_ROWS: '200' });
-    const pop = generatePopulation({ seed: 3, devicesPerDay: 250 });
-    const half = Math.floor(pop.facts.length / 2);
-    const agg = await startAggregator(cfg);
-    const m = agg.metrics;
-    let down = false;
-    try {
-      await produceFacts(kafka, topic, pop.facts.slice(0, half));
-      await waitAllCommitted(kafka, env.AGGREGATOR_GROUP_ID!, topic);
-      const before = await groupProgress(kafka, env.AGGREGATOR_GROUP_ID!, topic);
-      await stopClickHouse();
-      down = true;
-      await produceFacts(kafka, topic, pop.facts.slice(half));
-      // Wait until inserts fail and the consumer has paused at the buffer bound.
-      const t0 = Date.now();
-      const errors = async () => (await m.clickhouseErrors.get()).values.reduce((a, v) => a + v.value, 0);
-      while ((await m.paused.get()).values[0]?.value !== 1 || (await errors()) === 0) {
-        if (Date.now() - t0 > 30_000) throw new Error('consumer never paused on failing inserts while ClickHouse was down');
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      expect((await fetch(`http://127.0.0.1:${agg.port}/readyz`)).status).toBe(503);
-      // Bounded: at most the limit plus one fetch (<= 1 MiB of ~100-byte records) is held.
-      expect((await m.bufferedRows.get()).values[0]!.value).toBeLessThan(500 + 12_000);
-      await new Promise((r) => setTimeout(r, 1500));
-      const during = await groupProgress(kafka, env.AGGREGATOR_GROUP_ID!, topic);
-      expect(during.map((p) => p.committed)).toEqual(before.map((p) => p.committed));
-      await startClickHouse();
-      down = false;
-      await waitAllCommitted(kafka, env.AGGREGATOR_GROUP_ID!, topic, 90_000);
-      expect((await m.paused.get()).values[0]?.value).toBe(0);
-    } finally {
-      if (down) await startClickHouse();
-      await agg.stop();
+    const o = await clickhouseDownScenario(3, false);
+    expect(o.pausedWhileDown).toBe(true);
+    expect(o.readyzWhileDown).toBe(503);
+    // Bounded: at most the limit plus one fetch (<= 1 MiB of ~100-byte records) is held.
+    expect(o.bufferedWhileDown).toBeLessThan(500 + 12_000);
+    expect(o.committedWhileDown).toEqual(o.committedBefore);
+    expect(o.pausedAfter).toBe(0);
+    for (const r of o.results) {
+      expect(r.want.length, `oracle has groups for ${r.req.report} by ${r.req.by.join(',')}`).toBeGreaterThan(0);
+      expect(r.got, `${r.req.report} by ${r.req.by.join(',') || 'none'}`).toEqual(r.want);
     }
-    const sink = await createSink(sinkOptionsFrom(cfg));
-    try {
-      await expectOracle(sink, pop.counted);
-    } finally {
-      await sink.close();
-    }
+  });
+
+  it('negative control: committing offsets after a failed insert (unsafeCommitOnInsertError) loses events', async () => {
+    const o = await clickhouseDownScenario(6, true);
+    // The protection is what was switched off: offsets moved while nothing could be inserted ...
+    expect(o.committedWhileDown.some((c, i) => c > o.committedBefore[i]!)).toBe(true);
+    // ... and once ClickHouse is back the totals stay below the oracle: those events are gone.
+    const total = o.results.find((r) => r.req.report === 'crash-rate' && r.req.by.length === 0)!;
+    expect(total.got).toHaveLength(1);
+    expect(Number(total.got[0]!.sessions)).toBeLessThan(Number(total.want[0]!.sessions));
+    expect(Number(total.got[0]!.device_days)).toBeLessThan(Number(total.want[0]!.device_days));
   });
 
   it('drops whole day partitions older than the retention', async () => {

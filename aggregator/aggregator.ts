@@ -30,6 +30,13 @@ export interface AggregatorDeps {
   now?: () => number;
   /** Kafka client id. @default `aggregator-<pid>` */
   clientId?: string;
+  /**
+   * TEST ONLY, never in production: the negative control of the ClickHouse-down test. A failed
+   * insert is not retried: its rows are dropped and the offsets committed anyway, which is exactly
+   * the loss the real path (retry until inserted, commit only after) prevents. Deliberately not an
+   * environment setting, so no deployment can switch it on.
+   */
+  unsafeCommitOnInsertError?: boolean;
 }
 
 /**
@@ -58,6 +65,7 @@ export class Aggregator {
   private readonly now: () => number;
   private readonly consumer: Consumer;
   private readonly topic: string;
+  private readonly unsafeCommitOnInsertError: boolean;
 
   private buffer = new FlushBuffer();
   private readonly reader = new FactReader();
@@ -80,6 +88,8 @@ export class Aggregator {
     this.m = d.metrics;
     this.now = d.now ?? Date.now;
     this.topic = d.config.PIPELINE_TOPIC_EVENTS;
+    this.unsafeCommitOnInsertError = d.unsafeCommitOnInsertError ?? false;
+    if (this.unsafeCommitOnInsertError) this.log.warn('unsafeCommitOnInsertError is on: a failed insert LOSES its rows and commits their offsets (test-only negative control)');
     const kafka = new Kafka({
       clientId: d.clientId ?? `aggregator-${process.pid}`,
       brokers: [...d.config.PIPELINE_KAFKA_BROKERS],
@@ -250,6 +260,10 @@ export class Aggregator {
       } catch (err) {
         this.sinkOk = false;
         this.m.clickhouseErrors.inc({ op: 'insert' });
+        if (this.unsafeCommitOnInsertError) {
+          this.log.warn('UNSAFE: insert failed; dropping its rows and committing their offsets', { rows: batch.rows.length, ...describe(err) });
+          return;
+        }
         const wait = Math.min(this.cfg.AGGREGATOR_RETRY_MAX_MS, this.cfg.AGGREGATOR_RETRY_INITIAL_MS * 2 ** Math.min(attempt, 20));
         this.log.warn('ClickHouse insert failed; retrying', { rows: batch.rows.length, attempt: attempt + 1, retry_in_ms: wait, ...describe(err) });
         await sleep(wait);

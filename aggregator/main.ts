@@ -37,11 +37,21 @@ export function sinkOptionsFrom(cfg: AggregatorConfig): SinkOptions {
 }
 
 /** Starts an aggregator in this process (tests and `main`). */
-export async function startAggregator(cfg: AggregatorConfig, opts: { now?: () => number; defaultMetrics?: boolean } = {}): Promise<RunningAggregator> {
+export async function startAggregator(
+  cfg: AggregatorConfig,
+  opts: { now?: () => number; defaultMetrics?: boolean; /** TEST ONLY: see AggregatorDeps. */ unsafeCommitOnInsertError?: boolean } = {},
+): Promise<RunningAggregator> {
   const logger = createLogger({ service: 'aggregator', level: cfg.AGGREGATOR_LOG_LEVEL });
   const metrics = createAggregatorMetrics({ defaultMetrics: opts.defaultMetrics ?? false });
   const sink = await createSink(sinkOptionsFrom(cfg));
-  const aggregator = new Aggregator({ config: cfg, sink, logger, metrics, ...(opts.now ? { now: opts.now } : {}) });
+  const aggregator = new Aggregator({
+    config: cfg,
+    sink,
+    logger,
+    metrics,
+    ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.unsafeCommitOnInsertError ? { unsafeCommitOnInsertError: true } : {}),
+  });
   const server = createServer((req, res) => {
     if (!handleOps({ registry: metrics.registry, ready: () => aggregator.ready() }, req, res)) {
       res.writeHead(404).end();
