@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { batch, containerOf } from '../bench/lib/ingest-batches.ts';
+import { loadIngestConfig } from './config.ts';
+import { createPool } from './http.ts';
+import { packRecords, unpackRecords, type WorkerResult, type WorkerTask } from './worker.ts';
+
+describe('worker records packing', () => {
+  it('round-trips keys, values, zones and headers through one ArrayBuffer', () => {
+    const r = {
+      events: [{ key: Buffer.from('k1'), value: Buffer.from('v1') }],
+      personal: [{ key: Buffer.from('pk'), value: Buffer.from('pv'), zone: 'ru' as const }],
+      rejected: [{ key: Buffer.from('rk'), value: Buffer.alloc(0), zone: 'in' as const, headers: { reason: 'X' } }],
+    };
+    const packed = packRecords(r);
+    expect(packed.data.byteLength).toBe(2 + 2 + 2 + 2 + 2);
+    expect(unpackRecords(packed)).toEqual(r);
+  });
+});
+
+describe('pool task', () => {
+  it('moves the body in (detached on this side) and the records out, without copies', async () => {
+    const cfg = loadIngestConfig({ INGEST_POOL_THREADS: '1' });
+    const pool = createPool(cfg, { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'keys-')) });
+    try {
+      const body = containerOf(batch({ events: 5 }));
+      const ab = new ArrayBuffer(body.length);
+      new Uint8Array(ab).set(body);
+      const task: WorkerTask = { body: ab, length: body.length, format: 'avro', encoding: 'identity', receivedAt: Date.now(), started: new Int32Array(new SharedArrayBuffer(4)) };
+      const result = (await pool.run(task, { transferList: [ab] })) as WorkerResult;
+      expect(ab.byteLength).toBe(0); // transferred, not cloned
+      expect(Atomics.load(task.started, 0)).toBe(1);
+      if (!result.ok) throw new Error(result.message);
+      expect(result.accepted).toBe(5);
+      expect(result.data).toBeInstanceOf(ArrayBuffer);
+      const recs = unpackRecords(result);
+      expect(recs.events).toHaveLength(5);
+      expect(recs.personal).toHaveLength(1);
+      // The record Buffers are views on the one moved ArrayBuffer.
+      for (const e of recs.events) expect(e.value.buffer).toBe(result.data);
+    } finally {
+      await pool.destroy();
+    }
+  });
+});
