@@ -21,6 +21,7 @@ import {
   analystClusterXml,
   CLICKHOUSE_USERS,
   DEFAULT_LAYOUT,
+  E2E_LAYOUT,
   personalTableSql,
   secureUsersXml,
   syncAnalystViews,
@@ -35,6 +36,9 @@ import { liveRecord, portIsFree } from './proc.ts';
 
 const { Kafka, logLevel } = kafkajs;
 const run = promisify(execFile);
+
+/** Analytics databases the secured server's users know: the pipeline's, and the e2e test's own. */
+const SECURE_LAYOUTS = [DEFAULT_LAYOUT, E2E_LAYOUT];
 
 /** Principals only the brokers use: inter-broker (SCRAM) and broker-to-controller (PLAIN). */
 const BROKER_PRINCIPALS = ['broker', 'controller'] as const;
@@ -342,6 +346,8 @@ export async function upSecure(config: StackConfig, log: (l: string) => void = (
     }
   }
   const { secrets, fresh } = ensureSecrets(config);
+  // A running server re-reads users.xml by itself within seconds: keep it current with this code.
+  if (chRunning) writeFileSync(chPaths.usersFile, secureUsersXml(secrets.clickhouse, SECURE_LAYOUTS), { mode: 0o600 });
   if (fresh && kafkaRunning) throw new StackError('STACK_START_FAILED', 'the secured stack runs without its secrets file: stop it (npm run stack:down -- --secure) and start it again');
   await ensureCertificates(config);
   const node = secureKafkaNode(config, secrets);
@@ -352,7 +358,7 @@ export async function upSecure(config: StackConfig, log: (l: string) => void = (
       if (r.started.length) started.push('secure kafka');
     }),
     startClickHouse(sc, {
-      usersXml: secureUsersXml(secrets.clickhouse),
+      usersXml: secureUsersXml(secrets.clickhouse, SECURE_LAYOUTS),
       extraConfigXml: analystClusterXml(config.host, sc.clickhouse.tcpPort, secrets.clickhouse.views_reader),
     }).then((r) => {
       if (r.started) started.push('secure clickhouse');

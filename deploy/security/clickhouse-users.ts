@@ -58,6 +58,12 @@ export const DEFAULT_LAYOUT: ClickHouseSecurityLayout = {
   cluster: 'analyst_views_source',
 };
 
+/**
+ * The layout the end-to-end test uses on the same server (deploy/security/e2e-secure.int.test.ts): a
+ * database of its own it may drop and rebuild, so its exact comparison never sees other runs' rows.
+ */
+export const E2E_LAYOUT: ClickHouseSecurityLayout = { ...DEFAULT_LAYOUT, analyticsDb: 'analytics_e2e', viewsDb: 'analytics_e2e_views' };
+
 export function sha256Hex(password: string): string {
   return createHash('sha256').update(password, 'utf8').digest('hex');
 }
@@ -69,7 +75,13 @@ function xmlEscape(s: string): string {
 const LOOPBACK = '<networks><ip>127.0.0.1</ip><ip>::1</ip></networks>';
 
 /** users.xml: only hashes of the passwords; every user reachable from loopback only. */
-export function secureUsersXml(passwords: Record<ClickHouseUser, string>, layout: ClickHouseSecurityLayout = DEFAULT_LAYOUT, limits: AnalystLimits = DEFAULT_ANALYST_LIMITS): string {
+export function secureUsersXml(
+  passwords: Record<ClickHouseUser, string>,
+  layouts: readonly ClickHouseSecurityLayout[] = [DEFAULT_LAYOUT],
+  limits: AnalystLimits = DEFAULT_ANALYST_LIMITS,
+): string {
+  const analyticsDbs = layouts.map((l) => l.analyticsDb);
+  const viewsDbs = layouts.map((l) => l.viewsDb);
   const user = (name: ClickHouseUser, profile: string, dbs: string[] | undefined, comment: string) => `
     <!-- ${comment} -->
     <${name}>
@@ -103,12 +115,12 @@ export function secureUsersXml(passwords: Record<ClickHouseUser, string>, layout
   <users>${user('default', 'default', undefined, 'administrator (operator): every database; migrations of the analyst proxies and the personal table')}${user(
     'aggregator',
     'default',
-    [layout.analyticsDb],
-    'the aggregator: reads and writes the analytics database only',
-  )}${user('analyst', 'analyst', [layout.viewsDb], 'analysts: read-only, the k-suppressed views (Distributed proxies) only, with query limits')}${user(
+    analyticsDbs,
+    'the aggregator: reads and writes the analytics database(s) only',
+  )}${user('analyst', 'analyst', viewsDbs, 'analysts: read-only, the k-suppressed views (Distributed proxies) only, with query limits')}${user(
     'views_reader',
     'views_reader',
-    [layout.analyticsDb],
+    analyticsDbs,
     'used only by the proxies in the views database (remote_servers), read-only',
   )}
   </users>
