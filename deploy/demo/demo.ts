@@ -70,6 +70,8 @@ export interface DemoReport {
   dau: { req: QueryRequest; rows: ReportRow[]; oracle: ReportRow[] };
   crash: { req: QueryRequest; rows: ReportRow[]; oracle: ReportRow[] };
   matches: boolean;
+  /** Set when ClickHouse could not be queried for the tables (they are then empty). */
+  queryError?: string;
   urls: { dashboard: string; metrics: string[] };
 }
 
@@ -96,6 +98,22 @@ interface Resources {
 }
 
 const AGG_MAX_LATENESS_DAYS = 3;
+
+/**
+ * Runs `fn` until it succeeds or `timeoutMs` passes (then throws its last error). On a shared machine a
+ * broker or ClickHouse may be restarting for a moment; a demo should ride that out, not crash.
+ */
+async function retrying<T>(fn: () => Promise<T>, timeoutMs: number, intervalMs = 1000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (Date.now() + intervalMs > deadline) throw e;
+      await sleep(intervalMs);
+    }
+  }
+}
 
 /** Deletes a run's topics, database and day secrets; each step on its own so one failure does not stop the rest. */
 export async function removeResources(r: Resources, log: (l: string) => void = () => {}): Promise<{ removed: string[]; problems: string[] }> {
@@ -126,10 +144,10 @@ export async function removeResources(r: Resources, log: (l: string) => void = (
   if (r.database) {
     const ch = createClickHouse(undefined, { url: r.clickhouseUrl });
     try {
-      await ch.command({ query: `DROP DATABASE IF EXISTS ${r.database}` });
+      await retrying(() => ch.command({ query: `DROP DATABASE IF EXISTS ${r.database}` }), 12_000);
       removed.push(`database ${r.database}`);
     } catch (e) {
-      problems.push(`dropping database ${r.database}: ${(e as Error).message}`);
+      problems.push(`dropping database ${r.database}: ${(e as Error).message} (the next demo run does not retry this: DROP DATABASE ${r.database} by hand)`);
     } finally {
       await ch.close().catch(() => {});
     }
@@ -364,6 +382,8 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
     const ledger = sim.ledger;
 
     // ---- 5. wait for the aggregator, then report ---------------------------------------------------------
+    const tWait = Date.now();
+    log(`demo: traffic done (${(sim.elapsedMs / 1000).toFixed(1)} s); waiting for the aggregator to commit every record…`);
     const admin2 = createKafka('demo-report', { brokers: info.kafkaBrokers }).admin();
     await admin2.connect();
     let caughtUp = false;
@@ -377,11 +397,12 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
         }
         await sleep(300);
       }
-      counts = await topicCounts(admin2, topics);
+      counts = await retrying(() => topicCounts(admin2, topics), 20_000).catch(() => []);
     } finally {
       await admin2.disconnect();
     }
 
+    log(`demo: aggregator ${caughtUp ? 'caught up' : 'NOT caught up'} after ${((Date.now() - tWait) / 1000).toFixed(1)} s`);
     const ingest = await Promise.all(
       [pa, pb].map(async (port) => {
         const url = `http://127.0.0.1:${port}/metrics`;
@@ -409,11 +430,14 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
     const dauReq: QueryRequest = { ...dauRequest(today, 3), format: 'table' };
     const crashReq: QueryRequest = { ...crashRequest(today, 3), format: 'table' };
     const sink: Sink = await createSink({ kind: 'server', url: info.clickhouseUrl, user: 'default', password: '', chdbPath: '', insertTimeoutMs: 30_000, database: runId, minGroupDevices: k });
-    let dauRows: ReportRow[];
-    let crashRows: ReportRow[];
+    let dauRows: ReportRow[] = [];
+    let crashRows: ReportRow[] = [];
+    let queryError: string | undefined;
     try {
-      dauRows = await runReport(sink, dauReq, k);
-      crashRows = await runReport(sink, crashReq, k);
+      dauRows = await retrying(() => runReport(sink, dauReq, k), 30_000);
+      crashRows = await retrying(() => runReport(sink, crashReq, k), 30_000);
+    } catch (e) {
+      queryError = (e as Error).message.split('\n', 1)[0];
     } finally {
       await sink.close();
     }
@@ -431,7 +455,8 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
       caughtUp,
       dau: { req: dauReq, rows: dauRows, oracle: dauOracle },
       crash: { req: crashReq, rows: crashRows, oracle: crashOracle },
-      matches: sameRows(dauRows, dauOracle) && sameRows(crashRows, crashOracle),
+      matches: queryError === undefined && sameRows(dauRows, dauOracle) && sameRows(crashRows, crashOracle),
+      ...(queryError !== undefined ? { queryError } : {}),
       urls: { dashboard: dashboard.url, metrics: [pa, pb, o.ports.aggregator].map((p) => `http://127.0.0.1:${p}/metrics`) },
     };
     return { report, dashboard, stop };
@@ -487,8 +512,11 @@ export function formatDemoReport(r: DemoReport): string {
   out.push('', `== Crash rates by app version, last 3 days as device-days (same as: ${crashCmd}) ==`);
   out.push(formatReport(r.crash.rows, 'table', reportColumns(r.crash.req)));
   out.push('');
+  if (r.queryError) out.push(`ClickHouse could not be queried for the tables (retried 30 s): ${r.queryError}`);
   out.push(
-    r.matches
+    r.queryError
+      ? 'check: not possible without the tables.'
+      : r.matches
       ? 'check: both tables equal what the simulated devices were told was accepted, counted with plain sets (exact, duplicates counted once).'
       : 'check: MISMATCH between ClickHouse and the devices\' own count: ' + JSON.stringify({ dau: r.dau.oracle.slice(0, 4), crash: r.crash.oracle.slice(0, 4) }),
   );

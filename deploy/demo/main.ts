@@ -52,8 +52,10 @@ async function main(): Promise<number> {
     console.log('           (the dashboard stops with the demo now; run with --keep to keep it up until Ctrl-C)');
   }
   console.log('\ndemo: stopping what the demo started…');
+  const t = Date.now();
   const c = await handle.stop({ fast });
   console.log(formatCleanup(c));
+  console.log(`demo: done (cleanup ${((Date.now() - t) / 1000).toFixed(1)} s)`);
   return handle.report.matches && c.problems.length === 0 ? 0 : 1;
 }
 
