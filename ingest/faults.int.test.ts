@@ -152,10 +152,11 @@ async function outage(unsafe: boolean) {
   const readyDuringOutage: boolean[] = [];
   const load = runLoad<Meta>({
     url: child.url,
-    concurrency: 4,
+    // The control answers at once whatever Kafka does, so it needs less load to show a loss.
+    concurrency: unsafe ? 2 : 4,
     durationMs: 90_000,
     maxRequests: 20_000,
-    pauseMs: 20,
+    pauseMs: unsafe ? 50 : 20,
     keep: true,
     stop: () => child.proc.exitCode !== null,
     next: () => nextBatch(),
@@ -202,7 +203,9 @@ describe('faults (ingest as a child process, real broker)', () => {
 
   it('negative control: with INGEST_UNSAFE_ACK_BEFORE_PRODUCE the same check finds 200s that are not on Kafka', async () => {
     const r = await outage(true);
-    expect(r.summary.byStatus['503'] ?? 0).toBe(0);
+    // Kafka being down never shows (503s here can only be INGEST_SHUTTING_DOWN at the end)...
+    expect(r.summary.results.filter((x) => x.body?.error?.code === 'INGEST_KAFKA_UNAVAILABLE')).toEqual([]);
+    // ...and the same check as above finds acknowledged events missing from Kafka.
     expect(r.missing).toBeGreaterThan(0);
   });
 
