@@ -1,0 +1,39 @@
+-- The same split as deploy/security/clickhouse-users.ts, in SQL access control, for a ClickHouse server
+-- that has it (20.x and later; SQL SECURITY on views from 24.2). The local stack runs 18.16, which has
+-- none of this, and chdb has no users at all, so this file is documentation checked by the parser
+-- (deploy/security/clickhouse-grants.test.ts), not run by a test. Apply it as an admin with
+-- access_management = 1, replacing each <...> with the SHA-256 hex of a generated password.
+--
+-- Differences from 18.16 that matter:
+-- * A view can run with its definer's rights (SQL SECURITY DEFINER), so the analyst is granted the two
+--   k-suppressed views in `analytics` and nothing else: no Distributed proxies, no views_reader user.
+-- * Grants are per table, not per database: the aggregator gets exactly the tables it writes and reads.
+-- * The system database is no longer open to everyone: the analyst gets none of it.
+
+CREATE SETTINGS PROFILE IF NOT EXISTS analyst_limits SETTINGS readonly = 1, max_memory_usage = 1000000000, max_execution_time = 30, max_result_rows = 100000, result_overflow_mode = 'throw';
+
+-- The aggregator: the analytics database only (facts_in, daily_agg, the views, schema_migrations), plus
+-- system.parts for the retention sweep. No access to personal_row.
+CREATE USER IF NOT EXISTS aggregator IDENTIFIED WITH sha256_hash BY '<sha256 hex of the aggregator password>' HOST LOCAL;
+-- ALTER DELETE also covers DROP PARTITION (the retention sweep).
+GRANT CREATE DATABASE, CREATE TABLE, CREATE VIEW, DROP TABLE, DROP VIEW, INSERT, SELECT, ALTER DELETE ON analytics.* TO aggregator;
+GRANT SELECT(database, table, partition_id, active) ON system.parts TO aggregator;
+
+-- The owner the views run as: may read the aggregate table, logs in nowhere.
+CREATE USER IF NOT EXISTS analytics_views_definer IDENTIFIED WITH no_password HOST NONE;
+GRANT SELECT ON analytics.daily_agg TO analytics_views_definer;
+ALTER TABLE analytics.daily_active_devices MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer;
+ALTER TABLE analytics.crash_rates MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer;
+
+-- Analysts: the k-suppressed views only, read-only, with limits.
+CREATE USER IF NOT EXISTS analyst IDENTIFIED WITH sha256_hash BY '<sha256 hex of the analyst password>' SETTINGS PROFILE 'analyst_limits';
+GRANT SELECT ON analytics.daily_active_devices TO analyst;
+GRANT SELECT ON analytics.crash_rates TO analyst;
+
+-- The personal table: bookkeeping of data-subject requests (policy 5.2). Granted to nobody above; a
+-- zone's rights-request service would get its own user with SELECT, INSERT on it.
+CREATE DATABASE IF NOT EXISTS personal_row;
+REVOKE ALL ON personal_row.* FROM aggregator, analyst;
+
+-- The default user: no network access (operators use named admin users).
+ALTER USER default HOST NONE;
