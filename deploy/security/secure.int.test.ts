@@ -149,10 +149,12 @@ describe('Kafka: every forbidden action fails with an authorization or authentic
     if (!r.ok) expect(r.error.type).toBe('TOPIC_AUTHORIZATION_FAILED');
   });
 
-  it("zone-cn reading zone-ru's personal topic: TOPIC_AUTHORIZATION_FAILED", async () => {
-    const r = await readAs(as('zone-cn'), `${zoneGroup('cn')}-${run}-x`, T.personalRu, 1);
-    expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.error.type).toBe('TOPIC_AUTHORIZATION_FAILED');
+  it("zone-cn reading zone-ru's personal topic, or the events topic: TOPIC_AUTHORIZATION_FAILED", async () => {
+    for (const t of [T.personalRu, T.events]) {
+      const r = await readAs(as('zone-cn'), `${zoneGroup('cn')}-${run}-x`, t, 1);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.error.type).toBe('TOPIC_AUTHORIZATION_FAILED');
+    }
   });
 
   it('ingest reading the events topic: its group is refused (GROUP_AUTHORIZATION_FAILED)', async () => {
@@ -294,6 +296,7 @@ describe('ClickHouse: users.xml users enforce the split on 18.16', () => {
   it('the aggregator cannot read the personal table or the analyst proxies', async () => {
     const agg = keep(aggregator());
     expect((await chError(rows(agg, 'SELECT * FROM personal_row.rights_requests')))?.type).toBe('DATABASE_ACCESS_DENIED');
+    expect((await chError(rows(agg, 'SELECT * FROM analytics_views.daily_active_devices')))?.type).toBe('DATABASE_ACCESS_DENIED');
     expect((await chError(agg.command({ query: 'CREATE DATABASE sneaky' })))?.type).toBe('DATABASE_ACCESS_DENIED');
   });
 
