@@ -191,3 +191,35 @@ describe('per-task limits (a hostile batch cannot stall or kill the service)', (
     }
   });
 });
+
+describe('Expect: 100-continue', () => {
+  it('refuses from the headers without asking for the body, and asks an admitted batch for it', async () => {
+    const svc = await start({ INGEST_MAX_BODY_BYTES: '4096' });
+    const exchange = (head: string, body?: Buffer) =>
+      new Promise<string>((resolve) => {
+        const s = net.connect(svc.port, '127.0.0.1');
+        let text = '';
+        s.on('data', (d) => {
+          text += d.toString();
+          if (body && text.startsWith('HTTP/1.1 100 Continue\r\n\r\n') && !text.includes('\r\n\r\nHTTP/1.1 ')) s.write(body);
+          if (/HTTP\/1.1 [2-5]\d\d/.test(text) && text.includes('"error"') || text.includes('"accepted"')) s.end();
+        });
+        s.on('close', () => resolve(text));
+        s.on('error', () => resolve(text));
+        s.write(head);
+        setTimeout(() => s.destroy(), 3000);
+      });
+    try {
+      const big = await exchange('POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: avro/binary\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n');
+      expect(big).toMatch(/^HTTP\/1.1 413/);
+      expect(big).not.toContain('100 Continue');
+      const badType = await exchange('POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n');
+      expect(badType).toMatch(/^HTTP\/1.1 415/);
+      const ok = await exchange('POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: avro/binary\r\nContent-Length: 7\r\nExpect: 100-continue\r\n\r\n', Buffer.from('garbage'));
+      expect(ok).toMatch(/^HTTP\/1.1 100 Continue\r\n\r\nHTTP\/1.1 400/);
+      expect(ok).toContain('INGEST_CONTAINER_BAD_MAGIC');
+    } finally {
+      await svc.close();
+    }
+  });
+});

@@ -129,7 +129,8 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
       // The body was not read. A small one is drained so the connection stays usable; a big one is not
       // worth reading, so the connection is closed after the answer.
       const len = Number(req.headers['content-length'] ?? NaN);
-      if (Number.isFinite(len) && len <= DISCARD_MAX) req.resume();
+      // With `Expect: 100-continue` refused, the client never sends the body: close rather than wait.
+      if (Number.isFinite(len) && len <= DISCARD_MAX && !req.headers.expect) req.resume();
       else {
         headers.connection = 'close';
         res.once('finish', () => req.socket.destroySoon());
@@ -172,7 +173,7 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
     }
   };
 
-  async function handleBatch(req: IncomingMessage, res: ServerResponse, t0: number): Promise<void> {
+  async function handleBatch(req: IncomingMessage, res: ServerResponse, t0: number, expectsContinue: boolean): Promise<void> {
     const refuse = (f: IngestFailure) => {
       observe(res, t0, f.code);
       sendError(req, res, f, { bodyUnread: true });
@@ -200,6 +201,8 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
     metrics.inflightBytes.set(inflightBytes);
     metrics.inflightBatches.set(inflightBatches);
     try {
+      // Admitted: only now ask a client that sent `Expect: 100-continue` for its body.
+      if (expectsContinue) res.writeContinue();
       const endBody = metrics.bodySeconds.startTimer();
       const body = await readBody(req, cfg.INGEST_MAX_BODY_BYTES, len.value);
       endBody();
@@ -271,27 +274,37 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(cfg.INGEST_HEADERS_TIMEOUT_MS / 4))),
       maxHeaderSize: 16 * 1024,
     },
-    (req, res) => {
-      const t0 = performance.now();
-      if (req.url === '/metrics') samplePool();
-      if (handleOps({ registry: metrics.registry, ready }, req, res)) return;
-      const path = (req.url ?? '/').split('?', 1)[0];
-      if (path === '/v1/batches') {
-        if (req.method !== 'POST') {
-          observe(res, t0, 'INGEST_METHOD_NOT_ALLOWED');
-          return sendError(req, res, { ok: false, code: 'INGEST_METHOD_NOT_ALLOWED', message: 'use POST' }, { bodyUnread: true });
-        }
-        handleBatch(req, res, t0).catch((e: unknown) => {
-          log.error('batch failed', {}, e);
-          observe(res, t0, 'INGEST_INTERNAL');
-          sendError(req, res, { ok: false, code: 'INGEST_INTERNAL', message: 'internal error' });
-        });
-        return;
-      }
-      observe(res, t0, 'INGEST_NOT_FOUND');
-      sendError(req, res, { ok: false, code: 'INGEST_NOT_FOUND', message: `no route ${req.method} ${path?.slice(0, 80)}` }, { bodyUnread: true });
-    },
+    (req, res) => onRequest(req, res, false),
   );
+  function onRequest(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+    const t0 = performance.now();
+    if (req.url === '/metrics') samplePool();
+    if (handleOps({ registry: metrics.registry, ready }, req, res)) return;
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (path === '/v1/batches') {
+      if (req.method !== 'POST') {
+        observe(res, t0, 'INGEST_METHOD_NOT_ALLOWED');
+        return sendError(req, res, { ok: false, code: 'INGEST_METHOD_NOT_ALLOWED', message: 'use POST' }, { bodyUnread: true });
+      }
+      handleBatch(req, res, t0, expectsContinue).catch((e: unknown) => {
+        log.error('batch failed', {}, e);
+        observe(res, t0, 'INGEST_INTERNAL');
+        sendError(req, res, { ok: false, code: 'INGEST_INTERNAL', message: 'internal error' });
+      });
+      return;
+    }
+    observe(res, t0, 'INGEST_NOT_FOUND');
+    sendError(req, res, { ok: false, code: 'INGEST_NOT_FOUND', message: `no route ${req.method} ${path?.slice(0, 80)}` }, { bodyUnread: true });
+  }
+  // `Expect: 100-continue` (curl and many SDKs for bodies over 1 kB): Node would answer 100 at once and
+  // the client would start uploading. Batches decide first (415/413/429 from the headers), and only an
+  // admitted one gets 100 Continue; other routes get it at once.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (path === '/v1/batches' && req.method === 'POST') return onRequest(req, res, true);
+    res.writeContinue();
+    onRequest(req, res, false);
+  });
   server.maxHeadersCount = cfg.INGEST_MAX_HEADERS_COUNT;
   server.maxConnections = cfg.INGEST_MAX_CONNECTIONS;
   const sockets = new Set<Socket>();
