@@ -4,7 +4,8 @@
  * process (runtime/config.ts). Settings whose defaults guard correctness (autoCommit off, commit only
  * after the insert) are not settings at all: they are fixed in consumer.ts.
  */
-import { defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
+import { readFileSync } from 'node:fs';
+import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
 import { checkKafkaSecurity } from '../runtime/kafka.ts';
 import { pipelineSettings } from '../runtime/pipeline.ts';
 import { CATEGORIES } from '../schemas/index.ts';
@@ -58,7 +59,8 @@ export const aggregatorSettings = defineSettings({
   },
   AGGREGATOR_CLICKHOUSE_URL: { kind: 'url', default: 'http://127.0.0.1:18123', doc: 'ClickHouse HTTP endpoint (server sink). The default is the local stack.' },
   AGGREGATOR_CLICKHOUSE_USER: { kind: 'string', default: 'default', doc: 'ClickHouse user (server sink).' },
-  AGGREGATOR_CLICKHOUSE_PASSWORD: { kind: 'string', secret: true, default: '', doc: 'ClickHouse password (server sink).' },
+  AGGREGATOR_CLICKHOUSE_PASSWORD: { kind: 'string', secret: true, default: '', doc: 'ClickHouse password (server sink); prefer AGGREGATOR_CLICKHOUSE_PASSWORD_FILE. Never logged.' },
+  AGGREGATOR_CLICKHOUSE_PASSWORD_FILE: { kind: 'string', default: '', doc: 'File holding the ClickHouse password (a mounted secret; trailing newline ignored); exclusive with AGGREGATOR_CLICKHOUSE_PASSWORD.' },
   AGGREGATOR_CHDB_PATH: { kind: 'string', default: '.local/chdb', doc: 'Data folder of the embedded chdb sink (one process may open it at a time).' },
   AGGREGATOR_DATABASE: {
     kind: 'string',
@@ -126,5 +128,15 @@ export type AggregatorConfig = Omit<ConfigOf<typeof aggregatorConfigSpec>, 'AGGR
 export function loadAggregatorConfig(env: NodeJS.ProcessEnv = process.env): AggregatorConfig {
   const cfg = loadConfig(aggregatorConfigSpec, { prefixes: [AGGREGATOR_PREFIX, 'PIPELINE_'], env }) as AggregatorConfig;
   checkKafkaSecurity(cfg); // sasl_ssl with missing credentials stops here, before any connection
-  return cfg;
+  const file = cfg.AGGREGATOR_CLICKHOUSE_PASSWORD_FILE;
+  if (!file) return cfg;
+  // Errors name the setting and the file, never its content.
+  if (cfg.AGGREGATOR_CLICKHOUSE_PASSWORD) throw new ConfigError(['AGGREGATOR_CLICKHOUSE_PASSWORD and AGGREGATOR_CLICKHOUSE_PASSWORD_FILE are both set: give one']);
+  let password: string;
+  try {
+    password = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (e) {
+    throw new ConfigError([`AGGREGATOR_CLICKHOUSE_PASSWORD_FILE=${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+  return { ...cfg, AGGREGATOR_CLICKHOUSE_PASSWORD: password };
 }

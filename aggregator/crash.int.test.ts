@@ -55,21 +55,37 @@ async function crashScenario(pop: Population, windows: Window[], extra: Record<s
     // While the stream runs, let one flush commit before stalling in the second (progress between
     // kills). Once it has ended, stall in the first: the rows the previous process was killed with
     // are uncommitted, so the first flush is never empty.
-    const child = spawnAggregator({ ...env, AGGREGATOR_TEST_STALL_AT: at, AGGREGATOR_TEST_STALL_ON_FLUSH: streaming ? '2' : '1' });
-    try {
-      const line = await child.waitFor((l) => l.msg === 'test stall', 60_000);
-      expect(line.at).toBe(at);
-    } finally {
-      await child.kill('SIGKILL');
+    // A child that exits on its own before stalling (it could not reach a broker that another
+    // suite's fault test is restarting) is started again, a few times; a timeout is a failure.
+    for (let attempt = 0; ; attempt++) {
+      const child = spawnAggregator({ ...env, AGGREGATOR_TEST_STALL_AT: at, AGGREGATOR_TEST_STALL_ON_FLUSH: streaming ? '2' : '1' });
+      try {
+        const line = await child.waitFor((l) => l.msg === 'test stall', 60_000);
+        expect(line.at).toBe(at);
+        break;
+      } catch (err) {
+        if (child.proc.exitCode === null || attempt >= 3) throw err;
+      } finally {
+        await child.kill('SIGKILL');
+      }
     }
     kills++;
   }
   await stream;
-  const last = spawnAggregator(env);
+  // The last, clean process finishes the stream; restarted (a few times) if it exits on its own.
+  let last = spawnAggregator(env);
+  const done = waitAllCommitted(kafka, env.AGGREGATOR_GROUP_ID!, topic, 120_000);
   try {
-    await waitAllCommitted(kafka, env.AGGREGATOR_GROUP_ID!, topic, 90_000);
+    for (let restarts = 0; ; restarts++) {
+      const proc = last.proc;
+      const exited = new Promise<'exited'>((r) => (proc.exitCode !== null || proc.signalCode !== null ? r('exited') : proc.once('exit', () => r('exited'))));
+      if ((await Promise.race([done.then(() => 'done' as const), exited])) === 'done') break;
+      if (restarts >= 3) throw new Error(`the last aggregator kept exiting:\n${last.lines.slice(-10).join('\n')}`);
+      last = spawnAggregator(env);
+    }
   } finally {
     await last.kill('SIGTERM');
+    await done.catch(() => undefined);
   }
   const sink = await createSink(sinkOptionsFrom(aggregatorConfig(env)));
   try {

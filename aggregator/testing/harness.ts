@@ -40,20 +40,42 @@ export function aggregatorConfig(env: Record<string, string>): AggregatorConfig 
   return loadAggregatorConfig(env);
 }
 
-/** Produces facts keyed by daily token (as ingest does), acks=all, in chunks. */
+/**
+ * Produces facts keyed by daily token (as ingest does), acks=all, in chunks. Other suites' fault tests
+ * restart the shared broker; a chunk whose send failed is sent again (for up to two minutes). A chunk
+ * may then be on the topic twice, which every exactness test absorbs by design (the same event keys).
+ */
 export async function produceFacts(kafka: Kafka, topic: string, facts: readonly EventFact[], chunk = 2000): Promise<void> {
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await producer.connect();
+  let producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await retryFor(120_000, () => producer.connect());
   try {
     for (let i = 0; i < facts.length; i += chunk) {
-      await producer.send({
-        topic,
-        acks: -1,
-        messages: facts.slice(i, i + chunk).map((f) => ({ key: f.daily_token, value: encodeEventFact(f) })),
+      const messages = facts.slice(i, i + chunk).map((f) => ({ key: f.daily_token, value: encodeEventFact(f) }));
+      await retryFor(120_000, async (attempt) => {
+        if (attempt > 0 && attempt % 3 === 0) {
+          // A producer that failed several times in a row is replaced (fresh connections, fresh id).
+          await producer.disconnect().catch(() => undefined);
+          producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+          await producer.connect();
+        }
+        await producer.send({ topic, acks: -1, messages });
       });
     }
   } finally {
-    await producer.disconnect();
+    await producer.disconnect().catch(() => undefined);
+  }
+}
+
+/** Runs `fn` until it succeeds, waiting 1 s between attempts, for at most `ms`; then throws its error. */
+export async function retryFor<T>(ms: number, fn: (attempt: number) => Promise<T>): Promise<T> {
+  const t0 = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn(attempt);
+    } catch (err) {
+      if (Date.now() - t0 > ms) throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
   }
 }
 
@@ -79,9 +101,10 @@ export async function groupProgress(kafka: Kafka, groupId: string, topic: string
 export async function waitAllCommitted(kafka: Kafka, groupId: string, topic: string, timeoutMs = 60_000): Promise<void> {
   const t0 = Date.now();
   for (;;) {
-    const p = await groupProgress(kafka, groupId, topic);
-    if (p.every((x) => x.committed >= x.end)) return;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`group ${groupId} did not commit all of ${topic} in ${timeoutMs} ms: ${p.map((x) => `${x.partition}:${x.committed}/${x.end}`).join(' ')}`);
+    // The broker may be restarting (another suite's fault test): an unanswered admin call is a retry.
+    const p = await groupProgress(kafka, groupId, topic).catch(() => undefined);
+    if (p?.every((x) => x.committed >= x.end)) return;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`group ${groupId} did not commit all of ${topic} in ${timeoutMs} ms: ${p?.map((x) => `${x.partition}:${x.committed}/${x.end}`).join(' ') ?? 'broker not answering'}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
