@@ -507,9 +507,9 @@ export function formatDemoReport(r: DemoReport): string {
   }
   const dauCmd = `npm run query -- dau --from ${dayToIso(r.dau.req.from)} --to ${dayToIso(r.dau.req.to)} --by day,app_id`;
   const crashCmd = `npm run query -- crash-rate --from ${dayToIso(r.crash.req.from)} --to ${dayToIso(r.crash.req.to)} --by app_id,app_version`;
-  out.push('', `== Daily active devices (ClickHouse, database ${r.database}; same as: AGGREGATOR_DATABASE=${r.database} ${dauCmd}) ==`);
+  out.push('', `== Daily active devices (ClickHouse, database ${r.database}; with --keep, run it yourself: AGGREGATOR_DATABASE=${r.database} ${dauCmd}) ==`);
   out.push(formatReport(r.dau.rows, 'table', reportColumns(r.dau.req)));
-  out.push('', `== Crash rates by app version, last 3 days as device-days (same as: ${crashCmd}) ==`);
+  out.push('', `== Crash rates by app version, last 3 days as device-days (${crashCmd}) ==`);
   out.push(formatReport(r.crash.rows, 'table', reportColumns(r.crash.req)));
   out.push('');
   if (r.queryError) out.push(`ClickHouse could not be queried for the tables (retried 30 s): ${r.queryError}`);
