@@ -416,6 +416,7 @@ export function secureServiceEnv(config: StackConfig, role: 'ingest' | 'aggregat
   if (role === 'aggregator') {
     env.AGGREGATOR_CLICKHOUSE_URL = secureClickHouseUrl(config);
     env.AGGREGATOR_CLICKHOUSE_USER = 'aggregator';
+    env.AGGREGATOR_CLICKHOUSE_PASSWORD_FILE = clickhousePasswordFile(config, 'aggregator');
   }
   return env;
 }

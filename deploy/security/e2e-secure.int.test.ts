@@ -23,7 +23,7 @@ import { ZONES } from '../../schemas/contract.ts';
 import { loadStackConfig } from '../local/config.ts';
 import { toClickHouseError } from '../local/clickhouse-errors.ts';
 import { upSecureStack } from '../local/stack.ts';
-import { provisionKafka, readSecrets, secureClickHouse, secureClickHouseUrl, secureKafka, secureKafkaBrokers, secureServiceEnv, sqlClient } from '../local/secure.ts';
+import { provisionKafka, secureClickHouse, secureClickHouseUrl, secureKafka, secureKafkaBrokers, secureServiceEnv, sqlClient } from '../local/secure.ts';
 import type { AclTopic } from './acls.ts';
 import { E2E_LAYOUT, syncAnalystViews } from './clickhouse-users.ts';
 
@@ -106,7 +106,6 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
     }
     const env = aggregatorEnv({ kafkaBrokers: secureKafkaBrokers(config), clickhouseUrl: secureClickHouseUrl(config) }, { topic: topics.events, groupId, database: E2E_LAYOUT.analyticsDb }, {
       ...secureServiceEnv(config, 'aggregator'),
-      AGGREGATOR_CLICKHOUSE_PASSWORD: readSecrets(config)!.clickhouse.aggregator,
       AGGREGATOR_MIN_GROUP_DEVICES: String(K),
     });
     const aggCfg = aggregatorConfig(env);

@@ -46,3 +46,15 @@ describe.each(['ingest', 'aggregator'] as const)('%s with PIPELINE_KAFKA_SECURIT
     expect(r.output).not.toMatch(/invalid configuration|PIPELINE_KAFKA_SECURITY/);
   });
 });
+
+describe('aggregator ClickHouse password file', () => {
+  it('unreadable, or given together with the password: exits 2 with one line, no secret', async () => {
+    const a = await runService('aggregator', { ...nowhere, AGGREGATOR_CLICKHOUSE_PASSWORD_FILE: '/nonexistent/ch' });
+    expect(a.code).toBe(2);
+    expect(a.stderrLines).toEqual([expect.stringContaining('AGGREGATOR_CLICKHOUSE_PASSWORD_FILE=/nonexistent/ch: cannot read it (ENOENT)')]);
+    const b = await runService('aggregator', { ...nowhere, AGGREGATOR_CLICKHOUSE_PASSWORD_FILE: '/nonexistent/ch', AGGREGATOR_CLICKHOUSE_PASSWORD: SECRET });
+    expect(b.code).toBe(2);
+    expect(b.stderrLines).toEqual([expect.stringContaining('AGGREGATOR_CLICKHOUSE_PASSWORD and AGGREGATOR_CLICKHOUSE_PASSWORD_FILE are both set: give one')]);
+    expect(b.output).not.toContain(SECRET);
+  });
+});

@@ -40,14 +40,13 @@ describe('a service with a wrong password fails without printing any password', 
     expectNoSecret(r.output, wrong);
   });
 
-  it('the aggregator, wrong Kafka password (right ClickHouse password in its environment)', async () => {
+  it('the aggregator, wrong Kafka password (right ClickHouse password from its file)', async () => {
     const wrong = `wrong-${randomBytes(12).toString('base64url')}`;
     const env = secureServiceEnv(config, 'aggregator');
     delete env.PIPELINE_KAFKA_SASL_PASSWORD_FILE;
     const r = await runService('aggregator', {
       ...env,
       PIPELINE_KAFKA_SASL_PASSWORD: wrong,
-      AGGREGATOR_CLICKHOUSE_PASSWORD: readSecrets(config)!.clickhouse.aggregator,
       AGGREGATOR_LOG_LEVEL: 'debug',
       AGGREGATOR_PORT: '0',
     });
@@ -59,7 +58,9 @@ describe('a service with a wrong password fails without printing any password', 
 
   it('the aggregator, wrong ClickHouse password', async () => {
     const wrong = `wrong-${randomBytes(12).toString('base64url')}`;
-    const r = await runService('aggregator', { ...secureServiceEnv(config, 'aggregator'), AGGREGATOR_CLICKHOUSE_PASSWORD: wrong, AGGREGATOR_LOG_LEVEL: 'debug', AGGREGATOR_PORT: '0' });
+    const env = secureServiceEnv(config, 'aggregator');
+    delete env.AGGREGATOR_CLICKHOUSE_PASSWORD_FILE;
+    const r = await runService('aggregator', { ...env, AGGREGATOR_CLICKHOUSE_PASSWORD: wrong, AGGREGATOR_LOG_LEVEL: 'debug', AGGREGATOR_PORT: '0' });
     expect(r.timedOut).toBe(false);
     expect(r.code).toBe(1);
     expect(r.output).toMatch(/Wrong password for user aggregator/);
