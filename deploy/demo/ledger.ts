@@ -31,6 +31,9 @@ export interface Tally {
   resends: number;
   /** 429/503/connection-error retries (a device backing off and trying again). */
   retries: number;
+  /** Batches whose last answer was still 429/503/no answer when the device gave up. */
+  unacknowledged: number;
+  unacknowledgedByCode: Record<string, number>;
   /** Events in the batches posted (first sends). */
   eventsSent: number;
   /** Events ingest accepted (first sends; a resend is accepted again but counts once downstream). */
@@ -50,6 +53,8 @@ export class Ledger {
     posts: {},
     resends: 0,
     retries: 0,
+    unacknowledged: 0,
+    unacknowledgedByCode: {},
     eventsSent: 0,
     eventsAccepted: 0,
     eventsRejected: {},
@@ -59,6 +64,8 @@ export class Ledger {
   };
   /** One fact per accepted event (first sends only: a resend carries the same event ids). */
   readonly facts: EventFact[] = [];
+  /** Events of batches never acknowledged: each may or may not have reached Kafka. */
+  readonly maybeFacts: EventFact[] = [];
   private readonly maxSurprises = 20;
 
   countPost(status: string, ms?: number): void {
@@ -87,8 +94,22 @@ export class Ledger {
     const t = this.tally;
     t.batches[b.kind]++;
     t.eventsSent += b.events.length;
+    if (status === 0 || status === 429 || status === 503) {
+      // Never acknowledged (the device gave up retrying). Kafka may still hold some or all of its
+      // records (a produce that timed out can have landed): the oracle cannot know, so the events
+      // are kept aside as "maybe" and the check becomes a bound (see `oracleBounds`).
+      t.unacknowledged++;
+      const code = (body as { error?: { code?: string } } | undefined)?.error?.code ?? (status === 0 ? 'NO_ANSWER' : `HTTP_${status}`);
+      t.unacknowledgedByCode[code] = (t.unacknowledgedByCode[code] ?? 0) + 1;
+      if (b.kind !== 'bad_body' && b.device.consentAnalytics) {
+        b.events.forEach((e) => {
+          if (!e.expectReject) this.maybeFacts.push(this.fact(b, e.eventId, e.time, e.kind));
+        });
+      }
+      return;
+    }
     if (status !== 200) {
-      const code = (body as { error?: { code?: string } } | undefined)?.error?.code ?? `HTTP_${status || 'NO_ANSWER'}`;
+      const code = (body as { error?: { code?: string } } | undefined)?.error?.code ?? `HTTP_${status}`;
       t.eventsRejected[code] = (t.eventsRejected[code] ?? 0) + b.events.length;
       if (b.kind !== 'bad_body') this.surprise(`batch ${b.seq} (${b.kind}): HTTP ${status} ${code}`);
       return;
@@ -113,24 +134,28 @@ export class Ledger {
       if (rejected.has(i)) return;
       if (e.expectReject) this.surprise(`batch ${b.seq} event ${i}: accepted, planned ${e.expectReject}`);
       expected++;
-      const day = Math.floor(e.time / DAY_MS);
-      const d = b.device;
-      this.facts.push({
-        event_key: h16(`${e.eventId}|${d.deviceId}|${day}`),
-        daily_token: h16(`${d.deviceId}|${day}`),
-        day,
-        kind: e.kind,
-        app_id: d.appId,
-        app_version: d.appVersion,
-        device_model: d.model,
-        os_version: d.osVersion,
-        country: d.country,
-        duration_ms: null,
-        crash_signature: null,
-        exception_type: null,
-      });
+      this.facts.push(this.fact(b, e.eventId, e.time, e.kind));
     });
     if (expected !== a.accepted) this.surprise(`batch ${b.seq}: answer says ${a.accepted} accepted, ${expected} events were not rejected`);
+  }
+
+  private fact(b: PlannedBatch, eventId: string, time: number, kind: EventFact['kind']): EventFact {
+    const day = Math.floor(time / DAY_MS);
+    const d = b.device;
+    return {
+      event_key: h16(`${eventId}|${d.deviceId}|${day}`),
+      daily_token: h16(`${d.deviceId}|${day}`),
+      day,
+      kind,
+      app_id: d.appId,
+      app_version: d.appVersion,
+      device_model: d.model,
+      os_version: d.osVersion,
+      country: d.country,
+      duration_ms: null,
+      crash_signature: null,
+      exception_type: null,
+    };
   }
 
   /**
@@ -138,7 +163,45 @@ export class Ledger {
    * Events outside the aggregator's lateness window are left out as the aggregator leaves them out.
    */
   oracle(req: QueryRequest, k: number, window: { today: number; maxLatenessDays: number }): ReportRow[] {
-    const counted = this.facts.filter((f) => f.day >= window.today - window.maxLatenessDays && f.day <= window.today + 1);
-    return oracleReport(counted, req, k);
+    return oracleReport(this.inWindow(this.facts, window), req, k);
   }
+
+  /**
+   * When some batches were never acknowledged, the exact answer is unknowable; each group's counts lie
+   * between the oracle of the acknowledged events and that of all events that may have arrived.
+   * Without k-suppression (k = 1), so a group is bounded whichever side of k it falls.
+   */
+  oracleBounds(req: QueryRequest, window: { today: number; maxLatenessDays: number }): { lower: ReportRow[]; upper: ReportRow[] } {
+    const acked = this.inWindow(this.facts, window);
+    return { lower: oracleReport(acked, req, 1), upper: oracleReport([...acked, ...this.inWindow(this.maybeFacts, window)], req, 1) };
+  }
+
+  private inWindow(facts: readonly EventFact[], w: { today: number; maxLatenessDays: number }): EventFact[] {
+    return facts.filter((f) => f.day >= w.today - w.maxLatenessDays && f.day <= w.today + 1);
+  }
+}
+
+/** Count columns of a report row (what the bounds apply to); rates are derived from them. */
+const COUNT_COLUMNS = ['active_devices', 'device_days', 'sessions', 'crashes', 'crashed_devices', 'crashed_device_days'];
+
+/**
+ * Rows of `actual` whose counts fall outside [lower, upper] of the same group (a group missing from a
+ * bound counts as 0 there). Returns a description of each violation; empty = within the bounds.
+ */
+export function outsideBounds(actual: readonly ReportRow[], lower: readonly ReportRow[], upper: readonly ReportRow[], dims: readonly string[]): string[] {
+  const key = (r: ReportRow) => dims.map((d) => String(r[d])).join('|');
+  const lo = new Map(lower.map((r) => [key(r), r]));
+  const hi = new Map(upper.map((r) => [key(r), r]));
+  const out: string[] = [];
+  for (const r of actual) {
+    const k = key(r);
+    for (const c of COUNT_COLUMNS) {
+      if (!(c in r)) continue;
+      const v = Number(r[c]);
+      const l = Number(lo.get(k)?.[c] ?? 0);
+      const h = Number(hi.get(k)?.[c] ?? 0);
+      if (v < l || v > h) out.push(`${k} ${c}=${v} not in [${l}, ${h}]`);
+    }
+  }
+  return out;
 }

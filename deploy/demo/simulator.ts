@@ -2,8 +2,9 @@
  * The device simulator: posts the population's batches over real HTTP to the ingest workers,
  * round-robin (what a load balancer in front of stateless ingest copies does), at a target event rate,
  * for a bounded time and a bounded number of batches. Behaves like the SDK: a 429/503 or a dropped
- * connection is retried after Retry-After (capped, at most 3 times); a 4xx is final; a "lost answer"
- * (the population's resend share) posts the same bytes again to the next worker.
+ * connection is retried on the next worker after Retry-After (capped at 5 s, at most 8 times, not
+ * longer than 20 s past the run); a 4xx is final; a "lost answer" (the population's resend share)
+ * posts the same bytes again to the next worker.
  */
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -36,7 +37,9 @@ export interface SimulatorResult {
 }
 
 const RETRYABLE = new Set([429, 503]);
-const MAX_RETRIES = 3;
+const MAX_RETRIES = 8;
+/** How long past the end of the run a device keeps retrying an unanswered batch. */
+const RETRY_GRACE_MS = 20_000;
 
 export async function runSimulator(o: SimulatorOptions): Promise<SimulatorResult> {
   if (o.urls.length === 0) throw new Error('simulator: no ingest URL');
@@ -72,9 +75,11 @@ export async function runSimulator(o: SimulatorOptions): Promise<SimulatorResult
         status = 0;
       }
       ledger.countPost(status === 0 ? 'error' : String(status), status === 0 ? undefined : performance.now() - t);
-      if ((status === 0 || RETRYABLE.has(status)) && attempt < MAX_RETRIES && !o.signal?.aborted) {
+      // Like the SDK: keep a batch until it is answered 200 or 4xx, honouring Retry-After; give up only
+      // after MAX_RETRIES or well past the end of the run (the ledger then keeps it as "unacknowledged").
+      if ((status === 0 || RETRYABLE.has(status)) && attempt < MAX_RETRIES && performance.now() < deadline + RETRY_GRACE_MS && !o.signal?.aborted) {
         ledger.tally.retries++;
-        await sleep(Math.min(2000, retryAfterS * 1000));
+        await sleep(Math.min(5000, retryAfterS * 1000));
         continue;
       }
       return { status, body: parsed };
