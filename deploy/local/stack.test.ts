@@ -104,6 +104,16 @@ describe('parseCliArgs', () => {
     expect(() => parseCliArgs(['up', '--brokers', '2'])).toThrow(/expected 1 \(single node\) or 3/);
     expect(() => parseCliArgs(['up', '--verbose'])).toThrow(/unknown option --verbose/);
   });
+  it('--secure: the separate secured stack, never combined with --brokers', () => {
+    expect(parseCliArgs(['up', '--secure'])).toEqual({ command: 'up', secure: true });
+    expect(parseCliArgs(['down', '--secure'])).toEqual({ command: 'down', secure: true });
+    expect(() => parseCliArgs(['up', '--secure', '--brokers', '3'])).toThrow(/does not combine with --brokers/);
+  });
+  it('the secured stack has ports of its own, checked against every other port', () => {
+    const c = loadStackConfig({});
+    expect(c.secure).toEqual({ kafkaPort: 19292, kafkaControllerPort: 19293, httpPort: 18124, tcpPort: 19001, interserverPort: 19010 });
+    expect(() => loadStackConfig({ STACK_SECURE_KAFKA_PORT: '19092' })).toThrow(/port 19092 is configured for both kafka and secure kafka/);
+  });
 });
 
 describe('kafkaProperties', () => {
