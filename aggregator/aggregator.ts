@@ -157,7 +157,7 @@ export class Aggregator {
       read++;
       if (msg.value) {
         const v = this.reader.read(msg.value, w);
-        if (v.kind === 'ok') this.buffer.addRow(v.row, v.key);
+        if (v.kind === 'ok') this.buffer.addRow(v.row, !this.cfg.AGGREGATOR_UNSAFE_COUNT_ROWS);
         else if (v.kind === 'late') late++;
         else if (v.kind === 'future') future++;
         else {

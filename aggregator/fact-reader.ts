@@ -12,7 +12,8 @@
  *   file only adds a shortcut for the one layout it knows, never a second opinion on what is valid.
  * - decodes the six dimensions once per distinct combination (`DimsCache`, keyed by their raw
  *   bytes) and keeps them with their TabSeparated bytes, so a row costs no string at all.
- * - computes the row's dedup key from the raw bytes (see `dedupKey` below).
+ * - returns the very same row object for a run of non-counted events of one device (FlushBuffer
+ *   drops the repeats: `sameEffect`).
  * The tokens and event keys are views into the Kafka record (no copy); they live until the flush.
  */
 import { randomBytes } from 'node:crypto';
@@ -21,9 +22,9 @@ import type { EventFact, EventKind } from '../schemas/contract.ts';
 import { judgeFact, utcDay, type FactRow, type WindowOptions } from './facts.ts';
 import { dimsTsv } from './tsv.ts';
 
-/** What one record adds: a row (with its dedup key), nothing (late/future), or an undecodable record. */
+/** What one record adds: a row, nothing (late/future), or an undecodable record. */
 export type ReadVerdict =
-  | { kind: 'ok'; row: FactRow; key: string | null }
+  | { kind: 'ok'; row: FactRow }
   | { kind: 'late' }
   | { kind: 'future' }
   | { kind: 'undecodable'; code: string };
@@ -78,10 +79,12 @@ const HEADER = Buffer.concat([Buffer.from([0xc3, FAST_PATH_ON ? 0x01 : 0x02]), f
 const H = HEADER.length;
 
 /** Kinds whose event key is counted (sessions, crashes); other kinds only add their device. */
-const COUNTS_EVENT_KEY = new Set<EventKind>(['session_start', 'crash']);
-const KIND_COUNTS = KINDS.map((k) => COUNTS_EVENT_KEY.has(k));
+const KIND_COUNTS = KINDS.map((k) => k === 'session_start' || k === 'crash');
 
 interface Dims {
+  /** Raw Avro bytes of the day and of the five strings, back to back: what identifies the group. */
+  raw: Buffer;
+  dayLen: number;
   day: number;
   app_id: string;
   app_version: string;
@@ -89,28 +92,6 @@ interface Dims {
   os_version: string;
   country: string;
   tsv: Buffer;
-}
-
-/**
- * Dedup keys (FlushBuffer drops a row whose key it has already seen in the same flush). A row's
- * effect on `daily_agg` (DESIGN.md) is: its daily token into `devices` of its group; for
- * session_start also its event key into `sessions`; for crash its event key into `crashes` and its
- * token into `crashed_devices`. Two rows with the same key have the same effect, so keeping one of
- * them leaves every state unchanged (set union):
- * - session_start / crash: `c` + the raw bytes of event key, token, day, kind and dimensions;
- * - every other kind: `d` + token + raw bytes of day and dimensions (the kind does not matter: the
- *   row only adds the device to its group). This collapses the many page views, foregrounds... of
- *   one device into one row per flush.
- * Each part is self-delimiting (fixed sizes, varints, length-prefixed strings), so a key identifies
- * its row's effect exactly. Keys made from decoded facts (other writer versions) use `C`/`D` and
- * their own injective form; the two spaces never meet, so at worst a row is inserted twice, which
- * the states absorb.
- */
-export function keyOfRow(r: FactRow): string {
-  const dims = [r.day, r.app_id, r.app_version, r.device_model, r.os_version, r.country];
-  return COUNTS_EVENT_KEY.has(r.kind)
-    ? 'C' + JSON.stringify([r.event_key.toString('hex'), r.daily_token.toString('hex'), r.kind, ...dims])
-    : 'D' + JSON.stringify([r.daily_token.toString('hex'), ...dims]);
 }
 
 /** Reads a zigzag varint int (Avro int) at `pos`; returns [value, next] or undefined when malformed. */
@@ -170,21 +151,23 @@ const sameDims = (x: Layout, b: Buffer, dayAt: number, kindAt: number, dimsAt: n
   sameBytes(x.buf, x.dayAt, x.kindAt, b, dayAt, kindAt) && sameBytes(x.buf, x.dimsAt, x.dimsEnd, b, dimsAt, dimsEnd);
 
 export class FactReader {
-  private readonly dims = new Map<string, Dims>();
+  /** Hash of the raw dimension bytes -> decoded dimensions (a list on a hash collision). */
+  private readonly dims = new Map<number, Dims | Dims[]>();
+  private dimsCount = 0;
   /**
-   * The previous record's dimensions, and the previous non-counted row with its key. Ingest writes a
-   * device's batch (tens of events, one device, one group) to one partition in a row, so most records
-   * repeat the previous one's group, and most non-counted ones its device too: those cost no string
-   * and no row object (the same key string, already hashed, and the same row are returned).
+   * The previous record's dimensions, and the previous non-counted row. Ingest writes a device's
+   * batch (tens of events, one device, one group) to one partition in a row, so most records repeat
+   * the previous one's group, and most non-counted ones its device too: those return the same
+   * dimensions and the same row object (FlushBuffer sees at once that it adds nothing).
    */
-  private lastDims: (Layout & { dims: Dims; key: string }) | undefined;
-  private lastD: (Layout & { key: string; row: FactRow }) | undefined;
+  private lastDims: (Layout & { dims: Dims }) | undefined;
+  private lastD: (Layout & { row: FactRow }) | undefined;
 
   constructor(private readonly maxCachedDims = 100_000) {}
 
   /**
    * The verdict for one record value. `w.unsafeCountRows` (negative control) gives every row a random
-   * event key and no dedup key, as before this reader existed.
+   * event key, as judgeFact does.
    */
   read(b: Buffer, w: WindowOptions): ReadVerdict {
     const end = b.length;
@@ -219,20 +202,16 @@ export class FactReader {
 
     const counted = KIND_COUNTS[kindIdx]!;
     if (w.unsafeCountRows) {
-      const d = this.dimsOf(b, day, dayAt, kindAt, dimsAt, dimsEnd).dims;
-      return { kind: 'ok', row: this.row(d, KINDS[kindIdx]!, b, tokenAt, randomBytes(16)), key: null };
+      return { kind: 'ok', row: this.row(this.dimsOf(b, day, dayAt, kindAt, dimsAt, dimsEnd), KINDS[kindIdx]!, b, tokenAt, randomBytes(16)) };
     }
     const ld = this.lastD;
     if (!counted && ld && sameBytes(ld.buf, ld.tokenAt, ld.tokenAt + 16, b, tokenAt, tokenAt + 16) && sameDims(ld, b, dayAt, kindAt, dimsAt, dimsEnd)) {
-      // Same device, same group as the previous non-counted record: the same effect.
-      return { kind: 'ok', row: ld.row, key: ld.key };
+      // Same device, same group as the previous non-counted record: the same effect, the same row.
+      return { kind: 'ok', row: ld.row };
     }
-    const dd = this.dimsOf(b, day, dayAt, kindAt, dimsAt, dimsEnd);
-    const row = this.row(dd.dims, KINDS[kindIdx]!, b, tokenAt, b.subarray(keyAt, keyAt + 16));
-    if (counted) return { kind: 'ok', row, key: 'c' + b.toString('latin1', keyAt, dimsEnd) };
-    const key = 'd' + b.toString('latin1', tokenAt, tokenAt + 16) + dd.key;
-    this.lastD = { buf: b, tokenAt, dayAt, kindAt, dimsAt, dimsEnd, key, row };
-    return { kind: 'ok', row, key };
+    const row = this.row(this.dimsOf(b, day, dayAt, kindAt, dimsAt, dimsEnd), KINDS[kindIdx]!, b, tokenAt, b.subarray(keyAt, keyAt + 16));
+    if (!counted) this.lastD = { buf: b, tokenAt, dayAt, kindAt, dimsAt, dimsEnd, row };
+    return { kind: 'ok', row };
   }
 
   private row(d: Dims, kind: EventKind, b: Buffer, tokenAt: number, eventKey: Buffer): FactRow {
@@ -250,24 +229,35 @@ export class FactReader {
     };
   }
 
-  /** The decoded dimensions of a record and their key (raw bytes of day and the five strings). */
-  private dimsOf(b: Buffer, day: number, dayAt: number, kindAt: number, dimsAt: number, dimsEnd: number): { dims: Dims; key: string } {
+  /** The decoded dimensions of a record, found by a hash of their raw bytes (no string is built). */
+  private dimsOf(b: Buffer, day: number, dayAt: number, kindAt: number, dimsAt: number, dimsEnd: number): Dims {
     const last = this.lastDims;
-    if (last && sameDims(last, b, dayAt, kindAt, dimsAt, dimsEnd)) return last;
-    const key = b.toString('latin1', dayAt, kindAt) + b.toString('latin1', dimsAt, dimsEnd);
-    let dims = this.dims.get(key);
+    if (last && sameDims(last, b, dayAt, kindAt, dimsAt, dimsEnd)) return last.dims;
+    // FNV-1a over the day and dimension bytes.
+    let h = 0x811c9dc5;
+    for (let i = dayAt; i < kindAt; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+    for (let i = dimsAt; i < dimsEnd; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+    h &= 0x3fffffff;
+    const hit = this.dims.get(h);
+    const matches = (d: Dims) => sameBytes(d.raw, 0, d.dayLen, b, dayAt, kindAt) && sameBytes(d.raw, d.dayLen, d.raw.length, b, dimsAt, dimsEnd);
+    let dims = hit === undefined ? undefined : Array.isArray(hit) ? hit.find(matches) : matches(hit) ? hit : undefined;
     if (!dims) {
-      dims = this.decodeDims(b, day, dimsAt);
-      if (this.dims.size >= this.maxCachedDims) this.dims.clear();
-      this.dims.set(key, dims);
+      dims = this.decodeDims(b, day, dayAt, kindAt, dimsAt, dimsEnd);
+      if (this.dimsCount >= this.maxCachedDims) {
+        this.dims.clear();
+        this.dimsCount = 0;
+      }
+      const again = this.dims.get(h);
+      this.dims.set(h, again === undefined ? dims : Array.isArray(again) ? [...again, dims] : [again, dims]);
+      this.dimsCount++;
     }
-    this.lastDims = { buf: b, tokenAt: 0, dayAt, kindAt, dimsAt, dimsEnd, dims, key };
-    return this.lastDims;
+    this.lastDims = { buf: b, tokenAt: 0, dayAt, kindAt, dimsAt, dimsEnd, dims };
+    return dims;
   }
 
-  private decodeDims(b: Buffer, day: number, at: number): Dims {
+  private decodeDims(b: Buffer, day: number, dayAt: number, kindAt: number, dimsAt: number, dimsEnd: number): Dims {
     const s: string[] = [];
-    let p = at;
+    let p = dimsAt;
     for (let i = 0; i < 5; i++) {
       const len = readInt(b, p, b.length);
       p = lastPos;
@@ -275,7 +265,8 @@ export class FactReader {
       p += len;
     }
     const d = { day, app_id: s[0]!, app_version: s[1]!, device_model: s[2]!, os_version: s[3]!, country: s[4]! };
-    return { ...d, tsv: dimsTsv(d) };
+    const raw = Buffer.concat([b.subarray(dayAt, kindAt), b.subarray(dimsAt, dimsEnd)]);
+    return { ...d, raw, dayLen: kindAt - dayAt, tsv: dimsTsv(d) };
   }
 
   /** Every record the shortcut does not cover: schemas/ decides (other versions, typed errors). */
@@ -288,6 +279,6 @@ export class FactReader {
     }
     const v = judgeFact(f, w);
     if (v.kind !== 'ok') return { kind: v.kind };
-    return { kind: 'ok', row: v.row, key: w.unsafeCountRows ? null : keyOfRow(v.row) };
+    return { kind: 'ok', row: v.row };
   }
 }
