@@ -48,8 +48,12 @@ async function post(svc: IngestService, body: Buffer | string, headers: Record<s
   return { status: r.status, json: text ? JSON.parse(text) : undefined, headers: r.headers };
 }
 
-/** Counts a topic's records with kcat (a Kafka client no one here wrote); -e: stop at the end. */
-function kcat(topic: string, format = '%k\n'): string[] {
+/**
+ * A topic's records as kcat (a Kafka client no one here wrote) reads them; -e: stop at the end. The
+ * default format prints partition, offset, key length and value length: keys are binary tokens and may
+ * contain newline bytes, so they are never printed raw.
+ */
+function kcat(topic: string, format = '%p:%o %K %S\n'): string[] {
   const out = execFileSync('kcat', ['-b', stackInfo().kafkaBrokers[0]!, '-C', '-t', topic, '-e', '-q', '-f', format], { encoding: 'latin1', timeout: 30_000 });
   return out.split('\n').filter((l) => l.length > 0);
 }
@@ -120,8 +124,9 @@ describe('ingest -> Kafka (real broker)', () => {
     expect(new Set(facts.map((f) => f.event_key.toString('hex'))).size).toBe(accepted);
     expect(new Set(facts.map((f) => f.kind))).toEqual(new Set(['session_start', 'page_view', 'app_foreground', 'network_stats', 'app_background', 'app_status', 'crash', 'session_end']));
 
-    // kcat: the same counts, per zone for the personal and rejects topics.
-    expect(kcat(t.events)).toHaveLength(accepted);
+    // kcat: the same records (partition:offset, 16-byte key, value length) as the kafkajs consumer read,
+    // and the same counts per zone for the personal and rejects topics.
+    expect(kcat(t.events).sort()).toEqual(events.map((e) => `${e.partition}:${e.offset} 16 ${e.value!.length}`).sort());
     for (const zone of zones) {
       expect(kcat(`${t.personalPrefix}${zone}`), `personal ${zone}`).toHaveLength(2);
       expect(kcat(`${t.rejectsPrefix}${zone}`), `rejects ${zone}`).toHaveLength(zone === 'ru' ? 2 : 0);
