@@ -85,6 +85,8 @@ export interface CleanupResult {
   removed: string[];
   problems: string[];
   leftRunning: string[];
+  /** Milliseconds per cleanup step. */
+  timings: Record<string, number>;
 }
 
 export interface DemoHandle {
@@ -250,18 +252,24 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
   let stopped: Promise<CleanupResult> | undefined;
   const stop = (opts: { fast?: boolean } = {}): Promise<CleanupResult> => {
     stopped ??= (async () => {
-      const res: CleanupResult = { stopped: [], removed: [], problems: [], leftRunning: [] };
+      const res: CleanupResult = { stopped: [], removed: [], problems: [], leftRunning: [], timings: {} };
       if (dashboard) {
         await dashboard.close().catch((e: unknown) => res.problems.push(`dashboard: ${(e as Error).message}`));
         res.stopped.push('dashboard');
       }
       // Ingest first (it drains in-flight batches into Kafka), then the aggregator (it flushes and commits).
       const grace = opts.fast ? 3000 : 25_000;
-      const s1 = await procs.stop(['ingest-a', 'ingest-b'], grace);
-      const s2 = await procs.stop(['aggregator'], grace);
+      const step = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+        const t = Date.now();
+        const r = await fn();
+        res.timings[what] = Date.now() - t;
+        return r;
+      };
+      const s1 = await step('ingest', () => procs.stop(['ingest-a', 'ingest-b'], grace));
+      const s2 = await step('aggregator', () => procs.stop(['aggregator'], grace));
       res.stopped.push(...s1.stopped, ...s2.stopped);
       res.problems.push(...s1.problems, ...s2.problems);
-      const rr = await removeResources(resources, log);
+      const rr = await step('topics+database', () => removeResources(resources, log));
       res.removed.push(...rr.removed);
       res.problems.push(...rr.problems);
       procs.finish({ removeLogs: res.problems.length === 0 });
@@ -554,7 +562,8 @@ export function formatDemoReport(r: DemoReport): string {
 }
 
 export function formatCleanup(c: CleanupResult): string {
-  const lines = [`demo: stopped ${c.stopped.join(', ') || 'nothing'}; removed ${c.removed.join(', ') || 'nothing'}`];
+  const slow = Object.entries(c.timings).filter(([, ms]) => ms >= 2000);
+  const lines = [`demo: stopped ${c.stopped.join(', ') || 'nothing'}; removed ${c.removed.join(', ') || 'nothing'}${slow.length ? ` (slow: ${slow.map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)} s`).join(', ')})` : ''}`];
   if (c.leftRunning.length) lines.push(`demo: left running: ${c.leftRunning.join(', ')} (npm run stack:down stops it)`);
   for (const p of c.problems) lines.push(`demo: PROBLEM during cleanup: ${p}`);
   return lines.join('\n');

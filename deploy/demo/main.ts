@@ -1,9 +1,10 @@
 /**
  * `npm run demo [-- --duration 40 --rate 2000 --devices 5000 --keep]`: see demo.ts for what it does.
  *
- * Ctrl-C: the first stops the simulator early; the report is still printed, then everything the demo
- * started is stopped. With --keep, Ctrl-C after the report stops everything. A second Ctrl-C shortens
- * the children's drain to 3 s. Exit 0 when the tables match the devices' own count, 1 otherwise.
+ * Ctrl-C: during the traffic it stops the simulator early; the report is still printed, then everything
+ * the demo started is stopped (during start-up: everything started so far is stopped at once). With
+ * --keep, Ctrl-C after the report stops everything. A second Ctrl-C before the cleanup begins shortens
+ * the children's drain to 3 s. Exit 0 when the check against the devices' own count passes, 1 otherwise.
  */
 import { parseDemoArgs, DEMO_USAGE } from './args.ts';
 import { formatCleanup, formatDemoReport, startDemo, type DemoHandle } from './demo.ts';
@@ -23,7 +24,7 @@ async function main(): Promise<number> {
   const onSignal = (sig: string) => {
     signals++;
     if (signals === 1) {
-      console.log(`\ndemo: ${sig}: stopping${handle ? '' : ' (after the report)'}…`);
+      console.log(`\ndemo: ${sig}: ${handle ? 'stopping' : 'stopping the traffic (the report follows, then everything is stopped)'}…`);
       interrupt.abort();
       keepWaiting?.();
     } else {
