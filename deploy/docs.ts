@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { aggregatorSettings } from '../aggregator/config.ts';
 import { ingestSettings } from '../ingest/config.ts';
+import { dashboardSettings } from './dashboard/config.ts';
 import { settingsTable, type SettingsSpec } from '../runtime/config.ts';
 import { pipelineSettings } from '../runtime/pipeline.ts';
 
@@ -35,6 +36,11 @@ export const CONFIG_SECTIONS: ConfigSection[] = [
     title: 'Aggregator (`AGGREGATOR_*`)',
     intro: 'aggregator/config.ts. Settings named TEST or UNSAFE exist for the fault tests only.',
     spec: aggregatorSettings,
+  },
+  {
+    title: 'Dashboard (`DASHBOARD_*`)',
+    intro: 'deploy/dashboard/config.ts: the local dashboard page (`npm run dashboard`, started by `npm run demo`).',
+    spec: dashboardSettings,
   },
 ];
 

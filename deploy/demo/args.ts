@@ -1,4 +1,4 @@
-/** Arguments of `npm run demo [-- --duration 40 --rate 2000 --devices 5000 --keep]`. */
+/** Arguments of `npm run demo [-- --duration 30 --rate 2000 --devices 5000 --keep]`. */
 import { DemoError } from './errors.ts';
 
 export interface DemoArgs {
@@ -15,7 +15,7 @@ export interface DemoArgs {
   help: boolean;
 }
 
-export const DEMO_DEFAULTS: DemoArgs = { durationS: 40, rate: 2000, devices: 5000, seed: 1, keep: false, portBase: 18180, help: false };
+export const DEMO_DEFAULTS: DemoArgs = { durationS: 30, rate: 2000, devices: 5000, seed: 1, keep: false, portBase: 18180, help: false };
 
 export const DEMO_USAGE = `usage: npm run demo [-- options]
   --duration S    seconds of simulated traffic (default ${DEMO_DEFAULTS.durationS}; 1..3600)

@@ -1,5 +1,5 @@
 /**
- * `npm run demo [-- --duration 40 --rate 2000 --devices 5000 --keep]`: see demo.ts for what it does.
+ * `npm run demo [-- --duration 30 --rate 2000 --devices 5000 --keep]`: see demo.ts for what it does.
  *
  * Ctrl-C: during the traffic it stops the simulator early; the report is still printed, then everything
  * the demo started is stopped (during start-up: everything started so far is stopped at once). With
