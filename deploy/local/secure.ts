@@ -287,9 +287,29 @@ export async function provisionKafka(config: StackConfig, topics: readonly AclTo
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((t) => !existing.has(t.topic));
     if (missing.length > 0) {
-      await admin.createTopics({ waitForLeaders: true, topics: missing.map((t) => ({ topic: t.topic, numPartitions: opts.partitions ?? 3, replicationFactor: 1 })) });
+      // Leaders are awaited here, not by kafkajs: its waitForLeaders fails with "does not host this
+      // topic-partition" on a freshly started KRaft node (seen on a cold secured stack).
+      await admin.createTopics({ waitForLeaders: false, topics: missing.map((t) => ({ topic: t.topic, numPartitions: opts.partitions ?? 3, replicationFactor: 1 })) });
+      const names = missing.map((t) => t.topic);
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const meta = await admin.fetchTopicMetadata({ topics: names }).catch(() => undefined);
+        if (meta && meta.topics.length === names.length && meta.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) break;
+        if (Date.now() > deadline) throw new StackError('STACK_START_TIMEOUT', `secure kafka: topics ${names.join(', ')} have no leader after 30 s`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
     }
-    return await applyAclRules(admin, aclRules({ topics, ...(opts.aggregatorGroup ? { aggregatorGroup: opts.aggregatorGroup } : {}) }));
+    const n = await applyAclRules(admin, aclRules({ topics, ...(opts.aggregatorGroup ? { aggregatorGroup: opts.aggregatorGroup } : {}) }));
+    // A fresh node creates __consumer_offsets on the first group lookup and answers
+    // GROUP_COORDINATOR_NOT_AVAILABLE until it is loaded; do that here, so "up" means consumers can join.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const ok = await admin.describeGroups(['secure-stack-warmup']).then(() => true, () => false);
+      if (ok) break;
+      if (Date.now() > deadline) throw new StackError('STACK_START_TIMEOUT', 'secure kafka: the group coordinator did not become available within 60 s');
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    return n;
   } finally {
     await admin.disconnect();
   }
