@@ -11,6 +11,7 @@
 import os from 'node:os';
 import { checkKafkaSecurity, defineSettings, loadConfig, pipelineSettings, type ConfigOf } from '../runtime/index.ts';
 import { CATEGORIES } from '../schemas/categories.ts';
+import { KEY_DIR_MODES } from '../schemas/tokenizer.ts';
 import { ZONES, type Zone } from '../schemas/contract.ts';
 
 const MiB = 1024 * 1024;
@@ -59,7 +60,13 @@ export const ingestSettings = defineSettings({
   INGEST_MAX_HEADERS_COUNT: { kind: 'int', min: 8, max: 2000, default: 64, doc: 'Request headers at most.' },
   INGEST_SHUTDOWN_DRAIN_MS: { kind: 'int', min: 0, default: 20_000, doc: 'On SIGTERM, time allowed to finish in-flight batches and flush the producer before exiting.' },
 
-  INGEST_TOKEN_KEY_DIR: { kind: 'string', default: '.local/token-keys', doc: 'Directory of the day secrets of the daily token (schemas FileKeySource), shared by every ingest copy of a zone; secrets past their grace period are destroyed hourly (DESIGN principle 3).' },
+  INGEST_TOKEN_KEY_DIR: { kind: 'string', default: '.local/token-keys', doc: 'Directory of the day secrets of the daily token (schemas FileKeySource), shared by every ingest copy of a zone (DESIGN principle 3).' },
+  INGEST_TOKEN_KEYS_MODE: {
+    kind: 'enum',
+    values: KEY_DIR_MODES,
+    default: 'manage' as const,
+    doc: 'manage: ingest creates a missing day secret and destroys expired ones hourly (one host or a shared writable volume). read-only: an outside rotation writes the directory (Kubernetes: a Secret mounted read-only); ingest never writes, a day without a secret has its events refused, /readyz is false without today\'s secret, and an expired secret left behind is never used.',
+  },
 
   INGEST_LOG_LEVEL: { kind: 'enum', values: ['debug', 'info', 'warn', 'error'] as const, default: 'info', doc: 'Log level.' },
   INGEST_DEBUG_LOG_PERSONAL_DATA: { kind: 'bool', default: false, doc: 'DEBUG ONLY: log rejected payloads, which may hold personal data (policy 4.1). Never on in production.' },

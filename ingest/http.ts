@@ -20,6 +20,7 @@ import { parseContentEncoding, parseContentLength, readBody } from './body.ts';
 import { poolThreads, type IngestConfig } from './config.ts';
 import { HTTP_STATUS, IngestError, isRetryable, type IngestErrorCode, type IngestFailure } from './errors.ts';
 import { createMetrics, type IngestMetrics } from './metrics.ts';
+import { TokenKeyWatch } from './token-keys.ts';
 import { KafkaSink, type BatchRecords } from './produce.ts';
 import { unpackRecords, type BodyFormat, type WorkerOptions, type WorkerResult, type WorkerTask } from './worker.ts';
 
@@ -43,7 +44,8 @@ export interface IngestService {
 export interface StartOptions {
   sink?: RecordSink;
   log?: Logger;
-  /** Where day secrets for the daily token live (FileKeySource), or TOKEN_KEYS-style spec. */
+  /** Where day secrets for the daily token live (FileKeySource, manage or read-only), or TOKEN_KEYS-style
+   *  spec. /readyz and the key gauges read the same place as the workers. */
   tokenKeys: WorkerOptions['tokenKeys'];
 }
 
@@ -81,7 +83,8 @@ export function createPool(cfg: IngestConfig, tokenKeys: WorkerOptions['tokenKey
 
 export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promise<IngestService> {
   const log = opts.log ?? createLogger({ service: 'ingest', level: cfg.INGEST_LOG_LEVEL as Level, logPersonalData: cfg.INGEST_DEBUG_LOG_PERSONAL_DATA });
-  const metrics = createMetrics();
+  const keys = new TokenKeyWatch(opts.tokenKeys);
+  const metrics = createMetrics({ tokenKeys: () => keys.gauges() });
   const sink = opts.sink ?? new KafkaSink(cfg, metrics, log);
   await sink.start();
   const pool = createPool(cfg, opts.tokenKeys);
@@ -316,8 +319,11 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
   async function ready(): Promise<{ ok: boolean; checks: Record<string, string> }> {
     const k = await sink.ready();
     const poolOk = pool.threads.length > 0;
-    const checks: Record<string, string> = { ...k.checks, pool: poolOk ? 'ok' : 'no worker threads', accepting: shuttingDown ? 'shutting down' : 'ok' };
-    return { ok: k.ok && poolOk && !shuttingDown, checks };
+    // Without today's day secret (read-only mode: the rotation has not provided it) every event of today
+    // would be refused: take this copy out of the Service instead (the device retries on another).
+    const tk = keys.readiness();
+    const checks: Record<string, string> = { ...k.checks, pool: poolOk ? 'ok' : 'no worker threads', token_keys: tk.detail, accepting: shuttingDown ? 'shutting down' : 'ok' };
+    return { ok: k.ok && poolOk && tk.ok && !shuttingDown, checks };
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -8,9 +8,10 @@
  * the device sends it again.
  */
 import { ConfigError, createLogger, type Level } from '../runtime/index.ts';
-import { DailyTokenizer, FileKeySource } from '../schemas/tokenizer.ts';
+import { isoOfDay } from '../schemas/tokenizer.ts';
 import { loadIngestConfig } from './config.ts';
 import { startIngest } from './http.ts';
+import { TokenKeyWatch, type TokenKeysSpec } from './token-keys.ts';
 
 async function main(): Promise<void> {
   let cfg;
@@ -27,23 +28,29 @@ async function main(): Promise<void> {
   if (cfg.INGEST_UNSAFE_ACK_BEFORE_PRODUCE) log.warn('UNSAFE: INGEST_UNSAFE_ACK_BEFORE_PRODUCE is on; batches are answered 200 before Kafka acknowledged them');
   if (cfg.INGEST_DEBUG_LOG_PERSONAL_DATA) log.warn('INGEST_DEBUG_LOG_PERSONAL_DATA is on: logs may contain personal data');
 
+  const tokenKeys: TokenKeysSpec = { kind: 'file', dir: cfg.INGEST_TOKEN_KEY_DIR, mode: cfg.INGEST_TOKEN_KEYS_MODE };
   let svc;
   try {
-    svc = await startIngest(cfg, { log, tokenKeys: { kind: 'file', dir: cfg.INGEST_TOKEN_KEY_DIR } });
+    svc = await startIngest(cfg, { log, tokenKeys });
   } catch (e) {
     process.stderr.write(`ingest: cannot start: ${(e as Error).message}\n`);
     process.exit(1);
   }
 
   // Destroy day secrets whose grace has passed (DESIGN principle 3): after that nobody can link a
-  // daily token back to a device. Workers refuse events of such days on their own (`too_late`).
-  const keys = new DailyTokenizer(new FileKeySource(cfg.INGEST_TOKEN_KEY_DIR));
-  const rotate = () => {
-    const gone = keys.rotate(Date.now());
-    if (gone.length) log.info('destroyed day secrets', { days: gone.length });
-  };
-  rotate();
-  const rotation = setInterval(rotate, 3_600_000).unref();
+  // daily token back to a device. Workers refuse events of such days on their own (`too_late`), and
+  // refuse an expired secret even when it is still on disk. In read-only mode the outside rotation
+  // destroys them and the sweep only reports one it is late with. The sweep never throws: a failed
+  // unlink used to end the process at start or an hour later.
+  const keys = new TokenKeyWatch(tokenKeys);
+  const start = keys.status(Date.now());
+  const iso = (d: number | undefined) => (d === undefined ? 'none' : isoOfDay(d));
+  log.info('day secrets', { mode: keys.mode, dir: cfg.INGEST_TOKEN_KEY_DIR, oldest: iso(start.oldestDay), newest: iso(start.newestDay) });
+  if (keys.mode === 'read-only' && !start.todayReadable) {
+    log.warn('no day secret for today in the read-only key directory: /readyz stays false until the rotation provides it', { errors: start.errors.join('; ') });
+  }
+  const rotation = setInterval(() => keys.sweep(Date.now(), log), 3_600_000).unref();
+  keys.sweep(Date.now(), log);
 
   let stopping = false;
   const stop = (signal: string) => {

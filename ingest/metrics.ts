@@ -23,10 +23,19 @@ export interface IngestMetrics {
   inflightBytes: Gauge;
   inflightBatches: Gauge;
   kafkaReady: Gauge;
+  tokenKeyNewestDay: Gauge<'mode'>;
+  tokenKeyOldestDay: Gauge<'mode'>;
+  tokenKeysExpired: Gauge<'mode'>;
 }
 
-export function createMetrics(opts: { defaultMetrics?: boolean } = {}): IngestMetrics {
+/** Reads the day-secret directory when scraped (TokenKeyWatch.gauges). */
+export type TokenKeyGauges = () => { mode: string; newestDaySeconds: number; oldestDaySeconds: number; expired: number };
+
+export function createMetrics(opts: { defaultMetrics?: boolean; tokenKeys?: TokenKeyGauges } = {}): IngestMetrics {
   const registry = new Registry();
+  // The day-secret gauges read the key directory when scraped (a listing and a few 32-byte files each),
+  // so they show what the rotation did since the last scrape without a timer of their own.
+  const readKeys = () => opts.tokenKeys?.();
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'ingest_process_' });
   const r = [registry];
   return {
@@ -75,5 +84,38 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): IngestMe
     inflightBytes: new Gauge({ name: 'ingest_inflight_bytes', help: 'Body bytes admitted and not yet answered', registers: r }),
     inflightBatches: new Gauge({ name: 'ingest_inflight_batches', help: 'Batches admitted and not yet answered', registers: r }),
     kafkaReady: new Gauge({ name: 'ingest_kafka_ready', help: '1 when the last produce/metadata call succeeded', registers: r }),
+    tokenKeyNewestDay: new Gauge({
+      name: 'ingest_token_newest_key_day_seconds',
+      help: 'UTC midnight (unix seconds) of the newest day whose daily-token secret is readable and inside its grace; 0 when none. mode: manage (ingest creates keys) or read-only (an outside rotation does)',
+      labelNames: ['mode'],
+      registers: r,
+      collect() {
+        this.reset();
+        const k = readKeys();
+        if (k) this.set({ mode: k.mode }, k.newestDaySeconds);
+      },
+    }),
+    tokenKeyOldestDay: new Gauge({
+      name: 'ingest_token_oldest_key_day_seconds',
+      help: 'UTC midnight (unix seconds) of the oldest day whose daily-token secret is readable and inside its grace; 0 when none',
+      labelNames: ['mode'],
+      registers: r,
+      collect() {
+        this.reset();
+        const k = readKeys();
+        if (k) this.set({ mode: k.mode }, k.oldestDaySeconds);
+      },
+    }),
+    tokenKeysExpired: new Gauge({
+      name: 'ingest_token_expired_keys',
+      help: 'Daily-token secrets still in the key directory although past their grace (never used; their destruction is overdue)',
+      labelNames: ['mode'],
+      registers: r,
+      collect() {
+        this.reset();
+        const k = readKeys();
+        if (k) this.set({ mode: k.mode }, k.expired);
+      },
+    }),
   };
 }

@@ -14,11 +14,12 @@
  */
 import { Piscina } from 'piscina';
 import type { EventReject, OutRecord, SplitResult, Zone } from '../schemas/contract.ts';
-import { DailyTokenizer, EnvKeySource, FileKeySource } from '../schemas/tokenizer.ts';
+import { DailyTokenizer } from '../schemas/tokenizer.ts';
 import { decompress, type ContentEncoding } from './body.ts';
 import { readContainer, DEFAULT_CONTAINER_LIMITS, type ContainerLimits } from './container.ts';
 import { fail, type IngestFailure } from './errors.ts';
 import { BatchDecoder } from './pipeline.ts';
+import { keySourceOf, type TokenKeysSpec } from './token-keys.ts';
 
 export type BodyFormat = 'avro' | 'json';
 
@@ -38,7 +39,7 @@ export interface WorkerOptions {
   maxDecompressedBytes: number;
   maxEventsPerBatch: number;
   maxStringBytes: number;
-  tokenKeys: { kind: 'file'; dir: string } | { kind: 'env'; spec: string };
+  tokenKeys: TokenKeysSpec;
 }
 
 /** Kinds of packed records (index column 0). */
@@ -82,7 +83,7 @@ function init(opts: WorkerOptions): State {
       opts.maxEventsPerBatch,
       opts.maxStringBytes,
     ),
-    tokenizer: new DailyTokenizer(opts.tokenKeys.kind === 'file' ? new FileKeySource(opts.tokenKeys.dir) : new EnvKeySource(opts.tokenKeys.spec)),
+    tokenizer: new DailyTokenizer(keySourceOf(opts.tokenKeys)),
     opts,
     container: { ...DEFAULT_CONTAINER_LIMITS, maxDecompressedBytes: opts.maxDecompressedBytes },
   };

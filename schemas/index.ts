@@ -18,25 +18,30 @@ export const eventFactType = typeOf(eventFactSchema);
 
 const eventFactCodec = new RecordCodec<EventFact>(eventFactType);
 
-/** EventFact -> Avro single-object encoding (C3 01 + CRC-64-AVRO fingerprint + body). */
+/**
+ * EventFact -> Avro single-object encoding (C3 01 + CRC-64-AVRO fingerprint + body). The legacy
+ * events-topic record (one fact per record); the topic now carries `encodeEventFacts` records.
+ */
 export function encodeEventFact(f: EventFact): Buffer {
   return eventFactCodec.encode(f);
 }
 
 /**
- * Bytes from the events topic -> EventFact. The writer schema is found by its fingerprint; an unknown
+ * A legacy single-fact record -> EventFact (use `decodeEventFacts` for the events topic: it reads both). The writer schema is found by its fingerprint; an unknown
  * one throws `SchemaError` with code `SCHEMA_UNKNOWN_FINGERPRINT` (or `SCHEMA_BAD_MAGIC`).
  */
 export function decodeEventFact(buf: Buffer): EventFact {
   return eventFactCodec.decode(buf);
 }
 
+export { encodeEventFacts, decodeEventFacts, eventFactBatchSchema, eventFactBatchType, factBatchSchemaOf } from './event-facts.ts';
+
 export { compilePipeline, buildPersonalSchema } from './compile.ts';
 export type { Pipeline, PipelineOptions, ProcessContext } from './compile.ts';
 export { CATEGORIES, DERIVATIONS, RESIDENCY, MCC_COUNTRY, zoneOf } from './categories.ts';
 export type { CategoryEntry, CategoryMap, CategoryName, Consent, Derivation } from './categories.ts';
-export { DailyTokenizer, EnvKeySource, FileKeySource, DAY_MS, dayOfIso, isoOfDay } from './tokenizer.ts';
-export type { KeySource, TokenizerOptions, TokenRefusal } from './tokenizer.ts';
+export { DailyTokenizer, EnvKeySource, FileKeySource, KEY_DIR_MODES, DAY_MS, dayOfIso, isoOfDay } from './tokenizer.ts';
+export type { KeySource, KeyDirMode, TokenKeyStatus, TokenizerOptions, TokenRefusal } from './tokenizer.ts';
 export { guardedDecode, guardBody, DEFAULT_LIMITS } from './guard.ts';
 export type { DecodeLimits } from './guard.ts';
 export { readSchema, typeOf } from './load.ts';

@@ -25,8 +25,11 @@ export const DAY_MS = 86_400_000;
 export interface KeySource {
   /** Secret of `day` (days since epoch, UTC); creates it when `create` is set and the source can. */
   secretFor(day: number, create: boolean): Buffer | undefined;
-  /** Destroys the secret of `day` (no-op when the source cannot, e.g. the environment). */
-  destroy(day: number): void;
+  /**
+   * Destroys the secret of `day`. Returns false when this source may not destroy it (a read-only
+   * directory: the operator's rotation removes it), so nobody reports as destroyed a key still there.
+   */
+  destroy(day: number): boolean;
   /** Days this source currently holds a secret for. */
   days(): number[];
 }
@@ -46,9 +49,10 @@ export class EnvKeySource implements KeySource {
   secretFor(day: number): Buffer | undefined {
     return this.keys.get(day);
   }
-  /** The environment cannot be erased from here: the operator must stop provisioning the old key. */
-  destroy(day: number): void {
-    this.keys.delete(day);
+  /** Forgets the key in this process; the environment itself cannot be erased from here: the operator
+   *  must stop provisioning the old key. */
+  destroy(day: number): boolean {
+    return this.keys.delete(day);
   }
   days(): number[] {
     return [...this.keys.keys()];
@@ -56,18 +60,41 @@ export class EnvKeySource implements KeySource {
 }
 
 /**
+ * What ingest may do in the key directory (`INGEST_TOKEN_KEYS_MODE`).
+ * - `manage`: ingest is the rotation. It creates a missing key for today (or an earlier day) and
+ *   destroys keys past their grace. For one host or a shared writable volume (local stack, compose).
+ * - `read-only`: someone else rotates (on Kubernetes a CronJob writes a Secret mounted read-only into
+ *   every pod). Ingest never writes: a missing key means that day's events are refused (counted as
+ *   TOKEN_TOO_LATE, the reason for "no secret for this day") and /readyz is false when today's is
+ *   missing; an expired key left in the directory is never used (DailyTokenizer checks the grace itself)
+ *   and never deleted.
+ */
+export const KEY_DIR_MODES = ['manage', 'read-only'] as const;
+export type KeyDirMode = (typeof KEY_DIR_MODES)[number];
+
+/**
  * One file per day (`YYYY-MM-DD.key`, 32 random bytes, mode 0600) in a directory shared by every ingest
  * copy of a zone. Creation uses O_CREAT|O_EXCL: when two copies race, exactly one write wins and both
  * then read the same bytes, so the same device on the same day gets the same token on every copy.
+ *
+ * In `read-only` mode no call makes a write system call (no mkdir, open for writing or unlink): on a
+ * read-only mount each would fail, and a failed unlink used to end the process in the hourly sweep.
+ * A Kubernetes Secret volume holds `YYYY-MM-DD.key` as symlinks into a `..data` directory that the
+ * kubelet swaps atomically; readFileSync follows them and days() ignores the `..`-prefixed entries.
  */
 export class FileKeySource implements KeySource {
-  constructor(private readonly dir: string) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  readonly mode: KeyDirMode;
+  constructor(
+    private readonly dir: string,
+    opts: { mode?: KeyDirMode } = {},
+  ) {
+    this.mode = opts.mode ?? 'manage';
+    if (this.mode === 'manage') mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
   secretFor(day: number, create: boolean): Buffer | undefined {
     const file = join(this.dir, `${isoOfDay(day)}.key`);
     const existing = readKey(file);
-    if (existing || !create) return existing;
+    if (existing || !create || this.mode === 'read-only') return existing;
     try {
       // Write to the O_EXCL file directly: a reader that sees a short file retries below.
       const fd = openSync(file, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o600);
@@ -87,15 +114,26 @@ export class FileKeySource implements KeySource {
     }
     throw new Error(`day secret ${file} stayed incomplete`);
   }
-  destroy(day: number): void {
+  destroy(day: number): boolean {
+    if (this.mode === 'read-only') return false;
     try {
       unlinkSync(join(this.dir, `${isoOfDay(day)}.key`));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
+    return true;
   }
   days(): number[] {
-    return readdirSync(this.dir)
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch (e) {
+      // Read-only: a directory that is not there (Secret not mounted yet) holds no keys; that is
+      // reported by /readyz and the key gauges, not a crash. Manage mode created it in the constructor.
+      if (this.mode === 'read-only' && (e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    return names
       .map((f) => /^(\d{4}-\d{2}-\d{2})\.key$/.exec(f)?.[1])
       .filter((d): d is string => !!d)
       .map(dayOfIso);
@@ -155,8 +193,20 @@ export class DailyTokenizer {
     return undefined;
   }
 
-  /** Keys of `day`, or undefined when its secret is unavailable. Call `refusal` first. */
+  /** Whether the secret of `day` is past its grace at `nowMs`: destroyed or not, it must not be used. */
+  expired(day: number, nowMs: number): boolean {
+    return nowMs >= (day + 1) * DAY_MS + this.graceMs;
+  }
+
+  /** Keys of `day`, or undefined when its secret is unavailable or past its grace. Call `refusal` first. */
   keys(day: number, nowMs: number): DayKeys | undefined {
+    // Checked here too, not only in `refusal`: in read-only mode an expired key file can outlive its
+    // grace (the operator's rotation is late), and a long-lived worker keeps its cache; neither may
+    // make a day linkable past the grace the policy promises (DESIGN principle 3).
+    if (this.expired(day, nowMs)) {
+      this.cache.delete(day);
+      return undefined;
+    }
     let k = this.cache.get(day);
     if (k) return k;
     // Only today and earlier days may be created: a secret for tomorrow would exist before it is needed.
@@ -207,17 +257,74 @@ export class DailyTokenizer {
     return keys.ecb.update(first);
   }
 
-  /** Destroys secrets whose grace has passed; returns the destroyed days. Run it periodically. */
+  /**
+   * Destroys secrets whose grace has passed; returns the destroyed days. Run it periodically. Expired
+   * days leave the cache either way; a source that may not destroy (read-only) keeps its file, which
+   * `keys` then refuses, and such days are not reported as destroyed (see `status().expiredDays`).
+   */
   rotate(nowMs: number): number[] {
     const gone: number[] = [];
     const days = new Set([...this.source.days(), ...this.cache.keys()]);
     for (const day of days) {
-      if (nowMs >= (day + 1) * DAY_MS + this.graceMs) {
-        this.source.destroy(day);
+      if (this.expired(day, nowMs)) {
         this.cache.delete(day);
-        gone.push(day);
+        if (this.source.destroy(day)) gone.push(day);
       }
     }
     return gone;
   }
+
+  /**
+   * What the source holds at `nowMs`, read from the source (not the cache) and without creating
+   * anything: for /readyz and the key gauges. Never throws: a key that cannot be read is reported as
+   * not readable, with the error in `errors`.
+   */
+  status(nowMs: number): TokenKeyStatus {
+    const today = Math.floor(nowMs / DAY_MS);
+    const errors: string[] = [];
+    const readable = (day: number): boolean => {
+      try {
+        return this.source.secretFor(day, false) !== undefined;
+      } catch (e) {
+        errors.push(`${isoOfDay(day)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        return false;
+      }
+    };
+    let days: number[] = [];
+    try {
+      days = this.source.days();
+    } catch (e) {
+      errors.push(`list: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    const usable: number[] = [];
+    const expiredDays: number[] = [];
+    for (const d of days.sort((a, b) => a - b)) {
+      if (this.expired(d, nowMs)) expiredDays.push(d);
+      else if (d !== today && readable(d)) usable.push(d); // today is read once, below
+    }
+    const todayReadable = readable(today);
+    if (todayReadable) usable.push(today);
+    usable.sort((a, b) => a - b);
+    const out: TokenKeyStatus = { today, todayReadable, expiredDays, errors };
+    if (usable.length > 0) {
+      out.oldestDay = usable[0]!;
+      out.newestDay = usable[usable.length - 1]!;
+    }
+    return out;
+  }
+}
+
+/** Day secrets a source holds at one instant (`DailyTokenizer.status`). Days are days since epoch, UTC. */
+export interface TokenKeyStatus {
+  /** The UTC day of the instant asked about. */
+  today: number;
+  /** Today's secret can be read (without creating it). */
+  todayReadable: boolean;
+  /** Oldest and newest day whose secret is readable and inside its grace; absent when there is none. */
+  oldestDay?: number;
+  newestDay?: number;
+  /** Days whose secret is still held although past the grace: never used, destruction overdue. */
+  expiredDays: number[];
+  /** Read errors other than "not there" (e.g. `2026-11-29: EACCES`), for logs and /readyz. */
+  errors: string[];
 }
