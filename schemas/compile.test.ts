@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { compilePipeline, decodeEventFact, readSchema, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
+import { compilePipeline, decodeEventFacts, readSchema, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
 import { batch, device, event, NOW, NS, DAY } from './test/fixtures.ts';
 import { tokenizer } from './test/helpers.ts';
 
 const pipeline = compilePipeline();
 const ctx = (over = {}) => ({ receivedAt: NOW, clientIp: '203.0.113.9', tokenizer: tokenizer(), ...over });
 const clone = (x: unknown): any => JSON.parse(JSON.stringify(x));
+/** Every fact of a split, in record order. */
+const factsOf = (r: { events: { value: Buffer }[] }) => r.events.flatMap((e) => decodeEventFacts(e.value));
 
 describe('build-time refusal', () => {
   it('refuses a field with no category, naming its path', () => {
@@ -30,27 +32,54 @@ describe('build-time refusal', () => {
     f.fields.find((x: any) => x.name === 'device_model').from = 'device.imei';
     expect(() => compilePipeline({ eventFactSchema: f })).toThrowError(/device_identifiers/);
   });
+  it('refuses an events-topic wrapper with a field besides facts (every byte must be an EventFact field)', () => {
+    const w = clone(readSchema('event-fact-batch'));
+    w.fields.push({ name: 'device_id', type: 'string' });
+    expect(() => compilePipeline({ eventFactBatchSchema: w })).toThrowError(SchemaBuildError);
+    const other = clone(readSchema('event-fact-batch'));
+    other.fields[0].type.items = 'string';
+    expect(() => compilePipeline({ eventFactBatchSchema: other })).toThrowError(/exactly one field, facts: array of telemetry\.v1\.EventFact/);
+  });
   it('control: the checked-in schemas build', () => {
     expect(pipeline.fields.get('device.imei')?.category).toBe('device_identifiers');
   });
 });
 
 describe('split', () => {
-  it('accepts a clean batch: one fact per event, one personal record in the SIM zone', () => {
+  it('accepts a clean batch: one fact per event in one record for the day, one personal record in the SIM zone', () => {
     const r = pipeline.processBatch(batch(16), ctx());
     expect(r).toMatchObject({ accepted: 16, rejects: [], droppedConsent: {} });
-    expect(r.events).toHaveLength(16);
+    expect(r.events).toHaveLength(1);
+    expect(factsOf(r)).toHaveLength(16);
+    expect(r.events[0]!.key.equals(factsOf(r)[0]!.daily_token)).toBe(true);
     expect(r.personal.map((p) => p.zone)).toEqual(['cn']);
-    const f = decodeEventFact(r.events[6]!.value);
+    const f = factsOf(r)[6]!;
     expect(f).toMatchObject({ kind: 'crash', country: 'CN', day: Math.floor(NOW / DAY), crash_signature: '9f86d081884c7d65' });
   });
 
   it('the direct EventFact writer produces the bytes avsc produces', () => {
     const r = pipeline.processBatch(batch(8), ctx());
     for (const e of r.events) {
-      const f = decodeEventFact(e.value);
-      expect(e.value.subarray(10).equals(pipeline.eventFactType.toBuffer(f))).toBe(true);
+      const facts = decodeEventFacts(e.value);
+      expect(e.value.subarray(10).equals(pipeline.eventFactBatchType.toBuffer({ facts }))).toBe(true);
     }
+  });
+
+  it('one record per day of the batch, keyed by that day\'s token, facts in event order', () => {
+    const b = batch(6);
+    b.events[1]!.time = NOW - DAY;
+    b.events[4]!.time = NOW - DAY;
+    const r = pipeline.processBatch(b, ctx());
+    expect(r.accepted).toBe(6);
+    expect(r.events).toHaveLength(2);
+    const [today, yesterday] = r.events.map((e) => decodeEventFacts(e.value));
+    expect(today!.map((f) => f.day)).toEqual(Array(4).fill(Math.floor(NOW / DAY)));
+    expect(yesterday!.map((f) => f.day)).toEqual(Array(2).fill(Math.floor(NOW / DAY) - 1));
+    expect(r.events[0]!.key.equals(today![0]!.daily_token)).toBe(true);
+    expect(r.events[1]!.key.equals(yesterday![0]!.daily_token)).toBe(true);
+    const kinds = factsOf(pipeline.processBatch(batch(6), ctx())).map((f) => f.kind); // fixture kinds follow the index
+    expect(today!.map((f) => f.kind)).toEqual([0, 2, 3, 5].map((i) => kinds[i]));
+    expect(yesterday!.map((f) => f.kind)).toEqual([1, 4].map((i) => kinds[i]));
   });
 
   it('residency follows the map: MCC first, region as fallback', () => {
@@ -80,19 +109,18 @@ describe('split', () => {
     const b = batch(4);
     const a = pipeline.processBatch(b, ctx());
     const again = pipeline.processBatch(clone(b), ctx({ tokenizer: tokenizer() }));
-    expect(again.events.map((e) => decodeEventFact(e.value).event_key.toString('hex'))).toEqual(a.events.map((e) => decodeEventFact(e.value).event_key.toString('hex')));
+    expect(factsOf(again).map((f) => f.event_key.toString('hex'))).toEqual(factsOf(a).map((f) => f.event_key.toString('hex')));
     const y = batch(1);
     y.events[0]!.time = NOW - DAY;
-    const yf = decodeEventFact(pipeline.processBatch(y, ctx()).events[0]!.value);
-    expect(yf.daily_token.equals(decodeEventFact(a.events[0]!.value).daily_token)).toBe(false);
+    const yf = factsOf(pipeline.processBatch(y, ctx()))[0]!;
+    expect(yf.daily_token.equals(factsOf(a)[0]!.daily_token)).toBe(false);
   });
 
   it('the personal record carries no token, event key or event id', () => {
     const b = batch(8);
     const r = pipeline.processBatch(b, ctx());
     const pv = r.personal[0]!.value;
-    for (const e of r.events) {
-      const f = decodeEventFact(e.value);
+    for (const f of factsOf(r)) {
       expect(pv.includes(f.daily_token)).toBe(false);
       expect(pv.includes(f.event_key)).toBe(false);
     }
@@ -115,7 +143,7 @@ describe('split', () => {
   });
 
   it('Confluent wire format when a registry id is configured', () => {
-    const p = compilePipeline({ registryIds: { eventFact: 42 } });
+    const p = compilePipeline({ registryIds: { eventFactBatch: 42 } });
     const v = p.processBatch(batch(1), ctx()).events[0]!.value;
     expect([...v.subarray(0, 5)]).toEqual([0, 0, 0, 0, 42]);
   });

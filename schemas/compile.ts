@@ -17,6 +17,7 @@ import { classify, shortName, type FieldInfo, type SchemaNode } from './classify
 import type { EventReject, OutRecord, SplitResult, Zone } from './contract.ts';
 import { SchemaBuildError, type SchemaErrorCode } from './errors.ts';
 import { compileFastPath, type FastPath } from './fast.ts';
+import { factBatchSchemaOf } from './event-facts.ts';
 import { compileFlatWriter, Slab } from './fact-writer.ts';
 import { DEFAULT_LIMITS, guardBody, type DecodeLimits } from './guard.ts';
 import { readSchema, typeOf } from './load.ts';
@@ -31,12 +32,14 @@ export interface PipelineOptions {
   batchSchema?: SchemaNode;
   /** @default schemas/avro/event-fact.avsc */
   eventFactSchema?: SchemaNode;
+  /** The events-topic record wrapping a day's facts. @default schemas/avro/event-fact-batch.avsc */
+  eventFactBatchSchema?: SchemaNode;
   /** Most events per batch (overrides the schema's `maxItems` on `events`). @default 1000 */
   maxEvents?: number;
   /** Applied to strings without their own `maxLength`. @default 65536 */
   maxStringLength?: number;
   /** Confluent schema registry ids; when set, that record type uses the 5-byte wire format. */
-  registryIds?: { eventFact?: number; personal?: number; reject?: number };
+  registryIds?: { eventFactBatch?: number; personal?: number; reject?: number };
   /** Residency rule. @default RESIDENCY */
   residency?: typeof RESIDENCY;
 }
@@ -61,6 +64,8 @@ export interface Pipeline {
   readonly hasFastPath: boolean;
   readonly batchType: avro.Type;
   readonly eventFactType: avro.Type;
+  /** The events-topic record: `{ facts: EventFact[] }`, one per (batch, day). */
+  readonly eventFactBatchType: avro.Type;
   readonly personalType: avro.Type;
   readonly rejectType: avro.Type;
   /** Field path -> category, for tests and the docs. */
@@ -119,7 +124,10 @@ export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
   const eventFactType = typeOf(factSchema);
   const wiring = compileWiring(factSchema, fields, map);
   const factWriter = compileFlatWriter(eventFactType);
-  const factHeader = headerFor(eventFactType, opts.registryIds?.eventFact);
+  // One events-topic record per (batch, day): the wrapper's header, the array's block count, the
+  // facts (no header of their own), the array's terminating 0 (event-facts.ts says why).
+  const eventFactBatchType = typeOf(factBatchSchemaOf(opts.eventFactBatchSchema ?? readSchema('event-fact-batch'), factSchema));
+  const factHeader = headerFor(eventFactBatchType, opts.registryIds?.eventFactBatch);
   const personalHeader = headerFor(personalType, opts.registryIds?.personal);
   const rejectType = typeOf(readSchema('reject'));
   const rejectHeader = headerFor(rejectType, opts.registryIds?.reject);
@@ -210,11 +218,20 @@ export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
       keysOf.set(d, ctx.tokenizer.eventKeys(keys, ids, toks));
     }
 
-    // Non-personal facts.
+    // Non-personal facts: one record per day, its facts in event order (the count is known: every
+    // event of a day not refused becomes a fact).
     const batchValues = wiring.batchValues(b);
-    const slab = new Slab(ok.length * 160 + 256);
     const values: unknown[] = new Array(wiring.count);
     const seen = new Map<number, number>();
+    const slabs = new Map<number, Slab>();
+    for (const [d, list] of order) {
+      if (refusedDay.has(d)) continue;
+      const slab = new Slab(list.length * 160 + 256);
+      factHeader.copy(slab.buf, 0);
+      slab.pos = factHeader.length;
+      slab.long(list.length);
+      slabs.set(d, slab);
+    }
     const keptForPersonal: unknown[] = [];
     for (let j = 0; j < ok.length; j++) {
       const i = ok[j]!;
@@ -230,14 +247,15 @@ export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
       seen.set(d, k + 1);
       const token = tokenOf.get(d)!;
       wiring.eventValues(ev, batchValues, values, token, keysOf.get(d)!.subarray(16 * k, 16 * k + 16), branchKeys);
-      slab.ensure(factHeader.length + factWriter.bound(values));
-      const start = slab.pos;
-      factHeader.copy(slab.buf, start);
-      slab.pos += factHeader.length;
+      const slab = slabs.get(d)!;
+      slab.grow(factWriter.bound(values) + 1);
       factWriter.write(slab, values);
-      result.events.push({ key: token, value: slab.buf.subarray(start, slab.pos) });
       keptForPersonal.push(ev);
       result.accepted++;
+    }
+    for (const [d, slab] of slabs) {
+      slab.buf[slab.pos++] = 0; // end of the facts array
+      result.events.push({ key: tokenOf.get(d)!, value: slab.buf.subarray(0, slab.pos) });
     }
 
     // Personal record: only when something was accepted (otherwise there is no purpose to keep it).
@@ -262,7 +280,8 @@ export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
     maxEvents,
     eventFactType,
     personalType,
-    factHeader,
+    factHeader: Buffer.alloc(0), // facts inside the batch record carry no header
+    batchHeader: factHeader,
     personalHeader,
     residency,
     checkBatch,
@@ -278,7 +297,7 @@ export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
     return processBatch(batchType.fromBuffer(body), ctx);
   }
 
-  const pipeline: Pipeline = { processBatch, processBody, hasFastPath: fast !== undefined, batchType, eventFactType, personalType, rejectType, fields };
+  const pipeline: Pipeline = { processBatch, processBody, hasFastPath: fast !== undefined, batchType, eventFactType, eventFactBatchType, personalType, rejectType, fields };
   if (fast) FAST_PATHS.set(pipeline, fast);
   return pipeline;
 }

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { crc64Avro, decodeEventFact, encodeEventFact, SchemaError, type EventFact } from './index.ts';
+import { compilePipeline, crc64Avro, decodeEventFact, decodeEventFacts, encodeEventFact, encodeEventFacts, eventFactBatchType, fingerprintOf, SchemaError, type EventFact } from './index.ts';
+import { batch, NOW } from './test/fixtures.ts';
+import { tokenizer } from './test/helpers.ts';
 
 const fact: EventFact = {
   event_key: Buffer.alloc(16, 1),
@@ -48,5 +50,36 @@ describe('EventFact single-object encoding', () => {
 
   it('refuses bytes without a known magic', () => {
     expect(() => decodeEventFact(Buffer.from('hello world'))).toThrowError(/not an Avro single-object/);
+  });
+});
+
+describe('events-topic records: EventFactBatch, and legacy single facts', () => {
+  const other: EventFact = { ...fact, event_key: Buffer.alloc(16, 3), kind: 'page_view', duration_ms: 1234, crash_signature: null, exception_type: null };
+
+  it('round-trips the facts of one record, in order, under the batch schema fingerprint', () => {
+    const buf = encodeEventFacts([fact, other]);
+    expect(buf.subarray(0, 2)).toEqual(Buffer.from([0xc3, 0x01]));
+    expect(buf.subarray(2, 10)).toEqual(fingerprintOf(eventFactBatchType));
+    expect(decodeEventFacts(buf)).toEqual([fact, other]);
+  });
+
+  it('reads a legacy single-fact record as one fact (records already on the topic stay readable)', () => {
+    expect(decodeEventFacts(encodeEventFact(other))).toEqual([other]);
+  });
+
+  it('refuses an unknown fingerprint with the typed error', () => {
+    const buf = encodeEventFacts([fact]);
+    buf[5] = buf[5]! ^ 0xff;
+    expect(() => decodeEventFacts(buf)).toThrowError(SchemaError);
+    expect(() => decodeEventFacts(Buffer.from('hello world'))).toThrowError(/not an Avro single-object/);
+  });
+
+  it('the pipeline writes exactly what encodeEventFacts writes', () => {
+    const p = compilePipeline();
+    const r = p.processBatch(batch(12), { receivedAt: NOW, tokenizer: tokenizer() });
+    expect(r.events).toHaveLength(1);
+    const facts = decodeEventFacts(r.events[0]!.value);
+    expect(facts).toHaveLength(12);
+    expect(encodeEventFacts(facts).equals(r.events[0]!.value)).toBe(true);
   });
 });

@@ -9,7 +9,8 @@
  *     field's encoding is the same bytes,
  *   - keeps, per event, only what the EventFact needs (positions of strings, numbers, the branch taken)
  *     and the 16 raw bytes of the event id (char-table scan, no regex),
- * then writes every EventFact of the batch into one buffer with a generated writer.
+ * then writes the EventFacts of the batch with a generated writer, straight into one EventFactBatch
+ * record per day (header, block count, facts, 0): the records the events topic carries.
  *
  * Why: the generic path (guard walk, avsc decode into objects, re-validation of every type, closure
  * chains for wiring and projection, avsc encode of the personal record) cost ~10x bare avsc decoding;
@@ -44,7 +45,10 @@ export interface FastSpec {
   maxEvents: number;
   eventFactType: avro.Type;
   personalType: avro.Type;
+  /** Header in front of each fact (empty: facts sit inside an EventFactBatch record). */
   factHeader: Buffer;
+  /** Header of the events-topic record (EventFactBatch) holding one day's facts. */
+  batchHeader: Buffer;
   personalHeader: Buffer;
   residency: typeof RESIDENCY;
   /** The generic pieces, reused on the batch-level values (cheap: once per batch). */
@@ -812,10 +816,11 @@ function driver(spec: FastSpec, g: Generated): FastPath {
     const dv = (b: Buffer) => new DataView(b.buffer, b.byteOffset, b.length);
     const kds = keyBufs.map(dv);
     const tds = tokens.map(dv);
-    const facts = new Array<{ key: Buffer; value: Buffer }>(n);
+    const bh = spec.batchHeader;
     if (days.length === 1) {
       // Template mode: event 0 written in full gives the common prefix; it is repeated over the whole
-      // buffer by one native fill, then only the holes and the tail are written per event.
+      // buffer by one native fill, then only the holes and the tail are written per event. Facts have
+      // different lengths (the tail), so each is moved down to the end of the previous one.
       const tailMax = g.tailMax(n, chunks);
       let chunkLen = 0;
       for (const c of chunks) chunkLen += c.length;
@@ -823,33 +828,44 @@ function driver(spec: FastSpec, g: Generated): FastPath {
       if (g.fact(body, 0, first, dv(first), 0, kds[0]!, 0, tds[0]!, chunks) < 0) return undefined;
       const pre = g.prefixLen();
       const stride = pre + tailMax;
-      const out = Buffer.allocUnsafe(n * stride);
+      const lead = bh.length + 10;
+      const out = Buffer.allocUnsafe(lead + n * stride + 1);
       const od = dv(out);
-      out.fill(first.subarray(0, stride), 0, n * stride);
+      bh.copy(out, 0);
+      let c = wl(out, bh.length, n);
+      out.fill(first.subarray(0, stride), lead, lead + n * stride);
       const kd = kds[0]!;
-      const token = tokens[0]!;
       for (let j = 0; j < n; j++) {
-        const base = j * stride;
+        const base = lead + j * stride;
         if (!g.holes(j, out, od, base, kd, 16 * j)) return undefined;
         const w = g.tail(body, j, out, od, base + pre, chunks);
         if (w < 0) return undefined;
-        facts[j] = { key: token, value: out.subarray(base, w) };
+        if (c !== base) out.copyWithin(c, base, w);
+        c += w - base;
       }
+      out[c++] = 0;
+      result.events.push({ key: tokens[0]!, value: out.subarray(0, c) });
     } else {
       let chunkLen = 0;
       for (const c of chunks) chunkLen += c.length;
-      const out = Buffer.allocUnsafe(n * (fh.length + 32 + chunkLen + 11 * eventSlots) + eventSlots * body.length);
+      const out = Buffer.allocUnsafe(days.length * (bh.length + 11) + n * (fh.length + 32 + chunkLen + 11 * eventSlots) + eventSlots * body.length);
       const od = dv(out);
+      const counts = new Int32Array(days.length);
+      for (let j = 0; j < n; j++) counts[dayOf[j]!]!++;
       let w = 0;
-      for (let j = 0; j < n; j++) {
-        const k = dayOf[j]!;
+      for (let k = 0; k < days.length; k++) {
         const start = w;
-        w = g.fact(body, j, out, od, w, kds[k]!, 16 * at[j]!, tds[k]!, chunks);
-        if (w < 0) return undefined;
-        facts[j] = { key: tokens[k]!, value: out.subarray(start, w) };
+        bh.copy(out, w);
+        w = wl(out, w + bh.length, counts[k]!);
+        for (let j = 0; j < n; j++) {
+          if (dayOf[j] !== k) continue;
+          w = g.fact(body, j, out, od, w, kds[k]!, 16 * at[j]!, tds[k]!, chunks);
+          if (w < 0) return undefined;
+        }
+        out[w++] = 0;
+        result.events.push({ key: tokens[k]!, value: out.subarray(start, w) });
       }
     }
-    result.events = facts;
     result.accepted = n;
 
     // Personal record: the batch-level part through the generic projection (consent stripping counted
