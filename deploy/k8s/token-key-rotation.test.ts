@@ -79,7 +79,8 @@ describe('day-secret rotation script (CronJob)', () => {
   function simulate(file: string): string[] {
     // After each run: today's and tomorrow's keys exist; every day since the first run that ingest still
     // accepts events for (the tokenizer's own rule) has its key, except in the last hour of grace; no key
-    // is past the grace (ingest would try to delete it from a read-only mount). Each run spawns a shell
+    // is past the grace (ingest, read-only, would refuse to use it but cannot destroy it: the day would
+    // stay linkable by whoever reads the Secret). Each run spawns a shell
     // and a few node processes, so the exact 47 h boundary is the previous test's job.
     const tokenizer = new DailyTokenizer(new EnvKeySource(''));
     const firstDay = Math.floor(now / DAY_MS);
