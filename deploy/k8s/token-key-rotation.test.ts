@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { DAY_MS, DailyTokenizer, EnvKeySource, dayOfIso } from '../../schemas/tokenizer.ts';
+import { TokenKeyWatch } from '../../ingest/token-keys.ts';
 
 const docs = YAML.parseAllDocuments(readFileSync(new URL('./token-key-rotation.yaml', import.meta.url), 'utf8')).map((d) => d.toJS());
 const script = docs.find((d) => d.kind === 'ConfigMap').data['rotate.sh'] as string;
@@ -108,5 +109,49 @@ describe('day-secret rotation script (CronJob)', () => {
 
   it('negative control: the same simulation catches a script that keeps keys past the grace', () => {
     expect(simulate('rotate-late.sh')).toContainEqual(expect.stringMatching(/kept past the grace/));
+  });
+});
+
+// The alert on what ingest itself reads (deploy/prometheus/alerts.yml), evaluated on the gauge a
+// read-only ingest reports for the Secret the script keeps: quiet while the rotation runs, firing once
+// tomorrow's key is still missing two hours after midnight.
+describe('TokenKeyRotationOverdue against the rotation', () => {
+  const rules = (YAML.parse(readFileSync(new URL('../prometheus/alerts.yml', import.meta.url), 'utf8')).groups as { rules: { alert: string; expr: string }[] }[]).flatMap((g) => g.rules);
+  const expr = rules.find((r) => r.alert === 'TokenKeyRotationOverdue')!.expr.trim();
+
+  /** The rule with one worker's gauge and the time put in; only arithmetic may be left. */
+  function fires(newestDaySeconds: number, nowMs: number): boolean {
+    const arithmetic = expr
+      .replace(/^min by \(instance\) \(ingest_token_newest_key_day_seconds\{mode="read-only"\}\)/, String(newestDaySeconds))
+      .replace('time()', String(nowMs / 1000));
+    if (!/^[\d\s.+\-*<>]+$/.test(arithmetic)) throw new Error(`rule no longer has the shape this test evaluates: ${expr}`);
+    return Function(`return (${arithmetic});`)() as boolean;
+  }
+
+  /** What a read-only ingest pod reports for a Secret's data mounted as files. */
+  function newestSeen(data: Record<string, string>, nowMs: number): number {
+    const mount = mkdtempSync(join(dir, 'mount-'));
+    for (const [k, v] of Object.entries(data)) writeFileSync(join(mount, k), Buffer.from(v, 'base64'));
+    return new TokenKeyWatch({ kind: 'file', dir: mount, mode: 'read-only' }).gauges(nowMs).newestDaySeconds;
+  }
+
+  const start = Date.parse('2026-11-29T12:07:00Z');
+
+  it('stays quiet while the script runs (checked just after a run and 59 min later, before the next)', () => {
+    let data: Record<string, string> = {};
+    const loud: string[] = [];
+    for (let h = 0; h < 48; h += 6) {
+      const t = start + h * 3_600_000;
+      data = run(t, data).data;
+      for (const at of [t, t + 59 * 60_000]) if (fires(newestSeen(data, at), at)) loud.push(new Date(at).toISOString());
+    }
+    expect(loud).toEqual([]);
+  });
+
+  it('fires when the rotation stopped: tomorrow\'s key still missing at 02:00 UTC; and at once without any key', () => {
+    const data = run(start, {}).data; // last successful run: 11-29 12:07 (keys 11-29, 11-30)
+    expect(fires(newestSeen(data, Date.parse('2026-11-30T01:59:00Z')), Date.parse('2026-11-30T01:59:00Z'))).toBe(false);
+    expect(fires(newestSeen(data, Date.parse('2026-11-30T02:01:00Z')), Date.parse('2026-11-30T02:01:00Z'))).toBe(true);
+    expect(fires(newestSeen({}, start), start)).toBe(true);
   });
 });
