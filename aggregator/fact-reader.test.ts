@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeEventFact, encodeEventFact, eventFactType, SchemaError } from '../schemas/index.ts';
+import { decodeEventFacts, encodeEventFact, encodeEventFacts, eventFactType, SchemaError } from '../schemas/index.ts';
 import type { EventFact, EventKind } from '../schemas/contract.ts';
-import { FAST_LAYOUT, FAST_PATH_ON, FactReader, layoutOf } from './fact-reader.ts';
+import { FAST_LAYOUT, FAST_PATH_ON, FactReader, layoutOf, type ReadVerdict } from './fact-reader.ts';
 import { DAY_MS, judgeFact, type FactRow } from './facts.ts';
 import { FlushBuffer, sameEffect } from './flush-buffer.ts';
 import { encodeFactsTsv } from './tsv.ts';
@@ -31,6 +31,18 @@ const factArb: fc.Arbitrary<EventFact> = fc.record({
   exception_type: fc.option(str, { nil: null }),
 });
 
+/** Avro long (zigzag varint) of a small non-negative number. */
+const zigzag = (n: number): Buffer => {
+  const out: number[] = [];
+  let v = 2 * n;
+  while (v >= 0x80) {
+    out.push((v & 0x7f) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return Buffer.from(out);
+};
+
 const withoutTsv = (r: FactRow): FactRow => {
   const { dims_tsv: _, ...rest } = r;
   return rest;
@@ -42,12 +54,12 @@ describe('FactReader: the shortcut decode of the known EventFact layout', () => 
     expect(FAST_PATH_ON).toBe(true);
   });
 
-  it('gives the same verdict, row and TabSeparated bytes as decodeEventFact + judgeFact', () => {
+  it('gives the same verdict, row and TabSeparated bytes as decodeEventFacts + judgeFact', () => {
     fc.assert(
       fc.property(factArb, (f) => {
-        const buf = encodeEventFact(f);
+        const buf = encodeEventFacts([f]);
         const fast = new FactReader().read(buf, w);
-        const slow = judgeFact(decodeEventFact(buf), w);
+        const slow = judgeFact(decodeEventFacts(buf)[0]!, w);
         expect(fast.kind).toBe(slow.kind);
         if (fast.kind === 'ok' && slow.kind === 'ok') {
           expect(fast.row.dims_tsv).toBeDefined();
@@ -59,13 +71,47 @@ describe('FactReader: the shortcut decode of the known EventFact layout', () => 
     );
   });
 
+  it('gives one verdict per fact of a batch record, in order, the same as for the facts one by one', () => {
+    fc.assert(
+      fc.property(fc.array(factArb, { minLength: 1, maxLength: 40 }), fc.boolean(), (facts, blocks) => {
+        let buf = encodeEventFacts(facts);
+        if (blocks && facts.length > 1) {
+          // The same array in two blocks, the first with a negative count and its byte size (Avro spec).
+          const one = encodeEventFacts(facts.slice(0, 1));
+          const rest = encodeEventFacts(facts.slice(1));
+          const item = one.subarray(11, one.length - 1);
+          buf = Buffer.concat([one.subarray(0, 10), Buffer.from([1]), zigzag(item.length), item, rest.subarray(10)]);
+          expect(decodeEventFacts(buf)).toEqual(decodeEventFacts(encodeEventFacts(facts)));
+        }
+        const got: ReadVerdict[] = [];
+        expect(new FactReader().readRecord(buf, w, (v) => got.push(v))).toBe(facts.length);
+        const one = new FactReader();
+        const want = facts.map((f) => one.read(encodeEventFacts([f]), w));
+        expect(got.map((v) => v.kind)).toEqual(want.map((v) => v.kind));
+        got.forEach((v, i) => {
+          const x = want[i]!;
+          if (v.kind === 'ok' && x.kind === 'ok') expect(withoutTsv(v.row)).toEqual(withoutTsv(x.row));
+        });
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('counts a legacy single-fact record (written before batch records) like a batch of one', () => {
+    const f: EventFact = { event_key: Buffer.alloc(16, 1), daily_token: Buffer.alloc(16, 2), day: today, kind: 'crash', app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', duration_ms: null, crash_signature: 's', exception_type: null };
+    const legacy = new FactReader().read(encodeEventFact(f), w);
+    const batch = new FactReader().read(encodeEventFacts([f]), w);
+    expect(legacy.kind).toBe('ok');
+    if (legacy.kind === 'ok' && batch.kind === 'ok') expect(withoutTsv(legacy.row)).toEqual(withoutTsv(batch.row));
+  });
+
   it('hands every malformed or foreign record to schemas/ and returns its typed code', () => {
     const f: EventFact = { event_key: Buffer.alloc(16, 1), daily_token: Buffer.alloc(16, 2), day: today, kind: 'crash', app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', duration_ms: null, crash_signature: 's', exception_type: null };
-    const good = encodeEventFact(f);
+    const good = encodeEventFacts([f, { ...f, kind: 'page_view', crash_signature: null }]);
     const r = new FactReader();
     const codeOf = (b: Buffer) => {
       try {
-        decodeEventFact(b);
+        decodeEventFacts(b);
         return 'decoded';
       } catch (e) {
         return e instanceof SchemaError ? e.code : 'DECODE_FAILED';
@@ -75,22 +121,28 @@ describe('FactReader: the shortcut decode of the known EventFact layout', () => 
     foreign[5] = foreign[5]! ^ 0xff; // another fingerprint
     const bad = [good.subarray(0, good.length - 1), Buffer.concat([good, Buffer.from([0])]), foreign, Buffer.from([1, 2, 3])];
     const badUnion = Buffer.from(good);
-    badUnion[badUnion.length - 1] = 4; // union branch 2 does not exist
+    badUnion[badUnion.length - 2] = 4; // union branch 2 does not exist (in the last fact: nothing is counted)
     bad.push(badUnion);
+    const moreFacts = Buffer.from(good);
+    moreFacts[10] = 6; // the array claims 3 facts, holds 2
+    bad.push(moreFacts);
     for (const b of bad) {
-      const v = r.read(b, w);
-      expect(v.kind, b.toString('hex')).toBe('undecodable');
-      if (v.kind === 'undecodable') expect(v.code).toBe(codeOf(b));
+      const got: ReadVerdict[] = [];
+      expect(r.readRecord(b, w, (v) => got.push(v))).toBe(0);
+      expect(got.map((v) => v.kind), b.toString('hex')).toEqual(['undecodable']);
+      if (got[0]!.kind === 'undecodable') expect(got[0]!.code).toBe(codeOf(b));
     }
-    expect(r.read(good, w).kind).toBe('ok');
+    const got: ReadVerdict[] = [];
+    expect(r.readRecord(good, w, (v) => got.push(v))).toBe(2);
+    expect(got.map((v) => v.kind)).toEqual(['ok', 'ok']);
   });
 
   it('keeps out late and future days like judgeFact', () => {
     const f = (day: number): EventFact => ({ event_key: Buffer.alloc(16, 1), daily_token: Buffer.alloc(16, 2), day, kind: 'page_view', app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', duration_ms: 5, crash_signature: null, exception_type: null });
     const r = new FactReader();
-    expect(r.read(encodeEventFact(f(today - 4)), w).kind).toBe('late');
-    expect(r.read(encodeEventFact(f(today + 1)), w).kind).toBe('future');
-    expect(r.read(encodeEventFact(f(today - 3)), w).kind).toBe('ok');
+    expect(r.read(encodeEventFacts([f(today - 4)]), w).kind).toBe('late');
+    expect(r.read(encodeEventFacts([f(today + 1)]), w).kind).toBe('future');
+    expect(r.read(encodeEventFacts([f(today - 3)]), w).kind).toBe('ok');
   });
 });
 
@@ -147,9 +199,9 @@ describe('in-flush dedup keeps the effect of every record', () => {
             expect(effect(buffer.take().rows)).toEqual(effect(all));
             all = [];
           }
-          const buf = encodeEventFact(toFact(x));
-          // Records of other writer versions take decodeEventFact (rows without dims_tsv): mixed in.
-          const v = viaSlowPath ? judgeFact(decodeEventFact(buf), w) : reader.read(buf, w);
+          const buf = encodeEventFacts([toFact(x)]);
+          // Records of other writer versions take decodeEventFacts (rows without dims_tsv): mixed in.
+          const v = viaSlowPath ? judgeFact(decodeEventFacts(buf)[0]!, w) : reader.read(buf, w);
           if (v.kind !== 'ok') throw new Error(v.kind);
           all.push(v.row);
           buffer.addRow(v.row);
@@ -164,8 +216,8 @@ describe('in-flush dedup keeps the effect of every record', () => {
   it('sameEffect holds exactly when two rows change the same states (both directions)', () => {
     const reader = new FactReader();
     const rowOf = (x: Small, slow: boolean) => {
-      const buf = encodeEventFact(toFact(x));
-      const v = slow ? judgeFact(decodeEventFact(buf), w) : reader.read(buf, w);
+      const buf = encodeEventFacts([toFact(x)]);
+      const v = slow ? judgeFact(decodeEventFacts(buf)[0]!, w) : reader.read(buf, w);
       if (v.kind !== 'ok') throw new Error(v.kind);
       return v.row;
     };

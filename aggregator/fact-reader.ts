@@ -1,15 +1,21 @@
 /**
- * The aggregator's hot path: one record of the events topic -> the row it adds to ClickHouse (or the
- * reason it adds nothing), without building an EventFact.
+ * The aggregator's hot path: one record of the events topic -> the row each of its facts adds to
+ * ClickHouse (or the reason it adds nothing), without building an EventFact.
  *
- * Why not `decodeEventFact` per record: profiled in `bench/aggregate.ts` (README, "Bench"), the
- * avsc decode, a fresh string per dimension per record, the TSV re-encoding of those strings and
+ * A record is an EventFactBatch (schemas/event-facts.ts): every fact of one HTTP batch for one UTC
+ * day, so tens of facts per Kafka record (kafkajs' per-record cost was the ceiling). Records written
+ * before that change hold a single EventFact; they take the schemas/ decoder (below) and count the same.
+ *
+ * Why not `decodeEventFacts` per record: profiled in `bench/aggregate.ts` (README, "Bench"), the
+ * avsc decode, a fresh string per dimension per fact, the TSV re-encoding of those strings and
  * the in-flush dedup made the aggregator the bottleneck. This reader:
- * - checks the single-object header against the fingerprint of the EventFact schema this code was
- *   built with, and walks the Avro body itself (fixed 16, fixed 16, int, enum, 5 strings, 3 unions).
- *   Anything else (another writer version, a truncated or malformed body, trailing bytes) goes to
- *   `decodeEventFact` from schemas/, which resolves other versions or throws its typed error: this
- *   file only adds a shortcut for the one layout it knows, never a second opinion on what is valid.
+ * - checks the single-object header against the fingerprint of the EventFactBatch schema this code
+ *   was built with, and walks the Avro body itself: the array's blocks, and per fact fixed 16,
+ *   fixed 16, int, enum, 5 strings, 3 unions. The whole record is walked before any verdict is given,
+ *   so a record is counted entirely or not at all. Anything else (another writer version, a legacy
+ *   single-fact record, a truncated or malformed body, trailing bytes) goes to `decodeEventFacts`
+ *   from schemas/, which resolves other versions or throws its typed error: this file only adds a
+ *   shortcut for the one layout it knows, never a second opinion on what is valid.
  * - decodes the six dimensions once per distinct combination (`DimsCache`, keyed by their raw
  *   bytes) and keeps them with their TabSeparated bytes, so a row costs no string at all.
  * - returns the very same row object for a run of non-counted events of one device (FlushBuffer
@@ -17,7 +23,7 @@
  * The tokens and event keys are views into the Kafka record (no copy); they live until the flush.
  */
 import { randomBytes } from 'node:crypto';
-import { decodeEventFact, eventFactType, fingerprintOf, SchemaError } from '../schemas/index.ts';
+import { decodeEventFacts, eventFactBatchType, eventFactType, fingerprintOf, SchemaError } from '../schemas/index.ts';
 import type { EventFact, EventKind } from '../schemas/contract.ts';
 import { judgeFact, utcDay, type FactRow, type WindowOptions } from './facts.ts';
 import { dimsTsv } from './tsv.ts';
@@ -63,9 +69,13 @@ export function layoutOf(type: unknown): string[] {
 
 /**
  * The shortcut is on only while the schema is exactly the layout walked below (the three unions
- * being ["null", long|string]); otherwise every record goes through decodeEventFact.
+ * being ["null", long|string], the record being `{ facts: array<EventFact> }`); otherwise every
+ * record goes through decodeEventFacts.
  */
 function shortcutApplies(): boolean {
+  const wrapper = (eventFactBatchType as unknown as { fields: Array<{ name: string; type: { typeName: string; itemsType?: unknown } }> }).fields;
+  if (wrapper.length !== 1 || wrapper[0]!.name !== 'facts' || wrapper[0]!.type.typeName !== 'array') return false;
+  if (fingerprintOf(wrapper[0]!.type.itemsType as typeof eventFactType).toString('hex') !== fingerprintOf(eventFactType).toString('hex')) return false;
   const l = layoutOf(eventFactType);
   if (l.join() !== FAST_LAYOUT.join()) return false;
   const unions = (eventFactType as unknown as { fields: Array<{ type: { types?: Array<{ typeName: string }> } }> }).fields.slice(9);
@@ -75,8 +85,11 @@ function shortcutApplies(): boolean {
 export const FAST_PATH_ON = shortcutApplies();
 
 // With the shortcut off, a header no record can carry (magic C3 02 is not single-object encoding).
-const HEADER = Buffer.concat([Buffer.from([0xc3, FAST_PATH_ON ? 0x01 : 0x02]), fingerprintOf(eventFactType)]);
+const HEADER = Buffer.concat([Buffer.from([0xc3, FAST_PATH_ON ? 0x01 : 0x02]), fingerprintOf(eventFactBatchType)]);
 const H = HEADER.length;
+
+/** Int32 slots per fact in FactReader.pos: keyAt, tokenAt, dayAt, kindAt, dimsAt, dimsEnd, day, kind. */
+const F = 8;
 
 /** Kinds whose event key is counted (sessions, crashes); other kinds only add their device. */
 const KIND_COUNTS = KINDS.map((k) => k === 'session_start' || k === 'crash');
@@ -112,6 +125,23 @@ function readInt(b: Buffer, pos: number, end: number): number {
 }
 /** Position after the last varint read (module-level to avoid an allocation per varint). */
 let lastPos = 0;
+
+/** Reads a zigzag varint long (up to 2^53) at `pos`; NaN when malformed; `lastPos` after it. */
+function readLong(b: Buffer, pos: number, end: number): number {
+  let n = 0;
+  let mul = 1;
+  for (let i = 0; i < 8; i++) {
+    if (pos >= end) return NaN;
+    const x = b[pos++]!;
+    n += (x & 0x7f) * mul;
+    if ((x & 0x80) === 0) {
+      lastPos = pos;
+      return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
+    }
+    mul *= 128;
+  }
+  return NaN;
+}
 
 /** Skips a zigzag varint long; returns the position after it, or -1. */
 function skipLong(b: Buffer, pos: number, end: number): number {
@@ -170,36 +200,102 @@ export class FactReader {
 
   constructor(private readonly maxCachedDims = 100_000) {}
 
+  /** Positions of the facts of the record being read: F fields per fact (see `walk`). */
+  private pos = new Int32Array(8 * 64);
+
   /**
-   * The verdict for one record value. `w.unsafeCountRows` (negative control) gives every row a random
-   * event key, as judgeFact does.
+   * Walks one record value and gives `visit` the verdict of each of its facts, in order; returns how
+   * many facts the record holds (0 when it is undecodable: then `visit` gets one 'undecodable').
+   * `w.unsafeCountRows` (negative control) gives every row a random event key, as judgeFact does.
    */
+  readRecord(b: Buffer, w: WindowOptions, visit: (v: ReadVerdict) => void): number {
+    const n = this.walk(b);
+    if (n < 0) return this.slow(b, w, visit);
+    const pos = this.pos;
+    for (let i = 0, o = 0; i < n; i++, o += F) visit(this.verdict(b, w, pos[o]!, pos[o + 1]!, pos[o + 2]!, pos[o + 3]!, pos[o + 4]!, pos[o + 5]!, pos[o + 6]!, pos[o + 7]!));
+    return n;
+  }
+
+  /** The verdict of a record holding exactly one fact (tests and the bench); throws otherwise. */
   read(b: Buffer, w: WindowOptions): ReadVerdict {
+    const out: ReadVerdict[] = [];
+    this.readRecord(b, w, (v) => out.push(v));
+    if (out.length !== 1) throw new Error(`read(): the record holds ${out.length} facts, use readRecord`);
+    return out[0]!;
+  }
+
+  /**
+   * The whole record, or -1 for the schemas/ path: header, then the facts array's blocks (a negative
+   * count is followed by the block's byte size), each fact's field positions stored in `pos`, then
+   * the terminating 0 block and nothing after it.
+   */
+  private walk(b: Buffer): number {
     const end = b.length;
-    // Header: magic C3 01 + the 8-byte fingerprint of the EventFact schema.
-    if (end < H + 34) return this.slow(b, w);
-    for (let i = 0; i < H; i++) if (b[i] !== HEADER[i]) return this.slow(b, w);
-    const keyAt = H;
-    const tokenAt = H + 16;
-    const dayAt = H + 32;
+    if (end < H + 1) return -1;
+    for (let i = 0; i < H; i++) if (b[i] !== HEADER[i]) return -1;
+    let p = H;
+    let n = 0;
+    for (;;) {
+      let count = readLong(b, p, end);
+      if (Number.isNaN(count)) return -1;
+      p = lastPos;
+      if (count === 0) break;
+      if (count < 0) {
+        count = -count;
+        p = skipLong(b, p, end);
+        if (p < 0) return -1;
+      }
+      for (let k = 0; k < count; k++) {
+        p = this.fact(b, p, end, n);
+        if (p < 0) return -1;
+        n++;
+      }
+    }
+    return p === end ? n : -1;
+  }
+
+  /** Fact number `i` at `p`: stores its positions, returns the position after it, or -1. */
+  private fact(b: Buffer, p: number, end: number, i: number): number {
+    if (p + 32 >= end) return -1;
+    const keyAt = p;
+    const tokenAt = p + 16;
+    const dayAt = p + 32;
     const day = readInt(b, dayAt, end);
-    if (Number.isNaN(day)) return this.slow(b, w);
+    if (Number.isNaN(day)) return -1;
     const kindAt = lastPos;
     const kindIdx = readInt(b, kindAt, end);
-    if (!(kindIdx >= 0 && kindIdx < KINDS.length)) return this.slow(b, w);
+    if (!(kindIdx >= 0 && kindIdx < KINDS.length)) return -1;
     const dimsAt = lastPos;
-    let p = dimsAt;
-    for (let i = 0; i < 5 && p >= 0; i++) p = skipString(b, p, end);
-    const dimsEnd = p;
+    let q = dimsAt;
+    for (let k = 0; k < 5 && q >= 0; k++) q = skipString(b, q, end);
+    const dimsEnd = q;
     // Three ["null", X] unions: branch 0 = null, 1 = long / string / string.
-    for (let i = 0; i < 3 && p >= 0; i++) {
-      if (p >= end) p = -1;
-      else if (b[p] === 0) p++;
-      else if (b[p] === 2) p = i === 0 ? skipLong(b, p + 1, end) : skipString(b, p + 1, end);
-      else p = -1;
+    for (let k = 0; k < 3 && q >= 0; k++) {
+      if (q >= end) q = -1;
+      else if (b[q] === 0) q++;
+      else if (b[q] === 2) q = k === 0 ? skipLong(b, q + 1, end) : skipString(b, q + 1, end);
+      else q = -1;
     }
-    if (p !== end) return this.slow(b, w);
+    if (q < 0) return -1;
+    let pos = this.pos;
+    if ((i + 1) * F > pos.length) {
+      pos = new Int32Array(pos.length * 2);
+      pos.set(this.pos);
+      this.pos = pos;
+    }
+    const o = i * F;
+    pos[o] = keyAt;
+    pos[o + 1] = tokenAt;
+    pos[o + 2] = dayAt;
+    pos[o + 3] = kindAt;
+    pos[o + 4] = dimsAt;
+    pos[o + 5] = dimsEnd;
+    pos[o + 6] = day;
+    pos[o + 7] = kindIdx;
+    return q;
+  }
 
+  private verdict(b: Buffer, w: WindowOptions, keyAt: number, tokenAt: number, dayAt: number, kindAt: number, dimsAt: number, dimsEnd: number, day: number, kindIdx: number): ReadVerdict {
     // Lateness window (issue 5 point 4), on the day number alone.
     const today = utcDay(w.nowMs);
     if (day < today - w.maxLatenessDays) return { kind: 'late' };
@@ -211,7 +307,7 @@ export class FactReader {
     }
     const ld = this.lastD;
     if (!counted && ld.row && sameBytes(ld.buf, ld.tokenAt, ld.tokenAt + 16, b, tokenAt, tokenAt + 16) && sameDims(ld, b, dayAt, kindAt, dimsAt, dimsEnd)) {
-      // Same device, same group as the previous non-counted record: the same effect, the same row.
+      // Same device, same group as the previous non-counted fact: the same effect, the same row.
       return { kind: 'ok', row: ld.row };
     }
     const row = this.row(this.dimsOf(b, day, dayAt, kindAt, dimsAt, dimsEnd), KINDS[kindIdx]!, b, tokenAt, b.subarray(keyAt, keyAt + 16));
@@ -288,16 +384,19 @@ export class FactReader {
     return { ...d, raw, dayLen: kindAt - dayAt, tsv: dimsTsv(d) };
   }
 
-  /** Every record the shortcut does not cover: schemas/ decides (other versions, typed errors). */
-  private slow(b: Buffer, w: WindowOptions): ReadVerdict {
-    let f: EventFact;
+  /** Every record the shortcut does not cover: schemas/ decides (other versions, legacy single facts, typed errors). */
+  private slow(b: Buffer, w: WindowOptions, visit: (v: ReadVerdict) => void): number {
+    let facts: EventFact[];
     try {
-      f = decodeEventFact(b);
+      facts = decodeEventFacts(b);
     } catch (err) {
-      return { kind: 'undecodable', code: err instanceof SchemaError ? err.code : 'DECODE_FAILED' };
+      visit({ kind: 'undecodable', code: err instanceof SchemaError ? err.code : 'DECODE_FAILED' });
+      return 0;
     }
-    const v = judgeFact(f, w);
-    if (v.kind !== 'ok') return { kind: v.kind };
-    return { kind: 'ok', row: v.row };
+    for (const f of facts) {
+      const v = judgeFact(f, w);
+      visit(v.kind === 'ok' ? { kind: 'ok', row: v.row } : { kind: v.kind });
+    }
+    return facts.length;
   }
 }

@@ -12,7 +12,7 @@ export function createAggregatorMetrics(opts: { defaultMetrics?: boolean } = {})
       labelNames: ['topic', 'partition'] as const,
       registers: [registry],
     }),
-    eventsRead: new Counter({ name: 'aggregator_events_read_total', help: 'Records read from the events topic (including replays).', registers: [registry] }),
+    eventsRead: new Counter({ name: 'aggregator_events_read_total', help: 'Event facts read from the events topic (including replays; one record holds the facts of one batch and day).', registers: [registry] }),
     eventsAggregated: new Counter({
       name: 'aggregator_events_aggregated_total',
       help: 'Event rows inserted into ClickHouse (a replayed record counts again here; the aggregates do not).',

@@ -18,23 +18,27 @@
  */
 import { performance } from 'node:perf_hooks';
 import { createClickHouse, createKafka, createTopics, stackInfo, uniqueName } from '../deploy/local/testing.ts';
-import { encodeEventFact } from '../schemas/index.ts';
+import { encodeEventFacts } from '../schemas/index.ts';
 import { startAggregator } from '../aggregator/main.ts';
 import { consumerOptions } from '../aggregator/aggregator.ts';
 import type { Kafka } from 'kafkajs';
 import { encodeFactsTsv } from '../aggregator/tsv.ts';
 import type { FactRow } from '../aggregator/facts.ts';
 import { FactReader } from '../aggregator/fact-reader.ts';
-import { aggregatorConfig, aggregatorEnv, produceFacts, waitAllCommitted } from '../aggregator/testing/harness.ts';
+import { aggregatorConfig, aggregatorEnv, factRecords, produceFacts, waitAllCommitted } from '../aggregator/testing/harness.ts';
 import { generatePopulation } from '../aggregator/testing/population.ts';
 
 const N = Number(process.env.BENCH_AGG_EVENTS ?? 200_000);
 const PROBES = Number(process.env.BENCH_AGG_PROBES ?? 100);
 
-/** Bare kafkajs consumption of `n` records of `topic` with the aggregator's consumer settings. */
-async function consumeOnly(kafka: Kafka, cfg: ReturnType<typeof aggregatorConfig>, topic: string, n: number): Promise<{ totalS: number; steadyS: number }> {
+/**
+ * Bare kafkajs consumption of `n` records of `topic` with the aggregator's consumer settings; CPU per
+ * event divides by `events` (the facts those records hold).
+ */
+async function consumeOnly(kafka: Kafka, cfg: ReturnType<typeof aggregatorConfig>, topic: string, n: number, events: number): Promise<{ totalS: number; steadyS: number; cpuUsPerEvent: number }> {
   const consumer = kafka.consumer({ ...consumerOptions(cfg), groupId: uniqueName('bench_agg_raw') });
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   let first = 0;
   let seen = 0;
   let done!: () => void;
@@ -57,9 +61,10 @@ async function consumeOnly(kafka: Kafka, cfg: ReturnType<typeof aggregatorConfig
   await finished;
   clearTimeout(timeout);
   const t1 = performance.now();
+  const cpu = process.cpuUsage(cpu0);
   await consumer.disconnect();
   if (seen < n) throw new Error(`consume-only read ${seen} of ${n} records in 600 s`);
-  return { totalS: (t1 - t0) / 1000, steadyS: (t1 - first) / 1000 };
+  return { totalS: (t1 - t0) / 1000, steadyS: (t1 - first) / 1000, cpuUsPerEvent: Math.round(((cpu.user + cpu.system) / events) * 100) / 100 };
 }
 
 function pct(xs: number[], p: number): number {
@@ -84,20 +89,24 @@ async function main(): Promise<void> {
     const pop = generatePopulation({ seed: 42, devicesPerDay: Math.ceil(N / 15), duplicateShare: 0.02 });
     const facts = pop.facts.slice(0, N);
     const tp0 = performance.now();
-    await produceFacts(kafka, topic, facts, 5000);
+    // Records as ingest writes them: one per device-day (the population has ~5 events per device-day;
+    // an ingest batch often holds more, so this is the harder case for the per-record cost).
+    const records = await produceFacts(kafka, topic, facts, 5000);
     const produceS = (performance.now() - tp0) / 1000;
-    console.log(`produced ${facts.length} events in ${produceS.toFixed(1)} s (${Math.round(facts.length / produceS)} ev/s from this process)`);
+    console.log(`produced ${facts.length} events in ${records} records (${(facts.length / records).toFixed(1)} events/record) in ${produceS.toFixed(1)} s (${Math.round(facts.length / produceS)} ev/s from this process)`);
 
-    const raw = await consumeOnly(kafka, cfg, topic, facts.length);
+    const raw = await consumeOnly(kafka, cfg, topic, records, facts.length);
     const rawPerS = Math.round(facts.length / raw.totalS);
     const rawSteadyPerS = Math.round(facts.length / raw.steadyS);
-    console.log(`kafkajs consume only (no decode, no insert): ${facts.length} records in ${raw.totalS.toFixed(1)} s: ${rawPerS} ev/s (${rawSteadyPerS} ev/s from the first record)`);
+    console.log(`kafkajs consume only (no decode, no insert): ${records} records in ${raw.totalS.toFixed(1)} s: ${Math.round(records / raw.totalS)} records/s = ${rawPerS} ev/s (${rawSteadyPerS} ev/s from the first record); CPU ${raw.cpuUsPerEvent} µs/event`);
 
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     const agg = await startAggregator(cfg);
     let eventsPerS = 0;
     let steadyPerS = 0;
     let insertedRows = 0;
+    let cpuUsPerEvent = 0;
     const delays: number[] = [];
     try {
       // First record read (polled; 10 ms resolution is plenty against seconds).
@@ -109,12 +118,14 @@ async function main(): Promise<void> {
       }, 10);
       await waitAllCommitted(kafka, cfg.AGGREGATOR_GROUP_ID, topic, 600_000);
       const t1 = performance.now();
+      const cpu = process.cpuUsage(cpu0);
+      cpuUsPerEvent = Math.round(((cpu.user + cpu.system) / facts.length) * 100) / 100;
       clearInterval(poll);
       const secs = (t1 - t0) / 1000;
       eventsPerS = Math.round(facts.length / secs);
       steadyPerS = Math.round(facts.length / ((t1 - (first || t0)) / 1000));
       insertedRows = (await agg.metrics.eventsAggregated.get()).values[0]?.value ?? 0;
-      console.log(`aggregated ${facts.length} events (topic -> visible in ClickHouse) in ${secs.toFixed(1)} s: ${eventsPerS} ev/s (${steadyPerS} ev/s from the first record); ${insertedRows} rows inserted`);
+      console.log(`aggregated ${facts.length} events (topic -> visible in ClickHouse) in ${secs.toFixed(1)} s: ${eventsPerS} ev/s (${steadyPerS} ev/s from the first record); ${insertedRows} rows inserted; this process's CPU ${cpuUsPerEvent} µs/event`);
       console.log(`aggregator / kafkajs consume-only: ${(eventsPerS / rawPerS).toFixed(2)} (from the first record: ${(steadyPerS / rawSteadyPerS).toFixed(2)})`);
 
       // Delay under load: background producer at ~2000 ev/s, probes one at a time.
@@ -126,14 +137,14 @@ async function main(): Promise<void> {
         while (!stop) {
           const chunk = facts.slice(i % facts.length, (i % facts.length) + 200);
           i += 200;
-          await producer.send({ topic, acks: -1, messages: chunk.map((f) => ({ key: f.daily_token, value: encodeEventFact(f) })) });
+          await producer.send({ topic, acks: -1, messages: factRecords(chunk).map(({ key, value }) => ({ key, value })) });
           await new Promise((r) => setTimeout(r, 100));
         }
       })();
       const base = facts[0]!;
       for (let p = 0; p < PROBES; p++) {
         const app = `bench.probe.${p}`;
-        await producer.send({ topic, acks: -1, messages: [{ key: base.daily_token, value: encodeEventFact({ ...base, app_id: app, event_key: Buffer.from(uniqueName('k').padEnd(16).slice(0, 16)) }) }] });
+        await producer.send({ topic, acks: -1, messages: [{ key: base.daily_token, value: encodeEventFacts([{ ...base, app_id: app, event_key: Buffer.from(uniqueName('k').padEnd(16).slice(0, 16)) }]) }] });
         const acked = performance.now();
         for (let tries = 0; ; tries++) {
           const rs = await ch.query({ query: `SELECT count() AS c FROM ${database}.daily_agg WHERE app_id = '${app}'`, format: 'JSONEachRow' });
@@ -158,9 +169,10 @@ async function main(): Promise<void> {
     const rows: FactRow[] = [];
     // Rows as the aggregator holds them (FactReader: dimensions pre-encoded per group).
     const reader = new FactReader();
-    for (const f of facts.slice(0, 50_000)) {
-      const v = reader.read(encodeEventFact(f), { nowMs: Date.now(), maxLatenessDays: 3650, futureSkewMs: 86_400_000 * 3650 });
-      if (v.kind === 'ok') rows.push(v.row);
+    for (const r of factRecords(facts.slice(0, 50_000))) {
+      reader.readRecord(r.value, { nowMs: Date.now(), maxLatenessDays: 3650, futureSkewMs: 86_400_000 * 3650 }, (v) => {
+        if (v.kind === 'ok') rows.push(v.row);
+      });
     }
     const te = performance.now();
     const tsv = encodeFactsTsv(rows);
@@ -174,10 +186,14 @@ async function main(): Promise<void> {
     console.log(
       JSON.stringify({
         events: facts.length,
+        records,
+        events_per_record: Number((facts.length / records).toFixed(2)),
         events_per_s: eventsPerS,
         kafka_consume_only_events_per_s: rawPerS,
         steady_events_per_s: steadyPerS,
+        cpu_us_per_event: cpuUsPerEvent,
         kafka_consume_only_steady_events_per_s: rawSteadyPerS,
+        kafka_consume_only_cpu_us_per_event: raw.cpuUsPerEvent,
         rows_inserted: insertedRows,
         p50_visible_delay_ms: p50,
         p99_visible_delay_ms: p99,

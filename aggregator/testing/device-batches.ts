@@ -49,6 +49,11 @@ export interface DeviceBatchPopulation {
   distinctEvents: number;
   /** Deliveries of events ingest accepts (retries and re-sends included). */
   acceptedDeliveries: number;
+  /**
+   * Events-topic records those deliveries make: ingest writes one record per (batch, UTC day) and
+   * every batch here holds accepted events of one day only, so one per posted batch.
+   */
+  acceptedRecords: number;
 }
 
 function rng(seed: number): () => number {
@@ -99,6 +104,7 @@ export function generateDeviceBatches(o: DeviceBatchOptions): DeviceBatchPopulat
   const counted: EventFact[] = [];
   let distinctEvents = 0;
   let acceptedDeliveries = 0;
+  let acceptedRecords = 0;
 
   for (const rel of o.days ?? [0, -1, -2]) {
     const day = today + rel;
@@ -156,10 +162,12 @@ export function generateDeviceBatches(o: DeviceBatchOptions): DeviceBatchPopulat
       const body = batchOf('main', events);
       batches.push({ batch: body, refused, retry: false });
       acceptedDeliveries += accepted;
+      acceptedRecords++;
       // A retry of the whole batch (its response was lost): the same body, the same event ids.
       if (r() < 0.1) {
         batches.push({ batch: body, refused, retry: true });
         acceptedDeliveries += accepted;
+        acceptedRecords++;
       }
       // A re-send: a later batch repeats the first two events of this one (no ack came back for
       // them, say) next to a new one.
@@ -167,8 +175,9 @@ export function generateDeviceBatches(o: DeviceBatchOptions): DeviceBatchPopulat
         const again = [...events.slice(0, 2), event('page_view')];
         batches.push({ batch: batchOf('resend', again), refused: {}, retry: false });
         acceptedDeliveries += again.length;
+        acceptedRecords++;
       }
     }
   }
-  return { batches, counted, distinctEvents, acceptedDeliveries };
+  return { batches, counted, distinctEvents, acceptedDeliveries, acceptedRecords };
 }

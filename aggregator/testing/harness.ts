@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Kafka } from 'kafkajs';
-import { encodeEventFact } from '../../schemas/index.ts';
+import { encodeEventFact, encodeEventFacts } from '../../schemas/index.ts';
 import type { EventFact } from '../../schemas/contract.ts';
 import { loadAggregatorConfig, type AggregatorConfig } from '../config.ts';
 
@@ -40,17 +40,55 @@ export function aggregatorConfig(env: Record<string, string>): AggregatorConfig 
   return loadAggregatorConfig(env);
 }
 
+export interface FactRecordOptions {
+  /** One single-fact record per fact, as before batch records (the aggregator must still count those). */
+  legacy?: boolean;
+  /** Most facts per record (an HTTP batch is bounded too). @default 50 */
+  perRecord?: number;
+}
+
 /**
- * Produces facts keyed by daily token (as ingest does), acks=all, in chunks. Other suites' fault tests
- * restart the shared broker; a chunk whose send failed is sent again (for up to two minutes). A chunk
- * may then be on the topic twice, which every exactness test absorbs by design (the same event keys).
+ * Records as ingest writes them: one EventFactBatch per (device, day), keyed by the daily token: the
+ * facts of one daily token and day are grouped, in first-appearance order, at most `perRecord` per
+ * record. `facts` is how many facts each record holds.
  */
-export async function produceFacts(kafka: Kafka, topic: string, facts: readonly EventFact[], chunk = 2000): Promise<void> {
+export function factRecords(facts: readonly EventFact[], o: FactRecordOptions = {}): Array<{ key: Buffer; value: Buffer; facts: number }> {
+  if (o.legacy) return facts.map((f) => ({ key: f.daily_token, value: encodeEventFact(f), facts: 1 }));
+  const perRecord = o.perRecord ?? 50;
+  const groups = new Map<string, EventFact[][]>();
+  const order: EventFact[][] = [];
+  for (const f of facts) {
+    const id = `${f.daily_token.toString('hex')}/${f.day}`;
+    let lists = groups.get(id);
+    if (!lists) groups.set(id, (lists = []));
+    let last = lists[lists.length - 1];
+    if (!last || last.length >= perRecord) {
+      lists.push((last = []));
+      order.push(last);
+    }
+    last.push(f);
+  }
+  return order.map((list) => ({ key: list[0]!.daily_token, value: encodeEventFacts(list), facts: list.length }));
+}
+
+/**
+ * Produces facts as batch records (`factRecords`: grouped per device-day, keyed by daily token, as
+ * ingest does), acks=all, in sends of about `chunk` facts. Other suites' fault tests restart the
+ * shared broker; a send that failed is sent again (for up to two minutes). Its records may then be on
+ * the topic twice, which every exactness test absorbs by design (the same event keys). Returns how
+ * many records were produced (once each).
+ */
+export async function produceFacts(kafka: Kafka, topic: string, facts: readonly EventFact[], chunk = 2000, o: FactRecordOptions = {}): Promise<number> {
+  const records = factRecords(facts, o);
   let producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await retryFor(120_000, () => producer.connect());
   try {
-    for (let i = 0; i < facts.length; i += chunk) {
-      const messages = facts.slice(i, i + chunk).map((f) => ({ key: f.daily_token, value: encodeEventFact(f) }));
+    for (let i = 0; i < records.length; ) {
+      const messages: Array<{ key: Buffer; value: Buffer }> = [];
+      for (let n = 0; i < records.length && n < chunk; i++) {
+        messages.push({ key: records[i]!.key, value: records[i]!.value });
+        n += records[i]!.facts;
+      }
       await retryFor(120_000, async (attempt) => {
         if (attempt > 0 && attempt % 3 === 0) {
           // A producer that failed several times in a row is replaced (fresh connections, fresh id).
@@ -64,6 +102,7 @@ export async function produceFacts(kafka: Kafka, topic: string, facts: readonly 
   } finally {
     await producer.disconnect().catch(() => undefined);
   }
+  return records.length;
 }
 
 /** Runs `fn` until it succeeds, waiting 1 s between attempts, for at most `ms`; then throws its error. */
