@@ -10,7 +10,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { decodeEventFact } from '../schemas/index.ts';
+import { decodeEventFacts } from '../schemas/index.ts';
 import { readAll, stackInfo, uniqueName } from '../deploy/local/testing.ts';
 import { batch, batchType, containerOf, type BatchOptions } from '../bench/lib/ingest-batches.ts';
 import { loadIngestConfig } from './config.ts';
@@ -116,11 +116,20 @@ describe('ingest -> Kafka (real broker)', () => {
     }
     expect(accepted).toBe(78);
 
-    // Separate consumer (kafkajs): every accepted event is one EventFact on the events topic.
-    const events = await readAll(t.events, accepted, 30_000);
-    expect(events).toHaveLength(accepted);
-    const facts = events.map((e) => decodeEventFact(e.value!));
-    for (let i = 0; i < facts.length; i++) expect(events[i]!.key!.equals(facts[i]!.daily_token)).toBe(true);
+    // Separate consumer (kafkajs): every accepted event is one EventFact on the events topic, inside
+    // one record per (batch, UTC day) keyed by that day's token (a batch straddling midnight: two).
+    const onTopic = kcat(t.events).length;
+    expect(onTopic).toBeGreaterThanOrEqual(posted.length);
+    expect(onTopic).toBeLessThanOrEqual(2 * posted.length);
+    const events = await readAll(t.events, onTopic, 30_000);
+    expect(events).toHaveLength(onTopic);
+    const facts = events.flatMap((e) => {
+      const fs = decodeEventFacts(e.value!);
+      for (const f of fs) expect(e.key!.equals(f.daily_token)).toBe(true);
+      expect(new Set(fs.map((f) => f.day)).size).toBe(1);
+      return fs;
+    });
+    expect(facts).toHaveLength(accepted);
     expect(new Set(facts.map((f) => f.event_key.toString('hex'))).size).toBe(accepted);
     expect(new Set(facts.map((f) => f.kind))).toEqual(new Set(['session_start', 'page_view', 'app_foreground', 'network_stats', 'app_background', 'app_status', 'crash', 'session_end']));
 
@@ -147,9 +156,11 @@ describe('ingest -> Kafka (real broker)', () => {
       const body = containerOf(batch({ events: 20 }));
       expect((await post(svc2, body)).status).toBe(200);
       expect((await post(svc2, body)).status).toBe(200);
-      const recs = await readAll(t2.events, 40, 30_000);
-      expect(recs).toHaveLength(40);
-      expect(new Set(recs.map((r) => decodeEventFact(r.value!).event_key.toString('hex'))).size).toBe(20);
+      const onTopic = kcat(t2.events).length;
+      const recs = await readAll(t2.events, onTopic, 30_000);
+      const facts = recs.flatMap((r) => decodeEventFacts(r.value!));
+      expect(facts).toHaveLength(40);
+      expect(new Set(facts.map((f) => f.event_key.toString('hex'))).size).toBe(20);
     } finally {
       await svc2.close();
     }

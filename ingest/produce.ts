@@ -41,9 +41,19 @@ interface TopicSpec {
   retentionMs: number;
 }
 
+/**
+ * Most key + value bytes in one coalesced call (whole batches only, as for the record cap). Since the
+ * events topic carries one record per (batch, day), the record cap alone no longer bounds a call's size
+ * (2,000 records can be 1,000 batches, ~9 MB with their personal records), and the broker refuses a
+ * partition's record batch over its message.max.bytes (1 MiB by default). 1 MiB per call keeps every
+ * partition's share under it and is still ~100 realistic batches per round trip.
+ */
+export const MAX_BYTES_PER_CALL = 1 << 20;
+
 interface Pending {
   byTopic: Map<string, Message[]>;
   count: number;
+  bytes: number;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
@@ -99,9 +109,9 @@ class ClusterProducer {
     this.connected = true;
   }
 
-  enqueue(byTopic: Map<string, Message[]>, count: number): Promise<void> {
+  enqueue(byTopic: Map<string, Message[]>, count: number, bytes: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ byTopic, count, resolve, reject });
+      this.queue.push({ byTopic, count, bytes, resolve, reject });
       if (!this.inFlight) this.schedule();
     });
   }
@@ -119,8 +129,10 @@ class ClusterProducer {
     // an array spread per message (quadratic in a call's size), so one huge call is slower than a few.
     let take = 0;
     let records = 0;
-    while (take < this.queue.length && (take === 0 || records + this.queue[take]!.count <= this.cfg.INGEST_KAFKA_MAX_RECORDS_PER_CALL)) {
+    let bytes = 0;
+    while (take < this.queue.length && (take === 0 || (records + this.queue[take]!.count <= this.cfg.INGEST_KAFKA_MAX_RECORDS_PER_CALL && bytes + this.queue[take]!.bytes <= MAX_BYTES_PER_CALL))) {
       records += this.queue[take]!.count;
+      bytes += this.queue[take]!.bytes;
       take++;
     }
     const batch = this.queue.splice(0, take);
@@ -314,21 +326,22 @@ export class KafkaSink {
 
   /** Resolves when Kafka acknowledged (acks=all) every record; otherwise rejects with INGEST_KAFKA_UNAVAILABLE. */
   async send(r: BatchRecords): Promise<void> {
-    const perCluster = new Map<string, { byTopic: Map<string, Message[]>; count: number }>();
+    const perCluster = new Map<string, { byTopic: Map<string, Message[]>; count: number; bytes: number }>();
     const add = (cluster: string, topic: string, rec: OutRecord) => {
       let c = perCluster.get(cluster);
-      if (!c) perCluster.set(cluster, (c = { byTopic: new Map(), count: 0 }));
+      if (!c) perCluster.set(cluster, (c = { byTopic: new Map(), count: 0, bytes: 0 }));
       let list = c.byTopic.get(topic);
       if (!list) c.byTopic.set(topic, (list = []));
       list.push(rec.headers ? { key: rec.key, value: rec.value, headers: rec.headers } : { key: rec.key, value: rec.value });
       c.count++;
+      c.bytes += rec.key.length + rec.value.length;
     };
     for (const e of r.events) add(this.eventsCluster, this.cfg.PIPELINE_TOPIC_EVENTS, e);
     for (const p of r.personal) add(this.zoneCluster[p.zone], this.personalTopics[p.zone], p);
     for (const x of r.rejected) add(this.zoneCluster[x.zone], this.rejectsTopics[x.zone], x);
     if (perCluster.size === 0) return;
     try {
-      await Promise.all([...perCluster].map(([key, c]) => leastLoaded(this.clusters.get(key)!.lanes).enqueue(c.byTopic, c.count)));
+      await Promise.all([...perCluster].map(([key, c]) => leastLoaded(this.clusters.get(key)!.lanes).enqueue(c.byTopic, c.count, c.bytes)));
     } catch (e) {
       this.metrics.kafkaReady.set(0);
       throw e;

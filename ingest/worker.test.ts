@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { batch, containerOf } from '../bench/lib/ingest-batches.ts';
+import { decodeEventFacts } from '../schemas/index.ts';
 import { loadIngestConfig } from './config.ts';
 import { createPool } from './http.ts';
 import { packRecords, unpackRecords, type WorkerResult, type WorkerTask } from './worker.ts';
@@ -36,7 +37,8 @@ describe('pool task', () => {
       expect(result.accepted).toBe(5);
       expect(result.data).toBeInstanceOf(ArrayBuffer);
       const recs = unpackRecords(result);
-      expect(recs.events).toHaveLength(5);
+      expect(recs.events).toHaveLength(1); // one record per (batch, day): the batch's facts of today
+      expect(decodeEventFacts(recs.events[0]!.value)).toHaveLength(5);
       expect(recs.personal).toHaveLength(1);
       // The record Buffers are views on the one moved ArrayBuffer.
       for (const e of recs.events) expect(e.value.buffer).toBe(result.data);

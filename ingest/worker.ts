@@ -1,8 +1,10 @@
 /**
  * The piscina task: one whole batch per task, all of its CPU work off the HTTP thread.
  *
- *   body bytes (moved in) -> gunzip (capped) -> Avro container / JSON -> guarded decode
- *   -> schemas processBatch (validate, consent, classify, split, tokenise, encode)
+ *   body bytes (moved in) -> gunzip (capped) -> Avro container / JSON
+ *   -> current batch schema: schemas processBody (the generated fast path: guard, decode, validate,
+ *      consent, split, tokenise, encode in one walk of the bytes)
+ *      other writer schemas, Avro-JSON: guarded decode (resolving) -> schemas processBatch
  *   -> one ArrayBuffer holding every record's key and value (moved out)
  *
  * Moving rather than copying: the request body's ArrayBuffer is transferred in, and all output records
@@ -90,8 +92,13 @@ function init(opts: WorkerOptions): State {
   return state;
 }
 
-/** Decodes the body into one Batch value, or says why it cannot be read. */
-export function decodeBody(s: Pick<State, 'decoder' | 'container'>, body: Buffer, format: BodyFormat): { ok: true; batch: unknown } | IngestFailure {
+/**
+ * Decodes the body into one Batch value, or says why it cannot be read. A binary batch written with
+ * the current batch schema (what every up-to-date SDK sends) is not decoded here: its bytes come back
+ * as `avro`, for the pipeline's generated fast path (`processBody`: guard, decode and split in one walk,
+ * ~3-4x cheaper than guard + avsc + processBatch, and the same results: schemas/fast.test.ts).
+ */
+export function decodeBody(s: Pick<State, 'decoder' | 'container'>, body: Buffer, format: BodyFormat): { ok: true; batch: unknown } | { ok: true; avro: Buffer } | IngestFailure {
   if (body.length === 0) return fail('INGEST_BODY_EMPTY', 'empty body: send one batch');
   if (format === 'json') {
     const text = body.toString('utf8');
@@ -111,6 +118,7 @@ export function decodeBody(s: Pick<State, 'decoder' | 'container'>, body: Buffer
   }
   const w = s.decoder.writer(c.value.schemaJson);
   if ('ok' in w) return w;
+  if (w.resolver === undefined) return { ok: true, avro: c.value.blocks[0]!.data };
   try {
     return { ok: true, batch: s.decoder.decode(w, c.value.blocks[0]!.data) };
   } catch (e) {
@@ -203,7 +211,7 @@ export default async function processTask(task: WorkerTask): Promise<unknown> {
   let split: SplitResult;
   try {
     const ctx = task.clientIp === undefined ? { receivedAt: task.receivedAt, tokenizer: s.tokenizer } : { receivedAt: task.receivedAt, clientIp: task.clientIp, tokenizer: s.tokenizer };
-    split = s.decoder.pipeline.processBatch(decoded.batch, ctx);
+    split = 'avro' in decoded ? s.decoder.pipeline.processBody(decoded.avro, ctx, s.decoder.limits) : s.decoder.pipeline.processBatch(decoded.batch, ctx);
   } catch (e) {
     return schemaFailure(e);
   }
