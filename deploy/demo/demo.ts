@@ -525,11 +525,11 @@ export function formatDemoReport(r: DemoReport): string {
   out.push('kafka      records per topic (end offset - start offset):');
   const w = Math.max(...r.topics.map((x) => x.topic.length));
   for (const c of r.topics) {
-    const kind = c.topic.endsWith('.events') ? 'non-personal event facts, one per accepted event (twice for a batch sent twice)' : c.topic.includes('.personal.') ? 'personal data, one record per accepted batch, in its residency zone' : 'rejected events (unclassified, kept in their zone)';
+    const kind = c.topic.endsWith('.events') ? 'non-personal event facts, one record per accepted batch and UTC day holding its events\' facts (twice for a batch sent twice)' : c.topic.includes('.personal.') ? 'personal data, one record per accepted batch, in its residency zone' : 'rejected events (unclassified, kept in their zone)';
     out.push(`           ${c.topic.padEnd(w)}  ${n(c.records).padStart(8)}  ${kind}`);
   }
   if (r.aggregator) {
-    out.push(`aggregator read ${n(r.aggregator.read)} records, inserted ${n(r.aggregator.aggregated)} fact rows, ${n(r.aggregator.duplicatesDropped)} repeats dropped in memory, ${n(r.aggregator.late)} too late; lag ${n(r.aggregator.lag)}${r.caughtUp ? '' : ' (NOT caught up: tables below may be short)'}`);
+    out.push(`aggregator read ${n(r.aggregator.read)} event facts, inserted ${n(r.aggregator.aggregated)} fact rows, ${n(r.aggregator.duplicatesDropped)} repeats dropped in memory, ${n(r.aggregator.late)} too late; lag ${n(r.aggregator.lag)}${r.caughtUp ? '' : ' (NOT caught up: tables below may be short)'}`);
   }
   const dauCmd = `npm run query -- dau --from ${dayToIso(r.dau.req.from)} --to ${dayToIso(r.dau.req.to)} --by day,app_id`;
   const crashCmd = `npm run query -- crash-rate --from ${dayToIso(r.crash.req.from)} --to ${dayToIso(r.crash.req.to)} --by app_id,app_version`;
