@@ -8,7 +8,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['{ingest,aggregator,schemas,runtime,bench,deploy,test}/**/*.test.ts'],
+          include: ['{ingest,aggregator,schemas,runtime,bench,deploy}/**/*.test.ts'],
           exclude: ['**/*.int.test.ts', 'node_modules/**', '.local/**', 'dist/**'],
           testTimeout: 30_000,
         },
@@ -16,7 +16,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['{ingest,aggregator,schemas,runtime,bench,deploy,test}/**/*.int.test.ts'],
+          include: ['{ingest,aggregator,schemas,runtime,bench,deploy}/**/*.int.test.ts'],
           exclude: ['node_modules/**', '.local/**', 'dist/**'],
           globalSetup: ['deploy/local/vitest-global-setup.ts'],
           testTimeout: 120_000,
