@@ -14,8 +14,9 @@ import { sinkOptionsFrom, startAggregator, type RunningAggregator } from './main
 import { utcDay } from './facts.ts';
 import { createSink, type Sink } from './sink.ts';
 import { aggregatorConfig, aggregatorEnv, groupProgress, produceFacts, waitAllCommitted } from './testing/harness.ts';
-import { generatePopulation } from './testing/population.ts';
+import { generatePopulation, oracleReport } from './testing/population.ts';
 import { reportsVsOracle } from './testing/compare.ts';
+import { runReport, type QueryRequest, type ReportRow } from './query.ts';
 
 const K = 5;
 let kafka: Kafka;
@@ -105,6 +106,55 @@ async function clickhouseDownScenario(seed: number, unsafe: boolean) {
   }
 }
 
+/**
+ * The dashboard's roll-up views (daily_active_devices_by_app, crash_rates_by_app_version) must equal
+ * the query command's roll-up at their grain (which merges the states and applies k to the rolled-up
+ * group), and that roll-up the oracle's. Also shows why they exist: summing the finest-grain view per
+ * day and app, as the dashboard once did, gives another (smaller here: k bites) number.
+ */
+async function expectRollupViews(sink: Sink, counted: Parameters<typeof reportsVsOracle>[1]) {
+  const db = sink.database;
+  const today = utcDay(Date.now());
+  const req = (report: QueryRequest['report'], by: QueryRequest['by']): QueryRequest => ({ report, from: today - 7, to: today + 7, by, format: 'json' });
+  const num = (v: unknown) => Number(v);
+  const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+  const dauReq = req('dau', ['day', 'app_id']);
+  const dau = await runReport(sink, dauReq, K);
+  expect(dau).toEqual(oracleReport(counted, dauReq, K));
+  expect(dau.length).toBeGreaterThan(0);
+  const dauView = await sink.query<Record<string, unknown>>(`SELECT toString(day) AS day, app_id, active_devices FROM ${db}.daily_active_devices_by_app ORDER BY day, app_id`);
+  expect(dauView.map((r): ReportRow => ({ day: String(r.day), app_id: String(r.app_id), active_devices: num(r.active_devices) }))).toEqual(dau);
+
+  const crashReq = req('crash-rate', ['day', 'app_id', 'app_version']);
+  const crash = await runReport(sink, crashReq, K);
+  expect(crash).toEqual(oracleReport(counted, crashReq, K));
+  expect(crash.some((r) => num(r.crashes) > 0)).toBe(true);
+  const crashView = await sink.query<Record<string, unknown>>(
+    `SELECT toString(day) AS day, app_id, app_version, active_devices, sessions, crashes, crashed_devices, crash_free_devices_pct, ` +
+      `if(sessions = 0, -1, crashes_per_1000_sessions) AS crashes_per_1000_sessions FROM ${db}.crash_rates_by_app_version ORDER BY day, app_id, app_version`,
+  );
+  expect(
+    crashView.map((r): ReportRow => ({
+      day: String(r.day),
+      app_id: String(r.app_id),
+      app_version: String(r.app_version),
+      active_devices: num(r.active_devices),
+      sessions: num(r.sessions),
+      crashes: num(r.crashes),
+      crashed_devices: num(r.crashed_devices),
+      crash_free_devices_pct: r3(num(r.crash_free_devices_pct)),
+      crashes_per_1000_sessions: num(r.sessions) > 0 ? r3(num(r.crashes_per_1000_sessions)) : null,
+    })),
+  ).toEqual(crash);
+
+  // What the dashboard used to show: sums over the finest-grain view. It does not match.
+  const summed = await sink.query<{ day: string; app_id: string; n: string | number }>(
+    `SELECT toString(day) AS day, app_id, sum(active_devices) AS n FROM ${db}.daily_active_devices GROUP BY day, app_id ORDER BY day, app_id`,
+  );
+  expect(summed.map((r) => ({ day: r.day, app_id: r.app_id, active_devices: num(r.n) }))).not.toEqual(dau);
+}
+
 describe('aggregator on the ClickHouse server', () => {
   it('counts a population with duplicates, late and future events exactly as the oracle', async () => {
     const { topic, env, cfg } = await setup(3);
@@ -129,6 +179,8 @@ describe('aggregator on the ClickHouse server', () => {
         // The analyst views carry the same finest-grain numbers.
         const view = await sink.query<{ n: string }>(`SELECT sum(active_devices) AS n FROM ${cfg.AGGREGATOR_DATABASE}.daily_active_devices`);
         expect(Number(view[0]!.n)).toBe(finest.got.reduce((a, r) => a + Number(r.active_devices), 0));
+        // The dashboard's roll-up views equal the query command's roll-up at their grain.
+        await expectRollupViews(sink, pop.counted);
       } finally {
         await sink.close();
       }
@@ -244,6 +296,7 @@ describe('aggregator on embedded chdb', () => {
       expect((await agg.metrics.eventsRead.get()).values[0]?.value).toBe(pop.facts.length); // every fact read, legacy ones included
       // chdb allows one session per data path per process: read through the aggregator's own sink.
       await expectOracle(agg.sink, pop.counted);
+      await expectRollupViews(agg.sink, pop.counted);
     } finally {
       await agg.stop();
       rmSync(dir, { recursive: true, force: true });

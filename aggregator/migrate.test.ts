@@ -13,7 +13,11 @@ describe('migrations', () => {
     expect(old).toContain('CREATE VIEW db1.crash_rates');
     expect(old).toContain('WHERE active_devices >= 7');
     expect(renderMigration(views, { database: 'db1', minGroupDevices: 7 }, majorVersion('26.7.2.1'))).toContain('CREATE OR REPLACE VIEW db1.crash_rates');
-    expect(statements(old)).toHaveLength(2);
+    // Finest grain (daily_active_devices, crash_rates) and the dashboard's roll-ups, each k-suppressed.
+    expect(statements(old)).toHaveLength(4);
+    for (const stmt of statements(old)) expect(stmt).toMatch(/WHERE active_devices >= 7$/);
+    expect(old).toContain('CREATE VIEW db1.daily_active_devices_by_app');
+    expect(old).toContain('CREATE VIEW db1.crash_rates_by_app_version');
   });
   it('write nothing personal: the only stored columns are dimensions and 16-byte hashes', () => {
     const sql = listMigrations().map((m) => m.text).join('\n').toLowerCase();

@@ -177,7 +177,7 @@ describe('Grafana', () => {
       const sqls = [...dash.values()].flatMap((d) => panelsOf(d).flatMap((p) => (p.targets ?? []).filter((t: Obj) => t.rawSql).map((t: Obj) => t.rawSql as string)));
       expect(sqls.length).toBeGreaterThanOrEqual(3);
       for (const s of sqls) {
-        expect(s).toMatch(new RegExp(`FROM ${db}\\.(daily_active_devices|crash_rates)\\b`));
+        expect(s).toMatch(new RegExp(`FROM ${db}\\.(daily_active_devices_by_app|crash_rates_by_app_version)\\b`));
         expect(run(s), s).toBe('');
       }
     });

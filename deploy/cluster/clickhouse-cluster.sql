@@ -96,3 +96,31 @@ FROM
     GROUP BY day, app_id, app_version, device_model, os_version, country
 )
 WHERE active_devices >= 5;
+
+CREATE OR REPLACE VIEW analytics.daily_active_devices_by_app ON CLUSTER '{cluster}' AS
+SELECT day, app_id, active_devices
+FROM
+(
+    SELECT day, app_id,
+        uniqExactMerge(devices) AS active_devices
+    FROM analytics.daily_agg
+    GROUP BY day, app_id
+)
+WHERE active_devices >= 5;
+
+CREATE OR REPLACE VIEW analytics.crash_rates_by_app_version ON CLUSTER '{cluster}' AS
+SELECT day, app_id, app_version,
+    active_devices, sessions, crashes, crashed_devices,
+    100 * (1 - crashed_devices / active_devices) AS crash_free_devices_pct,
+    if(sessions = 0, nan, 1000 * crashes / sessions) AS crashes_per_1000_sessions
+FROM
+(
+    SELECT day, app_id, app_version,
+        uniqExactMerge(devices) AS active_devices,
+        uniqExactMerge(sessions) AS sessions,
+        uniqExactMerge(crashes) AS crashes,
+        uniqExactMerge(crashed_devices) AS crashed_devices
+    FROM analytics.daily_agg
+    GROUP BY day, app_id, app_version
+)
+WHERE active_devices >= 5;

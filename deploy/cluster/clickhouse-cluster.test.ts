@@ -41,7 +41,7 @@ describe('ClickHouse cluster DDL', () => {
     for (const t of ['facts_in', 'daily_agg']) {
       expect(stmts.some((s) => s.startsWith(`CREATE TABLE IF NOT EXISTS ${db}.${t} ON CLUSTER`) && /ENGINE = Distributed\(/.test(s)), t).toBe(true);
     }
-    for (const v of ['daily_active_devices', 'crash_rates']) {
+    for (const v of ['daily_active_devices', 'crash_rates', 'daily_active_devices_by_app', 'crash_rates_by_app_version']) {
       const s = stmts.find((x) => x.startsWith(`CREATE OR REPLACE VIEW ${db}.${v} `));
       expect(s, v).toBeDefined();
       expect(s).toMatch(new RegExp(`FROM ${db}\\.daily_agg\\n`)); // the Distributed table, not one shard's

@@ -5,7 +5,7 @@
 -- access_management = 1, replacing each <...> with the SHA-256 hex of a generated password.
 --
 -- Differences from 18.16 that matter:
--- * A view can run with its definer's rights (SQL SECURITY DEFINER), so the analyst is granted the two
+-- * A view can run with its definer's rights (SQL SECURITY DEFINER), so the analyst is granted the four
 --   k-suppressed views in `analytics` and nothing else: no Distributed proxies, no views_reader user.
 -- * Grants are per table, not per database: the aggregator gets exactly the tables it writes and reads.
 -- * The system database is no longer open to everyone: the analyst gets none of it.
@@ -24,11 +24,15 @@ CREATE USER IF NOT EXISTS analytics_views_definer IDENTIFIED WITH no_password HO
 GRANT SELECT ON analytics.daily_agg TO analytics_views_definer;
 ALTER TABLE analytics.daily_active_devices MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer;
 ALTER TABLE analytics.crash_rates MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer;
+ALTER TABLE analytics.daily_active_devices_by_app MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer;
+ALTER TABLE analytics.crash_rates_by_app_version MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer;
 
 -- Analysts: the k-suppressed views only, read-only, with limits.
 CREATE USER IF NOT EXISTS analyst IDENTIFIED WITH sha256_hash BY '<sha256 hex of the analyst password>' SETTINGS PROFILE 'analyst_limits';
 GRANT SELECT ON analytics.daily_active_devices TO analyst;
 GRANT SELECT ON analytics.crash_rates TO analyst;
+GRANT SELECT ON analytics.daily_active_devices_by_app TO analyst;
+GRANT SELECT ON analytics.crash_rates_by_app_version TO analyst;
 
 -- The personal table: bookkeeping of data-subject requests (policy 5.2). Granted to nobody above; a
 -- zone's rights-request service would get its own user with SELECT, INSERT on it.

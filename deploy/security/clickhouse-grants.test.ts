@@ -25,8 +25,11 @@ describe('clickhouse-grants.sql', () => {
     expect(parseError('GRANT SELEKT ON analytics.crash_rates TO analyst')).toMatch(/Syntax error/);
   });
 
-  it('grants the analyst the two views and nothing else', () => {
+  it('grants the analyst the four k-suppressed views and nothing else', () => {
+    const views = ['daily_active_devices', 'crash_rates', 'daily_active_devices_by_app', 'crash_rates_by_app_version'];
     const toAnalyst = stmts.filter((s) => /^GRANT .* TO analyst$/.test(s));
-    expect(toAnalyst).toEqual(['GRANT SELECT ON analytics.daily_active_devices TO analyst', 'GRANT SELECT ON analytics.crash_rates TO analyst']);
+    expect(toAnalyst).toEqual(views.map((v) => `GRANT SELECT ON analytics.${v} TO analyst`));
+    // Each runs as the definer, which alone may read the raw states.
+    for (const v of views) expect(stmts).toContain(`ALTER TABLE analytics.${v} MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer`);
   });
 });

@@ -139,7 +139,7 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
     const ad2 = admin();
     const an = secureClickHouse(config, 'analyst');
     try {
-      expect(await syncAnalystViews(sqlClient(ad2), E2E_LAYOUT)).toEqual(['crash_rates', 'daily_active_devices']);
+      expect(await syncAnalystViews(sqlClient(ad2), E2E_LAYOUT)).toEqual(['crash_rates', 'crash_rates_by_app_version', 'daily_active_devices', 'daily_active_devices_by_app']);
       const q = (db: string) => `SELECT toString(day) AS day, app_id, app_version, device_model, os_version, country, toString(active_devices) AS n FROM ${db}.daily_active_devices ORDER BY day, app_id, app_version, device_model, os_version, country`;
       const seenByAdmin = await rowsOf(ad2, q(E2E_LAYOUT.analyticsDb));
       const seenByAnalyst = await rowsOf(an, q(E2E_LAYOUT.viewsDb));
@@ -148,6 +148,16 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
       expect(toClickHouseError(await rowsOf(an, `SELECT count() FROM ${E2E_LAYOUT.analyticsDb}.daily_agg`).catch((e: unknown) => e))?.type).toBe('DATABASE_ACCESS_DENIED');
       const crash = await rowsOf<{ c: string }>(an, `SELECT count() AS c FROM ${E2E_LAYOUT.viewsDb}.crash_rates`);
       expect(Number(crash[0]?.c)).toBeGreaterThan(0);
+      // The dashboard's roll-up views reach the analyst through their proxies too, row for row.
+      const byApp = (db: string) => `SELECT toString(day) AS day, app_id, toString(active_devices) AS n FROM ${db}.daily_active_devices_by_app ORDER BY day, app_id`;
+      const byAppAdmin = await rowsOf(ad2, byApp(E2E_LAYOUT.analyticsDb));
+      expect(byAppAdmin.length).toBeGreaterThan(0);
+      expect(await rowsOf(an, byApp(E2E_LAYOUT.viewsDb))).toEqual(byAppAdmin);
+      const byVersion = (db: string) =>
+        `SELECT toString(day) AS day, app_id, app_version, toString(active_devices) AS n, toString(sessions) AS s, toString(crashes) AS c, toString(crashed_devices) AS cd FROM ${db}.crash_rates_by_app_version ORDER BY day, app_id, app_version`;
+      const byVersionAdmin = await rowsOf(ad2, byVersion(E2E_LAYOUT.analyticsDb));
+      expect(byVersionAdmin.length).toBeGreaterThan(0);
+      expect(await rowsOf(an, byVersion(E2E_LAYOUT.viewsDb))).toEqual(byVersionAdmin);
     } finally {
       await Promise.all([ad2.close(), an.close()]);
     }
