@@ -8,7 +8,7 @@ import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickh
 import { AggregatorError } from './errors.ts';
 import type { FactRow } from './facts.ts';
 import { runMigrations, type SqlRunner } from './migrate.ts';
-import { partitionsOlderThan, type InsertOptions, type Sink, type SinkOptions } from './sink.ts';
+import { dropDailyPartitionsOlderThan, type InsertOptions, type Sink, type SinkOptions } from './sink.ts';
 import { encodeFactsTsv, FACT_COLUMNS } from './tsv.ts';
 
 export class ServerSink implements Sink {
@@ -79,13 +79,8 @@ export class ServerSink implements Sink {
     }
   }
 
-  async dropPartitionsOlderThan(day: number): Promise<string[]> {
-    const parts = await this.query<{ partition_id: string }>(
-      `SELECT DISTINCT partition_id FROM system.parts WHERE database = '${this.database}' AND table = 'daily_agg' AND active`,
-    );
-    const old = partitionsOlderThan(parts.map((p) => p.partition_id), day);
-    for (const id of old) await this.runner.exec(`ALTER TABLE ${this.database}.daily_agg DROP PARTITION ID '${id}'`);
-    return old;
+  dropPartitionsOlderThan(day: number): Promise<string[]> {
+    return dropDailyPartitionsOlderThan(this.runner, this.database, day);
   }
 
   async close(): Promise<void> {

@@ -4,7 +4,7 @@
  * (sink-chdb.ts). Everything above this file is engine-agnostic.
  */
 import type { FactRow } from './facts.ts';
-import type { MigrationParams } from './migrate.ts';
+import type { MigrationParams, SqlRunner } from './migrate.ts';
 
 export interface InsertOptions {
   /**
@@ -41,6 +41,19 @@ export interface SinkOptions extends MigrationParams {
 export function partitionsOlderThan(ids: readonly string[], day: number): string[] {
   const cutoff = new Date(day * 86_400_000).toISOString().slice(0, 10).replace(/-/g, '');
   return ids.filter((id) => /^\d{8}$/.test(id) && id < cutoff).sort();
+}
+
+/**
+ * Retention (issue 5.6): drop whole day partitions of `daily_agg` older than `day`. Both sinks run the
+ * same SQL, so the sweep is written once here and each sink only supplies how to run statements.
+ */
+export async function dropDailyPartitionsOlderThan(db: SqlRunner, database: string, day: number): Promise<string[]> {
+  const parts = await db.rows<{ partition_id: string }>(
+    `SELECT DISTINCT partition_id FROM system.parts WHERE database = '${database}' AND table = 'daily_agg' AND active`,
+  );
+  const old = partitionsOlderThan(parts.map((p) => p.partition_id), day);
+  for (const id of old) await db.exec(`ALTER TABLE ${database}.daily_agg DROP PARTITION ID '${id}'`);
+  return old;
 }
 
 export async function createSink(o: SinkOptions): Promise<Sink> {
