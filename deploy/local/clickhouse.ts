@@ -44,6 +44,24 @@ function xmlEscape(s: string): string {
 }
 
 /**
+ * users.xml `<quotas>` block: the `default` quota counts but never limits. Shared by the plain stack and
+ * the secured one (deploy/security/clickhouse-users.ts); limits live in profiles, not quotas.
+ */
+export const UNLIMITED_DEFAULT_QUOTA_XML = `  <quotas>
+    <default>
+      <interval>
+        <duration>3600</duration>
+        <queries>0</queries>
+        <errors>0</errors>
+        <result_rows>0</result_rows>
+        <read_rows>0</read_rows>
+        <execution_time>0</execution_time>
+      </interval>
+    </default>
+  </quotas>
+`;
+
+/**
  * config.xml for 18.16 (root element <yandex>, as that release expects). Caches are capped well below
  * the package defaults (5 GiB mark cache, 8 GiB uncompressed cache) because this server shares a small
  * machine with Kafka and the test runs; they are allocated on demand, so the cap only bounds growth.
@@ -109,19 +127,7 @@ export function clickhouseUsersXml(): string {
       <quota>default</quota>
     </default>
   </users>
-  <quotas>
-    <default>
-      <interval>
-        <duration>3600</duration>
-        <queries>0</queries>
-        <errors>0</errors>
-        <result_rows>0</result_rows>
-        <read_rows>0</read_rows>
-        <execution_time>0</execution_time>
-      </interval>
-    </default>
-  </quotas>
-</yandex>
+${UNLIMITED_DEFAULT_QUOTA_XML}</yandex>
 `;
 }
 

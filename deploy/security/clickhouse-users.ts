@@ -25,6 +25,7 @@
  *   them as long as no query carries one in its text (the aggregator inserts through a stream).
  */
 import { createHash } from 'node:crypto';
+import { UNLIMITED_DEFAULT_QUOTA_XML } from '../local/clickhouse.ts';
 
 export const CLICKHOUSE_USERS = ['default', 'aggregator', 'analyst', 'views_reader'] as const;
 export type ClickHouseUser = (typeof CLICKHOUSE_USERS)[number];
@@ -124,19 +125,7 @@ export function secureUsersXml(
     'used only by the proxies in the views database (remote_servers), read-only',
   )}
   </users>
-  <quotas>
-    <default>
-      <interval>
-        <duration>3600</duration>
-        <queries>0</queries>
-        <errors>0</errors>
-        <result_rows>0</result_rows>
-        <read_rows>0</read_rows>
-        <execution_time>0</execution_time>
-      </interval>
-    </default>
-  </quotas>
-</yandex>
+${UNLIMITED_DEFAULT_QUOTA_XML}</yandex>
 `;
 }
 
