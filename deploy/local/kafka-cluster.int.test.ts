@@ -50,7 +50,9 @@ describe('three-broker cluster for fault tests', () => {
     const rf2 = uniqueName('cluster_int_rf2');
     // Neither topic overrides min.insync.replicas: the cluster default (2) is what is tested.
     await createTopics([rf3], { partitions: 1, replicationFactor: 3, brokers });
-    await admin.createTopics({ topics: [{ topic: rf2, replicaAssignment: [{ partition: 0, replicas: [1, 2] }] }] });
+    // waitForLeaders: false for the same reason as in testing.ts createTopics (kafkajs gives up on a fresh KRaft
+    // broker's UNKNOWN_TOPIC_OR_PARTITION); our waitForLeaders below retries it.
+    await admin.createTopics({ waitForLeaders: false, topics: [{ topic: rf2, replicaAssignment: [{ partition: 0, replicas: [1, 2] }] }] });
     await waitForLeaders([rf2], { brokers });
 
     producer = createKafka(uniqueName('cluster_int_p'), { brokers }).producer({ idempotent: true, maxInFlightRequests: 1 });
