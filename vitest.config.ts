@@ -1,14 +1,14 @@
 import { defineConfig } from 'vitest/config';
 
 // Two projects: unit tests need nothing running; integration tests (`*.int.test.ts`) run against the
-// real Kafka broker and ClickHouse that `deploy/local/vitest-global-setup.ts` brings up (or reuses) via deploy/local.
+// real Kafka broker and ClickHouse that `testing/vitest-global-setup.ts` brings up (or reuses) via stack/.
 export default defineConfig({
   test: {
     projects: [
       {
         test: {
           name: 'unit',
-          include: ['{ingest,aggregator,schemas,runtime,bench,deploy}/**/*.test.ts'],
+          include: ['{ingest,aggregator,dashboard,schemas,runtime,demo,stack,testing,tools,bench}/**/*.test.ts'],
           exclude: ['**/*.int.test.ts', 'node_modules/**', '.local/**', 'dist/**'],
           testTimeout: 30_000,
         },
@@ -16,9 +16,9 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['{ingest,aggregator,schemas,runtime,bench,deploy}/**/*.int.test.ts'],
+          include: ['{ingest,aggregator,dashboard,schemas,runtime,demo,stack,testing,tools,bench}/**/*.int.test.ts'],
           exclude: ['node_modules/**', '.local/**', 'dist/**'],
-          globalSetup: ['deploy/local/vitest-global-setup.ts'],
+          globalSetup: ['testing/vitest-global-setup.ts'],
           testTimeout: 120_000,
           hookTimeout: 180_000,
           // Integration suites share one broker and one ClickHouse on a 2-core machine; running them

@@ -9,13 +9,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kafka } from 'kafkajs';
-import { createClickHouse, createKafka, createTopics, stackInfo, startClickHouse, stopClickHouse, uniqueName } from '../deploy/local/testing.ts';
+import { createClickHouse, createKafka, createTopics, stackInfo, startClickHouse, stopClickHouse, uniqueName } from '../testing/stack.ts';
 import { sinkOptionsFrom, startAggregator, type RunningAggregator } from './main.ts';
 import { utcDay } from './facts.ts';
 import { createSink, type Sink } from './sink.ts';
-import { aggregatorConfig, aggregatorEnv, groupProgress, produceFacts, waitAllCommitted } from './testing/harness.ts';
-import { generatePopulation, oracleReport } from './testing/population.ts';
-import { reportsVsOracle } from './testing/compare.ts';
+import { aggregatorConfig, aggregatorEnv, groupProgress, produceFacts, waitAllCommitted } from '../testing/harness.ts';
+import { generatePopulation, oracleReport } from '../testing/population.ts';
+import { reportsVsOracle } from '../testing/compare.ts';
 import { runReport, type QueryRequest, type ReportRow } from './query.ts';
 
 const K = 5;

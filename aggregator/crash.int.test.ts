@@ -7,12 +7,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kafka } from 'kafkajs';
-import { createClickHouse, createKafka, createTopics, stackInfo, uniqueName } from '../deploy/local/testing.ts';
+import { createClickHouse, createKafka, createTopics, stackInfo, uniqueName } from '../testing/stack.ts';
 import { sinkOptionsFrom } from './main.ts';
 import { createSink } from './sink.ts';
-import { aggregatorConfig, aggregatorEnv, produceFacts, spawnAggregator, waitAllCommitted } from './testing/harness.ts';
-import { generatePopulation, type Population } from './testing/population.ts';
-import { reportsVsOracle } from './testing/compare.ts';
+import { aggregatorConfig, aggregatorEnv, produceFacts, spawnAggregator, waitAllCommitted } from '../testing/harness.ts';
+import { generatePopulation, type Population } from '../testing/population.ts';
+import { reportsVsOracle } from '../testing/compare.ts';
 
 type Window = 'before_insert' | 'during_insert' | 'after_insert';
 const K = 5;

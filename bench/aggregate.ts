@@ -17,7 +17,7 @@
  * The last line is JSON. Sizes: BENCH_AGG_EVENTS (default 200000), BENCH_AGG_PROBES (default 100).
  */
 import { performance } from 'node:perf_hooks';
-import { createClickHouse, createKafka, createTopics, stackInfo, uniqueName } from '../deploy/local/testing.ts';
+import { createClickHouse, createKafka, createTopics, stackInfo, uniqueName } from '../testing/stack.ts';
 import { encodeEventFacts } from '../schemas/index.ts';
 import { startAggregator } from '../aggregator/main.ts';
 import { consumerOptions } from '../aggregator/aggregator.ts';
@@ -25,8 +25,8 @@ import type { Kafka } from 'kafkajs';
 import { encodeFactsTsv } from '../aggregator/tsv.ts';
 import type { FactRow } from '../aggregator/facts.ts';
 import { FactReader } from '../aggregator/fact-reader.ts';
-import { aggregatorConfig, aggregatorEnv, factRecords, produceFacts, waitAllCommitted } from '../aggregator/testing/harness.ts';
-import { generatePopulation } from '../aggregator/testing/population.ts';
+import { aggregatorConfig, aggregatorEnv, factRecords, produceFacts, waitAllCommitted } from '../testing/harness.ts';
+import { generatePopulation } from '../testing/population.ts';
 
 const N = Number(process.env.BENCH_AGG_EVENTS ?? 200_000);
 const PROBES = Number(process.env.BENCH_AGG_PROBES ?? 100);

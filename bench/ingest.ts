@@ -1,8 +1,8 @@
 /**
  * `npm run bench:ingest`: realistic device batches over HTTP at one ingest process, real broker.
  *
- * Three processes: ingest (`ingest/main.ts`), the load generator (`bench/lib/ingest-loadgen.ts`),
- * and Kafka (deploy/local). In the same run, Kafka's own ProducerPerformance measures the broker's raw
+ * Three processes: ingest (`ingest/main.ts`), the load generator (`bench/loadgen.ts`),
+ * and Kafka (stack/). In the same run, Kafka's own ProducerPerformance measures the broker's raw
  * capacity for records of the same size with acks=all, so the ingest figure can be read against what
  * the broker alone does on this machine. The events topic carries one record per (batch, day) holding
  * all its facts (schemas/event-facts.ts), so "the same size" is that batch record's size, and the
@@ -19,8 +19,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { stackInfo, uniqueName } from '../deploy/local/testing.ts';
-import { batch } from './lib/ingest-batches.ts';
+import { stackInfo, uniqueName } from '../testing/stack.ts';
+import { batch } from '../testing/batches.ts';
 import { compilePipeline, DailyTokenizer, FileKeySource } from '../schemas/index.ts';
 
 const root = join(import.meta.dirname, '..');
@@ -72,7 +72,7 @@ async function startIngest(): Promise<{ proc: ChildProcess; url: string }> {
 function runLoadgen(url: string): Promise<any> {
   return new Promise((resolve, reject) => {
     const args = { url, concurrency, warmupMs: 4000, durationMs: seconds * 1000, events, distinct: 400 };
-    const p = spawn(process.execPath, ['--import', 'tsx', 'bench/lib/ingest-loadgen.ts', JSON.stringify(args)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', 'bench/loadgen.ts', JSON.stringify(args)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let last = '';
     createInterface({ input: p.stdout! }).on('line', (l) => (last = l));
     p.once('exit', (code) => (code === 0 ? resolve(JSON.parse(last)) : reject(new Error(`load generator exited with ${code}`))));

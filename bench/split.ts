@@ -10,7 +10,7 @@
  */
 import { compilePipeline, guardBody, DEFAULT_LIMITS, DailyTokenizer, EnvKeySource } from '../schemas/index.ts';
 import { FAST_PATHS } from '../schemas/compile.ts';
-import { batch, NOW } from '../schemas/test/fixtures.ts';
+import { batch, NOW } from '../testing/schema-fixtures.ts';
 
 const EVENTS = 50;
 const BATCHES = 64;

@@ -17,9 +17,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DailyTokenizer, DAY_MS, FileKeySource, decodeEventFacts } from '../schemas/index.ts';
-import { createKafka, readAll, stackInfo, startKafka, stopKafka, uniqueName } from '../deploy/local/testing.ts';
-import { batch, containerOf } from '../bench/lib/ingest-batches.ts';
-import { runLoad, type LoadSummary } from '../bench/lib/ingest-load.ts';
+import { createKafka, readAll, stackInfo, startKafka, stopKafka, uniqueName } from '../testing/stack.ts';
+import { batch, containerOf } from '../testing/batches.ts';
+import { runLoad, type LoadSummary } from '../testing/load.ts';
 
 interface Child {
   proc: ChildProcess;

@@ -150,7 +150,7 @@ describe('ingest HTTP limits (no Kafka needed)', () => {
  * null: the same bytes), so ingest resolves it and takes the generic path (guard, avsc, processBatch).
  */
 async function olderWriterContainer(b: unknown): Promise<Buffer> {
-  const { batchType } = await import('../bench/lib/ingest-batches.ts');
+  const { batchType } = await import('../testing/batches.ts');
   const { writeContainer } = await import('./ocf-writer.ts');
   const current = batchType.schema() as { fields: unknown[] };
   const writer = { ...current, fields: [...current.fields, { name: 'legacy_flag', type: 'null', default: null }] };
@@ -159,7 +159,7 @@ async function olderWriterContainer(b: unknown): Promise<Buffer> {
 
 describe('per-task limits (a hostile batch cannot stall or kill the service)', () => {
   it('aborts a batch over the time limit with 400, replaces the worker, and serves the next batch', async () => {
-    const { batch, containerOf } = await import('../bench/lib/ingest-batches.ts');
+    const { batch, containerOf } = await import('../testing/batches.ts');
     const svc = await start({ INGEST_TASK_TIMEOUT_MS: '20', INGEST_MAX_EVENTS_PER_BATCH: '5000' });
     try {
       // Let the worker finish starting, so the big batch is the one that runs (not one that waits).
@@ -184,7 +184,7 @@ describe('per-task limits (a hostile batch cannot stall or kill the service)', (
   });
 
   it('answers 400 when a batch exhausts the worker heap limit, and the service keeps serving', async () => {
-    const { batch, containerOf } = await import('../bench/lib/ingest-batches.ts');
+    const { batch, containerOf } = await import('../testing/batches.ts');
     const { gzipSync } = await import('node:zlib');
     const svc = await start({ INGEST_TASK_MAX_HEAP_MB: '16', INGEST_TASK_TIMEOUT_MS: '20000', INGEST_MAX_EVENTS_PER_BATCH: '5000', INGEST_MAX_DECOMPRESSED_BYTES: String(64 * 1024 * 1024) });
     try {

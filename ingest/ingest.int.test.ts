@@ -1,5 +1,5 @@
 /**
- * Ingest against the real broker (deploy/local): batches posted over HTTP land as the right records on
+ * Ingest against the real broker (stack/): batches posted over HTTP land as the right records on
  * the right topics, read back with a separate consumer and with kcat; no personal value reaches the
  * events topic; every event of a 200 is on Kafka; bad input gets its status and leaves the service
  * healthy. Each suite uses its own topic names (uniqueName), so suites never see each other's data.
@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { decodeEventFacts } from '../schemas/index.ts';
-import { readAll, stackInfo, uniqueName } from '../deploy/local/testing.ts';
-import { batch, batchType, containerOf, type BatchOptions } from '../bench/lib/ingest-batches.ts';
+import { readAll, stackInfo, uniqueName } from '../testing/stack.ts';
+import { batch, batchType, containerOf, type BatchOptions } from '../testing/batches.ts';
 import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService } from './http.ts';
 import { writeContainer, zigzagLong } from './ocf-writer.ts';

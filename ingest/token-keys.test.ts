@@ -10,7 +10,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { batch, containerOf } from '../bench/lib/ingest-batches.ts';
+import { batch, containerOf } from '../testing/batches.ts';
 import { DAY_MS, isoOfDay } from '../schemas/tokenizer.ts';
 import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService, type RecordSink } from './http.ts';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { batch, containerOf } from '../bench/lib/ingest-batches.ts';
+import { batch, containerOf } from '../testing/batches.ts';
 import { decodeEventFacts } from '../schemas/index.ts';
 import { loadIngestConfig } from './config.ts';
 import { createPool } from './http.ts';

@@ -1,7 +1,7 @@
 /**
  * Kafka client security from the shared `PIPELINE_KAFKA_*` settings: TLS to the brokers and a SASL/SCRAM
  * principal per role (policy 4.1: special access controls and encryption in transit; policy 1.1.4: each
- * role reaches only its own kind of data, which the brokers enforce with ACLs, deploy/security/acls.ts).
+ * role reaches only its own kind of data, which the brokers enforce with ACLs, tools/security/acls.ts).
  *
  * `kafkaClientOptions` is what every `new Kafka({...})` of ingest and the aggregator spreads in.
  * `checkKafkaSecurity` runs at config load, so a service asked for `sasl_ssl` with an incomplete set of

@@ -13,7 +13,7 @@ export const pipelineSettings = defineSettings({
     kind: 'list',
     minItems: 1,
     default: ['127.0.0.1:19092'],
-    doc: 'Kafka bootstrap servers (comma-separated host:port). The default is the local stack (deploy/local).',
+    doc: 'Kafka bootstrap servers (comma-separated host:port). The default is the local stack (stack/).',
   },
   // Transport security of every Kafka client (policy 4.1: special access controls, encryption in
   // transit). Checked and turned into kafkajs options by runtime/kafka.ts; a service asked for sasl_ssl

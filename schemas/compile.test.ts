@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compilePipeline, decodeEventFacts, readSchema, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
-import { batch, device, event, NOW, NS, DAY } from './test/fixtures.ts';
-import { tokenizer } from './test/helpers.ts';
+import { batch, device, event, NOW, NS, DAY } from '../testing/schema-fixtures.ts';
+import { tokenizer } from '../testing/tokenizer.ts';
 
 const pipeline = compilePipeline();
 const ctx = (over = {}) => ({ receivedAt: NOW, clientIp: '203.0.113.9', tokenizer: tokenizer(), ...over });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compilePipeline, crc64Avro, decodeEventFact, decodeEventFacts, encodeEventFact, encodeEventFacts, eventFactBatchType, fingerprintOf, SchemaError, type EventFact } from './index.ts';
-import { batch, NOW } from './test/fixtures.ts';
-import { tokenizer } from './test/helpers.ts';
+import { batch, NOW } from '../testing/schema-fixtures.ts';
+import { tokenizer } from '../testing/tokenizer.ts';
 
 const fact: EventFact = {
   event_key: Buffer.alloc(16, 1),

@@ -10,8 +10,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FAST_PATHS } from './compile.ts';
 import { compilePipeline, guardBody, readSchema, type Pipeline, type SplitResult } from './index.ts';
-import { DAY, NOW, NS } from './test/fixtures.ts';
-import { tokenizer } from './test/helpers.ts';
+import { DAY, NOW, NS } from '../testing/schema-fixtures.ts';
+import { tokenizer } from '../testing/tokenizer.ts';
 
 const p = compilePipeline();
 const LIMITS = { maxStringLength: 65_536, maxCollectionLength: 10_000, maxTotalItems: 100_000, maxItems: { events: 1000 } };

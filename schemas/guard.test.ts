@@ -1,7 +1,7 @@
 import avro from 'avsc';
 import { describe, expect, it } from 'vitest';
 import { AvroGuardError, compilePipeline, guardedDecode, DEFAULT_LIMITS } from './index.ts';
-import { batch } from './test/fixtures.ts';
+import { batch } from '../testing/schema-fixtures.ts';
 
 const t = (s: unknown) => avro.Type.forSchema(s as avro.Schema);
 const zz = (n: number) => {

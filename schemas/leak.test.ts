@@ -8,8 +8,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compilePipeline, readSchema, type Pipeline } from './index.ts';
 import type { FieldInfo } from './classify.ts';
-import { NOW, NS } from './test/fixtures.ts';
-import { tokenizer } from './test/helpers.ts';
+import { NOW, NS } from '../testing/schema-fixtures.ts';
+import { tokenizer } from '../testing/tokenizer.ts';
 
 const reference = compilePipeline(); // the truth: which input paths are personal
 

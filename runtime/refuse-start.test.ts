@@ -1,0 +1,60 @@
+// Both services refuse to start with one clear line when the secured mode is asked for and its settings
+// are incomplete (issue 7), before opening any connection: nothing listens on the broker address used.
+import { describe, expect, it } from 'vitest';
+import { runService } from '../testing/services.ts';
+
+const SECRET = 'Q7-refuse-start-secret';
+const nowhere = { PIPELINE_KAFKA_BROKERS: '127.0.0.1:1' };
+
+describe.each(['ingest', 'aggregator'] as const)('%s with PIPELINE_KAFKA_SECURITY=sasl_ssl', (service) => {
+  it('and no credentials: exits 2 with one line naming what is missing', async () => {
+    const r = await runService(service, { ...nowhere, PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_USERNAME: service });
+    expect(r.code).toBe(2);
+    expect(r.stderrLines).toEqual([
+      expect.stringMatching(new RegExp(`^${service}: .*PIPELINE_KAFKA_SECURITY=sasl_ssl needs PIPELINE_KAFKA_SASL_PASSWORD_FILE \\(or PIPELINE_KAFKA_SASL_PASSWORD\\)$`)),
+    ]);
+  });
+
+  it('and an unreadable password file: exits 2, names the file, never a secret given alongside', async () => {
+    const r = await runService(service, {
+      ...nowhere,
+      PIPELINE_KAFKA_SECURITY: 'sasl_ssl',
+      PIPELINE_KAFKA_SASL_USERNAME: service,
+      PIPELINE_KAFKA_SASL_PASSWORD_FILE: '/nonexistent/pw',
+      AGGREGATOR_CLICKHOUSE_PASSWORD: service === 'aggregator' ? SECRET : '',
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderrLines).toEqual([expect.stringContaining('PIPELINE_KAFKA_SASL_PASSWORD_FILE=/nonexistent/pw: cannot read it (ENOENT)')]);
+    expect(r.output).not.toContain(SECRET);
+  });
+
+  it('credentials with plaintext are refused too (a forgotten PIPELINE_KAFKA_SECURITY), without echoing them', async () => {
+    const r = await runService(service, { ...nowhere, PIPELINE_KAFKA_SASL_PASSWORD: SECRET });
+    expect(r.code).toBe(2);
+    expect(r.stderrLines.join('\n')).toContain('PIPELINE_KAFKA_SASL_PASSWORD set but PIPELINE_KAFKA_SECURITY=plaintext');
+    expect(r.output).not.toContain(SECRET);
+  });
+
+  it('negative control: a complete plaintext setup gets past the config check (fails later, on the unreachable broker)', async () => {
+    const r = await runService(service, {
+      ...nowhere,
+      INGEST_KAFKA_START_TIMEOUT_MS: service === 'ingest' ? '1000' : '',
+      AGGREGATOR_CLICKHOUSE_URL: service === 'aggregator' ? 'http://127.0.0.1:1' : '',
+      INGEST_TOKEN_KEY_DIR: service === 'ingest' ? '/tmp/refuse-start-token-keys' : '',
+    });
+    expect(r.code).toBe(1);
+    expect(r.output).not.toMatch(/invalid configuration|PIPELINE_KAFKA_SECURITY/);
+  });
+});
+
+describe('aggregator ClickHouse password file', () => {
+  it('unreadable, or given together with the password: exits 2 with one line, no secret', async () => {
+    const a = await runService('aggregator', { ...nowhere, AGGREGATOR_CLICKHOUSE_PASSWORD_FILE: '/nonexistent/ch' });
+    expect(a.code).toBe(2);
+    expect(a.stderrLines).toEqual([expect.stringContaining('AGGREGATOR_CLICKHOUSE_PASSWORD_FILE=/nonexistent/ch: cannot read it (ENOENT)')]);
+    const b = await runService('aggregator', { ...nowhere, AGGREGATOR_CLICKHOUSE_PASSWORD_FILE: '/nonexistent/ch', AGGREGATOR_CLICKHOUSE_PASSWORD: SECRET });
+    expect(b.code).toBe(2);
+    expect(b.stderrLines).toEqual([expect.stringContaining('AGGREGATOR_CLICKHOUSE_PASSWORD and AGGREGATOR_CLICKHOUSE_PASSWORD_FILE are both set: give one')]);
+    expect(b.output).not.toContain(SECRET);
+  });
+});

@@ -1,0 +1,85 @@
+/**
+ * Realistic device batches for the ingest tests and bench: one device context (identifiers, SIM,
+ * model, app), consent, and ~50 events of every kind, times within the last minutes. Devices are drawn
+ * from a pool spread over the residency zones (policy 6) so every personal topic gets traffic.
+ * Values are in avsc's in-memory shape for the schemas batch type (record unions wrapped by full name).
+ */
+import { randomUUID } from 'node:crypto';
+import { compilePipeline } from '../schemas/index.ts';
+import { writeContainer } from '../ingest/ocf-writer.ts';
+
+export const NS = 'telemetry.v1';
+
+/** sim_mcc -> zone: 460 China, 250 Russia, 404 India, 310 USA (rest of world). */
+export const ZONE_MCC = { cn: '460', ru: '250', in: '404', row: '310' } as const;
+
+export const batchType = compilePipeline().batchType;
+
+export interface DeviceOptions {
+  zone?: keyof typeof ZONE_MCC;
+  deviceId?: string;
+}
+
+export function device(opts: DeviceOptions = {}): Record<string, unknown> {
+  const zone = opts.zone ?? 'row';
+  const id = opts.deviceId ?? `dev-${randomUUID()}`;
+  return {
+    device_id: id,
+    imei: `86${String(Math.floor(Math.random() * 1e13)).padStart(13, '0')}`,
+    oaid: `oaid-${randomUUID()}`,
+    gaid: randomUUID(),
+    imsi: `${ZONE_MCC[zone]}00${String(Math.floor(Math.random() * 1e10)).padStart(10, '0')}`,
+    sim_mcc: ZONE_MCC[zone],
+    sim_mnc: '01',
+    sim_operator: 'Operator',
+    manufacturer: 'Xiaomi',
+    model: ['M2102J20SG', '2201117TG', '23049PCD8G'][id.length % 3],
+    os_version: '13',
+    rom_version: 'MIUI 14.0.3',
+    app_id: 'com.miui.weather2',
+    app_version: '13.0.6.1',
+    sdk_version: '2.4.0',
+    locale: 'en-US',
+    timezone: 'UTC',
+    region: null,
+    account_id: null,
+    location: { lat: 48.85, lon: 2.35, accuracy_m: 20 },
+  };
+}
+
+export function event(i: number, time: number): Record<string, unknown> {
+  const kinds = [
+    { [`${NS}.SessionStart`]: {} },
+    { [`${NS}.PageView`]: { page: 'forecast/daily', duration_ms: 1200 + i } },
+    { [`${NS}.AppForeground`]: {} },
+    { [`${NS}.NetworkStats`]: { request_count: 12, error_count: 1, latency_ms: 85 } },
+    { [`${NS}.AppBackground`]: {} },
+    { [`${NS}.AppStatus`]: { action: 'update', package: 'com.tencent.mm', version: '8.0.40' } },
+    { [`${NS}.Crash`]: { signature: '9f86d081884c7d65', exception_type: 'java.lang.NullPointerException', app_version: '13.0.6.1', stack_trace: 'at com.miui.weather2.Main.onCreate(Main.java:42)' } },
+    { [`${NS}.SessionEnd`]: { duration_ms: 65_000 } },
+  ];
+  return { event_id: randomUUID(), time, session_id: 'sess-1', payload: kinds[i % kinds.length] };
+}
+
+export interface BatchOptions extends DeviceOptions {
+  events?: number;
+  now?: number;
+  analytics?: boolean;
+}
+
+export function batch(opts: BatchOptions = {}): Record<string, unknown> {
+  const now = opts.now ?? Date.now();
+  const n = opts.events ?? 50;
+  return {
+    batch_id: randomUUID(),
+    sent_at: now - 1000,
+    device: device(opts),
+    consent: { analytics: opts.analytics ?? true, personalised_ads: false },
+    events: Array.from({ length: n }, (_, i) => event(i, now - 60_000 + i)),
+  };
+}
+
+/** The batch as an Avro Object Container File, deflate codec (what the device SDK sends). */
+export function containerOf(b: unknown, codec: 'null' | 'deflate' = 'deflate'): Buffer {
+  return writeContainer(batchType, [b], { codec });
+}

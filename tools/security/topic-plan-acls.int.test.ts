@@ -1,0 +1,67 @@
+// `npm run topics:plan -- --apply --acls` against a real secured cluster (the secured local stack, as
+// the operator over SASL_SSL): it creates the topics and exactly the bindings of tools/security/acls.ts,
+// and a second run changes nothing. The broker's own ACL listing is compared with the plan.
+import { spawnSync } from 'node:child_process';
+import { beforeAll, describe, expect, it } from 'vitest';
+import kafkajs from 'kafkajs';
+import { loadIngestConfig } from '../../ingest/config.ts';
+import { aclPlan, topicPlan } from '../topic-plan.ts';
+import { loadStackConfig, REPO_ROOT } from '../../stack/config.ts';
+import { upSecureStack } from '../../stack/stack.ts';
+import { toKafkajsAcl } from './acls.ts';
+import { kafkaPasswordFile, secureKafka, secureKafkaBrokers, securePaths } from '../../stack/secure.ts';
+
+const { AclResourceTypes, AclOperationTypes, AclPermissionTypes, ResourcePatternTypes } = kafkajs;
+const config = loadStackConfig();
+const run = `tp${Date.now().toString(36)}`;
+const key = (principal: string, op: number, type: number, name: string, pattern: number) => `${principal} op=${op} type=${type} ${name} pattern=${pattern}`;
+
+beforeAll(async () => {
+  await upSecureStack(config);
+}, 180_000);
+
+describe('topics:plan --apply --acls on a secured cluster', () => {
+  it('creates the planned bindings, idempotently', async () => {
+    const env = {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      PIPELINE_KAFKA_SECURITY: 'sasl_ssl',
+      PIPELINE_KAFKA_SASL_USERNAME: 'operator',
+      PIPELINE_KAFKA_SASL_PASSWORD_FILE: kafkaPasswordFile(config, 'operator'),
+      PIPELINE_KAFKA_TLS_CA_FILE: securePaths(config).caCert,
+      PIPELINE_TOPIC_EVENTS: `${run}.events`,
+      PIPELINE_TOPIC_PERSONAL_PREFIX: `${run}.personal.`,
+      PIPELINE_TOPIC_REJECTS_PREFIX: `${run}.rejects.`,
+    };
+    const args = ['--import', 'tsx', 'tools/topic-plan.ts', '--apply', '--acls', '--aggregator-group', `${run}-agg`, '--brokers', secureKafkaBrokers(config).join(','), '--partitions', '1', '--replication', '1', '--min-insync', '1'];
+    const first = spawnSync(process.execPath, args, { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 90_000 });
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/ACL binding\(s\) planned/);
+    expect(first.stdout.match(/^create\s/gm)?.length).toBe(9);
+
+    // What the broker holds for this run's resources equals the plan.
+    const plan = aclPlan(topicPlan(loadIngestConfig({ ...env, PIPELINE_KAFKA_BROKERS: secureKafkaBrokers(config).join(',') }), { partitions: 1, replicationFactor: 1, minInsyncReplicas: 1, eventsRetentionMs: 7 * 86_400_000 }), { aggregatorGroup: `${run}-agg` });
+    const admin = secureKafka(config, 'operator').admin();
+    await admin.connect();
+    try {
+      const described = await admin.describeAcls({ resourceType: AclResourceTypes.ANY, resourcePatternType: ResourcePatternTypes.ANY, operation: AclOperationTypes.ANY, permissionType: AclPermissionTypes.ANY });
+      const onBroker = described.resources
+        .filter((r) => r.resourceName.startsWith(run))
+        .flatMap((r) => r.acls.map((a) => key(a.principal, a.operation, r.resourceType, r.resourceName, r.resourcePatternType)))
+        .sort();
+      const planned = plan
+        .filter((b) => b.resourceName.startsWith(run))
+        .map(toKafkajsAcl)
+        .map((a) => key(a.principal, a.operation, a.resourceType, a.resourceName, a.resourcePatternType))
+        .sort();
+      expect(planned.length).toBeGreaterThan(20);
+      expect(onBroker).toEqual(planned);
+    } finally {
+      await admin.disconnect();
+    }
+
+    const second = spawnSync(process.execPath, args, { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 90_000 });
+    expect(second.status, second.stderr).toBe(0);
+    expect(second.stdout.match(/^unchanged\s/gm)?.length).toBe(9);
+  });
+});

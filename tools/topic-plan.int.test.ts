@@ -1,0 +1,55 @@
+// --apply against the real broker of the local stack: creates, is a no-op when run again, restores a
+// config changed by hand. The local broker is a single node, so the plan runs with replication 1.
+import kafkajs from 'kafkajs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadIngestConfig } from '../ingest/config.ts';
+import { createKafka, stackInfo, uniqueName } from '../testing/stack.ts';
+import { applyPlan, DEFAULT_PLAN_OPTIONS, topicPlan } from './topic-plan.ts';
+
+const { ConfigResourceTypes } = kafkajs;
+
+describe('topic plan --apply on a real broker', () => {
+  const prefix = uniqueName('topicplan');
+  const cfg = loadIngestConfig({
+    PIPELINE_KAFKA_BROKERS: stackInfo().kafkaBrokers.join(','),
+    PIPELINE_TOPIC_EVENTS: `${prefix}.events`,
+    PIPELINE_TOPIC_PERSONAL_PREFIX: `${prefix}.personal.`,
+    PIPELINE_TOPIC_REJECTS_PREFIX: `${prefix}.rejects.`,
+  });
+  const plan = topicPlan(cfg, { ...DEFAULT_PLAN_OPTIONS, partitions: 2, replicationFactor: 1, minInsyncReplicas: 1 });
+  const admin = () => createKafka('topic-plan-test').admin();
+
+  afterAll(async () => {
+    const a = admin();
+    await a.connect();
+    await a.deleteTopics({ topics: plan.map((t) => t.topic) }).catch(() => undefined);
+    await a.disconnect();
+  });
+
+  it('creates every topic, then changes nothing, then restores a retention changed by hand', async () => {
+    const first = await applyPlan(plan, { growPartitions: false, admin });
+    expect(first.map((a) => a.action)).toEqual(plan.map(() => 'create'));
+
+    const a = admin();
+    await a.connect();
+    try {
+      const md = await a.fetchTopicMetadata({ topics: plan.map((t) => t.topic) });
+      expect(md.topics.map((t) => t.partitions.length)).toEqual(plan.map(() => 2));
+
+      const again = await applyPlan(plan, { growPartitions: false, admin });
+      expect(again.map((x) => x.action)).toEqual(plan.map(() => 'unchanged'));
+
+      const personal = plan.find((t) => t.kind === 'personal')!;
+      await a.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: personal.topic, configEntries: [{ name: 'retention.ms', value: '3600000' }] }] });
+      const fixed = await applyPlan(plan, { growPartitions: false, admin });
+      expect(fixed.filter((x) => x.action !== 'unchanged')).toEqual([
+        { topic: personal.topic, action: 'alter_configs', changes: expect.arrayContaining([`retention.ms: 3600000 -> ${personal.configs['retention.ms']}`]) as unknown as string[] },
+      ]);
+      const d = await a.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: personal.topic }] });
+      const entry = d.resources[0]!.configEntries.find((e) => e.configName === 'retention.ms');
+      expect(entry?.configValue).toBe(personal.configs['retention.ms']);
+    } finally {
+      await a.disconnect();
+    }
+  });
+});
