@@ -4,6 +4,8 @@
  * (`FactVerdict`), counted in metrics; the classes below are for broken infrastructure and bad input
  * from an operator or analyst (migrations, sink failures, query arguments).
  */
+import { CodedError } from '../runtime/errors.ts';
+
 export const AGGREGATOR_ERROR_CODES = [
   // Operator / analyst input.
   'AGG_BAD_ARGUMENT',
@@ -21,15 +23,8 @@ export const AGGREGATOR_ERROR_CODES = [
 
 export type AggregatorErrorCode = (typeof AGGREGATOR_ERROR_CODES)[number];
 
-export class AggregatorError extends Error {
+export class AggregatorError extends CodedError<AggregatorErrorCode> {
   override readonly name: string = 'AggregatorError';
-  constructor(
-    readonly code: AggregatorErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
 
 /** An analyst's command line or a query request is wrong; the message says what to type instead. */

@@ -2,6 +2,8 @@
  * Error catalogue of `npm run demo`. Each is a problem a new user can act on; the CLI prints the one
  * line and exits 1. Anything else is a bug and prints its stack (exit 2).
  */
+import { CodedError } from '../runtime/errors.ts';
+
 export const DEMO_ERROR_CODES = [
   'DEMO_BAD_ARGUMENT',
   'DEMO_PORT_IN_USE',
@@ -12,13 +14,6 @@ export const DEMO_ERROR_CODES = [
 
 export type DemoErrorCode = (typeof DEMO_ERROR_CODES)[number];
 
-export class DemoError extends Error {
-  override readonly name = 'DemoError';
-  constructor(
-    readonly code: DemoErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
+export class DemoError extends CodedError<DemoErrorCode> {
+  override readonly name: string = 'DemoError';
 }

@@ -10,6 +10,8 @@
  * - 200 only after Kafka acknowledged every record (acks=all); it never appears in this table.
  */
 
+import { CodedError } from '../runtime/errors.ts';
+
 export const INGEST_ERROR_CODES = [
   'INGEST_NOT_FOUND',
   'INGEST_METHOD_NOT_ALLOWED',
@@ -93,15 +95,8 @@ export function fail(code: IngestErrorCode, message: string): IngestFailure {
 }
 
 /** Thrown only for infrastructure failures that end a request (Kafka, pool); keeps its cause. */
-export class IngestError extends Error {
-  override readonly name = 'IngestError';
-  constructor(
-    readonly code: IngestErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
+export class IngestError extends CodedError<IngestErrorCode> {
+  override readonly name: string = 'IngestError';
   get status(): number {
     return HTTP_STATUS[this.code];
   }

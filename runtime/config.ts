@@ -7,6 +7,8 @@
  * The same declarations generate the README configuration table, so docs cannot drift from code.
  */
 
+import { CodedError } from './errors.ts';
+
 export type SettingKind = 'string' | 'int' | 'number' | 'bool' | 'enum' | 'list' | 'url';
 
 interface BaseSetting<T> {
@@ -49,11 +51,10 @@ type ValueOf<S extends Setting> = S extends EnumSetting<infer E>
 /** The typed config object for a spec: keys are the variable names. */
 export type ConfigOf<S extends SettingsSpec> = { readonly [K in keyof S]: ValueOf<S[K]> };
 
-export class ConfigError extends Error {
-  readonly code = 'CONFIG_INVALID' as const;
+export class ConfigError extends CodedError<'CONFIG_INVALID'> {
+  override readonly name: string = 'ConfigError';
   constructor(readonly problems: string[]) {
-    super(`invalid configuration: ${problems.join('; ')}`);
-    this.name = 'ConfigError';
+    super('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
   }
 }
 

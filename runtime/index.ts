@@ -3,3 +3,4 @@ export * from './log.ts';
 export * from './ops.ts';
 export * from './pipeline.ts';
 export * from './kafka.ts';
+export * from './errors.ts';

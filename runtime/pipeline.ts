@@ -4,7 +4,6 @@
  * agree; both load this spec alongside their own.
  */
 import { defineSettings } from './config.ts';
-import type { Zone } from '../schemas/contract.ts';
 
 export const PIPELINE_PREFIX = 'PIPELINE_';
 
@@ -54,9 +53,11 @@ export const pipelineSettings = defineSettings({
   },
 });
 
-export function personalTopic(prefix: string, zone: Zone): string {
+/** Personal topic of a residency zone (schemas/contract.ts ZONES). */
+export function personalTopic(prefix: string, zone: string): string {
   return `${prefix}${zone}`;
 }
-export function rejectsTopic(prefix: string, zone: Zone): string {
+/** Rejects topic of a residency zone. */
+export function rejectsTopic(prefix: string, zone: string): string {
   return `${prefix}${zone}`;
 }

@@ -4,6 +4,8 @@
  * below are thrown only where the caller cannot continue: an unknown schema fingerprint, a hostile
  * Avro body, a schema/map that must fail the build.
  */
+import { CodedError } from '../runtime/errors.ts';
+
 export const SCHEMA_ERROR_CODES = [
   // Build time: the schemas and the category map do not agree. These stop the process at start.
   'SCHEMA_FIELD_NO_CATEGORY',
@@ -41,15 +43,8 @@ export const SCHEMA_ERROR_CODES = [
 
 export type SchemaErrorCode = (typeof SCHEMA_ERROR_CODES)[number];
 
-export class SchemaError extends Error {
+export class SchemaError extends CodedError<SchemaErrorCode> {
   override readonly name: string = 'SchemaError';
-  constructor(
-    readonly code: SchemaErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
 
 /** Build-time failure: the schemas and the category map disagree (the build must stop). */

@@ -2,6 +2,8 @@
 // these codes with a one-line message that says what is wrong and what to do; the CLI prints exactly that
 // line and exits non-zero (see cli.ts).
 
+import { CodedError } from '../runtime/errors.ts';
+
 export const STACK_ERROR_CODES = [
   'STACK_CONFIG_INVALID',
   'STACK_CONFIG_UNKNOWN_KEY',
@@ -21,14 +23,8 @@ export const STACK_ERROR_CODES = [
 
 export type StackErrorCode = (typeof STACK_ERROR_CODES)[number];
 
-export class StackError extends Error {
-  override readonly name = 'StackError';
-  readonly code: StackErrorCode;
-
-  constructor(code: StackErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-  }
+export class StackError extends CodedError<StackErrorCode> {
+  override readonly name: string = 'StackError';
 }
 
 export function isStackError(e: unknown): e is StackError {
