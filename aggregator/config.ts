@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
 import { checkKafkaSecurity } from '../runtime/kafka.ts';
-import { pipelineSettings } from '../runtime/pipeline.ts';
+import { pipelineSettings } from '../runtime/pipeline-settings.ts';
 import { CATEGORIES } from '../schemas/index.ts';
 
 /**

@@ -1,6 +1,6 @@
 export * from './config.ts';
 export * from './log.ts';
 export * from './ops.ts';
-export * from './pipeline.ts';
+export * from './pipeline-settings.ts';
 export * from './kafka.ts';
 export * from './errors.ts';

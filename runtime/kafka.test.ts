@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from './config.ts';
 import { checkKafkaSecurity, kafkaClientOptions } from './kafka.ts';
-import { pipelineSettings } from './pipeline.ts';
+import { pipelineSettings } from './pipeline-settings.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'kafka-sec-'));
 const SECRET = 'Zq9-unit-test-secret-value';

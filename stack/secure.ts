@@ -15,7 +15,7 @@ import { createClient, ClickHouseLogLevel, type ClickHouseClient } from '@clickh
 import kafkajs, { type Kafka as KafkaClient } from 'kafkajs';
 import { runMigrations } from '../aggregator/migrate.ts';
 import { ZONES } from '../schemas/contract.ts';
-import { personalTopic, rejectsTopic, pipelineSettings } from '../runtime/pipeline.ts';
+import { personalTopic, rejectsTopic, pipelineSettings } from '../runtime/pipeline-settings.ts';
 import { aclRules, applyAclRules, KAFKA_ROLES, type AclTopic, type KafkaRole } from '../tools/security/acls.ts';
 import {
   analystClusterXml,

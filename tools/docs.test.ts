@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { aggregatorSettings } from '../aggregator/config.ts';
 import { ingestSettings } from '../ingest/config.ts';
-import { pipelineSettings } from '../runtime/pipeline.ts';
+import { pipelineSettings } from '../runtime/pipeline-settings.ts';
 import { CONFIG_SECTIONS, README, renderReadme } from './docs.ts';
 
 describe('README configuration table', () => {

@@ -11,7 +11,7 @@ import { aggregatorSettings } from '../aggregator/config.ts';
 import { ingestSettings } from '../ingest/config.ts';
 import { dashboardSettings } from '../dashboard/config.ts';
 import { settingsTable, type SettingsSpec } from '../runtime/config.ts';
-import { pipelineSettings } from '../runtime/pipeline.ts';
+import { pipelineSettings } from '../runtime/pipeline-settings.ts';
 import { CATEGORIES, type CategoryEntry } from '../schemas/categories.ts';
 
 export const README = new URL('../README.md', import.meta.url);
@@ -25,7 +25,7 @@ export interface ConfigSection {
 export const CONFIG_SECTIONS: ConfigSection[] = [
   {
     title: 'Shared by ingest and the aggregator (`PIPELINE_*`)',
-    intro: 'Where Kafka is and what the topics are called; both services load these (runtime/pipeline.ts).',
+    intro: 'Where Kafka is and what the topics are called; both services load these (runtime/pipeline-settings.ts).',
     spec: pipelineSettings,
   },
   {

@@ -31,7 +31,7 @@ import kafkajs, { type Admin, type ITopicConfig } from 'kafkajs';
 import { ConfigError } from '../runtime/config.ts';
 import { kafkaClientOptions } from '../runtime/kafka.ts';
 import { aclRules, applyAclRules, formatAclRules, type AclRule } from './security/acls.ts';
-import { personalTopic, rejectsTopic } from '../runtime/pipeline.ts';
+import { personalTopic, rejectsTopic } from '../runtime/pipeline-settings.ts';
 import { CATEGORIES } from '../schemas/categories.ts';
 import { ZONES, type Zone } from '../schemas/contract.ts';
 import { isoDurationMs, loadIngestConfig, personalRetentionMs, zoneBrokers, type IngestConfig } from '../ingest/config.ts';
