@@ -10,9 +10,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kafka } from 'kafkajs';
 import { createClickHouse, createKafka, createTopics, stackInfo, startClickHouse, stopClickHouse, uniqueName } from '../testing/stack.ts';
-import { sinkOptionsFrom, startAggregator, type RunningAggregator } from './main.ts';
+import { startAggregator, type RunningAggregator } from './main.ts';
 import { utcDay } from './facts.ts';
-import { createSink, type Sink } from './sink.ts';
+import { openStore, storeOptionsFrom } from './store-open.ts';
+import type { Store } from './store.ts';
 import { aggregatorConfig, aggregatorEnv, groupProgress, produceFacts, waitAllCommitted } from '../testing/harness.ts';
 import { generatePopulation, oracleReport } from '../testing/population.ts';
 import { reportsVsOracle } from '../testing/compare.ts';
@@ -45,8 +46,8 @@ async function setup(partitions: number, extra: Record<string, string> = {}) {
   return { topic, database, env, cfg: aggregatorConfig(env) };
 }
 
-async function expectOracle(sink: Sink, counted: Parameters<typeof reportsVsOracle>[1]) {
-  const results = await reportsVsOracle(sink, counted, K);
+async function expectOracle(store: Store, counted: Parameters<typeof reportsVsOracle>[1]) {
+  const results = await reportsVsOracle(store, counted, K);
   for (const r of results) {
     expect(r.want.length, `oracle has groups for ${r.req.report} by ${r.req.by.join(',')}`).toBeGreaterThan(0);
     expect(r.got, `${r.req.report} by ${r.req.by.join(',') || 'none'}`).toEqual(r.want);
@@ -93,12 +94,12 @@ async function clickhouseDownScenario(seed: number, unsafe: boolean) {
     down = false;
     await waitAllCommitted(kafka, group, topic, 90_000);
     const pausedAfter = (await m.paused.get()).values[0]?.value;
-    const sink = await createSink(sinkOptionsFrom(cfg));
+    const store = await openStore(storeOptionsFrom(cfg));
     try {
-      const results = await reportsVsOracle(sink, pop.counted, K);
+      const results = await reportsVsOracle(store, pop.counted, K);
       return { committedBefore: before.map((p) => p.committed), committedWhileDown, pausedWhileDown, readyzWhileDown, bufferedWhileDown, pausedAfter, results };
     } finally {
-      await sink.close();
+      await store.close();
     }
   } finally {
     if (down) await startClickHouse();
@@ -112,25 +113,25 @@ async function clickhouseDownScenario(seed: number, unsafe: boolean) {
  * group), and that roll-up the oracle's. Also shows why they exist: summing the finest-grain view per
  * day and app, as the dashboard once did, gives another (smaller here: k bites) number.
  */
-async function expectRollupViews(sink: Sink, counted: Parameters<typeof reportsVsOracle>[1]) {
-  const db = sink.database;
+async function expectRollupViews(store: Store, counted: Parameters<typeof reportsVsOracle>[1]) {
+  const db = store.database;
   const today = utcDay(Date.now());
   const req = (report: QueryRequest['report'], by: QueryRequest['by']): QueryRequest => ({ report, from: today - 7, to: today + 7, by, format: 'json' });
   const num = (v: unknown) => Number(v);
   const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
   const dauReq = req('dau', ['day', 'app_id']);
-  const dau = await runReport(sink, dauReq, K);
+  const dau = await runReport(store, dauReq, K);
   expect(dau).toEqual(oracleReport(counted, dauReq, K));
   expect(dau.length).toBeGreaterThan(0);
-  const dauView = await sink.query<Record<string, unknown>>(`SELECT toString(day) AS day, app_id, active_devices FROM ${db}.daily_active_devices_by_app ORDER BY day, app_id`);
+  const dauView = await store.query<Record<string, unknown>>(`SELECT toString(day) AS day, app_id, active_devices FROM ${db}.daily_active_devices_by_app ORDER BY day, app_id`);
   expect(dauView.map((r): ReportRow => ({ day: String(r.day), app_id: String(r.app_id), active_devices: num(r.active_devices) }))).toEqual(dau);
 
   const crashReq = req('crash-rate', ['day', 'app_id', 'app_version']);
-  const crash = await runReport(sink, crashReq, K);
+  const crash = await runReport(store, crashReq, K);
   expect(crash).toEqual(oracleReport(counted, crashReq, K));
   expect(crash.some((r) => num(r.crashes) > 0)).toBe(true);
-  const crashView = await sink.query<Record<string, unknown>>(
+  const crashView = await store.query<Record<string, unknown>>(
     `SELECT toString(day) AS day, app_id, app_version, active_devices, sessions, crashes, crashed_devices, crash_free_devices_pct, ` +
       `if(sessions = 0, -1, crashes_per_1000_sessions) AS crashes_per_1000_sessions FROM ${db}.crash_rates_by_app_version ORDER BY day, app_id, app_version`,
   );
@@ -149,7 +150,7 @@ async function expectRollupViews(sink: Sink, counted: Parameters<typeof reportsV
   ).toEqual(crash);
 
   // What the dashboard used to show: sums over the finest-grain view. It does not match.
-  const summed = await sink.query<{ day: string; app_id: string; n: string | number }>(
+  const summed = await store.query<{ day: string; app_id: string; n: string | number }>(
     `SELECT toString(day) AS day, app_id, sum(active_devices) AS n FROM ${db}.daily_active_devices GROUP BY day, app_id ORDER BY day, app_id`,
   );
   expect(summed.map((r) => ({ day: r.day, app_id: r.app_id, active_devices: num(r.n) }))).not.toEqual(dau);
@@ -170,19 +171,19 @@ describe('aggregator on the ClickHouse server', () => {
       const res = await fetch(`http://127.0.0.1:${agg.port}/metrics`).then((r) => r.text());
       expect(res).toMatch(/aggregator_consumer_lag\{topic="[^"]+",partition="0"\} 0/);
       expect((await fetch(`http://127.0.0.1:${agg.port}/readyz`)).status).toBe(200);
-      const sink = await createSink(sinkOptionsFrom(cfg));
+      const store = await openStore(storeOptionsFrom(cfg));
       try {
-        const results = await expectOracle(sink, pop.counted);
+        const results = await expectOracle(store, pop.counted);
         // k-anonymity bit: at the finest grain some groups of the oracle's input were suppressed.
         const finest = results.find((r) => r.req.by.length === 6 && r.req.report === 'dau')!;
         expect(finest.got.length).toBeLessThan(new Set(pop.counted.map((f) => [f.day, f.app_id, f.app_version, f.device_model, f.os_version, f.country].join('|'))).size);
         // The analyst views carry the same finest-grain numbers.
-        const view = await sink.query<{ n: string }>(`SELECT sum(active_devices) AS n FROM ${cfg.AGGREGATOR_DATABASE}.daily_active_devices`);
+        const view = await store.query<{ n: string }>(`SELECT sum(active_devices) AS n FROM ${cfg.AGGREGATOR_DATABASE}.daily_active_devices`);
         expect(Number(view[0]!.n)).toBe(finest.got.reduce((a, r) => a + Number(r.active_devices), 0));
         // The dashboard's roll-up views equal the query command's roll-up at their grain.
-        await expectRollupViews(sink, pop.counted);
+        await expectRollupViews(store, pop.counted);
       } finally {
-        await sink.close();
+        await store.close();
       }
       // Replay from offset 0 (a new group on the same topic and database): the totals do not move.
       const replayGroup = uniqueName('agg_replay');
@@ -192,11 +193,11 @@ describe('aggregator on the ClickHouse server', () => {
       } finally {
         await replay.stop();
       }
-      const sink2 = await createSink(sinkOptionsFrom(cfg));
+      const store2 = await openStore(storeOptionsFrom(cfg));
       try {
-        await expectOracle(sink2, pop.counted);
+        await expectOracle(store2, pop.counted);
       } finally {
-        await sink2.close();
+        await store2.close();
       }
     } finally {
       await agg.stop();
@@ -226,11 +227,11 @@ describe('aggregator on the ClickHouse server', () => {
       for (const o of others) await o.stop();
       await a.stop();
     }
-    const sink = await createSink(sinkOptionsFrom(cfg));
+    const store = await openStore(storeOptionsFrom(cfg));
     try {
-      await expectOracle(sink, pop.counted);
+      await expectOracle(store, pop.counted);
     } finally {
-      await sink.close();
+      await store.close();
     }
   });
 
@@ -261,18 +262,18 @@ describe('aggregator on the ClickHouse server', () => {
 
   it('drops whole day partitions older than the retention', async () => {
     const { cfg } = await setup(1, { AGGREGATOR_RETENTION_DAYS: '30' });
-    const sink = await createSink(sinkOptionsFrom(cfg));
+    const store = await openStore(storeOptionsFrom(cfg));
     try {
-      await sink.migrate();
+      await store.migrate();
       const today = utcDay(Date.now());
       const row = (day: number) => ({ day, app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', kind: 'session_start' as const, daily_token: Buffer.alloc(16, day % 251), event_key: Buffer.alloc(16, 7) });
-      await sink.insertFacts([row(today - 40), row(today - 31), row(today - 30), row(today)]);
-      const dropped = await sink.dropPartitionsOlderThan(today - 30);
+      await store.insertFacts([row(today - 40), row(today - 31), row(today - 30), row(today)]);
+      const dropped = await store.dropPartitionsOlderThan(today - 30);
       expect(dropped).toHaveLength(2);
-      const left = await sink.query<{ day: string }>(`SELECT DISTINCT toString(day) AS day FROM ${cfg.AGGREGATOR_DATABASE}.daily_agg ORDER BY day`);
+      const left = await store.query<{ day: string }>(`SELECT DISTINCT toString(day) AS day FROM ${cfg.AGGREGATOR_DATABASE}.daily_agg ORDER BY day`);
       expect(left).toHaveLength(2);
     } finally {
-      await sink.close();
+      await store.close();
     }
   });
 });
@@ -294,9 +295,9 @@ describe('aggregator on embedded chdb', () => {
       const progress = await groupProgress(kafka, env.AGGREGATOR_GROUP_ID!, topic);
       expect(progress.reduce((a, p) => a + Number(p.end), 0)).toBeLessThan(pop.facts.length); // some records hold several facts
       expect((await agg.metrics.eventsRead.get()).values[0]?.value).toBe(pop.facts.length); // every fact read, legacy ones included
-      // chdb allows one session per data path per process: read through the aggregator's own sink.
-      await expectOracle(agg.sink, pop.counted);
-      await expectRollupViews(agg.sink, pop.counted);
+      // chdb allows one session per data path per process: read through the aggregator's own store.
+      await expectOracle(agg.store, pop.counted);
+      await expectRollupViews(agg.store, pop.counted);
     } finally {
       await agg.stop();
       rmSync(dir, { recursive: true, force: true });

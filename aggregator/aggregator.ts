@@ -3,7 +3,7 @@
  *
  * Data path: record (one EventFactBatch: a batch's facts of one day) -> FactReader, per fact the
  * lateness window (judgeFact) -> FlushBuffer -> flush:
- * sink.insertFacts (retried with capped back-off until it succeeds) -> commitOffsets.
+ * store.insertFacts (retried with capped back-off until it succeeds) -> commitOffsets.
  *
  * The invariant that makes it lossless: an offset is committed only after every record before it is
  * in ClickHouse (autoCommit is off and not configurable; commits happen only in `flushOnce`, after the
@@ -20,11 +20,11 @@ import { FactReader, type ReadVerdict } from './fact-reader.ts';
 import { utcDay } from './facts.ts';
 import { FlushBuffer, splitTpKey, tpKey, type FlushBatch } from './flush-buffer.ts';
 import type { AggregatorMetrics } from './metrics.ts';
-import type { Sink } from './sink.ts';
+import type { Store } from './store.ts';
 
 export interface AggregatorDeps {
   config: AggregatorConfig;
-  sink: Sink;
+  store: Store;
   logger: Logger;
   metrics: AggregatorMetrics;
   /** Clock for the lateness window (tests pin it). @default Date.now */
@@ -60,7 +60,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Aggregator {
   private readonly cfg: AggregatorConfig;
-  private readonly sink: Sink;
+  private readonly store: Store;
   private readonly log: Logger;
   private readonly m: AggregatorMetrics;
   private readonly now: () => number;
@@ -74,7 +74,7 @@ export class Aggregator {
   private paused = false;
   private stopping = false;
   private joined = false;
-  private sinkOk = true;
+  private storeOk = true;
   private flushing: Promise<void> | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
@@ -84,7 +84,7 @@ export class Aggregator {
 
   constructor(d: AggregatorDeps) {
     this.cfg = d.config;
-    this.sink = d.sink;
+    this.store = d.store;
     this.log = d.logger;
     this.m = d.metrics;
     this.now = d.now ?? Date.now;
@@ -106,7 +106,7 @@ export class Aggregator {
   }
 
   async start(): Promise<void> {
-    await this.sink.migrate();
+    await this.store.migrate();
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       this.joined = true;
       const assigned = new Set<string>();
@@ -260,13 +260,13 @@ export class Aggregator {
     for (let attempt = 0; ; attempt++) {
       try {
         const midway = this.stallPoint('during_insert') ? { midway: () => this.testStall('during_insert') } : {};
-        await this.sink.insertFacts(batch.rows, midway);
+        await this.store.insertFacts(batch.rows, midway);
         this.m.eventsAggregated.inc(batch.rows.length);
-        if (!this.sinkOk) this.log.info('ClickHouse insert succeeded again', { attempts: attempt + 1 });
-        this.sinkOk = true;
+        if (!this.storeOk) this.log.info('ClickHouse insert succeeded again', { attempts: attempt + 1 });
+        this.storeOk = true;
         return;
       } catch (err) {
-        this.sinkOk = false;
+        this.storeOk = false;
         this.m.clickhouseErrors.inc({ op: 'insert' });
         if (this.unsafeCommitOnInsertError) {
           this.log.warn('UNSAFE: insert failed; dropping its rows and committing their offsets', { rows: batch.rows.length, ...describe(err) });
@@ -308,7 +308,7 @@ export class Aggregator {
   async retentionSweep(): Promise<string[]> {
     const cutoff = utcDay(this.now()) - this.cfg.AGGREGATOR_RETENTION_DAYS;
     try {
-      const dropped = await this.sink.dropPartitionsOlderThan(cutoff);
+      const dropped = await this.store.dropPartitionsOlderThan(cutoff);
       this.m.partitionsDropped.inc(dropped.length);
       if (dropped.length) this.log.info('retention dropped day partitions', { partitions: dropped.join(',') });
       return dropped;
@@ -325,8 +325,8 @@ export class Aggregator {
   }
 
   ready(): ReadinessCheck {
-    const checks = { kafka: this.joined ? 'ok' : 'not in group', clickhouse: this.sinkOk ? 'ok' : 'insert failing' };
-    return { ok: this.joined && this.sinkOk && !this.stopping, checks };
+    const checks = { kafka: this.joined ? 'ok' : 'not in group', clickhouse: this.storeOk ? 'ok' : 'insert failing' };
+    return { ok: this.joined && this.storeOk && !this.stopping, checks };
   }
 
   /** Flushes what was read (insert, then commit) and leaves the group. */

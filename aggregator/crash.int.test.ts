@@ -3,13 +3,12 @@
  * the insert, in the middle of it, after it but before the offset commit), repeatedly while events
  * are still being produced; a last clean process finishes the stream. The totals must equal the
  * oracle. Negative control: the same scenario with AGGREGATOR_UNSAFE_COUNT_ROWS=true (every delivered
- * row counts, like a count()-based sink) must show double counts.
+ * row counts, like a count()-based store) must show double counts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kafka } from 'kafkajs';
 import { createClickHouse, createKafka, createTopics, stackInfo, uniqueName } from '../testing/stack.ts';
-import { sinkOptionsFrom } from './main.ts';
-import { createSink } from './sink.ts';
+import { openStore, storeOptionsFrom } from './store-open.ts';
 import { aggregatorConfig, aggregatorEnv, produceFacts, spawnAggregator, waitAllCommitted } from '../testing/harness.ts';
 import { generatePopulation, type Population } from '../testing/population.ts';
 import { reportsVsOracle } from '../testing/compare.ts';
@@ -87,11 +86,11 @@ async function crashScenario(pop: Population, windows: Window[], extra: Record<s
     await last.kill('SIGTERM');
     await done.catch(() => undefined);
   }
-  const sink = await createSink(sinkOptionsFrom(aggregatorConfig(env)));
+  const store = await openStore(storeOptionsFrom(aggregatorConfig(env)));
   try {
-    return { kills, results: await reportsVsOracle(sink, pop.counted, K) };
+    return { kills, results: await reportsVsOracle(store, pop.counted, K) };
   } finally {
-    await sink.close();
+    await store.close();
   }
 }
 

@@ -74,10 +74,10 @@ async function postAll(url: string, batches: readonly PostedBatch[]): Promise<vo
   await Promise.all(Array.from({ length: 8 }, worker));
 }
 
-describe.each(['server', 'embedded'] as const)('devices -> ingest (HTTP) -> Kafka -> aggregator -> %s', (sinkKind) => {
+describe.each(['server', 'embedded'] as const)('devices -> ingest (HTTP) -> Kafka -> aggregator -> %s', (storeKind) => {
   it('query output equals the oracle of the posted population', async () => {
     unavailableAnswers = 0;
-    const pop = generateDeviceBatches({ seed: sinkKind === 'server' ? 11 : 12, devicesPerDay: 80 });
+    const pop = generateDeviceBatches({ seed: storeKind === 'server' ? 11 : 12, devicesPerDay: 80 });
     // What the population must exercise, or the test proves less than it says.
     expect(pop.batches.some((b) => b.retry)).toBe(true);
     expect(pop.batches.some((b) => b.refused.TOKEN_TOO_LATE) && pop.batches.some((b) => b.refused.TOKEN_FROM_FUTURE)).toBe(true);
@@ -102,7 +102,7 @@ describe.each(['server', 'embedded'] as const)('devices -> ingest (HTTP) -> Kafk
     const groupId = uniqueName('agg_e2e_group');
     const env = aggregatorEnv({ kafkaBrokers: s.kafkaBrokers, clickhouseUrl: s.clickhouseUrl }, { topic: topics.events, groupId, database }, {
       AGGREGATOR_MIN_GROUP_DEVICES: String(K),
-      AGGREGATOR_CLICKHOUSE: sinkKind,
+      AGGREGATOR_CLICKHOUSE: storeKind,
       AGGREGATOR_CHDB_PATH: chdbDir,
     });
     let svc: IngestService | undefined;
@@ -125,7 +125,7 @@ describe.each(['server', 'embedded'] as const)('devices -> ingest (HTTP) -> Kafk
       expect(read).toBeGreaterThanOrEqual(pop.acceptedDeliveries);
 
       // With chdb the aggregator's own session is the only one this process may open on its path.
-      const results = await reportsVsOracle(agg.sink, pop.counted, K);
+      const results = await reportsVsOracle(agg.store, pop.counted, K);
       for (const r of results) {
         expect(r.want.length, `oracle has groups for ${r.req.report} by ${r.req.by.join(',')}`).toBeGreaterThan(0);
         expect(r.got, `${r.req.report} by ${r.req.by.join(',') || 'none'}`).toEqual(r.want);

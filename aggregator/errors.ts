@@ -2,7 +2,7 @@
  * Error catalogue of `aggregator/` (house style: one `as const` code list, so a code is a union type).
  * Data problems in a record (undecodable bytes, an event outside the lateness window) are values
  * (`FactVerdict`), counted in metrics; the classes below are for broken infrastructure and bad input
- * from an operator or analyst (migrations, sink failures, query arguments).
+ * from an operator or analyst (migrations, store failures, query arguments).
  */
 import { CodedError } from '../runtime/errors.ts';
 
@@ -11,7 +11,7 @@ export const AGGREGATOR_ERROR_CODES = [
   'AGG_BAD_ARGUMENT',
   'AGG_BAD_DAY',
   'AGG_BAD_DIMENSION',
-  // Sink: ClickHouse server or chdb.
+  // Store: ClickHouse server or chdb (store.ts). The codes keep their published AGG_SINK_ names.
   'AGG_SINK_UNAVAILABLE',
   'AGG_SINK_QUERY_FAILED',
   'AGG_SINK_INSERT_FAILED',

@@ -11,29 +11,17 @@ import { ConfigError } from '../runtime/config.ts';
 import { Aggregator } from './aggregator.ts';
 import { loadAggregatorConfig, type AggregatorConfig } from './config.ts';
 import { createAggregatorMetrics, type AggregatorMetrics } from './metrics.ts';
-import { createSink, type Sink, type SinkOptions } from './sink.ts';
+import { openStore, storeOptionsFrom } from './store-open.ts';
+import type { Store } from './store.ts';
 
 export interface RunningAggregator {
   aggregator: Aggregator;
   metrics: AggregatorMetrics;
-  /** The aggregator's own sink (with chdb, the only session this process may open on its data path). */
-  sink: Sink;
+  /** The aggregator's own store (with chdb, the only session this process may open on its data path). */
+  store: Store;
   server: Server;
   port: number;
   stop(): Promise<void>;
-}
-
-export function sinkOptionsFrom(cfg: AggregatorConfig): SinkOptions {
-  return {
-    kind: cfg.AGGREGATOR_CLICKHOUSE,
-    url: cfg.AGGREGATOR_CLICKHOUSE_URL,
-    user: cfg.AGGREGATOR_CLICKHOUSE_USER,
-    password: cfg.AGGREGATOR_CLICKHOUSE_PASSWORD,
-    chdbPath: cfg.AGGREGATOR_CHDB_PATH,
-    insertTimeoutMs: cfg.AGGREGATOR_INSERT_TIMEOUT_MS,
-    database: cfg.AGGREGATOR_DATABASE,
-    minGroupDevices: cfg.AGGREGATOR_MIN_GROUP_DEVICES,
-  };
 }
 
 /** Starts an aggregator in this process (tests and `main`). */
@@ -43,10 +31,10 @@ export async function startAggregator(
 ): Promise<RunningAggregator> {
   const logger = createLogger({ service: 'aggregator', level: cfg.AGGREGATOR_LOG_LEVEL });
   const metrics = createAggregatorMetrics({ defaultMetrics: opts.defaultMetrics ?? false });
-  const sink = await createSink(sinkOptionsFrom(cfg));
+  const store = await openStore(storeOptionsFrom(cfg));
   const aggregator = new Aggregator({
     config: cfg,
-    sink,
+    store,
     logger,
     metrics,
     ...(opts.now ? { now: opts.now } : {}),
@@ -64,16 +52,17 @@ export async function startAggregator(
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : cfg.AGGREGATOR_PORT;
   await aggregator.start();
-  logger.info('aggregator started', { port, topic: cfg.PIPELINE_TOPIC_EVENTS, group: cfg.AGGREGATOR_GROUP_ID, sink: sink.kind, database: sink.database });
+  // `sink` stays the log field's name (operators' log queries use it); its value is the store kind.
+  logger.info('aggregator started', { port, topic: cfg.PIPELINE_TOPIC_EVENTS, group: cfg.AGGREGATOR_GROUP_ID, sink: store.kind, database: store.database });
   return {
     aggregator,
     metrics,
-    sink,
+    store,
     server,
     port,
     async stop() {
       await aggregator.stop();
-      await sink.close();
+      await store.close();
       await new Promise<void>((r) => server.close(() => r()));
     },
   };

@@ -10,7 +10,7 @@
  */
 import { AggregatorError, QueryArgumentError } from './errors.ts';
 import { dayToIso, isoToDay } from './facts.ts';
-import type { Sink } from './sink.ts';
+import type { Store } from './store.ts';
 
 export const REPORTS = ['dau', 'crash-rate'] as const;
 export type Report = (typeof REPORTS)[number];
@@ -147,8 +147,8 @@ export function shapeRows(req: QueryRequest, raw: readonly RawGroup[]): ReportRo
   });
 }
 
-export async function runReport(sink: Sink, req: QueryRequest, minGroupDevices: number): Promise<ReportRow[]> {
-  const raw = await sink.query<RawGroup>(buildReportSql(sink.database, req, minGroupDevices));
+export async function runReport(store: Store, req: QueryRequest, minGroupDevices: number): Promise<ReportRow[]> {
+  const raw = await store.query<RawGroup>(buildReportSql(store.database, req, minGroupDevices));
   return shapeRows(req, raw);
 }
 
@@ -176,8 +176,7 @@ export function reportColumns(req: QueryRequest): string[] {
 
 async function main(): Promise<number> {
   const { loadAggregatorConfig } = await import('./config.ts');
-  const { sinkOptionsFrom } = await import('./main.ts');
-  const { createSink } = await import('./sink.ts');
+  const { openStore, storeOptionsFrom } = await import('./store-open.ts');
   let req: QueryRequest;
   try {
     req = parseQueryArgs(process.argv.slice(2));
@@ -189,9 +188,9 @@ async function main(): Promise<number> {
     throw e;
   }
   const cfg = loadAggregatorConfig();
-  const sink = await createSink(sinkOptionsFrom(cfg));
+  const store = await openStore(storeOptionsFrom(cfg));
   try {
-    const rows = await runReport(sink, req, cfg.AGGREGATOR_MIN_GROUP_DEVICES);
+    const rows = await runReport(store, req, cfg.AGGREGATOR_MIN_GROUP_DEVICES);
     process.stdout.write(formatReport(rows, req.format, reportColumns(req)) + '\n');
     return 0;
   } catch (e) {
@@ -201,7 +200,7 @@ async function main(): Promise<number> {
     }
     throw e;
   } finally {
-    await sink.close();
+    await store.close();
   }
 }
 

@@ -13,7 +13,7 @@
  * 2. Delay: under a steady background load, probe events (each with its own app id) are produced one
  *    by one; for each, the time from the producer's ack (acks=all) to the moment a query sees its
  *    group in `daily_agg` is recorded. p50/p99 of those.
- * 3. Insert encoding: TabSeparated (what the sinks send) against JSONEachRow, encode time per row.
+ * 3. Insert encoding: TabSeparated (what the stores send) against JSONEachRow, encode time per row.
  * The last line is JSON. Sizes: BENCH_AGG_EVENTS (default 200000), BENCH_AGG_PROBES (default 100).
  */
 import { performance } from 'node:perf_hooks';

@@ -18,7 +18,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { dayToIso, utcDay } from '../aggregator/facts.ts';
 import { runReport, type QueryRequest, type ReportRow } from '../aggregator/query.ts';
-import { createSink, type Sink } from '../aggregator/sink.ts';
+import { openStore } from '../aggregator/store-open.ts';
+import type { Store } from '../aggregator/store.ts';
 import type { DashboardConfig } from './config.ts';
 import { renderPage } from './page.ts';
 import { Scraper, type LiveRates } from './scrape.ts';
@@ -58,7 +59,7 @@ export function crashRequest(today: number, days: number): QueryRequest {
 
 export async function startDashboard(cfg: DashboardConfig, opts: DashboardOptions = {}): Promise<RunningDashboard> {
   const now = opts.now ?? Date.now;
-  const sink: Sink = await createSink({
+  const store: Store = await openStore({
     kind: 'server',
     url: cfg.DASHBOARD_CLICKHOUSE_URL,
     user: cfg.DASHBOARD_CLICKHOUSE_USER,
@@ -78,7 +79,7 @@ export async function startDashboard(cfg: DashboardConfig, opts: DashboardOption
   const answer = async (req: QueryRequest): Promise<AnalyticsAnswer> => {
     const base = { from: dayToIso(req.from), to: dayToIso(req.to), k: cfg.DASHBOARD_MIN_GROUP_DEVICES };
     try {
-      return { ...base, rows: await runReport(sink, req, cfg.DASHBOARD_MIN_GROUP_DEVICES) };
+      return { ...base, rows: await runReport(store, req, cfg.DASHBOARD_MIN_GROUP_DEVICES) };
     } catch (e) {
       // The database does not exist until the aggregator's first start: say so, keep serving the rest.
       return { ...base, rows: [], error: (e as Error).message.split('\n', 1)[0]!.slice(0, 300) };
@@ -144,7 +145,7 @@ export async function startDashboard(cfg: DashboardConfig, opts: DashboardOption
       await scraper.stop();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
-      await sink.close();
+      await store.close();
     },
   };
 }

@@ -19,7 +19,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin } from 'kafkajs';
 import { utcDay, dayToIso } from '../aggregator/facts.ts';
 import { formatReport, reportColumns, runReport, type QueryRequest, type ReportRow } from '../aggregator/query.ts';
-import { createSink, type Sink } from '../aggregator/sink.ts';
+import { openStore } from '../aggregator/store-open.ts';
+import type { Store } from '../aggregator/store.ts';
 import { ZONES } from '../schemas/contract.ts';
 import { REPO_ROOT, externalServices, loadStackConfig } from '../stack/config.ts';
 import { portIsFree } from '../stack/proc.ts';
@@ -442,17 +443,17 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
     const today = utcDay(Date.now());
     const dauReq: QueryRequest = { ...dauRequest(today, 3), format: 'table' };
     const crashReq: QueryRequest = { ...crashRequest(today, 3), format: 'table' };
-    const sink: Sink = await createSink({ kind: 'server', url: info.clickhouseUrl, user: 'default', password: '', chdbPath: '', insertTimeoutMs: 30_000, database: runId, minGroupDevices: k });
+    const store: Store = await openStore({ kind: 'server', url: info.clickhouseUrl, user: 'default', password: '', chdbPath: '', insertTimeoutMs: 30_000, database: runId, minGroupDevices: k });
     let dauRows: ReportRow[] = [];
     let crashRows: ReportRow[] = [];
     let queryError: string | undefined;
     try {
-      dauRows = await retrying(() => runReport(sink, dauReq, k), 30_000);
-      crashRows = await retrying(() => runReport(sink, crashReq, k), 30_000);
+      dauRows = await retrying(() => runReport(store, dauReq, k), 30_000);
+      crashRows = await retrying(() => runReport(store, crashReq, k), 30_000);
     } catch (e) {
       queryError = (e as Error).message.split('\n', 1)[0];
     } finally {
-      await sink.close();
+      await store.close();
     }
     const window = { today, maxLatenessDays: AGG_MAX_LATENESS_DAYS };
     const dauOracle = ledger.oracle(dauReq, k, window);

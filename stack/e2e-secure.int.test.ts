@@ -129,7 +129,7 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
     expect(onTopic).toBeGreaterThanOrEqual(pop.acceptedRecords); // one record per (batch, day)
 
     // Exact, as the aggregator user.
-    const results = await reportsVsOracle(agg.sink, pop.counted, K);
+    const results = await reportsVsOracle(agg.store, pop.counted, K);
     for (const r of results) {
       expect(r.want.length).toBeGreaterThan(0);
       expect(r.got, `${r.req.report} by ${r.req.by.join(',') || 'none'}`).toEqual(r.want);

@@ -1,7 +1,7 @@
-/** Runs the analyst reports against a sink and returns them beside the oracle's answers. */
+/** Runs the analyst reports against a store and returns them beside the oracle's answers. */
 import { utcDay } from '../aggregator/facts.ts';
 import { runReport, type Dimension, type QueryRequest, type ReportRow } from '../aggregator/query.ts';
-import type { Sink } from '../aggregator/sink.ts';
+import type { Store } from '../aggregator/store.ts';
 import type { EventFact } from '../schemas/contract.ts';
 import { oracleReport } from './population.ts';
 
@@ -15,7 +15,7 @@ export const CHECKED_ROLLUPS: Dimension[][] = [
 ];
 
 export async function reportsVsOracle(
-  sink: Sink,
+  store: Store,
   counted: readonly EventFact[],
   k: number,
   nowMs = Date.now(),
@@ -25,7 +25,7 @@ export async function reportsVsOracle(
   for (const report of ['dau', 'crash-rate'] as const) {
     for (const by of CHECKED_ROLLUPS) {
       const req: QueryRequest = { report, from: today - 7, to: today + 7, by, format: 'json' };
-      out.push({ req, got: await runReport(sink, req, k), want: oracleReport(counted, req, k) });
+      out.push({ req, got: await runReport(store, req, k), want: oracleReport(counted, req, k) });
     }
   }
   return out;

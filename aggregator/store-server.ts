@@ -1,5 +1,5 @@
 /**
- * Sink on a ClickHouse server through @clickhouse/client (HTTP). Works with Debian's 18.16 and current
+ * Store on a ClickHouse server through @clickhouse/client (HTTP). Works with Debian's 18.16 and current
  * releases: it sends no settings 18.16 does not know, uses TabSeparated for inserts and JSONEachRow
  * for reads (both exist on every version).
  */
@@ -8,16 +8,16 @@ import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickh
 import { AggregatorError } from './errors.ts';
 import type { FactRow } from './facts.ts';
 import { runMigrations, type SqlRunner } from './migrate.ts';
-import { dropDailyPartitionsOlderThan, type InsertOptions, type Sink, type SinkOptions } from './sink.ts';
+import { dropDailyPartitionsOlderThan, type InsertOptions, type Store, type StoreOptions } from './store.ts';
 import { encodeFactsTsv, FACT_COLUMNS } from './tsv.ts';
 
-export class ServerSink implements Sink {
+export class ServerStore implements Store {
   readonly kind = 'server' as const;
   readonly database: string;
   private readonly client: ClickHouseClient;
   private readonly runner: SqlRunner;
 
-  constructor(private readonly o: SinkOptions) {
+  constructor(private readonly o: StoreOptions) {
     this.database = o.database;
     this.client = createClient({
       url: o.url,

@@ -1,6 +1,6 @@
 /**
- * Sink on embedded ClickHouse (chdb 26.x, in-process, data in AGGREGATOR_CHDB_PATH). Same DDL and SQL
- * as the server sink. chdb's synchronous `query()` would block the event loop for the length of an
+ * Store on embedded ClickHouse (chdb 26.x, in-process, data in AGGREGATOR_CHDB_PATH). Same DDL and SQL
+ * as the server store. chdb's synchronous `query()` would block the event loop for the length of an
  * insert, so only its async API is used (`queryAsync`, raw `insert`), which runs on libuv's pool.
  * chdb allows one open data path per process: the query command cannot read a path an aggregator
  * process holds open.
@@ -10,16 +10,16 @@ import { Session } from 'chdb';
 import { AggregatorError } from './errors.ts';
 import type { FactRow } from './facts.ts';
 import { runMigrations, type SqlRunner } from './migrate.ts';
-import { dropDailyPartitionsOlderThan, type InsertOptions, type Sink, type SinkOptions } from './sink.ts';
+import { dropDailyPartitionsOlderThan, type InsertOptions, type Store, type StoreOptions } from './store.ts';
 import { encodeFactsTsv, FACT_COLUMNS } from './tsv.ts';
 
-export class ChdbSink implements Sink {
+export class ChdbStore implements Store {
   readonly kind = 'embedded' as const;
   readonly database: string;
   private readonly session: Session;
   private readonly runner: SqlRunner;
 
-  constructor(private readonly o: SinkOptions) {
+  constructor(private readonly o: StoreOptions) {
     this.database = o.database;
     mkdirSync(o.chdbPath, { recursive: true });
     this.session = new Session(o.chdbPath);

@@ -1,7 +1,9 @@
 /**
- * The narrow interface between the aggregator and ClickHouse. Two implementations answer it with the
- * same DDL and the same SQL: the ClickHouse server over HTTP (sink-server.ts) and embedded chdb
- * (sink-chdb.ts). Everything above this file is engine-agnostic.
+ * The narrow interface between the aggregator and ClickHouse: the *store* of the aggregates (in this
+ * project "sink" means Kafka producing; the ClickHouse side is always called a store). Two
+ * implementations answer it with the same DDL and the same SQL: the ClickHouse server over HTTP
+ * (store-server.ts) and embedded chdb (store-chdb.ts); store-open.ts picks one. Everything above
+ * this file is engine-agnostic. This file imports no implementation.
  */
 import type { FactRow } from './facts.ts';
 import type { MigrationParams, SqlRunner } from './migrate.ts';
@@ -14,7 +16,7 @@ export interface InsertOptions {
   midway?: () => Promise<void>;
 }
 
-export interface Sink {
+export interface Store {
   readonly kind: 'server' | 'embedded';
   readonly database: string;
   /** Applies pending migrations (repeatable: running it twice is harmless). */
@@ -28,7 +30,7 @@ export interface Sink {
   close(): Promise<void>;
 }
 
-export interface SinkOptions extends MigrationParams {
+export interface StoreOptions extends MigrationParams {
   kind: 'server' | 'embedded';
   url: string;
   user: string;
@@ -44,8 +46,8 @@ export function partitionsOlderThan(ids: readonly string[], day: number): string
 }
 
 /**
- * Retention (issue 5.6): drop whole day partitions of `daily_agg` older than `day`. Both sinks run the
- * same SQL, so the sweep is written once here and each sink only supplies how to run statements.
+ * Retention: drop whole day partitions of `daily_agg` older than `day`. Both stores run the same
+ * SQL, so the sweep is written once here and each store only supplies how to run statements.
  */
 export async function dropDailyPartitionsOlderThan(db: SqlRunner, database: string, day: number): Promise<string[]> {
   const parts = await db.rows<{ partition_id: string }>(
@@ -54,13 +56,4 @@ export async function dropDailyPartitionsOlderThan(db: SqlRunner, database: stri
   const old = partitionsOlderThan(parts.map((p) => p.partition_id), day);
   for (const id of old) await db.exec(`ALTER TABLE ${database}.daily_agg DROP PARTITION ID '${id}'`);
   return old;
-}
-
-export async function createSink(o: SinkOptions): Promise<Sink> {
-  if (o.kind === 'embedded') {
-    const { ChdbSink } = await import('./sink-chdb.ts');
-    return new ChdbSink(o);
-  }
-  const { ServerSink } = await import('./sink-server.ts');
-  return new ServerSink(o);
 }
