@@ -23,8 +23,7 @@
  * The tokens and event keys are views into the Kafka record (no copy); they live until the flush.
  */
 import { randomBytes } from 'node:crypto';
-import { decodeEventFacts, eventFactBatchType, eventFactType, fingerprintOf, SchemaError } from '../schemas/index.ts';
-import type { EventFact, EventKind } from '../schemas/contract.ts';
+import { decodeEventFacts, eventFactBatchType, eventFactType, fingerprintOf, SchemaError, type EventFact, type EventKind } from '../schemas/index.ts';
 import { judgeFact, utcDay, type FactRow, type WindowOptions } from './facts.ts';
 import { dimsTsv } from './tsv.ts';
 

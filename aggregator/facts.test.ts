@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { EventFact } from '../schemas/contract.ts';
+import type { EventFact } from '../schemas/index.ts';
 import { DAY_MS, dayToIso, isoToDay, judgeFact } from './facts.ts';
 
 const now = Date.parse('2026-03-10T12:00:00Z');

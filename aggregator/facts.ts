@@ -8,7 +8,7 @@
  * types are dropped here because no aggregate needs them.
  */
 import { randomBytes } from 'node:crypto';
-import type { EventFact, EventKind } from '../schemas/contract.ts';
+import type { EventFact, EventKind } from '../schemas/index.ts';
 
 export const DAY_MS = 86_400_000;
 
