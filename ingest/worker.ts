@@ -20,7 +20,7 @@ import { DailyTokenizer } from '../schemas/tokenizer.ts';
 import { decompress, type ContentEncoding } from './body.ts';
 import { readContainer, DEFAULT_CONTAINER_LIMITS, type ContainerLimits } from './container.ts';
 import { fail, type IngestFailure } from './errors.ts';
-import { BatchDecoder } from './pipeline.ts';
+import { BatchDecoder } from './decoder.ts';
 import { keySourceOf, type TokenKeysSpec } from './token-keys.ts';
 
 export type BodyFormat = 'avro' | 'json';

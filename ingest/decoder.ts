@@ -1,6 +1,7 @@
 /**
- * The part of `schemas/` the ingest worker calls: the compiled pipeline, the batch schema, the hostile
- * Avro guard, and writer-schema resolution for Avro container uploads.
+ * `BatchDecoder`: the part of `schemas/` the ingest worker calls: the compiled policy (schemas'
+ * `Pipeline`: validate, consent, split, tokenise, encode), the batch schema, the hostile Avro guard, and
+ * writer-schema resolution for Avro container uploads.
  *
  * Writer schemas: a container names the schema its bytes were written with (`avro.schema`). A device
  * built against an older or newer batch schema still posts readable data, so the writer schema is
