@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { createServer, request, type IncomingMessage } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
-import { decompress, parseContentEncoding, parseContentLength, readBody, type Read } from './body.ts';
+import { parseContentEncoding, parseContentLength, readBody, type Read } from './body.ts';
+import { decompress } from './steps/decompress.ts';
 
 /** 1 MiB of gzip that expands to 1 GiB: 1024 gzip members of 1 MiB of zeros each (RFC 1952 allows
  * concatenated members and zlib inflates them all). Built from one small member, so the test never

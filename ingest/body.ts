@@ -1,21 +1,21 @@
 /**
- * Request bodies: read with a byte limit on the HTTP thread, decompress with a limit in a pool worker.
+ * Request bodies on the HTTP thread: the body headers parsed, the body read with a byte limit.
  *
  * Two different limits, because they guard different things:
- * - the wire limit (`maxBodyBytes`) bounds what the HTTP thread buffers. It is decided from
+ * - the wire limit (`maxBodyBytes`, here) bounds what the HTTP thread buffers. It is decided from
  *   Content-Length before a byte is read, or while streaming a chunked body, so a 1 GiB upload is
  *   refused after at most `maxBodyBytes` + one chunk;
- * - the decompressed limit (`maxDecompressedBytes`) bounds what a worker inflates. A gzip bomb
- *   (1 MiB expanding to 1 GiB) is stopped by zlib's `maxOutputLength` after that many bytes were
- *   produced, not after the whole 1 GiB was allocated.
+ * - the decompressed limit (`maxDecompressedBytes`, steps/decompress.ts in a pool worker) bounds what a
+ *   worker inflates. A gzip bomb (1 MiB expanding to 1 GiB) is stopped by zlib's `maxOutputLength`
+ *   after that many bytes were produced, not after the whole 1 GiB was allocated.
  */
 import type { IncomingMessage } from 'node:http';
-import { gunzipSync } from 'node:zlib';
-import { fail, type IngestFailure } from './errors.ts';
+import { fail, type Outcome } from './errors.ts';
 
 export type ContentEncoding = 'identity' | 'gzip';
 
-export type Read<T> = { ok: true; value: T } | IngestFailure;
+/** A body read or header parsed, or why not. */
+export type Read<T> = Outcome<T>;
 
 /** Parses Content-Encoding; anything but gzip/identity is 415 (we would not know how to read it). */
 export function parseContentEncoding(header: string | undefined): Read<ContentEncoding> {
@@ -87,24 +87,4 @@ export function readBody(req: IncomingMessage, maxBytes: number, declaredLength:
     req.on('error', onError);
     req.on('aborted', onAborted);
   });
-}
-
-/**
- * Inflates a gzip body (all members: `gzip` files may be concatenations) into at most `maxOut` bytes.
- * Runs in a pool worker: it is CPU work, and zlib's `maxOutputLength` makes it stop early on a bomb.
- */
-export function decompress(body: Buffer, encoding: ContentEncoding, maxOut: number): Read<Buffer> {
-  if (encoding === 'identity') {
-    if (body.length > maxOut) return fail('INGEST_DECOMPRESSED_TOO_LARGE', `body exceeds ${maxOut} bytes`);
-    return { ok: true, value: body };
-  }
-  try {
-    return { ok: true, value: gunzipSync(body, { maxOutputLength: maxOut }) };
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) {
-      return fail('INGEST_DECOMPRESSED_TOO_LARGE', `gzip body expands beyond ${maxOut} bytes: split the batch`);
-    }
-    return fail('INGEST_BAD_GZIP', `body is not valid gzip (${code ?? 'zlib error'}): send it uncompressed or re-encode it`);
-  }
 }

@@ -16,7 +16,7 @@ import { fail, type IngestFailure } from './errors.ts';
 
 export type { DecodeLimits, Pipeline };
 
-interface Writer {
+export interface Writer {
   type: avro.Type;
   /** undefined when the writer schema is the reader schema (no resolution needed). */
   resolver: avro.Resolver | undefined;
@@ -81,4 +81,15 @@ export class BatchDecoder {
       return parsed;
     }
   }
+}
+
+/** Typed errors of schemas/ -> ingest failures; anything else is a bug and is rethrown. */
+export function schemaFailure(e: unknown): IngestFailure {
+  const code = (e as { code?: unknown }).code;
+  const msg = (e as Error).message ?? String(e);
+  if (typeof code === 'string') {
+    if (code.startsWith('AVRO_')) return fail('INGEST_AVRO_INVALID', `Avro body refused: ${msg}`);
+    if (code.startsWith('SCHEMA_')) return fail('INGEST_BATCH_INVALID', msg);
+  }
+  throw e;
 }

@@ -94,6 +94,9 @@ export function fail(code: IngestErrorCode, message: string): IngestFailure {
   return { ok: false, code, message };
 }
 
+/** What a step returns: its value, or the typed failure that ends the request (ARCHITECTURE.md principle 6). */
+export type Outcome<T> = { ok: true; value: T } | IngestFailure;
+
 /** Thrown only for infrastructure failures that end a request (Kafka, pool); keeps its cause. */
 export class IngestError extends CodedError<IngestErrorCode> {
   override readonly name: string = 'IngestError';

@@ -12,7 +12,7 @@ import net from 'node:net';
 import { request } from 'node:http';
 import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService, type RecordSink } from './http.ts';
-import type { BatchRecords } from './produce.ts';
+import type { BatchRecords } from './records.ts';
 
 class RecordingSink implements RecordSink {
   sent: BatchRecords[] = [];

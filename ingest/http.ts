@@ -21,8 +21,9 @@ import { poolThreads, type IngestConfig } from './config.ts';
 import { HTTP_STATUS, IngestError, isRetryable, type IngestErrorCode, type IngestFailure } from './errors.ts';
 import { createMetrics, type IngestMetrics } from './metrics.ts';
 import { TokenKeyWatch } from './token-keys.ts';
-import { KafkaSink, type BatchRecords } from './produce.ts';
-import { unpackRecords, type BodyFormat, type WorkerOptions, type WorkerResult, type WorkerTask } from './worker.ts';
+import { KafkaSink } from './produce.ts';
+import { unpackRecords, type BatchRecords } from './records.ts';
+import type { BodyFormat, WorkerOptions, WorkerResult, WorkerTask } from './task.ts';
 
 /** What the server needs from Kafka; `KafkaSink` in production. */
 export interface RecordSink {

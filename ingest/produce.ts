@@ -28,12 +28,7 @@ import { ZONES, type OutRecord, type Zone } from '../schemas/contract.ts';
 import { personalRetentionMs, zoneBrokers, type IngestConfig } from './config.ts';
 import { IngestError } from './errors.ts';
 import type { IngestMetrics } from './metrics.ts';
-
-export interface BatchRecords {
-  events: OutRecord[];
-  personal: Array<OutRecord & { zone: Zone }>;
-  rejected: Array<OutRecord & { zone: Zone }>;
-}
+import type { BatchRecords } from './records.ts';
 
 interface TopicSpec {
   topic: string;

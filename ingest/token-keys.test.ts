@@ -15,7 +15,7 @@ import { DAY_MS, isoOfDay } from '../schemas/tokenizer.ts';
 import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService, type RecordSink } from './http.ts';
 import { createMetrics } from './metrics.ts';
-import type { BatchRecords } from './produce.ts';
+import type { BatchRecords } from './records.ts';
 import { TokenKeyWatch } from './token-keys.ts';
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {}, personal() {}, child() { return quiet; } };

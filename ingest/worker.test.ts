@@ -6,7 +6,8 @@ import { batch, containerOf } from '../testing/batches.ts';
 import { decodeEventFacts } from '../schemas/index.ts';
 import { loadIngestConfig } from './config.ts';
 import { createPool } from './http.ts';
-import { packRecords, unpackRecords, type WorkerResult, type WorkerTask } from './worker.ts';
+import { packRecords, unpackRecords } from './records.ts';
+import type { WorkerResult, WorkerTask } from './task.ts';
 
 describe('worker records packing', () => {
   it('round-trips keys, values, zones and headers through one ArrayBuffer', () => {

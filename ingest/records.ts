@@ -1,0 +1,80 @@
+/**
+ * How a batch's output records cross from a pool worker to the HTTP thread: every key and value packed
+ * into one ArrayBuffer plus a small Uint32 index, both *moved* (transferred), never cloned. Structured
+ * clone would copy every Buffer; this way a batch crosses the thread boundary without a copy of its
+ * payload, and the Buffers the HTTP thread hands to kafkajs are views on the moved ArrayBuffer.
+ *
+ * Both sides import this file (the worker packs, the HTTP thread unpacks); it needs nothing of
+ * `schemas/` at run time, so the HTTP thread does not load the worker's code to read a result.
+ */
+import type { OutRecord, SplitResult, Zone } from '../schemas/index.ts';
+
+/** A batch's records by destination: events topic, personal topic of a zone, rejects topic of a zone. */
+export type BatchRecords = Pick<SplitResult, 'events' | 'personal' | 'rejected'>;
+
+/** Kinds of packed records (index column 0). */
+export const REC_EVENT = 0;
+export const REC_PERSONAL = 1;
+export const REC_REJECTED = 2;
+/** Zones by their code in index column 1 (the order of schemas' ZONES). */
+export const ZONE_CODES: readonly Zone[] = ['cn', 'ru', 'in', 'row'];
+/** u32 columns per record in the index: kind, zone, keyOffset, keyLength, valueOffset, valueLength. */
+export const INDEX_WIDTH = 6;
+
+export interface PackedRecords {
+  /** Every record's key and value, back to back. */
+  data: ArrayBuffer;
+  /** INDEX_WIDTH u32 per record (Uint32Array's buffer). */
+  index: ArrayBuffer;
+  /** Headers of record i, or null; null entirely when no record has any (the usual case). */
+  headers: Array<Record<string, string> | null> | null;
+}
+
+/** Packs every output record into one ArrayBuffer + index, so they can be moved, not cloned. */
+export function packRecords(r: BatchRecords): PackedRecords {
+  const n = r.events.length + r.personal.length + r.rejected.length;
+  let bytes = 0;
+  for (const list of [r.events, r.personal, r.rejected] as OutRecord[][]) for (const x of list) bytes += x.key.length + x.value.length;
+  const data = new Uint8Array(new ArrayBuffer(bytes));
+  const index = new Uint32Array(n * INDEX_WIDTH);
+  let headers: Array<Record<string, string> | null> | null = null;
+  let at = 0;
+  let i = 0;
+  const put = (kind: number, zone: Zone | undefined, x: OutRecord) => {
+    const o = i * INDEX_WIDTH;
+    index[o] = kind;
+    index[o + 1] = zone ? ZONE_CODES.indexOf(zone) : 0;
+    index[o + 2] = at;
+    index[o + 3] = x.key.length;
+    data.set(x.key, at);
+    at += x.key.length;
+    index[o + 4] = at;
+    index[o + 5] = x.value.length;
+    data.set(x.value, at);
+    at += x.value.length;
+    if (x.headers) {
+      headers ??= new Array<Record<string, string> | null>(n).fill(null);
+      headers[i] = x.headers;
+    }
+    i++;
+  };
+  for (const x of r.events) put(REC_EVENT, undefined, x);
+  for (const x of r.personal) put(REC_PERSONAL, x.zone, x);
+  for (const x of r.rejected) put(REC_REJECTED, x.zone, x);
+  return { data: data.buffer, index: index.buffer, headers };
+}
+
+/** Inverse of `packRecords`, on the HTTP thread: Buffers are views on the moved ArrayBuffer (no copy). */
+export function unpackRecords(w: PackedRecords): BatchRecords {
+  const index = new Uint32Array(w.index);
+  const out: BatchRecords = { events: [], personal: [], rejected: [] };
+  for (let i = 0, o = 0; o < index.length; i++, o += INDEX_WIDTH) {
+    const rec: OutRecord = { key: Buffer.from(w.data, index[o + 2]!, index[o + 3]!), value: Buffer.from(w.data, index[o + 4]!, index[o + 5]!) };
+    const h = w.headers?.[i];
+    if (h) rec.headers = h;
+    const kind = index[o]!;
+    if (kind === REC_EVENT) out.events.push(rec);
+    else (kind === REC_PERSONAL ? out.personal : out.rejected).push({ ...rec, zone: ZONE_CODES[index[o + 1]!]! });
+  }
+  return out;
+}
