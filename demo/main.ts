@@ -7,7 +7,8 @@
  * the children's drain to 3 s. Exit 0 when the check against the devices' own count passes, 1 otherwise.
  */
 import { parseDemoArgs, DEMO_USAGE } from './args.ts';
-import { formatCleanup, formatDemoReport, startDemo, type DemoHandle } from './demo.ts';
+import { startDemo, type DemoHandle } from './demo.ts';
+import { formatCleanup, formatDemoReport } from './print.ts';
 import { DemoError } from './errors.ts';
 
 async function main(): Promise<number> {
