@@ -1,6 +1,6 @@
 /**
- * End to end, issue 5 "Must show": a generated population of devices posts its batches over HTTP to
- * the real ingest service (in this process, its worker pool, the real broker), ingest tokenises and
+ * End to end through real parts (ARCHITECTURE.md principles 5 and 7): a generated population of
+ * devices posts its batches over HTTP to the real ingest service (in this process, its worker pool, the real broker), ingest tokenises and
  * splits them onto the events topic, the aggregator reads that topic into ClickHouse, and the query
  * command's output equals the oracle computed from the population, exactly. The population carries
  * retried batches (same event ids), re-sent events, events sent days late (counted in their own day)

@@ -295,7 +295,7 @@ export class FactReader {
   }
 
   private verdict(b: Buffer, w: WindowOptions, keyAt: number, tokenAt: number, dayAt: number, kindAt: number, dimsAt: number, dimsEnd: number, day: number, kindIdx: number): ReadVerdict {
-    // Lateness window (issue 5 point 4), on the day number alone.
+    // Lateness window (the same rule as judgeFact in facts.ts), on the day number alone.
     const today = utcDay(w.nowMs);
     if (day < today - w.maxLatenessDays) return { kind: 'late' };
     if (day > utcDay(w.nowMs + w.futureSkewMs)) return { kind: 'future' };
