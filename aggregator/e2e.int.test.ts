@@ -1,11 +1,11 @@
 /**
- * End to end through real parts (ARCHITECTURE.md principles 5 and 7): a generated population of
- * devices posts its batches over HTTP to the real ingest service (in this process, its worker pool, the real broker), ingest tokenises and
- * splits them onto the events topic, the aggregator reads that topic into ClickHouse, and the query
- * command's output equals the oracle computed from the population, exactly. The population carries
- * retried batches (same event ids), re-sent events, events sent days late (counted in their own day)
- * and events ingest must refuse (too old, from the future). The same test body runs against the
- * ClickHouse server and against embedded chdb.
+ * End to end through real parts (ARCHITECTURE.md principles 5 and 7): a generated population of devices
+ * posts its batches over HTTP to the real ingest service (in this process, its worker pool, the real
+ * broker), ingest tokenises and splits them onto the events topic, the aggregator reads that topic into
+ * ClickHouse, and the query command's output equals the oracle computed from the population, exactly. The
+ * population carries retried batches (same event ids), re-sent events, events sent days late (counted in
+ * their own day) and events ingest must refuse (too old, from the future). The same test body runs
+ * against the ClickHouse server and against embedded chdb.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -63,7 +63,8 @@ export function isoToDay(s: string): number | undefined {
 /**
  * The lateness window (aggregator/DESIGN.md, "Late and early events"): an event of day D counts while
  * D >= today - maxLatenessDays (so a phone that was offline for up to that long still lands in its own
- * day), and while D is not after the day of now + skew (a clock running ahead). Everything else is kept out and counted in a metric.
+ * day), and while D is not after the day of now + skew (a clock running ahead). Everything else is kept
+ * out and counted in a metric.
  */
 export function judgeFact(f: EventFact, w: WindowOptions): FactVerdict {
   const today = utcDay(w.nowMs);
