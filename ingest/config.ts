@@ -10,9 +10,7 @@
  */
 import os from 'node:os';
 import { checkKafkaSecurity, defineSettings, loadConfig, pipelineSettings, type ConfigOf } from '../runtime/index.ts';
-import { CATEGORIES } from '../schemas/categories.ts';
-import { KEY_DIR_MODES } from '../schemas/tokenizer.ts';
-import { ZONES, type Zone } from '../schemas/contract.ts';
+import { CATEGORIES, KEY_DIR_MODES, ZONES, type Zone } from '../schemas/index.ts';
 
 const MiB = 1024 * 1024;
 

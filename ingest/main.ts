@@ -8,7 +8,7 @@
  * the device sends it again.
  */
 import { ConfigError, createLogger, type Level } from '../runtime/index.ts';
-import { isoOfDay } from '../schemas/tokenizer.ts';
+import { isoOfDay } from '../schemas/index.ts';
 import { loadIngestConfig } from './config.ts';
 import { startIngest } from './http.ts';
 import { TokenKeyWatch, type TokenKeysSpec } from './token-keys.ts';

@@ -24,7 +24,7 @@
 import { CompressionTypes, Kafka, logLevel, type Admin, type Message, type Producer, type TopicMessages } from 'kafkajs';
 import type { Logger } from '../runtime/index.ts';
 import { kafkaClientOptions, personalTopic, rejectsTopic } from '../runtime/index.ts';
-import { ZONES, type OutRecord, type Zone } from '../schemas/contract.ts';
+import { ZONES, type OutRecord, type Zone } from '../schemas/index.ts';
 import { personalRetentionMs, zoneBrokers, type IngestConfig } from './config.ts';
 import { IngestError } from './errors.ts';
 import type { IngestMetrics } from './metrics.ts';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { batch, containerOf } from '../testing/batches.ts';
-import { DAY_MS, isoOfDay } from '../schemas/tokenizer.ts';
+import { DAY_MS, isoOfDay } from '../schemas/index.ts';
 import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService, type RecordSink } from './http.ts';
 import { createMetrics } from './metrics.ts';

@@ -11,7 +11,7 @@
  *   is overdue before a day goes without a secret.
  */
 import type { Logger } from '../runtime/index.ts';
-import { DailyTokenizer, EnvKeySource, FileKeySource, isoOfDay, DAY_MS, type KeyDirMode, type KeySource, type TokenKeyStatus } from '../schemas/tokenizer.ts';
+import { DailyTokenizer, EnvKeySource, FileKeySource, isoOfDay, DAY_MS, type KeyDirMode, type KeySource, type TokenKeyStatus } from '../schemas/index.ts';
 
 /** Where the day secrets come from; passed to every worker thread (structured clone: plain data). */
 export type TokenKeysSpec = { kind: 'file'; dir: string; mode?: KeyDirMode } | { kind: 'env'; spec: string };
