@@ -19,6 +19,8 @@ export default defineConfig({
           include: ['{ingest,aggregator,dashboard,schemas,runtime,demo,stack,testing,tools,bench}/**/*.int.test.ts'],
           exclude: ['node_modules/**', '.local/**', 'dist/**'],
           globalSetup: ['testing/vitest-global-setup.ts'],
+          // Deletes each file's topics and databases after the file (testing/README.md, "Cleaning up").
+          setupFiles: ['testing/vitest-file-cleanup.ts'],
           testTimeout: 120_000,
           hookTimeout: 180_000,
           // Integration suites share one broker and one ClickHouse on a 2-core machine; running them

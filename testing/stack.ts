@@ -7,6 +7,7 @@ import { createClient, ClickHouseLogLevel, type ClickHouseClient } from '@clickh
 import kafkajs, { type IHeaders, type Kafka as KafkaClient, type logLevel as LogLevel } from 'kafkajs';
 import { externalServices, loadStackConfig, type StackConfig } from '../stack/config.ts';
 import { StackError } from '../stack/errors.ts';
+import { RUN_TAG_ENV } from './leftovers.ts';
 import type { ClusterNodeId } from '../stack/kafka.ts';
 import {
   killClusterBroker,
@@ -70,16 +71,35 @@ export function stackInfo(): StackInfo {
 let nameCounter = 0;
 
 /**
+ * Every name uniqueName() handed out in this process while a test run is on (TESTING_RUN_TAG set):
+ * one test file, since vitest evaluates this module afresh per file. After the file,
+ * testing/vitest-file-cleanup.ts deletes every topic and database that is or starts with one of them.
+ */
+const ownedNames = new Set<string>();
+/** Kafka clusters other than the stack's single node that this file talked to (e.g. the three-broker cluster). */
+const otherKafkas = new Map<string, string[]>();
+
+/** What this test file made names for, and where else than the single node it may have made topics. */
+export function ownedByThisFile(): { names: ReadonlySet<string>; otherKafkas: string[][] } {
+  return { names: ownedNames, otherKafkas: [...otherKafkas.values()] };
+}
+
+/**
  * A name unique to this call, valid both as a Kafka topic and as a ClickHouse identifier without quoting:
  * lower-case letters, digits and underscores, starting with a letter (Kafka would also take '.' and '-',
- * ClickHouse would not). Suites pass their own prefix, so a leftover topic says whose it was.
+ * ClickHouse would not). Suites pass their own prefix, so a leftover topic says whose it was. Inside an
+ * integration run the name also carries the run's tag (`<prefix>_<tag>_...`), which is how the end-of-run
+ * check (testing/vitest-global-setup.ts) tells this run's leftovers from anyone else's.
  */
 export function uniqueName(prefix: string): string {
   let p = prefix.toLowerCase().replace(/[^a-z0-9_]+/g, '_').replace(/^_+|_+$/g, '');
   if (!/^[a-z]/.test(p)) p = `t_${p}`;
   p = p.slice(0, 40);
   nameCounter += 1;
-  return `${p}_${Date.now().toString(36)}_${process.pid.toString(36)}${nameCounter.toString(36)}${randomBytes(3).toString('hex')}`;
+  const runTag = process.env[RUN_TAG_ENV];
+  const name = `${p}${runTag ? `_${runTag}` : ''}_${Date.now().toString(36)}_${process.pid.toString(36)}${nameCounter.toString(36)}${randomBytes(3).toString('hex')}`;
+  if (runTag) ownedNames.add(name);
+  return name;
 }
 
 export interface CreateKafkaOptions {
@@ -91,6 +111,7 @@ export interface CreateKafkaOptions {
 
 /** A kafkajs client for the stack's Kafka, quiet unless asked. */
 export function createKafka(clientId: string = uniqueName('client'), opts: CreateKafkaOptions = {}): KafkaClient {
+  if (opts.brokers && process.env[RUN_TAG_ENV]) otherKafkas.set(opts.brokers.join(','), opts.brokers);
   return new Kafka({
     clientId,
     brokers: opts.brokers ?? stackInfo().kafkaBrokers,

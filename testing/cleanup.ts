@@ -1,0 +1,103 @@
+// The I/O around testing/leftovers.ts: listing and deleting topics and databases on the stack's Kafka and
+// ClickHouse. Used after each integration test file (testing/vitest-file-cleanup.ts) and at the end of
+// the run (testing/vitest-global-setup.ts).
+import kafkajs from 'kafkajs';
+import { createClient, ClickHouseLogLevel } from '@clickhouse/client';
+import { ownedNamesIn, type Listing } from './leftovers.ts';
+import { ownedByThisFile, stackInfo } from './stack.ts';
+
+const { Kafka, logLevel } = kafkajs;
+
+/** A quiet admin that gives up within seconds: cleanup must not hang a run whose broker is down. */
+function quickAdmin(brokers: string[]) {
+  return new Kafka({
+    clientId: 'testing-cleanup',
+    brokers,
+    logLevel: logLevel.NOTHING,
+    connectionTimeout: 3000,
+    requestTimeout: 15_000,
+    retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 1000 },
+  }).admin();
+}
+
+function quickClickHouse(url: string) {
+  // Same 18.16-safe settings as createClickHouse() in testing/stack.ts.
+  return createClient({ url, request_timeout: 15_000, compression: { request: false, response: false }, log: { level: ClickHouseLogLevel.OFF } });
+}
+
+export async function listTopics(brokers: string[]): Promise<string[]> {
+  const admin = quickAdmin(brokers);
+  await admin.connect();
+  try {
+    return await admin.listTopics();
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export async function listDatabases(url: string): Promise<string[]> {
+  const ch = quickClickHouse(url);
+  try {
+    const rs = await ch.query({ query: 'SHOW DATABASES', format: 'JSONEachRow' });
+    return (await rs.json<{ name: string }>()).map((r) => r.name);
+  } finally {
+    await ch.close();
+  }
+}
+
+/** Topics of the stack's Kafka and databases of its ClickHouse, as they are now. */
+export async function listStack(): Promise<Listing & { kafka: string; clickhouse: string }> {
+  const s = stackInfo();
+  const [topics, databases] = await Promise.all([listTopics(s.kafkaBrokers), listDatabases(s.clickhouseUrl)]);
+  return { topics, databases, kafka: s.kafkaBrokers.join(','), clickhouse: s.clickhouseUrl };
+}
+
+async function deleteOwnedTopics(brokers: string[], owned: ReadonlySet<string>): Promise<string[]> {
+  const admin = quickAdmin(brokers);
+  await admin.connect();
+  try {
+    const mine = ownedNamesIn(await admin.listTopics(), owned);
+    if (mine.length > 0) await admin.deleteTopics({ topics: mine, timeout: 15_000 });
+    return mine;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function dropOwnedDatabases(url: string, owned: ReadonlySet<string>): Promise<string[]> {
+  const mine = ownedNamesIn(await listDatabases(url), owned);
+  const ch = quickClickHouse(url);
+  try {
+    for (const db of mine) await ch.command({ query: `DROP DATABASE IF EXISTS ${db}` });
+  } finally {
+    await ch.close();
+  }
+  return mine;
+}
+
+/**
+ * Deletes every topic (on the single node, and on any other Kafka this file passed to createKafka) and
+ * every ClickHouse database whose name is or starts with a name uniqueName() gave this file. A part
+ * that does not answer is reported, not thrown: the test's own result matters more, and the end-of-run
+ * check names whatever stayed behind.
+ */
+export async function deleteWhatThisFileMade(): Promise<{ topics: string[]; databases: string[]; problems: string[] }> {
+  const { names, otherKafkas } = ownedByThisFile();
+  const out = { topics: [] as string[], databases: [] as string[], problems: [] as string[] };
+  if (names.size === 0) return out;
+  const s = stackInfo();
+  const kafkas = new Map([[s.kafkaBrokers.join(','), s.kafkaBrokers], ...otherKafkas.map((b) => [b.join(','), b] as const)]);
+  for (const [key, brokers] of kafkas) {
+    try {
+      out.topics.push(...(await deleteOwnedTopics(brokers, names)));
+    } catch (e) {
+      out.problems.push(`Kafka ${key}: ${(e as Error).message}`);
+    }
+  }
+  try {
+    out.databases.push(...(await dropOwnedDatabases(s.clickhouseUrl, names)));
+  } catch (e) {
+    out.problems.push(`ClickHouse ${s.clickhouseUrl}: ${(e as Error).message}`);
+  }
+  return out;
+}
