@@ -86,12 +86,54 @@ export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
   const factSchema = opts.eventFactSchema ?? readSchema('event-fact');
   const fields = classify(batchSchema, map);
 
+  const checks = compileChecks(batchSchema, fields, opts);
+  const stripOnNoAds = consentStripping(batchSchema, fields);
+  const outputs = compileOutputs(batchSchema, factSchema, fields, map, stripOnNoAds, opts);
+  const parts: SplitParts = { ...checks, ...outputs, residency: opts.residency ?? RESIDENCY };
+  const processBatch = (batch: unknown, ctx: ProcessContext) => splitBatch(parts, batch, ctx);
+
+  const fast = compileFastPath({
+    batchSchema,
+    factSchema,
+    fields,
+    kept,
+    stripPaths: new Set(stripOnNoAds.map((f) => f.path)),
+    maxStringLength: checks.maxStringLength,
+    maxEvents: checks.maxEvents,
+    eventFactType: outputs.eventFactType,
+    personalType: outputs.personalType,
+    factHeader: Buffer.alloc(0), // facts inside the batch record carry no header
+    batchHeader: outputs.factHeader,
+    personalHeader: outputs.personalHeader,
+    residency: parts.residency,
+    checkBatch: checks.checkBatch,
+    deviceIdentity,
+    project: outputs.project,
+    batchValues: outputs.wiring.batchValues,
+  });
+
+  const { batchType } = checks;
+  function processBody(body: Buffer, ctx: ProcessContext, limits: DecodeLimits = DEFAULT_LIMITS): SplitResult {
+    const r = fast?.(body, ctx, limits);
+    if (r) return r;
+    guardBody(batchType, body, limits);
+    return processBatch(batchType.fromBuffer(body), ctx);
+  }
+
+  const { eventFactType, eventFactBatchType, personalType, rejectType } = outputs;
+  const pipeline: Pipeline = { processBatch, processBody, hasFastPath: fast !== undefined, batchType, eventFactType, eventFactBatchType, personalType, rejectType, fields };
+  if (fast) FAST_PATHS.set(pipeline, fast);
+  return pipeline;
+}
+
+// ---- build steps ----------------------------------------------------------------------------------------
+
+/** Validation: the batch without its events, and one event (both from the schema and its attributes). */
+function compileChecks(batchSchema: SchemaNode, fields: Map<string, FieldInfo>, opts: PipelineOptions) {
   const eventsInfo = fields.get('events');
   if (!eventsInfo) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `${batchSchema.name}.events`, 'the batch schema needs an `events` array');
-  const maxEvents = opts.maxEvents ?? eventsInfo.field.maxItems ?? 1000;
+  const maxEvents: number = opts.maxEvents ?? eventsInfo.field.maxItems ?? 1000;
   const maxStringLength = opts.maxStringLength ?? 65_536;
-
-  // ---- validation: the batch without its events, and one event ----------------------------------
   const eventsField = (batchSchema.fields as SchemaNode[]).find((f) => f.name === 'events');
   eventsField.maxItems = maxEvents;
   const checkBatch = compileCheck(batchSchema, { maxStringLength, maxCollectionLength: maxEvents, skipItems: new Set(['events']) });
@@ -101,8 +143,11 @@ export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
   // (category, maxLength, format), and the checks need them.
   const eventSchemaNode = { namespace: batchSchema.namespace, ...eventsField.type.items };
   const checkEvent = compileCheck(eventSchemaNode, { maxStringLength, maxCollectionLength: maxEvents });
+  return { maxEvents, maxStringLength, checkBatch, checkEvent, batchType, eventType };
+}
 
-  // ---- consent: which fields each consent strips (derived from the map) ---------------------------
+/** Consent: the fields personalised-ads consent strips (derived from the map); both consents must exist. */
+function consentStripping(batchSchema: SchemaNode, fields: Map<string, FieldInfo>): FieldInfo[] {
   const consentField = (name: string) => fields.get(`consent.${name}`);
   for (const c of Object.keys(CONSENT_EFFECT)) {
     if (!consentField(c)) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `${batchSchema.name}.consent.${c}`, `the batch needs consent.${c} (policy 1.2, 5.1)`);
@@ -113,14 +158,16 @@ export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
       throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', f.schemaPath, `field ${f.schemaPath} is gated by personalised_ads consent, so it must be nullable to be stripped`);
     }
   }
+  return stripOnNoAds;
+}
 
-  // ---- personal record: generated schema + projection ----------------------------------------------
+/** The three outputs: the personal record (generated schema + projection), the EventFact wiring, rejects. */
+function compileOutputs(batchSchema: SchemaNode, factSchema: SchemaNode, fields: Map<string, FieldInfo>, map: CategoryMap, stripOnNoAds: FieldInfo[], opts: PipelineOptions) {
   const personalSchema = buildPersonalSchema(batchSchema, fields);
   const personalType = typeOf(personalSchema, 'auto');
   classify(personalSchema, map); // the generated schema must itself be fully categorised
   const project = compileProjection(batchSchema, fields, stripOnNoAds.map((f) => f.path));
 
-  // ---- EventFact wiring -------------------------------------------------------------------------------
   const eventFactType = typeOf(factSchema);
   const wiring = compileWiring(factSchema, fields, map);
   const factWriter = compileFlatWriter(eventFactType);
@@ -131,175 +178,175 @@ export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
   const personalHeader = headerFor(personalType, opts.registryIds?.personal);
   const rejectType = typeOf(readSchema('reject'));
   const rejectHeader = headerFor(rejectType, opts.registryIds?.reject);
-  const residency = opts.residency ?? RESIDENCY;
+  const branchKeys = fields.get('events[].payload')?.branches?.map((b) => b.fullname) ?? [];
+  return { personalType, project, eventFactType, wiring, factWriter, eventFactBatchType, factHeader, personalHeader, rejectType, rejectHeader, branchKeys };
+}
 
-  const payloadInfo = fields.get('events[].payload');
-  const branchKeys = payloadInfo?.branches?.map((b) => b.fullname) ?? [];
+/** Everything `splitBatch` needs, built once per compiled split. */
+type SplitParts = ReturnType<typeof compileChecks> & ReturnType<typeof compileOutputs> & { residency: typeof RESIDENCY };
 
-  const frame = (header: Buffer, body: Buffer): Buffer => Buffer.concat([header, body], header.length + body.length);
+// ---- the generic split of one decoded batch -------------------------------------------------------------
 
-  function rejectRecord(zone: Zone, key: Buffer, r: EventReject, raw: unknown, receivedAt: number): OutRecord & { zone: Zone } {
-    const rec = { received_at: receivedAt, zone, index: r.index, path: r.path, reason: r.reason, message: r.message, raw_event: rawText(eventType, raw) };
-    return { key, value: frame(rejectHeader, rejectType.toBuffer(rec)), zone };
-  }
+const frame = (header: Buffer, body: Buffer): Buffer => Buffer.concat([header, body], header.length + body.length);
 
-  function processBatch(batch: unknown, ctx: ProcessContext): SplitResult {
-    const result: SplitResult = { accepted: 0, droppedConsent: {}, rejects: [], events: [], personal: [], rejected: [] };
-    const bad = checkBatch(batch);
-    if (bad) {
-      // Batch-level problem: no record is written (the zone itself may be unknown), every event is
-      // reported through one reject with index -1.
-      result.rejects.push(batchReject(bad));
-      return result;
-    }
-    const b = batch as any;
-    const device = b.device;
-    const events = b.events as unknown[];
-    const identity = deviceIdentity(device);
-    if (!identity) {
-      result.rejects.push({ index: -1, path: 'device.device_id', reason: 'SCHEMA_BAD_DEVICE_CONTEXT', message: 'batch: field device.device_id: empty, and no other device identifier present' });
-      return result;
-    }
-    // Policy 1.2/5.1: no User Experience Program consent, no analytics: nothing is kept, not even the
-    // rejects (they would store the raw events).
-    if (b.consent.analytics !== true) {
-      if (events.length) result.droppedConsent.no_analytics_consent = events.length;
-      return result;
-    }
-    const zone = zoneOf(device.sim_mcc, device.region, residency);
-    const deviceKey = Buffer.from(identity.value, 'utf8');
+function rejectRecord(c: SplitParts, zone: Zone, key: Buffer, r: EventReject, raw: unknown, receivedAt: number): OutRecord & { zone: Zone } {
+  const rec = { received_at: receivedAt, zone, index: r.index, path: r.path, reason: r.reason, message: r.message, raw_event: rawText(c.eventType, raw) };
+  return { key, value: frame(c.rejectHeader, c.rejectType.toBuffer(rec)), zone };
+}
 
-    // Validate each event; tokenise by day.
-    const ok: number[] = [];
-    const days: number[] = [];
-    for (let i = 0; i < events.length; i++) {
-      const ev = events[i] as any;
-      const e = checkEvent(ev);
-      let r: EventReject | undefined;
-      if (e) r = { index: i, path: e.path, reason: e.reason, message: `event ${i}: field ${e.path}: ${e.detail}` };
-      else {
-        const refusal = ctx.tokenizer.refusal(ev.time, ctx.receivedAt);
-        if (refusal) r = tokenReject(i, refusal);
-      }
-      if (r) {
-        result.rejects.push(r);
-        result.rejected.push(rejectRecord(zone, deviceKey, r, ev, ctx.receivedAt));
-        continue;
-      }
-      ok.push(i);
-      days.push(Math.floor(ev.time / DAY_MS));
-    }
-
-    // Day keys, daily tokens and event keys, per day present in the batch (usually one).
-    const tokenOf = new Map<number, Buffer>();
-    const keysOf = new Map<number, Buffer>(); // day -> concatenated event keys of that day's events
-    const order = new Map<number, number[]>();
-    for (let j = 0; j < ok.length; j++) {
-      const d = days[j]!;
-      let list = order.get(d);
-      if (!list) order.set(d, (list = []));
-      list.push(j);
-    }
-    const refusedDay = new Set<number>();
-    for (const [d, list] of order) {
-      const keys = ctx.tokenizer.keys(d, ctx.receivedAt);
-      if (!keys) {
-        refusedDay.add(d);
-        continue;
-      }
-      const token = ctx.tokenizer.dailyToken(keys, identity.value);
-      tokenOf.set(d, token);
-      const ids = Buffer.allocUnsafe(16 * list.length);
-      const toks = Buffer.allocUnsafe(16 * list.length);
-      for (let k = 0; k < list.length; k++) {
-        uuidInto((events[ok[list[k]!]!] as any).event_id, ids, 16 * k);
-        token.copy(toks, 16 * k);
-      }
-      keysOf.set(d, ctx.tokenizer.eventKeys(keys, ids, toks));
-    }
-
-    // Non-personal facts: one record per day, its facts in event order (the count is known: every
-    // event of a day not refused becomes a fact).
-    const batchValues = wiring.batchValues(b);
-    const values: unknown[] = new Array(wiring.count);
-    const seen = new Map<number, number>();
-    const slabs = new Map<number, Slab>();
-    for (const [d, list] of order) {
-      if (refusedDay.has(d)) continue;
-      const slab = new Slab(list.length * 160 + 256);
-      factHeader.copy(slab.buf, 0);
-      slab.pos = factHeader.length;
-      slab.long(list.length);
-      slabs.set(d, slab);
-    }
-    const keptForPersonal: unknown[] = [];
-    for (let j = 0; j < ok.length; j++) {
-      const i = ok[j]!;
-      const d = days[j]!;
-      const ev = events[i] as any;
-      if (refusedDay.has(d)) {
-        const r: EventReject = { index: i, path: 'time', reason: 'TOKEN_TOO_LATE', message: `event ${i}: field time: no secret for day ${new Date(d * DAY_MS).toISOString().slice(0, 10)} (too late, or not provisioned)` };
-        result.rejects.push(r);
-        result.rejected.push(rejectRecord(zone, deviceKey, r, ev, ctx.receivedAt));
-        continue;
-      }
-      const k = seen.get(d) ?? 0;
-      seen.set(d, k + 1);
-      const token = tokenOf.get(d)!;
-      wiring.eventValues(ev, batchValues, values, token, keysOf.get(d)!.subarray(16 * k, 16 * k + 16), branchKeys);
-      const slab = slabs.get(d)!;
-      slab.grow(factWriter.bound(values) + 1);
-      factWriter.write(slab, values);
-      keptForPersonal.push(ev);
-      result.accepted++;
-    }
-    for (const [d, slab] of slabs) {
-      slab.buf[slab.pos++] = 0; // end of the facts array
-      result.events.push({ key: tokenOf.get(d)!, value: slab.buf.subarray(0, slab.pos) });
-    }
-
-    // Personal record: only when something was accepted (otherwise there is no purpose to keep it).
-    if (result.accepted > 0) {
-      const ads = b.consent.personalised_ads === true;
-      const value = project(b, keptForPersonal, ads, result.droppedConsent) as any;
-      value.received_at = ctx.receivedAt;
-      value.zone = zone;
-      value.client_ip = ctx.clientIp ?? null;
-      result.personal.push({ key: deviceKey, value: frame(personalHeader, personalType.toBuffer(value)), zone });
-    }
+/** The batch-level checks, then validation, tokens, facts per day and the personal record. */
+function splitBatch(c: SplitParts, batch: unknown, ctx: ProcessContext): SplitResult {
+  const result: SplitResult = { accepted: 0, droppedConsent: {}, rejects: [], events: [], personal: [], rejected: [] };
+  const bad = c.checkBatch(batch);
+  if (bad) {
+    // Batch-level problem: no record is written (the zone itself may be unknown), every event is
+    // reported through one reject with index -1.
+    result.rejects.push(batchReject(bad));
     return result;
   }
-
-  const fast = compileFastPath({
-    batchSchema,
-    factSchema,
-    fields,
-    kept,
-    stripPaths: new Set(stripOnNoAds.map((f) => f.path)),
-    maxStringLength,
-    maxEvents,
-    eventFactType,
-    personalType,
-    factHeader: Buffer.alloc(0), // facts inside the batch record carry no header
-    batchHeader: factHeader,
-    personalHeader,
-    residency,
-    checkBatch,
-    deviceIdentity,
-    project,
-    batchValues: wiring.batchValues,
-  });
-
-  function processBody(body: Buffer, ctx: ProcessContext, limits: DecodeLimits = DEFAULT_LIMITS): SplitResult {
-    const r = fast?.(body, ctx, limits);
-    if (r) return r;
-    guardBody(batchType, body, limits);
-    return processBatch(batchType.fromBuffer(body), ctx);
+  const b = batch as any;
+  const device = b.device;
+  const events = b.events as unknown[];
+  const identity = deviceIdentity(device);
+  if (!identity) {
+    result.rejects.push({ index: -1, path: 'device.device_id', reason: 'SCHEMA_BAD_DEVICE_CONTEXT', message: 'batch: field device.device_id: empty, and no other device identifier present' });
+    return result;
   }
+  // Policy 1.2/5.1: no User Experience Program consent, no analytics: nothing is kept, not even the
+  // rejects (they would store the raw events).
+  if (b.consent.analytics !== true) {
+    if (events.length) result.droppedConsent.no_analytics_consent = events.length;
+    return result;
+  }
+  const zone = zoneOf(device.sim_mcc, device.region, c.residency);
+  const deviceKey = Buffer.from(identity.value, 'utf8');
+  const reject = (r: EventReject, ev: unknown) => {
+    result.rejects.push(r);
+    result.rejected.push(rejectRecord(c, zone, deviceKey, r, ev, ctx.receivedAt));
+  };
 
-  const pipeline: Pipeline = { processBatch, processBody, hasFastPath: fast !== undefined, batchType, eventFactType, eventFactBatchType, personalType, rejectType, fields };
-  if (fast) FAST_PATHS.set(pipeline, fast);
-  return pipeline;
+  const { ok, days } = validateEvents(c, events, ctx, reject);
+  const keys = eventKeysByDay(events, ok, days, identity.value, ctx);
+  const keptForPersonal = writeFacts(c, b, events, ok, days, keys, reject, result);
+
+  // Personal record: only when something was accepted (otherwise there is no purpose to keep it).
+  if (result.accepted > 0) {
+    const ads = b.consent.personalised_ads === true;
+    const value = c.project(b, keptForPersonal, ads, result.droppedConsent) as any;
+    value.received_at = ctx.receivedAt;
+    value.zone = zone;
+    value.client_ip = ctx.clientIp ?? null;
+    result.personal.push({ key: deviceKey, value: frame(c.personalHeader, c.personalType.toBuffer(value)), zone });
+  }
+  return result;
+}
+
+/** Validates each event and its token window: the indices of the good ones and their UTC days; rejects the others. */
+function validateEvents(c: SplitParts, events: unknown[], ctx: ProcessContext, reject: (r: EventReject, ev: unknown) => void): { ok: number[]; days: number[] } {
+  const ok: number[] = [];
+  const days: number[] = [];
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i] as any;
+    const e = c.checkEvent(ev);
+    let r: EventReject | undefined;
+    if (e) r = { index: i, path: e.path, reason: e.reason, message: `event ${i}: field ${e.path}: ${e.detail}` };
+    else {
+      const refusal = ctx.tokenizer.refusal(ev.time, ctx.receivedAt);
+      if (refusal) r = tokenReject(i, refusal);
+    }
+    if (r) {
+      reject(r, ev);
+      continue;
+    }
+    ok.push(i);
+    days.push(Math.floor(ev.time / DAY_MS));
+  }
+  return { ok, days };
+}
+
+/** Day keys, daily tokens and event keys, per day present in the batch (usually one). */
+interface BatchKeys {
+  /** Day -> positions in `ok` of that day's events, in event order. */
+  order: Map<number, number[]>;
+  tokenOf: Map<number, Buffer>;
+  /** Day -> concatenated event keys of that day's events. */
+  keysOf: Map<number, Buffer>;
+  /** Days whose secret is missing: their events are rejected. */
+  refusedDay: Set<number>;
+}
+
+function eventKeysByDay(events: unknown[], ok: number[], days: number[], identity: string, ctx: ProcessContext): BatchKeys {
+  const tokenOf = new Map<number, Buffer>();
+  const keysOf = new Map<number, Buffer>();
+  const order = new Map<number, number[]>();
+  for (let j = 0; j < ok.length; j++) {
+    const d = days[j]!;
+    let list = order.get(d);
+    if (!list) order.set(d, (list = []));
+    list.push(j);
+  }
+  const refusedDay = new Set<number>();
+  for (const [d, list] of order) {
+    const keys = ctx.tokenizer.keys(d, ctx.receivedAt);
+    if (!keys) {
+      refusedDay.add(d);
+      continue;
+    }
+    const token = ctx.tokenizer.dailyToken(keys, identity);
+    tokenOf.set(d, token);
+    const ids = Buffer.allocUnsafe(16 * list.length);
+    const toks = Buffer.allocUnsafe(16 * list.length);
+    for (let k = 0; k < list.length; k++) {
+      uuidInto((events[ok[list[k]!]!] as any).event_id, ids, 16 * k);
+      token.copy(toks, 16 * k);
+    }
+    keysOf.set(d, ctx.tokenizer.eventKeys(keys, ids, toks));
+  }
+  return { order, tokenOf, keysOf, refusedDay };
+}
+
+/**
+ * Non-personal facts: one record per day, its facts in event order (the count is known: every event
+ * of a day not refused becomes a fact). Returns the accepted events, for the personal record.
+ */
+function writeFacts(c: SplitParts, b: any, events: unknown[], ok: number[], days: number[], keys: BatchKeys, reject: (r: EventReject, ev: unknown) => void, result: SplitResult): unknown[] {
+  const { order, tokenOf, keysOf, refusedDay } = keys;
+  const batchValues = c.wiring.batchValues(b);
+  const values: unknown[] = new Array(c.wiring.count);
+  const seen = new Map<number, number>();
+  const slabs = new Map<number, Slab>();
+  for (const [d, list] of order) {
+    if (refusedDay.has(d)) continue;
+    const slab = new Slab(list.length * 160 + 256);
+    c.factHeader.copy(slab.buf, 0);
+    slab.pos = c.factHeader.length;
+    slab.long(list.length);
+    slabs.set(d, slab);
+  }
+  const keptForPersonal: unknown[] = [];
+  for (let j = 0; j < ok.length; j++) {
+    const i = ok[j]!;
+    const d = days[j]!;
+    const ev = events[i] as any;
+    if (refusedDay.has(d)) {
+      reject({ index: i, path: 'time', reason: 'TOKEN_TOO_LATE', message: `event ${i}: field time: no secret for day ${new Date(d * DAY_MS).toISOString().slice(0, 10)} (too late, or not provisioned)` }, ev);
+      continue;
+    }
+    const k = seen.get(d) ?? 0;
+    seen.set(d, k + 1);
+    const token = tokenOf.get(d)!;
+    c.wiring.eventValues(ev, batchValues, values, token, keysOf.get(d)!.subarray(16 * k, 16 * k + 16), c.branchKeys);
+    const slab = slabs.get(d)!;
+    slab.grow(c.factWriter.bound(values) + 1);
+    c.factWriter.write(slab, values);
+    keptForPersonal.push(ev);
+    result.accepted++;
+  }
+  for (const [d, slab] of slabs) {
+    slab.buf[slab.pos++] = 0; // end of the facts array
+    result.events.push({ key: tokenOf.get(d)!, value: slab.buf.subarray(0, slab.pos) });
+  }
+  return keptForPersonal;
 }
 
 function batchReject(e: Invalid): EventReject {
