@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stackInfo, uniqueName } from '../testing/stack.ts';
 import { batch } from '../testing/batches.ts';
-import { compilePipeline, DailyTokenizer, FileKeySource } from '../schemas/index.ts';
+import { compileSplit, DailyTokenizer, FileKeySource } from '../schemas/index.ts';
 
 const root = join(import.meta.dirname, '..');
 const env = process.env;
@@ -97,7 +97,7 @@ function brokerRaw(recordSize: number, records: number): { msgsPerS: number; lin
 
 /** Size of the events-topic record of a realistic batch, and how many facts (events) it holds. */
 function eventRecordSize(): { bytes: number; factsPerRecord: number; recordsPerBatch: number } {
-  const p = compilePipeline();
+  const p = compileSplit();
   const tok = new DailyTokenizer(new FileKeySource(mkdtempSync(join(tmpdir(), 'bench-k-'))));
   const r = p.processBatch(batch({ events }), { receivedAt: Date.now(), tokenizer: tok });
   const sizes = r.events.map((e) => e.value.length);

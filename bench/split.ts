@@ -1,6 +1,6 @@
 /**
  * bench:split — events/s per core (single thread) of the full split path versus bare avsc decoding of
- * the same bytes, in the same run. Full path = `Pipeline.processBody`: hostile-Avro checks + decode +
+ * the same bytes, in the same run. Full path = `CompiledSplit.processBody`: hostile-Avro checks + decode +
  * validate + consent + daily token / event keys + split + encode (EventFact per event, one personal
  * record), i.e. what ingest does with a binary body. The generic path (guardBody + avsc decode +
  * processBatch, still used for Avro-JSON, other writer schemas and any body the fast path hands back)
@@ -8,7 +8,7 @@
  * Last line: JSON with events_per_s, baseline_events_per_s, cost_ratio (= baseline / full: how many
  * times slower the full path is; target <= 3).
  */
-import { compilePipeline, guardBody, DEFAULT_LIMITS, DailyTokenizer, EnvKeySource } from '../schemas/index.ts';
+import { compileSplit, guardBody, DEFAULT_LIMITS, DailyTokenizer, EnvKeySource } from '../schemas/index.ts';
 import { FAST_PATHS } from '../schemas/compile.ts';
 import { batch, NOW } from '../testing/schema-fixtures.ts';
 
@@ -17,7 +17,7 @@ const BATCHES = 64;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const MIN_MS = Number(process.env.BENCH_MIN_MS ?? 200);
 
-const p = compilePipeline();
+const p = compileSplit();
 const key = Buffer.alloc(32, 3).toString('base64');
 const tokenizer = new DailyTokenizer(new EnvKeySource(`2026-11-29:${key},2026-11-28:${key}`));
 const bodies = Array.from({ length: BATCHES }, () => p.batchType.toBuffer(batch(EVENTS)));

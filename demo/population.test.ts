@@ -1,13 +1,13 @@
 /**
  * The demo population's shape (zones, consent, crash rate by version, late/malformed shares), and that
- * what it plans is what the real schemas pipeline does with it: every planned reject is rejected with
+ * what it plans is what the real compiled split of schemas/ does with it: every planned reject is rejected with
  * the planned reason, every other event is accepted, and no-consent batches are dropped whole.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { compilePipeline } from '../schemas/index.ts';
+import { compileSplit } from '../schemas/index.ts';
 import { DailyTokenizer, FileKeySource } from '../schemas/tokenizer.ts';
 import { ZONES } from '../schemas/contract.ts';
 import { Ledger } from './ledger.ts';
@@ -122,19 +122,19 @@ describe('demo population', () => {
   });
 });
 
-describe('demo population through the real schemas pipeline', () => {
+describe('demo population through the real compiled split of schemas/', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'demo-keys-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('ingest rejects exactly the planned events with the planned reasons; the ledger sees no surprise', () => {
-    const pipeline = compilePipeline();
+    const split = compileSplit();
     const tokenizer = new DailyTokenizer(new FileKeySource(dir));
     const ledger = new Ledger();
     let checked = 0;
     for (const b of batches.slice(0, 1500)) {
       if (b.kind === 'bad_body') continue;
       // What ingest does after decoding the container: processBatch on the batch value.
-      const r = pipeline.processBatch(pipeline.batchType.fromBuffer(pipeline.batchType.toBuffer(b.value)), { receivedAt: NOW, tokenizer });
+      const r = split.processBatch(split.batchType.fromBuffer(split.batchType.toBuffer(b.value)), { receivedAt: NOW, tokenizer });
       ledger.record(b, 200, { accepted: r.accepted, dropped_consent: r.droppedConsent, rejected: r.rejects });
       checked++;
     }

@@ -1,6 +1,6 @@
 /**
  * `BatchDecoder`: the part of `schemas/` the ingest worker calls: the compiled policy (schemas'
- * `Pipeline`: validate, consent, split, tokenise, encode), the batch schema, the hostile Avro guard, and
+ * `CompiledSplit`: validate, consent, split, tokenise, encode), the batch schema, the hostile Avro guard, and
  * writer-schema resolution for Avro container uploads.
  *
  * Writer schemas: a container names the schema its bytes were written with (`avro.schema`). A device
@@ -11,10 +11,10 @@
  * those are the bytes on the wire, before avsc allocates anything.
  */
 import avro from 'avsc';
-import { compilePipeline, fingerprintOf, guardBody, type DecodeLimits, type Pipeline } from '../schemas/index.ts';
+import { compileSplit, fingerprintOf, guardBody, type DecodeLimits, type CompiledSplit } from '../schemas/index.ts';
 import { fail, type IngestFailure } from './errors.ts';
 
-export type { DecodeLimits, Pipeline };
+export type { DecodeLimits, CompiledSplit };
 
 export interface Writer {
   type: avro.Type;
@@ -23,7 +23,7 @@ export interface Writer {
 }
 
 export class BatchDecoder {
-  readonly pipeline: Pipeline;
+  readonly pipeline: CompiledSplit;
   private readonly readerFingerprint: string;
   /** Writer schemas seen recently, by their JSON text (devices of one SDK version send the same one). */
   private readonly writers = new Map<string, Writer | IngestFailure>();
@@ -34,7 +34,7 @@ export class BatchDecoder {
     maxEvents: number,
     maxStringLength: number,
   ) {
-    this.pipeline = compilePipeline({ maxEvents, maxStringLength });
+    this.pipeline = compileSplit({ maxEvents, maxStringLength });
     this.readerFingerprint = fingerprintOf(this.pipeline.batchType).toString('hex');
   }
 

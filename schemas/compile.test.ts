@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { compilePipeline, decodeEventFacts, readSchema, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
+import { compileSplit, decodeEventFacts, readSchema, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
 import { batch, device, event, NOW, NS, DAY } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
-const pipeline = compilePipeline();
+const split = compileSplit();
 const ctx = (over = {}) => ({ receivedAt: NOW, clientIp: '203.0.113.9', tokenizer: tokenizer(), ...over });
 const clone = (x: unknown): any => JSON.parse(JSON.stringify(x));
 /** Every fact of a split, in record order. */
@@ -13,13 +13,13 @@ describe('build-time refusal', () => {
   it('refuses a field with no category, naming its path', () => {
     const s = clone(readSchema('batch'));
     delete s.fields[2].type.fields[1].category; // device.imei
-    expect(() => compilePipeline({ batchSchema: s })).toThrowError(/Batch\.device\.imei has no "category"/);
+    expect(() => compileSplit({ batchSchema: s })).toThrowError(/Batch\.device\.imei has no "category"/);
   });
   it('refuses an unknown category, naming its path', () => {
     const s = clone(readSchema('batch'));
     s.fields[4].type.items.fields[3].type[6].fields[0].category = 'crash_stuff'; // Crash.signature
     try {
-      compilePipeline({ batchSchema: s });
+      compileSplit({ batchSchema: s });
       expect.unreachable();
     } catch (e) {
       expect(e).toBeInstanceOf(SchemaBuildError);
@@ -30,24 +30,24 @@ describe('build-time refusal', () => {
   it('refuses an EventFact field that copies a personal field', () => {
     const f = clone(readSchema('event-fact'));
     f.fields.find((x: any) => x.name === 'device_model').from = 'device.imei';
-    expect(() => compilePipeline({ eventFactSchema: f })).toThrowError(/device_identifiers/);
+    expect(() => compileSplit({ eventFactSchema: f })).toThrowError(/device_identifiers/);
   });
   it('refuses an events-topic wrapper with a field besides facts (every byte must be an EventFact field)', () => {
     const w = clone(readSchema('event-fact-batch'));
     w.fields.push({ name: 'device_id', type: 'string' });
-    expect(() => compilePipeline({ eventFactBatchSchema: w })).toThrowError(SchemaBuildError);
+    expect(() => compileSplit({ eventFactBatchSchema: w })).toThrowError(SchemaBuildError);
     const other = clone(readSchema('event-fact-batch'));
     other.fields[0].type.items = 'string';
-    expect(() => compilePipeline({ eventFactBatchSchema: other })).toThrowError(/exactly one field, facts: array of telemetry\.v1\.EventFact/);
+    expect(() => compileSplit({ eventFactBatchSchema: other })).toThrowError(/exactly one field, facts: array of telemetry\.v1\.EventFact/);
   });
   it('control: the checked-in schemas build', () => {
-    expect(pipeline.fields.get('device.imei')?.category).toBe('device_identifiers');
+    expect(split.fields.get('device.imei')?.category).toBe('device_identifiers');
   });
 });
 
 describe('split', () => {
   it('accepts a clean batch: one fact per event in one record for the day, one personal record in the SIM zone', () => {
-    const r = pipeline.processBatch(batch(16), ctx());
+    const r = split.processBatch(batch(16), ctx());
     expect(r).toMatchObject({ accepted: 16, rejects: [], droppedConsent: {} });
     expect(r.events).toHaveLength(1);
     expect(factsOf(r)).toHaveLength(16);
@@ -58,10 +58,10 @@ describe('split', () => {
   });
 
   it('the direct EventFact writer produces the bytes avsc produces', () => {
-    const r = pipeline.processBatch(batch(8), ctx());
+    const r = split.processBatch(batch(8), ctx());
     for (const e of r.events) {
       const facts = decodeEventFacts(e.value);
-      expect(e.value.subarray(10).equals(pipeline.eventFactBatchType.toBuffer({ facts }))).toBe(true);
+      expect(e.value.subarray(10).equals(split.eventFactBatchType.toBuffer({ facts }))).toBe(true);
     }
   });
 
@@ -69,7 +69,7 @@ describe('split', () => {
     const b = batch(6);
     b.events[1]!.time = NOW - DAY;
     b.events[4]!.time = NOW - DAY;
-    const r = pipeline.processBatch(b, ctx());
+    const r = split.processBatch(b, ctx());
     expect(r.accepted).toBe(6);
     expect(r.events).toHaveLength(2);
     const [today, yesterday] = r.events.map((e) => decodeEventFacts(e.value));
@@ -77,13 +77,13 @@ describe('split', () => {
     expect(yesterday!.map((f) => f.day)).toEqual(Array(2).fill(Math.floor(NOW / DAY) - 1));
     expect(r.events[0]!.key.equals(today![0]!.daily_token)).toBe(true);
     expect(r.events[1]!.key.equals(yesterday![0]!.daily_token)).toBe(true);
-    const kinds = factsOf(pipeline.processBatch(batch(6), ctx())).map((f) => f.kind); // fixture kinds follow the index
+    const kinds = factsOf(split.processBatch(batch(6), ctx())).map((f) => f.kind); // fixture kinds follow the index
     expect(today!.map((f) => f.kind)).toEqual([0, 2, 3, 5].map((i) => kinds[i]));
     expect(yesterday!.map((f) => f.kind)).toEqual([1, 4].map((i) => kinds[i]));
   });
 
   it('residency follows the map: MCC first, region as fallback', () => {
-    const zone = (over: Record<string, unknown>) => pipeline.processBatch({ ...batch(1), device: device(over) }, ctx()).personal[0]!.zone;
+    const zone = (over: Record<string, unknown>) => split.processBatch({ ...batch(1), device: device(over) }, ctx()).personal[0]!.zone;
     expect(zone({ sim_mcc: '250' })).toBe('ru');
     expect(zone({ sim_mcc: '405' })).toBe('in');
     expect(zone({ sim_mcc: '454', region: 'CN' })).toBe('row'); // Hong Kong SIM: not Mainland China
@@ -92,14 +92,14 @@ describe('split', () => {
   });
 
   it('analytics consent off: every event dropped and counted, nothing written', () => {
-    const r = pipeline.processBatch(batch(5, { consent: { analytics: false, personalised_ads: true } }), ctx());
+    const r = split.processBatch(batch(5, { consent: { analytics: false, personalised_ads: true } }), ctx());
     expect(r).toMatchObject({ accepted: 0, droppedConsent: { no_analytics_consent: 5 }, events: [], personal: [], rejected: [] });
   });
 
   it('personalised ads consent off: advertising ids stripped from the personal record and counted', () => {
-    const r = pipeline.processBatch(batch(2, { consent: { analytics: true, personalised_ads: false } }), ctx());
+    const r = split.processBatch(batch(2, { consent: { analytics: true, personalised_ads: false } }), ctx());
     expect(r.droppedConsent).toEqual({ 'stripped_no_personalised_ads:device.oaid': 1, 'stripped_no_personalised_ads:device.gaid': 1 });
-    const rec = pipeline.personalType.fromBuffer(r.personal[0]!.value.subarray(10)) as any;
+    const rec = split.personalType.fromBuffer(r.personal[0]!.value.subarray(10)) as any;
     expect(rec.device.gaid).toBeNull();
     expect(rec.device.oaid).toBeNull();
     expect(rec.device.imei).toBe('861234567890123');
@@ -107,25 +107,25 @@ describe('split', () => {
 
   it('a retried batch gives identical event keys; another day gives unlinkable tokens', () => {
     const b = batch(4);
-    const a = pipeline.processBatch(b, ctx());
-    const again = pipeline.processBatch(clone(b), ctx({ tokenizer: tokenizer() }));
+    const a = split.processBatch(b, ctx());
+    const again = split.processBatch(clone(b), ctx({ tokenizer: tokenizer() }));
     expect(factsOf(again).map((f) => f.event_key.toString('hex'))).toEqual(factsOf(a).map((f) => f.event_key.toString('hex')));
     const y = batch(1);
     y.events[0]!.time = NOW - DAY;
-    const yf = factsOf(pipeline.processBatch(y, ctx()))[0]!;
+    const yf = factsOf(split.processBatch(y, ctx()))[0]!;
     expect(yf.daily_token.equals(factsOf(a)[0]!.daily_token)).toBe(false);
   });
 
   it('the personal record carries no token, event key or event id', () => {
     const b = batch(8);
-    const r = pipeline.processBatch(b, ctx());
+    const r = split.processBatch(b, ctx());
     const pv = r.personal[0]!.value;
     for (const f of factsOf(r)) {
       expect(pv.includes(f.daily_token)).toBe(false);
       expect(pv.includes(f.event_key)).toBe(false);
     }
     for (const ev of b.events) expect(pv.includes(Buffer.from(ev.event_id))).toBe(false);
-    const names = JSON.stringify(pipeline.personalType.schema());
+    const names = JSON.stringify(split.personalType.schema());
     expect(names).not.toMatch(/event_id|event_key|daily_token|session_id|batch_id/);
   });
 
@@ -133,7 +133,7 @@ describe('split', () => {
     const b = batch(3);
     b.events[0]!.time = NOW - 5 * DAY;
     b.events[1]!.time = NOW + 3_600_000;
-    const r = pipeline.processBatch(b, ctx());
+    const r = split.processBatch(b, ctx());
     expect(r.accepted).toBe(1);
     expect(r.rejects.map((x) => [x.index, x.path, x.reason])).toEqual([
       [0, 'time', 'TOKEN_TOO_LATE'],
@@ -143,7 +143,7 @@ describe('split', () => {
   });
 
   it('Confluent wire format when a registry id is configured', () => {
-    const p = compilePipeline({ registryIds: { eventFactBatch: 42 } });
+    const p = compileSplit({ registryIds: { eventFactBatch: 42 } });
     const v = p.processBatch(batch(1), ctx()).events[0]!.value;
     expect([...v.subarray(0, 5)]).toEqual([0, 0, 0, 0, 42]);
   });
@@ -166,7 +166,7 @@ describe('validation errors name the event, the field path and the reason', () =
   it.each(cases)('%s', (_name, mutate, index, path, reason) => {
     const b = batch(8) as any;
     mutate(b);
-    const r = pipeline.processBatch(b, ctx());
+    const r = split.processBatch(b, ctx());
     expect(r.rejects).toHaveLength(1);
     expect(r.rejects[0]).toMatchObject({ index, path, reason });
     if (index >= 0) {
@@ -178,12 +178,12 @@ describe('validation errors name the event, the field path and the reason', () =
   it('message format of the brief', () => {
     const b = batch(8) as any;
     crash(b).signature = 17;
-    expect(pipeline.processBatch(b, ctx()).rejects[0]!.message).toBe('event 6: field payload.crash.signature: expected string, got int');
+    expect(split.processBatch(b, ctx()).rejects[0]!.message).toBe('event 6: field payload.crash.signature: expected string, got int');
   });
   it('uses the batch type from avsc for binary round trips', () => {
     const b = batch(3);
-    expect(pipeline.processBatch(pipeline.batchType.fromBuffer(pipeline.batchType.toBuffer(b)), ctx()).accepted).toBe(3);
-    expect(typeOf(readSchema('batch')).schema()).toEqual(pipeline.batchType.schema());
+    expect(split.processBatch(split.batchType.fromBuffer(split.batchType.toBuffer(b)), ctx()).accepted).toBe(3);
+    expect(typeOf(readSchema('batch')).schema()).toEqual(split.batchType.schema());
     expect(Object.keys(CATEGORIES as CategoryMap).length).toBeGreaterThan(15);
   });
 });

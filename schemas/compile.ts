@@ -25,7 +25,7 @@ import { DAY_MS, type DailyTokenizer } from './tokenizer.ts';
 import { compileCheck, type Invalid } from './validate.ts';
 import { headerFor } from './wire.ts';
 
-export interface PipelineOptions {
+export interface SplitOptions {
   /** Inject another map (tests: the negative control of the leak property). @default CATEGORIES */
   categories?: CategoryMap;
   /** @default schemas/avro/batch.avsc */
@@ -50,7 +50,11 @@ export interface ProcessContext {
   tokenizer: DailyTokenizer;
 }
 
-export interface Pipeline {
+/**
+ * The split compiled from the batch schema, the EventFact schema and the category map (`compileSplit`):
+ * what ingest runs on every batch (validate, consent, tokenise, split, encode).
+ */
+export interface CompiledSplit {
   processBatch(batch: unknown, ctx: ProcessContext): SplitResult;
   /**
    * A binary body written with `batchType` (no header) -> the split. Same outcome as
@@ -75,12 +79,12 @@ export interface Pipeline {
 /** What a consent switched off does: analytics drops the events, personalised ads strips fields. */
 const CONSENT_EFFECT = { analytics: 'drop_events', personalised_ads: 'strip_field' } as const;
 
-/** The fast path of each pipeline, for the differential tests only (not exported from index.ts). */
-export const FAST_PATHS = new WeakMap<Pipeline, FastPath>();
+/** The fast path of each compiled split, for the differential tests only (not exported from index.ts). */
+export const FAST_PATHS = new WeakMap<CompiledSplit, FastPath>();
 
 const IMPLICIT_NON_PERSONAL: ReadonlySet<Derivation> = new Set(['copy', 'union_branch']);
 
-export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
+export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
   const map = opts.categories ?? (CATEGORIES as CategoryMap);
   const batchSchema = opts.batchSchema ?? readSchema('batch');
   const factSchema = opts.eventFactSchema ?? readSchema('event-fact');
@@ -121,15 +125,15 @@ export function compilePipeline(opts: PipelineOptions = {}): Pipeline {
   }
 
   const { eventFactType, eventFactBatchType, personalType, rejectType } = outputs;
-  const pipeline: Pipeline = { processBatch, processBody, hasFastPath: fast !== undefined, batchType, eventFactType, eventFactBatchType, personalType, rejectType, fields };
-  if (fast) FAST_PATHS.set(pipeline, fast);
-  return pipeline;
+  const split: CompiledSplit = { processBatch, processBody, hasFastPath: fast !== undefined, batchType, eventFactType, eventFactBatchType, personalType, rejectType, fields };
+  if (fast) FAST_PATHS.set(split, fast);
+  return split;
 }
 
 // ---- build steps ----------------------------------------------------------------------------------------
 
 /** Validation: the batch without its events, and one event (both from the schema and its attributes). */
-function compileChecks(batchSchema: SchemaNode, fields: Map<string, FieldInfo>, opts: PipelineOptions) {
+function compileChecks(batchSchema: SchemaNode, fields: Map<string, FieldInfo>, opts: SplitOptions) {
   const eventsInfo = fields.get('events');
   if (!eventsInfo) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `${batchSchema.name}.events`, 'the batch schema needs an `events` array');
   const maxEvents: number = opts.maxEvents ?? eventsInfo.field.maxItems ?? 1000;
@@ -162,7 +166,7 @@ function consentStripping(batchSchema: SchemaNode, fields: Map<string, FieldInfo
 }
 
 /** The three outputs: the personal record (generated schema + projection), the EventFact wiring, rejects. */
-function compileOutputs(batchSchema: SchemaNode, factSchema: SchemaNode, fields: Map<string, FieldInfo>, map: CategoryMap, stripOnNoAds: FieldInfo[], opts: PipelineOptions) {
+function compileOutputs(batchSchema: SchemaNode, factSchema: SchemaNode, fields: Map<string, FieldInfo>, map: CategoryMap, stripOnNoAds: FieldInfo[], opts: SplitOptions) {
   const personalSchema = buildPersonalSchema(batchSchema, fields);
   const personalType = typeOf(personalSchema, 'auto');
   classify(personalSchema, map); // the generated schema must itself be fully categorised

@@ -6,13 +6,13 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CATEGORIES, RESIDENCY, type CategoryMap } from './categories.ts';
-import { compilePipeline } from './compile.ts';
+import { compileSplit } from './compile.ts';
 import { readSchema } from './load.ts';
 
 const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
 export function categoriesMarkdown(map: CategoryMap = CATEGORIES as CategoryMap): string {
-  const p = compilePipeline({ categories: map });
+  const p = compileSplit({ categories: map });
   const fieldsOf = new Map<string, string[]>();
   for (const f of p.fields.values()) {
     if (f.step.kind === 'branch') continue;
@@ -46,7 +46,7 @@ export function categoriesMarkdown(map: CategoryMap = CATEGORIES as CategoryMap)
 }
 
 export function personalSchemaJson(): string {
-  return `${JSON.stringify(compilePipeline().personalType.schema({ exportAttrs: true }), null, 2)}\n`;
+  return `${JSON.stringify(compileSplit().personalType.schema({ exportAttrs: true }), null, 2)}\n`;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

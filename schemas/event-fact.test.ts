@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compilePipeline, crc64Avro, decodeEventFact, decodeEventFacts, encodeEventFact, encodeEventFacts, eventFactBatchType, fingerprintOf, SchemaError, type EventFact } from './index.ts';
+import { compileSplit, crc64Avro, decodeEventFact, decodeEventFacts, encodeEventFact, encodeEventFacts, eventFactBatchType, fingerprintOf, SchemaError, type EventFact } from './index.ts';
 import { batch, NOW } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
@@ -74,8 +74,8 @@ describe('events-topic records: EventFactBatch, and legacy single facts', () => 
     expect(() => decodeEventFacts(Buffer.from('hello world'))).toThrowError(/not an Avro single-object/);
   });
 
-  it('the pipeline writes exactly what encodeEventFacts writes', () => {
-    const p = compilePipeline();
+  it('the compiled split writes exactly what encodeEventFacts writes', () => {
+    const p = compileSplit();
     const r = p.processBatch(batch(12), { receivedAt: NOW, tokenizer: tokenizer() });
     expect(r.events).toHaveLength(1);
     const facts = decodeEventFacts(r.events[0]!.value);

@@ -9,11 +9,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FAST_PATHS } from './compile.ts';
-import { compilePipeline, guardBody, readSchema, type Pipeline, type SplitResult } from './index.ts';
+import { compileSplit, guardBody, readSchema, type CompiledSplit, type SplitResult } from './index.ts';
 import { DAY, NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
-const p = compilePipeline();
+const p = compileSplit();
 const LIMITS = { maxStringLength: 65_536, maxCollectionLength: 10_000, maxTotalItems: 100_000, maxItems: { events: 1000 } };
 
 const text = (max: number) => fc.string({ minLength: 1, maxLength: max, unit: fc.constantFrom('a', 'Z', '7', '-', 'é', '中', '😀') }).filter((s) => s.length <= max);
@@ -83,12 +83,12 @@ function run(fn: () => SplitResult): Outcome {
   }
 }
 const ctx = () => ({ receivedAt: NOW, clientIp: '198.51.100.23', tokenizer: tokenizer() });
-const generic = (pl: Pipeline, body: Buffer) =>
+const generic = (pl: CompiledSplit, body: Buffer) =>
   run(() => {
     guardBody(pl.batchType, body, LIMITS);
     return pl.processBatch(pl.batchType.fromBuffer(body), ctx());
   });
-const viaBody = (pl: Pipeline, body: Buffer) => run(() => pl.processBody(body, ctx(), LIMITS));
+const viaBody = (pl: CompiledSplit, body: Buffer) => run(() => pl.processBody(body, ctx(), LIMITS));
 
 describe('binary fast path', () => {
   it('exists for the checked-in schemas', () => {
@@ -165,7 +165,7 @@ describe('binary fast path', () => {
     const lax = JSON.parse(JSON.stringify(readSchema('batch')));
     const crash = lax.fields[4].type.items.fields[3].type.find((t: any) => t.name === 'Crash');
     delete crash.fields[0].format;
-    const broken = FAST_PATHS.get(compilePipeline({ batchSchema: lax }))!;
+    const broken = FAST_PATHS.get(compileSplit({ batchSchema: lax }))!;
     const res = fc.check(
       fc.property(batchArb, (b) => {
         const body = p.batchType.toBuffer(b);

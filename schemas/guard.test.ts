@@ -1,6 +1,6 @@
 import avro from 'avsc';
 import { describe, expect, it } from 'vitest';
-import { AvroGuardError, compilePipeline, guardedDecode, DEFAULT_LIMITS } from './index.ts';
+import { AvroGuardError, compileSplit, guardedDecode, DEFAULT_LIMITS } from './index.ts';
 import { batch } from '../testing/schema-fixtures.ts';
 
 const t = (s: unknown) => avro.Type.forSchema(s as avro.Schema);
@@ -48,7 +48,7 @@ describe('hostile Avro is refused before avsc allocates', () => {
   });
 
   it('names the event index in the path of a real batch', () => {
-    const p = compilePipeline();
+    const p = compileSplit();
     const buf = p.batchType.toBuffer(batch(8));
     const sig = buf.indexOf(Buffer.from('9f86d081884c7d65'));
     buf[sig] = 0xff; // invalid UTF-8 lead byte inside events[6]
@@ -56,14 +56,14 @@ describe('hostile Avro is refused before avsc allocates', () => {
   });
 
   it('per-path limit: events', () => {
-    const p = compilePipeline();
+    const p = compileSplit();
     const buf = p.batchType.toBuffer(batch(20));
     expect(code(() => guardedDecode(p.batchType, buf, { ...DEFAULT_LIMITS, maxItems: { events: 10 } }))).toBe('AVRO_LIMIT_EXCEEDED@events');
     expect(code(() => guardedDecode(p.batchType, buf, { ...DEFAULT_LIMITS, maxItems: { events: 20 } }))).toBe('ok');
   });
 
   it('valid data decodes identically to avsc', () => {
-    const p = compilePipeline();
+    const p = compileSplit();
     const b = batch(16);
     const buf = p.batchType.toBuffer(b);
     expect(guardedDecode(p.batchType, buf)).toEqual(p.batchType.fromBuffer(buf));

@@ -36,8 +36,8 @@ export function decodeEventFact(buf: Buffer): EventFact {
 
 export { encodeEventFacts, decodeEventFacts, eventFactBatchSchema, eventFactBatchType, factBatchSchemaOf } from './event-facts.ts';
 
-export { compilePipeline, buildPersonalSchema } from './compile.ts';
-export type { Pipeline, PipelineOptions, ProcessContext } from './compile.ts';
+export { compileSplit, buildPersonalSchema } from './compile.ts';
+export type { CompiledSplit, SplitOptions, ProcessContext } from './compile.ts';
 export { CATEGORIES, DERIVATIONS, RESIDENCY, MCC_COUNTRY, zoneOf } from './categories.ts';
 export type { CategoryEntry, CategoryMap, CategoryName, Consent, Derivation } from './categories.ts';
 export { DailyTokenizer, EnvKeySource, FileKeySource, KEY_DIR_MODES, DAY_MS, dayOfIso, isoOfDay } from './tokenizer.ts';

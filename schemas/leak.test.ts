@@ -1,17 +1,17 @@
 /**
  * The leak property (DESIGN principle 2): over random batches, no value of a personal category (per the
  * checked-in map and schema) appears in any byte of the non-personal output, including inside strings.
- * Negative control: the same property, run against a pipeline built with one field miscategorised,
+ * Negative control: the same property, run against a split built with one field miscategorised,
  * must fail.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compilePipeline, readSchema, type Pipeline } from './index.ts';
+import { compileSplit, readSchema, type CompiledSplit } from './index.ts';
 import type { FieldInfo } from './classify.ts';
 import { NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
-const reference = compilePipeline(); // the truth: which input paths are personal
+const reference = compileSplit(); // the truth: which input paths are personal
 
 // Hex of random bytes plus up to 4 graphemes (a grapheme can take several UTF-16 units), kept within
 // `cap` UTF-16 units so the value stays inside the field's maxLength: the batch must be accepted.
@@ -106,7 +106,7 @@ function encodings(v: unknown): Buffer[] {
   return [];
 }
 
-function leaks(p: Pipeline, b: unknown): string[] {
+function leaks(p: CompiledSplit, b: unknown): string[] {
   const r = p.processBatch(b, { receivedAt: NOW, clientIp: '198.51.100.23', tokenizer: tokenizer() });
   const out = Buffer.concat(r.events.flatMap((e) => [e.key, e.value]));
   const found: string[] = [];
@@ -132,7 +132,7 @@ describe('no personal value reaches the non-personal output', () => {
     const fact = JSON.parse(JSON.stringify(readSchema('event-fact')));
     const f = fact.fields.find((x: any) => x.name === 'device_model');
     f.from = ['device.imei', 'device.model'];
-    const broken = compilePipeline({ batchSchema, eventFactSchema: fact });
+    const broken = compileSplit({ batchSchema, eventFactSchema: fact });
     const res = fc.check(fc.property(batchArb, (b) => leaks(broken, b).length === 0), { numRuns: 150 });
     expect(res.failed).toBe(true);
     expect(leaks(broken, res.counterexample![0])).toContain('device.imei');

@@ -5,7 +5,7 @@
  * Values are in avsc's in-memory shape for the schemas batch type (record unions wrapped by full name).
  */
 import { randomUUID } from 'node:crypto';
-import { compilePipeline } from '../schemas/index.ts';
+import { compileSplit } from '../schemas/index.ts';
 import { writeContainer } from '../ingest/ocf-writer.ts';
 
 export const NS = 'telemetry.v1';
@@ -13,7 +13,7 @@ export const NS = 'telemetry.v1';
 /** sim_mcc -> zone: 460 China, 250 Russia, 404 India, 310 USA (rest of world). */
 export const ZONE_MCC = { cn: '460', ru: '250', in: '404', row: '310' } as const;
 
-export const batchType = compilePipeline().batchType;
+export const batchType = compileSplit().batchType;
 
 export interface DeviceOptions {
   zone?: keyof typeof ZONE_MCC;
