@@ -26,6 +26,7 @@ import type { Logger } from '../runtime/index.ts';
 import { kafkaClientOptions, personalTopic, rejectsTopic } from '../runtime/index.ts';
 import { ZONES, type OutRecord, type Zone } from '../schemas/index.ts';
 import { personalRetentionMs, zoneBrokers, type IngestConfig } from './config.ts';
+import type { RecordSink } from './context.ts';
 import { IngestError } from './errors.ts';
 import type { IngestMetrics } from './metrics.ts';
 import type { BatchRecords } from './records.ts';
@@ -229,7 +230,7 @@ function clusterKey(brokers: string[]): string {
   return brokers.join(',');
 }
 
-export class KafkaSink {
+export class KafkaSink implements RecordSink {
   private readonly clusters = new Map<string, { kafka: Kafka; admin: Admin; lanes: ClusterProducer[] }>();
   private readonly eventsCluster: string;
   private readonly zoneCluster: Record<Zone, string>;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { batch, containerOf } from '../testing/batches.ts';
 import { decodeEventFacts } from '../schemas/index.ts';
 import { loadIngestConfig } from './config.ts';
-import { createPool } from './http.ts';
+import { createPool } from './pool.ts';
 import { packRecords, unpackRecords } from './records.ts';
 import type { WorkerResult, WorkerTask } from './task.ts';
 
