@@ -21,9 +21,9 @@
  * own producer id and sequences) keep several calls in flight. Ordering across lanes is not kept, and
  * nothing needs it: the aggregator counts and deduplicates by event_key.
  */
-import { CompressionTypes, Kafka, logLevel, type Admin, type Message, type Producer, type TopicMessages } from 'kafkajs';
+import kafkajs, { CompressionTypes, Kafka, logLevel, type Admin, type Message, type Producer, type TopicMessages } from 'kafkajs';
 import type { Logger } from '../runtime/index.ts';
-import { kafkaClientOptions, personalTopic, rejectsTopic } from '../runtime/index.ts';
+import { isRetriable, kafkaClientOptions, personalTopic, rejectsTopic } from '../runtime/index.ts';
 import { ZONES, type OutRecord, type Zone } from '../schemas/index.ts';
 import { personalRetentionMs, zoneBrokers, type IngestConfig } from './config.ts';
 import type { RecordSink } from './context.ts';
@@ -165,7 +165,7 @@ class ClusterProducer {
       this.lastError = (e as Error).message ?? String(e);
       this.needsReset = true;
       this.log.warn('kafka produce failed', { cluster: this.name, batches: batch.length, error: this.lastError });
-      const err = new IngestError('INGEST_KAFKA_UNAVAILABLE', `Kafka did not acknowledge the batch: ${this.lastError}`, { cause: e });
+      const err = new IngestError('INGEST_KAFKA_UNAVAILABLE', `Kafka did not acknowledge the batch: ${this.lastError}`, { cause: e, retriable: true });
       for (const p of batch) p.reject(err);
     }
     if (this.queue.length > 0) this.schedule();
@@ -202,6 +202,28 @@ function leastLoaded(lanes: ClusterProducer[]): ClusterProducer {
   let best = lanes[0]!;
   for (const l of lanes) if (l.load < best.load) best = l;
   return best;
+}
+
+const { KafkaJSConnectionError, KafkaJSError, KafkaJSProtocolError } = kafkajs;
+
+/** Protocol errors of a broker that just started or is moving leaders: they pass by themselves. */
+const PASSING_PROTOCOL_ERRORS: ReadonlySet<string> = new Set(['NOT_LEADER_FOR_PARTITION', 'LEADER_NOT_AVAILABLE', 'UNKNOWN_TOPIC_OR_PARTITION']);
+
+/**
+ * Whether a failure to prepare a cluster at start may pass if we wait (Kafka starting, leaders being
+ * elected), decided from the error's class, protocol error type and `retriable` flag, never from its
+ * wording. kafkajs reports giving up on a retriable error by wrapping it (KafkaJSNumberOfRetriesExceeded,
+ * KafkaJSNonRetriableError, nested when its retriers nest), so the cause chain is what is judged. A
+ * missing topic in verify mode (a plain Error) or refused credentials are not retriable.
+ */
+export function retriableAtStart(e: unknown): boolean {
+  for (let err: unknown = e, depth = 0; err !== undefined && depth < 8; depth++) {
+    if (isRetriable(err) || err instanceof KafkaJSConnectionError) return true;
+    if (err instanceof KafkaJSProtocolError && PASSING_PROTOCOL_ERRORS.has(err.type)) return true;
+    if (!(err instanceof KafkaJSError) || err.cause === err) return false;
+    err = err.cause;
+  }
+  return false;
 }
 
 function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -281,8 +303,7 @@ export class KafkaSink implements RecordSink {
           await this.prepareCluster(key, c, plan);
           break;
         } catch (e) {
-          const retriable = (e as { retriable?: boolean }).retriable === true || /Connection|NOT_LEADER|not the leader|does not host|LEADER_NOT_AVAILABLE/i.test(`${(e as Error).name} ${(e as Error).message}`);
-          if (!retriable || Date.now() > deadline) throw e;
+          if (!retriableAtStart(e) || Date.now() > deadline) throw e;
           this.log.warn('kafka not ready at start, retrying', { cluster: c.lanes[0]!.name, attempt, error: (e as Error).message });
           await new Promise((r) => setTimeout(r, Math.min(2000, 200 * attempt)));
         }
