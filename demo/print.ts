@@ -39,7 +39,7 @@ export function formatDemoReport(r: DemoReport): string {
     out.push(`           ${c.topic.padEnd(w)}  ${n(c.records).padStart(8)}  ${kind}`);
   }
   if (r.aggregator) {
-    out.push(`aggregator read ${n(r.aggregator.read)} event facts, inserted ${n(r.aggregator.aggregated)} fact rows, ${n(r.aggregator.duplicatesDropped)} repeats dropped in memory, ${n(r.aggregator.late)} too late; lag ${n(r.aggregator.lag)}${r.caughtUp ? '' : ' (NOT caught up: tables below may be short)'}`);
+    out.push(`aggregator read ${n(r.aggregator.read)} event facts, inserted ${n(r.aggregator.aggregated)} fact rows, ${n(r.aggregator.redundantDropped)} redundant (repeats, non-counted kinds) dropped in memory, ${n(r.aggregator.late)} too late; lag ${n(r.aggregator.lag)}${r.caughtUp ? '' : ' (NOT caught up: tables below may be short)'}`);
   }
   const dauCmd = `npm run query -- dau --from ${dayToIso(r.dau.req.from)} --to ${dayToIso(r.dau.req.to)} --by day,app_id`;
   const crashCmd = `npm run query -- crash-rate --from ${dayToIso(r.crash.req.from)} --to ${dayToIso(r.crash.req.to)} --by app_id,app_version`;

@@ -28,7 +28,7 @@ export interface DemoReport {
   simulated: { elapsedS: number; eventsPerSec: number };
   ledger: Ledger;
   ingest: Array<{ url: string; accepted: number; rejected: Record<string, number>; droppedConsent: Record<string, number>; requests: Record<string, number> }>;
-  aggregator: { read: number; aggregated: number; late: number; duplicatesDropped: number; lag: number } | undefined;
+  aggregator: { read: number; aggregated: number; late: number; redundantDropped: number; lag: number } | undefined;
   topics: TopicCount[];
   caughtUp: boolean;
   dau: { req: QueryRequest; rows: ReportRow[]; oracle: ReportRow[] };
@@ -140,7 +140,7 @@ async function readAggregatorMetrics(run: DemoRun): Promise<DemoReport['aggregat
         ...readAggregator(aggSamples),
         aggregated: sumOf(aggSamples, 'aggregator_events_aggregated_total'),
         late: sumOf(aggSamples, 'aggregator_late_events_total'),
-        duplicatesDropped: sumOf(aggSamples, 'aggregator_duplicate_events_dropped_total'),
+        redundantDropped: sumOf(aggSamples, 'aggregator_redundant_rows_dropped_total'),
       }
     : undefined;
 }
