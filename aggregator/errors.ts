@@ -1,5 +1,5 @@
 /**
- * Error catalogue of `aggregator/` (house style: one `as const` code list, so a code is a union type).
+ * Error catalogue of `aggregator/` (ARCHITECTURE.md, "Errors": one `as const` code list, so a code is a union type).
  * Data problems in a record (undecodable bytes, an event outside the lateness window) are values
  * (`FactVerdict`), counted in metrics; the classes below are for broken infrastructure and bad input
  * from an operator or analyst (migrations, store failures, query arguments).

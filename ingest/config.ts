@@ -58,7 +58,7 @@ export const ingestSettings = defineSettings({
   INGEST_MAX_HEADERS_COUNT: { kind: 'int', min: 8, max: 2000, default: 64, doc: 'Request headers at most.' },
   INGEST_SHUTDOWN_DRAIN_MS: { kind: 'int', min: 0, default: 20_000, doc: 'On SIGTERM, time allowed to finish in-flight batches and flush the producer before exiting.' },
 
-  INGEST_TOKEN_KEY_DIR: { kind: 'string', default: '.local/token-keys', doc: 'Directory of the day secrets of the daily token (schemas FileKeySource), shared by every ingest copy of a zone (DESIGN principle 3).' },
+  INGEST_TOKEN_KEY_DIR: { kind: 'string', default: '.local/token-keys', doc: 'Directory of the day secrets of the daily token (schemas FileKeySource), shared by every ingest copy of a zone (ARCHITECTURE.md principle 3).' },
   INGEST_TOKEN_KEYS_MODE: {
     kind: 'enum',
     values: KEY_DIR_MODES,

@@ -1,12 +1,12 @@
 /**
- * Error catalogue of `ingest/` (house style: one `as const` code list, one HTTP status per code).
+ * Error catalogue of `ingest/` (ARCHITECTURE.md, "Errors": one `as const` code list, one HTTP status per code).
  *
  * A device acts on the status alone, so each status must mean one thing:
  * - 4xx: the batch itself is wrong; retrying the same bytes will fail the same way, so the device
  *   should drop (or fix) it.
  * - 429/503: nothing is wrong with the batch; the service is saturated or Kafka is unavailable, so the
  *   device should retry after `Retry-After` seconds. Retrying is safe: events carry a client `event_id`
- *   and the aggregator deduplicates by `event_key` (DESIGN principle 5).
+ *   and the aggregator deduplicates by `event_key` (ARCHITECTURE.md principle 5).
  * - 200 only after Kafka acknowledged every record (acks=all); it never appears in this table.
  */
 

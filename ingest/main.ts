@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
-  // Destroy day secrets whose grace has passed (DESIGN principle 3): after that nobody can link a
+  // Destroy day secrets whose grace has passed (ARCHITECTURE.md principle 3): after that nobody can link a
   // daily token back to a device. Workers refuse events of such days on their own (`too_late`), and
   // refuse an expired secret even when it is still on disk. In read-only mode the outside rotation
   // destroys them and the sweep only reports one it is late with. The sweep never throws: a failed

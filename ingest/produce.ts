@@ -8,8 +8,8 @@
  *   unclassified and may hold personal values, so they belong to the personal zone and its cluster.
  *
  * Acknowledgement: a batch's `send` resolves only when every cluster it touched acknowledged every
- * record with acks=all. Not configurable: acks=-1 and `idempotent: true` are fixed here (STYLE:
- * settings that guard safety need a code change).
+ * record with acks=all. Not configurable: acks=-1 and `idempotent: true` are fixed here, because a
+ * setting that guards safety should take a code change to turn off.
  *
  * Coalescing: kafkajs serialises the produce requests of an idempotent producer per broker (a mutex
  * around sequence numbers, eosManager.acquireBrokerLock), so many concurrent 50-record sends would

@@ -1,6 +1,6 @@
 /**
  * The day secrets of the daily token as the ingest process sees them (schemas/tokenizer.ts,
- * DESIGN principle 3): which source the workers read, the hourly sweep, and what /readyz and the key
+ * ARCHITECTURE.md principle 3): which source the workers read, the hourly sweep, and what /readyz and the key
  * gauges report.
  *
  * Two modes (`INGEST_TOKEN_KEYS_MODE`, see KEY_DIR_MODES in schemas/tokenizer.ts):

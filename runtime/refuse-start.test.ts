@@ -1,5 +1,5 @@
 // Both services refuse to start with one clear line when the secured mode is asked for and its settings
-// are incomplete (issue 7), before opening any connection: nothing listens on the broker address used.
+// are incomplete (stack/README.md, "Secured mode"), before opening any connection: nothing listens on the broker address used.
 import { describe, expect, it } from 'vitest';
 import { runService } from '../testing/services.ts';
 

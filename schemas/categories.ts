@@ -1,5 +1,5 @@
 /**
- * THE CATEGORY MAP: the privacy policy (`shared/seed/privacy-policy.md`) as data.
+ * THE CATEGORY MAP: the privacy policy (README.md names it; section numbers refer to it) as data.
  *
  * Every Avro field in `avro/*.avsc` names one of these categories; the compiler (`compile.ts`) refuses a
  * field without one or with an unknown one, and derives the split from this table alone: a field of a

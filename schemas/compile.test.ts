@@ -175,7 +175,7 @@ describe('validation errors name the event, the field path and the reason', () =
       expect(r.rejected).toHaveLength(1);
     } else expect(r.accepted).toBe(0);
   });
-  it('message format of the brief', () => {
+  it('message format: event index, field path, what was wrong', () => {
     const b = batch(8) as any;
     crash(b).signature = 17;
     expect(split.processBatch(b, ctx()).rejects[0]!.message).toBe('event 6: field payload.crash.signature: expected string, got int');

@@ -1,5 +1,5 @@
 /**
- * Error catalogue of `schemas/` (house style: one `as const` code list per package, so a code is a
+ * Error catalogue of `schemas/` (ARCHITECTURE.md, "Errors": one `as const` code list per folder, so a code is a
  * union type). Data errors inside a batch become values (`EventReject`, `SplitResult`); the classes
  * below are thrown only where the caller cannot continue: an unknown schema fingerprint, a hostile
  * Avro body, a schema/map that must fail the build.

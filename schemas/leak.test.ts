@@ -1,5 +1,5 @@
 /**
- * The leak property (DESIGN principle 2): over random batches, no value of a personal category (per the
+ * The leak property (ARCHITECTURE.md principle 2): over random batches, no value of a personal category (per the
  * checked-in map and schema) appears in any byte of the non-personal output, including inside strings.
  * Negative control: the same property, run against a split built with one field miscategorised,
  * must fail.

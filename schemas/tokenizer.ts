@@ -1,5 +1,5 @@
 /**
- * Daily tokens (DESIGN principle 3; policy 1.1.4 "we may only need the number of users who are active
+ * Daily tokens (ARCHITECTURE.md principle 3; policy 1.1.4 "we may only need the number of users who are active
  * in a day; and we don't need to know in that day who is active").
  *
  * Each UTC day has a random 32-byte secret. From it:
@@ -202,7 +202,7 @@ export class DailyTokenizer {
   keys(day: number, nowMs: number): DayKeys | undefined {
     // Checked here too, not only in `refusal`: in read-only mode an expired key file can outlive its
     // grace (the operator's rotation is late), and a long-lived worker keeps its cache; neither may
-    // make a day linkable past the grace the policy promises (DESIGN principle 3).
+    // make a day linkable past the grace the policy promises (ARCHITECTURE.md principle 3).
     if (this.expired(day, nowMs)) {
       this.cache.delete(day);
       return undefined;

@@ -1,4 +1,4 @@
-// The whole pipeline end to end in SECURED mode (issue 7 "Must show"): the same generated device
+// The whole pipeline end to end in SECURED mode (stack/README.md, "Secured mode"): the same generated device
 // population and oracle as aggregator/e2e.int.test.ts, posted over HTTP to the real ingest logged in as
 // the `ingest` principal (TLS + SCRAM, topics made by the operator, INGEST_TOPICS=verify since ingest may
 // not create), read by the aggregator as the `aggregator` principal into ClickHouse as the `aggregator`

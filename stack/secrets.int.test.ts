@@ -1,4 +1,4 @@
-// Secrets never appear in a service's output (issue 7): ingest and the aggregator are started as real
+// Secrets never appear in a service's output (deploy/THREAT-MODEL.md): ingest and the aggregator are started as real
 // processes against the secured stack with a WRONG password, at debug log level, and fail; neither the
 // wrong password nor the right ones (which sit in files the services read) may appear in anything they
 // print. The output must still say what failed (authentication), or the test would pass on silence.

@@ -1,4 +1,4 @@
-// The engines enforce the split (issue 7): each principal of the secured stack can do exactly what its
+// The engines enforce the split (deploy/THREAT-MODEL.md): each principal of the secured stack can do exactly what its
 // role allows, and every forbidden action fails with an authorization or authentication error from Kafka
 // or ClickHouse itself. Negative controls: with a grant-everything ACL added, the same Kafka reads
 // succeed (so the denials come from the ACLs, not from a broken topic or client); the admin, who has no

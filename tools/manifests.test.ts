@@ -66,7 +66,7 @@ describe('Prometheus alert rules', () => {
     expect(promqlMetricNames('histogram_quantile(0.99, sum by (le, cluster) (rate(a_b_bucket{x="y"}[5m]))) > 1e-9 and on(z) c offset 1d')).toEqual(['a_b_bucket', 'c']);
   });
 
-  it('cover the failure modes of the issue, each with a severity and a summary', () => {
+  it('cover the failure modes of README.md "Operations", each with a severity and a summary', () => {
     const names = rules.map((r) => r.alert as string);
     for (const want of ['IngestRejectRateSpike', 'IngestProduceErrors', 'AggregatorConsumerLagGrowing', 'AggregatorClickHouseErrors']) expect(names).toContain(want);
     for (const r of rules) {
@@ -122,7 +122,7 @@ describe('Grafana', () => {
     expect(providers.providers[0].options.path).toBe('/var/lib/grafana/dashboards');
   });
 
-  it('dashboards are valid JSON with unique uids and the panels the issue asks for', () => {
+  it('dashboards are valid JSON with unique uids and the panels operators and analysts need', () => {
     const titles = [...dash.values()].flatMap((d) => panelsOf(d).map((p) => p.title as string));
     for (const want of ['Ingest throughput', 'Rejects by reason', 'Produce latency', 'Consumer lag', 'Daily active devices by app', 'Crash-free devices by app version (%)', 'Crashes per 1,000 sessions by app version']) {
       expect(titles).toContain(want);
@@ -208,7 +208,7 @@ describe('Kubernetes manifests', () => {
     }
   });
 
-  it('have what the issue asks: ingest Deployment + Service + HPA + PDB, aggregator, ConfigMaps, the day-secret Secret', () => {
+  it('have what a deployment needs: ingest Deployment + Service + HPA + PDB, aggregator, ConfigMaps, the day-secret Secret', () => {
     const kinds = k8sDocs.map((d) => `${d.doc.kind}/${d.doc.metadata.name}`);
     for (const want of ['Deployment/ingest', 'Service/ingest', 'HorizontalPodAutoscaler/ingest', 'PodDisruptionBudget/ingest', 'Deployment/aggregator', 'Service/aggregator-metrics', 'Secret/telemetry-token-keys', 'ConfigMap/telemetry-ingest', 'ConfigMap/telemetry-aggregator', 'ConfigMap/telemetry-pipeline', 'CronJob/token-key-rotation', 'Job/telemetry-topics']) {
       expect(kinds).toContain(want);
