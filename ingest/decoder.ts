@@ -23,7 +23,7 @@ export interface Writer {
 }
 
 export class BatchDecoder {
-  readonly pipeline: CompiledSplit;
+  readonly split: CompiledSplit;
   private readonly readerFingerprint: string;
   /** Writer schemas seen recently, by their JSON text (devices of one SDK version send the same one). */
   private readonly writers = new Map<string, Writer | IngestFailure>();
@@ -34,8 +34,8 @@ export class BatchDecoder {
     maxEvents: number,
     maxStringLength: number,
   ) {
-    this.pipeline = compileSplit({ maxEvents, maxStringLength });
-    this.readerFingerprint = fingerprintOf(this.pipeline.batchType).toString('hex');
+    this.split = compileSplit({ maxEvents, maxStringLength });
+    this.readerFingerprint = fingerprintOf(this.split.batchType).toString('hex');
   }
 
   writer(schemaJson: string): Writer | IngestFailure {
@@ -54,18 +54,18 @@ export class BatchDecoder {
     } catch (e) {
       return fail('INGEST_WRITER_SCHEMA_UNRESOLVABLE', `avro.schema of the container is not a valid Avro schema: ${(e as Error).message.slice(0, 200)}`);
     }
-    if (fingerprintOf(type).toString('hex') === this.readerFingerprint) return { type: this.pipeline.batchType, resolver: undefined };
+    if (fingerprintOf(type).toString('hex') === this.readerFingerprint) return { type: this.split.batchType, resolver: undefined };
     try {
-      return { type, resolver: this.pipeline.batchType.createResolver(type) };
+      return { type, resolver: this.split.batchType.createResolver(type) };
     } catch (e) {
-      return fail('INGEST_WRITER_SCHEMA_UNRESOLVABLE', `writer schema ${type.name ?? type.typeName} cannot be read as the batch schema ${this.pipeline.batchType.name}: ${(e as Error).message.slice(0, 300)}`);
+      return fail('INGEST_WRITER_SCHEMA_UNRESOLVABLE', `writer schema ${type.name ?? type.typeName} cannot be read as the batch schema ${this.split.batchType.name}: ${(e as Error).message.slice(0, 300)}`);
     }
   }
 
   /** Guard the bytes against the writer schema, then decode (resolving into the batch schema). */
   decode(w: Writer, data: Buffer): unknown {
     guardBody(w.type, data, this.limits);
-    return w.resolver ? this.pipeline.batchType.fromBuffer(data, w.resolver) : w.type.fromBuffer(data);
+    return w.resolver ? this.split.batchType.fromBuffer(data, w.resolver) : w.type.fromBuffer(data);
   }
 
   /**
@@ -76,7 +76,7 @@ export class BatchDecoder {
    */
   fromJson(parsed: unknown, text: string): unknown {
     try {
-      return this.pipeline.batchType.fromString(text);
+      return this.split.batchType.fromString(text);
     } catch {
       return parsed;
     }

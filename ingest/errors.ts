@@ -81,7 +81,7 @@ export function isRetryable(code: IngestErrorCode): boolean {
   return s === 429 || s === 503;
 }
 
-/** A data error as a value (pipeline steps return these; they are not thrown). */
+/** A data error as a value (the worker steps, body reading and admission return these; they are not thrown). */
 export interface IngestFailure {
   ok: false;
   code: IngestErrorCode;

@@ -21,7 +21,7 @@ export interface Split {
 export function splitBatch(decoder: BatchDecoder, input: SplitInput, ctx: ProcessContext): Outcome<Split> {
   let result: SplitResult;
   try {
-    result = input.kind === 'bytes' ? decoder.pipeline.processBody(input.bytes, ctx, decoder.limits) : decoder.pipeline.processBatch(input.batch, ctx);
+    result = input.kind === 'bytes' ? decoder.split.processBody(input.bytes, ctx, decoder.limits) : decoder.split.processBatch(input.batch, ctx);
   } catch (e) {
     return schemaFailure(e);
   }
