@@ -223,7 +223,7 @@ export function allPorts(config: StackConfig): Array<[string, number]> {
   ];
 }
 
-/** External services given by the environment take the place of the local ones (see testing.ts). */
+/** External services given by the environment take the place of the local ones (see testing/stack.ts). */
 export interface ExternalServices {
   kafkaBrokers?: string[];
   clickhouseUrl?: string;

@@ -1,4 +1,4 @@
-// The three-broker cluster that fault tests use (testing.ts: startThreeBrokers/killBroker/restartBroker).
+// The three-broker cluster that fault tests use (testing/stack.ts: startThreeBrokers/killBroker/restartBroker).
 // Checks that it is configured as promised: replication factor 3 with min.insync.replicas=2 keeps
 // acks=all writes going with one broker down, and a partition left with one in-sync replica refuses
 // acks=all writes (the negative control: with min.insync.replicas=1 that write would be acknowledged
@@ -50,7 +50,7 @@ describe('three-broker cluster for fault tests', () => {
     const rf2 = uniqueName('cluster_int_rf2');
     // Neither topic overrides min.insync.replicas: the cluster default (2) is what is tested.
     await createTopics([rf3], { partitions: 1, replicationFactor: 3, brokers });
-    // waitForLeaders: false for the same reason as in testing.ts createTopics (kafkajs gives up on a fresh KRaft
+    // waitForLeaders: false for the same reason as in testing/stack.ts createTopics (kafkajs gives up on a fresh KRaft
     // broker's UNKNOWN_TOPIC_OR_PARTITION); our waitForLeaders below retries it.
     await admin.createTopics({ waitForLeaders: false, topics: [{ topic: rf2, replicaAssignment: [{ partition: 0, replicas: [1, 2] }] }] });
     await waitForLeaders([rf2], { brokers });

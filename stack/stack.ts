@@ -354,7 +354,7 @@ export async function status(config: StackConfig = loadStackConfig()): Promise<S
   return lines;
 }
 
-// ---- service control for fault tests (testing.ts) --------------------------------------------------
+// ---- service control for fault tests (testing/stack.ts) --------------------------------------------
 
 export function startKafka(config: StackConfig = loadStackConfig()): Promise<string[]> {
   return withLock(lockFile(config), async () => {
