@@ -10,7 +10,7 @@
  */
 import os from 'node:os';
 import { checkKafkaSecurity, defineSettings, loadConfig, pipelineSettings, type ConfigOf } from '../runtime/index.ts';
-import { CATEGORIES, KEY_DIR_MODES, ZONES, type Zone } from '../schemas/index.ts';
+import { KEY_DIR_MODES, ZONES, type Zone } from '../schemas/index.ts';
 
 const MiB = 1024 * 1024;
 
@@ -106,18 +106,6 @@ export function isoDurationMs(d: string): number {
   if (!m) throw new Error(`unsupported ISO 8601 duration ${d}`);
   const day = 24 * 3600 * 1000;
   return (Number(m[1] ?? 0) * 365 + Number(m[2] ?? 0) * 30 + Number(m[3] ?? 0) * 7 + Number(m[4] ?? 0)) * day;
-}
-
-/**
- * retention.ms of the personal topics, from the category map (policy 4.4): the longest retention of
- * any stored personal category, since one personal record carries fields of several categories.
- */
-export function personalRetentionMs(): number {
-  let max = 0;
-  for (const entry of Object.values(CATEGORIES)) {
-    if (entry.personal) max = Math.max(max, isoDurationMs(entry.retention));
-  }
-  return max;
 }
 
 export { ZONES };

@@ -25,17 +25,12 @@ import kafkajs, { CompressionTypes, Kafka, logLevel, type Admin, type Message, t
 import type { Logger } from '../runtime/index.ts';
 import { isRetriable, kafkaClientOptions, personalTopic, rejectsTopic } from '../runtime/index.ts';
 import { ZONES, type OutRecord, type Zone } from '../schemas/index.ts';
-import { personalRetentionMs, zoneBrokers, type IngestConfig } from './config.ts';
+import { zoneBrokers, type IngestConfig } from './config.ts';
 import type { RecordSink } from './context.ts';
 import { IngestError } from './errors.ts';
 import type { IngestMetrics } from './metrics.ts';
 import type { BatchRecords } from './records.ts';
-
-interface TopicSpec {
-  topic: string;
-  cluster: string;
-  retentionMs: number;
-}
+import { ingestPlanOptions, topicPlan, type PlannedTopic } from './topics.ts';
 
 /**
  * Most key + value bytes in one coalesced call (whole batches only, as for the record cap). Since the
@@ -234,20 +229,6 @@ function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
 }
 
-/** Topic names and placement derived from configuration and the category map. */
-export function topicPlan(cfg: IngestConfig): TopicSpec[] {
-  const brokers = zoneBrokers(cfg);
-  const main = clusterKey(cfg.PIPELINE_KAFKA_BROKERS);
-  const plan: TopicSpec[] = [{ topic: cfg.PIPELINE_TOPIC_EVENTS, cluster: main, retentionMs: cfg.INGEST_EVENTS_RETENTION_MS }];
-  const personalMs = personalRetentionMs();
-  for (const z of ZONES) {
-    const cluster = clusterKey(brokers[z]);
-    plan.push({ topic: personalTopic(cfg.PIPELINE_TOPIC_PERSONAL_PREFIX, z), cluster, retentionMs: personalMs });
-    plan.push({ topic: rejectsTopic(cfg.PIPELINE_TOPIC_REJECTS_PREFIX, z), cluster, retentionMs: cfg.INGEST_REJECTS_RETENTION_MS });
-  }
-  return plan;
-}
-
 function clusterKey(brokers: string[]): string {
   return brokers.join(',');
 }
@@ -292,7 +273,8 @@ export class KafkaSink implements RecordSink {
    * message is one line saying what is missing, for main.ts to print before exiting.
    */
   async start(): Promise<void> {
-    const plan = topicPlan(this.cfg);
+    // The same plan as the operator command (topics.ts), with ingest's own settings.
+    const plan = topicPlan(this.cfg, ingestPlanOptions(this.cfg));
     for (const [key, c] of this.clusters) {
       // A broker that just started (or restarted) answers "not the leader" / "does not host this
       // topic-partition" for a while. Those errors are retriable: wait for them to pass instead of
@@ -312,9 +294,9 @@ export class KafkaSink implements RecordSink {
     this.metrics.kafkaReady.set(1);
   }
 
-  private async prepareCluster(key: string, c: { admin: Admin; lanes: ClusterProducer[] }, plan: TopicSpec[]): Promise<void> {
+  private async prepareCluster(key: string, c: { admin: Admin; lanes: ClusterProducer[] }, plan: PlannedTopic[]): Promise<void> {
     await c.admin.connect();
-    const wanted = plan.filter((t) => t.cluster === key);
+    const wanted = plan.filter((t) => clusterKey(t.brokers) === key);
     const existing = new Set(await c.admin.listTopics());
     const missing = wanted.filter((t) => !existing.has(t.topic));
     if (missing.length > 0) {
@@ -325,13 +307,9 @@ export class KafkaSink implements RecordSink {
         waitForLeaders: true,
         topics: missing.map((t) => ({
           topic: t.topic,
-          numPartitions: this.cfg.INGEST_TOPIC_PARTITIONS,
-          replicationFactor: this.cfg.INGEST_TOPIC_REPLICATION,
-          configEntries: [
-            { name: 'retention.ms', value: String(t.retentionMs) },
-            // acks=all is only as strong as the ISR it waits for: with replication >= 3 require 2.
-            { name: 'min.insync.replicas', value: String(Math.max(1, Math.min(2, this.cfg.INGEST_TOPIC_REPLICATION - 1))) },
-          ],
+          numPartitions: t.partitions,
+          replicationFactor: t.replicationFactor,
+          configEntries: Object.entries(t.configs).map(([name, value]) => ({ name, value })),
         })),
       });
       this.log.info('created kafka topics', { cluster: c.lanes[0]!.name, topics: missing.map((t) => t.topic).join(',') });

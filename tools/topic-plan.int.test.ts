@@ -4,7 +4,8 @@ import kafkajs from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadIngestConfig } from '../ingest/config.ts';
 import { createKafka, stackInfo, uniqueName } from '../testing/stack.ts';
-import { applyPlan, DEFAULT_PLAN_OPTIONS, topicPlan } from './topic-plan.ts';
+import { DEFAULT_PLAN_OPTIONS, topicPlan } from '../ingest/topics.ts';
+import { applyPlan } from './topic-plan.ts';
 
 const { ConfigResourceTypes } = kafkajs;
 

@@ -1,49 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { loadIngestConfig } from '../ingest/config.ts';
-import { CATEGORIES } from '../schemas/categories.ts';
-import { ZONES } from '../schemas/contract.ts';
-import { DEFAULT_PLAN_OPTIONS, diffTopic, formatPlan, parseArgs, topicPlan } from './topic-plan.ts';
+import { topicPlan } from '../ingest/topics.ts';
+import { diffTopic, formatPlan, parseArgs } from './topic-plan.ts';
 
 const DAY = 86_400_000;
 const cfg = loadIngestConfig({ PIPELINE_KAFKA_BROKERS: 'main:9092', INGEST_ZONE_BROKERS_CN: 'cn1:9092,cn2:9092' });
 
-describe('topic plan', () => {
+describe('formatPlan', () => {
   const plan = topicPlan(cfg);
-
-  it('has the events topic and one personal and one rejects topic per residency zone', () => {
-    expect(plan.map((t) => t.topic).sort()).toEqual(
-      ['telemetry.events.v1', ...ZONES.map((z) => `telemetry.personal.${z}`), ...ZONES.map((z) => `telemetry.rejects.${z}`)].sort(),
-    );
-  });
-
-  it('puts a zone with its own cluster on that cluster (policy 6) and the rest on the main one', () => {
-    for (const t of plan) {
-      if (t.zone === 'cn') expect(t.brokers).toEqual(['cn1:9092', 'cn2:9092']);
-      else expect(t.brokers).toEqual(['main:9092']);
-    }
-  });
-
-  it('takes retention from the category map: personal = longest stored personal category, rejects = unclassified', () => {
-    const personal = Object.values(CATEGORIES).filter((c) => c.personal && c.retention !== 'P0D').map((c) => c.retention);
-    expect(personal).toContain('P30D');
-    const longest = Math.max(...personal.map((r) => Number(/^P(\d+)D$/.exec(r)![1]) * DAY));
-    for (const t of plan.filter((x) => x.kind === 'personal')) expect(Number(t.configs['retention.ms'])).toBe(longest);
-    for (const t of plan.filter((x) => x.kind === 'rejects')) expect(Number(t.configs['retention.ms'])).toBe(Number(/^P(\d+)D$/.exec(CATEGORIES.unclassified.retention)![1]) * DAY);
-    expect(plan.find((t) => t.kind === 'events')!.configs['retention.ms']).toBe(String(DEFAULT_PLAN_OPTIONS.eventsRetentionMs));
-  });
-
-  it('replicates 3 ways with min.insync.replicas 2 and no unclean election', () => {
-    for (const t of plan) {
-      expect(t.replicationFactor).toBe(3);
-      expect(t.configs['min.insync.replicas']).toBe('2');
-      expect(t.configs['unclean.leader.election.enable']).toBe('false');
-    }
-  });
-
-  it('refuses settings that would make every acks=all produce fail, or keep facts past their category', () => {
-    expect(() => topicPlan(cfg, { ...DEFAULT_PLAN_OPTIONS, replicationFactor: 1, minInsyncReplicas: 2 })).toThrow(/exceeds the replication factor/);
-    expect(() => topicPlan(cfg, { ...DEFAULT_PLAN_OPTIONS, eventsRetentionMs: 800 * DAY })).toThrow(/non-personal category retention/);
-  });
 
   it('prints the ACL hook so nobody mistakes an empty ACL plan for a secured cluster', () => {
     expect(formatPlan(plan)).toMatch(/ACLs: none planned/);

@@ -1,6 +1,7 @@
 /**
- * `npm run topics:plan`: the Kafka topics of a real deployment, derived from the category map, and
- * (with `--apply`) created or brought back to the plan, idempotently.
+ * `npm run topics:plan`: the Kafka topics of a real deployment (the plan is ingest/topics.ts, the same
+ * one ingest creates missing topics from with INGEST_TOPICS=create), printed, and (with `--apply`)
+ * created or brought back to the plan, idempotently.
  *
  *   npm run topics:plan                                   # print the plan (no broker contacted)
  *   npm run topics:plan -- --apply --brokers k1:9092,k2:9092,k3:9092
@@ -8,135 +9,22 @@
  *                                                            # connect as the operator with PIPELINE_KAFKA_SECURITY=sasl_ssl ...
  *   node dist/tools/topic-plan.js --apply ...    # the same from the image (compose, k8s Job)
  *
- * Topic names and where each zone's topics live come from the same settings ingest reads
- * (PIPELINE_TOPIC_*, PIPELINE_KAFKA_BROKERS, INGEST_ZONE_BROKERS_*), so the plan cannot name a topic
- * ingest does not write. Ingest in production runs with INGEST_TOPICS=verify: it refuses to start when a
- * topic is missing instead of creating one with its single-node defaults.
- *
- * Retention per topic (policy 4.4, values from schemas/categories.ts):
- * - personal.<zone>: the longest retention of any stored personal category (one personal record holds
- *   fields of several categories, so the record lives as long as its longest-kept field);
- * - rejects.<zone>: the `unclassified` category (a rejected event cannot be trusted to be what its
- *   categories say, so it is personal and kept briefly);
- * - events: a replay window for the aggregator (its facts are non-personal, policy 1.1.4); it may not
- *   exceed the retention of the non-personal categories it carries.
- * Personal and rejects topics of a zone are created on that zone's cluster (policy 6, residency).
- *
- * Safety: replication 3 with min.insync.replicas 2 (ingest produces with acks=all, so an acknowledged
- * batch is on two brokers), and unclean leader election off (an out-of-sync replica becoming leader would
- * silently drop acknowledged records).
+ * Ingest in production runs with INGEST_TOPICS=verify: it refuses to start when a topic is missing
+ * instead of creating one with its single-node defaults. Retention, replication and min.insync.replicas
+ * per topic, and why: ingest/topics.ts.
  */
 import { pathToFileURL } from 'node:url';
 import kafkajs, { type Admin, type ITopicConfig } from 'kafkajs';
 import { ConfigError } from '../runtime/config.ts';
 import { kafkaClientOptions } from '../runtime/kafka.ts';
 import { aclRules, applyAclRules, formatAclRules, type AclRule } from './security/acls.ts';
-import { personalTopic, rejectsTopic } from '../runtime/pipeline-settings.ts';
-import { CATEGORIES } from '../schemas/categories.ts';
-import { ZONES, type Zone } from '../schemas/contract.ts';
-import { isoDurationMs, loadIngestConfig, personalRetentionMs, zoneBrokers, type IngestConfig } from '../ingest/config.ts';
+import { loadIngestConfig, type IngestConfig } from '../ingest/config.ts';
+import { DEFAULT_PLAN_OPTIONS, topicPlan, type PlannedTopic, type PlanOptions } from '../ingest/topics.ts';
+
+export { DEFAULT_PLAN_OPTIONS, nonPersonalRetentionMs, rejectsRetentionMs, topicPlan } from '../ingest/topics.ts';
+export type { PlannedTopic, PlanOptions, TopicKind } from '../ingest/topics.ts';
 
 const { Kafka, logLevel, ConfigResourceTypes } = kafkajs;
-
-export type TopicKind = 'events' | 'personal' | 'rejects';
-
-export interface PlannedTopic {
-  topic: string;
-  kind: TopicKind;
-  /** Residency zone of a personal/rejects topic; undefined for events. */
-  zone: Zone | undefined;
-  /** Bootstrap servers of the cluster that must hold the topic. */
-  brokers: string[];
-  partitions: number;
-  replicationFactor: number;
-  /** Topic-level configs the plan owns; `--apply` sets exactly these. */
-  configs: Record<string, string>;
-  /** Where the retention comes from, for the printed plan. */
-  why: string;
-}
-
-export interface PlanOptions {
-  /** @default 12 (events: the aggregator's parallelism ceiling; personal/rejects follow ingest load) */
-  partitions: number;
-  /** @default 3 */
-  replicationFactor: number;
-  /** @default 2 */
-  minInsyncReplicas: number;
-  /** Replay window of the events topic. @default 7 days (INGEST_EVENTS_RETENTION_MS's default) */
-  eventsRetentionMs: number;
-}
-
-export const DEFAULT_PLAN_OPTIONS: PlanOptions = {
-  partitions: 12,
-  replicationFactor: 3,
-  minInsyncReplicas: 2,
-  eventsRetentionMs: 7 * 24 * 3600 * 1000,
-};
-
-/** Longest retention allowed for the non-personal facts of the events topic. */
-export function nonPersonalRetentionMs(): number {
-  let max = 0;
-  for (const e of Object.values(CATEGORIES)) if (!e.personal) max = Math.max(max, isoDurationMs(e.retention));
-  return max;
-}
-
-export function rejectsRetentionMs(): number {
-  return isoDurationMs(CATEGORIES.unclassified.retention);
-}
-
-/** The topics of a deployment. Pure: reads settings and the category map, contacts nothing. */
-export function topicPlan(cfg: IngestConfig, opts: PlanOptions = DEFAULT_PLAN_OPTIONS): PlannedTopic[] {
-  if (opts.minInsyncReplicas > opts.replicationFactor) {
-    throw new Error(`min.insync.replicas ${opts.minInsyncReplicas} exceeds the replication factor ${opts.replicationFactor}: every acks=all produce would fail`);
-  }
-  const ceiling = nonPersonalRetentionMs();
-  if (opts.eventsRetentionMs > ceiling) {
-    throw new Error(`events retention ${opts.eventsRetentionMs} ms exceeds the longest non-personal category retention (${ceiling} ms)`);
-  }
-  const common = (retentionMs: number) => ({
-    'retention.ms': String(retentionMs),
-    'cleanup.policy': 'delete',
-    'min.insync.replicas': String(opts.minInsyncReplicas),
-    'unclean.leader.election.enable': 'false',
-  });
-  const byZone = zoneBrokers(cfg);
-  const plan: PlannedTopic[] = [
-    {
-      topic: cfg.PIPELINE_TOPIC_EVENTS,
-      kind: 'events',
-      zone: undefined,
-      brokers: cfg.PIPELINE_KAFKA_BROKERS,
-      partitions: opts.partitions,
-      replicationFactor: opts.replicationFactor,
-      configs: common(opts.eventsRetentionMs),
-      why: `aggregator replay window (non-personal facts, category ceiling ${days(ceiling)} d)`,
-    },
-  ];
-  const personalMs = personalRetentionMs();
-  for (const zone of ZONES) {
-    plan.push({
-      topic: personalTopic(cfg.PIPELINE_TOPIC_PERSONAL_PREFIX, zone),
-      kind: 'personal',
-      zone,
-      brokers: byZone[zone],
-      partitions: opts.partitions,
-      replicationFactor: opts.replicationFactor,
-      configs: common(personalMs),
-      why: 'longest retention of a stored personal category (schemas/categories.ts)',
-    });
-    plan.push({
-      topic: rejectsTopic(cfg.PIPELINE_TOPIC_REJECTS_PREFIX, zone),
-      kind: 'rejects',
-      zone,
-      brokers: byZone[zone],
-      partitions: opts.partitions,
-      replicationFactor: opts.replicationFactor,
-      configs: common(rejectsRetentionMs()),
-      why: 'category `unclassified` (rejected input is treated as personal)',
-    });
-  }
-  return plan;
-}
 
 /**
  * ACLs (`--acls`): the bindings of tools/security/acls.ts for the topics of each cluster (a zone's

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadIngestConfig } from '../../ingest/config.ts';
-import { aclPlan, formatPlan, parseArgs, topicPlan } from '../topic-plan.ts';
+import { topicPlan } from '../../ingest/topics.ts';
+import { aclPlan, formatPlan, parseArgs } from '../topic-plan.ts';
 import { aclRules, formatAclRules, toKafkajsAcl, type AclRule, type AclTopic } from './acls.ts';
 
 const plan = topicPlan(loadIngestConfig({}));
