@@ -77,6 +77,38 @@ function personalStrings(b: any): string[] {
   return out.filter((x): x is string => typeof x === 'string');
 }
 
+/** Bad uploads with the status and code each must get, and the good container some of them are made from. */
+function badInputs(): { good: Buffer; gzipBomb: Buffer; cases: Array<[string, Buffer | string, Record<string, string>, number, string]> } {
+  const good = containerOf(batch({ events: 5 }), 'null');
+  const flipLast = Buffer.from(good);
+  flipLast[flipLast.length - 1]! ^= 0xff;
+  const plain = batchType.toBuffer({ ...batch({ events: 0 }) });
+  // Batch with `events` claiming 50 million items in a few bytes (the array count is the last varint).
+  const arrayBomb = Buffer.concat([plain.subarray(0, plain.length - 1), zigzagLong(50_000_000), Buffer.alloc(8)]);
+  // Batch whose first field (batch_id) claims a 1 GB string.
+  const idLen = (plain[0]! >> 1) as number; // short uuid: one-byte varint
+  const stringBomb = Buffer.concat([zigzagLong(1_000_000_000), plain.subarray(1 + idLen)]);
+  const otherSchema = { type: 'record', name: 'Other', namespace: 'x', fields: [{ name: 'a', type: 'int' }] };
+  const member = gzipSync(Buffer.alloc(1024 * 1024), { level: 9 });
+  const gzipBomb = Buffer.concat(Array.from({ length: 1024 }, () => member)); // ~1 MiB -> 1 GiB
+
+  const cases: Array<[string, Buffer | string, Record<string, string>, number, string]> = [
+    ['truncated container', good.subarray(0, good.length - 7), {}, 400, 'INGEST_CONTAINER_TRUNCATED'],
+    ['wrong sync marker', flipLast, {}, 400, 'INGEST_CONTAINER_BAD_SYNC'],
+    ['unknown codec', writeContainer(batchType, [batch({ events: 2 })], { codec: 'zstandard' }), {}, 400, 'INGEST_CONTAINER_UNKNOWN_CODEC'],
+    ['writer schema that resolves to nothing', writeContainer(batchType, [], { schemaJson: JSON.stringify(otherSchema), rawDatums: [Buffer.from([0x02])] }), {}, 400, 'INGEST_WRITER_SCHEMA_UNRESOLVABLE'],
+    ['gzip bomb 1 MiB -> 1 GiB', gzipBomb, { 'content-encoding': 'gzip' }, 413, 'INGEST_DECOMPRESSED_TOO_LARGE'],
+    ['body over the limit', Buffer.alloc(3 * 1024 * 1024), {}, 413, 'INGEST_BODY_TOO_LARGE'],
+    ['Avro array bomb', writeContainer(batchType, [], { rawDatums: [arrayBomb] }), {}, 400, 'INGEST_AVRO_INVALID'],
+    ['Avro string bomb', writeContainer(batchType, [], { rawDatums: [stringBomb] }), {}, 400, 'INGEST_AVRO_INVALID'],
+    ['invalid JSON', '{"batch_id": ', { 'content-type': 'application/json' }, 400, 'INGEST_BAD_JSON'],
+    ['empty batch', containerOf(batch({ events: 0 })), {}, 400, 'INGEST_BATCH_EMPTY'],
+    ['empty body', Buffer.alloc(0), {}, 400, 'INGEST_BODY_EMPTY'],
+    ['unknown content type', 'x', { 'content-type': 'text/csv' }, 415, 'INGEST_UNSUPPORTED_CONTENT_TYPE'],
+  ];
+  return { good, gzipBomb, cases };
+}
+
 describe('ingest -> Kafka (real broker)', () => {
   const t = newTopics();
   let svc: IngestService;
@@ -149,6 +181,36 @@ describe('ingest -> Kafka (real broker)', () => {
     expect(personalValuesIn(personalCn, deviceIds).sort()).toEqual([...deviceIds].sort());
   });
 
+  it('accepts Avro-JSON and gzip, and reports consent drops', async () => {
+    const j = await post(svc, JSON.stringify(batch({ events: 3 })), { 'content-type': 'application/json' });
+    expect(j.status).toBe(200);
+    expect(j.json.accepted).toBe(3);
+    const g = await post(svc, gzipSync(containerOf(batch({ events: 4 }))), { 'content-type': 'avro/binary', 'content-encoding': 'gzip' });
+    expect(g.status).toBe(200);
+    expect(g.json.accepted).toBe(4);
+    const noConsent = await post(svc, containerOf(batch({ events: 5, analytics: false })));
+    expect(noConsent.status).toBe(200);
+    expect(noConsent.json).toMatchObject({ accepted: 0, dropped_consent: { no_analytics_consent: 5 } });
+  });
+
+  it('answers bad input with its status and stays healthy', async () => {
+    const { good, gzipBomb, cases } = badInputs();
+    expect(gzipBomb.length).toBeLessThan(1.1 * 1024 * 1024);
+    for (const [name, body, headers, status, code] of cases) {
+      const r = await post(svc, body, { 'content-type': 'avro/binary', ...headers });
+      expect({ name, status: r.status, code: r.json?.error?.code }).toEqual({ name, status, code });
+      expect(r.json.error.message.length, name).toBeGreaterThan(10);
+    }
+    const ready = await fetch(`${svc.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect((await post(svc, good)).status).toBe(200);
+    const metrics = await (await fetch(`${svc.url}/metrics`)).text();
+    expect(metrics).toMatch(/ingest_requests_total\{status="413",code="INGEST_DECOMPRESSED_TOO_LARGE"\} 1/);
+    expect(metrics).toMatch(/ingest_events_rejected_total\{reason="SCHEMA_BAD_FORMAT"\}/);
+  });
+});
+
+describe('ingest -> Kafka: retried batches and start-up checks (real broker)', () => {
   it('gives a retried batch the same event keys (the aggregator deduplicates by event_key)', async () => {
     const t2 = newTopics();
     const svc2 = await startIngest(loadIngestConfig(envFor(t2)), { log: quiet, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
@@ -164,60 +226,6 @@ describe('ingest -> Kafka (real broker)', () => {
     } finally {
       await svc2.close();
     }
-  });
-
-  it('accepts Avro-JSON and gzip, and reports consent drops', async () => {
-    const j = await post(svc, JSON.stringify(batch({ events: 3 })), { 'content-type': 'application/json' });
-    expect(j.status).toBe(200);
-    expect(j.json.accepted).toBe(3);
-    const g = await post(svc, gzipSync(containerOf(batch({ events: 4 }))), { 'content-type': 'avro/binary', 'content-encoding': 'gzip' });
-    expect(g.status).toBe(200);
-    expect(g.json.accepted).toBe(4);
-    const noConsent = await post(svc, containerOf(batch({ events: 5, analytics: false })));
-    expect(noConsent.status).toBe(200);
-    expect(noConsent.json).toMatchObject({ accepted: 0, dropped_consent: { no_analytics_consent: 5 } });
-  });
-
-  it('answers bad input with its status and stays healthy', async () => {
-    const good = containerOf(batch({ events: 5 }), 'null');
-    const flipLast = Buffer.from(good);
-    flipLast[flipLast.length - 1]! ^= 0xff;
-    const plain = batchType.toBuffer({ ...batch({ events: 0 }) });
-    // Batch with `events` claiming 50 million items in a few bytes (the array count is the last varint).
-    const arrayBomb = Buffer.concat([plain.subarray(0, plain.length - 1), zigzagLong(50_000_000), Buffer.alloc(8)]);
-    // Batch whose first field (batch_id) claims a 1 GB string.
-    const idLen = (plain[0]! >> 1) as number; // short uuid: one-byte varint
-    const stringBomb = Buffer.concat([zigzagLong(1_000_000_000), plain.subarray(1 + idLen)]);
-    const otherSchema = { type: 'record', name: 'Other', namespace: 'x', fields: [{ name: 'a', type: 'int' }] };
-    const member = gzipSync(Buffer.alloc(1024 * 1024), { level: 9 });
-    const gzipBomb = Buffer.concat(Array.from({ length: 1024 }, () => member)); // ~1 MiB -> 1 GiB
-
-    const cases: Array<[string, Buffer | string, Record<string, string>, number, string]> = [
-      ['truncated container', good.subarray(0, good.length - 7), {}, 400, 'INGEST_CONTAINER_TRUNCATED'],
-      ['wrong sync marker', flipLast, {}, 400, 'INGEST_CONTAINER_BAD_SYNC'],
-      ['unknown codec', writeContainer(batchType, [batch({ events: 2 })], { codec: 'zstandard' }), {}, 400, 'INGEST_CONTAINER_UNKNOWN_CODEC'],
-      ['writer schema that resolves to nothing', writeContainer(batchType, [], { schemaJson: JSON.stringify(otherSchema), rawDatums: [Buffer.from([0x02])] }), {}, 400, 'INGEST_WRITER_SCHEMA_UNRESOLVABLE'],
-      ['gzip bomb 1 MiB -> 1 GiB', gzipBomb, { 'content-encoding': 'gzip' }, 413, 'INGEST_DECOMPRESSED_TOO_LARGE'],
-      ['body over the limit', Buffer.alloc(3 * 1024 * 1024), {}, 413, 'INGEST_BODY_TOO_LARGE'],
-      ['Avro array bomb', writeContainer(batchType, [], { rawDatums: [arrayBomb] }), {}, 400, 'INGEST_AVRO_INVALID'],
-      ['Avro string bomb', writeContainer(batchType, [], { rawDatums: [stringBomb] }), {}, 400, 'INGEST_AVRO_INVALID'],
-      ['invalid JSON', '{"batch_id": ', { 'content-type': 'application/json' }, 400, 'INGEST_BAD_JSON'],
-      ['empty batch', containerOf(batch({ events: 0 })), {}, 400, 'INGEST_BATCH_EMPTY'],
-      ['empty body', Buffer.alloc(0), {}, 400, 'INGEST_BODY_EMPTY'],
-      ['unknown content type', 'x', { 'content-type': 'text/csv' }, 415, 'INGEST_UNSUPPORTED_CONTENT_TYPE'],
-    ];
-    expect(gzipBomb.length).toBeLessThan(1.1 * 1024 * 1024);
-    for (const [name, body, headers, status, code] of cases) {
-      const r = await post(svc, body, { 'content-type': 'avro/binary', ...headers });
-      expect({ name, status: r.status, code: r.json?.error?.code }).toEqual({ name, status, code });
-      expect(r.json.error.message.length, name).toBeGreaterThan(10);
-    }
-    const ready = await fetch(`${svc.url}/readyz`);
-    expect(ready.status).toBe(200);
-    expect((await post(svc, good)).status).toBe(200);
-    const metrics = await (await fetch(`${svc.url}/metrics`)).text();
-    expect(metrics).toMatch(/ingest_requests_total\{status="413",code="INGEST_DECOMPRESSED_TOO_LARGE"\} 1/);
-    expect(metrics).toMatch(/ingest_events_rejected_total\{reason="SCHEMA_BAD_FORMAT"\}/);
   });
 
   it('INGEST_TOPICS=verify refuses to start when topics are missing, with one clear line', async () => {
