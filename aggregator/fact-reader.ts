@@ -23,7 +23,7 @@
  * The tokens and event keys are views into the Kafka record (no copy); they live until the flush.
  */
 import { randomBytes } from 'node:crypto';
-import { decodeEventFacts, eventFactBatchType, eventFactType, fingerprintOf, SchemaError, type EventFact, type EventKind } from '../schemas/index.ts';
+import { decodeEventFacts, eventFactBatchType, eventFactType, fingerprintOf, LONG_MAX_BYTES, readInt, readLong, SchemaError, skipLong, varintEnd, type EventFact, type EventKind } from '../schemas/index.ts';
 import { judgeFact, utcDay, type FactRow, type WindowOptions } from './facts.ts';
 import { dimsTsv } from './tsv.ts';
 
@@ -106,56 +106,11 @@ interface Dims {
   tsv: Buffer;
 }
 
-/** Reads a zigzag varint int (Avro int) at `pos`; returns [value, next] or undefined when malformed. */
-function readInt(b: Buffer, pos: number, end: number): number {
-  let n = 0;
-  let shift = 0;
-  for (let i = 0; i < 5; i++) {
-    if (pos >= end) return NaN;
-    const x = b[pos++]!;
-    n |= (x & 0x7f) << shift;
-    if ((x & 0x80) === 0) {
-      lastPos = pos;
-      return (n >>> 1) ^ -(n & 1);
-    }
-    shift += 7;
-  }
-  return NaN;
-}
-/** Position after the last varint read (module-level to avoid an allocation per varint). */
-let lastPos = 0;
-
-/** Reads a zigzag varint long (up to 2^53) at `pos`; NaN when malformed; `lastPos` after it. */
-function readLong(b: Buffer, pos: number, end: number): number {
-  let n = 0;
-  let mul = 1;
-  for (let i = 0; i < 8; i++) {
-    if (pos >= end) return NaN;
-    const x = b[pos++]!;
-    n += (x & 0x7f) * mul;
-    if ((x & 0x80) === 0) {
-      lastPos = pos;
-      return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
-    }
-    mul *= 128;
-  }
-  return NaN;
-}
-
-/** Skips a zigzag varint long; returns the position after it, or -1. */
-function skipLong(b: Buffer, pos: number, end: number): number {
-  for (let i = 0; i < 10; i++) {
-    if (pos >= end) return -1;
-    if ((b[pos++]! & 0x80) === 0) return pos;
-  }
-  return -1;
-}
-
 /** Skips a string (length varint + bytes); returns the position after it, or -1. */
 function skipString(b: Buffer, pos: number, end: number): number {
   const len = readInt(b, pos, end);
   if (!(len >= 0)) return -1;
-  const next = lastPos + len;
+  const next = varintEnd.pos + len;
   return next <= end ? next : -1;
 }
 
@@ -235,13 +190,14 @@ export class FactReader {
     let p = H;
     let n = 0;
     for (;;) {
-      let count = readLong(b, p, end);
+      // A block count: an Avro long, read up to 8 bytes (any real count is far shorter).
+      let count = readLong(b, p, end, 8);
       if (Number.isNaN(count)) return -1;
-      p = lastPos;
+      p = varintEnd.pos;
       if (count === 0) break;
       if (count < 0) {
         count = -count;
-        p = skipLong(b, p, end);
+        p = skipLong(b, p, end, LONG_MAX_BYTES);
         if (p < 0) return -1;
       }
       for (let k = 0; k < count; k++) {
@@ -261,10 +217,10 @@ export class FactReader {
     const dayAt = p + 32;
     const day = readInt(b, dayAt, end);
     if (Number.isNaN(day)) return -1;
-    const kindAt = lastPos;
+    const kindAt = varintEnd.pos;
     const kindIdx = readInt(b, kindAt, end);
     if (!(kindIdx >= 0 && kindIdx < KINDS.length)) return -1;
-    const dimsAt = lastPos;
+    const dimsAt = varintEnd.pos;
     let q = dimsAt;
     for (let k = 0; k < 5 && q >= 0; k++) q = skipString(b, q, end);
     const dimsEnd = q;
@@ -272,7 +228,7 @@ export class FactReader {
     for (let k = 0; k < 3 && q >= 0; k++) {
       if (q >= end) q = -1;
       else if (b[q] === 0) q++;
-      else if (b[q] === 2) q = k === 0 ? skipLong(b, q + 1, end) : skipString(b, q + 1, end);
+      else if (b[q] === 2) q = k === 0 ? skipLong(b, q + 1, end, LONG_MAX_BYTES) : skipString(b, q + 1, end);
       else q = -1;
     }
     if (q < 0) return -1;
@@ -374,7 +330,7 @@ export class FactReader {
     let p = dimsAt;
     for (let i = 0; i < 5; i++) {
       const len = readInt(b, p, b.length);
-      p = lastPos;
+      p = varintEnd.pos;
       s.push(b.toString('utf8', p, p + len));
       p += len;
     }

@@ -12,6 +12,7 @@
  * The datums inside each block are decoded by the caller with the schemas guard (`guardedDecode`).
  */
 import { inflateRawSync } from 'node:zlib';
+import { LONG_MAX_BYTES, readLong, varintEnd, varintTruncated } from '../schemas/index.ts';
 import { fail, type IngestFailure } from './errors.ts';
 
 export const OCF_MAGIC = Buffer.from([0x4f, 0x62, 0x6a, 0x01]); // "Obj" 1
@@ -78,20 +79,16 @@ class Cursor {
   }
   /** Avro long: zig-zag varint, at most 10 bytes; refuses values beyond 2^53 (no byte count is that big). */
   long(what: string): number {
-    let result = 0;
-    let mul = 1;
-    for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.buf.length) throw new Truncated(`truncated while reading ${what}`);
-      const b = this.buf[this.pos++]!;
-      result += (b & 0x7f) * mul;
-      if ((b & 0x80) === 0) {
-        if (result > Number.MAX_SAFE_INTEGER) throw new Bad('INGEST_CONTAINER_BAD_HEADER', `${what} does not fit in 53 bits`);
-        // zig-zag: even -> non-negative, odd -> negative
-        return result % 2 === 0 ? result / 2 : -(result + 1) / 2;
-      }
-      mul *= 128;
+    const start = this.pos;
+    const v = readLong(this.buf, start, this.buf.length, LONG_MAX_BYTES);
+    this.pos = varintEnd.pos;
+    if (v !== v) {
+      if (varintTruncated(start, LONG_MAX_BYTES)) throw new Truncated(`truncated while reading ${what}`);
+      throw new Bad('INGEST_CONTAINER_BAD_HEADER', `${what} is a varint longer than 10 bytes`);
     }
-    throw new Bad('INGEST_CONTAINER_BAD_HEADER', `${what} is a varint longer than 10 bytes`);
+    // The varint's unsigned value (2v, or -2v - 1 for a negative v) must fit in 53 bits: -2^52 <= v < 2^52.
+    if (v >= 2 ** 52 || v < -(2 ** 52)) throw new Bad('INGEST_CONTAINER_BAD_HEADER', `${what} does not fit in 53 bits`);
+    return v;
   }
   bytes(n: number, what: string): Buffer {
     if (n > this.left) throw new Truncated(`truncated: ${what} needs ${n} bytes, ${this.left} left`);

@@ -6,21 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
 import type avro from 'avsc';
+import { longBytes } from '../schemas/index.ts';
 import { OCF_MAGIC, SYNC_SIZE } from './container.ts';
 
-export function zigzagLong(n: number): Buffer {
-  let z = n >= 0 ? n * 2 : -n * 2 - 1;
-  const out: number[] = [];
-  while (z >= 0x80) {
-    out.push((z % 0x80) | 0x80);
-    z = Math.floor(z / 0x80);
-  }
-  out.push(z);
-  return Buffer.from(out);
-}
+/** An Avro long in a buffer of its own (schemas/varint.ts); tests craft hostile bodies with it. */
+export const zigzagLong = longBytes;
 
 function avroBytes(b: Buffer): Buffer {
-  return Buffer.concat([zigzagLong(b.length), b]);
+  return Buffer.concat([longBytes(b.length), b]);
 }
 
 export interface WriteOptions {
@@ -44,16 +37,16 @@ export function writeContainer(type: avro.Type, values: readonly unknown[], opts
     ['avro.codec', Buffer.from(codec, 'utf8')],
     ...Object.entries(opts.extraMeta ?? {}),
   ];
-  const parts: Buffer[] = [OCF_MAGIC, zigzagLong(meta.length)];
+  const parts: Buffer[] = [OCF_MAGIC, longBytes(meta.length)];
   for (const [k, v] of meta) parts.push(avroBytes(Buffer.from(k, 'utf8')), avroBytes(v));
-  parts.push(zigzagLong(0), sync);
+  parts.push(longBytes(0), sync);
   const datums = opts.rawDatums ?? values.map((v) => type.toBuffer(v));
   const size = opts.blockSize ?? Math.max(1, datums.length);
   for (let i = 0; i < datums.length; i += size) {
     const chunk = datums.slice(i, i + size);
     const data = Buffer.concat(chunk);
     const payload = codec === 'deflate' ? deflateRawSync(data) : data;
-    parts.push(zigzagLong(chunk.length), zigzagLong(payload.length), payload, sync);
+    parts.push(longBytes(chunk.length), longBytes(payload.length), payload, sync);
   }
   return Buffer.concat(parts);
 }

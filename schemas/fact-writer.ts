@@ -7,6 +7,7 @@
  * avsc in the tests.
  */
 import type avro from 'avsc';
+import { writeLong } from './varint.ts';
 
 type W = (s: Slab, v: unknown) => void;
 
@@ -24,15 +25,7 @@ export class Slab {
     this.buf = next;
   }
   long(n: number): void {
-    let v = n >= 0 ? n * 2 : -n * 2 - 1;
-    const b = this.buf;
-    let p = this.pos;
-    while (v >= 0x80) {
-      b[p++] = (v & 0x7f) | 0x80;
-      v = Math.floor(v / 128);
-    }
-    b[p++] = v;
-    this.pos = p;
+    this.pos = writeLong(this.buf, this.pos, n);
   }
 }
 

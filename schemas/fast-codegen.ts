@@ -22,6 +22,7 @@ import { Names, shortName, snake, type FieldInfo, type SchemaNode } from './clas
 import { isUtf8 } from './guard.ts';
 import { DAY_MS } from './tokenizer.ts';
 import type { FastSpec } from './fast.ts';
+import { readLong, varintEnd, writeLong } from './varint.ts';
 
 /** A schema construct the generator does not handle: no fast path, the generic one serves. */
 export class Unsupported extends Error {}
@@ -57,17 +58,6 @@ const T16 = (() => {
   for (let a = 0; a < 256; a++) for (let b = 0; b < 256; b++) if (hex[a]! >= 0 && hex[b]! >= 0) t[(a << 8) | b] = (hex[a]! << 4) | hex[b]!;
   return t;
 })();
-
-/** Zigzag varint writer shared by the generated code (same output as avsc and fact-writer's Slab.long). */
-export function wl(o: Buffer, w: number, n: number): number {
-  let v = n >= 0 ? n * 2 : -n * 2 - 1;
-  while (v >= 0x80) {
-    o[w++] = (v & 0x7f) | 0x80;
-    v = Math.floor(v / 128);
-  }
-  o[w++] = v;
-  return w;
-}
 
 // ---- shared state of the emitters -----------------------------------------------------------------
 
@@ -120,7 +110,11 @@ function fresh(g: Gen, p: string): string {
   return `${p}${g.tmp++}`;
 }
 
-/** `let x = <varint at P>` with the one-byte case inline (most varints of an event are one byte). */
+/**
+ * `let x = <varint at P>`: the one-byte case of schemas/varint.ts `readLong` inline, the rest through
+ * `rl` (which calls it). Inline because most varints of an event are one byte and this is the
+ * parser's innermost step; the differential test (fast.test.ts) holds it to avsc.
+ */
 function inlineVarint(x: string): string {
   return `let ${x} = buf[P]; if (${x} < 128) { P++; ${x} = ${x} & 1 ? -(${x} + 1) / 2 : ${x} / 2; } else ${x} = rl(buf, end);`;
 }
@@ -148,7 +142,7 @@ export function generate(spec: FastSpec): Generated {
   const writer = emitFactWriter(g, slots);
   const src = generatedSource(spec, g.columns, parseBody, writer);
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  return new Function('D', 'K', src)({ isUtf8, T16, wl, MCC: MCC_COUNTRY, FH: spec.factHeader }, g.consts) as Generated;
+  return new Function('D', 'K', src)({ isUtf8, T16, wl: writeLong, MCC: MCC_COUNTRY, FH: spec.factHeader, readLong, VE: varintEnd }, g.consts) as Generated;
 }
 
 // ---- 2. which event-level inputs the EventFact reads, and how ---------------------------------------
@@ -609,7 +603,7 @@ function generatedSource(spec: FastSpec, columns: Map<string, Column>, parseBody
     .map((c) => (c.rep === 'num' ? `const CN${c.id} = new Float64Array(MAXEV);` : c.rep === 'str' ? `const CS${c.id} = new Int32Array(MAXEV), CL${c.id} = new Int32Array(MAXEV);` : `const CB${c.id} = new Int32Array(MAXEV);`))
     .join('\n');
   return `"use strict";
-const { isUtf8, T16, wl, MCC, FH } = D;
+const { isUtf8, T16, wl, MCC, FH, readLong, VE } = D;
 const FHD = new DataView(FH.buffer, FH.byteOffset, FH.length);
 const MAXEV = ${spec.maxEvents};
 let P = 0, A = true, LMS = 0, N = 0, HK = 0, HB = 0, PE = -1;
@@ -659,26 +653,15 @@ return G;`;
  * The fixed helpers of the generated parser (the same for every schema): varint (`rl`), string (`rs`)
  * and UUID (`uu`) readers working on the parse position `P`, and the copies into the personal bytes `Q`.
  */
-const PARSER_HELPERS = `// zigzag varint at P; NaN when truncated, longer than 7 bytes (beyond 2^48: the generic path decides)
-// or not in canonical form (a kept value's bytes are copied, so they must be what avsc would write).
+const PARSER_HELPERS = `// zigzag varint at P (schemas/varint.ts readLong); NaN when truncated, longer than 7 bytes (beyond
+// 2^48: the generic path decides) or not in canonical form, i.e. a multi-byte varint ending in a 0 byte
+// (a kept value's bytes are copied, so they must be what avsc would write).
 function rl(buf, end) {
-  let p = P;
-  if (p >= end) return NaN;
-  let b = buf[p++];
-  let n = b & 0x7f;
-  if (b & 0x80) {
-    let sh = 128, k = 1;
-    do {
-      if (p >= end || k === 7) return NaN;
-      b = buf[p++];
-      n += (b & 0x7f) * sh;
-      sh *= 128;
-      k++;
-    } while (b & 0x80);
-    if (b === 0) return NaN;
-  }
-  P = p;
-  return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
+  const n = readLong(buf, P, end, 7);
+  const e = VE.pos;
+  if (n !== n || (e - P > 1 && buf[e - 1] === 0)) return NaN;
+  P = e;
+  return n;
 }
 // string at P: start of its bytes (P moves to the end), -1 to fall back. A: all ASCII.
 // A string longer in bytes than its limit in UTF-16 units may still be valid: the generic path decides.

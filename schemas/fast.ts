@@ -32,10 +32,11 @@ import type avro from 'avsc';
 import { RESIDENCY, zoneOf } from './categories.ts';
 import type { FieldInfo, SchemaNode } from './classify.ts';
 import type { OutRecord, SplitResult, Zone } from './contract.ts';
-import { generate, Unsupported, wl, type Generated } from './fast-codegen.ts';
+import { generate, Unsupported, type Generated } from './fast-codegen.ts';
 import type { DecodeLimits } from './guard.ts';
 import { DAY_MS, type DailyTokenizer } from './tokenizer.ts';
 import type { Invalid } from './validate.ts';
+import { writeLong } from './varint.ts';
 
 export interface FastSpec {
   batchSchema: SchemaNode;
@@ -153,7 +154,7 @@ function batchLevelEncoder(spec: FastSpec): (bv: unknown[]) => Buffer[] {
       const x = bv[r[k]!];
       if (typeof x === 'string' && (types[k] as any).typeName === 'string') {
         const len = Buffer.byteLength(x);
-        w = wl(b, w, len);
+        w = writeLong(b, w, len);
         w += b.write(x, w, 'utf8');
       } else w += types[k]!.toBuffer(x).copy(b, w);
     }
@@ -235,7 +236,7 @@ function writeOneDay(spec: FastSpec, g: Generated, body: Buffer, n: number, keys
   const out = Buffer.allocUnsafe(lead + n * stride + 1);
   const od = dataView(out);
   bh.copy(out, 0);
-  let c = wl(out, bh.length, n);
+  let c = writeLong(out, bh.length, n);
   out.fill(first.subarray(0, stride), lead, lead + n * stride);
   for (let j = 0; j < n; j++) {
     const base = lead + j * stride;
@@ -268,7 +269,7 @@ function writeDays(spec: FastSpec, g: Generated, body: Buffer, n: number, keys: 
   for (let k = 0; k < days.length; k++) {
     const start = w;
     bh.copy(out, w);
-    w = wl(out, w + bh.length, counts[k]!);
+    w = writeLong(out, w + bh.length, counts[k]!);
     for (let j = 0; j < n; j++) {
       if (dayOf[j] !== k) continue;
       w = g.fact(body, j, out, od, w, kds[k]!, 16 * at[j]!, tds[k]!, chunks);
@@ -296,7 +297,7 @@ function personalRecord(spec: FastSpec, g: Generated, head: any, n: number, zone
   const rec = Buffer.allocUnsafe(ph.length + headBytes.length - 1 + 10 + ev.len + 1);
   ph.copy(rec, 0);
   headBytes.copy(rec, ph.length, 0, headBytes.length - 1);
-  let r = wl(rec, ph.length + headBytes.length - 1, n);
+  let r = writeLong(rec, ph.length + headBytes.length - 1, n);
   ev.buf.copy(rec, r, 0, ev.len);
   r += ev.len;
   rec[r++] = 0;

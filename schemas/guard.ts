@@ -12,6 +12,7 @@
  */
 import avro from 'avsc';
 import { AvroGuardError, type SchemaErrorCode } from './errors.ts';
+import { INT_MAX_BYTES, LONG_MAX_BYTES, readLong, skipLong, varintEnd, varintTruncated } from './varint.ts';
 
 export interface DecodeLimits {
   /** Longest string or bytes value, in bytes. @default 65536 */
@@ -109,33 +110,32 @@ function minSize(type: avro.Type, seen = new Set<avro.Type>()): number {
   }
 }
 
-function readVarint(buf: Buffer, pos: number, st: State, path: string, maxBytes: number): [number, number] {
-  let shift = 1;
-  let n = 0;
-  for (let i = 0; i < maxBytes; i++) {
-    if (pos >= st.end) throw new Fail('AVRO_TRUNCATED', path, pos, 'truncated varint');
-    const b = buf[pos++]!;
-    n += (b & 0x7f) * shift;
-    if (!(b & 0x80)) return [n % 2 === 0 ? n / 2 : -(n + 1) / 2, pos];
-    shift *= 128;
-  }
-  throw new Fail('AVRO_BAD_VARINT', path, pos, `varint longer than ${maxBytes} bytes`);
+/** The varint at `pos` (position after it in `varintEnd.pos`); throws the guard's error when it is cut or too long. */
+function readVarint(buf: Buffer, pos: number, st: State, path: string, maxBytes: number): number {
+  const n = readLong(buf, pos, st.end, maxBytes);
+  if (n !== n) throw varintFail(pos, path, maxBytes);
+  return n;
 }
 
 function skipVarint(buf: Buffer, pos: number, st: State, path: string, maxBytes: number): number {
-  for (let i = 0; i < maxBytes; i++) {
-    if (pos >= st.end) throw new Fail('AVRO_TRUNCATED', path, pos, 'truncated varint');
-    if (!(buf[pos++]! & 0x80)) return pos;
-  }
-  throw new Fail('AVRO_BAD_VARINT', path, pos, `varint longer than ${maxBytes} bytes`);
+  const p = skipLong(buf, pos, st.end, maxBytes);
+  if (p < 0) throw varintFail(pos, path, maxBytes);
+  return p;
 }
 
-function length(buf: Buffer, pos: number, st: State, path: string): [number, number] {
-  const [len, p] = readVarint(buf, pos, st, path, 10);
+function varintFail(start: number, path: string, maxBytes: number): Fail {
+  if (varintTruncated(start, maxBytes)) return new Fail('AVRO_TRUNCATED', path, varintEnd.pos, 'truncated varint');
+  return new Fail('AVRO_BAD_VARINT', path, varintEnd.pos, `varint longer than ${maxBytes} bytes`);
+}
+
+/** A string or bytes length, checked against the limit and the bytes left; its bytes start at `varintEnd.pos`. */
+function length(buf: Buffer, pos: number, st: State, path: string): number {
+  const len = readVarint(buf, pos, st, path, LONG_MAX_BYTES);
+  const p = varintEnd.pos;
   if (len < 0) throw new Fail('AVRO_NEGATIVE_LENGTH', path, pos, `negative length ${len}`);
   if (len > st.limits.maxStringLength) throw new Fail('AVRO_LIMIT_EXCEEDED', path, pos, `length ${len} exceeds the limit of ${st.limits.maxStringLength} bytes`);
   if (len > st.end - p) throw new Fail('AVRO_TRUNCATED', path, pos, `length ${len} but only ${st.end - p} bytes remain`);
-  return [len, p];
+  return len;
 }
 
 /** Well-formed UTF-8 per RFC 3629 (no overlongs, no surrogates, nothing above U+10FFFF). */
@@ -183,9 +183,9 @@ function compile(type: avro.Type, path: string, st: State, named = new Map<strin
         return p + 1;
       };
     case 'int':
-      return (b, p) => skipVarint(b, p, st, path, 5);
+      return (b, p) => skipVarint(b, p, st, path, INT_MAX_BYTES);
     case 'long':
-      return (b, p) => skipVarint(b, p, st, path, 10);
+      return (b, p) => skipVarint(b, p, st, path, LONG_MAX_BYTES);
     case 'float':
     case 'double': {
       const n = name === 'float' ? 4 : 8;
@@ -203,12 +203,14 @@ function compile(type: avro.Type, path: string, st: State, named = new Map<strin
     }
     case 'bytes':
       return (b, p) => {
-        const [len, q] = length(b, p, st, path);
+        const len = length(b, p, st, path);
+        const q = varintEnd.pos;
         return q + len;
       };
     case 'string':
       return (b, p) => {
-        const [len, q] = length(b, p, st, path);
+        const len = length(b, p, st, path);
+        const q = varintEnd.pos;
         const bad = isUtf8(b, q, q + len);
         if (bad >= 0) throw new Fail('AVRO_BAD_UTF8', path, bad, 'invalid UTF-8 in string');
         return q + len;
@@ -216,7 +218,8 @@ function compile(type: avro.Type, path: string, st: State, named = new Map<strin
     case 'enum': {
       const n: number = t.symbols.length;
       return (b, p) => {
-        const [i, q] = readVarint(b, p, st, path, 5);
+        const i = readVarint(b, p, st, path, INT_MAX_BYTES);
+        const q = varintEnd.pos;
         if (i < 0 || i >= n) throw new Fail('AVRO_BAD_ENUM_INDEX', path, p, `enum index ${i} outside 0..${n - 1}`);
         return q;
       };
@@ -228,7 +231,8 @@ function compile(type: avro.Type, path: string, st: State, named = new Map<strin
         return compile(bt, path ? `${path}.${bn}` : bn, st, named);
       });
       return (b, p) => {
-        const [i, q] = readVarint(b, p, st, path, 5);
+        const i = readVarint(b, p, st, path, INT_MAX_BYTES);
+        const q = varintEnd.pos;
         const w = branches[i];
         if (!w) throw new Fail('AVRO_BAD_UNION_BRANCH', path, p, `union branch ${i} outside 0..${branches.length - 1}`);
         return w(b, q);
@@ -249,46 +253,50 @@ function compile(type: avro.Type, path: string, st: State, named = new Map<strin
       return self;
     }
     case 'array':
-    case 'map': {
-      const isMap = name === 'map';
-      const itemPath = `${path}[]`;
-      const item = compile(isMap ? t.valuesType : t.itemsType, itemPath, st, named);
-      const itemMin = minSize(isMap ? t.valuesType : t.itemsType) + (isMap ? 1 : 0);
-      const keyWalk: Walk | undefined = isMap ? compile(STRING, `${itemPath}<key>`, st, named) : undefined;
-      return (b, p) => {
-        const limit = st.limits.maxItems?.[path] ?? st.limits.maxCollectionLength;
-        const depth = st.idx.length;
-        st.idx.push(0);
-        let total = 0;
-        for (;;) {
-          const at = p;
-          let [count, q] = readVarint(b, p, st, path, 10);
-          p = q;
-          if (count === 0) break;
-          if (count < 0) {
-            count = -count;
-            const [size, r] = readVarint(b, p, st, path, 10);
-            if (size < 0 || size > st.end - r) throw new Fail('AVRO_TRUNCATED', path, at, `block of ${size} bytes but only ${st.end - r} remain`);
-            p = r;
-          }
-          total += count;
-          st.items += count;
-          if (total > limit) throw new Fail('AVRO_LIMIT_EXCEEDED', path, at, `${total} items exceed the limit of ${limit}`);
-          if (st.items > st.limits.maxTotalItems) throw new Fail('AVRO_LIMIT_EXCEEDED', path, at, `${st.items} items in the body exceed the limit of ${st.limits.maxTotalItems}`);
-          if (count * itemMin > st.end - p) throw new Fail('AVRO_TRUNCATED', path, at, `block claims ${count} items but only ${st.end - p} bytes remain`);
-          for (let i = 0; i < count; i++) {
-            st.idx[depth] = total - count + i;
-            if (keyWalk) p = keyWalk(b, p);
-            p = item(b, p);
-          }
-        }
-        st.idx.length = depth;
-        return p;
-      };
-    }
+    case 'map':
+      return compileCollection(t, name === 'map', path, st, named);
     default:
       throw new Error(`guard: unsupported Avro type ${name} at ${path}`);
   }
+}
+
+/** Arrays and maps: blocks of items (a negative count is followed by the block's byte size) up to a 0 count. */
+function compileCollection(t: any, isMap: boolean, path: string, st: State, named: Map<string, Walk>): Walk {
+  const itemPath = `${path}[]`;
+  const item = compile(isMap ? t.valuesType : t.itemsType, itemPath, st, named);
+  const itemMin = minSize(isMap ? t.valuesType : t.itemsType) + (isMap ? 1 : 0);
+  const keyWalk: Walk | undefined = isMap ? compile(STRING, `${itemPath}<key>`, st, named) : undefined;
+  return (b, p) => {
+    const limit = st.limits.maxItems?.[path] ?? st.limits.maxCollectionLength;
+    const depth = st.idx.length;
+    st.idx.push(0);
+    let total = 0;
+    for (;;) {
+      const at = p;
+      let count = readVarint(b, p, st, path, LONG_MAX_BYTES);
+      p = varintEnd.pos;
+      if (count === 0) break;
+      if (count < 0) {
+        count = -count;
+        const size = readVarint(b, p, st, path, LONG_MAX_BYTES);
+        const r = varintEnd.pos;
+        if (size < 0 || size > st.end - r) throw new Fail('AVRO_TRUNCATED', path, at, `block of ${size} bytes but only ${st.end - r} remain`);
+        p = r;
+      }
+      total += count;
+      st.items += count;
+      if (total > limit) throw new Fail('AVRO_LIMIT_EXCEEDED', path, at, `${total} items exceed the limit of ${limit}`);
+      if (st.items > st.limits.maxTotalItems) throw new Fail('AVRO_LIMIT_EXCEEDED', path, at, `${st.items} items in the body exceed the limit of ${st.limits.maxTotalItems}`);
+      if (count * itemMin > st.end - p) throw new Fail('AVRO_TRUNCATED', path, at, `block claims ${count} items but only ${st.end - p} bytes remain`);
+      for (let i = 0; i < count; i++) {
+        st.idx[depth] = total - count + i;
+        if (keyWalk) p = keyWalk(b, p);
+        p = item(b, p);
+      }
+    }
+    st.idx.length = depth;
+    return p;
+  };
 }
 
 const STRING = avro.Type.forSchema('string');

@@ -45,3 +45,4 @@ export type { KeySource, KeyDirMode, TokenKeyStatus, TokenizerOptions, TokenRefu
 export { guardedDecode, guardBody, DEFAULT_LIMITS } from './guard.ts';
 export type { DecodeLimits } from './guard.ts';
 export { readSchema, typeOf } from './load.ts';
+export { INT_MAX_BYTES, LONG_MAX_BYTES, longBytes, readInt, readLong, skipLong, varintEnd, varintTruncated, writeLong } from './varint.ts';
