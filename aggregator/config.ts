@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
 import { checkKafkaSecurity } from '../runtime/kafka.ts';
 import { pipelineSettings } from '../runtime/pipeline-settings.ts';
-import { CATEGORIES } from '../schemas/index.ts';
+import { CATEGORIES, DAY_MS } from '../schemas/index.ts';
 
 /**
  * Default retention of the aggregates, from the policy's category map (schemas/categories.ts): the
@@ -78,7 +78,7 @@ export const aggregatorSettings = defineSettings({
     doc: 'Pause consuming when this many rows wait for ClickHouse (memory bound while it is down or slow; one fetch may overshoot).',
   },
   AGGREGATOR_MAX_LATENESS_DAYS: { kind: 'int', min: 0, max: 365, default: 3, doc: 'Events whose UTC day is older than today minus this many days are counted as late and kept out.' },
-  AGGREGATOR_FUTURE_SKEW_MS: { kind: 'int', min: 0, max: 86_400_000, default: 600_000, doc: 'Events dated after now + this skew are counted as future and kept out.' },
+  AGGREGATOR_FUTURE_SKEW_MS: { kind: 'int', min: 0, max: DAY_MS, default: 600_000, doc: 'Events dated after now + this skew are counted as future and kept out.' },
   AGGREGATOR_MIN_GROUP_DEVICES: {
     kind: 'int',
     min: 1,
@@ -93,7 +93,7 @@ export const aggregatorSettings = defineSettings({
     default: policyRetentionDays(),
     doc: 'Day partitions older than this are dropped. Default: the longest retention of the non-personal categories in the policy map (P25M -> 750 days).',
   },
-  AGGREGATOR_RETENTION_INTERVAL_MS: { kind: 'int', min: 1000, max: 86_400_000, default: 3_600_000, doc: 'How often the retention sweep runs.' },
+  AGGREGATOR_RETENTION_INTERVAL_MS: { kind: 'int', min: 1000, max: DAY_MS, default: 3_600_000, doc: 'How often the retention sweep runs.' },
   AGGREGATOR_RETRY_INITIAL_MS: { kind: 'int', min: 1, max: 60_000, default: 200, doc: 'First back-off after a failed ClickHouse insert (doubles per attempt).' },
   AGGREGATOR_RETRY_MAX_MS: { kind: 'int', min: 1, max: 300_000, default: 5_000, doc: 'Cap of the insert back-off.' },
   AGGREGATOR_INSERT_TIMEOUT_MS: { kind: 'int', min: 100, max: 600_000, default: 30_000, doc: 'An insert taking longer is abandoned and retried (retry is harmless: states are idempotent).' },

@@ -17,6 +17,7 @@ import { createClickHouse, createKafka, stackInfo, uniqueName } from '../testing
 import { loadIngestConfig } from '../ingest/config.ts';
 import { startIngest, type IngestService } from '../ingest/http.ts';
 import { startAggregator, type RunningAggregator } from './main.ts';
+import { DAY_MS } from '../schemas/index.ts';
 import { utcDay } from './facts.ts';
 import { reportsVsOracle } from '../testing/compare.ts';
 import { generateDeviceBatches, type PostedBatch } from '../testing/device-batches.ts';
@@ -134,7 +135,7 @@ describe.each(['server', 'embedded'] as const)('devices -> ingest (HTTP) -> Kafk
       const perDay = results.find((r) => r.req.report === 'dau' && r.req.by.join() === 'day,app_id')!;
       const today = utcDay(Date.now());
       expect(new Set(perDay.got.map((x) => x.day)).size).toBe(3);
-      expect(perDay.got.map((x) => x.day)).toContain(new Date((today - 2) * 86_400_000).toISOString().slice(0, 10));
+      expect(perDay.got.map((x) => x.day)).toContain(new Date((today - 2) * DAY_MS).toISOString().slice(0, 10));
     } finally {
       await agg?.stop();
       await svc?.close();

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeEventFacts, encodeEventFact, encodeEventFacts, eventFactType, SchemaError } from '../schemas/index.ts';
+import { DAY_MS, decodeEventFacts, encodeEventFact, encodeEventFacts, eventFactType, SchemaError } from '../schemas/index.ts';
 import type { EventFact, EventKind } from '../schemas/index.ts';
 import { FAST_LAYOUT, FAST_PATH_ON, FactReader, layoutOf, type ReadVerdict } from './fact-reader.ts';
-import { DAY_MS, judgeFact, type FactRow } from './facts.ts';
+import { judgeFact, type FactRow } from './facts.ts';
 import { FlushBuffer, sameEffect } from './flush-buffer.ts';
 import { encodeFactsTsv } from './tsv.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { EventFact } from '../schemas/index.ts';
-import { DAY_MS, dayToIso, isoToDay, judgeFact } from './facts.ts';
+import { DAY_MS, type EventFact } from '../schemas/index.ts';
+import { dayToIso, isoToDay, judgeFact } from './facts.ts';
 
 const now = Date.parse('2026-03-10T12:00:00Z');
 const today = Math.floor(now / DAY_MS);

@@ -8,9 +8,7 @@
  * types are dropped here because no aggregate needs them.
  */
 import { randomBytes } from 'node:crypto';
-import type { EventFact, EventKind } from '../schemas/index.ts';
-
-export const DAY_MS = 86_400_000;
+import { DAY_MS, type EventFact, type EventKind } from '../schemas/index.ts';
 
 export interface FactRow {
   /** UTC day, days since 1970-01-01. */

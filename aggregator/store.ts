@@ -5,6 +5,7 @@
  * (store-server.ts) and embedded chdb (store-chdb.ts); store-open.ts picks one. Everything above
  * this file is engine-agnostic. This file imports no implementation.
  */
+import { DAY_MS } from '../schemas/index.ts';
 import type { FactRow } from './facts.ts';
 import type { MigrationParams, SqlRunner } from './migrate.ts';
 
@@ -41,7 +42,7 @@ export interface StoreOptions extends MigrationParams {
 
 /** Partition ids of `daily_agg` are YYYYMMDD (PARTITION BY day); this picks those before `day`. */
 export function partitionsOlderThan(ids: readonly string[], day: number): string[] {
-  const cutoff = new Date(day * 86_400_000).toISOString().slice(0, 10).replace(/-/g, '');
+  const cutoff = new Date(day * DAY_MS).toISOString().slice(0, 10).replace(/-/g, '');
   return ids.filter((id) => /^\d{8}$/.test(id) && id < cutoff).sort();
 }
 

@@ -18,7 +18,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { createClickHouse, createKafka, createTopics, stackInfo, uniqueName } from '../testing/stack.ts';
-import { encodeEventFacts } from '../schemas/index.ts';
+import { DAY_MS, encodeEventFacts } from '../schemas/index.ts';
 import { startAggregator } from '../aggregator/main.ts';
 import { consumerOptions } from '../aggregator/aggregator.ts';
 import type { Kafka } from 'kafkajs';
@@ -170,7 +170,7 @@ async function main(): Promise<void> {
     // Rows as the aggregator holds them (FactReader: dimensions pre-encoded per group).
     const reader = new FactReader();
     for (const r of factRecords(facts.slice(0, 50_000))) {
-      reader.readRecord(r.value, { nowMs: Date.now(), maxLatenessDays: 3650, futureSkewMs: 86_400_000 * 3650 }, (v) => {
+      reader.readRecord(r.value, { nowMs: Date.now(), maxLatenessDays: 3650, futureSkewMs: DAY_MS * 3650 }, (v) => {
         if (v.kind === 'ok') rows.push(v.row);
       });
     }

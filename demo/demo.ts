@@ -20,6 +20,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ZONES } from '../schemas/contract.ts';
+import { DAY_MS } from '../schemas/index.ts';
 import { REPO_ROOT, externalServices, loadStackConfig } from '../stack/config.ts';
 import { portIsFree } from '../stack/proc.ts';
 import { up } from '../stack/stack.ts';
@@ -134,7 +135,7 @@ async function createDemoTopics(run: DemoRun): Promise<void> {
   try {
     await admin.createTopics({
       waitForLeaders: false,
-      topics: topics.map((topic) => ({ topic, numPartitions: opts.partitions ?? 3, replicationFactor: 1, configEntries: [{ name: 'retention.ms', value: String(24 * 3600 * 1000) }] })),
+      topics: topics.map((topic) => ({ topic, numPartitions: opts.partitions ?? 3, replicationFactor: 1, configEntries: [{ name: 'retention.ms', value: String(DAY_MS) }] })),
     });
     // Our own wait for leaders: kafkajs' waitForLeaders gives up on UNKNOWN_TOPIC_OR_PARTITION, which a
     // broker answers for a moment after creating a topic.

@@ -4,11 +4,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { QueryRequest } from '../aggregator/query.ts';
+import { DAY_MS } from '../schemas/index.ts';
 import { Ledger, outsideBounds } from './ledger.ts';
 import { Population } from './population.ts';
 
 const NOW = Date.UTC(2026, 10, 29, 12, 0, 0);
-const TODAY = Math.floor(NOW / 86_400_000);
+const TODAY = Math.floor(NOW / DAY_MS);
 const W = { today: TODAY, maxLatenessDays: 3 };
 const REQ: QueryRequest = { report: 'crash-rate', from: TODAY - 2, to: TODAY, by: ['app_id'], format: 'json' };
 

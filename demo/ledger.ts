@@ -9,11 +9,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { EventFact } from '../schemas/contract.ts';
+import { DAY_MS } from '../schemas/index.ts';
 import { oracleReport } from '../testing/population.ts';
 import type { QueryRequest, ReportRow } from '../aggregator/query.ts';
 import type { BatchKind, PlannedBatch } from './population.ts';
 
-const DAY_MS = 86_400_000;
 const h16 = (s: string) => createHash('sha256').update(s).digest().subarray(0, 16);
 
 /** The JSON body ingest answers a 200 with (ingest/http.ts). */

@@ -7,16 +7,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { compileSplit } from '../schemas/index.ts';
+import { compileSplit, DAY_MS } from '../schemas/index.ts';
 import { DailyTokenizer, FileKeySource } from '../schemas/tokenizer.ts';
 import { ZONES } from '../schemas/contract.ts';
 import { Ledger } from './ledger.ts';
 import { APPS, Population, buildDevices, type PlannedBatch } from './population.ts';
 
-const DAY = 86_400_000;
 // Noon UTC: sessions of the last 20 minutes stay inside today, so day arithmetic below is exact.
 const NOW = Date.UTC(2026, 10, 29, 12, 0, 0);
-const TODAY = Math.floor(NOW / DAY);
+const TODAY = Math.floor(NOW / DAY_MS);
 
 function draw(n: number, seed = 7): { pop: Population; batches: PlannedBatch[] } {
   const pop = new Population({ devices: 3000, seed });
@@ -93,7 +92,7 @@ describe('demo population', () => {
     const wrong: string[] = [];
     for (const b of batches) {
       for (const e of b.events) {
-        const day = Math.floor(e.time / DAY);
+        const day = Math.floor(e.time / DAY_MS);
         const ok =
           e.time < NOW &&
           (b.kind === 'late' ? day === TODAY - 1 || day === TODAY - 2 : b.kind === 'too_late' ? day === TODAY - 4 : NOW - e.time < 40 * 60_000);

@@ -20,6 +20,7 @@
  */
 import type { EventKind, Zone } from '../schemas/contract.ts';
 import { MCC_COUNTRY } from '../schemas/categories.ts';
+import { DAY_MS } from '../schemas/index.ts';
 import { NS, containerOf } from '../testing/batches.ts';
 
 // ---- seeded randomness ------------------------------------------------------------------------------
@@ -199,8 +200,6 @@ export interface PlannedBatch {
   /** The batch value the body encodes (for a malformed body: what it was cut from). Tests feed it to schemas. */
   value: Record<string, unknown>;
 }
-
-const DAY_MS = 86_400_000;
 
 export function buildDevices(o: PopulationOptions): DeviceProfile[] {
   const r = seededRng(o.seed);

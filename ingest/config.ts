@@ -10,7 +10,7 @@
  */
 import os from 'node:os';
 import { checkKafkaSecurity, defineSettings, loadConfig, pipelineSettings, type ConfigOf } from '../runtime/index.ts';
-import { KEY_DIR_MODES, ZONES, type Zone } from '../schemas/index.ts';
+import { DAY_MS, KEY_DIR_MODES, ZONES, type Zone } from '../schemas/index.ts';
 
 const MiB = 1024 * 1024;
 
@@ -45,8 +45,8 @@ export const ingestSettings = defineSettings({
   INGEST_TOPICS: { kind: 'enum', values: ['create', 'verify'] as const, default: 'create', doc: 'At start: create missing topics with the settings below, or only verify they exist and refuse to start if one is missing.' },
   INGEST_TOPIC_PARTITIONS: { kind: 'int', min: 1, max: 10_000, default: 6, doc: 'Partitions of a created topic (events, personal and rejects).' },
   INGEST_TOPIC_REPLICATION: { kind: 'int', min: 1, max: 7, default: 1, doc: 'Replication factor of a created topic (1 on the single-node local stack; 3 in production).' },
-  INGEST_EVENTS_RETENTION_MS: { kind: 'int', min: 60_000, default: 7 * 24 * 3600 * 1000, doc: 'retention.ms of the events topic: how far back the aggregator can replay.' },
-  INGEST_REJECTS_RETENTION_MS: { kind: 'int', min: 60_000, default: 7 * 24 * 3600 * 1000, doc: 'retention.ms of the rejects topics (unclassified, so personal: kept briefly).' },
+  INGEST_EVENTS_RETENTION_MS: { kind: 'int', min: 60_000, default: 7 * DAY_MS, doc: 'retention.ms of the events topic: how far back the aggregator can replay.' },
+  INGEST_REJECTS_RETENTION_MS: { kind: 'int', min: 60_000, default: 7 * DAY_MS, doc: 'retention.ms of the rejects topics (unclassified, so personal: kept briefly).' },
 
   INGEST_RETRY_AFTER_OVERLOAD_S: { kind: 'int', min: 1, max: 3600, default: 1, doc: 'Retry-After of a 429.' },
   INGEST_RETRY_AFTER_UNAVAILABLE_S: { kind: 'int', min: 1, max: 3600, default: 5, doc: 'Retry-After of a 503 (Kafka unavailable, shutting down).' },
@@ -104,8 +104,7 @@ export function zoneBrokers(c: IngestConfig): Record<Zone, string[]> {
 export function isoDurationMs(d: string): number {
   const m = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$/.exec(d);
   if (!m) throw new Error(`unsupported ISO 8601 duration ${d}`);
-  const day = 24 * 3600 * 1000;
-  return (Number(m[1] ?? 0) * 365 + Number(m[2] ?? 0) * 30 + Number(m[3] ?? 0) * 7 + Number(m[4] ?? 0)) * day;
+  return (Number(m[1] ?? 0) * 365 + Number(m[2] ?? 0) * 30 + Number(m[3] ?? 0) * 7 + Number(m[4] ?? 0)) * DAY_MS;
 }
 
 export { ZONES };

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { CATEGORIES, ZONES } from '../schemas/index.ts';
+import { CATEGORIES, DAY_MS, ZONES } from '../schemas/index.ts';
 import { loadIngestConfig } from './config.ts';
 import { DEFAULT_PLAN_OPTIONS, ingestPlanOptions, topicPlan } from './topics.ts';
 
-const DAY = 86_400_000;
 const cfg = loadIngestConfig({ PIPELINE_KAFKA_BROKERS: 'main:9092', INGEST_ZONE_BROKERS_CN: 'cn1:9092,cn2:9092' });
 
 describe('topic plan', () => {
@@ -25,9 +24,9 @@ describe('topic plan', () => {
   it('takes retention from the category map: personal = longest stored personal category, rejects = unclassified', () => {
     const personal = Object.values(CATEGORIES).filter((c) => c.personal && c.retention !== 'P0D').map((c) => c.retention);
     expect(personal).toContain('P30D');
-    const longest = Math.max(...personal.map((r) => Number(/^P(\d+)D$/.exec(r)![1]) * DAY));
+    const longest = Math.max(...personal.map((r) => Number(/^P(\d+)D$/.exec(r)![1]) * DAY_MS));
     for (const t of plan.filter((x) => x.kind === 'personal')) expect(Number(t.configs['retention.ms'])).toBe(longest);
-    for (const t of plan.filter((x) => x.kind === 'rejects')) expect(Number(t.configs['retention.ms'])).toBe(Number(/^P(\d+)D$/.exec(CATEGORIES.unclassified.retention)![1]) * DAY);
+    for (const t of plan.filter((x) => x.kind === 'rejects')) expect(Number(t.configs['retention.ms'])).toBe(Number(/^P(\d+)D$/.exec(CATEGORIES.unclassified.retention)![1]) * DAY_MS);
     expect(plan.find((t) => t.kind === 'events')!.configs['retention.ms']).toBe(String(DEFAULT_PLAN_OPTIONS.eventsRetentionMs));
   });
 
@@ -41,16 +40,16 @@ describe('topic plan', () => {
 
   it('refuses settings that would make every acks=all produce fail, or keep facts past their category', () => {
     expect(() => topicPlan(cfg, { ...DEFAULT_PLAN_OPTIONS, replicationFactor: 1, minInsyncReplicas: 2 })).toThrow(/exceeds the replication factor/);
-    expect(() => topicPlan(cfg, { ...DEFAULT_PLAN_OPTIONS, eventsRetentionMs: 800 * DAY })).toThrow(/non-personal category retention/);
+    expect(() => topicPlan(cfg, { ...DEFAULT_PLAN_OPTIONS, eventsRetentionMs: 800 * DAY_MS })).toThrow(/non-personal category retention/);
   });
 });
 
 describe('the plan ingest creates missing topics with (INGEST_TOPICS=create)', () => {
   it("takes ingest's own partitions, replication and retention settings, and sets only retention.ms and min.insync.replicas", () => {
-    const own = loadIngestConfig({ INGEST_TOPIC_PARTITIONS: '2', INGEST_TOPIC_REPLICATION: '1', INGEST_EVENTS_RETENTION_MS: String(3 * DAY), INGEST_REJECTS_RETENTION_MS: String(2 * DAY) });
+    const own = loadIngestConfig({ INGEST_TOPIC_PARTITIONS: '2', INGEST_TOPIC_REPLICATION: '1', INGEST_EVENTS_RETENTION_MS: String(3 * DAY_MS), INGEST_REJECTS_RETENTION_MS: String(2 * DAY_MS) });
     const plan = topicPlan(own, ingestPlanOptions(own));
-    const personalMs = String(Math.max(...Object.values(CATEGORIES).filter((c) => c.personal && c.retention !== 'P0D').map((c) => Number(/^P(\d+)D$/.exec(c.retention)![1]) * DAY)));
-    const retention = { events: String(3 * DAY), personal: personalMs, rejects: String(2 * DAY) };
+    const personalMs = String(Math.max(...Object.values(CATEGORIES).filter((c) => c.personal && c.retention !== 'P0D').map((c) => Number(/^P(\d+)D$/.exec(c.retention)![1]) * DAY_MS)));
+    const retention = { events: String(3 * DAY_MS), personal: personalMs, rejects: String(2 * DAY_MS) };
     for (const t of plan) {
       expect([t.partitions, t.replicationFactor]).toEqual([2, 1]);
       expect(t.configs).toEqual({ 'retention.ms': retention[t.kind], 'min.insync.replicas': '1' });

@@ -21,7 +21,7 @@
  * replica becoming leader would silently drop acknowledged records).
  */
 import { personalTopic, rejectsTopic } from '../runtime/index.ts';
-import { CATEGORIES, ZONES, type Zone } from '../schemas/index.ts';
+import { CATEGORIES, DAY_MS, ZONES, type Zone } from '../schemas/index.ts';
 import { isoDurationMs, zoneBrokers, type IngestConfig } from './config.ts';
 
 export type TopicKind = 'events' | 'personal' | 'rejects';
@@ -63,7 +63,7 @@ export const DEFAULT_PLAN_OPTIONS: PlanOptions = {
   partitions: 12,
   replicationFactor: 3,
   minInsyncReplicas: 2,
-  eventsRetentionMs: 7 * 24 * 3600 * 1000,
+  eventsRetentionMs: 7 * DAY_MS,
 };
 
 /**
@@ -164,5 +164,5 @@ export function topicPlan(cfg: IngestConfig, opts: PlanOptions = DEFAULT_PLAN_OP
 }
 
 function days(ms: number): number {
-  return Math.round(ms / 86_400_000);
+  return Math.round(ms / DAY_MS);
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compileSplit, decodeEventFacts, readSchema, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
-import { batch, device, event, NOW, NS, DAY } from '../testing/schema-fixtures.ts';
+import { compileSplit, DAY_MS, decodeEventFacts, readSchema, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
+import { batch, device, event, NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
 const split = compileSplit();
@@ -54,7 +54,7 @@ describe('split', () => {
     expect(r.events[0]!.key.equals(factsOf(r)[0]!.daily_token)).toBe(true);
     expect(r.personal.map((p) => p.zone)).toEqual(['cn']);
     const f = factsOf(r)[6]!;
-    expect(f).toMatchObject({ kind: 'crash', country: 'CN', day: Math.floor(NOW / DAY), crash_signature: '9f86d081884c7d65' });
+    expect(f).toMatchObject({ kind: 'crash', country: 'CN', day: Math.floor(NOW / DAY_MS), crash_signature: '9f86d081884c7d65' });
   });
 
   it('the direct EventFact writer produces the bytes avsc produces', () => {
@@ -67,14 +67,14 @@ describe('split', () => {
 
   it('one record per day of the batch, keyed by that day\'s token, facts in event order', () => {
     const b = batch(6);
-    b.events[1]!.time = NOW - DAY;
-    b.events[4]!.time = NOW - DAY;
+    b.events[1]!.time = NOW - DAY_MS;
+    b.events[4]!.time = NOW - DAY_MS;
     const r = split.processBatch(b, ctx());
     expect(r.accepted).toBe(6);
     expect(r.events).toHaveLength(2);
     const [today, yesterday] = r.events.map((e) => decodeEventFacts(e.value));
-    expect(today!.map((f) => f.day)).toEqual(Array(4).fill(Math.floor(NOW / DAY)));
-    expect(yesterday!.map((f) => f.day)).toEqual(Array(2).fill(Math.floor(NOW / DAY) - 1));
+    expect(today!.map((f) => f.day)).toEqual(Array(4).fill(Math.floor(NOW / DAY_MS)));
+    expect(yesterday!.map((f) => f.day)).toEqual(Array(2).fill(Math.floor(NOW / DAY_MS) - 1));
     expect(r.events[0]!.key.equals(today![0]!.daily_token)).toBe(true);
     expect(r.events[1]!.key.equals(yesterday![0]!.daily_token)).toBe(true);
     const kinds = factsOf(split.processBatch(batch(6), ctx())).map((f) => f.kind); // fixture kinds follow the index
@@ -111,7 +111,7 @@ describe('split', () => {
     const again = split.processBatch(clone(b), ctx({ tokenizer: tokenizer() }));
     expect(factsOf(again).map((f) => f.event_key.toString('hex'))).toEqual(factsOf(a).map((f) => f.event_key.toString('hex')));
     const y = batch(1);
-    y.events[0]!.time = NOW - DAY;
+    y.events[0]!.time = NOW - DAY_MS;
     const yf = factsOf(split.processBatch(y, ctx()))[0]!;
     expect(yf.daily_token.equals(factsOf(a)[0]!.daily_token)).toBe(false);
   });
@@ -131,7 +131,7 @@ describe('split', () => {
 
   it('too late and from the future: rejected with a counted reason, the rest goes through', () => {
     const b = batch(3);
-    b.events[0]!.time = NOW - 5 * DAY;
+    b.events[0]!.time = NOW - 5 * DAY_MS;
     b.events[1]!.time = NOW + 3_600_000;
     const r = split.processBatch(b, ctx());
     expect(r.accepted).toBe(1);

@@ -21,7 +21,8 @@ import { factBatchSchemaOf } from './event-facts.ts';
 import { compileFlatWriter, Slab } from './fact-writer.ts';
 import { DEFAULT_LIMITS, guardBody, type DecodeLimits } from './guard.ts';
 import { readSchema, typeOf } from './load.ts';
-import { DAY_MS, type DailyTokenizer } from './tokenizer.ts';
+import { DAY_MS } from './time.ts';
+import type { DailyTokenizer } from './tokenizer.ts';
 import { compileCheck, type Invalid } from './validate.ts';
 import { headerFor } from './wire.ts';
 

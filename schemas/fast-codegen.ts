@@ -20,7 +20,7 @@ import type avro from 'avsc';
 import { MCC_COUNTRY, type Derivation } from './categories.ts';
 import { Names, shortName, snake, type FieldInfo, type SchemaNode } from './classify.ts';
 import { isUtf8 } from './guard.ts';
-import { DAY_MS } from './tokenizer.ts';
+import { DAY_MS } from './time.ts';
 import type { FastSpec } from './fast.ts';
 import { readLong, varintEnd, writeLong } from './varint.ts';
 

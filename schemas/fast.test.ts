@@ -9,8 +9,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FAST_PATHS } from './compile.ts';
-import { compileSplit, guardBody, readSchema, type CompiledSplit, type SplitResult } from './index.ts';
-import { DAY, NOW, NS } from '../testing/schema-fixtures.ts';
+import { compileSplit, DAY_MS, guardBody, readSchema, type CompiledSplit, type SplitResult } from './index.ts';
+import { NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
 const p = compileSplit();
@@ -64,7 +64,7 @@ const batchArb = fc.record({
   events: fc.array(
     fc.record({
       event_id: uuid,
-      time: fc.oneof({ weight: 8, arbitrary: fc.integer({ min: NOW - 3_600_000, max: NOW }) }, { weight: 2, arbitrary: fc.integer({ min: NOW - DAY, max: NOW }) }, { weight: 1, arbitrary: fc.constantFrom(NOW - 5 * DAY, NOW + DAY) }),
+      time: fc.oneof({ weight: 8, arbitrary: fc.integer({ min: NOW - 3_600_000, max: NOW }) }, { weight: 2, arbitrary: fc.integer({ min: NOW - DAY_MS, max: NOW }) }, { weight: 1, arbitrary: fc.constantFrom(NOW - 5 * DAY_MS, NOW + DAY_MS) }),
       session_id: uuid,
       payload,
     }),

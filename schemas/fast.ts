@@ -34,7 +34,8 @@ import type { FieldInfo, SchemaNode } from './classify.ts';
 import type { OutRecord, SplitResult, Zone } from './contract.ts';
 import { generate, Unsupported, type Generated } from './fast-codegen.ts';
 import type { DecodeLimits } from './guard.ts';
-import { DAY_MS, type DailyTokenizer } from './tokenizer.ts';
+import { DAY_MS } from './time.ts';
+import type { DailyTokenizer } from './tokenizer.ts';
 import type { Invalid } from './validate.ts';
 import { writeLong } from './varint.ts';
 

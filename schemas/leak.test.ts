@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compileSplit, readSchema, type CompiledSplit } from './index.ts';
+import { compileSplit, DAY_MS, readSchema, type CompiledSplit } from './index.ts';
 import type { FieldInfo } from './classify.ts';
 import { NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
@@ -59,7 +59,7 @@ const batchArb = fc.record({
     location: optional(fc.record({ lat: fc.double({ min: -90, max: 90, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), accuracy_m: fc.constant(10) })),
   }),
   consent: fc.record({ analytics: fc.constant(true), personalised_ads: fc.boolean() }),
-  events: fc.array(fc.record({ event_id: fc.uuid(), time: fc.integer({ min: NOW - 86_400_000, max: NOW }), session_id: fc.uuid(), payload }), { minLength: 1, maxLength: 20 }),
+  events: fc.array(fc.record({ event_id: fc.uuid(), time: fc.integer({ min: NOW - DAY_MS, max: NOW }), session_id: fc.uuid(), payload }), { minLength: 1, maxLength: 20 }),
 });
 
 /** Every value of a personal leaf field of the reference schema, found by walking the field chain. */

@@ -18,8 +18,7 @@
 import { createCipheriv, createHmac, randomBytes, type Cipher } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
-
-export const DAY_MS = 86_400_000;
+import { DAY_MS, dayOfIso, isoOfDay } from './time.ts';
 
 /** Where day secrets live. Synchronous on purpose: the split runs synchronously inside a worker. */
 export interface KeySource {
@@ -148,13 +147,6 @@ function readKey(file: string): Buffer | undefined {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-}
-
-export function dayOfIso(iso: string): number {
-  return Math.floor(Date.parse(`${iso}T00:00:00Z`) / DAY_MS);
-}
-export function isoOfDay(day: number): string {
-  return new Date(day * DAY_MS).toISOString().slice(0, 10);
 }
 
 export interface TokenizerOptions {

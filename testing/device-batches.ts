@@ -18,9 +18,9 @@
  */
 import { createHash } from 'node:crypto';
 import type { EventFact, EventKind } from '../schemas/contract.ts';
-import { MCC_COUNTRY } from '../schemas/index.ts';
+import { DAY_MS, MCC_COUNTRY } from '../schemas/index.ts';
 import { device, NS, ZONE_MCC } from './batches.ts';
-import { DAY_MS, utcDay } from '../aggregator/facts.ts';
+import { utcDay } from '../aggregator/facts.ts';
 
 export interface DeviceBatchOptions {
   seed: number;

@@ -2,7 +2,6 @@
 import { randomUUID } from 'node:crypto';
 
 export const NS = 'telemetry.v1';
-export const DAY = 86_400_000;
 export const NOW = Date.UTC(2026, 10, 29, 12, 0, 0);
 
 export function device(over: Record<string, unknown> = {}) {

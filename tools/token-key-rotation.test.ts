@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { DAY_MS, DailyTokenizer, EnvKeySource, dayOfIso } from '../schemas/tokenizer.ts';
+import { DAY_MS, DailyTokenizer, EnvKeySource, dayOfIso } from '../schemas/index.ts';
 import { TokenKeyWatch } from '../ingest/token-keys.ts';
 
 const docs = YAML.parseAllDocuments(readFileSync(new URL('../deploy/k8s/token-key-rotation.yaml', import.meta.url), 'utf8')).map((d) => d.toJS());

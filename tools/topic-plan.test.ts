@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { loadIngestConfig } from '../ingest/config.ts';
+import { DAY_MS } from '../schemas/index.ts';
 import { topicPlan } from '../ingest/topics.ts';
 import { diffTopic, formatPlan, parseArgs } from './topic-plan.ts';
 
-const DAY = 86_400_000;
 const cfg = loadIngestConfig({ PIPELINE_KAFKA_BROKERS: 'main:9092', INGEST_ZONE_BROKERS_CN: 'cn1:9092,cn2:9092' });
 
 describe('formatPlan', () => {
@@ -44,7 +44,7 @@ describe('diffTopic (what --apply does)', () => {
 describe('parseArgs', () => {
   it('reads the flags and rejects unknown ones', () => {
     const a = parseArgs(['--apply', '--brokers', 'a:1,b:2', '--partitions', '6', '--replication', '1', '--min-insync', '1', '--events-retention-days', '3']);
-    expect(a).toMatchObject({ apply: true, brokers: ['a:1', 'b:2'], options: { partitions: 6, replicationFactor: 1, minInsyncReplicas: 1, eventsRetentionMs: 3 * DAY } });
+    expect(a).toMatchObject({ apply: true, brokers: ['a:1', 'b:2'], options: { partitions: 6, replicationFactor: 1, minInsyncReplicas: 1, eventsRetentionMs: 3 * DAY_MS } });
     expect(() => parseArgs(['--partition', '6'])).toThrow(/unknown argument/);
     expect(() => parseArgs(['--partitions', 'x'])).toThrow(/integer/);
   });

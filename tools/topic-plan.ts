@@ -19,6 +19,7 @@ import { ConfigError } from '../runtime/config.ts';
 import { kafkaClientOptions } from '../runtime/kafka.ts';
 import { aclRules, applyAclRules, formatAclRules, type AclRule } from './security/acls.ts';
 import { loadIngestConfig, type IngestConfig } from '../ingest/config.ts';
+import { DAY_MS } from '../schemas/index.ts';
 import { DEFAULT_PLAN_OPTIONS, topicPlan, type PlannedTopic, type PlanOptions } from '../ingest/topics.ts';
 
 export { DEFAULT_PLAN_OPTIONS, nonPersonalRetentionMs, rejectsRetentionMs, topicPlan } from '../ingest/topics.ts';
@@ -159,7 +160,7 @@ export async function applyPlan(plan: readonly PlannedTopic[], opts: ApplyOption
 }
 
 function days(ms: number): number {
-  return Math.round(ms / 86_400_000);
+  return Math.round(ms / DAY_MS);
 }
 
 export function formatPlan(plan: readonly PlannedTopic[], opts: { acls?: { aggregatorGroup?: string } | undefined } = {}): string {
@@ -229,7 +230,7 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         out.options.minInsyncReplicas = int(a, next(), 1);
         break;
       case '--events-retention-days':
-        out.options.eventsRetentionMs = int(a, next(), 1) * 86_400_000;
+        out.options.eventsRetentionMs = int(a, next(), 1) * DAY_MS;
         break;
       default:
         throw new Error(`unknown argument ${a} (known: --apply --acls --aggregator-group --brokers --partitions --replication --min-insync --events-retention-days --grow-partitions)`);

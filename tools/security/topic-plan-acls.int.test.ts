@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import kafkajs from 'kafkajs';
 import { loadIngestConfig } from '../../ingest/config.ts';
+import { DAY_MS } from '../../schemas/index.ts';
 import { aclPlan, topicPlan } from '../topic-plan.ts';
 import { loadStackConfig, REPO_ROOT } from '../../stack/config.ts';
 import { upSecureStack } from '../../stack/stack.ts';
@@ -40,7 +41,7 @@ describe('topics:plan --apply --acls on a secured cluster', () => {
     expect(first.stdout.match(/^create\s/gm)?.length).toBe(9);
 
     // What the broker holds for this run's resources equals the plan.
-    const plan = aclPlan(topicPlan(loadIngestConfig({ ...env, PIPELINE_KAFKA_BROKERS: secureKafkaBrokers(config).join(',') }), { partitions: 1, replicationFactor: 1, minInsyncReplicas: 1, eventsRetentionMs: 7 * 86_400_000 }), { aggregatorGroup: `${run}-agg` });
+    const plan = aclPlan(topicPlan(loadIngestConfig({ ...env, PIPELINE_KAFKA_BROKERS: secureKafkaBrokers(config).join(',') }), { partitions: 1, replicationFactor: 1, minInsyncReplicas: 1, eventsRetentionMs: 7 * DAY_MS }), { aggregatorGroup: `${run}-agg` });
     const admin = secureKafka(config, 'operator').admin();
     await admin.connect();
     try {
