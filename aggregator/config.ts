@@ -8,22 +8,20 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
 import { checkKafkaSecurity } from '../runtime/kafka.ts';
 import { pipelineSettings } from '../runtime/pipeline-settings.ts';
-import { CATEGORIES, DAY_MS } from '../schemas/index.ts';
+import { CATEGORIES, DAY_MS, retentionDays } from '../schemas/index.ts';
 
 /**
  * Default retention of the aggregates, from the policy's category map (schemas/categories.ts): the
  * longest retention of the non-personal categories the aggregates are built from (device_info etc.,
- * P25M: "aggregates compare a year with the previous one"). Months are counted as 30 days, so the
- * aggregates are dropped no later than the map allows (25 months -> 750 days).
+ * P25M: "aggregates compare a year with the previous one"), in days of the map's one calendar
+ * (`retentionDays`: months of 30 days, years of 365, as ingest's topic retention), so the aggregates
+ * are dropped no later than the map allows (25 months -> 750 days).
  */
 export function policyRetentionDays(): number {
   let best = 0;
   for (const c of Object.values(CATEGORIES) as Array<{ personal: boolean; retention: string }>) {
     if (c.personal) continue;
-    const m = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?$/.exec(c.retention);
-    if (!m) continue;
-    const days = Number(m[1] ?? 0) * 360 + Number(m[2] ?? 0) * 30 + Number(m[3] ?? 0);
-    best = Math.max(best, days);
+    best = Math.max(best, retentionDays(c.retention));
   }
   return best > 0 ? best : 400;
 }

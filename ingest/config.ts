@@ -100,11 +100,4 @@ export function zoneBrokers(c: IngestConfig): Record<Zone, string[]> {
   };
 }
 
-/** ISO 8601 duration (days, months, years: what the category map uses) -> milliseconds. */
-export function isoDurationMs(d: string): number {
-  const m = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$/.exec(d);
-  if (!m) throw new Error(`unsupported ISO 8601 duration ${d}`);
-  return (Number(m[1] ?? 0) * 365 + Number(m[2] ?? 0) * 30 + Number(m[3] ?? 0) * 7 + Number(m[4] ?? 0)) * DAY_MS;
-}
-
 export { ZONES };

@@ -21,8 +21,8 @@
  * replica becoming leader would silently drop acknowledged records).
  */
 import { personalTopic, rejectsTopic } from '../runtime/index.ts';
-import { CATEGORIES, DAY_MS, ZONES, type Zone } from '../schemas/index.ts';
-import { isoDurationMs, zoneBrokers, type IngestConfig } from './config.ts';
+import { CATEGORIES, DAY_MS, retentionMs, ZONES, type Zone } from '../schemas/index.ts';
+import { zoneBrokers, type IngestConfig } from './config.ts';
 
 export type TopicKind = 'events' | 'personal' | 'rejects';
 
@@ -87,7 +87,7 @@ export function ingestPlanOptions(cfg: IngestConfig): PlanOptions {
 /** Longest retention allowed for the non-personal facts of the events topic. */
 export function nonPersonalRetentionMs(): number {
   let max = 0;
-  for (const e of Object.values(CATEGORIES)) if (!e.personal) max = Math.max(max, isoDurationMs(e.retention));
+  for (const e of Object.values(CATEGORIES)) if (!e.personal) max = Math.max(max, retentionMs(e.retention));
   return max;
 }
 
@@ -98,13 +98,13 @@ export function nonPersonalRetentionMs(): number {
 export function personalRetentionMs(): number {
   let max = 0;
   for (const entry of Object.values(CATEGORIES)) {
-    if (entry.personal) max = Math.max(max, isoDurationMs(entry.retention));
+    if (entry.personal) max = Math.max(max, retentionMs(entry.retention));
   }
   return max;
 }
 
 export function rejectsRetentionMs(): number {
-  return isoDurationMs(CATEGORIES.unclassified.retention);
+  return retentionMs(CATEGORIES.unclassified.retention);
 }
 
 /** The topics of a deployment. Pure: reads settings and the category map, contacts nothing. */

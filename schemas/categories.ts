@@ -13,6 +13,7 @@
  * purpose; P0D means "used inside ingest only, never stored".
  */
 import type { Zone } from './contract.ts';
+import { DAY_MS } from './time.ts';
 
 export type Consent = 'none' | 'analytics' | 'personalised_ads';
 
@@ -35,7 +36,7 @@ export interface CategoryEntry {
   /** Policy section(s) and the words the entry rests on, quoted. */
   policy: { section: string; quote: string }[];
   purpose: string;
-  /** ISO 8601 duration; P0D = used at ingest only, never stored. */
+  /** ISO 8601 period (`P30D`, `P25M`; see `retentionDays`); P0D = used at ingest only, never stored. */
   retention: string;
   retentionWhy: string;
   consent: Consent;
@@ -320,6 +321,25 @@ export const CATEGORIES = {
 
 export type CategoryName = keyof typeof CATEGORIES;
 export type CategoryMap = Record<string, CategoryEntry>;
+
+/**
+ * A retention of the map (an ISO 8601 period of years, months, weeks and days: `P30D`, `P25M`, `P1Y`)
+ * in whole days, with ONE calendar for every consumer (the topics' retention.ms in ingest, the
+ * aggregates' retention in the aggregator): a year is 365 days, a month 30 days, a week 7 days. A
+ * month of 30 days keeps data no longer than the calendar month would (25 months -> 750 days).
+ * Anything else (hours, fractions, a negative period) throws: the map must not say what no consumer
+ * can honour.
+ */
+export function retentionDays(period: string): number {
+  const m = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$/.exec(period);
+  if (!m) throw new Error(`unsupported ISO 8601 period ${period}: use years, months, weeks and days (P25M, P30D)`);
+  return Number(m[1] ?? 0) * 365 + Number(m[2] ?? 0) * 30 + Number(m[3] ?? 0) * 7 + Number(m[4] ?? 0);
+}
+
+/** `retentionDays` in milliseconds (Kafka's retention.ms). */
+export function retentionMs(period: string): number {
+  return retentionDays(period) * DAY_MS;
+}
 
 /**
  * Residency rule of policy section 6, as data: "The personal information that we collect and generate

@@ -38,7 +38,7 @@ export { encodeEventFacts, decodeEventFacts, eventFactBatchSchema, eventFactBatc
 
 export { compileSplit, buildPersonalSchema } from './compile.ts';
 export type { CompiledSplit, SplitOptions, ProcessContext } from './compile.ts';
-export { CATEGORIES, DERIVATIONS, RESIDENCY, MCC_COUNTRY, zoneOf } from './categories.ts';
+export { CATEGORIES, DERIVATIONS, RESIDENCY, MCC_COUNTRY, zoneOf, retentionDays, retentionMs } from './categories.ts';
 export type { CategoryEntry, CategoryMap, CategoryName, Consent, Derivation } from './categories.ts';
 export { DailyTokenizer, EnvKeySource, FileKeySource, KEY_DIR_MODES } from './tokenizer.ts';
 export { DAY_MS, dayOfIso, isoOfDay } from './time.ts';
