@@ -23,7 +23,7 @@
  * The tokens and event keys are views into the Kafka record (no copy); they live until the flush.
  */
 import { randomBytes } from 'node:crypto';
-import { decodeEventFacts, eventFactBatchType, eventFactType, fingerprintOf, LONG_MAX_BYTES, readInt, readLong, SchemaError, skipLong, varintEnd, type EventFact, type EventKind } from '../schemas/index.ts';
+import { countsEventKey, decodeEventFacts, eventFactBatchType, eventFactType, fingerprintOf, LONG_MAX_BYTES, readInt, readLong, SchemaError, skipLong, varintEnd, type EventFact, type EventKind } from '../schemas/index.ts';
 import { judgeFact, utcDay, type FactRow, type WindowOptions } from './facts.ts';
 import { dimsTsv } from './tsv.ts';
 
@@ -90,8 +90,8 @@ const H = HEADER.length;
 /** Int32 slots per fact in FactReader.pos: keyAt, tokenAt, dayAt, kindAt, dimsAt, dimsEnd, day, kind. */
 const F = 8;
 
-/** Kinds whose event key is counted (sessions, crashes); other kinds only add their device. */
-const KIND_COUNTS = KINDS.map((k) => k === 'session_start' || k === 'crash');
+/** Per kind index: whether its event key is counted (schemas' `countsEventKey`); other kinds only add their device. */
+const KIND_COUNTS = KINDS.map(countsEventKey);
 
 interface Dims {
   /** Raw Avro bytes of the day and of the five strings, back to back: what identifies the group. */

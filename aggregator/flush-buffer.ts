@@ -8,6 +8,7 @@
  * already has it. An optimisation that saves rows, never relied on for correctness (the
  * uniqExact states are: a dropped row would have changed no state).
  */
+import { countsEventKey } from '../schemas/index.ts';
 import type { FactRow } from './facts.ts';
 
 export interface FlushBatch {
@@ -25,11 +26,6 @@ export function tpKey(topic: string, partition: number): string {
 export function splitTpKey(k: string): { topic: string; partition: number } {
   const i = k.lastIndexOf('\u0000');
   return { topic: k.slice(0, i), partition: Number(k.slice(i + 1)) };
-}
-
-/** Session starts and crashes count their event key; every other kind only adds its device. */
-function countsEventKey(kind: string): boolean {
-  return kind === 'session_start' || kind === 'crash';
 }
 
 function sameBuf(a: Buffer, b: Buffer): boolean {

@@ -20,6 +20,20 @@ export type EventKind =
   | 'network_stats';
 
 /**
+ * The counting rule of the aggregates: the kinds whose event key is counted, a session start in
+ * `sessions`, a crash in `crashes` (and its device in `crashed_devices`). Every other kind only adds
+ * its device (daily token) to `devices` of its group. The aggregates' SQL applies the same rule
+ * (aggregator/migrations/001_daily_aggregates.sql, `uniqExactStateIf(event_key, kind = ...)`).
+ */
+export const KEY_COUNTED_KINDS = ['session_start', 'crash'] as const satisfies readonly EventKind[];
+
+/** Whether the aggregates count this kind's event key (`KEY_COUNTED_KINDS`). */
+export function countsEventKey(kind: string): boolean {
+  for (let i = 0; i < KEY_COUNTED_KINDS.length; i++) if (KEY_COUNTED_KINDS[i] === kind) return true;
+  return false;
+}
+
+/**
  * One non-personal event fact: the only thing that reaches the events topic and, from there, the
  * aggregator and ClickHouse. Policy 1.1.4: non-personally identifiable information, aggregated.
  * Every field is either a non-personal category or a declared generalisation of a personal one.
