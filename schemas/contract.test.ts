@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { countsEventKey, eventFactType, KEY_COUNTED_KINDS } from './index.ts';
 
-const kinds = (eventFactType as unknown as { fields: Array<{ name: string; type: { symbols?: string[] } }> }).fields.find((f) => f.name === 'kind')!.type.symbols!;
+const kinds = (eventFactType as unknown as { fields: Array<{ name: string; type: { symbols?: string[] } }> }).fields.find((f) => f.name === 'kind')!.type
+  .symbols!;
 
 describe('counting rule', () => {
   it('counts the event key of session starts and crashes only', () => {

@@ -141,7 +141,6 @@ export function generate(spec: FastSpec): Generated {
   const parseBody = emitParser(g);
   const writer = emitFactWriter(g, slots);
   const src = generatedSource(spec, g.columns, parseBody, writer);
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
   return new Function('D', 'K', src)({ isUtf8, T16, wl: writeLong, MCC: MCC_COUNTRY, FH: spec.factHeader, readLong, VE: varintEnd }, g.consts) as Generated;
 }
 
@@ -374,7 +373,7 @@ function emitEventUnion(g: Gen, t: SchemaNode[], ns: string, path: string, field
       emit(g, `case ${i}: break;`);
       return;
     }
-    const r = typeof b === 'string' ? g.names.resolve(b, ns) ?? b : b;
+    const r = typeof b === 'string' ? (g.names.resolve(b, ns) ?? b) : b;
     emit(g, `case ${i}: {`);
     if (others.length === 1) emitEventType(g, r, ns, path, field, mode);
     else {
@@ -600,7 +599,13 @@ function checkOutType(t: avro.Type, rep: string): void {
 /** The generated module: state and column arrays, the fixed helpers, then `G` with the emitted bodies. */
 function generatedSource(spec: FastSpec, columns: Map<string, Column>, parseBody: string, w: FactWriterSource): string {
   const colDecls = [...columns.values()]
-    .map((c) => (c.rep === 'num' ? `const CN${c.id} = new Float64Array(MAXEV);` : c.rep === 'str' ? `const CS${c.id} = new Int32Array(MAXEV), CL${c.id} = new Int32Array(MAXEV);` : `const CB${c.id} = new Int32Array(MAXEV);`))
+    .map((c) =>
+      c.rep === 'num'
+        ? `const CN${c.id} = new Float64Array(MAXEV);`
+        : c.rep === 'str'
+          ? `const CS${c.id} = new Int32Array(MAXEV), CL${c.id} = new Int32Array(MAXEV);`
+          : `const CB${c.id} = new Int32Array(MAXEV);`,
+    )
     .join('\n');
   return `"use strict";
 const { isUtf8, T16, wl, MCC, FH, readLong, VE } = D;

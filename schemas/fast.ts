@@ -203,7 +203,11 @@ function dayKeys(g: Generated, n: number, ctx: FastContext, identity: string): D
     else {
       let m = 0;
       ids = Buffer.allocUnsafe(16 * n);
-      for (let j = 0; j < n; j++) if (dayOf[j] === k) g.ids.copy(ids, 16 * m, 16 * j, 16 * j + 16), (at[j] = m++);
+      for (let j = 0; j < n; j++) {
+        if (dayOf[j] !== k) continue;
+        g.ids.copy(ids, 16 * m, 16 * j, 16 * j + 16);
+        at[j] = m++;
+      }
       ids = ids.subarray(0, 16 * m);
     }
     tokens.push(token);

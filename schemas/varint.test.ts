@@ -26,7 +26,10 @@ describe('varint', () => {
       expect(skipLong(b, 1, end, LONG_MAX_BYTES)).toBe(end);
     };
     edges.forEach(check);
-    fc.assert(fc.property(safe, (n) => check(n)), { numRuns: 500 });
+    fc.assert(
+      fc.property(safe, (n) => check(n)),
+      { numRuns: 500 },
+    );
   });
 
   it('reads Avro ints as avsc does, in both readers', () => {

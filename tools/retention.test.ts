@@ -11,7 +11,11 @@ import { CATEGORIES, DAY_MS, retentionDays } from '../schemas/index.ts';
 
 describe('retention of non-personal data', () => {
   it('is the same period for the aggregates and the events topic', () => {
-    const longest = Math.max(...Object.values(CATEGORIES).filter((c) => !c.personal).map((c) => retentionDays(c.retention)));
+    const longest = Math.max(
+      ...Object.values(CATEGORIES)
+        .filter((c) => !c.personal)
+        .map((c) => retentionDays(c.retention)),
+    );
     expect(policyRetentionDays()).toBe(longest);
     expect(nonPersonalRetentionMs()).toBe(policyRetentionDays() * DAY_MS);
   });
