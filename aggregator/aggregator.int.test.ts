@@ -124,7 +124,9 @@ async function expectRollupViews(store: Store, counted: Parameters<typeof report
   const dau = await runReport(store, dauReq, K);
   expect(dau).toEqual(oracleReport(counted, dauReq, K));
   expect(dau.length).toBeGreaterThan(0);
-  const dauView = await store.query<Record<string, unknown>>(`SELECT toString(day) AS day, app_id, active_devices FROM ${db}.daily_active_devices_by_app ORDER BY day, app_id`);
+  const dauView = await store.query<Record<string, unknown>>(
+    `SELECT toString(day) AS day, app_id, active_devices FROM ${db}.daily_active_devices_by_app ORDER BY day, app_id`,
+  );
   expect(dauView.map((r): ReportRow => ({ day: String(r.day), app_id: String(r.app_id), active_devices: num(r.active_devices) }))).toEqual(dau);
 
   const crashReq = req('crash-rate', ['day', 'app_id', 'app_version']);
@@ -176,7 +178,9 @@ describe('aggregator on the ClickHouse server', () => {
         const results = await expectOracle(store, pop.counted);
         // k-anonymity bit: at the finest grain some groups of the oracle's input were suppressed.
         const finest = results.find((r) => r.req.by.length === 6 && r.req.report === 'dau')!;
-        expect(finest.got.length).toBeLessThan(new Set(pop.counted.map((f) => [f.day, f.app_id, f.app_version, f.device_model, f.os_version, f.country].join('|'))).size);
+        expect(finest.got.length).toBeLessThan(
+          new Set(pop.counted.map((f) => [f.day, f.app_id, f.app_version, f.device_model, f.os_version, f.country].join('|'))).size,
+        );
         // The analyst views carry the same finest-grain numbers.
         const view = await store.query<{ n: string }>(`SELECT sum(active_devices) AS n FROM ${cfg.AGGREGATOR_DATABASE}.daily_active_devices`);
         expect(Number(view[0]!.n)).toBe(finest.got.reduce((a, r) => a + Number(r.active_devices), 0));
@@ -266,7 +270,17 @@ describe('aggregator on the ClickHouse server', () => {
     try {
       await store.migrate();
       const today = utcDay(Date.now());
-      const row = (day: number) => ({ day, app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', kind: 'session_start' as const, daily_token: Buffer.alloc(16, day % 251), event_key: Buffer.alloc(16, 7) });
+      const row = (day: number) => ({
+        day,
+        app_id: 'a',
+        app_version: '1',
+        device_model: 'm',
+        os_version: '1',
+        country: 'DE',
+        kind: 'session_start' as const,
+        daily_token: Buffer.alloc(16, day % 251),
+        event_key: Buffer.alloc(16, 7),
+      });
       await store.insertFacts([row(today - 40), row(today - 31), row(today - 30), row(today)]);
       const dropped = await store.dropPartitionsOlderThan(today - 30);
       expect(dropped).toHaveLength(2);

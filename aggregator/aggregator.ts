@@ -90,7 +90,8 @@ export class Aggregator {
     this.now = d.now ?? Date.now;
     this.topic = d.config.PIPELINE_TOPIC_EVENTS;
     this.unsafeCommitOnInsertError = d.unsafeCommitOnInsertError ?? false;
-    if (this.unsafeCommitOnInsertError) this.log.warn('unsafeCommitOnInsertError is on: a failed insert LOSES its rows and commits their offsets (test-only negative control)');
+    if (this.unsafeCommitOnInsertError)
+      this.log.warn('unsafeCommitOnInsertError is on: a failed insert LOSES its rows and commits their offsets (test-only negative control)');
     const kafka = new Kafka({
       clientId: d.clientId ?? `aggregator-${process.pid}`,
       brokers: [...d.config.PIPELINE_KAFKA_BROKERS],

@@ -29,7 +29,11 @@ export function policyRetentionDays(): number {
 export const AGGREGATOR_PREFIX = 'AGGREGATOR_';
 
 export const aggregatorSettings = defineSettings({
-  AGGREGATOR_HOST: { kind: 'string', default: '127.0.0.1', doc: 'Address the ops server (/metrics, /healthz, /readyz) listens on; 0.0.0.0 in containers so probes and Prometheus can reach it.' },
+  AGGREGATOR_HOST: {
+    kind: 'string',
+    default: '127.0.0.1',
+    doc: 'Address the ops server (/metrics, /healthz, /readyz) listens on; 0.0.0.0 in containers so probes and Prometheus can reach it.',
+  },
   AGGREGATOR_PORT: { kind: 'int', min: 0, max: 65535, default: 18081, doc: 'Port of /metrics, /healthz and /readyz (0 = any free port).' },
   AGGREGATOR_GROUP_ID: {
     kind: 'string',
@@ -57,8 +61,17 @@ export const aggregatorSettings = defineSettings({
   },
   AGGREGATOR_CLICKHOUSE_URL: { kind: 'url', default: 'http://127.0.0.1:18123', doc: 'ClickHouse HTTP endpoint (server sink). The default is the local stack.' },
   AGGREGATOR_CLICKHOUSE_USER: { kind: 'string', default: 'default', doc: 'ClickHouse user (server sink).' },
-  AGGREGATOR_CLICKHOUSE_PASSWORD: { kind: 'string', secret: true, default: '', doc: 'ClickHouse password (server sink); prefer AGGREGATOR_CLICKHOUSE_PASSWORD_FILE. Never logged.' },
-  AGGREGATOR_CLICKHOUSE_PASSWORD_FILE: { kind: 'string', default: '', doc: 'File holding the ClickHouse password (a mounted secret; trailing newline ignored); exclusive with AGGREGATOR_CLICKHOUSE_PASSWORD.' },
+  AGGREGATOR_CLICKHOUSE_PASSWORD: {
+    kind: 'string',
+    secret: true,
+    default: '',
+    doc: 'ClickHouse password (server sink); prefer AGGREGATOR_CLICKHOUSE_PASSWORD_FILE. Never logged.',
+  },
+  AGGREGATOR_CLICKHOUSE_PASSWORD_FILE: {
+    kind: 'string',
+    default: '',
+    doc: 'File holding the ClickHouse password (a mounted secret; trailing newline ignored); exclusive with AGGREGATOR_CLICKHOUSE_PASSWORD.',
+  },
   AGGREGATOR_CHDB_PATH: { kind: 'string', default: '.local/chdb', doc: 'Data folder of the embedded chdb sink (one process may open it at a time).' },
   AGGREGATOR_DATABASE: {
     kind: 'string',
@@ -66,7 +79,13 @@ export const aggregatorSettings = defineSettings({
     default: 'analytics',
     doc: 'ClickHouse database of the aggregate tables and analyst views (created by the migrations).',
   },
-  AGGREGATOR_FLUSH_INTERVAL_MS: { kind: 'int', min: 10, max: 60_000, default: 500, doc: 'Flush buffered rows at least this often (bounds ingest-ack-to-visible delay).' },
+  AGGREGATOR_FLUSH_INTERVAL_MS: {
+    kind: 'int',
+    min: 10,
+    max: 60_000,
+    default: 500,
+    doc: 'Flush buffered rows at least this often (bounds ingest-ack-to-visible delay).',
+  },
   AGGREGATOR_FLUSH_MAX_ROWS: { kind: 'int', min: 1, max: 10_000_000, default: 50_000, doc: 'Flush early when this many rows are buffered.' },
   AGGREGATOR_MAX_BUFFERED_ROWS: {
     kind: 'int',
@@ -75,8 +94,20 @@ export const aggregatorSettings = defineSettings({
     default: 200_000,
     doc: 'Pause consuming when this many rows wait for ClickHouse (memory bound while it is down or slow; one fetch may overshoot).',
   },
-  AGGREGATOR_MAX_LATENESS_DAYS: { kind: 'int', min: 0, max: 365, default: 3, doc: 'Events whose UTC day is older than today minus this many days are counted as late and kept out.' },
-  AGGREGATOR_FUTURE_SKEW_MS: { kind: 'int', min: 0, max: DAY_MS, default: 600_000, doc: 'Events dated after now + this skew are counted as future and kept out.' },
+  AGGREGATOR_MAX_LATENESS_DAYS: {
+    kind: 'int',
+    min: 0,
+    max: 365,
+    default: 3,
+    doc: 'Events whose UTC day is older than today minus this many days are counted as late and kept out.',
+  },
+  AGGREGATOR_FUTURE_SKEW_MS: {
+    kind: 'int',
+    min: 0,
+    max: DAY_MS,
+    default: 600_000,
+    doc: 'Events dated after now + this skew are counted as future and kept out.',
+  },
   AGGREGATOR_MIN_GROUP_DEVICES: {
     kind: 'int',
     min: 1,
@@ -92,9 +123,21 @@ export const aggregatorSettings = defineSettings({
     doc: 'Day partitions older than this are dropped. Default: the longest retention of the non-personal categories in the policy map (P25M -> 750 days).',
   },
   AGGREGATOR_RETENTION_INTERVAL_MS: { kind: 'int', min: 1000, max: DAY_MS, default: 3_600_000, doc: 'How often the retention sweep runs.' },
-  AGGREGATOR_RETRY_INITIAL_MS: { kind: 'int', min: 1, max: 60_000, default: 200, doc: 'First back-off after a failed ClickHouse insert (doubles per attempt).' },
+  AGGREGATOR_RETRY_INITIAL_MS: {
+    kind: 'int',
+    min: 1,
+    max: 60_000,
+    default: 200,
+    doc: 'First back-off after a failed ClickHouse insert (doubles per attempt).',
+  },
   AGGREGATOR_RETRY_MAX_MS: { kind: 'int', min: 1, max: 300_000, default: 5_000, doc: 'Cap of the insert back-off.' },
-  AGGREGATOR_INSERT_TIMEOUT_MS: { kind: 'int', min: 100, max: 600_000, default: 30_000, doc: 'An insert taking longer is abandoned and retried (retry is harmless: states are idempotent).' },
+  AGGREGATOR_INSERT_TIMEOUT_MS: {
+    kind: 'int',
+    min: 100,
+    max: 600_000,
+    default: 30_000,
+    doc: 'An insert taking longer is abandoned and retried (retry is harmless: states are idempotent).',
+  },
   AGGREGATOR_LOG_LEVEL: { kind: 'enum', values: ['debug', 'info', 'warn', 'error'] as const, default: 'info', doc: 'Log level.' },
   AGGREGATOR_UNSAFE_COUNT_ROWS: {
     kind: 'bool',
@@ -107,7 +150,13 @@ export const aggregatorSettings = defineSettings({
     default: 'none',
     doc: 'TEST ONLY: stall forever at this point of a flush (logs `test stall`), so a crash test can SIGKILL the process inside that failure window.',
   },
-  AGGREGATOR_TEST_STALL_ON_FLUSH: { kind: 'int', min: 1, max: 1_000_000, default: 1, doc: 'TEST ONLY: which non-empty flush (1 = first) stalls when AGGREGATOR_TEST_STALL_AT is set.' },
+  AGGREGATOR_TEST_STALL_ON_FLUSH: {
+    kind: 'int',
+    min: 1,
+    max: 1_000_000,
+    default: 1,
+    doc: 'TEST ONLY: which non-empty flush (1 = first) stalls when AGGREGATOR_TEST_STALL_AT is set.',
+  },
 });
 
 /** Everything the aggregator reads: its own settings and the shared pipeline ones. */
@@ -129,7 +178,8 @@ export function loadAggregatorConfig(env: NodeJS.ProcessEnv = process.env): Aggr
   const file = cfg.AGGREGATOR_CLICKHOUSE_PASSWORD_FILE;
   if (!file) return cfg;
   // Errors name the setting and the file, never its content.
-  if (cfg.AGGREGATOR_CLICKHOUSE_PASSWORD) throw new ConfigError(['AGGREGATOR_CLICKHOUSE_PASSWORD and AGGREGATOR_CLICKHOUSE_PASSWORD_FILE are both set: give one']);
+  if (cfg.AGGREGATOR_CLICKHOUSE_PASSWORD)
+    throw new ConfigError(['AGGREGATOR_CLICKHOUSE_PASSWORD and AGGREGATOR_CLICKHOUSE_PASSWORD_FILE are both set: give one']);
   let password: string;
   try {
     password = readFileSync(file, 'utf8').replace(/\r?\n$/, '');

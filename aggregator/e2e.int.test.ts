@@ -24,7 +24,16 @@ import { generateDeviceBatches, type PostedBatch } from '../testing/device-batch
 import { aggregatorConfig, aggregatorEnv, groupProgress, waitAllCommitted } from '../testing/harness.ts';
 
 const K = 5;
-const quiet = { debug() {}, info() {}, warn() {}, error() {}, personal() {}, child() { return quiet; } };
+const quiet = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  personal() {},
+  child() {
+    return quiet;
+  },
+};
 let kafka: Kafka;
 const databases: string[] = [];
 
@@ -101,11 +110,15 @@ describe.each(['server', 'embedded'] as const)('devices -> ingest (HTTP) -> Kafk
     const database = uniqueName('agg_e2e');
     databases.push(database);
     const groupId = uniqueName('agg_e2e_group');
-    const env = aggregatorEnv({ kafkaBrokers: s.kafkaBrokers, clickhouseUrl: s.clickhouseUrl }, { topic: topics.events, groupId, database }, {
-      AGGREGATOR_MIN_GROUP_DEVICES: String(K),
-      AGGREGATOR_CLICKHOUSE: storeKind,
-      AGGREGATOR_CHDB_PATH: chdbDir,
-    });
+    const env = aggregatorEnv(
+      { kafkaBrokers: s.kafkaBrokers, clickhouseUrl: s.clickhouseUrl },
+      { topic: topics.events, groupId, database },
+      {
+        AGGREGATOR_MIN_GROUP_DEVICES: String(K),
+        AGGREGATOR_CLICKHOUSE: storeKind,
+        AGGREGATOR_CHDB_PATH: chdbDir,
+      },
+    );
     let svc: IngestService | undefined;
     let agg: RunningAggregator | undefined;
     try {

@@ -98,7 +98,20 @@ describe('FactReader: the shortcut decode of the known EventFact layout', () => 
   });
 
   it('counts a legacy single-fact record (written before batch records) like a batch of one', () => {
-    const f: EventFact = { event_key: Buffer.alloc(16, 1), daily_token: Buffer.alloc(16, 2), day: today, kind: 'crash', app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', duration_ms: null, crash_signature: 's', exception_type: null };
+    const f: EventFact = {
+      event_key: Buffer.alloc(16, 1),
+      daily_token: Buffer.alloc(16, 2),
+      day: today,
+      kind: 'crash',
+      app_id: 'a',
+      app_version: '1',
+      device_model: 'm',
+      os_version: '1',
+      country: 'DE',
+      duration_ms: null,
+      crash_signature: 's',
+      exception_type: null,
+    };
     const legacy = new FactReader().read(encodeEventFact(f), w);
     const batch = new FactReader().read(encodeEventFacts([f]), w);
     expect(legacy.kind).toBe('ok');
@@ -106,7 +119,20 @@ describe('FactReader: the shortcut decode of the known EventFact layout', () => 
   });
 
   it('hands every malformed or foreign record to schemas/ and returns its typed code', () => {
-    const f: EventFact = { event_key: Buffer.alloc(16, 1), daily_token: Buffer.alloc(16, 2), day: today, kind: 'crash', app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', duration_ms: null, crash_signature: 's', exception_type: null };
+    const f: EventFact = {
+      event_key: Buffer.alloc(16, 1),
+      daily_token: Buffer.alloc(16, 2),
+      day: today,
+      kind: 'crash',
+      app_id: 'a',
+      app_version: '1',
+      device_model: 'm',
+      os_version: '1',
+      country: 'DE',
+      duration_ms: null,
+      crash_signature: 's',
+      exception_type: null,
+    };
     const good = encodeEventFacts([f, { ...f, kind: 'page_view', crash_signature: null }]);
     const r = new FactReader();
     const codeOf = (b: Buffer) => {
@@ -129,7 +155,10 @@ describe('FactReader: the shortcut decode of the known EventFact layout', () => 
     for (const b of bad) {
       const got: ReadVerdict[] = [];
       expect(r.readRecord(b, w, (v) => got.push(v))).toBe(0);
-      expect(got.map((v) => v.kind), b.toString('hex')).toEqual(['undecodable']);
+      expect(
+        got.map((v) => v.kind),
+        b.toString('hex'),
+      ).toEqual(['undecodable']);
       if (got[0]!.kind === 'undecodable') expect(got[0]!.code).toBe(codeOf(b));
     }
     const got: ReadVerdict[] = [];
@@ -138,7 +167,20 @@ describe('FactReader: the shortcut decode of the known EventFact layout', () => 
   });
 
   it('keeps out late and future days like judgeFact', () => {
-    const f = (day: number): EventFact => ({ event_key: Buffer.alloc(16, 1), daily_token: Buffer.alloc(16, 2), day, kind: 'page_view', app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', duration_ms: 5, crash_signature: null, exception_type: null });
+    const f = (day: number): EventFact => ({
+      event_key: Buffer.alloc(16, 1),
+      daily_token: Buffer.alloc(16, 2),
+      day,
+      kind: 'page_view',
+      app_id: 'a',
+      app_version: '1',
+      device_model: 'm',
+      os_version: '1',
+      country: 'DE',
+      duration_ms: 5,
+      crash_signature: null,
+      exception_type: null,
+    });
     const r = new FactReader();
     expect(r.read(encodeEventFacts([f(today - 4)]), w).kind).toBe('late');
     expect(r.read(encodeEventFacts([f(today + 1)]), w).kind).toBe('future');

@@ -23,18 +23,29 @@
  * The tokens and event keys are views into the Kafka record (no copy); they live until the flush.
  */
 import { randomBytes } from 'node:crypto';
-import { countsEventKey, decodeEventFacts, eventFactBatchType, eventFactType, fingerprintOf, LONG_MAX_BYTES, readInt, readLong, SchemaError, skipLong, varintEnd, type EventFact, type EventKind } from '../schemas/index.ts';
+import {
+  countsEventKey,
+  decodeEventFacts,
+  eventFactBatchType,
+  eventFactType,
+  fingerprintOf,
+  LONG_MAX_BYTES,
+  readInt,
+  readLong,
+  SchemaError,
+  skipLong,
+  varintEnd,
+  type EventFact,
+  type EventKind,
+} from '../schemas/index.ts';
 import { judgeFact, utcDay, type FactRow, type WindowOptions } from './facts.ts';
 import { dimsTsv } from './tsv.ts';
 
 /** What one record adds: a row, nothing (late/future), or an undecodable record. */
-export type ReadVerdict =
-  | { kind: 'ok'; row: FactRow }
-  | { kind: 'late' }
-  | { kind: 'future' }
-  | { kind: 'undecodable'; code: string };
+export type ReadVerdict = { kind: 'ok'; row: FactRow } | { kind: 'late' } | { kind: 'future' } | { kind: 'undecodable'; code: string };
 
-const KINDS = (eventFactType as unknown as { fields: Array<{ name: string; type: { symbols?: string[] } }> }).fields.find((f) => f.name === 'kind')!.type.symbols as EventKind[];
+const KINDS = (eventFactType as unknown as { fields: Array<{ name: string; type: { symbols?: string[] } }> }).fields.find((f) => f.name === 'kind')!.type
+  .symbols as EventKind[];
 
 /**
  * The field layout this reader walks. If schemas/ changes the EventFact schema, its fingerprint
@@ -78,7 +89,11 @@ function shortcutApplies(): boolean {
   const l = layoutOf(eventFactType);
   if (l.join() !== FAST_LAYOUT.join()) return false;
   const unions = (eventFactType as unknown as { fields: Array<{ type: { types?: Array<{ typeName: string }> } }> }).fields.slice(9);
-  const want = [['null', 'long'], ['null', 'string'], ['null', 'string']];
+  const want = [
+    ['null', 'long'],
+    ['null', 'string'],
+    ['null', 'string'],
+  ];
   return unions.every((f, i) => JSON.stringify(f.type.types?.map((t) => t.typeName)) === JSON.stringify(want[i]));
 }
 export const FAST_PATH_ON = shortcutApplies();
@@ -149,8 +164,24 @@ export class FactReader {
    * dimensions and the same row object (FlushBuffer sees at once that it adds nothing).
    */
   // Mutable, so a record allocates no bookkeeping object (GC was a third of the time in the bench).
-  private readonly lastDims: Layout & { dims: Dims | undefined } = { buf: Buffer.alloc(0), tokenAt: 0, dayAt: 0, kindAt: 0, dimsAt: 0, dimsEnd: 0, dims: undefined };
-  private readonly lastD: Layout & { row: FactRow | undefined } = { buf: Buffer.alloc(0), tokenAt: 0, dayAt: 0, kindAt: 0, dimsAt: 0, dimsEnd: 0, row: undefined };
+  private readonly lastDims: Layout & { dims: Dims | undefined } = {
+    buf: Buffer.alloc(0),
+    tokenAt: 0,
+    dayAt: 0,
+    kindAt: 0,
+    dimsAt: 0,
+    dimsEnd: 0,
+    dims: undefined,
+  };
+  private readonly lastD: Layout & { row: FactRow | undefined } = {
+    buf: Buffer.alloc(0),
+    tokenAt: 0,
+    dayAt: 0,
+    kindAt: 0,
+    dimsAt: 0,
+    dimsEnd: 0,
+    row: undefined,
+  };
 
   constructor(private readonly maxCachedDims = 100_000) {}
 
@@ -166,7 +197,8 @@ export class FactReader {
     const n = this.walk(b);
     if (n < 0) return this.slow(b, w, visit);
     const pos = this.pos;
-    for (let i = 0, o = 0; i < n; i++, o += F) visit(this.verdict(b, w, pos[o]!, pos[o + 1]!, pos[o + 2]!, pos[o + 3]!, pos[o + 4]!, pos[o + 5]!, pos[o + 6]!, pos[o + 7]!));
+    for (let i = 0, o = 0; i < n; i++, o += F)
+      visit(this.verdict(b, w, pos[o]!, pos[o + 1]!, pos[o + 2]!, pos[o + 3]!, pos[o + 4]!, pos[o + 5]!, pos[o + 6]!, pos[o + 7]!));
     return n;
   }
 
@@ -250,7 +282,18 @@ export class FactReader {
     return q;
   }
 
-  private verdict(b: Buffer, w: WindowOptions, keyAt: number, tokenAt: number, dayAt: number, kindAt: number, dimsAt: number, dimsEnd: number, day: number, kindIdx: number): ReadVerdict {
+  private verdict(
+    b: Buffer,
+    w: WindowOptions,
+    keyAt: number,
+    tokenAt: number,
+    dayAt: number,
+    kindAt: number,
+    dimsAt: number,
+    dimsEnd: number,
+    day: number,
+    kindIdx: number,
+  ): ReadVerdict {
     // Lateness window (the same rule as judgeFact in facts.ts), on the day number alone.
     const today = utcDay(w.nowMs);
     if (day < today - w.maxLatenessDays) return { kind: 'late' };

@@ -5,8 +5,18 @@ import { dayToIso, isoToDay, judgeFact } from './facts.ts';
 const now = Date.parse('2026-03-10T12:00:00Z');
 const today = Math.floor(now / DAY_MS);
 const fact = (day: number): EventFact => ({
-  event_key: Buffer.alloc(16, 1), daily_token: Buffer.alloc(16, 2), day, kind: 'session_start', app_id: 'a', app_version: '1',
-  device_model: 'm', os_version: '13', country: 'DE', duration_ms: null, crash_signature: null, exception_type: null,
+  event_key: Buffer.alloc(16, 1),
+  daily_token: Buffer.alloc(16, 2),
+  day,
+  kind: 'session_start',
+  app_id: 'a',
+  app_version: '1',
+  device_model: 'm',
+  os_version: '13',
+  country: 'DE',
+  duration_ms: null,
+  crash_signature: null,
+  exception_type: null,
 });
 const w = { nowMs: now, maxLatenessDays: 3, futureSkewMs: 600_000 };
 

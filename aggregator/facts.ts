@@ -28,10 +28,7 @@ export interface FactRow {
   dims_tsv?: Buffer;
 }
 
-export type FactVerdict =
-  | { kind: 'ok'; row: FactRow }
-  | { kind: 'late'; day: number }
-  | { kind: 'future'; day: number };
+export type FactVerdict = { kind: 'ok'; row: FactRow } | { kind: 'late'; day: number } | { kind: 'future'; day: number };
 
 export interface WindowOptions {
   nowMs: number;

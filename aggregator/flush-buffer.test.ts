@@ -2,7 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { FlushBuffer, tpKey } from './flush-buffer.ts';
 import type { FactRow } from './facts.ts';
 
-const row = (k: number): FactRow => ({ day: 1, app_id: 'a', app_version: '1', device_model: 'm', os_version: '1', country: 'DE', kind: 'session_start', daily_token: Buffer.alloc(16, 1), event_key: Buffer.alloc(16, k) });
+const row = (k: number): FactRow => ({
+  day: 1,
+  app_id: 'a',
+  app_version: '1',
+  device_model: 'm',
+  os_version: '1',
+  country: 'DE',
+  kind: 'session_start',
+  daily_token: Buffer.alloc(16, 1),
+  event_key: Buffer.alloc(16, k),
+});
 
 describe('FlushBuffer', () => {
   it('drops a row with the same effect as a buffered one and tracks the next offset per partition', () => {
@@ -15,7 +25,10 @@ describe('FlushBuffer', () => {
     const x = b.take();
     expect(x.rows).toHaveLength(1);
     expect(x.duplicates).toBe(1);
-    expect([...x.offsets]).toEqual([[tpKey('t', 0), '12'], [tpKey('t', 1), '6']]);
+    expect([...x.offsets]).toEqual([
+      [tpKey('t', 0), '12'],
+      [tpKey('t', 1), '6'],
+    ]);
     expect(b.empty).toBe(true);
   });
   it('keeps every row with dedup off (the negative control) and forgets rows after a take', () => {

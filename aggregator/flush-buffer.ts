@@ -48,7 +48,14 @@ export function sameEffect(a: FactRow, b: FactRow): boolean {
   if (counted && (a.kind !== b.kind || !sameBuf(a.event_key, b.event_key))) return false;
   if (!sameBuf(a.daily_token, b.daily_token)) return false;
   if (a.dims_tsv !== undefined && a.dims_tsv === b.dims_tsv) return true;
-  return a.day === b.day && a.app_id === b.app_id && a.app_version === b.app_version && a.device_model === b.device_model && a.os_version === b.os_version && a.country === b.country;
+  return (
+    a.day === b.day &&
+    a.app_id === b.app_id &&
+    a.app_version === b.app_version &&
+    a.device_model === b.device_model &&
+    a.os_version === b.os_version &&
+    a.country === b.country
+  );
 }
 
 /** A 30-bit hash of what `sameEffect` compares first (tokens and event keys are keyed hashes: uniform). */

@@ -20,7 +20,10 @@ describe('migrations', () => {
     expect(old).toContain('CREATE VIEW db1.crash_rates_by_app_version');
   });
   it('write nothing personal: the only stored columns are dimensions and 16-byte hashes', () => {
-    const sql = listMigrations().map((m) => m.text).join('\n').toLowerCase();
+    const sql = listMigrations()
+      .map((m) => m.text)
+      .join('\n')
+      .toLowerCase();
     for (const personal of ['imei', 'device_id', 'ip', 'account', 'latitude', 'event_id ']) expect(sql).not.toMatch(new RegExp(`\\b${personal.trim()}\\b`));
   });
 });

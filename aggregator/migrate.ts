@@ -33,7 +33,9 @@ export interface Migration {
 const DIR = new URL('./migrations/', import.meta.url);
 
 export function listMigrations(): Migration[] {
-  const files = readdirSync(DIR).filter((f) => f.endsWith('.sql')).sort();
+  const files = readdirSync(DIR)
+    .filter((f) => f.endsWith('.sql'))
+    .sort();
   const versioned = files.filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f));
   const repeatable = files.filter((f) => /^R_[a-z0-9_]+\.sql$/.test(f));
   const stray = files.filter((f) => !versioned.includes(f) && !repeatable.includes(f));

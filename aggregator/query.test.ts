@@ -15,7 +15,12 @@ const code = (argv: string[]) => {
 describe('parseQueryArgs', () => {
   it('parses a full command line', () => {
     expect(parseQueryArgs(['crash-rate', '--from', '2026-01-01', '--to=2026-01-07', '--app', 'com.x', '--by', 'day,country', '--format', 'csv'])).toEqual({
-      report: 'crash-rate', from: 20454, to: 20460, app: 'com.x', by: ['day', 'country'], format: 'csv',
+      report: 'crash-rate',
+      from: 20454,
+      to: 20460,
+      app: 'com.x',
+      by: ['day', 'country'],
+      format: 'csv',
     });
     expect(parseQueryArgs(['dau', '--from', '2026-01-01', '--to', '2026-01-01', '--by', 'none']).by).toEqual([]);
   });
@@ -43,7 +48,10 @@ describe('buildReportSql', () => {
 });
 
 describe('formatReport', () => {
-  const rows = [{ day: '2026-01-01', active_devices: 7 }, { day: '2026-01-02', active_devices: 12 }];
+  const rows = [
+    { day: '2026-01-01', active_devices: 7 },
+    { day: '2026-01-02', active_devices: 12 },
+  ];
   it('prints csv, json and an aligned table', () => {
     expect(formatReport(rows, 'csv')).toBe('day,active_devices\n2026-01-01,7\n2026-01-02,12');
     expect(JSON.parse(formatReport(rows, 'json'))).toEqual(rows);

@@ -161,16 +161,23 @@ export function formatReport(rows: readonly ReportRow[], format: Format, columns
     return [cols.join(','), ...rows.map((r) => cols.map((c) => q(cell(r[c]))).join(','))].join('\n');
   }
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line([...cols]), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(cols.map((c) => cell(r[c]))))].join('\n') +
-    `\n(${rows.length} group${rows.length === 1 ? '' : 's'})`;
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return (
+    [line([...cols]), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(cols.map((c) => cell(r[c]))))].join('\n') +
+    `\n(${rows.length} group${rows.length === 1 ? '' : 's'})`
+  );
 }
 
 /** Columns of a report, known even when every group was suppressed. */
 export function reportColumns(req: QueryRequest): string[] {
   const perDay = req.by.includes('day');
   const cols: string[] = [...req.by, perDay ? 'active_devices' : 'device_days'];
-  if (req.report === 'crash-rate') cols.push('sessions', 'crashes', perDay ? 'crashed_devices' : 'crashed_device_days', 'crash_free_devices_pct', 'crashes_per_1000_sessions');
+  if (req.report === 'crash-rate')
+    cols.push('sessions', 'crashes', perDay ? 'crashed_devices' : 'crashed_device_days', 'crash_free_devices_pct', 'crashes_per_1000_sessions');
   return cols;
 }
 

@@ -57,7 +57,11 @@ export class ServerStore implements Store {
         ...(opts.midway ? { clickhouse_settings: { max_insert_block_size: String(half) as never } } : {}),
       })
       .catch((cause: unknown) => {
-        throw new AggregatorError('AGG_SINK_INSERT_FAILED', `insert of ${rows.length} rows into ${this.database}.facts_in failed: ${(cause as Error).message}`, { cause });
+        throw new AggregatorError(
+          'AGG_SINK_INSERT_FAILED',
+          `insert of ${rows.length} rows into ${this.database}.facts_in failed: ${(cause as Error).message}`,
+          { cause },
+        );
       });
     // An error before the stream ends must not leave an unhandled rejection behind.
     done.catch(() => undefined);

@@ -54,7 +54,10 @@ export async function dropDailyPartitionsOlderThan(db: SqlRunner, database: stri
   const parts = await db.rows<{ partition_id: string }>(
     `SELECT DISTINCT partition_id FROM system.parts WHERE database = '${database}' AND table = 'daily_agg' AND active`,
   );
-  const old = partitionsOlderThan(parts.map((p) => p.partition_id), day);
+  const old = partitionsOlderThan(
+    parts.map((p) => p.partition_id),
+    day,
+  );
   for (const id of old) await db.exec(`ALTER TABLE ${database}.daily_agg DROP PARTITION ID '${id}'`);
   return old;
 }

@@ -53,7 +53,20 @@ function escapedUtf8(s: string): Buffer {
 /** `day\tapp_id\tapp_version\tdevice_model\tos_version\tcountry\t` of a row, escaped. */
 export function dimsTsv(r: Pick<FactRow, 'day' | 'app_id' | 'app_version' | 'device_model' | 'os_version' | 'country'>): Buffer {
   const tab = Buffer.from([0x09]);
-  return Buffer.concat([dayBytes(r.day), tab, escapedUtf8(r.app_id), tab, escapedUtf8(r.app_version), tab, escapedUtf8(r.device_model), tab, escapedUtf8(r.os_version), tab, escapedUtf8(r.country), tab]);
+  return Buffer.concat([
+    dayBytes(r.day),
+    tab,
+    escapedUtf8(r.app_id),
+    tab,
+    escapedUtf8(r.app_version),
+    tab,
+    escapedUtf8(r.device_model),
+    tab,
+    escapedUtf8(r.os_version),
+    tab,
+    escapedUtf8(r.country),
+    tab,
+  ]);
 }
 
 const KIND_TSV = new Map<string, Buffer>();

@@ -35,7 +35,13 @@ const PROBES = Number(process.env.BENCH_AGG_PROBES ?? 100);
  * Bare kafkajs consumption of `n` records of `topic` with the aggregator's consumer settings; CPU per
  * event divides by `events` (the facts those records hold).
  */
-async function consumeOnly(kafka: Kafka, cfg: ReturnType<typeof aggregatorConfig>, topic: string, n: number, events: number): Promise<{ totalS: number; steadyS: number; cpuUsPerEvent: number }> {
+async function consumeOnly(
+  kafka: Kafka,
+  cfg: ReturnType<typeof aggregatorConfig>,
+  topic: string,
+  n: number,
+  events: number,
+): Promise<{ totalS: number; steadyS: number; cpuUsPerEvent: number }> {
   const consumer = kafka.consumer({ ...consumerOptions(cfg), groupId: uniqueName('bench_agg_raw') });
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
@@ -78,10 +84,14 @@ async function main(): Promise<void> {
   const topic = uniqueName('bench_agg_events');
   const database = uniqueName('bench_agg');
   await createTopics([topic], { partitions: 3 });
-  const env = aggregatorEnv({ kafkaBrokers: s.kafkaBrokers, clickhouseUrl: s.clickhouseUrl }, { topic, groupId: uniqueName('bench_agg_group'), database }, {
-    AGGREGATOR_FLUSH_INTERVAL_MS: process.env.AGGREGATOR_FLUSH_INTERVAL_MS ?? '500',
-    AGGREGATOR_LOG_LEVEL: 'warn',
-  });
+  const env = aggregatorEnv(
+    { kafkaBrokers: s.kafkaBrokers, clickhouseUrl: s.clickhouseUrl },
+    { topic, groupId: uniqueName('bench_agg_group'), database },
+    {
+      AGGREGATOR_FLUSH_INTERVAL_MS: process.env.AGGREGATOR_FLUSH_INTERVAL_MS ?? '500',
+      AGGREGATOR_LOG_LEVEL: 'warn',
+    },
+  );
   const cfg = aggregatorConfig(env);
   const ch = createClickHouse();
   try {
@@ -93,12 +103,16 @@ async function main(): Promise<void> {
     // an ingest batch often holds more, so this is the harder case for the per-record cost).
     const records = await produceFacts(kafka, topic, facts, 5000);
     const produceS = (performance.now() - tp0) / 1000;
-    console.log(`produced ${facts.length} events in ${records} records (${(facts.length / records).toFixed(1)} events/record) in ${produceS.toFixed(1)} s (${Math.round(facts.length / produceS)} ev/s from this process)`);
+    console.log(
+      `produced ${facts.length} events in ${records} records (${(facts.length / records).toFixed(1)} events/record) in ${produceS.toFixed(1)} s (${Math.round(facts.length / produceS)} ev/s from this process)`,
+    );
 
     const raw = await consumeOnly(kafka, cfg, topic, records, facts.length);
     const rawPerS = Math.round(facts.length / raw.totalS);
     const rawSteadyPerS = Math.round(facts.length / raw.steadyS);
-    console.log(`kafkajs consume only (no decode, no insert): ${records} records in ${raw.totalS.toFixed(1)} s: ${Math.round(records / raw.totalS)} records/s = ${rawPerS} ev/s (${rawSteadyPerS} ev/s from the first record); CPU ${raw.cpuUsPerEvent} µs/event`);
+    console.log(
+      `kafkajs consume only (no decode, no insert): ${records} records in ${raw.totalS.toFixed(1)} s: ${Math.round(records / raw.totalS)} records/s = ${rawPerS} ev/s (${rawSteadyPerS} ev/s from the first record); CPU ${raw.cpuUsPerEvent} µs/event`,
+    );
 
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
@@ -125,8 +139,12 @@ async function main(): Promise<void> {
       eventsPerS = Math.round(facts.length / secs);
       steadyPerS = Math.round(facts.length / ((t1 - (first || t0)) / 1000));
       insertedRows = (await agg.metrics.eventsAggregated.get()).values[0]?.value ?? 0;
-      console.log(`aggregated ${facts.length} events (topic -> visible in ClickHouse) in ${secs.toFixed(1)} s: ${eventsPerS} ev/s (${steadyPerS} ev/s from the first record); ${insertedRows} rows inserted; this process's CPU ${cpuUsPerEvent} µs/event`);
-      console.log(`aggregator / kafkajs consume-only: ${(eventsPerS / rawPerS).toFixed(2)} (from the first record: ${(steadyPerS / rawSteadyPerS).toFixed(2)})`);
+      console.log(
+        `aggregated ${facts.length} events (topic -> visible in ClickHouse) in ${secs.toFixed(1)} s: ${eventsPerS} ev/s (${steadyPerS} ev/s from the first record); ${insertedRows} rows inserted; this process's CPU ${cpuUsPerEvent} µs/event`,
+      );
+      console.log(
+        `aggregator / kafkajs consume-only: ${(eventsPerS / rawPerS).toFixed(2)} (from the first record: ${(steadyPerS / rawSteadyPerS).toFixed(2)})`,
+      );
 
       // Delay under load: background producer at ~2000 ev/s, probes one at a time.
       const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
@@ -144,7 +162,13 @@ async function main(): Promise<void> {
       const base = facts[0]!;
       for (let p = 0; p < PROBES; p++) {
         const app = `bench.probe.${p}`;
-        await producer.send({ topic, acks: -1, messages: [{ key: base.daily_token, value: encodeEventFacts([{ ...base, app_id: app, event_key: Buffer.from(uniqueName('k').padEnd(16).slice(0, 16)) }]) }] });
+        await producer.send({
+          topic,
+          acks: -1,
+          messages: [
+            { key: base.daily_token, value: encodeEventFacts([{ ...base, app_id: app, event_key: Buffer.from(uniqueName('k').padEnd(16).slice(0, 16)) }]) },
+          ],
+        });
         const acked = performance.now();
         for (let tries = 0; ; tries++) {
           const rs = await ch.query({ query: `SELECT count() AS c FROM ${database}.daily_agg WHERE app_id = '${app}'`, format: 'JSONEachRow' });
@@ -179,10 +203,14 @@ async function main(): Promise<void> {
     const tsvMs = performance.now() - te;
     const tj = performance.now();
     const json = rows
-      .map((r) => JSON.stringify({ ...r, dims_tsv: undefined, day: r.day, daily_token: r.daily_token.toString('latin1'), event_key: r.event_key.toString('latin1') }))
+      .map((r) =>
+        JSON.stringify({ ...r, dims_tsv: undefined, day: r.day, daily_token: r.daily_token.toString('latin1'), event_key: r.event_key.toString('latin1') }),
+      )
       .join('\n');
     const jsonMs = performance.now() - tj;
-    console.log(`encode ${rows.length} rows: TabSeparated ${tsvMs.toFixed(1)} ms, ${tsv.length} B; JSONEachRow ${jsonMs.toFixed(1)} ms, ${Buffer.byteLength(json)} B`);
+    console.log(
+      `encode ${rows.length} rows: TabSeparated ${tsvMs.toFixed(1)} ms, ${tsv.length} B; JSONEachRow ${jsonMs.toFixed(1)} ms, ${Buffer.byteLength(json)} B`,
+    );
     console.log(
       JSON.stringify({
         events: facts.length,

@@ -83,10 +83,44 @@ function runLoadgen(url: string): Promise<any> {
 function brokerRaw(recordSize: number, records: number): { msgsPerS: number; line: string } {
   const topic = uniqueName('bench_ingest_raw');
   const libs = join(root, '.local', 'kafka', 'libs', '*');
-  execFileSync('java', ['-cp', libs, 'org.apache.kafka.tools.TopicCommand', '--bootstrap-server', brokers[0]!, '--create', '--topic', topic, '--partitions', '6', '--replication-factor', '1'], { stdio: 'ignore' });
+  execFileSync(
+    'java',
+    [
+      '-cp',
+      libs,
+      'org.apache.kafka.tools.TopicCommand',
+      '--bootstrap-server',
+      brokers[0]!,
+      '--create',
+      '--topic',
+      topic,
+      '--partitions',
+      '6',
+      '--replication-factor',
+      '1',
+    ],
+    { stdio: 'ignore' },
+  );
   const out = execFileSync(
     'java',
-    ['-Xmx256m', '-cp', libs, 'org.apache.kafka.tools.ProducerPerformance', '--topic', topic, '--num-records', String(records), '--record-size', String(recordSize), '--throughput', '-1', '--producer-props', `bootstrap.servers=${brokers.join(',')}`, 'acks=all', 'enable.idempotence=true'],
+    [
+      '-Xmx256m',
+      '-cp',
+      libs,
+      'org.apache.kafka.tools.ProducerPerformance',
+      '--topic',
+      topic,
+      '--num-records',
+      String(records),
+      '--record-size',
+      String(recordSize),
+      '--throughput',
+      '-1',
+      '--producer-props',
+      `bootstrap.servers=${brokers.join(',')}`,
+      'acks=all',
+      'enable.idempotence=true',
+    ],
     { encoding: 'utf8', timeout: 300_000 },
   );
   const lines = out.trim().split('\n');
@@ -126,10 +160,16 @@ const recordsPerS = load.batches_per_s * (sized.recordsPerBatch + 1);
 const ratio = recordsPerS / raw.msgsPerS;
 const rawEventsPerS = raw.msgsPerS * sized.factsPerRecord;
 
-console.log(`ingest: ${load.events_per_s.toFixed(0)} events/s, ${load.batches_per_s.toFixed(0)} batches/s (${events} events, ${load.body_bytes} B per batch), concurrency ${concurrency}, ${load.elapsed_s.toFixed(1)} s`);
+console.log(
+  `ingest: ${load.events_per_s.toFixed(0)} events/s, ${load.batches_per_s.toFixed(0)} batches/s (${events} events, ${load.body_bytes} B per batch), concurrency ${concurrency}, ${load.elapsed_s.toFixed(1)} s`,
+);
 console.log(`latency of 200s: p50 ${load.p50_ms.toFixed(1)} ms, p99 ${load.p99_ms.toFixed(1)} ms; answers ${JSON.stringify(load.by_status)}`);
-console.log(`ingest peak RSS (VmHWM, incl. worker threads): ${peakRssMb.toFixed(0)} MB; pool utilisation ${poolUtil.toFixed(2)}; load generator CPU ${load.loadgen_cpu_s.toFixed(1)} s; ingest exit ${exitCode}`);
-console.log(`broker raw (ProducerPerformance, ${recordSize} B records = one batch's ${sized.factsPerRecord} facts, acks=all, idempotent): ${raw.msgsPerS.toFixed(0)} msgs/s = ${rawEventsPerS.toFixed(0)} events/s`);
+console.log(
+  `ingest peak RSS (VmHWM, incl. worker threads): ${peakRssMb.toFixed(0)} MB; pool utilisation ${poolUtil.toFixed(2)}; load generator CPU ${load.loadgen_cpu_s.toFixed(1)} s; ingest exit ${exitCode}`,
+);
+console.log(
+  `broker raw (ProducerPerformance, ${recordSize} B records = one batch's ${sized.factsPerRecord} facts, acks=all, idempotent): ${raw.msgsPerS.toFixed(0)} msgs/s = ${rawEventsPerS.toFixed(0)} events/s`,
+);
 console.log(`  ${raw.line}`);
 console.log(`ingest Kafka records/s ${recordsPerS.toFixed(0)} = ${(ratio * 100).toFixed(1)}% of broker raw`);
 console.log(

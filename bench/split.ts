@@ -97,11 +97,29 @@ const f = median(fullR);
 const g = median(genR);
 const ratio = median(ratios);
 const genRatio = median(genRatios);
-const row = (name: string, xs: number[], m: number) => `${name.padEnd(52)} ${Math.round(m).toString().padStart(10)} ${Math.round(Math.min(...xs)).toString().padStart(10)} ${Math.round(Math.max(...xs)).toString().padStart(10)}`;
+const row = (name: string, xs: number[], m: number) =>
+  `${name.padEnd(52)} ${Math.round(m).toString().padStart(10)} ${Math.round(Math.min(...xs))
+    .toString()
+    .padStart(10)} ${Math.round(Math.max(...xs))
+    .toString()
+    .padStart(10)}`;
 console.log(`batches of ${EVENTS} mixed events, ${Math.round(avgBytes)} bytes each; ${ROUNDS} rounds of >= ${MIN_MS} ms; events/s on one thread`);
 console.log(`${'path'.padEnd(52)} ${'median'.padStart(10)} ${'min'.padStart(10)} ${'max'.padStart(10)}`);
 console.log(row('avsc decode only (baseline)', base, b));
 console.log(row('processBody: checks+decode+validate+consent+split+encode', fullR, f));
 console.log(row('generic: guardBody+avsc decode+processBatch (reference)', genR, g));
-console.log(`cost ratio (baseline / full, median of ${ROUNDS} pairs): ${ratio.toFixed(2)} [pairs ${Math.min(...ratios).toFixed(2)}..${Math.max(...ratios).toFixed(2)}]  (target <= 3); generic path ${genRatio.toFixed(2)}   [sink ${sink % 10}]`);
-console.log(JSON.stringify({ events_per_s: Math.round(f), baseline_events_per_s: Math.round(b), cost_ratio: Number(ratio.toFixed(3)), generic_events_per_s: Math.round(g), generic_cost_ratio: Number(genRatio.toFixed(3)), events_per_batch: EVENTS, bytes_per_batch: Math.round(avgBytes), rounds: ROUNDS }));
+console.log(
+  `cost ratio (baseline / full, median of ${ROUNDS} pairs): ${ratio.toFixed(2)} [pairs ${Math.min(...ratios).toFixed(2)}..${Math.max(...ratios).toFixed(2)}]  (target <= 3); generic path ${genRatio.toFixed(2)}   [sink ${sink % 10}]`,
+);
+console.log(
+  JSON.stringify({
+    events_per_s: Math.round(f),
+    baseline_events_per_s: Math.round(b),
+    cost_ratio: Number(ratio.toFixed(3)),
+    generic_events_per_s: Math.round(g),
+    generic_cost_ratio: Number(genRatio.toFixed(3)),
+    events_per_batch: EVENTS,
+    bytes_per_batch: Math.round(avgBytes),
+    rounds: ROUNDS,
+  }),
+);

@@ -55,7 +55,12 @@ function renderDau(ans) {
   for (let d = first; d <= ans.to && days.length < 400; d = addDays(d, 1)) days.push(d);
   const value = new Map(ans.rows.map((r) => [r.day + '|' + r.app_id, Number(r.active_devices)]));
   const max = niceMax(Math.max(...ans.rows.map((r) => Number(r.active_devices))));
-  const W = 1000, H = 300, L = 56, R = 10, T = 16, B = 34;
+  const W = 1000,
+    H = 300,
+    L = 56,
+    R = 10,
+    T = 16,
+    B = 34;
   const gw = (W - L - R) / days.length;
   const bw = Math.min(48, (gw * 0.8) / apps.length);
   const y = (v) => T + (H - T - B) * (1 - v / max);
@@ -71,16 +76,46 @@ function renderDau(ans) {
       const v = value.get(day + '|' + app);
       if (v === undefined) return;
       const x = gx + ai * bw;
-      s += '<rect class="bar" data-day="' + esc(day) + '" data-app="' + esc(app) + '" data-value="' + v + '" x="' + x.toFixed(1) + '" y="' + y(v).toFixed(1) +
-        '" width="' + (bw - 2).toFixed(1) + '" height="' + (y(0) - y(v)).toFixed(1) + '" fill="' + PALETTE[ai % PALETTE.length] + '"><title>' +
-        esc(app) + ' ' + esc(day) + ': ' + fmt(v) + ' devices</title></rect>';
-      s += '<text class="bar-label" x="' + (x + (bw - 2) / 2).toFixed(1) + '" y="' + (y(v) - 4).toFixed(1) + '" font-size="11" text-anchor="middle">' + fmt(v) + '</text>';
+      s +=
+        '<rect class="bar" data-day="' +
+        esc(day) +
+        '" data-app="' +
+        esc(app) +
+        '" data-value="' +
+        v +
+        '" x="' +
+        x.toFixed(1) +
+        '" y="' +
+        y(v).toFixed(1) +
+        '" width="' +
+        (bw - 2).toFixed(1) +
+        '" height="' +
+        (y(0) - y(v)).toFixed(1) +
+        '" fill="' +
+        PALETTE[ai % PALETTE.length] +
+        '"><title>' +
+        esc(app) +
+        ' ' +
+        esc(day) +
+        ': ' +
+        fmt(v) +
+        ' devices</title></rect>';
+      s +=
+        '<text class="bar-label" x="' +
+        (x + (bw - 2) / 2).toFixed(1) +
+        '" y="' +
+        (y(v) - 4).toFixed(1) +
+        '" font-size="11" text-anchor="middle">' +
+        fmt(v) +
+        '</text>';
     });
     s += '<text x="' + (L + di * gw + gw / 2).toFixed(1) + '" y="' + (H - 12) + '" font-size="12" text-anchor="middle" fill="#374151">' + esc(day) + '</text>';
   });
   s += '<line x1="' + L + '" x2="' + (W - R) + '" y1="' + y(0) + '" y2="' + y(0) + '" stroke="#9ca3af"/></svg>';
   host.innerHTML = s;
-  document.getElementById('dau-legend').innerHTML = apps.map((a, i) => '<span><i style="background:' + PALETTE[i % PALETTE.length] + '"></i>' + esc(a) + '</span>').join('');
+  document.getElementById('dau-legend').innerHTML = apps
+    .map((a, i) => '<span><i style="background:' + PALETTE[i % PALETTE.length] + '"></i>' + esc(a) + '</span>')
+    .join('');
   setState('dau', 'ready');
 }
 
@@ -101,7 +136,11 @@ function renderVersions(id, ans, key, o) {
   const apps = [...new Set(ans.rows.map((r) => r.app_id))].sort();
   const values = rows.map((r) => Number(r[key]));
   const [lo, hi] = o.scale(values);
-  const W = 620, rowH = 26, L = 200, R = 70, T = 8;
+  const W = 620,
+    rowH = 26,
+    L = 200,
+    R = 70,
+    T = 8;
   const H = T + rows.length * rowH + 24;
   const x = (v) => L + ((W - L - R) * (Math.max(lo, Math.min(hi, v)) - lo)) / (hi - lo || 1);
   let s = '<svg xmlns="' + SVGNS + '" viewBox="0 0 ' + W + ' ' + H + '" role="img">';
@@ -114,9 +153,36 @@ function renderVersions(id, ans, key, o) {
     const v = Number(r[key]);
     const yy = T + i * rowH;
     const color = o.color ? o.color(v) : PALETTE[apps.indexOf(r.app_id) % PALETTE.length];
-    s += '<text x="' + (L - 8) + '" y="' + (yy + 16) + '" font-size="12" text-anchor="end">' + esc(r.app_id) + ' <tspan font-weight="600">' + esc(r.app_version) + '</tspan></text>';
-    s += '<rect class="bar" data-app="' + esc(r.app_id) + '" data-version="' + esc(r.app_version) + '" data-value="' + v + '" x="' + L + '" y="' + (yy + 4) +
-      '" width="' + Math.max(1, x(v) - L).toFixed(1) + '" height="' + (rowH - 8) + '" fill="' + color + '"><title>' + esc(o.title(r)) + '</title></rect>';
+    s +=
+      '<text x="' +
+      (L - 8) +
+      '" y="' +
+      (yy + 16) +
+      '" font-size="12" text-anchor="end">' +
+      esc(r.app_id) +
+      ' <tspan font-weight="600">' +
+      esc(r.app_version) +
+      '</tspan></text>';
+    s +=
+      '<rect class="bar" data-app="' +
+      esc(r.app_id) +
+      '" data-version="' +
+      esc(r.app_version) +
+      '" data-value="' +
+      v +
+      '" x="' +
+      L +
+      '" y="' +
+      (yy + 4) +
+      '" width="' +
+      Math.max(1, x(v) - L).toFixed(1) +
+      '" height="' +
+      (rowH - 8) +
+      '" fill="' +
+      color +
+      '"><title>' +
+      esc(o.title(r)) +
+      '</title></rect>';
     s += '<text class="bar-label" x="' + (x(v) + 6).toFixed(1) + '" y="' + (yy + 16) + '" font-size="12">' + fmt(v, 2) + o.unit + '</text>';
   });
   s += '</svg>';
@@ -125,14 +191,25 @@ function renderVersions(id, ans, key, o) {
 }
 
 function renderCrash(ans) {
-  const range = (a) => a.from + ' to ' + a.to + ' (' + (a.from === a.to ? 'one day' : 'device-days over the range') + '); groups under ' + a.k + ' devices are suppressed.';
+  const range = (a) =>
+    a.from + ' to ' + a.to + ' (' + (a.from === a.to ? 'one day' : 'device-days over the range') + '); groups under ' + a.k + ' devices are suppressed.';
   renderVersions('crash-free', ans, 'crash_free_devices_pct', {
     unit: '%',
     note: (a) => '100 × (1 − crashed devices ÷ active devices), ' + range(a),
     // Crash-free rates live near 100 %: the axis starts just below the lowest value (its ticks say where).
     scale: (vs) => [Math.max(0, Math.floor(Math.min(...vs) - 1)), 100],
     color: (v) => (v >= 99 ? '#15803d' : v >= 97 ? '#d97706' : '#b91c1c'),
-    title: (r) => r.app_id + ' ' + r.app_version + ': ' + r.crash_free_devices_pct + ' % crash-free (' + r.crashed_device_days + ' of ' + r.device_days + ' device-days crashed)',
+    title: (r) =>
+      r.app_id +
+      ' ' +
+      r.app_version +
+      ': ' +
+      r.crash_free_devices_pct +
+      ' % crash-free (' +
+      r.crashed_device_days +
+      ' of ' +
+      r.device_days +
+      ' device-days crashed)',
   });
   renderVersions('crashes-per-1000', ans, 'crashes_per_1000_sessions', {
     unit: '',
@@ -172,18 +249,48 @@ function renderLive(l) {
   setKpi('live-reject-rate', l.ingest.reject_rate_pct, 2);
   setKpi('live-lag', l.aggregator.consumer_lag, 0);
   const h = l.history.slice(-90);
-  spark('spark-throughput', h.map((p) => p.events_per_s), '#2563eb');
-  spark('spark-reject', h.map((p) => p.reject_rate_pct), '#b91c1c');
-  spark('spark-lag', h.map((p) => p.lag), '#9333ea');
+  spark(
+    'spark-throughput',
+    h.map((p) => p.events_per_s),
+    '#2563eb',
+  );
+  spark(
+    'spark-reject',
+    h.map((p) => p.reject_rate_pct),
+    '#b91c1c',
+  );
+  spark(
+    'spark-lag',
+    h.map((p) => p.lag),
+    '#9333ea',
+  );
   const t = l.ingest.counters;
   const tot = document.getElementById('live-totals');
   tot.dataset.accepted = String(t.accepted);
   tot.dataset.rejected = String(t.rejected);
   tot.dataset.droppedConsent = String(t.dropped_consent);
-  tot.textContent = 'Ingest counters: ' + fmt(t.accepted) + ' events accepted · ' + fmt(t.rejected) + ' rejected · ' + fmt(t.dropped_consent) +
-    ' dropped for consent · window ' + fmt(l.window_s, 1) + ' s';
+  tot.textContent =
+    'Ingest counters: ' +
+    fmt(t.accepted) +
+    ' events accepted · ' +
+    fmt(t.rejected) +
+    ' rejected · ' +
+    fmt(t.dropped_consent) +
+    ' dropped for consent · window ' +
+    fmt(l.window_s, 1) +
+    ' s';
   document.getElementById('live-targets').innerHTML = l.targets
-    .map((x) => '<span><i class="dot ' + (x.up ? 'up' : 'down') + '"></i>' + esc(x.kind) + ' ' + esc(x.url.replace(/^https?:\/\//, '')) + (x.up ? '' : ' (' + esc(x.error || 'down') + ')') + '</span>')
+    .map(
+      (x) =>
+        '<span><i class="dot ' +
+        (x.up ? 'up' : 'down') +
+        '"></i>' +
+        esc(x.kind) +
+        ' ' +
+        esc(x.url.replace(/^https?:\/\//, '')) +
+        (x.up ? '' : ' (' + esc(x.error || 'down') + ')') +
+        '</span>',
+    )
     .join('');
   setState('live', 'ready');
 }
@@ -209,7 +316,15 @@ async function refreshLive() {
 
 function stamp() {
   document.getElementById('sub').textContent =
-    'database ' + SETTINGS.database + ' · last ' + SETTINGS.days + ' days · k = ' + SETTINGS.k + ' · analytics updated ' + new Date().toISOString().slice(11, 19) + ' UTC';
+    'database ' +
+    SETTINGS.database +
+    ' · last ' +
+    SETTINGS.days +
+    ' days · k = ' +
+    SETTINGS.k +
+    ' · analytics updated ' +
+    new Date().toISOString().slice(11, 19) +
+    ' UTC';
 }
 refreshAnalytics().then(stamp);
 refreshLive();

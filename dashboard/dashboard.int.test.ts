@@ -86,7 +86,16 @@ describe('dashboard in a headless browser, fed by a demo run through the real st
       executablePath: CHROMIUM,
       headless: true,
       viewport: { width: 1280, height: 1000 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     page = ctx.pages()[0] ?? (await ctx.newPage());
     page.on('request', (r) => {
@@ -105,14 +114,14 @@ describe('dashboard in a headless browser, fed by a demo run through the real st
     expect(c?.problems ?? []).toEqual([]);
   }, 90_000);
 
-  it('the demo itself found ClickHouse equal to the devices\' own count', () => {
+  it("the demo itself found ClickHouse equal to the devices' own count", () => {
     expect(demo.report.caughtUp).toBe(true);
     expect(demo.report.ledger.tally.surprises).toEqual([]);
     expect(demo.report.dau.rows.length).toBeGreaterThan(3);
     expect(demo.report.matches).toBe(true);
   });
 
-  it('daily active devices: one bar per day x app, each with the oracle\'s number, shown as text', async () => {
+  it("daily active devices: one bar per day x app, each with the oracle's number, shown as text", async () => {
     const today = utcDay(Date.now());
     const oracle = demo.report.ledger.oracle(dauRequest(today, DASHBOARD_DAYS), K, { today, maxLatenessDays: 3 });
     const fromQuery = (await demo.dashboard.dau()).rows;
@@ -130,7 +139,8 @@ describe('dashboard in a headless browser, fed by a demo run through the real st
   it('crash-free devices % and crashes per 1,000 sessions by app version match the oracle', async () => {
     const today = utcDay(Date.now());
     const oracle = demo.report.ledger.oracle(crashRequest(today, DASHBOARD_DAYS), K, { today, maxLatenessDays: 3 });
-    const byVersion = (rows: readonly ReportRow[], col: string) => new Map(rows.filter((r) => r[col] !== null).map((r) => [`${r.app_id}|${r.app_version}`, Number(r[col])]));
+    const byVersion = (rows: readonly ReportRow[], col: string) =>
+      new Map(rows.filter((r) => r[col] !== null).map((r) => [`${r.app_id}|${r.app_version}`, Number(r[col])]));
     expect(byVersion((await demo.dashboard.crash()).rows, 'crash_free_devices_pct')).toEqual(byVersion(oracle, 'crash_free_devices_pct'));
     for (const [chart, col] of [
       ['crash-free', 'crash_free_devices_pct'],

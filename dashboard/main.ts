@@ -19,7 +19,9 @@ async function main(): Promise<void> {
     throw e;
   }
   const d = await startDashboard(cfg);
-  process.stdout.write(`dashboard: ${d.url} (database ${cfg.DASHBOARD_DATABASE}; scraping ${[...cfg.DASHBOARD_INGEST_METRICS_URLS, ...cfg.DASHBOARD_AGGREGATOR_METRICS_URLS].join(', ')})\n`);
+  process.stdout.write(
+    `dashboard: ${d.url} (database ${cfg.DASHBOARD_DATABASE}; scraping ${[...cfg.DASHBOARD_INGEST_METRICS_URLS, ...cfg.DASHBOARD_AGGREGATOR_METRICS_URLS].join(', ')})\n`,
+  );
   const stop = () => {
     d.close().then(
       () => process.exit(0),

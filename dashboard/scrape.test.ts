@@ -29,7 +29,13 @@ describe('dashboard scrape', () => {
   it('reads ingest counters: consent drops count events dropped whole, not stripped fields; refused = 4xx but not 429', () => {
     const r = readIngest(parsePrometheusText(TEXT));
     expect(r).toEqual({ accepted: 1200, rejected: 10, droppedConsent: 40, refusedBatches: 2, requests: 97 });
-    expect(readAggregator(parsePrometheusText('aggregator_consumer_lag{topic="t",partition="0"} 5\naggregator_consumer_lag{topic="t",partition="1"} 2\naggregator_events_read_total 10'))).toEqual({ lag: 7, read: 10 });
+    expect(
+      readAggregator(
+        parsePrometheusText(
+          'aggregator_consumer_lag{topic="t",partition="0"} 5\naggregator_consumer_lag{topic="t",partition="1"} 2\naggregator_events_read_total 10',
+        ),
+      ),
+    ).toEqual({ lag: 7, read: 10 });
   });
 
   const ing = (accepted: number, rejected: number): IngestReading => ({ accepted, rejected, droppedConsent: 0, refusedBatches: 0, requests: 0 });
@@ -38,15 +44,36 @@ describe('dashboard scrape', () => {
   it('computes rates over the window from deltas of every target; a restarted target is not a negative rate', () => {
     const book = new RateBook({ windowMs: 10_000, keepMs: 60_000 });
     // Baselines (counts from before the dashboard started are not a rate).
-    book.add(0, new Map([['a', ing(1000, 10)], ['b', ing(500, 0)]]), new Map([['g', agg(50, 0)]]));
-    book.add(5000, new Map([['a', ing(1500, 20)], ['b', ing(1000, 0)]]), new Map([['g', agg(10, 900)]]));
+    book.add(
+      0,
+      new Map([
+        ['a', ing(1000, 10)],
+        ['b', ing(500, 0)],
+      ]),
+      new Map([['g', agg(50, 0)]]),
+    );
+    book.add(
+      5000,
+      new Map([
+        ['a', ing(1500, 20)],
+        ['b', ing(1000, 0)],
+      ]),
+      new Map([['g', agg(10, 900)]]),
+    );
     // b restarts: its counter drops to 100, which counts as 100 new events.
-    book.add(10_000, new Map([['a', ing(2000, 30)], ['b', ing(100, 0)]]), new Map([['g', agg(0, 1900)]]));
+    book.add(
+      10_000,
+      new Map([
+        ['a', ing(2000, 30)],
+        ['b', ing(100, 0)],
+      ]),
+      new Map([['g', agg(0, 1900)]]),
+    );
     const r = book.rates(10_000, []);
     expect(r.window_s).toBe(10);
     expect(r.ingest.events_per_s).toBe((500 + 500 + 500 + 100) / 10);
     expect(r.ingest.rejected_per_s).toBe(2);
-    expect(r.ingest.reject_rate_pct).toBe(Math.round((100 * 20) / (1600 + 20) * 100) / 100);
+    expect(r.ingest.reject_rate_pct).toBe(Math.round(((100 * 20) / (1600 + 20)) * 100) / 100);
     expect(r.aggregator).toEqual({ consumer_lag: 0, events_read_per_s: 190 });
     expect(r.ingest.counters).toEqual({ accepted: 2100, rejected: 30, dropped_consent: 0 });
     expect(r.history.map((h) => h.events_per_s)).toEqual([200, 120]);

@@ -81,7 +81,9 @@ export function readIngest(samples: readonly Sample[]): IngestReading {
     accepted: sumOf(samples, 'ingest_events_accepted_total'),
     rejected: sumOf(samples, 'ingest_events_rejected_total'),
     // Events dropped whole; `stripped_*` reasons count fields removed from kept batches, not events.
-    droppedConsent: samples.filter((x) => x.name === 'ingest_events_dropped_consent_total' && !(x.labels.reason ?? '').startsWith('stripped_')).reduce((a, x) => a + x.value, 0),
+    droppedConsent: samples
+      .filter((x) => x.name === 'ingest_events_dropped_consent_total' && !(x.labels.reason ?? '').startsWith('stripped_'))
+      .reduce((a, x) => a + x.value, 0),
     refusedBatches: refused,
     requests,
   };

@@ -89,7 +89,12 @@ export async function startDashboard(cfg: DashboardConfig, opts: DashboardOption
   const crash = () => answer(crashRequest(utcDay(now()), cfg.DASHBOARD_DAYS));
   const live = () => scraper.live();
 
-  const page = renderPage({ days: cfg.DASHBOARD_DAYS, k: cfg.DASHBOARD_MIN_GROUP_DEVICES, database: cfg.DASHBOARD_DATABASE, scrapeIntervalMs: cfg.DASHBOARD_SCRAPE_INTERVAL_MS });
+  const page = renderPage({
+    days: cfg.DASHBOARD_DAYS,
+    k: cfg.DASHBOARD_MIN_GROUP_DEVICES,
+    database: cfg.DASHBOARD_DATABASE,
+    scrapeIntervalMs: cfg.DASHBOARD_SCRAPE_INTERVAL_MS,
+  });
 
   const send = (res: ServerResponse, status: number, type: string, body: string) => {
     res.writeHead(status, {

@@ -6,7 +6,14 @@ describe('npm run demo arguments', () => {
   it('defaults finish in about a minute on a 2-core box; options override them', () => {
     expect(parseDemoArgs([])).toEqual(DEMO_DEFAULTS);
     expect(DEMO_DEFAULTS.durationS).toBeLessThanOrEqual(45);
-    expect(parseDemoArgs(['--duration', '60', '--rate=2000', '--devices', '5000', '--keep', '--port-base', '20000'])).toEqual({ ...DEMO_DEFAULTS, durationS: 60, rate: 2000, devices: 5000, keep: true, portBase: 20000 });
+    expect(parseDemoArgs(['--duration', '60', '--rate=2000', '--devices', '5000', '--keep', '--port-base', '20000'])).toEqual({
+      ...DEMO_DEFAULTS,
+      durationS: 60,
+      rate: 2000,
+      devices: 5000,
+      keep: true,
+      portBase: 20000,
+    });
   });
 
   it.each([

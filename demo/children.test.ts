@@ -46,8 +46,11 @@ async function startChild(procs: DemoProcesses, service: string, env: Record<str
 }
 
 describe('demo child processes', () => {
-  it('childEnv drops every service setting of the caller and sets the child\'s own', () => {
-    const env = childEnv({ PATH: '/bin', INGEST_PORT: '1', AGGREGATOR_DATABASE: 'x', PIPELINE_TOPIC_EVENTS: 'y', DASHBOARD_PORT: '2', HOME: '/root' }, { INGEST_PORT: '18180' });
+  it("childEnv drops every service setting of the caller and sets the child's own", () => {
+    const env = childEnv(
+      { PATH: '/bin', INGEST_PORT: '1', AGGREGATOR_DATABASE: 'x', PIPELINE_TOPIC_EVENTS: 'y', DASHBOARD_PORT: '2', HOME: '/root' },
+      { INGEST_PORT: '18180' },
+    );
     expect(env).toEqual({ PATH: '/bin', HOME: '/root', INGEST_PORT: '18180' });
   });
 

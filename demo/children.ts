@@ -168,7 +168,11 @@ export async function reapStaleRuns(baseDir: string): Promise<StaleRun[]> {
 }
 
 /** Polls `check` until it returns true, a child dies, or the deadline passes. */
-export async function waitFor(what: string, check: () => Promise<boolean>, opts: { timeoutMs: number; intervalMs?: number; abortIf?: () => string | undefined }): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  opts: { timeoutMs: number; intervalMs?: number; abortIf?: () => string | undefined },
+): Promise<void> {
   const deadline = Date.now() + opts.timeoutMs;
   for (;;) {
     const reason = opts.abortIf?.();

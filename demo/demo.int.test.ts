@@ -33,10 +33,14 @@ const alive = (pid: number) => {
 describe('npm run demo, interrupted with Ctrl-C', () => {
   it('prints the report, then stops everything it started and removes its topics and database', async () => {
     const base = await freeBase();
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'demo/main.ts', '--duration', '120', '--rate', '400', '--devices', '300', '--port-base', String(base)], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const proc = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'demo/main.ts', '--duration', '120', '--rate', '400', '--devices', '300', '--port-base', String(base)],
+      {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
     proc.stderr.on('data', (c: Buffer) => (out += c.toString()));

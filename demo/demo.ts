@@ -79,13 +79,37 @@ async function prepareRun(o: DemoOptions): Promise<DemoRun> {
     PIPELINE_TOPIC_PERSONAL_PREFIX: `${topicsPrefix}personal.`,
     PIPELINE_TOPIC_REJECTS_PREFIX: `${topicsPrefix}rejects.`,
   };
-  const topics = [env.PIPELINE_TOPIC_EVENTS, ...ZONES.map((z) => `${env.PIPELINE_TOPIC_PERSONAL_PREFIX}${z}`), ...ZONES.map((z) => `${env.PIPELINE_TOPIC_REJECTS_PREFIX}${z}`)];
-  const resources: Resources = { topics, database: runId, brokers: stack.info.kafkaBrokers, clickhouseUrl: stack.info.clickhouseUrl, keyDir: path.join(runDir, 'token-keys') };
+  const topics = [
+    env.PIPELINE_TOPIC_EVENTS,
+    ...ZONES.map((z) => `${env.PIPELINE_TOPIC_PERSONAL_PREFIX}${z}`),
+    ...ZONES.map((z) => `${env.PIPELINE_TOPIC_REJECTS_PREFIX}${z}`),
+  ];
+  const resources: Resources = {
+    topics,
+    database: runId,
+    brokers: stack.info.kafkaBrokers,
+    clickhouseUrl: stack.info.clickhouseUrl,
+    keyDir: path.join(runDir, 'token-keys'),
+  };
   mkdirSync(runDir, { recursive: true });
   // Written before anything is created, so a run killed half-way can be cleaned up by the next one.
   writeFileSync(path.join(runDir, 'resources.json'), JSON.stringify(resources, null, 2));
   const procs = new DemoProcesses(runDir, runId, REPO_ROOT);
-  return { opts: o, log, k: o.minGroupDevices ?? 5, runId, runDir, startedAt, stack, env, topics, resources, procs, groupId: `${runId}-aggregator`, children: [] };
+  return {
+    opts: o,
+    log,
+    k: o.minGroupDevices ?? 5,
+    runId,
+    runDir,
+    startedAt,
+    stack,
+    env,
+    topics,
+    resources,
+    procs,
+    groupId: `${runId}-aggregator`,
+    children: [],
+  };
 }
 
 /** Leftovers of a demo that was killed before it could clean up. */
@@ -135,7 +159,12 @@ async function createDemoTopics(run: DemoRun): Promise<void> {
   try {
     await admin.createTopics({
       waitForLeaders: false,
-      topics: topics.map((topic) => ({ topic, numPartitions: opts.partitions ?? 3, replicationFactor: 1, configEntries: [{ name: 'retention.ms', value: String(DAY_MS) }] })),
+      topics: topics.map((topic) => ({
+        topic,
+        numPartitions: opts.partitions ?? 3,
+        replicationFactor: 1,
+        configEntries: [{ name: 'retention.ms', value: String(DAY_MS) }],
+      })),
     });
     // Our own wait for leaders: kafkajs' waitForLeaders gives up on UNKNOWN_TOPIC_OR_PARTITION, which a
     // broker answers for a moment after creating a topic.
@@ -190,7 +219,9 @@ async function startChildren(run: DemoRun): Promise<void> {
     }),
   ];
   const children = run.children;
-  run.log(`demo: started ingest-a (pid ${children[0]!.pid}, :${pa}), ingest-b (pid ${children[1]!.pid}, :${pb}), aggregator (pid ${children[2]!.pid}, :${o.ports.aggregator}); logs in ${path.relative(REPO_ROOT, run.runDir)}/`);
+  run.log(
+    `demo: started ingest-a (pid ${children[0]!.pid}, :${pa}), ingest-b (pid ${children[1]!.pid}, :${pb}), aggregator (pid ${children[2]!.pid}, :${o.ports.aggregator}); logs in ${path.relative(REPO_ROOT, run.runDir)}/`,
+  );
   const deadOrAborted = () => {
     if (o.signal?.aborted) return 'interrupted';
     const dead = children.find((c) => !procs.alive(c));
@@ -239,7 +270,9 @@ function runTraffic(run: DemoRun): Promise<SimulatorResult> {
   const o = run.opts;
   const [pa, pb] = o.ports.ingest;
   const population = new Population({ devices: o.devices, seed: o.seed });
-  run.log(`demo: ${o.devices.toLocaleString('en-US')} devices posting ~${o.rate.toLocaleString('en-US')} events/s to both ingest workers for ${o.durationS} s (Ctrl-C stops early)…`);
+  run.log(
+    `demo: ${o.devices.toLocaleString('en-US')} devices posting ~${o.rate.toLocaleString('en-US')} events/s to both ingest workers for ${o.durationS} s (Ctrl-C stops early)…`,
+  );
   return runSimulator({
     urls: [`http://127.0.0.1:${pa}`, `http://127.0.0.1:${pb}`],
     population,

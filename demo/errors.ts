@@ -4,13 +4,7 @@
  */
 import { CodedError } from '../runtime/errors.ts';
 
-export const DEMO_ERROR_CODES = [
-  'DEMO_BAD_ARGUMENT',
-  'DEMO_PORT_IN_USE',
-  'DEMO_STACK_FAILED',
-  'DEMO_CHILD_FAILED',
-  'DEMO_INTERRUPTED',
-] as const;
+export const DEMO_ERROR_CODES = ['DEMO_BAD_ARGUMENT', 'DEMO_PORT_IN_USE', 'DEMO_STACK_FAILED', 'DEMO_CHILD_FAILED', 'DEMO_INTERRUPTED'] as const;
 
 export type DemoErrorCode = (typeof DEMO_ERROR_CODES)[number];
 

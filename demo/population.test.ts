@@ -94,14 +94,21 @@ describe('demo population', () => {
       for (const e of b.events) {
         const day = Math.floor(e.time / DAY_MS);
         const ok =
-          e.time < NOW &&
-          (b.kind === 'late' ? day === TODAY - 1 || day === TODAY - 2 : b.kind === 'too_late' ? day === TODAY - 4 : NOW - e.time < 40 * 60_000);
+          e.time < NOW && (b.kind === 'late' ? day === TODAY - 1 || day === TODAY - 2 : b.kind === 'too_late' ? day === TODAY - 4 : NOW - e.time < 40 * 60_000);
         if (!ok) wrong.push(`${b.kind} batch ${b.seq}: event at ${new Date(e.time).toISOString()}`);
       }
     }
     expect(wrong.slice(0, 5)).toEqual([]);
     // Sessions: start, page views with durations in a plausible range, an end or a crash.
-    const pageDurations = batches.filter((b) => b.kind !== 'bad_event').flatMap((b) => (b.value.events as Array<{ payload: Record<string, { duration_ms?: number }> }>).flatMap((e) => Object.entries(e.payload).filter(([k]) => k.endsWith('PageView')).map(([, v]) => v.duration_ms!)));
+    const pageDurations = batches
+      .filter((b) => b.kind !== 'bad_event')
+      .flatMap((b) =>
+        (b.value.events as Array<{ payload: Record<string, { duration_ms?: number }> }>).flatMap((e) =>
+          Object.entries(e.payload)
+            .filter(([k]) => k.endsWith('PageView'))
+            .map(([, v]) => v.duration_ms!),
+        ),
+      );
     pageDurations.sort((a, b) => a - b);
     const median = pageDurations[pageDurations.length >> 1]!;
     expect(median).toBeGreaterThan(4000);

@@ -209,8 +209,14 @@ export function buildDevices(o: PopulationOptions): DeviceProfile[] {
   for (let i = 0; i < o.devices; i++) {
     const place = pickWeighted(r, PLACES);
     const model = pickWeighted(r, MODELS);
-    const app = pickWeighted(r, APPS.map((a) => [a, a.share] as const));
-    const ver = pickWeighted(r, app.versions.map((v) => [v, v.share] as const));
+    const app = pickWeighted(
+      r,
+      APPS.map((a) => [a, a.share] as const),
+    );
+    const ver = pickWeighted(
+      r,
+      app.versions.map((v) => [v, v.share] as const),
+    );
     const consentAnalytics = r() >= withheld;
     out.push({
       index: i,
@@ -276,12 +282,32 @@ function session(r: Rng, d: DeviceProfile, endAt: number): { avro: AvroEvent[]; 
     steps.push({ offset: t, kind: 'page_view', payload: { [`${NS}.PageView`]: { page: pick(r, PAGES), duration_ms: dur } } });
     t += dur;
     if (r() < 0.25) {
-      steps.push({ offset: t, kind: 'network_stats', payload: { [`${NS}.NetworkStats`]: { request_count: 1 + Math.floor(r() * 40), error_count: r() < 0.2 ? 1 + Math.floor(r() * 3) : 0, latency_ms: logNormalMs(r, 120, 0.7, 10, 20_000) } } });
+      steps.push({
+        offset: t,
+        kind: 'network_stats',
+        payload: {
+          [`${NS}.NetworkStats`]: {
+            request_count: 1 + Math.floor(r() * 40),
+            error_count: r() < 0.2 ? 1 + Math.floor(r() * 3) : 0,
+            latency_ms: logNormalMs(r, 120, 0.7, 10, 20_000),
+          },
+        },
+      });
     }
   }
   if (crashAt === views) crashed = true;
   if (!crashed && r() < 0.05) {
-    steps.push({ offset: t, kind: 'app_status', payload: { [`${NS}.AppStatus`]: { action: pick(r, ['install', 'update', 'update', 'delete']), package: pick(r, PACKAGES), version: `${1 + Math.floor(r() * 9)}.${Math.floor(r() * 20)}.${Math.floor(r() * 10)}` } } });
+    steps.push({
+      offset: t,
+      kind: 'app_status',
+      payload: {
+        [`${NS}.AppStatus`]: {
+          action: pick(r, ['install', 'update', 'update', 'delete']),
+          package: pick(r, PACKAGES),
+          version: `${1 + Math.floor(r() * 9)}.${Math.floor(r() * 20)}.${Math.floor(r() * 10)}`,
+        },
+      },
+    });
   }
   if (crashed) {
     steps.push({
@@ -326,7 +352,12 @@ function badEvent(r: Rng, time: number): { avro: AvroEvent; planned: PlannedEven
   if (variant === 1) {
     // a crash signature that is not hex (format ^[0-9a-f]{8,64}$)
     return {
-      avro: { event_id: eventId, time, session_id: 's-bad', payload: { [`${NS}.Crash`]: { signature: 'not-a-signature', exception_type: 'java.lang.Error', app_version: '0', stack_trace: null } } },
+      avro: {
+        event_id: eventId,
+        time,
+        session_id: 's-bad',
+        payload: { [`${NS}.Crash`]: { signature: 'not-a-signature', exception_type: 'java.lang.Error', app_version: '0', stack_trace: null } },
+      },
       planned: { eventId, time, kind: 'crash', expectReject: 'SCHEMA_BAD_FORMAT' },
     };
   }

@@ -161,7 +161,16 @@ async function queryTables(run: DemoRun): Promise<Tables> {
   const today = utcDay(Date.now());
   const dauReq: QueryRequest = { ...dauRequest(today, 3), format: 'table' };
   const crashReq: QueryRequest = { ...crashRequest(today, 3), format: 'table' };
-  const store: Store = await openStore({ kind: 'server', url: run.stack.info.clickhouseUrl, user: 'default', password: '', chdbPath: '', insertTimeoutMs: 30_000, database: run.runId, minGroupDevices: k });
+  const store: Store = await openStore({
+    kind: 'server',
+    url: run.stack.info.clickhouseUrl,
+    user: 'default',
+    password: '',
+    chdbPath: '',
+    insertTimeoutMs: 30_000,
+    database: run.runId,
+    minGroupDevices: k,
+  });
   let dauRows: ReportRow[] = [];
   let crashRows: ReportRow[] = [];
   let queryError: string | undefined;
@@ -183,13 +192,25 @@ const sameRows = (a: readonly ReportRow[], b: readonly ReportRow[]) => JSON.stri
  * until the device gave up): those may or may not have landed, so then only bounds can be checked, and
  * the report says so.
  */
-function checkTables(ledger: Ledger, t: Tables, dauOracle: ReportRow[], crashOracle: ReportRow[], window: { today: number; maxLatenessDays: number }): DemoReport['check'] {
+function checkTables(
+  ledger: Ledger,
+  t: Tables,
+  dauOracle: ReportRow[],
+  crashOracle: ReportRow[],
+  window: { today: number; maxLatenessDays: number },
+): DemoReport['check'] {
   if (t.queryError !== undefined) return { kind: 'none', problems: [t.queryError] };
   if (ledger.tally.unacknowledged === 0) {
-    const problems = [...(sameRows(t.dauRows, dauOracle) ? [] : ['daily actives differ']), ...(sameRows(t.crashRows, crashOracle) ? [] : ['crash rates differ'])];
+    const problems = [
+      ...(sameRows(t.dauRows, dauOracle) ? [] : ['daily actives differ']),
+      ...(sameRows(t.crashRows, crashOracle) ? [] : ['crash rates differ']),
+    ];
     return { kind: 'exact', problems };
   }
   const d = ledger.oracleBounds(t.dauReq, window);
   const c = ledger.oracleBounds(t.crashReq, window);
-  return { kind: 'bounds', problems: [...outsideBounds(t.dauRows, d.lower, d.upper, t.dauReq.by), ...outsideBounds(t.crashRows, c.lower, c.upper, t.crashReq.by)] };
+  return {
+    kind: 'bounds',
+    problems: [...outsideBounds(t.dauRows, d.lower, d.upper, t.dauReq.by), ...outsideBounds(t.crashRows, c.lower, c.upper, t.crashReq.by)],
+  };
 }

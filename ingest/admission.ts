@@ -33,13 +33,21 @@ export interface Admitted {
 }
 
 /** Checks the headers; on success reserves the body's bytes and asks for the body if the client waits. */
-export function admit(ctx: Pick<IngestContext, 'cfg' | 'metrics' | 'pool' | 'state'>, req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Outcome<Admitted> {
+export function admit(
+  ctx: Pick<IngestContext, 'cfg' | 'metrics' | 'pool' | 'state'>,
+  req: IncomingMessage,
+  res: ServerResponse,
+  expectsContinue: boolean,
+): Outcome<Admitted> {
   const { cfg, state } = ctx;
   if (state.shuttingDown) return fail('INGEST_SHUTTING_DOWN', 'this ingest worker is shutting down: retry on another');
   const type = (req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
   const format = CONTENT_TYPES[type];
   if (!format) {
-    return fail('INGEST_UNSUPPORTED_CONTENT_TYPE', `Content-Type "${type.slice(0, 60)}" is not accepted: use avro/binary (Avro container) or application/json (Avro-JSON)`);
+    return fail(
+      'INGEST_UNSUPPORTED_CONTENT_TYPE',
+      `Content-Type "${type.slice(0, 60)}" is not accepted: use avro/binary (Avro container) or application/json (Avro-JSON)`,
+    );
   }
   const enc = parseContentEncoding(req.headers['content-encoding']);
   if (!enc.ok) return enc;

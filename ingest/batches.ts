@@ -61,10 +61,20 @@ async function produceThenAnswer(ctx: IngestContext, req: IncomingMessage, res: 
   try {
     await ctx.sink.send(records);
   } catch (e) {
-    answerError(ctx, req, res, t0, e instanceof IngestError ? e : new IngestError('INGEST_KAFKA_UNAVAILABLE', `Kafka: ${(e as Error).message}`, { cause: e, retriable: true }));
+    answerError(
+      ctx,
+      req,
+      res,
+      t0,
+      e instanceof IngestError ? e : new IngestError('INGEST_KAFKA_UNAVAILABLE', `Kafka: ${(e as Error).message}`, { cause: e, retriable: true }),
+    );
     return false;
   }
-  ctx.log.debug('batch acknowledged', { events: result.eventCount, records: records.events.length + records.personal.length + records.rejected.length, produce_ms: Math.round(performance.now() - t1) });
+  ctx.log.debug('batch acknowledged', {
+    events: result.eventCount,
+    records: records.events.length + records.personal.length + records.rejected.length,
+    produce_ms: Math.round(performance.now() - t1),
+  });
   answerBatch(ctx.metrics, res, t0, result);
   return true;
 }

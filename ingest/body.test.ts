@@ -54,7 +54,10 @@ describe('body limits', () => {
 
   it('stops a chunked body as soon as it passes the limit', async () => {
     await withServer(1000, async (port, got) => {
-      post(port, Array.from({ length: 50 }, () => Buffer.alloc(100, 1)));
+      post(
+        port,
+        Array.from({ length: 50 }, () => Buffer.alloc(100, 1)),
+      );
       const r = await got;
       expect(!r.ok && r.code).toBe('INGEST_BODY_TOO_LARGE');
     });

@@ -58,9 +58,11 @@ export function readBody(req: IncomingMessage, maxBytes: number, declaredLength:
         // Over the limit (chunked), or more bytes than Content-Length announced (Node normally
         // refuses that itself; kept as a guard so `fixed` can never overflow).
         req.pause();
-        finish(fixed
-          ? fail('INGEST_BODY_INCOMPLETE', `body is longer than its Content-Length ${fixed.length}`)
-          : fail('INGEST_BODY_TOO_LARGE', `body exceeds ${maxBytes} bytes: split the batch`));
+        finish(
+          fixed
+            ? fail('INGEST_BODY_INCOMPLETE', `body is longer than its Content-Length ${fixed.length}`)
+            : fail('INGEST_BODY_TOO_LARGE', `body exceeds ${maxBytes} bytes: split the batch`),
+        );
         return;
       }
       if (fixed) fixed.set(chunk, received);

@@ -63,10 +63,15 @@ describe('readContainer', () => {
       }
       codes.add(r.code);
     }
-    expect([...codes].sort()).toEqual(
-      expect.arrayContaining(['INGEST_CONTAINER_TRUNCATED']),
-    );
-    for (const c of codes) expect(['INGEST_CONTAINER_TRUNCATED', 'INGEST_CONTAINER_BAD_MAGIC', 'INGEST_CONTAINER_BAD_BLOCK', 'INGEST_CONTAINER_BAD_SYNC', 'INGEST_CONTAINER_BAD_HEADER']).toContain(c);
+    expect([...codes].sort()).toEqual(expect.arrayContaining(['INGEST_CONTAINER_TRUNCATED']));
+    for (const c of codes)
+      expect([
+        'INGEST_CONTAINER_TRUNCATED',
+        'INGEST_CONTAINER_BAD_MAGIC',
+        'INGEST_CONTAINER_BAD_BLOCK',
+        'INGEST_CONTAINER_BAD_SYNC',
+        'INGEST_CONTAINER_BAD_HEADER',
+      ]).toContain(c);
   });
 
   it('checks the sync marker after every block, not only the first', () => {

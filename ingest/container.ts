@@ -65,7 +65,10 @@ export function looksLikeContainer(buf: Buffer): boolean {
 
 class Truncated extends Error {}
 class Bad extends Error {
-  constructor(readonly code: IngestFailure['code'], message: string) {
+  constructor(
+    readonly code: IngestFailure['code'],
+    message: string,
+  ) {
     super(message);
   }
 }

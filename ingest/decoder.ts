@@ -58,7 +58,10 @@ export class BatchDecoder {
     try {
       return { type, resolver: this.split.batchType.createResolver(type) };
     } catch (e) {
-      return fail('INGEST_WRITER_SCHEMA_UNRESOLVABLE', `writer schema ${type.name ?? type.typeName} cannot be read as the batch schema ${this.split.batchType.name}: ${(e as Error).message.slice(0, 300)}`);
+      return fail(
+        'INGEST_WRITER_SCHEMA_UNRESOLVABLE',
+        `writer schema ${type.name ?? type.typeName} cannot be read as the batch schema ${this.split.batchType.name}: ${(e as Error).message.slice(0, 300)}`,
+      );
     }
   }
 

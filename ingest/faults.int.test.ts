@@ -81,7 +81,10 @@ function topicEnv() {
 
 function nextBatch(): { body: Buffer; meta: Meta } {
   const b = batch({ events: 10 }) as any;
-  return { body: containerOf(b), meta: { deviceId: b.device.device_id, eventIds: b.events.map((e: any) => e.event_id), times: b.events.map((e: any) => e.time) } };
+  return {
+    body: containerOf(b),
+    meta: { deviceId: b.device.device_id, eventIds: b.events.map((e: any) => e.event_id), times: b.events.map((e: any) => e.time) },
+  };
 }
 
 /** event_keys of every event in the batches answered 200, recomputed from the shared day secrets. */
@@ -186,7 +189,9 @@ async function outage(unsafe: boolean) {
   const code = await child.exited;
   const onKafka = await keysOnTopic(t.events);
   const expected = expectedKeys(t.env.INGEST_TOKEN_KEY_DIR, summary);
-  console.log(`outage unsafe=${unsafe}: ${JSON.stringify(summary.byStatus)} in ${Math.round(summary.elapsedMs)} ms, ok after restart ${okAfterRestart}, ready during outage ${readyDuringOutage.join(',')}, acknowledged events ${expected.size}, missing ${missing(expected, onKafka)}`);
+  console.log(
+    `outage unsafe=${unsafe}: ${JSON.stringify(summary.byStatus)} in ${Math.round(summary.elapsedMs)} ms, ok after restart ${okAfterRestart}, ready during outage ${readyDuringOutage.join(',')}, acknowledged events ${expected.size}, missing ${missing(expected, onKafka)}`,
+  );
   return { summary, okAfterRestart, readyDuringOutage, code, missing: missing(expected, onKafka), expected: expected.size };
 }
 
@@ -233,7 +238,9 @@ describe('faults (ingest as a child process, real broker)', () => {
     const summary = await load;
     const onKafka = await keysOnTopic(t.events);
     const expected = expectedKeys(t.env.INGEST_TOKEN_KEY_DIR, summary);
-    console.log(`sigterm unsafe=${unsafe}: exit ${code}, ${JSON.stringify(summary.byStatus)} in ${Math.round(summary.elapsedMs)} ms, acknowledged events ${expected.size}, missing ${missing(expected, onKafka)}`);
+    console.log(
+      `sigterm unsafe=${unsafe}: exit ${code}, ${JSON.stringify(summary.byStatus)} in ${Math.round(summary.elapsedMs)} ms, acknowledged events ${expected.size}, missing ${missing(expected, onKafka)}`,
+    );
     return { code, summary, missing: missing(expected, onKafka), expected: expected.size };
   }
 

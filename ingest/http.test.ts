@@ -26,14 +26,26 @@ class RecordingSink implements RecordSink {
   async stop() {}
 }
 
-const quiet = { debug() {}, info() {}, warn() {}, error() {}, personal() {}, child() { return quiet; } };
+const quiet = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  personal() {},
+  child() {
+    return quiet;
+  },
+};
 
 async function start(env: Record<string, string>): Promise<IngestService> {
   const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', ...env });
   return startIngest(cfg, { sink: new RecordingSink(), log: quiet, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
 }
 
-function call(port: number, opts: { method?: string; path?: string; headers?: Record<string, string>; body?: Buffer }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; json: any }> {
+function call(
+  port: number,
+  opts: { method?: string; path?: string; headers?: Record<string, string>; body?: Buffer },
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; json: any }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, method: opts.method ?? 'POST', path: opts.path ?? '/v1/batches', headers: opts.headers ?? {} }, (res) => {
       const chunks: Buffer[] = [];
@@ -51,7 +63,12 @@ function call(port: number, opts: { method?: string; path?: string; headers?: Re
 describe('ingest HTTP limits (no Kafka needed)', () => {
   let svc: IngestService;
   beforeAll(async () => {
-    svc = await start({ INGEST_MAX_BODY_BYTES: '4096', INGEST_MAX_INFLIGHT_BYTES: '6000', INGEST_HEADERS_TIMEOUT_MS: '400', INGEST_REQUEST_TIMEOUT_MS: '5000' });
+    svc = await start({
+      INGEST_MAX_BODY_BYTES: '4096',
+      INGEST_MAX_INFLIGHT_BYTES: '6000',
+      INGEST_HEADERS_TIMEOUT_MS: '400',
+      INGEST_REQUEST_TIMEOUT_MS: '5000',
+    });
   });
   afterAll(async () => {
     await svc.close();
@@ -84,10 +101,13 @@ describe('ingest HTTP limits (no Kafka needed)', () => {
 
   it('answers 413 while streaming a chunked body past the limit', async () => {
     const r = await new Promise<number>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: svc.port, method: 'POST', path: '/v1/batches', headers: { 'content-type': 'avro/binary', 'transfer-encoding': 'chunked' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
+      const req = request(
+        { host: '127.0.0.1', port: svc.port, method: 'POST', path: '/v1/batches', headers: { 'content-type': 'avro/binary', 'transfer-encoding': 'chunked' } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
       req.on('error', (e) => reject(e));
       for (let i = 0; i < 10; i++) req.write(Buffer.alloc(1000));
       req.end();
@@ -186,10 +206,16 @@ describe('per-task limits (a hostile batch cannot stall or kill the service)', (
   it('answers 400 when a batch exhausts the worker heap limit, and the service keeps serving', async () => {
     const { batch, containerOf } = await import('../testing/batches.ts');
     const { gzipSync } = await import('node:zlib');
-    const svc = await start({ INGEST_TASK_MAX_HEAP_MB: '16', INGEST_TASK_TIMEOUT_MS: '20000', INGEST_MAX_EVENTS_PER_BATCH: '5000', INGEST_MAX_DECOMPRESSED_BYTES: String(64 * 1024 * 1024) });
+    const svc = await start({
+      INGEST_TASK_MAX_HEAP_MB: '16',
+      INGEST_TASK_TIMEOUT_MS: '20000',
+      INGEST_MAX_EVENTS_PER_BATCH: '5000',
+      INGEST_MAX_DECOMPRESSED_BYTES: String(64 * 1024 * 1024),
+    });
     try {
       const b = batch({ events: 1000 }) as any;
-      for (const e of b.events) e.payload = { 'telemetry.v1.Crash': { signature: '9f86d081884c7d65', exception_type: 'E', app_version: '1', stack_trace: 'x'.repeat(60_000) } };
+      for (const e of b.events)
+        e.payload = { 'telemetry.v1.Crash': { signature: '9f86d081884c7d65', exception_type: 'E', app_version: '1', stack_trace: 'x'.repeat(60_000) } };
       // Written with an older writer schema, so the generic path decodes it into JS strings on the
       // worker's heap. A body in the current schema takes the generated fast path, which copies bytes
       // into Buffers outside the V8 heap (bounded by INGEST_MAX_DECOMPRESSED_BYTES instead).
@@ -219,7 +245,7 @@ describe('Expect: 100-continue', () => {
         s.on('data', (d) => {
           text += d.toString();
           if (body && text.startsWith('HTTP/1.1 100 Continue\r\n\r\n') && !text.includes('\r\n\r\nHTTP/1.1 ')) s.write(body);
-          if (/HTTP\/1.1 [2-5]\d\d/.test(text) && text.includes('"error"') || text.includes('"accepted"')) s.end();
+          if ((/HTTP\/1.1 [2-5]\d\d/.test(text) && text.includes('"error"')) || text.includes('"accepted"')) s.end();
         });
         s.on('close', () => resolve(text));
         s.on('error', () => resolve(text));
@@ -227,12 +253,17 @@ describe('Expect: 100-continue', () => {
         setTimeout(() => s.destroy(), 3000);
       });
     try {
-      const big = await exchange('POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: avro/binary\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n');
+      const big = await exchange(
+        'POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: avro/binary\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n',
+      );
       expect(big).toMatch(/^HTTP\/1.1 413/);
       expect(big).not.toContain('100 Continue');
       const badType = await exchange('POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n');
       expect(badType).toMatch(/^HTTP\/1.1 415/);
-      const ok = await exchange('POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: avro/binary\r\nContent-Length: 7\r\nExpect: 100-continue\r\n\r\n', Buffer.from('garbage'));
+      const ok = await exchange(
+        'POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: avro/binary\r\nContent-Length: 7\r\nExpect: 100-continue\r\n\r\n',
+        Buffer.from('garbage'),
+      );
       expect(ok).toMatch(/^HTTP\/1.1 100 Continue\r\n\r\nHTTP\/1.1 400/);
       expect(ok).toContain('INGEST_CONTAINER_BAD_MAGIC');
     } finally {

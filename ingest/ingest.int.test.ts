@@ -17,7 +17,16 @@ import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService } from './http.ts';
 import { writeContainer, zigzagLong } from './ocf-writer.ts';
 
-const quiet = { debug() {}, info() {}, warn() {}, error() {}, personal() {}, child() { return quiet; } };
+const quiet = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  personal() {},
+  child() {
+    return quiet;
+  },
+};
 
 interface Topics {
   events: string;
@@ -42,7 +51,11 @@ function envFor(t: Topics, extra: Record<string, string> = {}): Record<string, s
   };
 }
 
-async function post(svc: IngestService, body: Buffer | string, headers: Record<string, string> = { 'content-type': 'avro/binary' }): Promise<{ status: number; json: any; headers: Headers }> {
+async function post(
+  svc: IngestService,
+  body: Buffer | string,
+  headers: Record<string, string> = { 'content-type': 'avro/binary' },
+): Promise<{ status: number; json: any; headers: Headers }> {
   const r = await fetch(`${svc.url}/v1/batches`, { method: 'POST', headers, body });
   const text = await r.text();
   return { status: r.status, json: text ? JSON.parse(text) : undefined, headers: r.headers };
@@ -96,7 +109,13 @@ function badInputs(): { good: Buffer; gzipBomb: Buffer; cases: Array<[string, Bu
     ['truncated container', good.subarray(0, good.length - 7), {}, 400, 'INGEST_CONTAINER_TRUNCATED'],
     ['wrong sync marker', flipLast, {}, 400, 'INGEST_CONTAINER_BAD_SYNC'],
     ['unknown codec', writeContainer(batchType, [batch({ events: 2 })], { codec: 'zstandard' }), {}, 400, 'INGEST_CONTAINER_UNKNOWN_CODEC'],
-    ['writer schema that resolves to nothing', writeContainer(batchType, [], { schemaJson: JSON.stringify(otherSchema), rawDatums: [Buffer.from([0x02])] }), {}, 400, 'INGEST_WRITER_SCHEMA_UNRESOLVABLE'],
+    [
+      'writer schema that resolves to nothing',
+      writeContainer(batchType, [], { schemaJson: JSON.stringify(otherSchema), rawDatums: [Buffer.from([0x02])] }),
+      {},
+      400,
+      'INGEST_WRITER_SCHEMA_UNRESOLVABLE',
+    ],
     ['gzip bomb 1 MiB -> 1 GiB', gzipBomb, { 'content-encoding': 'gzip' }, 413, 'INGEST_DECOMPRESSED_TOO_LARGE'],
     ['body over the limit', Buffer.alloc(3 * 1024 * 1024), {}, 413, 'INGEST_BODY_TOO_LARGE'],
     ['Avro array bomb', writeContainer(batchType, [], { rawDatums: [arrayBomb] }), {}, 400, 'INGEST_AVRO_INVALID'],
@@ -163,7 +182,9 @@ describe('ingest -> Kafka (real broker)', () => {
     });
     expect(facts).toHaveLength(accepted);
     expect(new Set(facts.map((f) => f.event_key.toString('hex'))).size).toBe(accepted);
-    expect(new Set(facts.map((f) => f.kind))).toEqual(new Set(['session_start', 'page_view', 'app_foreground', 'network_stats', 'app_background', 'app_status', 'crash', 'session_end']));
+    expect(new Set(facts.map((f) => f.kind))).toEqual(
+      new Set(['session_start', 'page_view', 'app_foreground', 'network_stats', 'app_background', 'app_status', 'crash', 'session_end']),
+    );
 
     // kcat: the same records (partition:offset, 16-byte key, value length) as the kafkajs consumer read,
     // and the same counts per zone for the personal and rejects topics.
@@ -230,8 +251,11 @@ describe('ingest -> Kafka: retried batches and start-up checks (real broker)', (
 
   it('INGEST_TOPICS=verify refuses to start when topics are missing, with one clear line', async () => {
     const t3 = newTopics();
-    await expect(startIngest(loadIngestConfig(envFor(t3, { INGEST_TOPICS: 'verify' })), { log: quiet, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'k-')) } })).rejects.toThrow(
-      new RegExp(`^missing Kafka topics on .*${t3.events}.*INGEST_TOPICS=create\\)$`),
-    );
+    await expect(
+      startIngest(loadIngestConfig(envFor(t3, { INGEST_TOPICS: 'verify' })), {
+        log: quiet,
+        tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'k-')) },
+      }),
+    ).rejects.toThrow(new RegExp(`^missing Kafka topics on .*${t3.events}.*INGEST_TOPICS=create\\)$`));
   });
 });

@@ -47,7 +47,10 @@ async function main(): Promise<void> {
   const iso = (d: number | undefined) => (d === undefined ? 'none' : isoOfDay(d));
   log.info('day secrets', { mode: keys.mode, dir: cfg.INGEST_TOKEN_KEY_DIR, oldest: iso(start.oldestDay), newest: iso(start.newestDay) });
   if (keys.mode === 'read-only' && !start.todayReadable) {
-    log.warn('no day secret for today in the read-only key directory: /readyz stays false until the rotation provides it', start.errors.length ? { errors: start.errors.join('; ') } : {});
+    log.warn(
+      'no day secret for today in the read-only key directory: /readyz stays false until the rotation provides it',
+      start.errors.length ? { errors: start.errors.join('; ') } : {},
+    );
   }
   const rotation = setInterval(() => keys.sweep(Date.now(), log), 3_600_000).unref();
   keys.sweep(Date.now(), log);

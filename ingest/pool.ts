@@ -45,7 +45,11 @@ export async function runTask({ pool, cfg, metrics }: Pick<IngestContext, 'pool'
       // The limit runs from submission. A batch still queued when it expired is not to blame: that
       // is overload (429, retry); one a worker had started is (400, do not send it again).
       if (Atomics.load(task.started, 0) === 0) {
-        return { ok: false, code: 'INGEST_OVERLOADED', message: `no worker was free within ${cfg.INGEST_TASK_TIMEOUT_MS} ms: retry after the delay in Retry-After` };
+        return {
+          ok: false,
+          code: 'INGEST_OVERLOADED',
+          message: `no worker was free within ${cfg.INGEST_TASK_TIMEOUT_MS} ms: retry after the delay in Retry-After`,
+        };
       }
       return { ok: false, code: 'INGEST_BATCH_TOO_EXPENSIVE', message: `batch took longer than ${cfg.INGEST_TASK_TIMEOUT_MS} ms to process and was aborted` };
     }

@@ -26,13 +26,19 @@ describe('retriableAtStart (wait for Kafka at start, or give up)', () => {
     expect(retriableAtStart(gaveUp)).toBe(true);
     // Nested retriers (admin over cluster): the outer wrapper is non-retriable, the cause is not.
     expect(retriableAtStart(kafkaError(KafkaJSNonRetriableError, gaveUp, { cause: notLeader }))).toBe(true);
-    expect(retriableAtStart(protocolError('LEADER_NOT_AVAILABLE', 5, true, 'There is no leader for this topic-partition as we are in the middle of a leadership election'))).toBe(true);
+    expect(
+      retriableAtStart(
+        protocolError('LEADER_NOT_AVAILABLE', 5, true, 'There is no leader for this topic-partition as we are in the middle of a leadership election'),
+      ),
+    ).toBe(true);
     expect(retriableAtStart(new IngestError('INGEST_KAFKA_UNAVAILABLE', 'Kafka did not acknowledge', { retriable: true }))).toBe(true);
   });
 
   it('gives up at once on what waiting cannot fix: a missing topic in verify mode, refused credentials, no authorisation', () => {
     expect(retriableAtStart(new Error('missing Kafka topics on 127.0.0.1:19092: t (create them, or start with INGEST_TOPICS=create)'))).toBe(false);
-    expect(retriableAtStart(kafkaError(KafkaJSSASLAuthenticationError, 'SASL SCRAM-SHA-512 authentication failed: Connection refused by the server'))).toBe(false);
+    expect(retriableAtStart(kafkaError(KafkaJSSASLAuthenticationError, 'SASL SCRAM-SHA-512 authentication failed: Connection refused by the server'))).toBe(
+      false,
+    );
     const denied = protocolError('TOPIC_AUTHORIZATION_FAILED', 29, false, 'Not authorized to access topics: [Topic authorization failed]');
     expect(retriableAtStart(denied)).toBe(false);
     expect(retriableAtStart(new KafkaJSNumberOfRetriesExceeded(denied, { retryCount: 0, retryTime: 100 }))).toBe(false);

@@ -121,7 +121,10 @@ class ClusterProducer {
     let take = 0;
     let records = 0;
     let bytes = 0;
-    while (take < this.queue.length && (take === 0 || (records + this.queue[take]!.count <= this.cfg.INGEST_KAFKA_MAX_RECORDS_PER_CALL && bytes + this.queue[take]!.bytes <= MAX_BYTES_PER_CALL))) {
+    while (
+      take < this.queue.length &&
+      (take === 0 || (records + this.queue[take]!.count <= this.cfg.INGEST_KAFKA_MAX_RECORDS_PER_CALL && bytes + this.queue[take]!.bytes <= MAX_BYTES_PER_CALL))
+    ) {
       records += this.queue[take]!.count;
       bytes += this.queue[take]!.bytes;
       take++;

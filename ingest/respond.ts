@@ -60,7 +60,14 @@ export function observe(metrics: IngestMetrics, res: ServerResponse, t0: number,
 }
 
 /** An error answer, counted. */
-export function answerError(ctx: Pick<IngestContext, 'cfg' | 'state' | 'metrics'>, req: IncomingMessage, res: ServerResponse, t0: number, f: IngestFailure | IngestError, opts: { bodyUnread?: boolean } = {}): void {
+export function answerError(
+  ctx: Pick<IngestContext, 'cfg' | 'state' | 'metrics'>,
+  req: IncomingMessage,
+  res: ServerResponse,
+  t0: number,
+  f: IngestFailure | IngestError,
+  opts: { bodyUnread?: boolean } = {},
+): void {
   observe(ctx.metrics, res, t0, f.code);
   sendError(ctx, req, res, f, opts);
 }

@@ -22,7 +22,8 @@ export function route(ctx: IngestContext, req: IncomingMessage, res: ServerRespo
   if (handleOps({ registry: ctx.metrics.registry, ready: () => readiness(ctx) }, req, res)) return;
   const path = pathOf(req);
   if (path === BATCHES_PATH) {
-    if (req.method !== 'POST') return answerError(ctx, req, res, t0, { ok: false, code: 'INGEST_METHOD_NOT_ALLOWED', message: 'use POST' }, { bodyUnread: true });
+    if (req.method !== 'POST')
+      return answerError(ctx, req, res, t0, { ok: false, code: 'INGEST_METHOD_NOT_ALLOWED', message: 'use POST' }, { bodyUnread: true });
     handleBatch(ctx, req, res, t0, expectsContinue).catch((e: unknown) => {
       ctx.log.error('batch failed', {}, e);
       answerError(ctx, req, res, t0, { ok: false, code: 'INGEST_INTERNAL', message: 'internal error' });
@@ -50,6 +51,11 @@ export async function readiness({ sink, pool, keys, state }: IngestContext): Pro
   // Without today's day secret (read-only mode: the rotation has not provided it) every event of today
   // would be refused: take this copy out of the Service instead (the device retries on another).
   const tk = keys.readiness();
-  const checks: Record<string, string> = { ...k.checks, pool: poolOk ? 'ok' : 'no worker threads', token_keys: tk.detail, accepting: state.shuttingDown ? 'shutting down' : 'ok' };
+  const checks: Record<string, string> = {
+    ...k.checks,
+    pool: poolOk ? 'ok' : 'no worker threads',
+    token_keys: tk.detail,
+    accepting: state.shuttingDown ? 'shutting down' : 'ok',
+  };
   return { ok: k.ok && poolOk && tk.ok && !state.shuttingDown, checks };
 }

@@ -18,7 +18,16 @@ import { createMetrics } from './metrics.ts';
 import type { BatchRecords } from './records.ts';
 import { TokenKeyWatch } from './token-keys.ts';
 
-const quiet = { debug() {}, info() {}, warn() {}, error() {}, personal() {}, child() { return quiet; } };
+const quiet = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  personal() {},
+  child() {
+    return quiet;
+  },
+};
 const today = () => Math.floor(Date.now() / DAY_MS);
 
 function keyDir(days: number[]): string {
@@ -29,10 +38,15 @@ function keyDir(days: number[]): string {
 
 function snapshot(dir: string): string {
   const d = statSync(dir);
-  return [`. ${d.mtimeMs} ${d.ctimeMs}`, ...readdirSync(dir).sort().map((f) => {
-    const st = lstatSync(join(dir, f));
-    return `${f} ${st.mtimeMs} ${st.ctimeMs} ${st.isFile() ? readFileSync(join(dir, f)).toString('hex') : 'dir'}`;
-  })].join('\n');
+  return [
+    `. ${d.mtimeMs} ${d.ctimeMs}`,
+    ...readdirSync(dir)
+      .sort()
+      .map((f) => {
+        const st = lstatSync(join(dir, f));
+        return `${f} ${st.mtimeMs} ${st.ctimeMs} ${st.isFile() ? readFileSync(join(dir, f)).toString('hex') : 'dir'}`;
+      }),
+  ].join('\n');
 }
 
 describe('TokenKeyWatch', () => {
@@ -66,7 +80,7 @@ describe('TokenKeyWatch', () => {
     expect(() => w.tokenizer.rotate(Date.now())).toThrow(/EISDIR|EPERM/);
   });
 
-  it('readiness: read-only is ready only with today\'s key; manage creates it', () => {
+  it("readiness: read-only is ready only with today's key; manage creates it", () => {
     const t = today();
     const dir = keyDir([t - 1, t + 1]);
     const ro = new TokenKeyWatch({ kind: 'file', dir, mode: 'read-only' });
@@ -129,7 +143,7 @@ describe('ingest with a read-only key directory', () => {
     svc = undefined;
   });
 
-  it('/readyz is false without today\'s key and turns true when the rotation adds it; batches meanwhile are answered, their events refused', async () => {
+  it("/readyz is false without today's key and turns true when the rotation adds it; batches meanwhile are answered, their events refused", async () => {
     const t = today();
     const dir = keyDir([t - 5]); // only an expired key: it must not be used
     const before = snapshot(dir);
@@ -160,7 +174,7 @@ describe('ingest with a read-only key directory', () => {
     expect(metrics).toContain('ingest_events_rejected_total{reason="TOKEN_TOO_LATE"} 4');
   });
 
-  it('control: in manage mode the same empty directory is ready (today\'s key is created)', async () => {
+  it("control: in manage mode the same empty directory is ready (today's key is created)", async () => {
     const dir = keyDir([]);
     const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_TOKEN_KEY_DIR: dir });
     expect(cfg.INGEST_TOKEN_KEYS_MODE).toBe('manage'); // the default (local stack, demo)

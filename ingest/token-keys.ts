@@ -86,7 +86,10 @@ export class TokenKeyWatch {
     if (out.destroyed.length) log?.info('destroyed day secrets', { days: out.destroyed.length });
     if (out.error) log?.error('could not destroy an expired day secret; it is not used, but it still exists', { error: out.error, mode: this.mode });
     else if (out.expiredKept.length) {
-      log?.warn('expired day secrets are still in the key directory (ignored; the rotation is late to remove them)', { days: out.expiredKept.map(isoOfDay).join(','), mode: this.mode });
+      log?.warn('expired day secrets are still in the key directory (ignored; the rotation is late to remove them)', {
+        days: out.expiredKept.map(isoOfDay).join(','),
+        mode: this.mode,
+      });
     }
     return out;
   }

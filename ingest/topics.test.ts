@@ -22,11 +22,14 @@ describe('topic plan', () => {
   });
 
   it('takes retention from the category map: personal = longest stored personal category, rejects = unclassified', () => {
-    const personal = Object.values(CATEGORIES).filter((c) => c.personal && c.retention !== 'P0D').map((c) => c.retention);
+    const personal = Object.values(CATEGORIES)
+      .filter((c) => c.personal && c.retention !== 'P0D')
+      .map((c) => c.retention);
     expect(personal).toContain('P30D');
     const longest = Math.max(...personal.map((r) => Number(/^P(\d+)D$/.exec(r)![1]) * DAY_MS));
     for (const t of plan.filter((x) => x.kind === 'personal')) expect(Number(t.configs['retention.ms'])).toBe(longest);
-    for (const t of plan.filter((x) => x.kind === 'rejects')) expect(Number(t.configs['retention.ms'])).toBe(Number(/^P(\d+)D$/.exec(CATEGORIES.unclassified.retention)![1]) * DAY_MS);
+    for (const t of plan.filter((x) => x.kind === 'rejects'))
+      expect(Number(t.configs['retention.ms'])).toBe(Number(/^P(\d+)D$/.exec(CATEGORIES.unclassified.retention)![1]) * DAY_MS);
     expect(plan.find((t) => t.kind === 'events')!.configs['retention.ms']).toBe(String(DEFAULT_PLAN_OPTIONS.eventsRetentionMs));
   });
 
@@ -46,9 +49,20 @@ describe('topic plan', () => {
 
 describe('the plan ingest creates missing topics with (INGEST_TOPICS=create)', () => {
   it("takes ingest's own partitions, replication and retention settings, and sets only retention.ms and min.insync.replicas", () => {
-    const own = loadIngestConfig({ INGEST_TOPIC_PARTITIONS: '2', INGEST_TOPIC_REPLICATION: '1', INGEST_EVENTS_RETENTION_MS: String(3 * DAY_MS), INGEST_REJECTS_RETENTION_MS: String(2 * DAY_MS) });
+    const own = loadIngestConfig({
+      INGEST_TOPIC_PARTITIONS: '2',
+      INGEST_TOPIC_REPLICATION: '1',
+      INGEST_EVENTS_RETENTION_MS: String(3 * DAY_MS),
+      INGEST_REJECTS_RETENTION_MS: String(2 * DAY_MS),
+    });
     const plan = topicPlan(own, ingestPlanOptions(own));
-    const personalMs = String(Math.max(...Object.values(CATEGORIES).filter((c) => c.personal && c.retention !== 'P0D').map((c) => Number(/^P(\d+)D$/.exec(c.retention)![1]) * DAY_MS)));
+    const personalMs = String(
+      Math.max(
+        ...Object.values(CATEGORIES)
+          .filter((c) => c.personal && c.retention !== 'P0D')
+          .map((c) => Number(/^P(\d+)D$/.exec(c.retention)![1]) * DAY_MS),
+      ),
+    );
     const retention = { events: String(3 * DAY_MS), personal: personalMs, rejects: String(2 * DAY_MS) };
     for (const t of plan) {
       expect([t.partitions, t.replicationFactor]).toEqual([2, 1]);

@@ -110,7 +110,9 @@ export function rejectsRetentionMs(): number {
 /** The topics of a deployment. Pure: reads settings and the category map, contacts nothing. */
 export function topicPlan(cfg: IngestConfig, opts: PlanOptions = DEFAULT_PLAN_OPTIONS): PlannedTopic[] {
   if (opts.minInsyncReplicas > opts.replicationFactor) {
-    throw new Error(`min.insync.replicas ${opts.minInsyncReplicas} exceeds the replication factor ${opts.replicationFactor}: every acks=all produce would fail`);
+    throw new Error(
+      `min.insync.replicas ${opts.minInsyncReplicas} exceeds the replication factor ${opts.replicationFactor}: every acks=all produce would fail`,
+    );
   }
   const ceiling = nonPersonalRetentionMs();
   if (opts.eventsRetentionMs > ceiling) {

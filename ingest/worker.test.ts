@@ -30,7 +30,14 @@ describe('pool task', () => {
       const body = containerOf(batch({ events: 5 }));
       const ab = new ArrayBuffer(body.length);
       new Uint8Array(ab).set(body);
-      const task: WorkerTask = { body: ab, length: body.length, format: 'avro', encoding: 'identity', receivedAt: Date.now(), started: new Int32Array(new SharedArrayBuffer(4)) };
+      const task: WorkerTask = {
+        body: ab,
+        length: body.length,
+        format: 'avro',
+        encoding: 'identity',
+        receivedAt: Date.now(),
+        started: new Int32Array(new SharedArrayBuffer(4)),
+      };
       const result = (await pool.run(task, { transferList: [ab] })) as WorkerResult;
       expect(ab.byteLength).toBe(0); // transferred, not cloned
       expect(Atomics.load(task.started, 0)).toBe(1);

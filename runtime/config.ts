@@ -19,34 +19,49 @@ interface BaseSetting<T> {
   /** A secret: its value never appears in errors, logs or the docs table. */
   secret?: boolean;
 }
-export interface StringSetting extends BaseSetting<string> { kind: 'string'; pattern?: RegExp }
-export interface UrlSetting extends BaseSetting<string> { kind: 'url' }
-export interface IntSetting extends BaseSetting<number> { kind: 'int'; min?: number; max?: number }
-export interface NumberSetting extends BaseSetting<number> { kind: 'number'; min?: number; max?: number }
-export interface BoolSetting extends BaseSetting<boolean> { kind: 'bool' }
-export interface EnumSetting<E extends string = string> extends BaseSetting<E> { kind: 'enum'; values: readonly E[] }
-export interface ListSetting extends BaseSetting<string[]> { kind: 'list'; minItems?: number }
+export interface StringSetting extends BaseSetting<string> {
+  kind: 'string';
+  pattern?: RegExp;
+}
+export interface UrlSetting extends BaseSetting<string> {
+  kind: 'url';
+}
+export interface IntSetting extends BaseSetting<number> {
+  kind: 'int';
+  min?: number;
+  max?: number;
+}
+export interface NumberSetting extends BaseSetting<number> {
+  kind: 'number';
+  min?: number;
+  max?: number;
+}
+export interface BoolSetting extends BaseSetting<boolean> {
+  kind: 'bool';
+}
+export interface EnumSetting<E extends string = string> extends BaseSetting<E> {
+  kind: 'enum';
+  values: readonly E[];
+}
+export interface ListSetting extends BaseSetting<string[]> {
+  kind: 'list';
+  minItems?: number;
+}
 
-export type Setting =
-  | StringSetting
-  | UrlSetting
-  | IntSetting
-  | NumberSetting
-  | BoolSetting
-  | EnumSetting
-  | ListSetting;
+export type Setting = StringSetting | UrlSetting | IntSetting | NumberSetting | BoolSetting | EnumSetting | ListSetting;
 
 export type SettingsSpec = Record<string, Setting>;
 
-type ValueOf<S extends Setting> = S extends EnumSetting<infer E>
-  ? E
-  : S extends IntSetting | NumberSetting
-    ? number
-    : S extends BoolSetting
-      ? boolean
-      : S extends ListSetting
-        ? string[]
-        : string;
+type ValueOf<S extends Setting> =
+  S extends EnumSetting<infer E>
+    ? E
+    : S extends IntSetting | NumberSetting
+      ? number
+      : S extends BoolSetting
+        ? boolean
+        : S extends ListSetting
+          ? string[]
+          : string;
 
 /** The typed config object for a spec: keys are the variable names. */
 export type ConfigOf<S extends SettingsSpec> = { readonly [K in keyof S]: ValueOf<S[K]> };
@@ -94,7 +109,10 @@ function parseOne(name: string, s: Setting, raw: string): { ok: true; value: unk
       if (!s.values.includes(raw)) return bad(`one of ${s.values.join(', ')}`);
       return { ok: true, value: raw };
     case 'list': {
-      const items = raw.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
+      const items = raw
+        .split(',')
+        .map((x) => x.trim())
+        .filter((x) => x.length > 0);
       if (s.minItems !== undefined && items.length < s.minItems) return bad(`a comma-separated list of at least ${s.minItems} item(s)`);
       return { ok: true, value: items };
     }
@@ -105,10 +123,7 @@ function parseOne(name: string, s: Setting, raw: string): { ok: true; value: unk
  * Parse `env` against one or more specs. `prefixes` are the variable-name prefixes this service owns:
  * any variable with such a prefix that no spec declares is an error.
  */
-export function loadConfig<S extends SettingsSpec>(
-  spec: S,
-  opts: { prefixes: readonly string[]; env?: NodeJS.ProcessEnv },
-): ConfigOf<S> {
+export function loadConfig<S extends SettingsSpec>(spec: S, opts: { prefixes: readonly string[]; env?: NodeJS.ProcessEnv }): ConfigOf<S> {
   const env = opts.env ?? process.env;
   const problems: string[] = [];
   const out: Record<string, unknown> = {};

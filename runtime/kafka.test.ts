@@ -31,7 +31,14 @@ describe('kafkaClientOptions', () => {
   });
 
   it('builds TLS with the CA file and a SCRAM-SHA-512 principal, password from a file without its newline', () => {
-    const o = kafkaClientOptions(load({ PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_USERNAME: 'ingest', PIPELINE_KAFKA_SASL_PASSWORD_FILE: pwFile, PIPELINE_KAFKA_TLS_CA_FILE: caFile }));
+    const o = kafkaClientOptions(
+      load({
+        PIPELINE_KAFKA_SECURITY: 'sasl_ssl',
+        PIPELINE_KAFKA_SASL_USERNAME: 'ingest',
+        PIPELINE_KAFKA_SASL_PASSWORD_FILE: pwFile,
+        PIPELINE_KAFKA_TLS_CA_FILE: caFile,
+      }),
+    );
     expect(o.ssl?.rejectUnauthorized).toBe(true);
     expect(o.ssl?.ca).toEqual([expect.stringContaining('BEGIN CERTIFICATE')]);
     expect(o.sasl?.mechanism).toBe('scram-sha-512');
@@ -61,21 +68,31 @@ describe('checkKafkaSecurity refuses an incomplete secured mode with one line pe
   it('a password file that cannot be read or is empty, a CA file without a certificate', () => {
     const empty = path.join(dir, 'empty');
     writeFileSync(empty, '\n');
-    expect(problems({ PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_USERNAME: 'u', PIPELINE_KAFKA_SASL_PASSWORD_FILE: path.join(dir, 'nope') })).toEqual([
-      `PIPELINE_KAFKA_SASL_PASSWORD_FILE=${path.join(dir, 'nope')}: cannot read it (ENOENT)`,
-    ]);
+    expect(
+      problems({ PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_USERNAME: 'u', PIPELINE_KAFKA_SASL_PASSWORD_FILE: path.join(dir, 'nope') }),
+    ).toEqual([`PIPELINE_KAFKA_SASL_PASSWORD_FILE=${path.join(dir, 'nope')}: cannot read it (ENOENT)`]);
     expect(problems({ PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_USERNAME: 'u', PIPELINE_KAFKA_SASL_PASSWORD_FILE: empty })).toEqual([
       `PIPELINE_KAFKA_SASL_PASSWORD_FILE=${empty}: the file is empty`,
     ]);
-    expect(problems({ PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_USERNAME: 'u', PIPELINE_KAFKA_SASL_PASSWORD: 'p', PIPELINE_KAFKA_TLS_CA_FILE: pwFile })).toEqual([
-      `PIPELINE_KAFKA_TLS_CA_FILE=${pwFile}: no PEM certificate in it`,
-    ]);
+    expect(
+      problems({
+        PIPELINE_KAFKA_SECURITY: 'sasl_ssl',
+        PIPELINE_KAFKA_SASL_USERNAME: 'u',
+        PIPELINE_KAFKA_SASL_PASSWORD: 'p',
+        PIPELINE_KAFKA_TLS_CA_FILE: pwFile,
+      }),
+    ).toEqual([`PIPELINE_KAFKA_TLS_CA_FILE=${pwFile}: no PEM certificate in it`]);
   });
 
   it('both password sources, or credentials with plaintext (a forgotten PIPELINE_KAFKA_SECURITY)', () => {
-    expect(problems({ PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_USERNAME: 'u', PIPELINE_KAFKA_SASL_PASSWORD: SECRET, PIPELINE_KAFKA_SASL_PASSWORD_FILE: pwFile })).toEqual([
-      'PIPELINE_KAFKA_SASL_PASSWORD and PIPELINE_KAFKA_SASL_PASSWORD_FILE are both set: give one',
-    ]);
+    expect(
+      problems({
+        PIPELINE_KAFKA_SECURITY: 'sasl_ssl',
+        PIPELINE_KAFKA_SASL_USERNAME: 'u',
+        PIPELINE_KAFKA_SASL_PASSWORD: SECRET,
+        PIPELINE_KAFKA_SASL_PASSWORD_FILE: pwFile,
+      }),
+    ).toEqual(['PIPELINE_KAFKA_SASL_PASSWORD and PIPELINE_KAFKA_SASL_PASSWORD_FILE are both set: give one']);
     expect(problems({ PIPELINE_KAFKA_SASL_USERNAME: 'u', PIPELINE_KAFKA_SASL_PASSWORD: SECRET })).toEqual([
       'PIPELINE_KAFKA_SASL_USERNAME, PIPELINE_KAFKA_SASL_PASSWORD set but PIPELINE_KAFKA_SECURITY=plaintext: set PIPELINE_KAFKA_SECURITY=sasl_ssl, or unset them',
     ]);
@@ -85,7 +102,12 @@ describe('checkKafkaSecurity refuses an incomplete secured mode with one line pe
     const all = [
       ...problems({ PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_PASSWORD: SECRET }),
       ...problems({ PIPELINE_KAFKA_SASL_PASSWORD: SECRET }),
-      ...problems({ PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_USERNAME: 'u', PIPELINE_KAFKA_SASL_PASSWORD_FILE: pwFile, PIPELINE_KAFKA_TLS_CA_FILE: pwFile }),
+      ...problems({
+        PIPELINE_KAFKA_SECURITY: 'sasl_ssl',
+        PIPELINE_KAFKA_SASL_USERNAME: 'u',
+        PIPELINE_KAFKA_SASL_PASSWORD_FILE: pwFile,
+        PIPELINE_KAFKA_TLS_CA_FILE: pwFile,
+      }),
     ];
     expect(all.length).toBeGreaterThan(2);
     expect(all.join('\n')).not.toContain(SECRET);

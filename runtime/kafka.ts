@@ -32,9 +32,7 @@ export interface KafkaSecurityOptions {
   sasl?: SASLOptions;
 }
 
-type Resolved =
-  | { ok: true; options: KafkaSecurityOptions }
-  | { ok: false; problems: string[] };
+type Resolved = { ok: true; options: KafkaSecurityOptions } | { ok: false; problems: string[] };
 
 function readFileSetting(name: string, file: string, problems: string[]): string | undefined {
   try {

@@ -29,10 +29,27 @@ export const pipelineSettings = defineSettings({
     default: 'scram-sha-512',
     doc: 'SASL mechanism with sasl_ssl.',
   },
-  PIPELINE_KAFKA_SASL_USERNAME: { kind: 'string', default: '', doc: 'Kafka principal of this service with sasl_ssl (one per role: ingest, aggregator; deploy/THREAT-MODEL.md).' },
-  PIPELINE_KAFKA_SASL_PASSWORD: { kind: 'string', secret: true, default: '', doc: 'Its password; prefer PIPELINE_KAFKA_SASL_PASSWORD_FILE (a mounted secret). Never logged.' },
-  PIPELINE_KAFKA_SASL_PASSWORD_FILE: { kind: 'string', default: '', doc: 'File holding the password (trailing newline ignored); exclusive with PIPELINE_KAFKA_SASL_PASSWORD.' },
-  PIPELINE_KAFKA_TLS_CA_FILE: { kind: 'string', default: '', doc: 'PEM file of the CA(s) that signed the brokers\' certificates; empty = the system trust store.' },
+  PIPELINE_KAFKA_SASL_USERNAME: {
+    kind: 'string',
+    default: '',
+    doc: 'Kafka principal of this service with sasl_ssl (one per role: ingest, aggregator; deploy/THREAT-MODEL.md).',
+  },
+  PIPELINE_KAFKA_SASL_PASSWORD: {
+    kind: 'string',
+    secret: true,
+    default: '',
+    doc: 'Its password; prefer PIPELINE_KAFKA_SASL_PASSWORD_FILE (a mounted secret). Never logged.',
+  },
+  PIPELINE_KAFKA_SASL_PASSWORD_FILE: {
+    kind: 'string',
+    default: '',
+    doc: 'File holding the password (trailing newline ignored); exclusive with PIPELINE_KAFKA_SASL_PASSWORD.',
+  },
+  PIPELINE_KAFKA_TLS_CA_FILE: {
+    kind: 'string',
+    default: '',
+    doc: "PEM file of the CA(s) that signed the brokers' certificates; empty = the system trust store.",
+  },
   PIPELINE_TOPIC_EVENTS: {
     kind: 'string',
     pattern: /^[A-Za-z0-9._-]{1,200}$/,

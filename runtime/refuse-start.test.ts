@@ -11,7 +11,9 @@ describe.each(['ingest', 'aggregator'] as const)('%s with PIPELINE_KAFKA_SECURIT
     const r = await runService(service, { ...nowhere, PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_USERNAME: service });
     expect(r.code).toBe(2);
     expect(r.stderrLines).toEqual([
-      expect.stringMatching(new RegExp(`^${service}: .*PIPELINE_KAFKA_SECURITY=sasl_ssl needs PIPELINE_KAFKA_SASL_PASSWORD_FILE \\(or PIPELINE_KAFKA_SASL_PASSWORD\\)$`)),
+      expect.stringMatching(
+        new RegExp(`^${service}: .*PIPELINE_KAFKA_SECURITY=sasl_ssl needs PIPELINE_KAFKA_SASL_PASSWORD_FILE \\(or PIPELINE_KAFKA_SASL_PASSWORD\\)$`),
+      ),
     ]);
   });
 

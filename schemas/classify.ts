@@ -75,11 +75,19 @@ export function classify(root: SchemaNode, map: CategoryMap): Map<string, FieldI
       const sp = `${schemaPath}.${f.name}`;
       const category = f.category;
       if (category === undefined) {
-        throw new SchemaBuildError('SCHEMA_FIELD_NO_CATEGORY', sp, `field ${sp} has no "category" attribute: every field must name a data category of schemas/categories.ts`);
+        throw new SchemaBuildError(
+          'SCHEMA_FIELD_NO_CATEGORY',
+          sp,
+          `field ${sp} has no "category" attribute: every field must name a data category of schemas/categories.ts`,
+        );
       }
       const entry = map[category];
       if (!entry) {
-        throw new SchemaBuildError('SCHEMA_FIELD_UNKNOWN_CATEGORY', sp, `field ${sp} names unknown category "${category}": add it to schemas/categories.ts or use one of ${Object.keys(map).join(', ')}`);
+        throw new SchemaBuildError(
+          'SCHEMA_FIELD_UNKNOWN_CATEGORY',
+          sp,
+          `field ${sp} names unknown category "${category}": add it to schemas/categories.ts or use one of ${Object.keys(map).join(', ')}`,
+        );
       }
       const info: FieldInfo = { path: p, schemaPath: sp, name: f.name, category, entry, field: f, parent: path, step: { kind: 'field', key: f.name } };
       out.set(p, info);
@@ -104,7 +112,15 @@ export function classify(root: SchemaNode, map: CategoryMap): Map<string, FieldI
           const kind = snake(shortName(full));
           owner.branches.push({ fullname: full, kind, record: bt });
           const bp = `${path}.${kind}`;
-          out.set(bp, { ...owner, path: bp, schemaPath: `${schemaPath}.${shortName(full)}`, name: kind, parent: path, step: { kind: 'branch', key: full }, branches: undefined });
+          out.set(bp, {
+            ...owner,
+            path: bp,
+            schemaPath: `${schemaPath}.${shortName(full)}`,
+            name: kind,
+            parent: path,
+            step: { kind: 'branch', key: full },
+            branches: undefined,
+          });
           walkRecord(bt, ns, bp, `${schemaPath}.${shortName(full)}`);
         } else register(bt, ns);
       }

@@ -65,7 +65,7 @@ describe('split', () => {
     }
   });
 
-  it('one record per day of the batch, keyed by that day\'s token, facts in event order', () => {
+  it("one record per day of the batch, keyed by that day's token, facts in event order", () => {
     const b = batch(6);
     b.events[1]!.time = NOW - DAY_MS;
     b.events[4]!.time = NOW - DAY_MS;

@@ -126,7 +126,17 @@ export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
   }
 
   const { eventFactType, eventFactBatchType, personalType, rejectType } = outputs;
-  const split: CompiledSplit = { processBatch, processBody, hasFastPath: fast !== undefined, batchType, eventFactType, eventFactBatchType, personalType, rejectType, fields };
+  const split: CompiledSplit = {
+    processBatch,
+    processBody,
+    hasFastPath: fast !== undefined,
+    batchType,
+    eventFactType,
+    eventFactBatchType,
+    personalType,
+    rejectType,
+    fields,
+  };
   if (fast) FAST_PATHS.set(split, fast);
   return split;
 }
@@ -155,23 +165,39 @@ function compileChecks(batchSchema: SchemaNode, fields: Map<string, FieldInfo>, 
 function consentStripping(batchSchema: SchemaNode, fields: Map<string, FieldInfo>): FieldInfo[] {
   const consentField = (name: string) => fields.get(`consent.${name}`);
   for (const c of Object.keys(CONSENT_EFFECT)) {
-    if (!consentField(c)) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `${batchSchema.name}.consent.${c}`, `the batch needs consent.${c} (policy 1.2, 5.1)`);
+    if (!consentField(c))
+      throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `${batchSchema.name}.consent.${c}`, `the batch needs consent.${c} (policy 1.2, 5.1)`);
   }
   const stripOnNoAds = [...fields.values()].filter((f) => f.entry.consent === 'personalised_ads' && f.step.kind === 'field');
   for (const f of stripOnNoAds) {
     if (!(Array.isArray(f.field.type) && f.field.type.includes('null'))) {
-      throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', f.schemaPath, `field ${f.schemaPath} is gated by personalised_ads consent, so it must be nullable to be stripped`);
+      throw new SchemaBuildError(
+        'SCHEMA_BAD_DERIVATION',
+        f.schemaPath,
+        `field ${f.schemaPath} is gated by personalised_ads consent, so it must be nullable to be stripped`,
+      );
     }
   }
   return stripOnNoAds;
 }
 
 /** The three outputs: the personal record (generated schema + projection), the EventFact wiring, rejects. */
-function compileOutputs(batchSchema: SchemaNode, factSchema: SchemaNode, fields: Map<string, FieldInfo>, map: CategoryMap, stripOnNoAds: FieldInfo[], opts: SplitOptions) {
+function compileOutputs(
+  batchSchema: SchemaNode,
+  factSchema: SchemaNode,
+  fields: Map<string, FieldInfo>,
+  map: CategoryMap,
+  stripOnNoAds: FieldInfo[],
+  opts: SplitOptions,
+) {
   const personalSchema = buildPersonalSchema(batchSchema, fields);
   const personalType = typeOf(personalSchema, 'auto');
   classify(personalSchema, map); // the generated schema must itself be fully categorised
-  const project = compileProjection(batchSchema, fields, stripOnNoAds.map((f) => f.path));
+  const project = compileProjection(
+    batchSchema,
+    fields,
+    stripOnNoAds.map((f) => f.path),
+  );
 
   const eventFactType = typeOf(factSchema);
   const wiring = compileWiring(factSchema, fields, map);
@@ -214,7 +240,12 @@ function splitBatch(c: SplitParts, batch: unknown, ctx: ProcessContext): SplitRe
   const events = b.events as unknown[];
   const identity = deviceIdentity(device);
   if (!identity) {
-    result.rejects.push({ index: -1, path: 'device.device_id', reason: 'SCHEMA_BAD_DEVICE_CONTEXT', message: 'batch: field device.device_id: empty, and no other device identifier present' });
+    result.rejects.push({
+      index: -1,
+      path: 'device.device_id',
+      reason: 'SCHEMA_BAD_DEVICE_CONTEXT',
+      message: 'batch: field device.device_id: empty, and no other device identifier present',
+    });
     return result;
   }
   // Policy 1.2/5.1: no User Experience Program consent, no analytics: nothing is kept, not even the
@@ -247,7 +278,12 @@ function splitBatch(c: SplitParts, batch: unknown, ctx: ProcessContext): SplitRe
 }
 
 /** Validates each event and its token window: the indices of the good ones and their UTC days; rejects the others. */
-function validateEvents(c: SplitParts, events: unknown[], ctx: ProcessContext, reject: (r: EventReject, ev: unknown) => void): { ok: number[]; days: number[] } {
+function validateEvents(
+  c: SplitParts,
+  events: unknown[],
+  ctx: ProcessContext,
+  reject: (r: EventReject, ev: unknown) => void,
+): { ok: number[]; days: number[] } {
   const ok: number[] = [];
   const days: number[] = [];
   for (let i = 0; i < events.length; i++) {
@@ -314,7 +350,16 @@ function eventKeysByDay(events: unknown[], ok: number[], days: number[], identit
  * Non-personal facts: one record per day, its facts in event order (the count is known: every event
  * of a day not refused becomes a fact). Returns the accepted events, for the personal record.
  */
-function writeFacts(c: SplitParts, b: any, events: unknown[], ok: number[], days: number[], keys: BatchKeys, reject: (r: EventReject, ev: unknown) => void, result: SplitResult): unknown[] {
+function writeFacts(
+  c: SplitParts,
+  b: any,
+  events: unknown[],
+  ok: number[],
+  days: number[],
+  keys: BatchKeys,
+  reject: (r: EventReject, ev: unknown) => void,
+  result: SplitResult,
+): unknown[] {
   const { order, tokenOf, keysOf, refusedDay } = keys;
   const batchValues = c.wiring.batchValues(b);
   const values: unknown[] = new Array(c.wiring.count);
@@ -334,7 +379,15 @@ function writeFacts(c: SplitParts, b: any, events: unknown[], ok: number[], days
     const d = days[j]!;
     const ev = events[i] as any;
     if (refusedDay.has(d)) {
-      reject({ index: i, path: 'time', reason: 'TOKEN_TOO_LATE', message: `event ${i}: field time: no secret for day ${new Date(d * DAY_MS).toISOString().slice(0, 10)} (too late, or not provisioned)` }, ev);
+      reject(
+        {
+          index: i,
+          path: 'time',
+          reason: 'TOKEN_TOO_LATE',
+          message: `event ${i}: field time: no secret for day ${new Date(d * DAY_MS).toISOString().slice(0, 10)} (too late, or not provisioned)`,
+        },
+        ev,
+      );
       continue;
     }
     const k = seen.get(d) ?? 0;
@@ -387,7 +440,7 @@ const HEX = (() => {
 /** Writes the 16 bytes of a validated canonical UUID string into `out` at `at`. */
 function uuidInto(s: string, out: Buffer, at: number): void {
   let o = at;
-  for (let i = 0; i < 36; ) {
+  for (let i = 0; i < 36;) {
     if (s.charCodeAt(i) === 45) {
       i++;
       continue;
@@ -423,24 +476,32 @@ const DERIVE: Record<Exclude<Derivation, 'daily_token' | 'event_key' | 'drop'>, 
     return null;
   },
   time_to_day: (v) => (typeof v === 'number' ? Math.floor(v / DAY_MS) : null),
-  mcc_to_country: (v) => (typeof v === 'string' ? MCC_COUNTRY[v] ?? 'ZZ' : 'ZZ'),
+  mcc_to_country: (v) => (typeof v === 'string' ? (MCC_COUNTRY[v] ?? 'ZZ') : 'ZZ'),
 };
 
 const snakeCache = new Map<string, string>();
 function snakeOf(fullname: string): string {
   let s = snakeCache.get(fullname);
-  if (!s) snakeCache.set(fullname, (s = shortName(fullname).replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase()));
+  if (!s)
+    snakeCache.set(
+      fullname,
+      (s = shortName(fullname)
+        .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+        .toLowerCase()),
+    );
   return s;
 }
 
 function compileWiring(factSchema: SchemaNode, fields: Map<string, FieldInfo>, map: CategoryMap): Wiring {
-  type Slot = { kind: 'batch'; get: (b: any) => unknown } | { kind: 'event'; get: (ev: any, keys: string[]) => unknown } | { kind: 'token' } | { kind: 'event_key' };
+  type Slot =
+    { kind: 'batch'; get: (b: any) => unknown } | { kind: 'event'; get: (ev: any, keys: string[]) => unknown } | { kind: 'token' } | { kind: 'event_key' };
   const slots: Slot[] = [];
   for (const out of factSchema.fields as SchemaNode[]) {
     const at = `${factSchema.name}.${out.name}`;
     const via = out.via as Derivation | undefined;
     const froms: string[] = out.from === undefined ? [] : Array.isArray(out.from) ? out.from : [out.from];
-    if (!via || froms.length === 0) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} must declare "from" (input path) and "via" (derivation)`);
+    if (!via || froms.length === 0)
+      throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} must declare "from" (input path) and "via" (derivation)`);
     const getters: ((root: any) => unknown)[] = [];
     let scope: 'batch' | 'event' | undefined;
     for (const from of froms) {
@@ -448,10 +509,18 @@ function compileWiring(factSchema: SchemaNode, fields: Map<string, FieldInfo>, m
       if (!info) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} reads unknown input ${from}`);
       const entry = map[info.category]!;
       if (!entry.derivations.includes(via)) {
-        throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} reads ${from} (category ${info.category}) via "${via}", but the map allows only ${entry.derivations.join(', ')} for ${info.category}`);
+        throw new SchemaBuildError(
+          'SCHEMA_BAD_DERIVATION',
+          at,
+          `output field ${at} reads ${from} (category ${info.category}) via "${via}", but the map allows only ${entry.derivations.join(', ')} for ${info.category}`,
+        );
       }
       if (entry.personal && IMPLICIT_NON_PERSONAL.has(via)) {
-        throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} would copy ${from} of personal category ${info.category} into non-personal output`);
+        throw new SchemaBuildError(
+          'SCHEMA_BAD_DERIVATION',
+          at,
+          `output field ${at} would copy ${from} of personal category ${info.category} into non-personal output`,
+        );
       }
       const s = from.startsWith('events[].') || from === 'events[]' ? 'event' : 'batch';
       if (scope && scope !== s) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} mixes batch and event inputs`);
@@ -511,7 +580,8 @@ const kept = (f: FieldInfo) => f.entry.personal && f.entry.retention !== 'P0D';
 
 /** Keeps a field if it is personal with a retention, or it groups fields that are kept. */
 function keepsAnything(path: string, fields: Map<string, FieldInfo>): boolean {
-  for (const f of fields.values()) if ((f.path === path || f.path.startsWith(`${path}.`) || f.path.startsWith(`${path}[]`)) && kept(f) && !hasChildren(f.path, fields)) return true;
+  for (const f of fields.values())
+    if ((f.path === path || f.path.startsWith(`${path}.`) || f.path.startsWith(`${path}[]`)) && kept(f) && !hasChildren(f.path, fields)) return true;
   return false;
 }
 function hasChildren(path: string, fields: Map<string, FieldInfo>): boolean {
@@ -528,7 +598,11 @@ export function buildPersonalSchema(batchSchema: SchemaNode, fields: Map<string,
   const filterType = (t: SchemaNode, path: string): SchemaNode => {
     if (typeof t === 'string') return t;
     if (Array.isArray(t)) {
-      return t.map((b) => (b && typeof b === 'object' && b.type === 'record' ? filterRecord(b, Array.isArray(t) && t.filter((x) => x !== 'null').length > 1 ? `${path}.${snakeOf(b.name)}` : path) : b));
+      return t.map((b) =>
+        b && typeof b === 'object' && b.type === 'record'
+          ? filterRecord(b, Array.isArray(t) && t.filter((x) => x !== 'null').length > 1 ? `${path}.${snakeOf(b.name)}` : path)
+          : b,
+      );
     }
     if (t.type === 'record') return filterRecord(t, path);
     if (t.type === 'array') return { type: 'array', items: filterType(t.items, `${path}[]`) };
@@ -578,7 +652,11 @@ function compileProjection(batchSchema: SchemaNode, fields: Map<string, FieldInf
         const inner = projRecord(recs[0], path, undefined);
         return (v, a, d) => (v === null || v === undefined ? null : inner(v, a, d));
       }
-      const branches = recs.map((r) => ({ key: r.name.includes('.') ? r.name : `${batchSchema.namespace}.${r.name}`, out: `${batchSchema.namespace}.personal.${shortName(r.name)}`, proj: projRecord(r, `${path}.${snakeOf(r.name)}`, undefined) }));
+      const branches = recs.map((r) => ({
+        key: r.name.includes('.') ? r.name : `${batchSchema.namespace}.${r.name}`,
+        out: `${batchSchema.namespace}.personal.${shortName(r.name)}`,
+        proj: projRecord(r, `${path}.${snakeOf(r.name)}`, undefined),
+      }));
       return (v, a, d) => {
         for (const br of branches) if (v[br.key] !== undefined) return { [br.out]: br.proj(v[br.key], a, d) };
         return null;

@@ -9,15 +9,7 @@ export type Zone = 'cn' | 'ru' | 'in' | 'row';
 export const ZONES: readonly Zone[] = ['cn', 'ru', 'in', 'row'] as const;
 
 /** Event kinds a device can report (one Avro record type per kind in the batch schema). */
-export type EventKind =
-  | 'session_start'
-  | 'session_end'
-  | 'page_view'
-  | 'app_foreground'
-  | 'app_background'
-  | 'app_status'
-  | 'crash'
-  | 'network_stats';
+export type EventKind = 'session_start' | 'session_end' | 'page_view' | 'app_foreground' | 'app_background' | 'app_status' | 'crash' | 'network_stats';
 
 /**
  * The counting rule of the aggregates: the kinds whose event key is counted, a session start in

@@ -23,7 +23,7 @@ export function categoriesMarkdown(map: CategoryMap = CATEGORIES as CategoryMap)
     '',
     'Each row is one category of the privacy policy. Personal categories go only to the personal record (of the',
     'residency zone) and reach the non-personal events topic only through the listed derivations. Retention:',
-    'policy 4.4 gives no figures, so these are the project\'s choices (P0D = used inside ingest only, never stored).',
+    "policy 4.4 gives no figures, so these are the project's choices (P0D = used inside ingest only, never stored).",
     '',
     '| Category | Personal | Policy (section: words) | Purpose | Retention | Consent | Residency | Derivations to non-personal output | Batch fields |',
     '|---|---|---|---|---|---|---|---|---|',
@@ -39,7 +39,12 @@ export function categoriesMarkdown(map: CategoryMap = CATEGORIES as CategoryMap)
   lines.push('', '| Region | Zone |', '|---|---|', ...Object.entries(RESIDENCY.byRegion).map(([k, v]) => `| ${k} | ${v} |`), '');
   lines.push('## EventFact (non-personal output) wiring', '', '| Output field | From | Via |', '|---|---|---|');
   for (const s of readSchema('event-fact').fields as any[]) {
-    lines.push(`| ${s.name} | ${[s.from].flat().map((x: string) => `\`${x}\``).join(', ')} | ${s.via} |`);
+    lines.push(
+      `| ${s.name} | ${[s.from]
+        .flat()
+        .map((x: string) => `\`${x}\``)
+        .join(', ')} | ${s.via} |`,
+    );
   }
   lines.push('');
   return lines.join('\n');

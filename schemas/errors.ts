@@ -78,7 +78,11 @@ export class AvroGuardError extends SchemaError {
 /** A batch whose device context is unusable: every event is rejected (see README, "Batch errors"). */
 export class BatchError extends SchemaError {
   override readonly name: string = 'BatchError';
-  constructor(code: SchemaErrorCode, readonly path: string, message: string) {
+  constructor(
+    code: SchemaErrorCode,
+    readonly path: string,
+    message: string,
+  ) {
     super(code, message);
   }
 }

@@ -1,5 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { compileSplit, crc64Avro, decodeEventFact, decodeEventFacts, encodeEventFact, encodeEventFacts, eventFactBatchType, fingerprintOf, SchemaError, type EventFact } from './index.ts';
+import {
+  compileSplit,
+  crc64Avro,
+  decodeEventFact,
+  decodeEventFacts,
+  encodeEventFact,
+  encodeEventFacts,
+  eventFactBatchType,
+  fingerprintOf,
+  SchemaError,
+  type EventFact,
+} from './index.ts';
 import { batch, NOW } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 

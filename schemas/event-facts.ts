@@ -31,7 +31,14 @@ export function factBatchSchemaOf(wrapper: Schema, factSchema: Schema): Schema {
   const factName = `${String(factSchema.namespace ?? '')}.${String(factSchema.name)}`.replace(/^\./, '');
   const items = fields?.[0]?.type?.items;
   const itemName = typeof items === 'string' ? (items.includes('.') ? items : `${String(wrapper.namespace ?? '')}.${items}`.replace(/^\./, '')) : undefined;
-  if (wrapper.type !== 'record' || !fields || fields.length !== 1 || fields[0]!.name !== 'facts' || fields[0]!.type?.type !== 'array' || itemName !== factName) {
+  if (
+    wrapper.type !== 'record' ||
+    !fields ||
+    fields.length !== 1 ||
+    fields[0]!.name !== 'facts' ||
+    fields[0]!.type?.type !== 'array' ||
+    itemName !== factName
+  ) {
     throw new SchemaBuildError(
       'SCHEMA_BAD_DERIVATION',
       at,

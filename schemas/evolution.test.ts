@@ -12,7 +12,20 @@ describe('schema evolution', () => {
     const r2 = new RecordCodec<any>(typeOf(v2));
     r1.addWriter(typeOf(v2));
     r2.addWriter(typeOf(v1));
-    const base = { event_key: Buffer.alloc(16), daily_token: Buffer.alloc(16, 1), day: 1, kind: 'crash', app_id: 'a', app_version: '1', device_model: 'm', os_version: '13', country: 'DE', duration_ms: null, crash_signature: null, exception_type: null };
+    const base = {
+      event_key: Buffer.alloc(16),
+      daily_token: Buffer.alloc(16, 1),
+      day: 1,
+      kind: 'crash',
+      app_id: 'a',
+      app_version: '1',
+      device_model: 'm',
+      os_version: '13',
+      country: 'DE',
+      duration_ms: null,
+      crash_signature: null,
+      exception_type: null,
+    };
     expect(r1.decode(r2.encode({ ...base, region: 'EU' }))).toEqual(base);
     expect(r2.decode(r1.encode(base))).toEqual({ ...base, region: null });
   });

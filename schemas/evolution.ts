@@ -60,6 +60,7 @@ function walk(o: avro.Type, n: avro.Type, path: string, problems: string[]): voi
     else if (a !== b) problems.push(`field ${path}.${f.name} changed type from ${a} to ${b}`);
   }
   for (const g of nt.fields as any[]) {
-    if (!ot.field(g.name) && g.defaultValue() === undefined) problems.push(`field ${path}.${g.name} was added without a default: new readers cannot read old data`);
+    if (!ot.field(g.name) && g.defaultValue() === undefined)
+      problems.push(`field ${path}.${g.name} was added without a default: new readers cannot read old data`);
   }
 }

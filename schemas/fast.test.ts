@@ -16,7 +16,8 @@ import { tokenizer } from '../testing/tokenizer.ts';
 const p = compileSplit();
 const LIMITS = { maxStringLength: 65_536, maxCollectionLength: 10_000, maxTotalItems: 100_000, maxItems: { events: 1000 } };
 
-const text = (max: number) => fc.string({ minLength: 1, maxLength: max, unit: fc.constantFrom('a', 'Z', '7', '-', 'é', '中', '😀') }).filter((s) => s.length <= max);
+const text = (max: number) =>
+  fc.string({ minLength: 1, maxLength: max, unit: fc.constantFrom('a', 'Z', '7', '-', 'é', '中', '😀') }).filter((s) => s.length <= max);
 const ascii = (max: number) => fc.string({ minLength: 1, maxLength: max, unit: fc.constantFrom('a', 'b', '0', '9', '.', '_') });
 const optional = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: null });
 const uuid = fc.tuple(fc.uuid(), fc.boolean()).map(([u, up]) => (up ? u.toUpperCase() : u));
@@ -27,11 +28,19 @@ const payload = fc.oneof(
   fc.tuple(text(140), fc.nat(1e6)).map(([page, d]) => ({ [`${NS}.PageView`]: { page, duration_ms: d } })), // > 128: rejected
   fc.constant({ [`${NS}.AppForeground`]: {} }),
   fc.constant({ [`${NS}.AppBackground`]: {} }),
-  fc.tuple(fc.constantFrom('install', 'update', 'delete'), text(40), ascii(20)).map(([action, pkg, version]) => ({ [`${NS}.AppStatus`]: { action, package: pkg, version } })),
   fc
-    .tuple(fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001', 'NOT-HEX!'), fc.constantFrom('java.lang.IllegalStateException', 'Foo$Bar', '1bad'), optional(text(300)))
+    .tuple(fc.constantFrom('install', 'update', 'delete'), text(40), ascii(20))
+    .map(([action, pkg, version]) => ({ [`${NS}.AppStatus`]: { action, package: pkg, version } })),
+  fc
+    .tuple(
+      fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001', 'NOT-HEX!'),
+      fc.constantFrom('java.lang.IllegalStateException', 'Foo$Bar', '1bad'),
+      optional(text(300)),
+    )
     .map(([signature, exception_type, st]) => ({ [`${NS}.Crash`]: { signature, exception_type, app_version: '1.0.0', stack_trace: st } })),
-  fc.tuple(fc.nat(1000), fc.integer({ min: -1, max: 1000 }), fc.nat(5000)).map(([a, b, c]) => ({ [`${NS}.NetworkStats`]: { request_count: a, error_count: b, latency_ms: c } })),
+  fc
+    .tuple(fc.nat(1000), fc.integer({ min: -1, max: 1000 }), fc.nat(5000))
+    .map(([a, b, c]) => ({ [`${NS}.NetworkStats`]: { request_count: a, error_count: b, latency_ms: c } })),
 );
 
 const batchArb = fc.record({
@@ -57,14 +66,23 @@ const batchArb = fc.record({
     timezone: fc.constant('Asia/Shanghai'),
     region: optional(fc.constantFrom('CN', 'RU', 'IN', 'DE', 'xx')),
     account_id: optional(text(30)),
-    location: optional(fc.record({ lat: fc.double({ min: -90, max: 90, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), accuracy_m: fc.constant(10) })),
+    location: optional(
+      fc.record({ lat: fc.double({ min: -90, max: 90, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), accuracy_m: fc.constant(10) }),
+    ),
   }),
-  consent: fc.record({ analytics: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }), personalised_ads: fc.boolean() }),
+  consent: fc.record({
+    analytics: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+    personalised_ads: fc.boolean(),
+  }),
   // Mostly today; sometimes yesterday (two days in one batch), sometimes too old or from the future.
   events: fc.array(
     fc.record({
       event_id: uuid,
-      time: fc.oneof({ weight: 8, arbitrary: fc.integer({ min: NOW - 3_600_000, max: NOW }) }, { weight: 2, arbitrary: fc.integer({ min: NOW - DAY_MS, max: NOW }) }, { weight: 1, arbitrary: fc.constantFrom(NOW - 5 * DAY_MS, NOW + DAY_MS) }),
+      time: fc.oneof(
+        { weight: 8, arbitrary: fc.integer({ min: NOW - 3_600_000, max: NOW }) },
+        { weight: 2, arbitrary: fc.integer({ min: NOW - DAY_MS, max: NOW }) },
+        { weight: 1, arbitrary: fc.constantFrom(NOW - 5 * DAY_MS, NOW + DAY_MS) },
+      ),
       session_id: uuid,
       payload,
     }),
@@ -145,7 +163,9 @@ describe('binary fast path', () => {
     const b = { ...(fc.sample(batchArb, { seed: 7, numRuns: 1 })[0] as any) };
     b.consent = { analytics: true, personalised_ads: true };
     // Multi-block array encoding (negative count with a byte size) and a non-canonical zero at the end.
-    const events = b.events.length ? b.events : [{ event_id: '00000000-0000-4000-8000-000000000000', time: NOW - 1000, session_id: 'x', payload: { [`${NS}.AppForeground`]: {} } }];
+    const events = b.events.length
+      ? b.events
+      : [{ event_id: '00000000-0000-4000-8000-000000000000', time: NOW - 1000, session_id: 'x', payload: { [`${NS}.AppForeground`]: {} } }];
     const evType = (p.batchType as any).field('events').type.itemsType;
     const head = p.batchType.toBuffer({ ...b, events: [] }).subarray(0, -1);
     const items = Buffer.concat(events.map((e: unknown) => evType.toBuffer(e)));

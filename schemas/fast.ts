@@ -290,7 +290,16 @@ function writeDays(spec: FastSpec, g: Generated, body: Buffer, n: number, keys: 
  * The personal record: the batch-level part through the generic projection (consent stripping counted
  * there), encoded with an empty events array, whose 0x00 terminator is replaced by the copied events.
  */
-function personalRecord(spec: FastSpec, g: Generated, head: any, n: number, zone: Zone, identity: string, ctx: FastContext, dropped: Record<string, number>): OutRecord & { zone: Zone } {
+function personalRecord(
+  spec: FastSpec,
+  g: Generated,
+  head: any,
+  n: number,
+  zone: Zone,
+  identity: string,
+  ctx: FastContext,
+  dropped: Record<string, number>,
+): OutRecord & { zone: Zone } {
   const ads = head.consent.personalised_ads === true;
   const value = spec.project(head, [], ads, dropped) as any;
   value.received_at = ctx.receivedAt;

@@ -52,7 +52,9 @@ describe('hostile Avro is refused before avsc allocates', () => {
     const buf = p.batchType.toBuffer(batch(8));
     const sig = buf.indexOf(Buffer.from('9f86d081884c7d65'));
     buf[sig] = 0xff; // invalid UTF-8 lead byte inside events[6]
-    expect(code(() => guardedDecode(p.batchType, buf, { ...DEFAULT_LIMITS, maxItems: { events: 1000 } }))).toBe('AVRO_BAD_UTF8@events[6].payload.Crash.signature');
+    expect(code(() => guardedDecode(p.batchType, buf, { ...DEFAULT_LIMITS, maxItems: { events: 1000 } }))).toBe(
+      'AVRO_BAD_UTF8@events[6].payload.Crash.signature',
+    );
   });
 
   it('per-path limit: events', () => {

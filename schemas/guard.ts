@@ -64,7 +64,8 @@ export function guardBody(type: avro.Type, buf: Buffer, limits: DecodeLimits = D
   try {
     pos = plan.walk(buf, start);
   } catch (e) {
-    if (e instanceof Fail) throw new AvroGuardError(e.code, withIndices(e.path, st.idx), e.offset, `${e.message} at ${withIndices(e.path, st.idx) || '<root>'} (byte ${e.offset})`);
+    if (e instanceof Fail)
+      throw new AvroGuardError(e.code, withIndices(e.path, st.idx), e.offset, `${e.message} at ${withIndices(e.path, st.idx) || '<root>'} (byte ${e.offset})`);
     throw e;
   }
   if (pos !== buf.length) {
@@ -133,7 +134,8 @@ function length(buf: Buffer, pos: number, st: State, path: string): number {
   const len = readVarint(buf, pos, st, path, LONG_MAX_BYTES);
   const p = varintEnd.pos;
   if (len < 0) throw new Fail('AVRO_NEGATIVE_LENGTH', path, pos, `negative length ${len}`);
-  if (len > st.limits.maxStringLength) throw new Fail('AVRO_LIMIT_EXCEEDED', path, pos, `length ${len} exceeds the limit of ${st.limits.maxStringLength} bytes`);
+  if (len > st.limits.maxStringLength)
+    throw new Fail('AVRO_LIMIT_EXCEEDED', path, pos, `length ${len} exceeds the limit of ${st.limits.maxStringLength} bytes`);
   if (len > st.end - p) throw new Fail('AVRO_TRUNCATED', path, pos, `length ${len} but only ${st.end - p} bytes remain`);
   return len;
 }
@@ -227,7 +229,11 @@ function compile(type: avro.Type, path: string, st: State, named = new Map<strin
     case 'union:wrapped':
     case 'union:unwrapped': {
       const branches: Walk[] = t.types.map((bt: avro.Type) => {
-        const bn = (bt as any).name ? String((bt as any).name).split('.').pop() : (bt as any).typeName;
+        const bn = (bt as any).name
+          ? String((bt as any).name)
+              .split('.')
+              .pop()
+          : (bt as any).typeName;
         return compile(bt, path ? `${path}.${bn}` : bn, st, named);
       });
       return (b, p) => {
@@ -286,7 +292,8 @@ function compileCollection(t: any, isMap: boolean, path: string, st: State, name
       total += count;
       st.items += count;
       if (total > limit) throw new Fail('AVRO_LIMIT_EXCEEDED', path, at, `${total} items exceed the limit of ${limit}`);
-      if (st.items > st.limits.maxTotalItems) throw new Fail('AVRO_LIMIT_EXCEEDED', path, at, `${st.items} items in the body exceed the limit of ${st.limits.maxTotalItems}`);
+      if (st.items > st.limits.maxTotalItems)
+        throw new Fail('AVRO_LIMIT_EXCEEDED', path, at, `${st.items} items in the body exceed the limit of ${st.limits.maxTotalItems}`);
       if (count * itemMin > st.end - p) throw new Fail('AVRO_TRUNCATED', path, at, `block claims ${count} items but only ${st.end - p} bytes remain`);
       for (let i = 0; i < count; i++) {
         st.idx[depth] = total - count + i;

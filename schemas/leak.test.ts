@@ -28,8 +28,12 @@ const payload = fc.oneof(
   fc.tuple(fc.constantFrom('home', 'forecast/daily', 'settings'), fc.nat(1e6)).map(([page, d]) => ({ [`${NS}.PageView`]: { page, duration_ms: d } })),
   fc.constant({ [`${NS}.AppForeground`]: {} }),
   fc.constant({ [`${NS}.AppBackground`]: {} }),
-  fc.tuple(fc.constantFrom('install', 'update', 'delete'), rnd(8, 20), rnd(8, 12, 64)).map(([action, pkg, version]) => ({ [`${NS}.AppStatus`]: { action, package: pkg, version } })),
-  fc.tuple(fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001'), optional(rnd(16, 200))).map(([signature, st]) => ({ [`${NS}.Crash`]: { signature, exception_type: 'java.lang.IllegalStateException', app_version: '1.0.0', stack_trace: st } })),
+  fc
+    .tuple(fc.constantFrom('install', 'update', 'delete'), rnd(8, 20), rnd(8, 12, 64))
+    .map(([action, pkg, version]) => ({ [`${NS}.AppStatus`]: { action, package: pkg, version } })),
+  fc
+    .tuple(fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001'), optional(rnd(16, 200)))
+    .map(([signature, st]) => ({ [`${NS}.Crash`]: { signature, exception_type: 'java.lang.IllegalStateException', app_version: '1.0.0', stack_trace: st } })),
   fc.tuple(fc.nat(1000), fc.nat(1000), fc.nat(5000)).map(([a, b, c]) => ({ [`${NS}.NetworkStats`]: { request_count: a, error_count: b, latency_ms: c } })),
 );
 
@@ -56,24 +60,31 @@ const batchArb = fc.record({
     timezone: rnd(8, 20, 64),
     region: optional(fc.constantFrom('CN', 'RU', 'IN', 'DE')),
     account_id: optional(rnd(8, 30)),
-    location: optional(fc.record({ lat: fc.double({ min: -90, max: 90, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), accuracy_m: fc.constant(10) })),
+    location: optional(
+      fc.record({ lat: fc.double({ min: -90, max: 90, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), accuracy_m: fc.constant(10) }),
+    ),
   }),
   consent: fc.record({ analytics: fc.constant(true), personalised_ads: fc.boolean() }),
-  events: fc.array(fc.record({ event_id: fc.uuid(), time: fc.integer({ min: NOW - DAY_MS, max: NOW }), session_id: fc.uuid(), payload }), { minLength: 1, maxLength: 20 }),
+  events: fc.array(fc.record({ event_id: fc.uuid(), time: fc.integer({ min: NOW - DAY_MS, max: NOW }), session_id: fc.uuid(), payload }), {
+    minLength: 1,
+    maxLength: 20,
+  }),
 });
 
 /** Every value of a personal leaf field of the reference schema, found by walking the field chain. */
 function personalValues(b: any): { path: string; bytes: Buffer[] }[] {
   const out: { path: string; bytes: Buffer[] }[] = [];
   const fields = reference.fields;
-  const leaves = [...fields.values()].filter((f) => f.entry.personal && ![...fields.keys()].some((k) => k.startsWith(`${f.path}.`) || k.startsWith(`${f.path}[]`)));
+  const leaves = [...fields.values()].filter(
+    (f) => f.entry.personal && ![...fields.keys()].some((k) => k.startsWith(`${f.path}.`) || k.startsWith(`${f.path}[]`)),
+  );
   for (const f of leaves) for (const v of valuesAt(b, f, fields)) out.push({ path: f.path, bytes: encodings(v) });
   return out;
 }
 
 function valuesAt(root: any, f: FieldInfo, fields: ReadonlyMap<string, FieldInfo>): unknown[] {
   const chain: FieldInfo[] = [];
-  for (let p: string = f.path; p; ) {
+  for (let p: string = f.path; p;) {
     const info = fields.get(p)!;
     chain.unshift(info);
     p = info.parent.endsWith('[]') ? info.parent.slice(0, -2) : info.parent;
@@ -133,7 +144,10 @@ describe('no personal value reaches the non-personal output', () => {
     const f = fact.fields.find((x: any) => x.name === 'device_model');
     f.from = ['device.imei', 'device.model'];
     const broken = compileSplit({ batchSchema, eventFactSchema: fact });
-    const res = fc.check(fc.property(batchArb, (b) => leaks(broken, b).length === 0), { numRuns: 150 });
+    const res = fc.check(
+      fc.property(batchArb, (b) => leaks(broken, b).length === 0),
+      { numRuns: 150 },
+    );
     expect(res.failed).toBe(true);
     expect(leaks(broken, res.counterexample![0])).toContain('device.imei');
   });

@@ -90,7 +90,7 @@ describe('FileKeySource modes (INGEST_TOKEN_KEYS_MODE)', () => {
     return r;
   }
 
-  it('manage: creates today\'s missing key and destroys the expired one', () => {
+  it("manage: creates today's missing key and destroys the expired one", () => {
     const dir = keyDir();
     const r = exercise(dir, 'manage');
     expect(r).toEqual({ today: true, yesterday: true, expired: false, destroyed: [today - 3] });
@@ -152,7 +152,14 @@ describe('FileKeySource modes (INGEST_TOKEN_KEYS_MODE)', () => {
     writeFileSync(join(dir, '2026-11-29.key'), randomBytes(32));
     expect(t.status(NOW)).toMatchObject({ todayReadable: true, oldestDay: today - 1, newestDay: today + 1 });
     // two days later: 11-28 ended 48 h ago (expired now), 11-29 is the oldest, today (12-01) has no key
-    expect(t.status(NOW + 2 * DAY_MS)).toEqual({ today: today + 2, todayReadable: false, oldestDay: today, newestDay: today + 1, expiredDays: [today - 3, today - 1], errors: [] });
+    expect(t.status(NOW + 2 * DAY_MS)).toEqual({
+      today: today + 2,
+      todayReadable: false,
+      oldestDay: today,
+      newestDay: today + 1,
+      expiredDays: [today - 3, today - 1],
+      errors: [],
+    });
   });
 
   it('read-only: reads a Kubernetes Secret volume (key files are symlinks into ..data, swapped by the kubelet)', () => {

@@ -37,7 +37,10 @@ export interface KeySource {
 export class EnvKeySource implements KeySource {
   private readonly keys = new Map<number, Buffer>();
   constructor(spec: string = process.env.TOKEN_KEYS ?? '') {
-    for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const part of spec
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const m = /^(\d{4}-\d{2}-\d{2}):([A-Za-z0-9+/=]+)$/.exec(part);
       if (!m) throw new Error(`TOKEN_KEYS entry "${part.slice(0, 11)}..." is not YYYY-MM-DD:<base64>`);
       const key = Buffer.from(m[2]!, 'base64');

@@ -135,7 +135,7 @@ function typeCheck(t: SchemaNode, ns: string, path: string, opts: ValidateOption
 function unionCheck(t: SchemaNode[], ns: string, path: string, opts: ValidateOptions, names: Names, field: SchemaNode): Check {
   const hasNull = t.includes('null');
   const others = t.filter((b) => b !== 'null');
-  const resolved = others.map((b) => (typeof b === 'string' ? names.resolve(b, ns) ?? b : b));
+  const resolved = others.map((b) => (typeof b === 'string' ? (names.resolve(b, ns) ?? b) : b));
   const records = resolved.filter((b) => b && typeof b === 'object' && b.type === 'record');
   if (others.length === 1) {
     // Nullable X: the in-memory value is null or X itself (avsc unwrapped union).
@@ -197,7 +197,8 @@ function primitive(name: string, opts: ValidateOptions, field: SchemaNode): Chec
         if (typeof v !== 'string') return mismatch('string', v);
         if (v.length > max) return { path: '', reason: 'SCHEMA_STRING_TOO_LONG', detail: `${v.length} characters exceed the limit of ${max}` };
         // A lone surrogate cannot be encoded as UTF-8 (Buffer would silently write U+FFFD).
-        if (!(v as unknown as { isWellFormed(): boolean }).isWellFormed()) return { path: '', reason: 'SCHEMA_BAD_UTF8', detail: 'string is not well-formed Unicode (lone surrogate), cannot be UTF-8' };
+        if (!(v as unknown as { isWellFormed(): boolean }).isWellFormed())
+          return { path: '', reason: 'SCHEMA_BAD_UTF8', detail: 'string is not well-formed Unicode (lone surrogate), cannot be UTF-8' };
         if (re && !re.test(v)) return { path: '', reason: 'SCHEMA_BAD_FORMAT', detail: `does not match ${format}` };
         return undefined;
       };

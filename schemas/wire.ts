@@ -66,10 +66,7 @@ export class WriterRegistry {
       const fp = buf.toString('hex', 2, SO_HEADER);
       const writer = this.byFingerprint.get(fp);
       if (!writer) {
-        throw new SchemaError(
-          'SCHEMA_UNKNOWN_FINGERPRINT',
-          `unknown writer schema fingerprint ${fp}: register that schema version before reading its records`,
-        );
+        throw new SchemaError('SCHEMA_UNKNOWN_FINGERPRINT', `unknown writer schema fingerprint ${fp}: register that schema version before reading its records`);
       }
       return { writer, bodyOffset: SO_HEADER };
     }
@@ -77,10 +74,7 @@ export class WriterRegistry {
       const id = buf.readUInt32BE(1);
       const writer = this.byRegistryId.get(id);
       if (!writer) {
-        throw new SchemaError(
-          'SCHEMA_UNKNOWN_REGISTRY_ID',
-          `unknown schema registry id ${id}: configure the id of every schema version this reader accepts`,
-        );
+        throw new SchemaError('SCHEMA_UNKNOWN_REGISTRY_ID', `unknown schema registry id ${id}: configure the id of every schema version this reader accepts`);
       }
       return { writer, bodyOffset: CF_HEADER };
     }

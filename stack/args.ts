@@ -28,7 +28,7 @@ export function parseCliArgs(argv: string[]): CliArgs {
     if (v !== '1' && v !== '3') throw new StackError('STACK_CONFIG_INVALID', `--brokers ${v ?? ''}: expected 1 (single node) or 3 (fault-test cluster)`);
     args.brokers = Number(v) as 1 | 3;
   }
-  if (args.secure && args.brokers) throw new StackError('STACK_CONFIG_INVALID', `--secure starts its own single node; it does not combine with --brokers: ${USAGE}`);
+  if (args.secure && args.brokers)
+    throw new StackError('STACK_CONFIG_INVALID', `--secure starts its own single node; it does not combine with --brokers: ${USAGE}`);
   return args;
 }
-

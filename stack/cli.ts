@@ -32,7 +32,9 @@ async function main(): Promise<number> {
       log(`kafka${args.brokers === 3 ? ' cluster' : ''}  ${k.bootstrapServers.join(',')}  (Kafka ${k.version})`);
       log(`clickhouse     ${s.clickhouse.url}  native ${s.clickhouse.nativePort}  (ClickHouse ${s.clickhouse.version ?? '?'})`);
       log(`chdb           ${s.chdb.available ? `engine ${s.chdb.engineVersion}` : `unavailable: ${s.chdb.error}`}`);
-      log(`${r.started.length ? `started ${r.started.join(', ')}` : 'everything was already running'} in ${(r.ms / 1000).toFixed(1)} s; addresses in ${config.home}/stack.json`);
+      log(
+        `${r.started.length ? `started ${r.started.join(', ')}` : 'everything was already running'} in ${(r.ms / 1000).toFixed(1)} s; addresses in ${config.home}/stack.json`,
+      );
       return 0;
     }
     case 'down': {

@@ -65,7 +65,9 @@ describe('@clickhouse/client against the ClickHouse server', () => {
   });
 
   it('stores the JSONEachRow rows in its own database and answers the aggregate queries', async () => {
-    const tables = await (await db.client.query({ query: `SELECT name, engine FROM system.tables WHERE database = '${db.name}'`, format: 'JSONEachRow' })).json();
+    const tables = await (
+      await db.client.query({ query: `SELECT name, engine FROM system.tables WHERE database = '${db.name}'`, format: 'JSONEachRow' })
+    ).json();
     expect(tables).toEqual([{ name: 'daily_events', engine: 'MergeTree' }]);
 
     const [byDay] = QUERIES(db.name);
@@ -82,7 +84,9 @@ describe('@clickhouse/client against the ClickHouse server', () => {
   it('a suite sees only its own database: another test database does not have the table', async () => {
     const other = await createTestDatabase('ch_int_other');
     try {
-      const count = await (await other.client.query({ query: `SELECT count() AS n FROM system.tables WHERE database = '${other.name}'`, format: 'JSONEachRow' })).json<{ n: string }>();
+      const count = await (
+        await other.client.query({ query: `SELECT count() AS n FROM system.tables WHERE database = '${other.name}'`, format: 'JSONEachRow' })
+      ).json<{ n: string }>();
       expect(count).toEqual([{ n: '0' }]);
     } finally {
       await other.drop();
@@ -136,7 +140,9 @@ describe('chdb (embedded ClickHouse)', () => {
   it('answers the same queries with byte-identical JSONEachRow output as the server', async () => {
     for (const [i, serverSql] of QUERIES(db.name).entries()) {
       const chdbSql = QUERIES(chdbDb)[i] as string;
-      const settings = Object.entries(JSON_SETTINGS).map(([k, v]) => `${k} = ${v}`).join(', ');
+      const settings = Object.entries(JSON_SETTINGS)
+        .map(([k, v]) => `${k} = ${v}`)
+        .join(', ');
       const embedded = session.query(`${chdbSql} SETTINGS ${settings}`, 'JSONEachRow');
       const server = await serverAnswer(serverSql);
       expect(embedded.trim().length).toBeGreaterThan(0);

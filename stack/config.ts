@@ -233,7 +233,10 @@ export function externalServices(env: Env = process.env): ExternalServices {
   const out: ExternalServices = {};
   const brokers = env.KAFKA_BROKERS?.trim();
   if (brokers) {
-    const list = brokers.split(',').map((b) => b.trim()).filter(Boolean);
+    const list = brokers
+      .split(',')
+      .map((b) => b.trim())
+      .filter(Boolean);
     for (const b of list) {
       if (!/^[^\s:]+:\d+$/.test(b)) {
         throw new StackError('STACK_CONFIG_INVALID', `KAFKA_BROKERS=${brokers}: expected host:port[,host:port...]`);

@@ -30,7 +30,16 @@ import { E2E_LAYOUT, syncAnalystViews } from '../tools/security/clickhouse-users
 const K = 5;
 const config = loadStackConfig();
 const run = `e2esec${Date.now().toString(36)}`;
-const quiet = { debug() {}, info() {}, warn() {}, error() {}, personal() {}, child() { return quiet; } };
+const quiet = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  personal() {},
+  child() {
+    return quiet;
+  },
+};
 const rowsOf = async <R>(c: ReturnType<typeof secureClickHouse>, query: string) =>
   (await (await c.query({ query, format: 'JSONEachRow', clickhouse_settings: { wait_end_of_query: 1 } as never })).json<R>()) as R[];
 
@@ -104,10 +113,14 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
         await new Promise((r) => setTimeout(r, 500));
       }
     }
-    const env = aggregatorEnv({ kafkaBrokers: secureKafkaBrokers(config), clickhouseUrl: secureClickHouseUrl(config) }, { topic: topics.events, groupId, database: E2E_LAYOUT.analyticsDb }, {
-      ...secureServiceEnv(config, 'aggregator'),
-      AGGREGATOR_MIN_GROUP_DEVICES: String(K),
-    });
+    const env = aggregatorEnv(
+      { kafkaBrokers: secureKafkaBrokers(config), clickhouseUrl: secureClickHouseUrl(config) },
+      { topic: topics.events, groupId, database: E2E_LAYOUT.analyticsDb },
+      {
+        ...secureServiceEnv(config, 'aggregator'),
+        AGGREGATOR_MIN_GROUP_DEVICES: String(K),
+      },
+    );
     const aggCfg = aggregatorConfig(env);
     expect([aggCfg.PIPELINE_KAFKA_SASL_USERNAME, aggCfg.AGGREGATOR_CLICKHOUSE_USER]).toEqual(['aggregator', 'aggregator']);
     agg = await startAggregator(aggCfg);
@@ -139,17 +152,26 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
     const ad2 = admin();
     const an = secureClickHouse(config, 'analyst');
     try {
-      expect(await syncAnalystViews(sqlClient(ad2), E2E_LAYOUT)).toEqual(['crash_rates', 'crash_rates_by_app_version', 'daily_active_devices', 'daily_active_devices_by_app']);
-      const q = (db: string) => `SELECT toString(day) AS day, app_id, app_version, device_model, os_version, country, toString(active_devices) AS n FROM ${db}.daily_active_devices ORDER BY day, app_id, app_version, device_model, os_version, country`;
+      expect(await syncAnalystViews(sqlClient(ad2), E2E_LAYOUT)).toEqual([
+        'crash_rates',
+        'crash_rates_by_app_version',
+        'daily_active_devices',
+        'daily_active_devices_by_app',
+      ]);
+      const q = (db: string) =>
+        `SELECT toString(day) AS day, app_id, app_version, device_model, os_version, country, toString(active_devices) AS n FROM ${db}.daily_active_devices ORDER BY day, app_id, app_version, device_model, os_version, country`;
       const seenByAdmin = await rowsOf(ad2, q(E2E_LAYOUT.analyticsDb));
       const seenByAnalyst = await rowsOf(an, q(E2E_LAYOUT.viewsDb));
       expect(seenByAdmin.length).toBeGreaterThan(0);
       expect(seenByAnalyst).toEqual(seenByAdmin);
-      expect(toClickHouseError(await rowsOf(an, `SELECT count() FROM ${E2E_LAYOUT.analyticsDb}.daily_agg`).catch((e: unknown) => e))?.type).toBe('DATABASE_ACCESS_DENIED');
+      expect(toClickHouseError(await rowsOf(an, `SELECT count() FROM ${E2E_LAYOUT.analyticsDb}.daily_agg`).catch((e: unknown) => e))?.type).toBe(
+        'DATABASE_ACCESS_DENIED',
+      );
       const crash = await rowsOf<{ c: string }>(an, `SELECT count() AS c FROM ${E2E_LAYOUT.viewsDb}.crash_rates`);
       expect(Number(crash[0]?.c)).toBeGreaterThan(0);
       // The dashboard's roll-up views reach the analyst through their proxies too, row for row.
-      const byApp = (db: string) => `SELECT toString(day) AS day, app_id, toString(active_devices) AS n FROM ${db}.daily_active_devices_by_app ORDER BY day, app_id`;
+      const byApp = (db: string) =>
+        `SELECT toString(day) AS day, app_id, toString(active_devices) AS n FROM ${db}.daily_active_devices_by_app ORDER BY day, app_id`;
       const byAppAdmin = await rowsOf(ad2, byApp(E2E_LAYOUT.analyticsDb));
       expect(byAppAdmin.length).toBeGreaterThan(0);
       expect(await rowsOf(an, byApp(E2E_LAYOUT.viewsDb))).toEqual(byAppAdmin);

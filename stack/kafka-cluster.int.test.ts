@@ -68,7 +68,9 @@ describe('three-broker cluster for fault tests', () => {
     const strict = createKafka(uniqueName('cluster_int_strict'), { brokers }).producer({ retry: { retries: 0 } });
     await strict.connect();
     try {
-      await expect(strict.send({ topic: rf2, acks: -1, messages: [{ key: 'a', value: 'under-min-isr' }] })).rejects.toThrow(/fewer in-sync replicas than required/i);
+      await expect(strict.send({ topic: rf2, acks: -1, messages: [{ key: 'a', value: 'under-min-isr' }] })).rejects.toThrow(
+        /fewer in-sync replicas than required/i,
+      );
     } finally {
       await strict.disconnect();
     }

@@ -48,7 +48,10 @@ describe('kafkajs against the local Kafka', () => {
       ],
     });
     const configs = Object.fromEntries(
-      described.resources.map((r) => [r.resourceName, Object.fromEntries(r.configEntries.map((e) => [e.configName, { value: e.configValue, isDefault: e.isDefault }]))]),
+      described.resources.map((r) => [
+        r.resourceName,
+        Object.fromEntries(r.configEntries.map((e) => [e.configName, { value: e.configValue, isDefault: e.isDefault }])),
+      ]),
     );
     expect(configs[events]).toEqual({
       'retention.ms': { value: '3600000', isDefault: false },
@@ -65,7 +68,9 @@ describe('kafkajs against the local Kafka', () => {
     const p = createKafka(uniqueName('kafka_int_autocreate')).producer({ allowAutoTopicCreation: true, retry: { retries: 1 } });
     await p.connect();
     try {
-      await expect(p.send({ topic: missing, acks: -1, messages: [{ value: 'x' }] })).rejects.toThrow(/does not host this topic-partition|UNKNOWN_TOPIC|not exist/i);
+      await expect(p.send({ topic: missing, acks: -1, messages: [{ value: 'x' }] })).rejects.toThrow(
+        /does not host this topic-partition|UNKNOWN_TOPIC|not exist/i,
+      );
     } finally {
       await p.disconnect();
     }

@@ -172,7 +172,10 @@ export async function checkJava(config: StackConfig): Promise<string> {
   const m = /version "(\d+)(?:\.(\d+))?/.exec(res.output);
   const major = m ? (m[1] === '1' ? Number(m[2]) : Number(m[1])) : NaN;
   if (!(major >= 17)) {
-    throw new StackError('STACK_JAVA_TOO_OLD', `Kafka 4 needs Java 17+, but ${config.kafka.java} is ${m ? major : 'of unknown version'}: install Java 17+ or set JAVA_HOME / STACK_JAVA`);
+    throw new StackError(
+      'STACK_JAVA_TOO_OLD',
+      `Kafka 4 needs Java 17+, but ${config.kafka.java} is ${m ? major : 'of unknown version'}: install Java 17+ or set JAVA_HOME / STACK_JAVA`,
+    );
   }
   return String(major);
 }
@@ -244,10 +247,18 @@ async function formatStorage(config: StackConfig, nodes: KafkaNode[]): Promise<v
         });
       } catch (e) {
         const err = e as { stdout?: string; stderr?: string; message: string };
-        const detail = `${err.stdout ?? ''}${err.stderr ?? ''}`.trim().split('\n').filter((l) => !l.startsWith('SLF4J')).pop();
+        const detail = `${err.stdout ?? ''}${err.stderr ?? ''}`
+          .trim()
+          .split('\n')
+          .filter((l) => !l.startsWith('SLF4J'))
+          .pop();
         // The error of a failed command carries its command line (with the SCRAM passwords): not kept as cause.
         const safe = node.secure ? 'see the storage tool output' : err.message;
-        throw new StackError('STACK_START_FAILED', `${node.service}: formatting ${node.dataDir} failed: ${node.secure ? (detail ?? safe).replace(/password=[^\],]*/g, 'password=***') : (detail ?? safe)}`, node.secure ? undefined : { cause: e });
+        throw new StackError(
+          'STACK_START_FAILED',
+          `${node.service}: formatting ${node.dataDir} failed: ${node.secure ? (detail ?? safe).replace(/password=[^\],]*/g, 'password=***') : (detail ?? safe)}`,
+          node.secure ? undefined : { cause: e },
+        );
       }
     }),
   );
@@ -362,7 +373,10 @@ export async function startKafkaNodes(config: StackConfig, nodes: KafkaNode[], v
       if (!voters.every(isFormatted)) {
         const running = voters.filter((v) => liveRecord(v.pidFile));
         if (running.length > 0) {
-          throw new StackError('STACK_START_FAILED', `${toStart.map((n) => n.dataDir).join(', ')} not formatted while ${running[0]?.service} runs: stop the cluster (npm run stack:down) and start it again`);
+          throw new StackError(
+            'STACK_START_FAILED',
+            `${toStart.map((n) => n.dataDir).join(', ')} not formatted while ${running[0]?.service} runs: stop the cluster (npm run stack:down) and start it again`,
+          );
         }
         await formatStorage(config, voters);
       }

@@ -217,7 +217,10 @@ async function withFileLock<T>(lockFile: string, fn: () => Promise<T>, timeoutMs
         continue;
       }
       if (Date.now() > deadline) {
-        throw new StackError('STACK_LOCK_TIMEOUT', `another stack command (pid ${owner}) holds ${lockFile}; wait for it or remove the file if that process is gone`);
+        throw new StackError(
+          'STACK_LOCK_TIMEOUT',
+          `another stack command (pid ${owner}) holds ${lockFile}; wait for it or remove the file if that process is gone`,
+        );
       }
       await sleep(200);
     }

@@ -33,7 +33,14 @@ describe('a service with a wrong password fails without printing any password', 
     const wrong = `wrong-${randomBytes(12).toString('base64url')}`;
     const env = secureServiceEnv(config, 'ingest');
     delete env.PIPELINE_KAFKA_SASL_PASSWORD_FILE;
-    const r = await runService('ingest', { ...env, PIPELINE_KAFKA_SASL_PASSWORD: wrong, INGEST_LOG_LEVEL: 'debug', INGEST_PORT: '0', INGEST_TOKEN_KEY_DIR: keysDir, INGEST_KAFKA_START_TIMEOUT_MS: '5000' });
+    const r = await runService('ingest', {
+      ...env,
+      PIPELINE_KAFKA_SASL_PASSWORD: wrong,
+      INGEST_LOG_LEVEL: 'debug',
+      INGEST_PORT: '0',
+      INGEST_TOKEN_KEY_DIR: keysDir,
+      INGEST_KAFKA_START_TIMEOUT_MS: '5000',
+    });
     expect(r.timedOut).toBe(false);
     expect(r.code).toBe(1);
     expect(r.output).toMatch(/SASL SCRAM SHA512 authentication failed|invalid credentials/);

@@ -48,7 +48,11 @@ async function readAs(kafkaFor: (logs: string[]) => KafkaClient, groupId: string
   const logs: string[] = [];
   // Retries cover the retriable start-up states of a fresh broker (coordinator loading); authorization
   // errors are not retriable, so a refused read still fails at once.
-  const consumer = kafkaFor(logs).consumer({ groupId, maxWaitTimeInMs: 300, retry: { retries: 5, initialRetryTime: 200, restartOnFailure: async () => false } });
+  const consumer = kafkaFor(logs).consumer({
+    groupId,
+    maxWaitTimeInMs: 300,
+    retry: { retries: 5, initialRetryTime: 200, restartOnFailure: async () => false },
+  });
   const values: string[] = [];
   try {
     await consumer.connect();
@@ -65,8 +69,13 @@ async function readAs(kafkaFor: (logs: string[]) => KafkaClient, groupId: string
             if (values.length >= expected) resolve({ ok: true, values });
           },
         })
-        .catch((err: Error & { type?: string }) => resolve({ ok: false, error: { name: err.name, type: err.type, message: err.message }, logs: logs.join('\n') }));
-      setTimeout(() => resolve({ ok: false, error: { name: 'Timeout', message: `no ${expected} records within ${timeoutMs} ms` }, logs: logs.join('\n') }), timeoutMs).unref();
+        .catch((err: Error & { type?: string }) =>
+          resolve({ ok: false, error: { name: err.name, type: err.type, message: err.message }, logs: logs.join('\n') }),
+        );
+      setTimeout(
+        () => resolve({ ok: false, error: { name: 'Timeout', message: `no ${expected} records within ${timeoutMs} ms` }, logs: logs.join('\n') }),
+        timeoutMs,
+      ).unref();
     });
     return await done;
   } catch (e) {
@@ -105,8 +114,24 @@ async function produceAs(role: Parameters<typeof secureKafka>[1], topic: string,
 
 /** Grant-everything ACLs (every principal may read every topic and group): the negative control. */
 const allowAll = [
-  { resourceType: AclResourceTypes.TOPIC, resourceName: '*', resourcePatternType: ResourcePatternTypes.LITERAL, principal: 'User:*', host: '*', operation: AclOperationTypes.READ, permissionType: AclPermissionTypes.ALLOW },
-  { resourceType: AclResourceTypes.GROUP, resourceName: '*', resourcePatternType: ResourcePatternTypes.LITERAL, principal: 'User:*', host: '*', operation: AclOperationTypes.READ, permissionType: AclPermissionTypes.ALLOW },
+  {
+    resourceType: AclResourceTypes.TOPIC,
+    resourceName: '*',
+    resourcePatternType: ResourcePatternTypes.LITERAL,
+    principal: 'User:*',
+    host: '*',
+    operation: AclOperationTypes.READ,
+    permissionType: AclPermissionTypes.ALLOW,
+  },
+  {
+    resourceType: AclResourceTypes.GROUP,
+    resourceName: '*',
+    resourcePatternType: ResourcePatternTypes.LITERAL,
+    principal: 'User:*',
+    host: '*',
+    operation: AclOperationTypes.READ,
+    permissionType: AclPermissionTypes.ALLOW,
+  },
 ];
 
 beforeAll(async () => {
@@ -167,12 +192,21 @@ describe('Kafka: every forbidden action fails with an authorization or authentic
   });
 
   it('the aggregator writing the events topic, a zone principal writing its own topic: refused', async () => {
-    for (const [role, t] of [['aggregator', T.events], ['zone-cn', T.personalCn]] as const) {
+    for (const [role, t] of [
+      ['aggregator', T.events],
+      ['zone-cn', T.personalCn],
+    ] as const) {
       // Idempotent: InitProducerId needs IDEMPOTENT_WRITE on the cluster, which only ingest has.
-      const idem = await produceAs(role, t, ['x']).then(() => undefined, (e: Error & { type?: string }) => e);
+      const idem = await produceAs(role, t, ['x']).then(
+        () => undefined,
+        (e: Error & { type?: string }) => e,
+      );
       expect(idem?.type).toBe('CLUSTER_AUTHORIZATION_FAILED');
       // Plain producer: the write itself reaches the topic check.
-      const plain = await produceAs(role, t, ['x'], false).then(() => undefined, (e: Error & { type?: string }) => e);
+      const plain = await produceAs(role, t, ['x'], false).then(
+        () => undefined,
+        (e: Error & { type?: string }) => e,
+      );
       expect(plain?.message).toMatch(/Not authorized to access topics: \[Topic authorization failed\]/);
     }
   });
@@ -181,11 +215,22 @@ describe('Kafka: every forbidden action fails with an authorization or authentic
     const admin = secureKafka(config, 'ingest').admin();
     await admin.connect();
     try {
-      const created = await admin.createTopics({ topics: [{ topic: `${run}.sneaky` }] }).then(() => 'created', (e: Error & { type?: string; errors?: Array<{ type?: string }> }) => e.errors?.[0]?.type ?? e.type ?? e.message);
+      const created = await admin.createTopics({ topics: [{ topic: `${run}.sneaky` }] }).then(
+        () => 'created',
+        (e: Error & { type?: string; errors?: Array<{ type?: string }> }) => e.errors?.[0]?.type ?? e.type ?? e.message,
+      );
       expect(created).toBe('TOPIC_AUTHORIZATION_FAILED');
       const acls = await admin
-        .describeAcls({ resourceType: AclResourceTypes.ANY, resourcePatternType: ResourcePatternTypes.ANY, operation: AclOperationTypes.ANY, permissionType: AclPermissionTypes.ANY })
-        .then(() => 'listed', (e: Error & { type?: string }) => e.type);
+        .describeAcls({
+          resourceType: AclResourceTypes.ANY,
+          resourcePatternType: ResourcePatternTypes.ANY,
+          operation: AclOperationTypes.ANY,
+          permissionType: AclPermissionTypes.ANY,
+        })
+        .then(
+          () => 'listed',
+          (e: Error & { type?: string }) => e.type,
+        );
       expect(acls).toBe('CLUSTER_AUTHORIZATION_FAILED');
     } finally {
       await admin.disconnect();
@@ -195,7 +240,10 @@ describe('Kafka: every forbidden action fails with an authorization or authentic
   it('a wrong password: SASL authentication fails, and the error does not carry the password', async () => {
     const wrong = `wrong-${randomBytes(8).toString('hex')}`;
     const admin = secureKafka(config, 'aggregator', { password: wrong }).admin();
-    const err = await admin.connect().then(() => undefined, (e: Error) => e);
+    const err = await admin.connect().then(
+      () => undefined,
+      (e: Error) => e,
+    );
     await admin.disconnect().catch(() => {});
     expect(err?.name).toBe('KafkaJSSASLAuthenticationError');
     expect(err?.message).toMatch(/invalid credentials/);
@@ -203,20 +251,42 @@ describe('Kafka: every forbidden action fails with an authorization or authentic
   });
 
   it('plain text to the TLS listener, TLS without SASL, and TLS without trusting the CA: refused', async () => {
-    const base = { clientId: `${run}-raw`, brokers: secureKafkaBrokers(config), logLevel: logLevel.NOTHING, connectionTimeout: 3000, requestTimeout: 5000, retry: { retries: 0 } };
+    const base = {
+      clientId: `${run}-raw`,
+      brokers: secureKafkaBrokers(config),
+      logLevel: logLevel.NOTHING,
+      connectionTimeout: 3000,
+      requestTimeout: 5000,
+      retry: { retries: 0 },
+    };
     const plain = new Kafka(base).admin();
-    const e1 = await plain.connect().then(() => plain.listTopics()).then(() => undefined, (e: Error & { cause?: Error }) => e);
+    const e1 = await plain
+      .connect()
+      .then(() => plain.listTopics())
+      .then(
+        () => undefined,
+        (e: Error & { cause?: Error }) => e,
+      );
     await plain.disconnect().catch(() => {});
     expect(e1?.cause?.name ?? e1?.name).toMatch(/KafkaJSConnectionClosedError|KafkaJSConnectionError/);
 
     // ApiVersions is answered before authentication (Kafka allows it); anything after is refused.
     const noSasl = new Kafka({ ...base, ssl: { ca: [readFileSync(securePaths(config).caCert, 'utf8')] } }).admin();
-    const e2 = await noSasl.connect().then(() => noSasl.listTopics()).then(() => undefined, (e: Error & { cause?: Error }) => e);
+    const e2 = await noSasl
+      .connect()
+      .then(() => noSasl.listTopics())
+      .then(
+        () => undefined,
+        (e: Error & { cause?: Error }) => e,
+      );
     await noSasl.disconnect().catch(() => {});
     expect(e2).toBeDefined();
 
     const noCa = new Kafka({ ...base, ssl: true, sasl: { mechanism: 'scram-sha-512', username: 'operator', password: 'irrelevant' } }).admin();
-    const e3 = await noCa.connect().then(() => undefined, (e: Error & { cause?: Error }) => e);
+    const e3 = await noCa.connect().then(
+      () => undefined,
+      (e: Error & { cause?: Error }) => e,
+    );
     await noCa.disconnect().catch(() => {});
     expect(`${e3?.message} ${e3?.cause?.message}`).toMatch(/unable to verify the first certificate|self.signed/);
   });
@@ -244,7 +314,10 @@ describe('Kafka negative control: with a grant-everything ACL the same reads suc
 describe('ClickHouse: users.xml users enforce the split on 18.16', () => {
   const app = `app_${run}`;
   const chError = async (p: Promise<unknown>) => {
-    const e = await p.then(() => undefined, (err: unknown) => err);
+    const e = await p.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     return toClickHouseError(e);
   };
   const admin = () => secureClickHouse(config, 'default');
@@ -313,7 +386,9 @@ describe('ClickHouse: users.xml users enforce the split on 18.16', () => {
   it('negative control: the admin, with no database restriction, reads the same tables', async () => {
     const ad = keep(admin());
     await ad.command({ query: `INSERT INTO personal_row.rights_requests VALUES ('${run}', now(), 'access', 'device-of-${run}', 'open')` });
-    expect((await rows<{ device_id: string }>(ad, `SELECT device_id FROM personal_row.rights_requests WHERE request_id = '${run}'`)).map((r) => r.device_id)).toEqual([`device-of-${run}`]);
+    expect(
+      (await rows<{ device_id: string }>(ad, `SELECT device_id FROM personal_row.rights_requests WHERE request_id = '${run}'`)).map((r) => r.device_id),
+    ).toEqual([`device-of-${run}`]);
     const n = await rows<{ c: string }>(ad, `SELECT count() AS c FROM analytics.daily_agg WHERE app_id = '${app}'`);
     expect(Number(n[0]?.c)).toBeGreaterThan(0);
   });

@@ -132,7 +132,11 @@ async function openssl(args: string[]): Promise<void> {
     await run('openssl', args, { timeout: 60_000 });
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stderr?: string };
-    if (err.code === 'ENOENT') throw new StackError('STACK_START_FAILED', 'openssl not found: install it (Debian: apt-get install -y openssl), needed to make the secured stack\'s certificates');
+    if (err.code === 'ENOENT')
+      throw new StackError(
+        'STACK_START_FAILED',
+        "openssl not found: install it (Debian: apt-get install -y openssl), needed to make the secured stack's certificates",
+      );
     throw new StackError('STACK_START_FAILED', `openssl ${args[0]} failed: ${(err.stderr ?? err.message).trim().split('\n').pop()}`);
   }
 }
@@ -155,11 +159,28 @@ async function ensureCertificates(config: StackConfig): Promise<void> {
   const p = securePaths(config);
   if ((await certValidForADay(p.caCert)) && (await certValidForADay(p.brokerCert)) && existsSync(p.brokerKeystore)) return;
   mkdirSync(p.tlsDir, { recursive: true, mode: 0o700 });
-  await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p.caKey, '-out', p.caCert, '-days', '30', '-subj', '/CN=telemetry-local-stack-ca']);
+  await openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    p.caKey,
+    '-out',
+    p.caCert,
+    '-days',
+    '30',
+    '-subj',
+    '/CN=telemetry-local-stack-ca',
+  ]);
   const csr = path.join(p.tlsDir, 'broker.csr');
   const ext = path.join(p.tlsDir, 'broker.ext');
   await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p.brokerKey, '-out', csr, '-subj', '/CN=localhost']);
-  writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n');
+  writeFileSync(
+    ext,
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n',
+  );
   await openssl(['x509', '-req', '-in', csr, '-CA', p.caCert, '-CAkey', p.caKey, '-CAcreateserial', '-out', p.brokerCert, '-days', '30', '-extfile', ext]);
   writeSecret(p.brokerKeystore, readFileSync(p.brokerKey, 'utf8') + readFileSync(p.brokerCert, 'utf8'));
   for (const f of [p.caKey, p.brokerKey]) chmodSync(f, 0o600);
@@ -201,7 +222,12 @@ export function secureKafkaNode(config: StackConfig, secrets: SecureSecrets): Ka
         // static controller user, on a loopback listener only the broker itself talks to.
         'sasl.mechanism.controller.protocol': 'PLAIN',
         'listener.name.controller.sasl.enabled.mechanisms': 'PLAIN',
-        'listener.name.controller.plain.sasl.jaas.config': jaas('plain.PlainLoginModule', 'controller', secrets.kafka.controller, ` user_controller="${secrets.kafka.controller}"`),
+        'listener.name.controller.plain.sasl.jaas.config': jaas(
+          'plain.PlainLoginModule',
+          'controller',
+          secrets.kafka.controller,
+          ` user_controller="${secrets.kafka.controller}"`,
+        ),
         'ssl.keystore.type': 'PEM',
         'ssl.keystore.location': p.brokerKeystore,
         'ssl.truststore.type': 'PEM',
@@ -280,7 +306,11 @@ export function defaultPipelineTopics(): AclTopic[] {
  * As the operator: creates the pipeline topics (ingest, which has no CREATE, runs with
  * INGEST_TOPICS=verify here) and the ACLs of tools/security/acls.ts for them.
  */
-export async function provisionKafka(config: StackConfig, topics: readonly AclTopic[] = defaultPipelineTopics(), opts: { partitions?: number; aggregatorGroup?: string } = {}): Promise<number> {
+export async function provisionKafka(
+  config: StackConfig,
+  topics: readonly AclTopic[] = defaultPipelineTopics(),
+  opts: { partitions?: number; aggregatorGroup?: string } = {},
+): Promise<number> {
   const admin = secureKafka(config, 'operator').admin();
   await admin.connect();
   try {
@@ -289,7 +319,10 @@ export async function provisionKafka(config: StackConfig, topics: readonly AclTo
     if (missing.length > 0) {
       // Leaders are awaited here, not by kafkajs: its waitForLeaders fails with "does not host this
       // topic-partition" on a freshly started KRaft node (seen on a cold secured stack).
-      await admin.createTopics({ waitForLeaders: false, topics: missing.map((t) => ({ topic: t.topic, numPartitions: opts.partitions ?? 3, replicationFactor: 1 })) });
+      await admin.createTopics({
+        waitForLeaders: false,
+        topics: missing.map((t) => ({ topic: t.topic, numPartitions: opts.partitions ?? 3, replicationFactor: 1 })),
+      });
       const names = missing.map((t) => t.topic);
       const deadline = Date.now() + 30_000;
       for (;;) {
@@ -304,7 +337,10 @@ export async function provisionKafka(config: StackConfig, topics: readonly AclTo
     // GROUP_COORDINATOR_NOT_AVAILABLE until it is loaded; do that here, so "up" means consumers can join.
     const deadline = Date.now() + 60_000;
     for (;;) {
-      const ok = await admin.describeGroups(['secure-stack-warmup']).then(() => true, () => false);
+      const ok = await admin.describeGroups(['secure-stack-warmup']).then(
+        () => true,
+        () => false,
+      );
       if (ok) break;
       if (Date.now() > deadline) throw new StackError('STACK_START_TIMEOUT', 'secure kafka: the group coordinator did not become available within 60 s');
       await new Promise((r) => setTimeout(r, 300));
@@ -354,21 +390,37 @@ export async function upSecure(config: StackConfig, log: (l: string) => void = (
   // Preflight before anything starts.
   if (!kafkaRunning) {
     await checkJava(config);
-    for (const [what, port] of [['secure kafka', sc.kafka.port], ['secure kafka controller', sc.kafka.controllerPort]] as const) {
-      if (!(await portIsFree(port, config.host))) throw new StackError('STACK_PORT_IN_USE', `port ${port} (${what}) is already in use by another program: free it or choose another port with STACK_SECURE_KAFKA_PORT / STACK_SECURE_KAFKA_CONTROLLER_PORT`);
+    for (const [what, port] of [
+      ['secure kafka', sc.kafka.port],
+      ['secure kafka controller', sc.kafka.controllerPort],
+    ] as const) {
+      if (!(await portIsFree(port, config.host)))
+        throw new StackError(
+          'STACK_PORT_IN_USE',
+          `port ${port} (${what}) is already in use by another program: free it or choose another port with STACK_SECURE_KAFKA_PORT / STACK_SECURE_KAFKA_CONTROLLER_PORT`,
+        );
     }
     await fetchKafkaJars(config);
   }
   if (!chRunning) {
     resolveClickHouseServer(config);
-    for (const [what, port] of [['secure clickhouse http', sc.clickhouse.httpPort], ['secure clickhouse tcp', sc.clickhouse.tcpPort], ['secure clickhouse interserver', sc.clickhouse.interserverPort]] as const) {
-      if (!(await portIsFree(port, config.host))) throw new StackError('STACK_PORT_IN_USE', `port ${port} (${what}) is already in use by another program: free it or choose another port with STACK_SECURE_CLICKHOUSE_*_PORT`);
+    for (const [what, port] of [
+      ['secure clickhouse http', sc.clickhouse.httpPort],
+      ['secure clickhouse tcp', sc.clickhouse.tcpPort],
+      ['secure clickhouse interserver', sc.clickhouse.interserverPort],
+    ] as const) {
+      if (!(await portIsFree(port, config.host)))
+        throw new StackError(
+          'STACK_PORT_IN_USE',
+          `port ${port} (${what}) is already in use by another program: free it or choose another port with STACK_SECURE_CLICKHOUSE_*_PORT`,
+        );
     }
   }
   const { secrets, fresh } = ensureSecrets(config);
   // A running server re-reads users.xml by itself within seconds: keep it current with this code.
   if (chRunning) writeFileSync(chPaths.usersFile, secureUsersXml(secrets.clickhouse, SECURE_LAYOUTS), { mode: 0o600 });
-  if (fresh && kafkaRunning) throw new StackError('STACK_START_FAILED', 'the secured stack runs without its secrets file: stop it (npm run stack:down -- --secure) and start it again');
+  if (fresh && kafkaRunning)
+    throw new StackError('STACK_START_FAILED', 'the secured stack runs without its secrets file: stop it (npm run stack:down -- --secure) and start it again');
   await ensureCertificates(config);
   const node = secureKafkaNode(config, secrets);
   if (fresh) rmSync(node.dataDir, { recursive: true, force: true });
@@ -393,7 +445,13 @@ export async function upSecure(config: StackConfig, log: (l: string) => void = (
   const acls = await provisionKafka(config);
   const views = await provisionClickHouse(config);
   log(`secure: ${acls} ACL bindings, topics ${defaultPipelineTopics().length}, analyst views ${views.join(', ')}`);
-  return { started, kafkaBrokers: secureKafkaBrokers(config), clickhouseUrl: secureClickHouseUrl(config), caFile: securePaths(config).caCert, secretsDir: securePaths(config).secretsDir };
+  return {
+    started,
+    kafkaBrokers: secureKafkaBrokers(config),
+    clickhouseUrl: secureClickHouseUrl(config),
+    caFile: securePaths(config).caCert,
+    secretsDir: securePaths(config).secretsDir,
+  };
 }
 
 export async function downSecure(config: StackConfig): Promise<string[]> {
@@ -413,7 +471,8 @@ export async function statusSecure(config: StackConfig): Promise<SecureStatus> {
   const sc = secureStackConfig(config);
   const kRunning = liveRecord(singleNode(sc).pidFile) !== undefined;
   const cRunning = liveRecord(clickhousePaths(sc).pidFile) !== undefined;
-  const kAnswers = kRunning && readSecrets(config) ? (await kafkaBrokerIds(secureKafkaBrokers(config), secureKafkaOptions(config, 'operator'))).length > 0 : false;
+  const kAnswers =
+    kRunning && readSecrets(config) ? (await kafkaBrokerIds(secureKafkaBrokers(config), secureKafkaOptions(config, 'operator'))).length > 0 : false;
   return {
     kafka: { running: kRunning, answers: kAnswers, address: secureKafkaBrokers(config).join(',') },
     clickhouse: { running: cRunning, answers: await clickhouseAnswers(secureClickHouseUrl(config)), address: secureClickHouseUrl(config) },

@@ -60,7 +60,14 @@ describe('loadStackConfig', () => {
       STACK_JAVA: '/opt/java/bin/java',
     });
     expect(c.home).toBe('/tmp/x');
-    expect(c.kafka).toMatchObject({ port: 20092, controllerPort: 20093, clusterPorts: [31000, 31002, 31004], heap: '1g', version: '4.1.1', java: '/opt/java/bin/java' });
+    expect(c.kafka).toMatchObject({
+      port: 20092,
+      controllerPort: 20093,
+      clusterPorts: [31000, 31002, 31004],
+      heap: '1g',
+      version: '4.1.1',
+      java: '/opt/java/bin/java',
+    });
     expect(c.clickhouse).toMatchObject({ httpPort: 20123, tcpPort: 20000, interserverPort: 20009 });
   });
 
@@ -87,7 +94,10 @@ describe('loadStackConfig', () => {
 
   it('external services: KAFKA_BROKERS and CLICKHOUSE_URL are parsed and validated', () => {
     expect(externalServices({})).toEqual({});
-    expect(externalServices({ KAFKA_BROKERS: 'a:9092, b:9093', CLICKHOUSE_URL: 'http://ch:8123' })).toEqual({ kafkaBrokers: ['a:9092', 'b:9093'], clickhouseUrl: 'http://ch:8123' });
+    expect(externalServices({ KAFKA_BROKERS: 'a:9092, b:9093', CLICKHOUSE_URL: 'http://ch:8123' })).toEqual({
+      kafkaBrokers: ['a:9092', 'b:9093'],
+      clickhouseUrl: 'http://ch:8123',
+    });
     expect(codeOf(() => externalServices({ KAFKA_BROKERS: 'a' }))).toBe('STACK_CONFIG_INVALID');
     expect(codeOf(() => externalServices({ CLICKHOUSE_URL: 'ch:8123' }))).toBe('STACK_CONFIG_INVALID');
   });
@@ -117,7 +127,13 @@ describe('parseCliArgs', () => {
 });
 
 describe('kafkaProperties', () => {
-  const props = (text: string) => Object.fromEntries(text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split('=', 2) as [string, string]));
+  const props = (text: string) =>
+    Object.fromEntries(
+      text
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#'))
+        .map((l) => l.split('=', 2) as [string, string]),
+    );
   it('single node: internal topics at replication factor 1, auto-creation off', () => {
     const c = loadStackConfig({});
     const node = singleNode(c);
@@ -214,7 +230,9 @@ describe('stack:up with a bad setup: one clear line, non-zero exit, nothing star
         STACK_CLUSTER_PORTS: '39092,39094,39096',
       });
       expect(r.status).toBe(1);
-      expect(r.stderrLines).toEqual([`stack: port ${taken} (kafka) is already in use by another program: free it or choose another port with STACK_KAFKA_PORT`]);
+      expect(r.stderrLines).toEqual([
+        `stack: port ${taken} (kafka) is already in use by another program: free it or choose another port with STACK_KAFKA_PORT`,
+      ]);
       // Nothing was started: no pid files, and the other ports are still free.
       expect(existsSync(path.join(home, 'run')) ? readdirSync(path.join(home, 'run')).filter((f) => f.endsWith('.pid')) : []).toEqual([]);
       for (const p of ports) expect(await portIsFree(p)).toBe(true);
@@ -225,7 +243,13 @@ describe('stack:up with a bad setup: one clear line, non-zero exit, nothing star
 
   it('java missing', () => {
     const home = tmpHome();
-    const r = cli(['up'], { STACK_HOME: home, STACK_JAVA: '/nonexistent/java', STACK_KAFKA_PORT: '39192', STACK_KAFKA_CONTROLLER_PORT: '39193', STACK_CLUSTER_PORTS: '39292,39294,39296' });
+    const r = cli(['up'], {
+      STACK_HOME: home,
+      STACK_JAVA: '/nonexistent/java',
+      STACK_KAFKA_PORT: '39192',
+      STACK_KAFKA_CONTROLLER_PORT: '39193',
+      STACK_CLUSTER_PORTS: '39292,39294,39296',
+    });
     expect(r.status).toBe(1);
     expect(r.stderrLines).toHaveLength(1);
     expect(r.stderrLines[0]).toMatch(/^stack: java not found \(\/nonexistent\/java\): install Java 17\+/);
@@ -233,9 +257,17 @@ describe('stack:up with a bad setup: one clear line, non-zero exit, nothing star
 
   it('clickhouse-server missing', () => {
     const home = tmpHome();
-    const r = cli(['up'], { STACK_HOME: home, STACK_CLICKHOUSE_SERVER: '/nonexistent/clickhouse-server', STACK_KAFKA_PORT: '39392', STACK_KAFKA_CONTROLLER_PORT: '39393', STACK_CLUSTER_PORTS: '39492,39494,39496' });
+    const r = cli(['up'], {
+      STACK_HOME: home,
+      STACK_CLICKHOUSE_SERVER: '/nonexistent/clickhouse-server',
+      STACK_KAFKA_PORT: '39392',
+      STACK_KAFKA_CONTROLLER_PORT: '39393',
+      STACK_CLUSTER_PORTS: '39492,39494,39496',
+    });
     expect(r.status).toBe(1);
-    expect(r.stderrLines).toEqual(['stack: clickhouse-server not found (/nonexistent/clickhouse-server): install it (Debian: apt-get install -y clickhouse-server) or set STACK_CLICKHOUSE_SERVER']);
+    expect(r.stderrLines).toEqual([
+      'stack: clickhouse-server not found (/nonexistent/clickhouse-server): install it (Debian: apt-get install -y clickhouse-server) or set STACK_CLICKHOUSE_SERVER',
+    ]);
   });
 
   it('maven missing with no cached jars', () => {
@@ -265,7 +297,7 @@ describe('stack:up with a bad setup: one clear line, non-zero exit, nothing star
 
 describe('toClickHouseError', () => {
   it('parses the 18.16 error text and names the code', () => {
-    const e = toClickHouseError(new Error('Code: 60, e.displayText() = DB::Exception: Table db.nope doesn\'t exist., e.what() = DB::Exception\n'));
+    const e = toClickHouseError(new Error("Code: 60, e.displayText() = DB::Exception: Table db.nope doesn't exist., e.what() = DB::Exception\n"));
     expect(e).toMatchObject({ code: 60, type: 'UNKNOWN_TABLE', message: "Table db.nope doesn't exist." });
   });
   it('parses the modern text, taking the last type marker even when the message has parentheses', () => {

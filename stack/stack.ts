@@ -141,12 +141,16 @@ async function refreshState(config: StackConfig): Promise<StackState> {
  * when it is recognisably Kafka or ClickHouse, because then the user most likely wants to use it instead.
  */
 async function portTakenError(config: StackConfig, port: number, what: string): Promise<StackError> {
-  const envName =
-    allPortEnv(config).get(port) ?? 'the STACK_* port settings';
+  const envName = allPortEnv(config).get(port) ?? 'the STACK_* port settings';
   let hint = '';
-  if ((await kafkaBrokerIds([`${config.host}:${port}`])).length > 0) hint = ` (a Kafka broker not started by this stack answers there: use it with KAFKA_BROKERS=${config.host}:${port}, or stop it)`;
-  else if (await clickhouseAnswers(`http://${config.host}:${port}`)) hint = ` (a ClickHouse not started by this stack answers there: use it with CLICKHOUSE_URL=http://${config.host}:${port}, or stop it)`;
-  return new StackError('STACK_PORT_IN_USE', `port ${port} (${what}) is already in use by another program${hint}: free it or choose another port with ${envName}`);
+  if ((await kafkaBrokerIds([`${config.host}:${port}`])).length > 0)
+    hint = ` (a Kafka broker not started by this stack answers there: use it with KAFKA_BROKERS=${config.host}:${port}, or stop it)`;
+  else if (await clickhouseAnswers(`http://${config.host}:${port}`))
+    hint = ` (a ClickHouse not started by this stack answers there: use it with CLICKHOUSE_URL=http://${config.host}:${port}, or stop it)`;
+  return new StackError(
+    'STACK_PORT_IN_USE',
+    `port ${port} (${what}) is already in use by another program${hint}: free it or choose another port with ${envName}`,
+  );
 }
 
 function allPortEnv(config: StackConfig): Map<number, string> {
@@ -272,7 +276,8 @@ export function down(opts: DownOptions = {}, config: StackConfig = loadStackConf
   return withLock(lockFile(config), async () => {
     const stopped: string[] = [];
     const log = opts.log ?? (() => {});
-    const groups: KafkaNode[][] = opts.brokers === 3 ? [clusterNodes(config)] : opts.brokers === 1 ? [[singleNode(config)]] : [clusterNodes(config), [singleNode(config)]];
+    const groups: KafkaNode[][] =
+      opts.brokers === 3 ? [clusterNodes(config)] : opts.brokers === 1 ? [[singleNode(config)]] : [clusterNodes(config), [singleNode(config)]];
     for (const nodes of groups) {
       for (const node of [...nodes].reverse()) {
         if (await stopRecorded(node.pidFile, { graceMs: 20_000 })) {
@@ -347,8 +352,20 @@ export async function status(config: StackConfig = loadStackConfig()): Promise<S
   });
   const sec = await statusSecure(config);
   lines.push(
-    { part: 'secure kafka', address: sec.kafka.address, running: sec.kafka.running, answers: sec.kafka.answers, detail: 'SASL_SSL, SCRAM-SHA-512, ACLs (stack:up -- --secure)' },
-    { part: 'secure clickhouse', address: sec.clickhouse.address, running: sec.clickhouse.running, answers: sec.clickhouse.answers, detail: 'users.xml users with hashed passwords' },
+    {
+      part: 'secure kafka',
+      address: sec.kafka.address,
+      running: sec.kafka.running,
+      answers: sec.kafka.answers,
+      detail: 'SASL_SSL, SCRAM-SHA-512, ACLs (stack:up -- --secure)',
+    },
+    {
+      part: 'secure clickhouse',
+      address: sec.clickhouse.address,
+      running: sec.clickhouse.running,
+      answers: sec.clickhouse.answers,
+      detail: 'users.xml users with hashed passwords',
+    },
   );
   if (existsSync(config.home)) writeState(config, currentState(config, chdb, chVer));
   return lines;

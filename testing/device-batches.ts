@@ -89,7 +89,14 @@ const PAYLOAD: Record<EventKind, () => Record<string, unknown>> = {
   app_background: () => ({ [`${NS}.AppBackground`]: {} }),
   network_stats: () => ({ [`${NS}.NetworkStats`]: { request_count: 3, error_count: 0, latency_ms: 40 } }),
   app_status: () => ({ [`${NS}.AppStatus`]: { action: 'update', package: 'com.example.other', version: '2.0' } }),
-  crash: () => ({ [`${NS}.Crash`]: { signature: '9f86d081884c7d65', exception_type: 'java.lang.IllegalStateException', app_version: '1.0.0', stack_trace: 'at com.example.Main.run(Main.java:7)' } }),
+  crash: () => ({
+    [`${NS}.Crash`]: {
+      signature: '9f86d081884c7d65',
+      exception_type: 'java.lang.IllegalStateException',
+      app_version: '1.0.0',
+      stack_trace: 'at com.example.Main.run(Main.java:7)',
+    },
+  }),
   session_end: () => ({ [`${NS}.SessionEnd`]: { duration_ms: 30_000 } }),
 };
 
@@ -121,13 +128,28 @@ export function generateDeviceBatches(o: DeviceBatchOptions): DeviceBatchPopulat
         model: skew(MODELS),
         os_version: skew(OSES),
       };
-      const dims = { app_id: dev.app_id, app_version: dev.app_version, device_model: dev.model as string, os_version: dev.os_version, country: MCC_COUNTRY[ZONE_MCC[zone]]! };
+      const dims = {
+        app_id: dev.app_id,
+        app_version: dev.app_version,
+        device_model: dev.model as string,
+        os_version: dev.os_version,
+        country: MCC_COUNTRY[ZONE_MCC[zone]]!,
+      };
       const token = sha('device', deviceId, day).subarray(0, 16);
       let n = 0;
       const event = (kind: EventKind): Record<string, unknown> => {
         const eventId = uuidOf(o.seed, deviceId, day, n++);
         const time = dayStart + Math.floor(r() * (latest - dayStart));
-        counted.push({ event_key: sha('event', deviceId, eventId).subarray(0, 16), daily_token: token, day: Math.floor(time / DAY_MS), kind, ...dims, duration_ms: null, crash_signature: null, exception_type: null });
+        counted.push({
+          event_key: sha('event', deviceId, eventId).subarray(0, 16),
+          daily_token: token,
+          day: Math.floor(time / DAY_MS),
+          kind,
+          ...dims,
+          duration_ms: null,
+          crash_signature: null,
+          exception_type: null,
+        });
         distinctEvents++;
         return { event_id: eventId, time, session_id: `s-${n}`, payload: PAYLOAD[kind]() };
       };

@@ -19,7 +19,11 @@ export interface StackAddresses {
 }
 
 /** Environment for an aggregator on the local stack; `extra` overrides. */
-export function aggregatorEnv(stack: StackAddresses, o: { topic: string; groupId: string; database: string }, extra: Record<string, string> = {}): Record<string, string> {
+export function aggregatorEnv(
+  stack: StackAddresses,
+  o: { topic: string; groupId: string; database: string },
+  extra: Record<string, string> = {},
+): Record<string, string> {
   return {
     PIPELINE_KAFKA_BROKERS: stack.kafkaBrokers.join(','),
     PIPELINE_TOPIC_EVENTS: o.topic,
@@ -83,7 +87,7 @@ export async function produceFacts(kafka: Kafka, topic: string, facts: readonly 
   let producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await retryFor(120_000, () => producer.connect());
   try {
-    for (let i = 0; i < records.length; ) {
+    for (let i = 0; i < records.length;) {
       const messages: Array<{ key: Buffer; value: Buffer }> = [];
       for (let n = 0; i < records.length && n < chunk; i++) {
         messages.push({ key: records[i]!.key, value: records[i]!.value });
@@ -143,7 +147,10 @@ export async function waitAllCommitted(kafka: Kafka, groupId: string, topic: str
     // The broker may be restarting (another suite's fault test): an unanswered admin call is a retry.
     const p = await groupProgress(kafka, groupId, topic).catch(() => undefined);
     if (p?.every((x) => x.committed >= x.end)) return;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`group ${groupId} did not commit all of ${topic} in ${timeoutMs} ms: ${p?.map((x) => `${x.partition}:${x.committed}/${x.end}`).join(' ') ?? 'broker not answering'}`);
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(
+        `group ${groupId} did not commit all of ${topic} in ${timeoutMs} ms: ${p?.map((x) => `${x.partition}:${x.committed}/${x.end}`).join(' ') ?? 'broker not answering'}`,
+      );
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -174,10 +181,11 @@ export function spawnAggregator(env: Record<string, string>): ChildAggregator {
     } catch {
       return;
     }
-    for (const w of waiters) if (w.pred(obj)) {
-      waiters.delete(w);
-      w.resolve(obj);
-    }
+    for (const w of waiters)
+      if (w.pred(obj)) {
+        waiters.delete(w);
+        w.resolve(obj);
+      }
   };
   createInterface({ input: proc.stdout! }).on('line', onLine);
   createInterface({ input: proc.stderr! }).on('line', (l) => lines.push(`stderr: ${l}`));

@@ -82,7 +82,8 @@ export function leftoversOfRun(atEnd: Listing, atStart: Listing, runTag: string)
 export function leftoverMessage(r: LeftoverReport, where: { kafka: string; clickhouse: string }): string | undefined {
   const parts: string[] = [];
   if (r.ofThisRun.topics.length > 0) parts.push(`${r.ofThisRun.topics.length} Kafka topic(s) on ${where.kafka}: ${r.ofThisRun.topics.join(', ')}`);
-  if (r.ofThisRun.databases.length > 0) parts.push(`${r.ofThisRun.databases.length} ClickHouse database(s) on ${where.clickhouse}: ${r.ofThisRun.databases.join(', ')}`);
+  if (r.ofThisRun.databases.length > 0)
+    parts.push(`${r.ofThisRun.databases.length} ClickHouse database(s) on ${where.clickhouse}: ${r.ofThisRun.databases.join(', ')}`);
   if (parts.length === 0) return undefined;
   return (
     `integration tests left behind ${parts.join('; ')}. ` +

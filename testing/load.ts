@@ -40,14 +40,28 @@ export interface LoadSummary<M> {
   elapsedMs: number;
 }
 
-export function postOnce(agent: http.Agent, url: URL, body: Buffer, contentType: string): Promise<{ status: number; text: string; retryAfter: string | undefined }> {
+export function postOnce(
+  agent: http.Agent,
+  url: URL,
+  body: Buffer,
+  contentType: string,
+): Promise<{ status: number; text: string; retryAfter: string | undefined }> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { agent, host: url.hostname, port: url.port, method: 'POST', path: '/v1/batches', headers: { 'content-type': contentType, 'content-length': body.length } },
+      {
+        agent,
+        host: url.hostname,
+        port: url.port,
+        method: 'POST',
+        path: '/v1/batches',
+        headers: { 'content-type': contentType, 'content-length': body.length },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString(), retryAfter: res.headers['retry-after'] as string | undefined }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString(), retryAfter: res.headers['retry-after'] as string | undefined }),
+        );
         res.on('error', reject);
       },
     );

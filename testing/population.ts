@@ -60,7 +60,13 @@ export function generatePopulation(o: PopulationOptions): Population {
   const now = o.nowMs ?? Date.now();
   const today = utcDay(now);
   const counted: EventFact[] = [];
-  const mk = (device: number, day: number, n: number, kind: EventKind, dims: Omit<EventFact, 'event_key' | 'daily_token' | 'day' | 'kind' | 'duration_ms' | 'crash_signature' | 'exception_type'>): EventFact => ({
+  const mk = (
+    device: number,
+    day: number,
+    n: number,
+    kind: EventKind,
+    dims: Omit<EventFact, 'event_key' | 'daily_token' | 'day' | 'kind' | 'duration_ms' | 'crash_signature' | 'exception_type'>,
+  ): EventFact => ({
     event_key: h16(o.seed, 'event', device, day, n),
     daily_token: h16(o.seed, 'device', device, day),
     day,
@@ -131,7 +137,10 @@ export function oracleReport(counted: readonly EventFact[], req: QueryRequest, k
     const ik = JSON.stringify(inner.map((d) => dimValue(f, d)));
     let g = perDay.get(ik);
     if (!g) {
-      g = { outer: JSON.stringify(req.by.map((d) => dimValue(f, d))), sets: { devices: new Set(), sessions: new Set(), crashes: new Set(), crashed: new Set() } };
+      g = {
+        outer: JSON.stringify(req.by.map((d) => dimValue(f, d))),
+        sets: { devices: new Set(), sessions: new Set(), crashes: new Set(), crashed: new Set() },
+      };
       perDay.set(ik, g);
     }
     const tok = f.daily_token.toString('hex');

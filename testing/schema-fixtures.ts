@@ -38,7 +38,14 @@ export function event(i: number, time = NOW - 60_000, over: Record<string, unkno
     { [`${NS}.NetworkStats`]: { request_count: 12, error_count: 1, latency_ms: 85 } },
     { [`${NS}.AppBackground`]: {} },
     { [`${NS}.AppStatus`]: { action: 'update', package: 'com.tencent.mm', version: '8.0.40' } },
-    { [`${NS}.Crash`]: { signature: '9f86d081884c7d65', exception_type: 'java.lang.NullPointerException', app_version: '13.0.6.1', stack_trace: 'at com.miui.weather2.Main.onCreate(Main.java:42)' } },
+    {
+      [`${NS}.Crash`]: {
+        signature: '9f86d081884c7d65',
+        exception_type: 'java.lang.NullPointerException',
+        app_version: '13.0.6.1',
+        stack_trace: 'at com.miui.weather2.Main.onCreate(Main.java:42)',
+      },
+    },
     { [`${NS}.SessionEnd`]: { duration_ms: 65_000 } },
   ];
   return { event_id: randomUUID(), time, session_id: randomUUID(), payload: kinds[i % kinds.length], ...over };

@@ -7,7 +7,7 @@ describe('uniqueName inside an integration run', () => {
     delete process.env[RUN_TAG_ENV];
   });
 
-  it('carries the run tag and is recorded as this file\'s, so the file cleanup and the end-of-run check find it', () => {
+  it("carries the run tag and is recorded as this file's, so the file cleanup and the end-of-run check find it", () => {
     process.env[RUN_TAG_ENV] = 'rtest01';
     const name = uniqueName('ingest_p');
     expect(name).toMatch(/^ingest_p_rtest01_[a-z0-9]+_[a-z0-9]+$/);

@@ -54,7 +54,10 @@ export function stackInfo(): StackInfo {
   const cfg = config();
   const state = readState(cfg);
   if (!state && !(ext.kafkaBrokers && ext.clickhouseUrl)) {
-    throw new StackError('STACK_NOT_RUNNING', `no ${cfg.home}/stack.json: run npm run stack:up, or set KAFKA_BROKERS and CLICKHOUSE_URL to use an existing Kafka and ClickHouse`);
+    throw new StackError(
+      'STACK_NOT_RUNNING',
+      `no ${cfg.home}/stack.json: run npm run stack:up, or set KAFKA_BROKERS and CLICKHOUSE_URL to use an existing Kafka and ClickHouse`,
+    );
   }
   return {
     kafkaBrokers: ext.kafkaBrokers ?? state?.kafka.bootstrapServers ?? [],
@@ -92,7 +95,10 @@ export function ownedByThisFile(): { names: ReadonlySet<string>; otherKafkas: st
  * check (testing/vitest-global-setup.ts) tells this run's leftovers from anyone else's.
  */
 export function uniqueName(prefix: string): string {
-  let p = prefix.toLowerCase().replace(/[^a-z0-9_]+/g, '_').replace(/^_+|_+$/g, '');
+  let p = prefix
+    .toLowerCase()
+    .replace(/[^a-z0-9_]+/g, '_')
+    .replace(/^_+|_+$/g, '');
   if (!/^[a-z]/.test(p)) p = `t_${p}`;
   p = p.slice(0, 40);
   nameCounter += 1;
@@ -265,7 +271,15 @@ export async function readAll(topic: string, n: number, timeoutMs = 30_000, opts
           autoCommit: false,
           eachMessage: async ({ topic: t, partition, message }) => {
             if (out.length >= n) return;
-            out.push({ topic: t, partition, offset: message.offset, key: message.key, value: message.value, headers: message.headers ?? {}, timestamp: message.timestamp });
+            out.push({
+              topic: t,
+              partition,
+              offset: message.offset,
+              key: message.key,
+              value: message.value,
+              headers: message.headers ?? {},
+              timestamp: message.timestamp,
+            });
             if (out.length >= n) {
               clearTimeout(timer);
               resolve();
@@ -288,7 +302,10 @@ export async function readAll(topic: string, n: number, timeoutMs = 30_000, opts
 function ensureLocal(part: 'kafka' | 'clickhouse'): void {
   const info = externalServices();
   if (part === 'kafka' ? info.kafkaBrokers : info.clickhouseUrl) {
-    throw new StackError('STACK_EXTERNAL', `${part} comes from ${part === 'kafka' ? 'KAFKA_BROKERS' : 'CLICKHOUSE_URL'}: fault tests can only stop and start the local stack's ${part}`);
+    throw new StackError(
+      'STACK_EXTERNAL',
+      `${part} comes from ${part === 'kafka' ? 'KAFKA_BROKERS' : 'CLICKHOUSE_URL'}: fault tests can only stop and start the local stack's ${part}`,
+    );
   }
 }
 

@@ -27,7 +27,8 @@ export default async function setup(): Promise<() => Promise<void>> {
   }
   if (!(ext.kafkaBrokers && ext.clickhouseUrl)) {
     const r = await up({ brokers: 1, kafka: !ext.kafkaBrokers, clickhouse: !ext.clickhouseUrl }, loadStackConfig());
-    if (r.started.length > 0) console.log(`[stack] started ${r.started.join(', ')} in ${(r.ms / 1000).toFixed(1)} s (left running; npm run stack:down stops it)`);
+    if (r.started.length > 0)
+      console.log(`[stack] started ${r.started.join(', ')} in ${(r.ms / 1000).toFixed(1)} s (left running; npm run stack:down stops it)`);
   }
   // Test workers are started after this function returns and inherit the environment.
   const runTag = (process.env[RUN_TAG_ENV] ||= newRunTag());

@@ -39,7 +39,10 @@ describe('ClickHouse cluster DDL', () => {
   it('keeps the names the aggregator and the dashboards use, as Distributed tables over every shard', () => {
     const db = DEFAULT_CLUSTER_OPTIONS.database;
     for (const t of ['facts_in', 'daily_agg']) {
-      expect(stmts.some((s) => s.startsWith(`CREATE TABLE IF NOT EXISTS ${db}.${t} ON CLUSTER`) && /ENGINE = Distributed\(/.test(s)), t).toBe(true);
+      expect(
+        stmts.some((s) => s.startsWith(`CREATE TABLE IF NOT EXISTS ${db}.${t} ON CLUSTER`) && /ENGINE = Distributed\(/.test(s)),
+        t,
+      ).toBe(true);
     }
     for (const v of ['daily_active_devices', 'crash_rates', 'daily_active_devices_by_app', 'crash_rates_by_app_version']) {
       const s = stmts.find((x) => x.startsWith(`CREATE OR REPLACE VIEW ${db}.${v} `));

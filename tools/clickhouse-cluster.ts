@@ -90,7 +90,7 @@ export function clusterDdl(o: ClusterDdlOptions = DEFAULT_CLUSTER_OPTIONS, migra
     '-- Do not edit: a test fails when this file differs from what the generator produces.',
     `-- Database ${o.database}, k-anonymity threshold ${o.minGroupDevices}, retention ${o.retentionDays} days (the aggregator defaults).`,
     '--',
-    "-- Needs: a cluster named by the {cluster} macro in remote_servers, the {shard} and {replica} macros on",
+    '-- Needs: a cluster named by the {cluster} macro in remote_servers, the {shard} and {replica} macros on',
     '-- every node, and ClickHouse Keeper (or ZooKeeper). Apply once with clickhouse-client --multiquery.',
     '-- The aggregator user must insert synchronously into the Distributed table, so an insert returns (and',
     '-- the aggregator commits its Kafka offsets) only once every shard holds its rows:',

@@ -21,7 +21,9 @@ describe('README configuration table', () => {
   });
 
   it('negative control: a setting added to a spec makes the checked-in README stale', () => {
-    const grown = CONFIG_SECTIONS.map((s, i) => (i === 1 ? { ...s, spec: { ...s.spec, INGEST_NEW_KNOB: { kind: 'int' as const, default: 1, doc: 'new' } } } : s));
+    const grown = CONFIG_SECTIONS.map((s, i) =>
+      i === 1 ? { ...s, spec: { ...s.spec, INGEST_NEW_KNOB: { kind: 'int' as const, default: 1, doc: 'new' } } } : s,
+    );
     expect(renderReadme(readme, grown)).not.toBe(readme);
     expect(renderReadme(readme, grown)).toContain('`INGEST_NEW_KNOB`');
   });

@@ -126,7 +126,9 @@ export function bindProblems(role: Role, env: Record<string, EnvValue>, where: s
   if (!setting) return [];
   const v = env[setting];
   const host = typeof v === 'string' && v !== '' ? v : String(ROLES[role].spec[setting]!.default);
-  return /^(127\.|localhost$|::1$)/.test(host) ? [`${where}: ${setting}=${host} is loopback; probes and scrapes from outside the container cannot connect`] : [];
+  return /^(127\.|localhost$|::1$)/.test(host)
+    ? [`${where}: ${setting}=${host} is loopback; probes and scrapes from outside the container cannot connect`]
+    : [];
 }
 
 /** Whether the services' ops handler (runtime/ops.ts) answers `GET path`, asked without a server. */
@@ -155,7 +157,23 @@ export async function exportedMetrics(): Promise<Set<string>> {
 /** Series Prometheus itself makes for every target. */
 export const PROMETHEUS_SYNTHETIC = new Set(['up', 'scrape_duration_seconds', 'scrape_samples_scraped']);
 
-const PROMQL_KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'inf', 'nan', 'Inf', 'NaN']);
+const PROMQL_KEYWORDS = new Set([
+  'and',
+  'or',
+  'unless',
+  'bool',
+  'offset',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'inf',
+  'nan',
+  'Inf',
+  'NaN',
+]);
 
 /**
  * Metric names in a PromQL expression: identifiers that are not functions, keywords, label names or
@@ -193,7 +211,8 @@ export function checkPromql(expr: string, where: string, ctx: { metrics: Set<str
     if (!ctx.metrics.has(name) && !PROMETHEUS_SYNTHETIC.has(name)) problems.push(`${where}: metric ${name} is not exported by ingest or the aggregator`);
   }
   for (const { label, value } of promqlMatchers(expr)) {
-    if (label === 'code' && !(INGEST_ERROR_CODES as readonly string[]).includes(value)) problems.push(`${where}: code="${value}" is not an ingest error code (ingest/errors.ts)`);
+    if (label === 'code' && !(INGEST_ERROR_CODES as readonly string[]).includes(value))
+      problems.push(`${where}: code="${value}" is not an ingest error code (ingest/errors.ts)`);
     if (label === 'job' && !ctx.jobs.has(value)) problems.push(`${where}: job="${value}" is not a scrape job (${[...ctx.jobs].join(', ')})`);
   }
   return problems;
@@ -218,7 +237,12 @@ interface PodRef {
 function podsOf(docs: readonly K8sDoc[]): PodRef[] {
   const out: PodRef[] = [];
   for (const { file, doc } of docs) {
-    const pod = doc.kind === 'CronJob' ? doc.spec?.jobTemplate?.spec?.template : ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(doc.kind) ? doc.spec?.template : undefined;
+    const pod =
+      doc.kind === 'CronJob'
+        ? doc.spec?.jobTemplate?.spec?.template
+        : ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(doc.kind)
+          ? doc.spec?.template
+          : undefined;
     if (pod) out.push({ where: `${file} ${doc.kind}/${doc.metadata?.name}`, owner: doc, pod });
   }
   return out;
@@ -249,7 +273,8 @@ export function containerEnv(docs: readonly K8sDoc[], c: Obj, where: string): { 
       const ref = e.valueFrom.secretKeyRef;
       const s = find(docs, 'Secret', ref.name);
       if (!s) problems.push(`${where}: Secret ${ref.name} (for ${e.name}) is not among the manifests`);
-      else if (!(ref.key in { ...(s.data ?? {}), ...(s.stringData ?? {}) })) problems.push(`${where}: Secret ${ref.name} has no key ${ref.key} (for ${e.name})`);
+      else if (!(ref.key in { ...(s.data ?? {}), ...(s.stringData ?? {}) }))
+        problems.push(`${where}: Secret ${ref.name} has no key ${ref.key} (for ${e.name})`);
       env[e.name] = FROM_SECRET;
     } else if (e.valueFrom?.configMapKeyRef) {
       const ref = e.valueFrom.configMapKeyRef;
@@ -281,7 +306,8 @@ export function checkK8s(docs: readonly K8sDoc[], opts: { jobs: Set<string> }): 
       if (c.securityContext?.readOnlyRootFilesystem !== true) problems.push(`${where}: readOnlyRootFilesystem is not true`);
       if (c.securityContext?.allowPrivilegeEscalation !== false) problems.push(`${where}: allowPrivilegeEscalation is not false`);
       if (!(c.securityContext?.capabilities?.drop ?? []).includes('ALL')) problems.push(`${where}: capabilities are not dropped`);
-      if (!c.resources?.requests?.memory || !c.resources?.limits?.memory || !c.resources?.requests?.cpu) problems.push(`${where}: cpu/memory requests and a memory limit are required`);
+      if (!c.resources?.requests?.memory || !c.resources?.limits?.memory || !c.resources?.requests?.cpu)
+        problems.push(`${where}: cpu/memory requests and a memory limit are required`);
 
       const role = roleOf([...(c.command ?? []), ...(c.args ?? [])]);
       if (!role) continue;
@@ -296,7 +322,12 @@ export function checkK8s(docs: readonly K8sDoc[], opts: { jobs: Set<string> }): 
       }
       if (port !== undefined) {
         if (![...ports.values()].includes(port)) problems.push(`${where}: the service listens on ${port}, which no containerPort declares`);
-        for (const [i, o] of owner.kind === 'Deployment' || owner.kind === 'StatefulSet' ? [['livenessProbe', 1], ['readinessProbe', 1]] as const : []) {
+        for (const [i, o] of owner.kind === 'Deployment' || owner.kind === 'StatefulSet'
+          ? ([
+              ['livenessProbe', 1],
+              ['readinessProbe', 1],
+            ] as const)
+          : []) {
           if (!c[i]) problems.push(`${where}: ${i} is required (${o})`);
         }
         for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe'] as const) {
@@ -306,41 +337,51 @@ export function checkK8s(docs: readonly K8sDoc[], opts: { jobs: Set<string> }): 
           if (p !== port) problems.push(`${where}: ${probe} port ${h.port} is not the port the service listens on (${port})`);
           if (!opsServes(h.path)) problems.push(`${where}: ${probe} path ${h.path} is not served (runtime/ops.ts)`);
         }
-        if (c.readinessProbe?.httpGet && c.readinessProbe.httpGet.path !== '/readyz') problems.push(`${where}: readinessProbe should ask /readyz (dependencies), not ${c.readinessProbe.httpGet.path}`);
-        if (c.livenessProbe?.httpGet && c.livenessProbe.httpGet.path !== '/healthz') problems.push(`${where}: livenessProbe should ask /healthz (a dependency outage must not restart the pod)`);
+        if (c.readinessProbe?.httpGet && c.readinessProbe.httpGet.path !== '/readyz')
+          problems.push(`${where}: readinessProbe should ask /readyz (dependencies), not ${c.readinessProbe.httpGet.path}`);
+        if (c.livenessProbe?.httpGet && c.livenessProbe.httpGet.path !== '/healthz')
+          problems.push(`${where}: livenessProbe should ask /healthz (a dependency outage must not restart the pod)`);
         const ann = pod.metadata?.annotations ?? {};
         if (ann['prometheus.io/scrape'] === 'true') {
-          if (Number(ann['prometheus.io/port']) !== port) problems.push(`${where}: prometheus.io/port ${ann['prometheus.io/port']} is not the service port ${port}`);
+          if (Number(ann['prometheus.io/port']) !== port)
+            problems.push(`${where}: prometheus.io/port ${ann['prometheus.io/port']} is not the service port ${port}`);
           if (!opsServes(ann['prometheus.io/path'] ?? '/metrics')) problems.push(`${where}: prometheus.io/path is not served`);
-          if (!opts.jobs.has(ann['prometheus.io/job'])) problems.push(`${where}: prometheus.io/job ${ann['prometheus.io/job']} is not a job the alert rules know`);
+          if (!opts.jobs.has(ann['prometheus.io/job']))
+            problems.push(`${where}: prometheus.io/job ${ann['prometheus.io/job']} is not a job the alert rules know`);
         } else {
           problems.push(`${where}: not annotated for scraping (prometheus.io/scrape)`);
         }
       }
       if (role === 'ingest') {
         // SIGTERM drain must finish before the kubelet's SIGKILL.
-        const drainS = Number(typeof env.INGEST_SHUTDOWN_DRAIN_MS === 'string' ? env.INGEST_SHUTDOWN_DRAIN_MS : ROLES.ingest.spec.INGEST_SHUTDOWN_DRAIN_MS!.default) / 1000;
+        const drainS =
+          Number(typeof env.INGEST_SHUTDOWN_DRAIN_MS === 'string' ? env.INGEST_SHUTDOWN_DRAIN_MS : ROLES.ingest.spec.INGEST_SHUTDOWN_DRAIN_MS!.default) / 1000;
         const preStopS = Number(c.lifecycle?.preStop?.sleep?.seconds ?? 0);
         const grace = Number(spec.terminationGracePeriodSeconds ?? 30);
-        if (!(grace > drainS + preStopS)) problems.push(`${where}: terminationGracePeriodSeconds ${grace} is not longer than preStop ${preStopS} s + drain ${drainS} s`);
+        if (!(grace > drainS + preStopS))
+          problems.push(`${where}: terminationGracePeriodSeconds ${grace} is not longer than preStop ${preStopS} s + drain ${drainS} s`);
         const keyDir = env.INGEST_TOKEN_KEY_DIR;
         const mount = (c.volumeMounts ?? []).find((m: Obj) => m.mountPath === keyDir);
         const vol = mount && (spec.volumes ?? []).find((v: Obj) => v.name === mount.name);
-        if (!vol?.secret?.secretName || !find(docs, 'Secret', vol.secret.secretName)) problems.push(`${where}: INGEST_TOKEN_KEY_DIR ${String(keyDir)} is not a mounted Secret (every pod must share the day secrets)`);
+        if (!vol?.secret?.secretName || !find(docs, 'Secret', vol.secret.secretName))
+          problems.push(`${where}: INGEST_TOKEN_KEY_DIR ${String(keyDir)} is not a mounted Secret (every pod must share the day secrets)`);
       }
     }
   }
   if (ours === 0) problems.push('no container runs ingest or the aggregator');
   for (const { file, doc } of docs) {
     const where = `${file} ${doc.kind}/${doc.metadata?.name}`;
-    if (doc.kind === 'HorizontalPodAutoscaler' && !find(docs, doc.spec?.scaleTargetRef?.kind, doc.spec?.scaleTargetRef?.name)) problems.push(`${where}: scale target is not among the manifests`);
+    if (doc.kind === 'HorizontalPodAutoscaler' && !find(docs, doc.spec?.scaleTargetRef?.kind, doc.spec?.scaleTargetRef?.name))
+      problems.push(`${where}: scale target is not among the manifests`);
     if (doc.kind === 'PodDisruptionBudget' || doc.kind === 'Service') {
       const selector = doc.kind === 'Service' ? doc.spec?.selector : doc.spec?.selector?.matchLabels;
       const targets = podsOf(docs).filter((p) => labelsMatch(selector, p.pod.metadata?.labels));
       if (targets.length === 0) problems.push(`${where}: selector matches no pod template`);
       if (doc.kind === 'Service') {
         for (const sp of doc.spec?.ports ?? []) {
-          const ok = targets.some((t) => (t.pod.spec?.containers ?? []).some((c: Obj) => (c.ports ?? []).some((p: Obj) => p.name === sp.targetPort || p.containerPort === sp.targetPort)));
+          const ok = targets.some((t) =>
+            (t.pod.spec?.containers ?? []).some((c: Obj) => (c.ports ?? []).some((p: Obj) => p.name === sp.targetPort || p.containerPort === sp.targetPort)),
+          );
           if (!ok) problems.push(`${where}: targetPort ${sp.targetPort} is no port of the selected pods`);
         }
       }
@@ -384,7 +425,8 @@ export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTarg
       }
     }
     if (role === 'ingest') {
-      const drainS = Number(typeof env.INGEST_SHUTDOWN_DRAIN_MS === 'string' ? env.INGEST_SHUTDOWN_DRAIN_MS : ROLES.ingest.spec.INGEST_SHUTDOWN_DRAIN_MS!.default) / 1000;
+      const drainS =
+        Number(typeof env.INGEST_SHUTDOWN_DRAIN_MS === 'string' ? env.INGEST_SHUTDOWN_DRAIN_MS : ROLES.ingest.spec.INGEST_SHUTDOWN_DRAIN_MS!.default) / 1000;
       const grace = Number(/^(\d+)s$/.exec(String(svc.stop_grace_period ?? '10s'))?.[1] ?? 10);
       if (!(grace > drainS)) problems.push(`${where}: stop_grace_period ${grace} s is not longer than the drain ${drainS} s`);
     }
@@ -405,7 +447,8 @@ export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTarg
   }
   for (const [name, { role }] of roleByService) {
     if (role === 'topics') continue;
-    if (![...opts.prometheusTargets.values()].some((ts) => ts.some((t) => t.split(':')[0] === name))) problems.push(`prometheus.yml: compose service ${name} is not scraped`);
+    if (![...opts.prometheusTargets.values()].some((ts) => ts.some((t) => t.split(':')[0] === name)))
+      problems.push(`prometheus.yml: compose service ${name} is not scraped`);
   }
   return problems;
 }

@@ -9,17 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { runMigrations } from '../aggregator/migrate.ts';
 import { aggregatorSettings } from '../aggregator/config.ts';
-import {
-  checkCompose,
-  checkEnv,
-  checkK8s,
-  checkPromql,
-  exportedMetrics,
-  opsServes,
-  promqlMetricNames,
-  roleOf,
-  type K8sDoc,
-} from './manifest-check.ts';
+import { checkCompose, checkEnv, checkK8s, checkPromql, exportedMetrics, opsServes, promqlMetricNames, roleOf, type K8sDoc } from './manifest-check.ts';
 
 const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
 const ROOT = join(DEPLOY, '..');
@@ -35,7 +25,9 @@ beforeAll(async () => {
 // --- Prometheus -----------------------------------------------------------------------------------
 const promConfig = YAML.parse(read('prometheus/prometheus.yml')) as Obj;
 const jobs = new Set<string>((promConfig.scrape_configs as Obj[]).map((s) => s.job_name as string));
-const prometheusTargets = new Map<string, string[]>((promConfig.scrape_configs as Obj[]).map((s) => [s.job_name, (s.static_configs as Obj[]).flatMap((c) => c.targets as string[])]));
+const prometheusTargets = new Map<string, string[]>(
+  (promConfig.scrape_configs as Obj[]).map((s) => [s.job_name, (s.static_configs as Obj[]).flatMap((c) => c.targets as string[])]),
+);
 const alerts = YAML.parse(read('prometheus/alerts.yml')) as Obj;
 const rules = (alerts.groups as Obj[]).flatMap((g) => g.rules as Obj[]);
 
@@ -63,12 +55,16 @@ describe('Prometheus alert rules', () => {
     expect(metrics.has('ingest_events_rejected_total')).toBe(true);
     expect(metrics.has('ingest_kafka_produce_duration_seconds_bucket')).toBe(true);
     expect(metrics.has('aggregator_consumer_lag')).toBe(true);
-    expect(promqlMetricNames('histogram_quantile(0.99, sum by (le, cluster) (rate(a_b_bucket{x="y"}[5m]))) > 1e-9 and on(z) c offset 1d')).toEqual(['a_b_bucket', 'c']);
+    expect(promqlMetricNames('histogram_quantile(0.99, sum by (le, cluster) (rate(a_b_bucket{x="y"}[5m]))) > 1e-9 and on(z) c offset 1d')).toEqual([
+      'a_b_bucket',
+      'c',
+    ]);
   });
 
   it('cover the failure modes of README.md "Operations", each with a severity and a summary', () => {
     const names = rules.map((r) => r.alert as string);
-    for (const want of ['IngestRejectRateSpike', 'IngestProduceErrors', 'AggregatorConsumerLagGrowing', 'AggregatorClickHouseErrors']) expect(names).toContain(want);
+    for (const want of ['IngestRejectRateSpike', 'IngestProduceErrors', 'AggregatorConsumerLagGrowing', 'AggregatorClickHouseErrors'])
+      expect(names).toContain(want);
     for (const r of rules) {
       expect(['warning', 'critical'], r.alert).toContain(r.labels?.severity);
       expect(r.annotations?.summary, r.alert).toBeTruthy();
@@ -124,7 +120,15 @@ describe('Grafana', () => {
 
   it('dashboards are valid JSON with unique uids and the panels operators and analysts need', () => {
     const titles = [...dash.values()].flatMap((d) => panelsOf(d).map((p) => p.title as string));
-    for (const want of ['Ingest throughput', 'Rejects by reason', 'Produce latency', 'Consumer lag', 'Daily active devices by app', 'Crash-free devices by app version (%)', 'Crashes per 1,000 sessions by app version']) {
+    for (const want of [
+      'Ingest throughput',
+      'Rejects by reason',
+      'Produce latency',
+      'Consumer lag',
+      'Daily active devices by app',
+      'Crash-free devices by app version (%)',
+      'Crashes per 1,000 sessions by app version',
+    ]) {
       expect(titles).toContain(want);
     }
     const uids = [...dash.values()].map((d) => d.uid);
@@ -153,7 +157,12 @@ describe('Grafana', () => {
       await runMigrations(
         {
           exec: async (sql) => void session.query(sql, 'TabSeparated'),
-          rows: async <T,>(sql: string) => session.query(sql, 'JSONEachRow').split('\n').filter(Boolean).map((l) => JSON.parse(l) as T),
+          rows: async <T>(sql: string) =>
+            session
+              .query(sql, 'JSONEachRow')
+              .split('\n')
+              .filter(Boolean)
+              .map((l) => JSON.parse(l) as T),
         },
         { database: db, minGroupDevices: 5 },
       );
@@ -174,7 +183,9 @@ describe('Grafana', () => {
     };
 
     it('every SQL target runs (tables, views and columns exist)', () => {
-      const sqls = [...dash.values()].flatMap((d) => panelsOf(d).flatMap((p) => (p.targets ?? []).filter((t: Obj) => t.rawSql).map((t: Obj) => t.rawSql as string)));
+      const sqls = [...dash.values()].flatMap((d) =>
+        panelsOf(d).flatMap((p) => (p.targets ?? []).filter((t: Obj) => t.rawSql).map((t: Obj) => t.rawSql as string)),
+      );
       expect(sqls.length).toBeGreaterThanOrEqual(3);
       for (const s of sqls) {
         expect(s).toMatch(new RegExp(`FROM ${db}\\.(daily_active_devices_by_app|crash_rates_by_app_version)\\b`));
@@ -210,7 +221,20 @@ describe('Kubernetes manifests', () => {
 
   it('have what a deployment needs: ingest Deployment + Service + HPA + PDB, aggregator, ConfigMaps, the day-secret Secret', () => {
     const kinds = k8sDocs.map((d) => `${d.doc.kind}/${d.doc.metadata.name}`);
-    for (const want of ['Deployment/ingest', 'Service/ingest', 'HorizontalPodAutoscaler/ingest', 'PodDisruptionBudget/ingest', 'Deployment/aggregator', 'Service/aggregator-metrics', 'Secret/telemetry-token-keys', 'ConfigMap/telemetry-ingest', 'ConfigMap/telemetry-aggregator', 'ConfigMap/telemetry-pipeline', 'CronJob/token-key-rotation', 'Job/telemetry-topics']) {
+    for (const want of [
+      'Deployment/ingest',
+      'Service/ingest',
+      'HorizontalPodAutoscaler/ingest',
+      'PodDisruptionBudget/ingest',
+      'Deployment/aggregator',
+      'Service/aggregator-metrics',
+      'Secret/telemetry-token-keys',
+      'ConfigMap/telemetry-ingest',
+      'ConfigMap/telemetry-aggregator',
+      'ConfigMap/telemetry-pipeline',
+      'CronJob/token-key-rotation',
+      'Job/telemetry-topics',
+    ]) {
       expect(kinds).toContain(want);
     }
   });
@@ -222,7 +246,9 @@ describe('Kubernetes manifests', () => {
   it('negative control: a ConfigMap naming a setting that does not exist fails the same check', () => {
     const broken = structuredClone(k8sDocs);
     broken.find((d) => d.doc.kind === 'ConfigMap' && d.doc.metadata.name === 'telemetry-ingest')!.doc.data.INGEST_MAX_BODY_BYTE = '1048576';
-    expect(checkK8s(broken, { jobs })).toContainEqual(expect.stringMatching(/INGEST_MAX_BODY_BYTE is not a known setting \(did you mean INGEST_MAX_BODY_BYTES\?\)/));
+    expect(checkK8s(broken, { jobs })).toContainEqual(
+      expect.stringMatching(/INGEST_MAX_BODY_BYTE is not a known setting \(did you mean INGEST_MAX_BODY_BYTES\?\)/),
+    );
   });
 
   it('negative controls: an invalid value, a wrong probe path or port, a short grace period, a test-only switch', () => {
@@ -234,7 +260,10 @@ describe('Kubernetes manifests', () => {
     c.readinessProbe.httpGet.path = '/ready';
     c.livenessProbe.httpGet.port = 8080;
     ingest.spec.template.spec.terminationGracePeriodSeconds = 20;
-    c.env = [{ name: 'INGEST_UNSAFE_ACK_BEFORE_PRODUCE', value: 'false' }, { name: 'INGEST_HOST', value: '127.0.0.1' }];
+    c.env = [
+      { name: 'INGEST_UNSAFE_ACK_BEFORE_PRODUCE', value: 'false' },
+      { name: 'INGEST_HOST', value: '127.0.0.1' },
+    ];
     const p = checkK8s(broken, { jobs });
     expect(p).toContainEqual(expect.stringMatching(/AGGREGATOR_CLICKHOUSE="embeded": expected one of server, embedded/));
     expect(p).toContainEqual(expect.stringMatching(/readinessProbe path \/ready is not served/));
@@ -244,7 +273,7 @@ describe('Kubernetes manifests', () => {
     expect(p).toContainEqual(expect.stringMatching(/INGEST_HOST=127.0.0.1 is loopback/));
   });
 
-  it('the key-rotation script keeps keys one hour inside ingest\'s grace, and ingest mounts them read-only', () => {
+  it("the key-rotation script keeps keys one hour inside ingest's grace, and ingest mounts them read-only", () => {
     const script = k8sDocs.find((d) => d.doc.kind === 'ConfigMap' && d.doc.metadata.name === 'token-key-rotation')!.doc.data['rotate.sh'] as string;
     expect(script).toMatch(/47 \* 3600/);
     expect(script).toMatch(/head -c 32 \/dev\/urandom/); // schemas/tokenizer.ts reads exactly 32 bytes
@@ -328,7 +357,10 @@ describe('Dockerfile', () => {
       for (const m of cmd.matchAll(/dist\/([\w/.-]+)\.js/g)) {
         const src = `${m[1]}.ts`;
         expect(existsSync(join(ROOT, src)), src).toBe(true);
-        expect(include.some((i) => src.startsWith(i.replace(/^\.\.\/\.\.\//, ''))), src).toBe(true);
+        expect(
+          include.some((i) => src.startsWith(i.replace(/^\.\.\/\.\.\//, ''))),
+          src,
+        ).toBe(true);
       }
     }
     const env: Record<string, string> = {};

@@ -50,7 +50,9 @@ describe('tools/setup.sh as a non-root user', () => {
   it('with nothing installed: prints the sudo line for every package, exits 1, runs nothing', () => {
     const r = runSetup({});
     expect(r.code).toBe(1);
-    expect(r.stdout).toContain('sudo apt-get update && sudo apt-get install -y --no-install-recommends clickhouse-server clickhouse-client kcat openjdk-17-jre-headless maven openssl chromium\n');
+    expect(r.stdout).toContain(
+      'sudo apt-get update && sudo apt-get install -y --no-install-recommends clickhouse-server clickhouse-client kcat openjdk-17-jre-headless maven openssl chromium\n',
+    );
     expect(r.calls).toBe('');
   });
 
@@ -63,7 +65,15 @@ describe('tools/setup.sh as a non-root user', () => {
   });
 
   it('asks for Java 17 when the Java found is older', () => {
-    const r = runSetup({ 'clickhouse-server': ok, 'clickhouse-client': ok, kcat: ok, java: 'echo \'openjdk version "11.0.21" 2023-10-17\' >&2', mvn: ok, openssl: ok, chromium: ok });
+    const r = runSetup({
+      'clickhouse-server': ok,
+      'clickhouse-client': ok,
+      kcat: ok,
+      java: 'echo \'openjdk version "11.0.21" 2023-10-17\' >&2',
+      mvn: ok,
+      openssl: ok,
+      chromium: ok,
+    });
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('sudo apt-get install -y --no-install-recommends openjdk-17-jre-headless\n');
   });

@@ -48,7 +48,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function run(nowMs: number, data: Record<string, string>, file = 'rotate.sh'): { data: Record<string, string>; out: string } {
   writeFileSync(state, JSON.stringify({ data }));
-  const out = execFileSync('/bin/sh', [join(dir, file)], { env: { PATH: `${dir}:${process.env.PATH}`, NOW: String(Math.floor(nowMs / 1000)) }, encoding: 'utf8' });
+  const out = execFileSync('/bin/sh', [join(dir, file)], {
+    env: { PATH: `${dir}:${process.env.PATH}`, NOW: String(Math.floor(nowMs / 1000)) },
+    encoding: 'utf8',
+  });
   return { data: (JSON.parse(readFileSync(state, 'utf8')) as { data: Record<string, string> }).data, out };
 }
 
@@ -57,7 +60,7 @@ const key = (fill: number) => Buffer.alloc(32, fill).toString('base64');
 describe('day-secret rotation script (CronJob)', () => {
   const now = Date.parse('2026-11-29T12:00:00Z');
 
-  it('adds today\'s and tomorrow\'s keys to an empty Secret, 32 random bytes each', () => {
+  it("adds today's and tomorrow's keys to an empty Secret, 32 random bytes each", () => {
     const { data } = run(now, {});
     expect(Object.keys(data).sort()).toEqual(['2026-11-29.key', '2026-11-30.key']);
     const bytes = Object.values(data).map((v) => Buffer.from(v, 'base64'));
@@ -116,7 +119,9 @@ describe('day-secret rotation script (CronJob)', () => {
 // read-only ingest reports for the Secret the script keeps: quiet while the rotation runs, firing once
 // tomorrow's key is still missing two hours after midnight.
 describe('TokenKeyRotationOverdue against the rotation', () => {
-  const rules = (YAML.parse(readFileSync(new URL('../deploy/prometheus/alerts.yml', import.meta.url), 'utf8')).groups as { rules: { alert: string; expr: string }[] }[]).flatMap((g) => g.rules);
+  const rules = (
+    YAML.parse(readFileSync(new URL('../deploy/prometheus/alerts.yml', import.meta.url), 'utf8')).groups as { rules: { alert: string; expr: string }[] }[]
+  ).flatMap((g) => g.rules);
   const expr = rules.find((r) => r.alert === 'TokenKeyRotationOverdue')!.expr.trim();
 
   /** The rule with one worker's gauge and the time put in; only arithmetic may be left. */
@@ -148,7 +153,7 @@ describe('TokenKeyRotationOverdue against the rotation', () => {
     expect(loud).toEqual([]);
   });
 
-  it('fires when the rotation stopped: tomorrow\'s key still missing at 02:00 UTC; and at once without any key', () => {
+  it("fires when the rotation stopped: tomorrow's key still missing at 02:00 UTC; and at once without any key", () => {
     const data = run(start, {}).data; // last successful run: 11-29 12:07 (keys 11-29, 11-30)
     expect(fires(newestSeen(data, Date.parse('2026-11-30T01:59:00Z')), Date.parse('2026-11-30T01:59:00Z'))).toBe(false);
     expect(fires(newestSeen(data, Date.parse('2026-11-30T02:01:00Z')), Date.parse('2026-11-30T02:01:00Z'))).toBe(true);

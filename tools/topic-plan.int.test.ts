@@ -41,10 +41,17 @@ describe('topic plan --apply on a real broker', () => {
       expect(again.map((x) => x.action)).toEqual(plan.map(() => 'unchanged'));
 
       const personal = plan.find((t) => t.kind === 'personal')!;
-      await a.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: personal.topic, configEntries: [{ name: 'retention.ms', value: '3600000' }] }] });
+      await a.alterConfigs({
+        validateOnly: false,
+        resources: [{ type: ConfigResourceTypes.TOPIC, name: personal.topic, configEntries: [{ name: 'retention.ms', value: '3600000' }] }],
+      });
       const fixed = await applyPlan(plan, { growPartitions: false, admin });
       expect(fixed.filter((x) => x.action !== 'unchanged')).toEqual([
-        { topic: personal.topic, action: 'alter_configs', changes: expect.arrayContaining([`retention.ms: 3600000 -> ${personal.configs['retention.ms']}`]) as unknown as string[] },
+        {
+          topic: personal.topic,
+          action: 'alter_configs',
+          changes: expect.arrayContaining([`retention.ms: 3600000 -> ${personal.configs['retention.ms']}`]) as unknown as string[],
+        },
       ]);
       const d = await a.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: personal.topic }] });
       const entry = d.resources[0]!.configEntries.find((e) => e.configName === 'retention.ms');

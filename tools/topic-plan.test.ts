@@ -44,7 +44,11 @@ describe('diffTopic (what --apply does)', () => {
 describe('parseArgs', () => {
   it('reads the flags and rejects unknown ones', () => {
     const a = parseArgs(['--apply', '--brokers', 'a:1,b:2', '--partitions', '6', '--replication', '1', '--min-insync', '1', '--events-retention-days', '3']);
-    expect(a).toMatchObject({ apply: true, brokers: ['a:1', 'b:2'], options: { partitions: 6, replicationFactor: 1, minInsyncReplicas: 1, eventsRetentionMs: 3 * DAY_MS } });
+    expect(a).toMatchObject({
+      apply: true,
+      brokers: ['a:1', 'b:2'],
+      options: { partitions: 6, replicationFactor: 1, minInsyncReplicas: 1, eventsRetentionMs: 3 * DAY_MS },
+    });
     expect(() => parseArgs(['--partition', '6'])).toThrow(/unknown argument/);
     expect(() => parseArgs(['--partitions', 'x'])).toThrow(/integer/);
   });

@@ -68,13 +68,26 @@ export function diffTopic(
   if (!have) return [{ topic: want.topic, action: 'create' }];
   const out: TopicAction[] = [];
   if (have.replicationFactor !== want.replicationFactor) {
-    out.push({ topic: want.topic, action: 'conflict', problem: `replication factor is ${have.replicationFactor}, plan says ${want.replicationFactor} (change it with kafka-reassign-partitions)` });
+    out.push({
+      topic: want.topic,
+      action: 'conflict',
+      problem: `replication factor is ${have.replicationFactor}, plan says ${want.replicationFactor} (change it with kafka-reassign-partitions)`,
+    });
   }
   if (have.partitions > want.partitions) {
-    out.push({ topic: want.topic, action: 'conflict', problem: `has ${have.partitions} partitions, plan says ${want.partitions} (Kafka cannot remove partitions)` });
+    out.push({
+      topic: want.topic,
+      action: 'conflict',
+      problem: `has ${have.partitions} partitions, plan says ${want.partitions} (Kafka cannot remove partitions)`,
+    });
   } else if (have.partitions < want.partitions) {
     if (opts.growPartitions) out.push({ topic: want.topic, action: 'add_partitions', from: have.partitions, to: want.partitions });
-    else out.push({ topic: want.topic, action: 'conflict', problem: `has ${have.partitions} partitions, plan says ${want.partitions} (rerun with --grow-partitions; keys move to other partitions)` });
+    else
+      out.push({
+        topic: want.topic,
+        action: 'conflict',
+        problem: `has ${have.partitions} partitions, plan says ${want.partitions} (rerun with --grow-partitions; keys move to other partitions)`,
+      });
   }
   // A topic in conflict is left exactly as it is: applying part of the plan can make it worse (raising
   // min.insync.replicas above the replication it really has would fail every acks=all produce).
@@ -174,7 +187,11 @@ export function formatPlan(plan: readonly PlannedTopic[], opts: { acls?: { aggre
     lines.push('', 'ACLs: none planned (pass --acls to plan/apply the bindings of tools/security/acls.ts)');
   } else {
     const acls = aclPlan(plan, opts.acls);
-    lines.push('', `${acls.length} ACL binding(s) planned (brokers need StandardAuthorizer, allow.everyone.if.no.acl.found=false, super.users=User:operator):`, formatAclRules(acls));
+    lines.push(
+      '',
+      `${acls.length} ACL binding(s) planned (brokers need StandardAuthorizer, allow.everyone.if.no.acl.found=false, super.users=User:operator):`,
+      formatAclRules(acls),
+    );
   }
   return lines.join('\n');
 }
@@ -217,7 +234,10 @@ export function parseArgs(argv: readonly string[]): CliArgs {
       case '--brokers': {
         const v = next();
         if (!v) throw new Error('--brokers needs host:port[,host:port...]');
-        out.brokers = v.split(',').map((s) => s.trim()).filter(Boolean);
+        out.brokers = v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
         break;
       }
       case '--partitions':
@@ -233,7 +253,9 @@ export function parseArgs(argv: readonly string[]): CliArgs {
         out.options.eventsRetentionMs = int(a, next(), 1) * DAY_MS;
         break;
       default:
-        throw new Error(`unknown argument ${a} (known: --apply --acls --aggregator-group --brokers --partitions --replication --min-insync --events-retention-days --grow-partitions)`);
+        throw new Error(
+          `unknown argument ${a} (known: --apply --acls --aggregator-group --brokers --partitions --replication --min-insync --events-retention-days --grow-partitions)`,
+        );
     }
   }
   return out;
@@ -253,9 +275,20 @@ async function main(): Promise<void> {
   const plan = topicPlan(cfg, args.options);
   process.stdout.write(`${formatPlan(plan, { acls: args.acls })}\n`);
   if (!args.apply) return;
-  const actions = await applyPlan(plan, { growPartitions: args.growPartitions, acls: args.acls, admin: (brokers) => new Kafka({ clientId: 'topic-plan', brokers, ...kafkaClientOptions(cfg), logLevel: logLevel.WARN }).admin() });
+  const actions = await applyPlan(plan, {
+    growPartitions: args.growPartitions,
+    acls: args.acls,
+    admin: (brokers) => new Kafka({ clientId: 'topic-plan', brokers, ...kafkaClientOptions(cfg), logLevel: logLevel.WARN }).admin(),
+  });
   for (const a of actions) {
-    const detail = a.action === 'alter_configs' ? ` ${a.changes.join(', ')}` : a.action === 'add_partitions' ? ` ${a.from} -> ${a.to}` : a.action === 'conflict' ? ` ${a.problem}` : '';
+    const detail =
+      a.action === 'alter_configs'
+        ? ` ${a.changes.join(', ')}`
+        : a.action === 'add_partitions'
+          ? ` ${a.from} -> ${a.to}`
+          : a.action === 'conflict'
+            ? ` ${a.problem}`
+            : '';
     process.stdout.write(`${a.action.padEnd(14)} ${a.topic}${detail}\n`);
   }
   if (actions.some((a) => a.action === 'conflict')) process.exit(1);

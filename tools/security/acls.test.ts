@@ -8,38 +8,71 @@ const plan = topicPlan(loadIngestConfig({}));
 const topics: AclTopic[] = plan.map((t) => ({ topic: t.topic, kind: t.kind, zone: t.zone }));
 const rules = aclRules({ topics });
 const of = (principal: string) => rules.filter((r) => r.principal === `User:${principal}`);
-const reads = (r: AclRule[]) => r.filter((x) => x.operation === 'read' && x.resourceType === 'topic').map((x) => x.resourceName).sort();
+const reads = (r: AclRule[]) =>
+  r
+    .filter((x) => x.operation === 'read' && x.resourceType === 'topic')
+    .map((x) => x.resourceName)
+    .sort();
 
 describe('aclRules: one principal per role, each allowed exactly its part', () => {
   it('ingest writes and describes every pipeline topic and reads none', () => {
     const ingest = of('ingest');
-    expect(ingest.filter((r) => r.operation === 'write').map((r) => r.resourceName).sort()).toEqual(topics.map((t) => t.topic).sort());
+    expect(
+      ingest
+        .filter((r) => r.operation === 'write')
+        .map((r) => r.resourceName)
+        .sort(),
+    ).toEqual(topics.map((t) => t.topic).sort());
     expect(ingest.filter((r) => r.operation === 'read')).toEqual([]);
     expect(ingest.filter((r) => r.resourceType === 'group')).toEqual([]);
-    expect(ingest).toContainEqual({ principal: 'User:ingest', resourceType: 'cluster', patternType: 'literal', resourceName: 'kafka-cluster', operation: 'idempotent_write' });
+    expect(ingest).toContainEqual({
+      principal: 'User:ingest',
+      resourceType: 'cluster',
+      patternType: 'literal',
+      resourceName: 'kafka-cluster',
+      operation: 'idempotent_write',
+    });
   });
 
   it('the aggregator reads the events topic only, and its own group', () => {
     expect(reads(of('aggregator'))).toEqual(['telemetry.events.v1']);
     expect(of('aggregator').filter((r) => r.operation !== 'read')).toEqual([]);
-    expect(of('aggregator').filter((r) => r.resourceType === 'group').map((r) => [r.resourceName, r.patternType])).toEqual([['telemetry-aggregator', 'literal']]);
+    expect(
+      of('aggregator')
+        .filter((r) => r.resourceType === 'group')
+        .map((r) => [r.resourceName, r.patternType]),
+    ).toEqual([['telemetry-aggregator', 'literal']]);
   });
 
   it("each zone principal reads its zone's personal and rejects topics only, never events", () => {
     for (const z of ['cn', 'ru', 'in', 'row']) {
       expect(reads(of(`zone-${z}`))).toEqual([`telemetry.personal.${z}`, `telemetry.rejects.${z}`]);
-      expect(of(`zone-${z}`).filter((r) => r.resourceType === 'group').map((r) => [r.resourceName, r.patternType])).toEqual([[`telemetry-personal-${z}`, 'prefixed']]);
+      expect(
+        of(`zone-${z}`)
+          .filter((r) => r.resourceType === 'group')
+          .map((r) => [r.resourceName, r.patternType]),
+      ).toEqual([[`telemetry-personal-${z}`, 'prefixed']]);
       expect(of(`zone-${z}`).some((r) => r.operation !== 'read')).toBe(false);
     }
   });
 
   it('grants nothing to anyone else (operator is a super user by broker config) and only literal topic names', () => {
-    expect(new Set(rules.map((r) => r.principal))).toEqual(new Set(['User:ingest', 'User:aggregator', 'User:zone-cn', 'User:zone-ru', 'User:zone-in', 'User:zone-row']));
+    expect(new Set(rules.map((r) => r.principal))).toEqual(
+      new Set(['User:ingest', 'User:aggregator', 'User:zone-cn', 'User:zone-ru', 'User:zone-in', 'User:zone-row']),
+    );
     expect(rules.filter((r) => r.resourceType === 'topic' && r.patternType !== 'literal')).toEqual([]);
   });
 
   it('maps to kafkajs ACL entries (ALLOW, any host)', () => {
-    expect(toKafkajsAcl(of('aggregator')[0]!)).toEqual({ resourceType: 2, resourceName: 'telemetry.events.v1', resourcePatternType: 3, principal: 'User:aggregator', host: '*', operation: 3, permissionType: 3 });
+    expect(toKafkajsAcl(of('aggregator')[0]!)).toEqual({
+      resourceType: 2,
+      resourceName: 'telemetry.events.v1',
+      resourcePatternType: 3,
+      principal: 'User:aggregator',
+      host: '*',
+      operation: 3,
+      permissionType: 3,
+    });
     expect(formatAclRules(of('zone-cn'))).toContain('READ             group telemetry-personal-cn*');
   });
 });

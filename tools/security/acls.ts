@@ -92,7 +92,13 @@ export function aclRules(input: AclPlanInput): AclRule[] {
   const zones = [...new Set(input.topics.flatMap((t) => (t.zone ? [t.zone] : [])))];
   for (const zone of zones) {
     for (const t of input.topics.filter((x) => x.zone === zone)) rules.push(topic(zoneRole(zone), t.topic, 'read'));
-    rules.push({ principal: user(zoneRole(zone)), resourceType: 'group', patternType: 'prefixed', resourceName: zoneGroup(zone, zonePrefix), operation: 'read' });
+    rules.push({
+      principal: user(zoneRole(zone)),
+      resourceType: 'group',
+      patternType: 'prefixed',
+      resourceName: zoneGroup(zone, zonePrefix),
+      operation: 'read',
+    });
   }
   return rules;
 }
@@ -120,7 +126,10 @@ export function toKafkajsAcl(r: AclRule): AclEntry {
 /** `kafka-acls`-style lines, for the printed plan and the README. */
 export function formatAclRules(rules: readonly AclRule[]): string {
   return rules
-    .map((r) => `ALLOW ${r.principal.padEnd(16)} ${r.operation.toUpperCase().padEnd(16)} ${r.resourceType} ${r.patternType === 'prefixed' ? `${r.resourceName}*` : r.resourceName}`)
+    .map(
+      (r) =>
+        `ALLOW ${r.principal.padEnd(16)} ${r.operation.toUpperCase().padEnd(16)} ${r.resourceType} ${r.patternType === 'prefixed' ? `${r.resourceName}*` : r.resourceName}`,
+    )
     .join('\n');
 }
 

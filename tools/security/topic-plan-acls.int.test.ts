@@ -34,18 +34,47 @@ describe('topics:plan --apply --acls on a secured cluster', () => {
       PIPELINE_TOPIC_PERSONAL_PREFIX: `${run}.personal.`,
       PIPELINE_TOPIC_REJECTS_PREFIX: `${run}.rejects.`,
     };
-    const args = ['--import', 'tsx', 'tools/topic-plan.ts', '--apply', '--acls', '--aggregator-group', `${run}-agg`, '--brokers', secureKafkaBrokers(config).join(','), '--partitions', '1', '--replication', '1', '--min-insync', '1'];
+    const args = [
+      '--import',
+      'tsx',
+      'tools/topic-plan.ts',
+      '--apply',
+      '--acls',
+      '--aggregator-group',
+      `${run}-agg`,
+      '--brokers',
+      secureKafkaBrokers(config).join(','),
+      '--partitions',
+      '1',
+      '--replication',
+      '1',
+      '--min-insync',
+      '1',
+    ];
     const first = spawnSync(process.execPath, args, { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 90_000 });
     expect(first.status, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/ACL binding\(s\) planned/);
     expect(first.stdout.match(/^create\s/gm)?.length).toBe(9);
 
     // What the broker holds for this run's resources equals the plan.
-    const plan = aclPlan(topicPlan(loadIngestConfig({ ...env, PIPELINE_KAFKA_BROKERS: secureKafkaBrokers(config).join(',') }), { partitions: 1, replicationFactor: 1, minInsyncReplicas: 1, eventsRetentionMs: 7 * DAY_MS }), { aggregatorGroup: `${run}-agg` });
+    const plan = aclPlan(
+      topicPlan(loadIngestConfig({ ...env, PIPELINE_KAFKA_BROKERS: secureKafkaBrokers(config).join(',') }), {
+        partitions: 1,
+        replicationFactor: 1,
+        minInsyncReplicas: 1,
+        eventsRetentionMs: 7 * DAY_MS,
+      }),
+      { aggregatorGroup: `${run}-agg` },
+    );
     const admin = secureKafka(config, 'operator').admin();
     await admin.connect();
     try {
-      const described = await admin.describeAcls({ resourceType: AclResourceTypes.ANY, resourcePatternType: ResourcePatternTypes.ANY, operation: AclOperationTypes.ANY, permissionType: AclPermissionTypes.ANY });
+      const described = await admin.describeAcls({
+        resourceType: AclResourceTypes.ANY,
+        resourcePatternType: ResourcePatternTypes.ANY,
+        operation: AclOperationTypes.ANY,
+        permissionType: AclPermissionTypes.ANY,
+      });
       const onBroker = described.resources
         .filter((r) => r.resourceName.startsWith(run))
         .flatMap((r) => r.acls.map((a) => key(a.principal, a.operation, r.resourceType, r.resourceName, r.resourcePatternType)))
