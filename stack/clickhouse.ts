@@ -45,7 +45,7 @@ function xmlEscape(s: string): string {
 
 /**
  * users.xml `<quotas>` block: the `default` quota counts but never limits. Shared by the plain stack and
- * the secured one (tools/security/clickhouse-users.ts); limits live in profiles, not quotas.
+ * the secured one (stack/clickhouse-users.ts); limits live in profiles, not quotas.
  */
 export const UNLIMITED_DEFAULT_QUOTA_XML = `  <quotas>
     <default>

@@ -25,7 +25,7 @@ import { toClickHouseError } from './clickhouse-errors.ts';
 import { upSecureStack } from './stack.ts';
 import { provisionKafka, secureClickHouse, secureClickHouseUrl, secureKafka, secureKafkaBrokers, secureServiceEnv, sqlClient } from './secure.ts';
 import type { AclTopic } from '../tools/security/acls.ts';
-import { E2E_LAYOUT, syncAnalystViews } from '../tools/security/clickhouse-users.ts';
+import { E2E_LAYOUT, syncAnalystViews } from './clickhouse-users.ts';
 
 const K = 5;
 const config = loadStackConfig();

@@ -1,6 +1,6 @@
 // The secured local stack (`npm run stack:up -- --secure`): a SEPARATE Kafka (SASL_SSL with SCRAM-SHA-512
 // principals, the KRaft StandardAuthorizer, ACLs from tools/security/acls.ts) and a SEPARATE ClickHouse
-// (users.xml users with hashed passwords, tools/security/clickhouse-users.ts), on their own ports and
+// (users.xml users with hashed passwords, stack/clickhouse-users.ts), on their own ports and
 // under .local/secure/, so the plain stack every other suite uses is untouched.
 //
 // Everything secret is generated here, once per stack, into .local/secure/ with mode 0600: the CA and
@@ -27,7 +27,7 @@ import {
   syncAnalystViews,
   type ClickHouseUser,
   type SqlClient,
-} from '../tools/security/clickhouse-users.ts';
+} from './clickhouse-users.ts';
 import { type StackConfig } from './config.ts';
 import { StackError } from './errors.ts';
 import { clickhouseAnswers, clickhousePaths, resolveClickHouseServer, startClickHouse, stopClickHouse } from './clickhouse.ts';

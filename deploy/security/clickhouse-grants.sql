@@ -1,4 +1,4 @@
--- The same split as tools/security/clickhouse-users.ts, in SQL access control, for a ClickHouse server
+-- The same split as stack/clickhouse-users.ts, in SQL access control, for a ClickHouse server
 -- that has it (20.x and later; SQL SECURITY on views from 24.2). The local stack runs 18.16, which has
 -- none of this, and chdb has no users at all, so this file is documentation checked by the parser
 -- (tools/security/clickhouse-grants.test.ts), not run by a test. Apply it as an admin with
