@@ -18,10 +18,12 @@
  */
 import { performance } from 'node:perf_hooks';
 import { createClickHouse, createKafka, createTopics, stackInfo, uniqueName } from '../testing/stack.ts';
-import { DAY_MS, encodeEventFacts } from '../schemas/index.ts';
-import { startAggregator } from '../aggregator/main.ts';
+import { DAY_MS, encodeEventFacts, type EventFact } from '../schemas/index.ts';
+import { startAggregator, type RunningAggregator } from '../aggregator/main.ts';
 import { consumerOptions } from '../aggregator/aggregator.ts';
 import type { Kafka } from 'kafkajs';
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { AggregatorConfig } from '../aggregator/config.ts';
 import { encodeFactsTsv } from '../aggregator/tsv.ts';
 import type { FactRow } from '../aggregator/facts.ts';
 import { FactReader } from '../aggregator/fact-reader.ts';
@@ -78,6 +80,110 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
 }
 
+interface Throughput {
+  eventsPerS: number;
+  steadyPerS: number;
+  insertedRows: number;
+  cpuUsPerEvent: number;
+}
+
+/** Topic -> visible in ClickHouse for the whole backlog, with the aggregator in this process. */
+async function measureThroughput(kafka: Kafka, cfg: AggregatorConfig, topic: string, agg: RunningAggregator, events: number): Promise<Throughput> {
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  // First record read (polled; 10 ms resolution is plenty against seconds).
+  let first = 0;
+  const poll = setInterval(() => {
+    void agg.metrics.eventsRead.get().then((m) => {
+      if (!first && (m.values[0]?.value ?? 0) > 0) first = performance.now();
+    });
+  }, 10);
+  await waitAllCommitted(kafka, cfg.AGGREGATOR_GROUP_ID, topic, 600_000);
+  const t1 = performance.now();
+  const cpu = process.cpuUsage(cpu0);
+  clearInterval(poll);
+  return {
+    eventsPerS: Math.round(events / ((t1 - t0) / 1000)),
+    steadyPerS: Math.round(events / ((t1 - (first || t0)) / 1000)),
+    insertedRows: (await agg.metrics.eventsAggregated.get()).values[0]?.value ?? 0,
+    cpuUsPerEvent: Math.round(((cpu.user + cpu.system) / events) * 100) / 100,
+  };
+}
+
+/** Delay from a probe's ack to its row being visible, under a background load of ~2000 ev/s. */
+async function measureVisibleDelay(kafka: Kafka, ch: ClickHouseClient, topic: string, database: string, facts: EventFact[]): Promise<number[]> {
+  const delays: number[] = [];
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  let stop = false;
+  const bg = (async () => {
+    let i = 0;
+    while (!stop) {
+      const chunk = facts.slice(i % facts.length, (i % facts.length) + 200);
+      i += 200;
+      await producer.send({ topic, acks: -1, messages: factRecords(chunk).map(({ key, value }) => ({ key, value })) });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  try {
+    const base = facts[0]!;
+    for (let p = 0; p < PROBES; p++) {
+      const app = `bench.probe.${p}`;
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: [
+          { key: base.daily_token, value: encodeEventFacts([{ ...base, app_id: app, event_key: Buffer.from(uniqueName('k').padEnd(16).slice(0, 16)) }]) },
+        ],
+      });
+      const acked = performance.now();
+      for (let tries = 0; ; tries++) {
+        const rs = await ch.query({ query: `SELECT count() AS c FROM ${database}.daily_agg WHERE app_id = '${app}'`, format: 'JSONEachRow' });
+        const [row] = await rs.json<{ c: string }>();
+        if (Number(row?.c) > 0) break;
+        if (tries > 2000) throw new Error(`probe ${app} never became visible`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      delays.push(performance.now() - acked);
+    }
+  } finally {
+    stop = true;
+    await bg;
+    await producer.disconnect();
+  }
+  return delays;
+}
+
+interface EncodeCost {
+  rows: number;
+  tsvMs: number;
+  tsvBytes: number;
+  jsonMs: number;
+  jsonBytes: number;
+}
+
+/** Insert encoding cost: TabSeparated vs JSONEachRow for the same 50k rows, as the aggregator holds them. */
+function measureEncoding(facts: EventFact[]): EncodeCost {
+  const rows: FactRow[] = [];
+  const reader = new FactReader();
+  for (const r of factRecords(facts.slice(0, 50_000))) {
+    reader.readRecord(r.value, { nowMs: Date.now(), maxLatenessDays: 3650, futureSkewMs: DAY_MS * 3650 }, (v) => {
+      if (v.kind === 'ok') rows.push(v.row);
+    });
+  }
+  const te = performance.now();
+  const tsv = encodeFactsTsv(rows);
+  const tsvMs = performance.now() - te;
+  const tj = performance.now();
+  const json = rows
+    .map((r) =>
+      JSON.stringify({ ...r, dims_tsv: undefined, day: r.day, daily_token: r.daily_token.toString('latin1'), event_key: r.event_key.toString('latin1') }),
+    )
+    .join('\n');
+  const jsonMs = performance.now() - tj;
+  return { rows: rows.length, tsvMs, tsvBytes: tsv.length, jsonMs, jsonBytes: Buffer.byteLength(json) };
+}
+
 async function main(): Promise<void> {
   const s = stackInfo();
   const kafka = createKafka(uniqueName('bench_agg'));
@@ -114,74 +220,18 @@ async function main(): Promise<void> {
       `kafkajs consume only (no decode, no insert): ${records} records in ${raw.totalS.toFixed(1)} s: ${Math.round(records / raw.totalS)} records/s = ${rawPerS} ev/s (${rawSteadyPerS} ev/s from the first record); CPU ${raw.cpuUsPerEvent} µs/event`,
     );
 
-    const t0 = performance.now();
-    const cpu0 = process.cpuUsage();
     const agg = await startAggregator(cfg);
-    let eventsPerS = 0;
-    let steadyPerS = 0;
-    let insertedRows = 0;
-    let cpuUsPerEvent = 0;
-    const delays: number[] = [];
+    let t: Throughput;
+    let delays: number[];
     try {
-      // First record read (polled; 10 ms resolution is plenty against seconds).
-      let first = 0;
-      const poll = setInterval(() => {
-        void agg.metrics.eventsRead.get().then((m) => {
-          if (!first && (m.values[0]?.value ?? 0) > 0) first = performance.now();
-        });
-      }, 10);
-      await waitAllCommitted(kafka, cfg.AGGREGATOR_GROUP_ID, topic, 600_000);
-      const t1 = performance.now();
-      const cpu = process.cpuUsage(cpu0);
-      cpuUsPerEvent = Math.round(((cpu.user + cpu.system) / facts.length) * 100) / 100;
-      clearInterval(poll);
-      const secs = (t1 - t0) / 1000;
-      eventsPerS = Math.round(facts.length / secs);
-      steadyPerS = Math.round(facts.length / ((t1 - (first || t0)) / 1000));
-      insertedRows = (await agg.metrics.eventsAggregated.get()).values[0]?.value ?? 0;
+      t = await measureThroughput(kafka, cfg, topic, agg, facts.length);
       console.log(
-        `aggregated ${facts.length} events (topic -> visible in ClickHouse) in ${secs.toFixed(1)} s: ${eventsPerS} ev/s (${steadyPerS} ev/s from the first record); ${insertedRows} rows inserted; this process's CPU ${cpuUsPerEvent} µs/event`,
+        `aggregated ${facts.length} events (topic -> visible in ClickHouse): ${t.eventsPerS} ev/s (${t.steadyPerS} ev/s from the first record); ${t.insertedRows} rows inserted; this process's CPU ${t.cpuUsPerEvent} µs/event`,
       );
       console.log(
-        `aggregator / kafkajs consume-only: ${(eventsPerS / rawPerS).toFixed(2)} (from the first record: ${(steadyPerS / rawSteadyPerS).toFixed(2)})`,
+        `aggregator / kafkajs consume-only: ${(t.eventsPerS / rawPerS).toFixed(2)} (from the first record: ${(t.steadyPerS / rawSteadyPerS).toFixed(2)})`,
       );
-
-      // Delay under load: background producer at ~2000 ev/s, probes one at a time.
-      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-      await producer.connect();
-      let stop = false;
-      const bg = (async () => {
-        let i = 0;
-        while (!stop) {
-          const chunk = facts.slice(i % facts.length, (i % facts.length) + 200);
-          i += 200;
-          await producer.send({ topic, acks: -1, messages: factRecords(chunk).map(({ key, value }) => ({ key, value })) });
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      })();
-      const base = facts[0]!;
-      for (let p = 0; p < PROBES; p++) {
-        const app = `bench.probe.${p}`;
-        await producer.send({
-          topic,
-          acks: -1,
-          messages: [
-            { key: base.daily_token, value: encodeEventFacts([{ ...base, app_id: app, event_key: Buffer.from(uniqueName('k').padEnd(16).slice(0, 16)) }]) },
-          ],
-        });
-        const acked = performance.now();
-        for (let tries = 0; ; tries++) {
-          const rs = await ch.query({ query: `SELECT count() AS c FROM ${database}.daily_agg WHERE app_id = '${app}'`, format: 'JSONEachRow' });
-          const [row] = await rs.json<{ c: string }>();
-          if (Number(row?.c) > 0) break;
-          if (tries > 2000) throw new Error(`probe ${app} never became visible`);
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        delays.push(performance.now() - acked);
-      }
-      stop = true;
-      await bg;
-      await producer.disconnect();
+      delays = await measureVisibleDelay(kafka, ch, topic, database, facts);
     } finally {
       await agg.stop();
     }
@@ -189,55 +239,43 @@ async function main(): Promise<void> {
     const p99 = Math.round(pct(delays, 99));
     console.log(`ack -> visible over ${delays.length} probes: p50 ${p50} ms, p99 ${p99} ms (flush interval ${cfg.AGGREGATOR_FLUSH_INTERVAL_MS} ms)`);
 
-    // Insert encoding cost: TabSeparated vs JSONEachRow for the same 50k rows.
-    const rows: FactRow[] = [];
-    // Rows as the aggregator holds them (FactReader: dimensions pre-encoded per group).
-    const reader = new FactReader();
-    for (const r of factRecords(facts.slice(0, 50_000))) {
-      reader.readRecord(r.value, { nowMs: Date.now(), maxLatenessDays: 3650, futureSkewMs: DAY_MS * 3650 }, (v) => {
-        if (v.kind === 'ok') rows.push(v.row);
-      });
-    }
-    const te = performance.now();
-    const tsv = encodeFactsTsv(rows);
-    const tsvMs = performance.now() - te;
-    const tj = performance.now();
-    const json = rows
-      .map((r) =>
-        JSON.stringify({ ...r, dims_tsv: undefined, day: r.day, daily_token: r.daily_token.toString('latin1'), event_key: r.event_key.toString('latin1') }),
-      )
-      .join('\n');
-    const jsonMs = performance.now() - tj;
+    const enc = measureEncoding(facts);
     console.log(
-      `encode ${rows.length} rows: TabSeparated ${tsvMs.toFixed(1)} ms, ${tsv.length} B; JSONEachRow ${jsonMs.toFixed(1)} ms, ${Buffer.byteLength(json)} B`,
+      `encode ${enc.rows} rows: TabSeparated ${enc.tsvMs.toFixed(1)} ms, ${enc.tsvBytes} B; JSONEachRow ${enc.jsonMs.toFixed(1)} ms, ${enc.jsonBytes} B`,
     );
     console.log(
       JSON.stringify({
         events: facts.length,
         records,
         events_per_record: Number((facts.length / records).toFixed(2)),
-        events_per_s: eventsPerS,
+        events_per_s: t.eventsPerS,
         kafka_consume_only_events_per_s: rawPerS,
-        steady_events_per_s: steadyPerS,
-        cpu_us_per_event: cpuUsPerEvent,
+        steady_events_per_s: t.steadyPerS,
+        cpu_us_per_event: t.cpuUsPerEvent,
         kafka_consume_only_steady_events_per_s: rawSteadyPerS,
         kafka_consume_only_cpu_us_per_event: raw.cpuUsPerEvent,
-        rows_inserted: insertedRows,
+        rows_inserted: t.insertedRows,
         p50_visible_delay_ms: p50,
         p99_visible_delay_ms: p99,
         probes: delays.length,
         flush_interval_ms: cfg.AGGREGATOR_FLUSH_INTERVAL_MS,
         sink: 'server',
         clickhouse_version: s.clickhouseVersion ?? null,
-        tsv_encode_ns_per_row: Math.round((tsvMs * 1e6) / rows.length),
-        json_encode_ns_per_row: Math.round((jsonMs * 1e6) / rows.length),
-        tsv_bytes_per_row: Math.round(tsv.length / rows.length),
-        json_bytes_per_row: Math.round(Buffer.byteLength(json) / rows.length),
+        tsv_encode_ns_per_row: Math.round((enc.tsvMs * 1e6) / enc.rows),
+        json_encode_ns_per_row: Math.round((enc.jsonMs * 1e6) / enc.rows),
+        tsv_bytes_per_row: Math.round(enc.tsvBytes / enc.rows),
+        json_bytes_per_row: Math.round(enc.jsonBytes / enc.rows),
       }),
     );
   } finally {
     await ch.command({ query: `DROP DATABASE IF EXISTS ${database}` }).catch(() => undefined);
     await ch.close();
+    const admin = kafka.admin();
+    await admin
+      .connect()
+      .then(() => admin.deleteTopics({ topics: [topic] }))
+      .catch(() => undefined)
+      .finally(() => admin.disconnect());
   }
 }
 
