@@ -11,6 +11,29 @@ import type { WorkerSuccess } from './task.ts';
 /** Bodies up to this size are read and discarded when refused early, so the keep-alive connection survives. */
 const DISCARD_MAX = 64 * 1024;
 
+/** One refused event (index >= 0) or batch-level problem (index -1) in an answer. */
+export interface AnswerReject {
+  index: number;
+  path: string;
+  reason: string;
+  message: string;
+}
+
+/** The JSON body of a 200 answer to a batch. */
+export interface BatchAnswer {
+  accepted: number;
+  /** Events dropped for lack of consent, by reason. */
+  dropped_consent: Record<string, number>;
+  rejected: AnswerReject[];
+}
+
+/** The JSON body of every error answer. */
+export interface ErrorAnswer {
+  error: { code: IngestErrorCode; message: string };
+  /** For INGEST_BATCH_INVALID: the batch-level rejects that explain it. */
+  rejected?: AnswerReject[];
+}
+
 export function sendJson(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
   if (res.headersSent) return;
   const text = JSON.stringify(body);
@@ -47,7 +70,7 @@ export function sendError(
   }
   if (state.shuttingDown) headers.connection = 'close';
   const rejects = 'rejects' in f ? f.rejects : undefined;
-  const body = rejects ? { error: { code: f.code, message: f.message }, rejected: rejects } : { error: { code: f.code, message: f.message } };
+  const body: ErrorAnswer = rejects ? { error: { code: f.code, message: f.message }, rejected: rejects } : { error: { code: f.code, message: f.message } };
   sendJson(res, status, body, headers);
 }
 
@@ -75,9 +98,10 @@ export function answerError(
 /** The 200 answer of a batch, counted: what was accepted, dropped for consent, and rejected with why. */
 export function answerBatch(metrics: IngestMetrics, res: ServerResponse, t0: number, result: WorkerSuccess): void {
   observe(metrics, res, t0, 'OK');
-  sendJson(res, 200, {
+  const body: BatchAnswer = {
     accepted: result.accepted,
     dropped_consent: result.droppedConsent,
     rejected: result.rejects.map((r) => ({ index: r.index, path: r.path, reason: r.reason, message: r.message })),
-  });
+  };
+  sendJson(res, 200, body);
 }
