@@ -13,6 +13,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kafka } from 'kafkajs';
 import { containerOf } from '../testing/batches.ts';
+import type { IngestAnswer } from '../testing/load.ts';
 import { createClickHouse, createKafka, stackInfo, uniqueName } from '../testing/stack.ts';
 import { loadIngestConfig } from '../ingest/config.ts';
 import { startIngest, type IngestService } from '../ingest/http.ts';
@@ -49,7 +50,7 @@ afterAll(async () => {
 /** Answers 503/429 seen (a device retries those; a 503 batch may still have reached Kafka). */
 let unavailableAnswers = 0;
 
-async function post(url: string, b: PostedBatch): Promise<{ status: number; json: any }> {
+async function post(url: string, b: PostedBatch): Promise<{ status: number; json: IngestAnswer | undefined }> {
   // Like a device: retry 429 (overload) and 503 (Kafka away: other suites' fault tests restart the
   // shared broker) after Retry-After, for up to two minutes.
   const deadline = Date.now() + 120_000;
@@ -61,7 +62,7 @@ async function post(url: string, b: PostedBatch): Promise<{ status: number; json
       await new Promise((res) => setTimeout(res, 1000 * Number(r.headers.get('retry-after') ?? 1)));
       continue;
     }
-    return { status: r.status, json: text ? JSON.parse(text) : undefined };
+    return { status: r.status, json: text ? (JSON.parse(text) as IngestAnswer) : undefined };
   }
 }
 
@@ -75,9 +76,9 @@ async function postAll(url: string, batches: readonly PostedBatch[]): Promise<vo
       const events = (b.batch.events as unknown[]).length;
       const refused = Object.values(b.refused).reduce((a, x) => a + x, 0);
       expect(r.status, JSON.stringify(r.json)).toBe(200);
-      expect(r.json.accepted).toBe(events - refused);
+      expect(r.json?.accepted).toBe(events - refused);
       const reasons: Record<string, number> = {};
-      for (const x of r.json.rejected as Array<{ reason: string }>) reasons[x.reason] = (reasons[x.reason] ?? 0) + 1;
+      for (const x of r.json?.rejected as Array<{ reason: string }>) reasons[x.reason] = (reasons[x.reason] ?? 0) + 1;
       expect(reasons).toEqual(b.refused);
     }
   };

@@ -19,7 +19,7 @@ import { createInterface } from 'node:readline';
 import { DailyTokenizer, DAY_MS, FileKeySource, decodeEventFacts } from '../schemas/index.ts';
 import { createKafka, readAll, stackInfo, startKafka, stopKafka, uniqueName } from '../testing/stack.ts';
 import { batch, containerOf } from '../testing/batches.ts';
-import { runLoad, type LoadSummary } from '../testing/load.ts';
+import { answerOf, runLoad, type LoadSummary } from '../testing/load.ts';
 
 interface Child {
   proc: ChildProcess;
@@ -80,10 +80,10 @@ function topicEnv() {
 }
 
 function nextBatch(): { body: Buffer; meta: Meta } {
-  const b = batch({ events: 10 }) as any;
+  const b = batch({ events: 10 });
   return {
     body: containerOf(b),
-    meta: { deviceId: b.device.device_id, eventIds: b.events.map((e: any) => e.event_id), times: b.events.map((e: any) => e.time) },
+    meta: { deviceId: b.device.device_id, eventIds: b.events.map((e) => e.event_id), times: b.events.map((e) => e.time) },
   };
 }
 
@@ -93,7 +93,7 @@ function expectedKeys(keyDir: string, load: LoadSummary<Meta>): Set<string> {
   const out = new Set<string>();
   for (const r of load.results) {
     if (r.status !== 200) continue;
-    expect(r.body.accepted).toBe(r.meta.eventIds.length);
+    expect(answerOf(r)?.accepted).toBe(r.meta.eventIds.length);
     const now = Date.now();
     const day = Math.floor(r.meta.times[0]! / DAY_MS);
     const keys = tok.keys(day, now)!;
@@ -210,7 +210,7 @@ describe('faults (ingest as a child process, real broker)', () => {
   it('negative control: with INGEST_UNSAFE_ACK_BEFORE_PRODUCE the same check finds 200s that are not on Kafka', async () => {
     const r = await outage(true);
     // Kafka being down never shows (503s here can only be INGEST_SHUTTING_DOWN at the end)...
-    expect(r.summary.results.filter((x) => x.body?.error?.code === 'INGEST_KAFKA_UNAVAILABLE')).toEqual([]);
+    expect(r.summary.results.filter((x) => answerOf(x)?.error?.code === 'INGEST_KAFKA_UNAVAILABLE')).toEqual([]);
     // ...and the same check as above finds acknowledged events missing from Kafka.
     expect(r.missing).toBeGreaterThan(0);
   });

@@ -13,6 +13,7 @@ import { request } from 'node:http';
 import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService, type RecordSink } from './http.ts';
 import type { BatchRecords } from './records.ts';
+import type { IngestAnswer } from '../testing/load.ts';
 
 class RecordingSink implements RecordSink {
   sent: BatchRecords[] = [];
@@ -45,14 +46,14 @@ async function start(env: Record<string, string>): Promise<IngestService> {
 function call(
   port: number,
   opts: { method?: string; path?: string; headers?: Record<string, string>; body?: Buffer },
-): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; json: any }> {
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; json: IngestAnswer | undefined }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, method: opts.method ?? 'POST', path: opts.path ?? '/v1/batches', headers: opts.headers ?? {} }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString();
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, json: text.startsWith('{') ? JSON.parse(text) : text });
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, json: text.startsWith('{') ? (JSON.parse(text) as IngestAnswer) : undefined });
       });
     });
     req.on('error', reject);
@@ -77,7 +78,7 @@ describe('ingest HTTP limits (no Kafka needed)', () => {
   it('answers 415 for an unknown content type or encoding, 404/405 for other routes', async () => {
     const a = await call(svc.port, { headers: { 'content-type': 'text/plain' }, body: Buffer.from('x') });
     expect(a.status).toBe(415);
-    expect(a.json.error.code).toBe('INGEST_UNSUPPORTED_CONTENT_TYPE');
+    expect(a.json?.error?.code).toBe('INGEST_UNSUPPORTED_CONTENT_TYPE');
     const b = await call(svc.port, { headers: { 'content-type': 'avro/binary', 'content-encoding': 'br' }, body: Buffer.from('x') });
     expect(b.status).toBe(415);
     expect((await call(svc.port, { path: '/nope' })).status).toBe(404);
@@ -123,7 +124,7 @@ describe('ingest HTTP limits (no Kafka needed)', () => {
     const b = await call(svc.port, { headers: { 'content-type': 'avro/binary', 'content-length': '3000' }, body: Buffer.alloc(3000) });
     expect(b.status).toBe(429);
     expect(b.headers['retry-after']).toBe('1');
-    expect(b.json.error.code).toBe('INGEST_OVERLOADED');
+    expect(b.json?.error?.code).toBe('INGEST_OVERLOADED');
     a.destroy();
     // After A is gone its reservation is released: a small request is admitted again (it reaches the
     // decoder and is refused as an unreadable container, not as overload).
@@ -189,8 +190,8 @@ describe('per-task limits (a hostile batch cannot stall or kill the service)', (
       // fast path for the current schema would need only ~8 ms).
       const big = await call(svc.port, { headers: { 'content-type': 'avro/binary' }, body: await olderWriterContainer(batch({ events: 5000 })) });
       expect(big.status).toBe(400);
-      expect(big.json.error.code).toBe('INGEST_BATCH_TOO_EXPENSIVE');
-      let small = { status: 0 } as { status: number; json?: any };
+      expect(big.json?.error?.code).toBe('INGEST_BATCH_TOO_EXPENSIVE');
+      let small = { status: 0 } as { status: number };
       // The replacement worker starts and compiles the pipeline first; meanwhile a batch that times
       // out still queued is answered 429 (overload), not 400. A few tries cover that start.
       for (let i = 0; i < 20 && small.status !== 200; i++) {
@@ -213,7 +214,7 @@ describe('per-task limits (a hostile batch cannot stall or kill the service)', (
       INGEST_MAX_DECOMPRESSED_BYTES: String(64 * 1024 * 1024),
     });
     try {
-      const b = batch({ events: 1000 }) as any;
+      const b = batch({ events: 1000 });
       for (const e of b.events)
         e.payload = { 'telemetry.v1.Crash': { signature: '9f86d081884c7d65', exception_type: 'E', app_version: '1', stack_trace: 'x'.repeat(60_000) } };
       // Written with an older writer schema, so the generic path decodes it into JS strings on the
@@ -221,7 +222,7 @@ describe('per-task limits (a hostile batch cannot stall or kill the service)', (
       // into Buffers outside the V8 heap (bounded by INGEST_MAX_DECOMPRESSED_BYTES instead).
       const body = gzipSync(await olderWriterContainer(b));
       const r = await call(svc.port, { headers: { 'content-type': 'avro/binary', 'content-encoding': 'gzip' }, body });
-      expect(r.json.error?.code).toBe('INGEST_BATCH_TOO_EXPENSIVE');
+      expect(r.json?.error?.code).toBe('INGEST_BATCH_TOO_EXPENSIVE');
       expect(r.status).toBe(400);
       let small = { status: 0 } as { status: number };
       for (let i = 0; i < 20 && small.status !== 200; i++) {

@@ -10,7 +10,9 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { ReadinessCheck } from '../runtime/ops.ts';
 import { batch, containerOf } from '../testing/batches.ts';
+import type { IngestAnswer } from '../testing/load.ts';
 import { DAY_MS, isoOfDay } from '../schemas/index.ts';
 import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService, type RecordSink } from './http.ts';
@@ -120,7 +122,10 @@ class RecordingSink implements RecordSink {
   async stop() {}
 }
 
-function call(port: number, path: string, body?: Buffer): Promise<{ status: number; json: any }> {
+/** An answer's text, and its JSON when it is JSON (/readyz: a ReadinessCheck; /v1/batches: an IngestAnswer). */
+type Answer = { status: number; text: string; json: (IngestAnswer & Partial<ReadinessCheck>) | undefined };
+
+function call(port: number, path: string, body?: Buffer): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const headers = body ? { 'content-type': 'avro/binary' } : {};
     const req = request({ host: '127.0.0.1', port, method: body ? 'POST' : 'GET', path, headers }, (res) => {
@@ -128,7 +133,7 @@ function call(port: number, path: string, body?: Buffer): Promise<{ status: numb
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString();
-        resolve({ status: res.statusCode ?? 0, json: text.startsWith('{') ? JSON.parse(text) : text });
+        resolve({ status: res.statusCode ?? 0, text, json: text.startsWith('{') ? (JSON.parse(text) as Answer['json']) : undefined });
       });
     });
     req.on('error', reject);
@@ -152,23 +157,23 @@ describe('ingest with a read-only key directory', () => {
 
     const notReady = await call(svc.port, '/readyz');
     expect(notReady.status).toBe(503);
-    expect(notReady.json.checks.token_keys).toBe(`missing today (${isoOfDay(t)}.key)`);
+    expect(notReady.json?.checks?.token_keys).toBe(`missing today (${isoOfDay(t)}.key)`);
 
     const refused = await call(svc.port, '/v1/batches', containerOf(batch({ events: 4 })));
     expect(refused.status).toBe(200);
-    expect(refused.json.accepted).toBe(0);
-    expect(refused.json.rejected.map((r: { reason: string }) => r.reason)).toEqual(Array(4).fill('TOKEN_TOO_LATE'));
+    expect(refused.json?.accepted).toBe(0);
+    expect(refused.json?.rejected?.map((r) => r.reason)).toEqual(Array(4).fill('TOKEN_TOO_LATE'));
     expect(snapshot(dir)).toBe(before); // nothing created in the read-only directory
 
     // The rotation adds today's key (and yesterday's, should the batch straddle midnight).
     for (const d of [t - 1, t, t + 1]) writeFileSync(join(dir, `${isoOfDay(d)}.key`), randomBytes(32));
     const ready = await call(svc.port, '/readyz');
     expect(ready.status).toBe(200);
-    expect(ready.json.checks.token_keys).toBe('ok');
+    expect(ready.json?.checks?.token_keys).toBe('ok');
     const accepted = await call(svc.port, '/v1/batches', containerOf(batch({ events: 4 })));
-    expect(accepted.json.accepted).toBe(4);
+    expect(accepted.json?.accepted).toBe(4);
 
-    const metrics = (await call(svc.port, '/metrics')).json as string;
+    const metrics = (await call(svc.port, '/metrics')).text;
     expect(metrics).toContain(`ingest_token_newest_key_day_seconds{mode="read-only"} ${((t + 1) * DAY_MS) / 1000}`);
     expect(metrics).toContain('ingest_token_expired_keys{mode="read-only"} 1');
     expect(metrics).toContain('ingest_events_rejected_total{reason="TOKEN_TOO_LATE"} 4');
@@ -181,7 +186,7 @@ describe('ingest with a read-only key directory', () => {
     svc = await startIngest(cfg, { sink: new RecordingSink(), log: quiet, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });
     const r = await call(svc.port, '/readyz');
     expect(r.status).toBe(200);
-    expect(r.json.checks.token_keys).toBe('ok');
+    expect(r.json?.checks?.token_keys).toBe('ok');
     expect(readdirSync(dir)).toEqual([`${isoOfDay(today())}.key`]);
   });
 });

@@ -15,12 +15,53 @@ export const ZONE_MCC = { cn: '460', ru: '250', in: '404', row: '310' } as const
 
 export const batchType = compileSplit().batchType;
 
+/** A device context as device() writes it (the batch schema's device record). */
+export interface TestDevice {
+  device_id: string;
+  imei: string;
+  oaid: string;
+  gaid: string;
+  imsi: string;
+  sim_mcc: string;
+  sim_mnc: string;
+  sim_operator: string;
+  manufacturer: string;
+  model: string;
+  os_version: string;
+  rom_version: string;
+  app_id: string;
+  app_version: string;
+  sdk_version: string;
+  locale: string;
+  timezone: string;
+  region: string | null;
+  account_id: string | null;
+  location: { lat: number; lon: number; accuracy_m: number };
+}
+
+/** One event as event() writes it: `payload` is the union branch, wrapped by its full name. */
+export interface TestEvent {
+  event_id: string;
+  time: number;
+  session_id: string;
+  payload: Record<string, Record<string, unknown>>;
+}
+
+/** A batch as batch() writes it. */
+export interface TestBatch {
+  batch_id: string;
+  sent_at: number;
+  device: TestDevice;
+  consent: { analytics: boolean; personalised_ads: boolean };
+  events: TestEvent[];
+}
+
 export interface DeviceOptions {
   zone?: keyof typeof ZONE_MCC;
   deviceId?: string;
 }
 
-export function device(opts: DeviceOptions = {}): Record<string, unknown> {
+export function device(opts: DeviceOptions = {}): TestDevice {
   const zone = opts.zone ?? 'row';
   const id = opts.deviceId ?? `dev-${randomUUID()}`;
   return {
@@ -33,7 +74,7 @@ export function device(opts: DeviceOptions = {}): Record<string, unknown> {
     sim_mnc: '01',
     sim_operator: 'Operator',
     manufacturer: 'Xiaomi',
-    model: ['M2102J20SG', '2201117TG', '23049PCD8G'][id.length % 3],
+    model: ['M2102J20SG', '2201117TG', '23049PCD8G'][id.length % 3]!,
     os_version: '13',
     rom_version: 'MIUI 14.0.3',
     app_id: 'com.miui.weather2',
@@ -47,8 +88,8 @@ export function device(opts: DeviceOptions = {}): Record<string, unknown> {
   };
 }
 
-export function event(i: number, time: number): Record<string, unknown> {
-  const kinds = [
+export function event(i: number, time: number): TestEvent {
+  const kinds: Array<TestEvent['payload']> = [
     { [`${NS}.SessionStart`]: {} },
     { [`${NS}.PageView`]: { page: 'forecast/daily', duration_ms: 1200 + i } },
     { [`${NS}.AppForeground`]: {} },
@@ -65,7 +106,7 @@ export function event(i: number, time: number): Record<string, unknown> {
     },
     { [`${NS}.SessionEnd`]: { duration_ms: 65_000 } },
   ];
-  return { event_id: randomUUID(), time, session_id: 'sess-1', payload: kinds[i % kinds.length] };
+  return { event_id: randomUUID(), time, session_id: 'sess-1', payload: kinds[i % kinds.length]! };
 }
 
 export interface BatchOptions extends DeviceOptions {
@@ -74,7 +115,7 @@ export interface BatchOptions extends DeviceOptions {
   analytics?: boolean;
 }
 
-export function batch(opts: BatchOptions = {}): Record<string, unknown> {
+export function batch(opts: BatchOptions = {}): TestBatch {
   const now = opts.now ?? Date.now();
   const n = opts.events ?? 50;
   return {

@@ -3,11 +3,19 @@
  * or a batch budget. Used by the fault tests (to see every answer) and by the bench's load process.
  */
 import http from 'node:http';
+import type { BatchAnswer, ErrorAnswer } from '../ingest/respond.ts';
+
+/**
+ * An ingest answer's JSON as a client reads it (ingest/respond.ts writes it): the fields of a 200
+ * (BatchAnswer) and of an error answer (ErrorAnswer), each there or not: the status says which.
+ * Not validated.
+ */
+export type IngestAnswer = Partial<BatchAnswer & ErrorAnswer>;
 
 export interface Posted<M> {
   status: number;
-  /** Parsed JSON answer, or undefined for a connection error. */
-  body: any;
+  /** Parsed JSON answer, the text of an answer that is not JSON, or undefined for a connection error. */
+  body: IngestAnswer | string | undefined;
   retryAfter: string | undefined;
   ms: number;
   meta: M;
@@ -88,9 +96,9 @@ export async function runLoad<M>(o: LoadOptions<M>): Promise<LoadSummary<M>> {
         let r: Posted<M>;
         try {
           const a = await postOnce(agent, url, body, contentType ?? 'avro/binary');
-          let parsed: any;
+          let parsed: IngestAnswer | string;
           try {
-            parsed = JSON.parse(a.text);
+            parsed = JSON.parse(a.text) as IngestAnswer;
           } catch {
             parsed = a.text;
           }
@@ -109,6 +117,11 @@ export async function runLoad<M>(o: LoadOptions<M>): Promise<LoadSummary<M>> {
   );
   agent.destroy();
   return { requests: i, byStatus, results, latenciesMs, elapsedMs: performance.now() - t0 };
+}
+
+/** The answer's JSON fields; undefined for a connection error or an answer that is not JSON. */
+export function answerOf(r: Posted<unknown>): IngestAnswer | undefined {
+  return typeof r.body === 'object' ? r.body : undefined;
 }
 
 export function percentile(sorted: number[], p: number): number {
