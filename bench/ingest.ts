@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stackInfo, uniqueName } from '../testing/stack.ts';
 import { batch } from '../testing/batches.ts';
+import type { LoadgenSummary } from './loadgen.ts';
 import { compileSplit, DailyTokenizer, FileKeySource } from '../schemas/index.ts';
 
 const root = join(import.meta.dirname, '..');
@@ -69,13 +70,13 @@ async function startIngest(): Promise<{ proc: ChildProcess; url: string }> {
   throw new Error('ingest did not become ready in 60 s');
 }
 
-function runLoadgen(url: string): Promise<any> {
+function runLoadgen(url: string): Promise<LoadgenSummary> {
   return new Promise((resolve, reject) => {
     const args = { url, concurrency, warmupMs: 4000, durationMs: seconds * 1000, events, distinct: 400 };
     const p = spawn(process.execPath, ['--import', 'tsx', 'bench/loadgen.ts', JSON.stringify(args)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let last = '';
     createInterface({ input: p.stdout! }).on('line', (l) => (last = l));
-    p.once('exit', (code) => (code === 0 ? resolve(JSON.parse(last)) : reject(new Error(`load generator exited with ${code}`))));
+    p.once('exit', (code) => (code === 0 ? resolve(JSON.parse(last) as LoadgenSummary) : reject(new Error(`load generator exited with ${code}`))));
   });
 }
 
@@ -141,7 +142,7 @@ function eventRecordSize(): { bytes: number; factsPerRecord: number; recordsPerB
 const sized = eventRecordSize();
 const recordSize = sized.bytes;
 const ingest = await startIngest();
-let load: any;
+let load: LoadgenSummary;
 let peakRssMb = NaN;
 let poolUtil = NaN;
 try {

@@ -8,6 +8,19 @@
 import { batch, containerOf } from '../testing/batches.ts';
 import { percentile, runLoad } from '../testing/load.ts';
 
+/** The JSON summary the load generator prints as its last stdout line (bench/ingest.ts reads it). */
+export interface LoadgenSummary {
+  requests: number;
+  by_status: Record<string, number>;
+  batches_per_s: number;
+  events_per_s: number;
+  p50_ms: number;
+  p99_ms: number;
+  body_bytes: number;
+  loadgen_cpu_s: number;
+  elapsed_s: number;
+}
+
 interface Args {
   url: string;
   concurrency: number;
@@ -32,16 +45,15 @@ const cpu = process.cpuUsage(cpu0);
 const ok = r.byStatus['200'] ?? 0;
 const lat = r.latenciesMs.sort((x, y) => x - y);
 const s = r.elapsedMs / 1000;
-console.log(
-  JSON.stringify({
-    requests: r.requests,
-    by_status: r.byStatus,
-    batches_per_s: ok / s,
-    events_per_s: (ok * a.events) / s,
-    p50_ms: percentile(lat, 50),
-    p99_ms: percentile(lat, 99),
-    body_bytes: Math.round(bodyBytes),
-    loadgen_cpu_s: (cpu.user + cpu.system) / 1e6,
-    elapsed_s: s,
-  }),
-);
+const summary: LoadgenSummary = {
+  requests: r.requests,
+  by_status: r.byStatus,
+  batches_per_s: ok / s,
+  events_per_s: (ok * a.events) / s,
+  p50_ms: percentile(lat, 50),
+  p99_ms: percentile(lat, 99),
+  body_bytes: Math.round(bodyBytes),
+  loadgen_cpu_s: (cpu.user + cpu.system) / 1e6,
+  elapsed_s: s,
+};
+console.log(JSON.stringify(summary));
