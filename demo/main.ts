@@ -7,7 +7,7 @@
  * the children's drain to 3 s. Exit 0 when the check against the devices' own count passes, 1 otherwise.
  */
 import { parseDemoArgs, DEMO_USAGE } from './args.ts';
-import { startDemo, type DemoHandle } from './demo.ts';
+import { startDemo } from './demo.ts';
 import { formatCleanup, formatDemoReport } from './print.ts';
 import { DemoError } from './errors.ts';
 
@@ -18,14 +18,15 @@ async function main(): Promise<number> {
     return 0;
   }
   const interrupt = new AbortController();
-  let handle: DemoHandle | undefined;
+  // startDemo has returned. Before, a first Ctrl-C stops the traffic (the report follows); after, it stops everything.
+  let started = false;
   let signals = 0;
   let fast = false;
   let keepWaiting: (() => void) | undefined;
   const onSignal = (sig: string) => {
     signals++;
     if (signals === 1) {
-      console.log(`\ndemo: ${sig}: ${handle ? 'stopping' : 'stopping the traffic (the report follows, then everything is stopped)'}…`);
+      console.log(`\ndemo: ${sig}: ${started ? 'stopping' : 'stopping the traffic (the report follows, then everything is stopped)'}…`);
       interrupt.abort();
       keepWaiting?.();
     } else {
@@ -36,7 +37,7 @@ async function main(): Promise<number> {
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 
-  handle = await startDemo({
+  const handle = await startDemo({
     durationS: args.durationS,
     rate: args.rate,
     devices: args.devices,
@@ -44,6 +45,7 @@ async function main(): Promise<number> {
     ports: { ingest: [args.portBase, args.portBase + 1], aggregator: args.portBase + 2, dashboard: args.portBase + 8 },
     signal: interrupt.signal,
   });
+  started = true;
   console.log(formatDemoReport(handle.report));
   if (args.keep && !interrupt.signal.aborted) {
     console.log('\ndemo: --keep: everything keeps running; Ctrl-C stops it all.');
