@@ -17,10 +17,10 @@ import { utcDay } from '../aggregator/facts.ts';
 import type { ReportRow } from '../aggregator/query.ts';
 import { REPO_ROOT } from '../stack/config.ts';
 import { uniqueName } from '../testing/stack.ts';
-import { startDemo, type DemoHandle } from '../demo/demo.ts';
-import { Population } from '../demo/population.ts';
-import { runSimulator } from '../demo/simulator.ts';
-import { crashRequest, dauRequest } from './server.ts';
+import { crashRequest, dauRequest } from '../dashboard/server.ts';
+import { startDemo, type DemoHandle } from './demo.ts';
+import { Population } from './population.ts';
+import { runSimulator } from './simulator.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const K = 5;
