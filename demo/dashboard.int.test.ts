@@ -37,9 +37,23 @@ function freePort(): Promise<number> {
   });
 }
 
+/**
+ * The few DOM members the page functions below use: this file is compiled without the DOM lib (the
+ * project is Node code), so they are described here.
+ */
+interface PageElement {
+  dataset: Record<string, string>;
+  textContent: string | null;
+  nextElementSibling: PageElement | null;
+  getAttribute(name: string): string | null;
+}
+interface PageGlobals {
+  document: { getElementById(id: string): PageElement | null; querySelector(selector: string): PageElement | null };
+}
+
 async function bars(page: Page, selector: string): Promise<Array<Record<string, string>>> {
-  // Runs in the page (this file is compiled without the DOM lib, hence the loose types).
-  return page.$$eval(selector, (els: any[]) => els.map((e) => ({ ...e.dataset, label: String(e.nextElementSibling?.textContent ?? '').trim() })));
+  // Runs in the page.
+  return page.$$eval(selector, (els: PageElement[]) => els.map((e) => ({ ...e.dataset, label: String(e.nextElementSibling?.textContent ?? '').trim() })));
 }
 
 /**
@@ -50,7 +64,7 @@ async function bars(page: Page, selector: string): Promise<Array<Record<string, 
 function waitData(page: Page, id: string, attr: string, op: 'eq' | 'gt', v: string | number, timeout: number) {
   return page.waitForFunction(
     ([id, attr, op, v]) => {
-      const x = (globalThis as any).document.getElementById(id)?.dataset[attr];
+      const x = (globalThis as unknown as PageGlobals).document.getElementById(id)?.dataset[attr];
       return op === 'eq' ? x === v : x !== undefined && x !== '' && Number(x) > Number(v);
     },
     [id, attr, op, String(v)] as const,
@@ -172,10 +186,10 @@ describe('dashboard in a headless browser, fed by a demo run through the real st
     await waitData(page, 'live-throughput', 'value', 'gt', 50, 15_000);
     await waitData(page, 'live-reject-rate', 'value', 'gt', 0, 15_000);
     const live = await page.evaluate(() => {
-      const doc = (globalThis as any).document;
+      const doc = (globalThis as unknown as PageGlobals).document;
       return {
-        throughput: String(doc.getElementById('live-throughput').textContent),
-        reject: String(doc.getElementById('live-reject-rate').textContent),
+        throughput: String(doc.getElementById('live-throughput')!.textContent),
+        reject: String(doc.getElementById('live-reject-rate')!.textContent),
         spark: String(doc.querySelector('#spark-throughput polyline')?.getAttribute('points') ?? ''),
       };
     });
