@@ -9,7 +9,32 @@
 import type { CategoryEntry, CategoryMap } from './categories.ts';
 import { SchemaBuildError } from './errors.ts';
 
-export type SchemaNode = any; // JSON of an Avro schema (with our extra attributes)
+/**
+ * The JSON of an Avro schema as the `.avsc` files write it, with our attributes: a type name (a primitive,
+ * or a named type defined earlier in the schema), a union (the list of its branches), or a schema object.
+ */
+export type SchemaNode = string | SchemaNode[] | SchemaObject;
+export type SchemaObject = RecordSchema | EnumSchema | FixedSchema | ArraySchema | MapSchema | PrimitiveSchema;
+/** The types that have a name, by which later parts of the schema refer to them. */
+export type NamedSchema = RecordSchema | EnumSchema | FixedSchema;
+
+/** Our attributes (schemas/README.md): the data category, and the checks validate.ts compiles from them. */
+export type SchemaAttrs = { category?: string; maxLength?: number; maxItems?: number; format?: string; min?: number; doc?: string };
+
+export type RecordSchema = SchemaAttrs & { type: 'record'; name: string; namespace?: string; fields: SchemaField[] };
+export type EnumSchema = SchemaAttrs & { type: 'enum'; name: string; namespace?: string; symbols: string[] };
+export type FixedSchema = SchemaAttrs & { type: 'fixed'; name: string; namespace?: string; size: number };
+export type ArraySchema = SchemaAttrs & { type: 'array'; items: SchemaNode };
+export type MapSchema = SchemaAttrs & { type: 'map'; values: SchemaNode };
+/** A primitive written as an object, e.g. `{"type": "long", "logicalType": "timestamp-millis"}`. */
+export type PrimitiveSchema = SchemaAttrs & { type: 'null' | 'boolean' | 'int' | 'long' | 'float' | 'double' | 'bytes' | 'string'; logicalType?: string };
+/** A record's field. EventFact fields also name their input path (`from`) and derivation (`via`). */
+export type SchemaField = SchemaAttrs & { name: string; type: SchemaNode; default?: unknown; from?: string | string[]; via?: string };
+
+/** A record schema object (the walks test union branches with it). */
+export function isRecordSchema(t: SchemaNode | undefined): t is RecordSchema {
+  return !!t && typeof t === 'object' && !Array.isArray(t) && t.type === 'record';
+}
 
 export interface FieldInfo {
   path: string;
@@ -18,13 +43,13 @@ export interface FieldInfo {
   name: string;
   category: string;
   entry: CategoryEntry;
-  field: SchemaNode;
+  field: SchemaField;
   /** Path of the parent value ('' for the root record). */
   parent: string;
   /** How to step from the parent value to this one: a field name, or a wrapped-union branch key. */
   step: { kind: 'field'; key: string } | { kind: 'branch'; key: string };
   /** Set on union-of-records fields: the branches, in order. */
-  branches?: { fullname: string; kind: string; record: SchemaNode }[];
+  branches?: { fullname: string; kind: string; record: RecordSchema }[];
 }
 
 export function snake(name: string): string {
@@ -37,22 +62,22 @@ export function shortName(fullname: string): string {
 
 /** Resolves named types as avsc does (namespace inheritance), for the walk only. */
 export class Names {
-  readonly types = new Map<string, SchemaNode>();
-  fullname(node: SchemaNode, ns: string): string {
-    const n: string = node.name;
+  readonly types = new Map<string, NamedSchema>();
+  fullname(node: { name: string; namespace?: string }, ns: string): string {
+    const n = node.name;
     if (n.includes('.')) return n;
     const space = node.namespace ?? ns;
     return space ? `${space}.${n}` : n;
   }
-  resolve(ref: string, ns: string): SchemaNode | undefined {
+  resolve(ref: string, ns: string): NamedSchema | undefined {
     return this.types.get(ref) ?? this.types.get(ns ? `${ns}.${ref}` : ref);
   }
 }
 
-export function classify(root: SchemaNode, map: CategoryMap): Map<string, FieldInfo> {
+export function classify(root: RecordSchema, map: CategoryMap): Map<string, FieldInfo> {
   const out = new Map<string, FieldInfo>();
   const names = new Names();
-  const rootName = root.name as string;
+  const rootName = root.name;
 
   const deref = (t: SchemaNode, ns: string): SchemaNode => {
     if (typeof t === 'string') return names.resolve(t, ns) ?? t;
@@ -60,7 +85,7 @@ export function classify(root: SchemaNode, map: CategoryMap): Map<string, FieldI
   };
 
   const register = (t: SchemaNode, ns: string): string => {
-    if (t && typeof t === 'object' && !Array.isArray(t) && typeof t.name === 'string') {
+    if (t && typeof t === 'object' && !Array.isArray(t) && 'name' in t && typeof t.name === 'string') {
       const full = names.fullname(t, ns);
       names.types.set(full, t);
       return full.slice(0, Math.max(0, full.lastIndexOf('.')));
@@ -68,9 +93,9 @@ export function classify(root: SchemaNode, map: CategoryMap): Map<string, FieldI
     return ns;
   };
 
-  const walkRecord = (rec: SchemaNode, ns: string, path: string, schemaPath: string): void => {
+  const walkRecord = (rec: RecordSchema, ns: string, path: string, schemaPath: string): void => {
     const recNs = register(rec, ns);
-    for (const f of rec.fields as SchemaNode[]) {
+    for (const f of rec.fields) {
       const p = path ? `${path}.${f.name}` : f.name;
       const sp = `${schemaPath}.${f.name}`;
       const category = f.category;
@@ -99,15 +124,15 @@ export function classify(root: SchemaNode, map: CategoryMap): Map<string, FieldI
     t = deref(t, ns);
     if (typeof t === 'string') return; // primitive
     if (Array.isArray(t)) {
-      const records = t.map((b) => deref(b, ns)).filter((b) => b && typeof b === 'object' && b.type === 'record');
+      const records = t.map((b) => deref(b, ns)).filter(isRecordSchema);
       if (records.length === 1 && t.length === 2) {
-        walkType(records[0], ns, path, schemaPath, owner); // nullable record: fields sit under the field itself
+        walkType(records[0]!, ns, path, schemaPath, owner); // nullable record: fields sit under the field itself
         return;
       }
       owner.branches = [];
       for (const b of t) {
         const bt = deref(b, ns);
-        if (bt && typeof bt === 'object' && bt.type === 'record') {
+        if (isRecordSchema(bt)) {
           const full = names.fullname(bt, ns);
           const kind = snake(shortName(full));
           owner.branches.push({ fullname: full, kind, record: bt });

@@ -13,14 +13,24 @@
  */
 import avro from 'avsc';
 import { CATEGORIES, MCC_COUNTRY, RESIDENCY, zoneOf, type CategoryMap, type Derivation } from './categories.ts';
-import { classify, shortName, type FieldInfo, type SchemaNode } from './classify.ts';
+import {
+  classify,
+  isRecordSchema,
+  shortName,
+  type ArraySchema,
+  type FieldInfo,
+  type RecordSchema,
+  type SchemaField,
+  type SchemaNode,
+  type SchemaObject,
+} from './classify.ts';
 import type { EventReject, OutRecord, SplitResult, Zone } from './contract.ts';
 import { SchemaBuildError, type SchemaErrorCode } from './errors.ts';
 import { compileFastPath, type FastPath } from './fast.ts';
 import { factBatchSchemaOf } from './event-facts.ts';
 import { compileFlatWriter, Slab } from './fact-writer.ts';
 import { DEFAULT_LIMITS, guardBody, type DecodeLimits } from './guard.ts';
-import { readSchema, typeOf } from './load.ts';
+import { readSchema, typeOf, type Schema } from './load.ts';
 import { DAY_MS } from './time.ts';
 import type { DailyTokenizer } from './tokenizer.ts';
 import { compileCheck, type Invalid } from './validate.ts';
@@ -30,11 +40,11 @@ export interface SplitOptions {
   /** Inject another map (tests: the negative control of the leak property). @default CATEGORIES */
   categories?: CategoryMap;
   /** @default schemas/avro/batch.avsc */
-  batchSchema?: SchemaNode;
+  batchSchema?: RecordSchema;
   /** @default schemas/avro/event-fact.avsc */
-  eventFactSchema?: SchemaNode;
+  eventFactSchema?: RecordSchema;
   /** The events-topic record wrapping a day's facts. @default schemas/avro/event-fact-batch.avsc */
-  eventFactBatchSchema?: SchemaNode;
+  eventFactBatchSchema?: Schema;
   /** Most events per batch (overrides the schema's `maxItems` on `events`). @default 1000 */
   maxEvents?: number;
   /** Applied to strings without their own `maxLength`. @default 65536 */
@@ -87,8 +97,8 @@ const IMPLICIT_NON_PERSONAL: ReadonlySet<Derivation> = new Set(['copy', 'union_b
 
 export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
   const map = opts.categories ?? (CATEGORIES as CategoryMap);
-  const batchSchema = opts.batchSchema ?? readSchema('batch');
-  const factSchema = opts.eventFactSchema ?? readSchema('event-fact');
+  const batchSchema = opts.batchSchema ?? (readSchema('batch') as RecordSchema);
+  const factSchema = opts.eventFactSchema ?? (readSchema('event-fact') as RecordSchema);
   const fields = classify(batchSchema, map);
 
   const checks = compileChecks(batchSchema, fields, opts);
@@ -144,25 +154,25 @@ export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
 // ---- build steps ----------------------------------------------------------------------------------------
 
 /** Validation: the batch without its events, and one event (both from the schema and its attributes). */
-function compileChecks(batchSchema: SchemaNode, fields: Map<string, FieldInfo>, opts: SplitOptions) {
+function compileChecks(batchSchema: RecordSchema, fields: Map<string, FieldInfo>, opts: SplitOptions) {
   const eventsInfo = fields.get('events');
   if (!eventsInfo) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `${batchSchema.name}.events`, 'the batch schema needs an `events` array');
   const maxEvents: number = opts.maxEvents ?? eventsInfo.field.maxItems ?? 1000;
   const maxStringLength = opts.maxStringLength ?? 65_536;
-  const eventsField = (batchSchema.fields as SchemaNode[]).find((f) => f.name === 'events');
+  const eventsField = batchSchema.fields.find((f) => f.name === 'events')!;
   eventsField.maxItems = maxEvents;
   const checkBatch = compileCheck(batchSchema, { maxStringLength, maxCollectionLength: maxEvents, skipItems: new Set(['events']) });
   const batchType = typeOf(batchSchema, 'auto');
-  const eventType = (batchType as any).field('events').type.itemsType as avro.Type;
+  const eventType = ((batchType as avro.types.RecordType).field('events').type as avro.types.ArrayType).itemsType;
   // The event's JSON comes from the source schema: avsc does not keep custom field attributes
   // (category, maxLength, format), and the checks need them.
-  const eventSchemaNode = { namespace: batchSchema.namespace, ...eventsField.type.items };
+  const eventSchemaNode: RecordSchema = { namespace: batchSchema.namespace, ...((eventsField.type as ArraySchema).items as RecordSchema) };
   const checkEvent = compileCheck(eventSchemaNode, { maxStringLength, maxCollectionLength: maxEvents });
   return { maxEvents, maxStringLength, checkBatch, checkEvent, batchType, eventType };
 }
 
 /** Consent: the fields personalised-ads consent strips (derived from the map); both consents must exist. */
-function consentStripping(batchSchema: SchemaNode, fields: Map<string, FieldInfo>): FieldInfo[] {
+function consentStripping(batchSchema: RecordSchema, fields: Map<string, FieldInfo>): FieldInfo[] {
   const consentField = (name: string) => fields.get(`consent.${name}`);
   for (const c of Object.keys(CONSENT_EFFECT)) {
     if (!consentField(c))
@@ -183,8 +193,8 @@ function consentStripping(batchSchema: SchemaNode, fields: Map<string, FieldInfo
 
 /** The three outputs: the personal record (generated schema + projection), the EventFact wiring, rejects. */
 function compileOutputs(
-  batchSchema: SchemaNode,
-  factSchema: SchemaNode,
+  batchSchema: RecordSchema,
+  factSchema: RecordSchema,
   fields: Map<string, FieldInfo>,
   map: CategoryMap,
   stripOnNoAds: FieldInfo[],
@@ -213,6 +223,30 @@ function compileOutputs(
   return { personalType, project, eventFactType, wiring, factWriter, eventFactBatchType, factHeader, personalHeader, rejectType, rejectHeader, branchKeys };
 }
 
+/**
+ * The device fields the split reads: the identifiers (`deviceIdentity` checks their types, so a schema
+ * without one still works) and the residency inputs (`zoneOf`).
+ */
+export interface DeviceFields {
+  device_id?: unknown;
+  imei?: unknown;
+  imsi?: unknown;
+  sim_mcc?: string | null;
+  region?: string | null;
+}
+
+/** What the split reads of a batch's batch-level values once `checkBatch` has passed (fields of batch.avsc). */
+export interface BatchHead {
+  device: DeviceFields;
+  consent: { analytics: boolean; personalised_ads: boolean };
+}
+
+/** What the split reads of an event once `checkEvent` has passed. */
+interface CheckedEvent {
+  event_id: string;
+  time: number;
+}
+
 /** Everything `splitBatch` needs, built once per compiled split. */
 type SplitParts = ReturnType<typeof compileChecks> & ReturnType<typeof compileOutputs> & { residency: typeof RESIDENCY };
 
@@ -235,9 +269,9 @@ function splitBatch(c: SplitParts, batch: unknown, ctx: ProcessContext): SplitRe
     result.rejects.push(batchReject(bad));
     return result;
   }
-  const b = batch as any;
+  const b = batch as BatchHead & { events: unknown[] };
   const device = b.device;
-  const events = b.events as unknown[];
+  const events = b.events;
   const identity = deviceIdentity(device);
   if (!identity) {
     result.rejects.push({
@@ -268,7 +302,7 @@ function splitBatch(c: SplitParts, batch: unknown, ctx: ProcessContext): SplitRe
   // Personal record: only when something was accepted (otherwise there is no purpose to keep it).
   if (result.accepted > 0) {
     const ads = b.consent.personalised_ads === true;
-    const value = c.project(b, keptForPersonal, ads, result.droppedConsent) as any;
+    const value = c.project(b, keptForPersonal, ads, result.droppedConsent);
     value.received_at = ctx.receivedAt;
     value.zone = zone;
     value.client_ip = ctx.clientIp ?? null;
@@ -287,12 +321,12 @@ function validateEvents(
   const ok: number[] = [];
   const days: number[] = [];
   for (let i = 0; i < events.length; i++) {
-    const ev = events[i] as any;
+    const ev = events[i];
     const e = c.checkEvent(ev);
     let r: EventReject | undefined;
     if (e) r = { index: i, path: e.path, reason: e.reason, message: `event ${i}: field ${e.path}: ${e.detail}` };
     else {
-      const refusal = ctx.tokenizer.refusal(ev.time, ctx.receivedAt);
+      const refusal = ctx.tokenizer.refusal((ev as CheckedEvent).time, ctx.receivedAt);
       if (refusal) r = tokenReject(i, refusal);
     }
     if (r) {
@@ -300,7 +334,7 @@ function validateEvents(
       continue;
     }
     ok.push(i);
-    days.push(Math.floor(ev.time / DAY_MS));
+    days.push(Math.floor((ev as CheckedEvent).time / DAY_MS));
   }
   return { ok, days };
 }
@@ -338,7 +372,7 @@ function eventKeysByDay(events: unknown[], ok: number[], days: number[], identit
     const ids = Buffer.allocUnsafe(16 * list.length);
     const toks = Buffer.allocUnsafe(16 * list.length);
     for (let k = 0; k < list.length; k++) {
-      uuidInto((events[ok[list[k]!]!] as any).event_id, ids, 16 * k);
+      uuidInto((events[ok[list[k]!]!] as CheckedEvent).event_id, ids, 16 * k);
       token.copy(toks, 16 * k);
     }
     keysOf.set(d, ctx.tokenizer.eventKeys(keys, ids, toks));
@@ -352,7 +386,7 @@ function eventKeysByDay(events: unknown[], ok: number[], days: number[], identit
  */
 function writeFacts(
   c: SplitParts,
-  b: any,
+  b: BatchHead,
   events: unknown[],
   ok: number[],
   days: number[],
@@ -377,7 +411,7 @@ function writeFacts(
   for (let j = 0; j < ok.length; j++) {
     const i = ok[j]!;
     const d = days[j]!;
-    const ev = events[i] as any;
+    const ev = events[i];
     if (refusedDay.has(d)) {
       reject(
         {
@@ -423,7 +457,7 @@ function tokenReject(i: number, refusal: 'too_late' | 'from_future' | 'no_day_se
 }
 
 /** device_id, else the strongest identifier present (policy principle 3); tagged so kinds never collide. */
-function deviceIdentity(device: any): { value: string } | undefined {
+function deviceIdentity(device: DeviceFields): { value: string } | undefined {
   if (typeof device.device_id === 'string' && device.device_id.length > 0) return { value: `device_id:${device.device_id}` };
   if (typeof device.imei === 'string' && device.imei.length > 0) return { value: `imei:${device.imei}` };
   if (typeof device.imsi === 'string' && device.imsi.length > 0) return { value: `imsi:${device.imsi}` };
@@ -464,15 +498,15 @@ function rawText(eventType: avro.Type, raw: unknown): string {
 
 interface Wiring {
   count: number;
-  batchValues(batch: any): unknown[];
-  eventValues(ev: any, batchValues: unknown[], out: unknown[], token: Buffer, eventKey: Buffer, branchKeys: string[]): void;
+  batchValues(batch: unknown): unknown[];
+  eventValues(ev: unknown, batchValues: unknown[], out: unknown[], token: Buffer, eventKey: Buffer, branchKeys: string[]): void;
 }
 
-const DERIVE: Record<Exclude<Derivation, 'daily_token' | 'event_key' | 'drop'>, (v: any, branchKeys: string[]) => unknown> = {
+const DERIVE: Record<Exclude<Derivation, 'daily_token' | 'event_key' | 'drop'>, (v: unknown, branchKeys: string[]) => unknown> = {
   copy: (v) => v,
   union_branch: (v, keys) => {
     if (v === null || v === undefined) return null;
-    for (const k of keys) if (v[k] !== undefined) return snakeOf(k);
+    for (const k of keys) if ((v as Record<string, unknown>)[k] !== undefined) return snakeOf(k);
     return null;
   },
   time_to_day: (v) => (typeof v === 'number' ? Math.floor(v / DAY_MS) : null),
@@ -492,17 +526,20 @@ function snakeOf(fullname: string): string {
   return s;
 }
 
-function compileWiring(factSchema: SchemaNode, fields: Map<string, FieldInfo>, map: CategoryMap): Wiring {
+function compileWiring(factSchema: RecordSchema, fields: Map<string, FieldInfo>, map: CategoryMap): Wiring {
   type Slot =
-    { kind: 'batch'; get: (b: any) => unknown } | { kind: 'event'; get: (ev: any, keys: string[]) => unknown } | { kind: 'token' } | { kind: 'event_key' };
+    | { kind: 'batch'; get: (b: unknown) => unknown }
+    | { kind: 'event'; get: (ev: unknown, keys: string[]) => unknown }
+    | { kind: 'token' }
+    | { kind: 'event_key' };
   const slots: Slot[] = [];
-  for (const out of factSchema.fields as SchemaNode[]) {
+  for (const out of factSchema.fields) {
     const at = `${factSchema.name}.${out.name}`;
     const via = out.via as Derivation | undefined;
     const froms: string[] = out.from === undefined ? [] : Array.isArray(out.from) ? out.from : [out.from];
     if (!via || froms.length === 0)
       throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} must declare "from" (input path) and "via" (derivation)`);
-    const getters: ((root: any) => unknown)[] = [];
+    const getters: ((root: unknown) => unknown)[] = [];
     let scope: 'batch' | 'event' | undefined;
     for (const from of froms) {
       const info = fields.get(from);
@@ -532,7 +569,7 @@ function compileWiring(factSchema: SchemaNode, fields: Map<string, FieldInfo>, m
     else if (via === 'drop') throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', at, `output field ${at} uses "drop": remove the field instead`);
     else {
       const derive = DERIVE[via];
-      const first = (root: any, keys: string[]) => {
+      const first = (root: unknown, keys: string[]) => {
         for (const g of getters) {
           const v = derive(g(root), keys);
           if (v !== null && v !== undefined) return v;
@@ -557,7 +594,7 @@ function compileWiring(factSchema: SchemaNode, fields: Map<string, FieldInfo>, m
 }
 
 /** A getter from a scope root (the batch, or one event) to the value at `path` (null when absent). */
-function pathGetter(path: string, fields: Map<string, FieldInfo>, scope: string): (root: any) => unknown {
+function pathGetter(path: string, fields: Map<string, FieldInfo>, scope: string): (root: unknown) => unknown {
   const steps: { kind: 'field' | 'branch'; key: string }[] = [];
   let p = path;
   while (p !== scope) {
@@ -569,7 +606,7 @@ function pathGetter(path: string, fields: Map<string, FieldInfo>, scope: string)
   }
   return (root) => {
     let v = root;
-    for (let i = 0; i < steps.length && v !== null && v !== undefined; i++) v = v[steps[i]!.key];
+    for (let i = 0; i < steps.length && v !== null && v !== undefined; i++) v = (v as Record<string, unknown>)[steps[i]!.key];
     return v ?? null;
   };
 }
@@ -593,30 +630,28 @@ function hasChildren(path: string, fields: Map<string, FieldInfo>): boolean {
  * The personal record schema, generated: the batch schema with only the fields that are kept (see
  * `kept`), in the `<namespace>.personal` namespace, plus what ingest adds.
  */
-export function buildPersonalSchema(batchSchema: SchemaNode, fields: Map<string, FieldInfo>): SchemaNode {
+export function buildPersonalSchema(batchSchema: RecordSchema, fields: Map<string, FieldInfo>): RecordSchema {
   const ns = `${batchSchema.namespace}.personal`;
   const filterType = (t: SchemaNode, path: string): SchemaNode => {
     if (typeof t === 'string') return t;
     if (Array.isArray(t)) {
       return t.map((b) =>
-        b && typeof b === 'object' && b.type === 'record'
-          ? filterRecord(b, Array.isArray(t) && t.filter((x) => x !== 'null').length > 1 ? `${path}.${snakeOf(b.name)}` : path)
-          : b,
+        isRecordSchema(b) ? filterRecord(b, Array.isArray(t) && t.filter((x) => x !== 'null').length > 1 ? `${path}.${snakeOf(b.name)}` : path) : b,
       );
     }
     if (t.type === 'record') return filterRecord(t, path);
     if (t.type === 'array') return { type: 'array', items: filterType(t.items, `${path}[]`) };
     return stripAttrs(t);
   };
-  const filterRecord = (rec: SchemaNode, path: string): SchemaNode => ({
+  const filterRecord = (rec: RecordSchema, path: string): RecordSchema => ({
     type: 'record',
     name: shortName(rec.name),
     namespace: ns,
-    fields: (rec.fields as SchemaNode[])
+    fields: rec.fields
       .filter((f) => keepsAnything(path ? `${path}.${f.name}` : f.name, fields))
       .map((f) => {
         const p = path ? `${path}.${f.name}` : f.name;
-        const out: SchemaNode = { name: f.name, type: filterType(f.type, p), category: f.category };
+        const out: SchemaField = { name: f.name, type: filterType(f.type, p), category: f.category };
         if ('default' in f) out.default = f.default;
         return out;
       }),
@@ -632,7 +667,7 @@ export function buildPersonalSchema(batchSchema: SchemaNode, fields: Map<string,
   return root;
 }
 
-function stripAttrs(t: SchemaNode): SchemaNode {
+function stripAttrs(t: SchemaObject): SchemaObject {
   const { category: _c, maxLength: _m, format: _f, min: _n, maxItems: _i, doc: _d, ...rest } = t;
   return rest;
 }
@@ -641,15 +676,17 @@ function stripAttrs(t: SchemaNode): SchemaNode {
  * Copies the kept fields of a batch into the personal record's shape; strips fields whose consent is
  * off (counted in `dropped` as `stripped_no_personalised_ads:<path>`).
  */
-function compileProjection(batchSchema: SchemaNode, fields: Map<string, FieldInfo>, stripPaths: string[]) {
+function compileProjection(batchSchema: RecordSchema, fields: Map<string, FieldInfo>, stripPaths: string[]) {
   const strip = new Set(stripPaths);
-  type P = (v: any, ads: boolean, dropped: Record<string, number>) => unknown;
+  /** Projects one value of the batch (at some path) into the personal record's shape; `evs` replaces the events. */
+  type P = (v: unknown, ads: boolean, dropped: Record<string, number>, evs?: unknown[]) => unknown;
+  type RecordP = (v: unknown, ads: boolean, dropped: Record<string, number>, evs?: unknown[]) => Record<string, unknown>;
   const projType = (t: SchemaNode, path: string): P => {
     if (Array.isArray(t)) {
-      const recs = t.filter((b) => b && typeof b === 'object' && b.type === 'record');
+      const recs = t.filter(isRecordSchema);
       if (recs.length === 0) return (v) => v;
       if (t.filter((b) => b !== 'null').length === 1) {
-        const inner = projRecord(recs[0], path, undefined);
+        const inner = projRecord(recs[0]!, path, undefined);
         return (v, a, d) => (v === null || v === undefined ? null : inner(v, a, d));
       }
       const branches = recs.map((r) => ({
@@ -658,28 +695,29 @@ function compileProjection(batchSchema: SchemaNode, fields: Map<string, FieldInf
         proj: projRecord(r, `${path}.${snakeOf(r.name)}`, undefined),
       }));
       return (v, a, d) => {
-        for (const br of branches) if (v[br.key] !== undefined) return { [br.out]: br.proj(v[br.key], a, d) };
+        const o = v as Record<string, unknown>;
+        for (const br of branches) if (o[br.key] !== undefined) return { [br.out]: br.proj(o[br.key], a, d) };
         return null;
       };
     }
     if (t && typeof t === 'object' && t.type === 'record') return projRecord(t, path, undefined);
     return (v) => v;
   };
-  const projRecord = (rec: SchemaNode, path: string, eventsOverride: 'events' | undefined): P => {
-    const parts = (rec.fields as SchemaNode[])
+  const projRecord = (rec: RecordSchema, path: string, eventsOverride: 'events' | undefined): RecordP => {
+    const parts = rec.fields
       .map((f) => ({ f, p: path ? `${path}.${f.name}` : f.name }))
       .filter(({ p }) => keepsAnything(p, fields))
-      .map(({ f, p }) => {
+      .map(({ f, p }): { name: string; p: string; proj: P } => {
         if (eventsOverride && f.name === 'events') {
-          const item = projType(f.type.items, `${p}[]`);
-          return { name: f.name, p, proj: ((_v: any, a: boolean, d: Record<string, number>, evs?: unknown[]) => (evs ?? []).map((e) => item(e, a, d))) as any };
+          const item = projType((f.type as ArraySchema).items, `${p}[]`);
+          return { name: f.name, p, proj: (_v, a, d, evs) => (evs ?? []).map((e) => item(e, a, d)) };
         }
         return { name: f.name, p, proj: projType(f.type, p) };
       });
     return (v, ads, dropped, evs?: unknown[]) => {
       const o: Record<string, unknown> = {};
       for (const part of parts) {
-        let x = part.proj(v[part.name], ads, dropped, evs);
+        let x = part.proj((v as Record<string, unknown>)[part.name], ads, dropped, evs);
         if (!ads && strip.has(part.p)) {
           if (x !== null && x !== undefined) dropped[`stripped_no_personalised_ads:${part.p}`] = (dropped[`stripped_no_personalised_ads:${part.p}`] ?? 0) + 1;
           x = null;
@@ -689,6 +727,6 @@ function compileProjection(batchSchema: SchemaNode, fields: Map<string, FieldInf
       return o;
     };
   };
-  const root = projRecord(batchSchema, '', 'events') as any;
-  return (batch: any, events: unknown[], ads: boolean, dropped: Record<string, number>) => root(batch, ads, dropped, events);
+  const root = projRecord(batchSchema, '', 'events');
+  return (batch: unknown, events: unknown[], ads: boolean, dropped: Record<string, number>) => root(batch, ads, dropped, events);
 }

@@ -6,6 +6,7 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CATEGORIES, RESIDENCY, type CategoryMap } from './categories.ts';
+import type { RecordSchema } from './classify.ts';
 import { compileSplit } from './compile.ts';
 import { readSchema } from './load.ts';
 
@@ -38,11 +39,11 @@ export function categoriesMarkdown(map: CategoryMap = CATEGORIES as CategoryMap)
   lines.push('| MCC | Zone |', '|---|---|', ...Object.entries(RESIDENCY.byMcc).map(([k, v]) => `| ${k} | ${v} |`));
   lines.push('', '| Region | Zone |', '|---|---|', ...Object.entries(RESIDENCY.byRegion).map(([k, v]) => `| ${k} | ${v} |`), '');
   lines.push('## EventFact (non-personal output) wiring', '', '| Output field | From | Via |', '|---|---|---|');
-  for (const s of readSchema('event-fact').fields as any[]) {
+  for (const s of (readSchema('event-fact') as RecordSchema).fields) {
     lines.push(
       `| ${s.name} | ${[s.from]
         .flat()
-        .map((x: string) => `\`${x}\``)
+        .map((x) => `\`${x}\``)
         .join(', ')} | ${s.via} |`,
     );
   }

@@ -27,7 +27,8 @@ import { readSchema, typeOf, type Schema } from './load.ts';
  */
 export function factBatchSchemaOf(wrapper: Schema, factSchema: Schema): Schema {
   const at = String(wrapper.name ?? 'EventFactBatch');
-  const fields = wrapper.fields as Array<Record<string, any>> | undefined;
+  // As far as the check below reads it: any part may be missing or of another kind.
+  const fields = wrapper.fields as { name?: unknown; type?: { type?: unknown; items?: unknown } }[] | undefined;
   const factName = `${String(factSchema.namespace ?? '')}.${String(factSchema.name)}`.replace(/^\./, '');
   const items = fields?.[0]?.type?.items;
   const itemName = typeof items === 'string' ? (items.includes('.') ? items : `${String(wrapper.namespace ?? '')}.${items}`.replace(/^\./, '')) : undefined;

@@ -30,7 +30,7 @@ export function checkCompatibility(oldSchema: Schema, newSchema: Schema): string
   const problems: string[] = [];
   const oldT = typeOf(oldSchema);
   const newT = typeOf(newSchema);
-  walk(oldT, newT, shortName(String((oldSchema as any).name)), problems);
+  walk(oldT, newT, shortName(String(oldSchema.name)), problems);
   for (const [r, w, dir] of [
     [oldT, newT, 'old readers cannot read new data'],
     [newT, oldT, 'new readers cannot read old data'],
@@ -45,11 +45,11 @@ export function checkCompatibility(oldSchema: Schema, newSchema: Schema): string
 }
 
 function walk(o: avro.Type, n: avro.Type, path: string, problems: string[]): void {
-  const ot = o as any;
-  const nt = n as any;
-  if (ot.typeName !== 'record' || nt.typeName !== 'record') return;
-  for (const f of ot.fields as any[]) {
-    const g = nt.field(f.name);
+  if (o.typeName !== 'record' || n.typeName !== 'record') return;
+  const ot = o as avro.types.RecordType;
+  const nt = n as avro.types.RecordType;
+  for (const f of ot.fields) {
+    const g: avro.types.Field | undefined = nt.field(f.name);
     if (!g) {
       if (f.defaultValue() === undefined) problems.push(`field ${path}.${f.name} was removed but has no default: old readers need it`);
       continue;
@@ -59,7 +59,7 @@ function walk(o: avro.Type, n: avro.Type, path: string, problems: string[]): voi
     if (f.type.typeName === 'record' && g.type.typeName === 'record') walk(f.type, g.type, `${path}.${f.name}`, problems);
     else if (a !== b) problems.push(`field ${path}.${f.name} changed type from ${a} to ${b}`);
   }
-  for (const g of nt.fields as any[]) {
+  for (const g of nt.fields) {
     if (!ot.field(g.name) && g.defaultValue() === undefined)
       problems.push(`field ${path}.${g.name} was added without a default: new readers cannot read old data`);
   }

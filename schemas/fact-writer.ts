@@ -36,7 +36,7 @@ export interface FlatWriter {
 }
 
 export function compileFlatWriter(type: avro.Type): FlatWriter {
-  const fields = (type as any).fields as { name: string; type: avro.Type }[];
+  const fields = (type as avro.types.RecordType).fields;
   const writers: W[] = [];
   const strIdx: number[] = [];
   fields.forEach((f, i) => {
@@ -59,25 +59,24 @@ export function compileFlatWriter(type: avro.Type): FlatWriter {
 }
 
 function writerFor(t: avro.Type): W {
-  const x = t as any;
-  const name: string = x.typeName;
-  if (name.startsWith('logical:')) return writerFor(x.underlyingType);
+  const name = t.typeName;
+  if (name.startsWith('logical:')) return writerFor((t as avro.types.LogicalType).underlyingType);
   switch (name) {
     case 'int':
     case 'long':
       return (s, v) => s.long(v as number);
     case 'fixed': {
-      const size: number = x.size;
+      const size = (t as avro.types.FixedType).size;
       return (s, v) => {
         (v as Buffer).copy(s.buf, s.pos, 0, size);
         s.pos += size;
       };
     }
     case 'enum': {
-      const index = new Map<string, number>((x.symbols as string[]).map((sym, i) => [sym, i]));
+      const index = new Map<string, number>((t as avro.types.EnumType).symbols.map((sym, i) => [sym, i]));
       return (s, v) => {
         const i = index.get(v as string);
-        if (i === undefined) throw new TypeError(`enum ${x.name}: no symbol ${String(v)}`);
+        if (i === undefined) throw new TypeError(`enum ${t.name}: no symbol ${String(v)}`);
         s.long(i);
       };
     }
@@ -97,8 +96,8 @@ function writerFor(t: avro.Type): W {
     }
     case 'union:unwrapped':
     case 'union:wrapped': {
-      const types = x.types as avro.Type[];
-      const nullIdx = types.findIndex((b) => (b as any).typeName === 'null');
+      const types = (t as avro.types.UnwrappedUnionType | avro.types.WrappedUnionType).types;
+      const nullIdx = types.findIndex((b) => b.typeName === 'null');
       if (types.length !== 2 || nullIdx < 0) throw new Error('fact writer: only ["null", X] unions are supported');
       const other = 1 - nullIdx;
       const inner = writerFor(types[other]!);

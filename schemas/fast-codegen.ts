@@ -18,7 +18,8 @@
  */
 import type avro from 'avsc';
 import { MCC_COUNTRY, type Derivation } from './categories.ts';
-import { Names, shortName, snake, type FieldInfo, type SchemaNode } from './classify.ts';
+import { isRecordSchema, Names, shortName, snake, type FieldInfo, type RecordSchema, type SchemaAttrs, type SchemaField, type SchemaNode } from './classify.ts';
+import type { BatchHead } from './compile.ts';
 import { isUtf8 } from './guard.ts';
 import { DAY_MS } from './time.ts';
 import type { FastSpec } from './fast.ts';
@@ -43,7 +44,8 @@ export interface Generated {
   holes(j: number, out: Buffer, od: DataView, base: number, kd: DataView, ko: number): boolean;
   tail(buf: Buffer, j: number, out: Buffer, od: DataView, w: number, chunks: Buffer[]): number;
   tailMax(n: number, chunks: Buffer[]): number;
-  head: any;
+  /** The batch-level values `parse` built (avsc's in-memory shape); `events` is left null for the driver. */
+  head: BatchHead & { events: unknown[] | null };
   ids: Buffer;
   times: Float64Array;
   personal(): { buf: Buffer; len: number };
@@ -147,11 +149,11 @@ export function generate(spec: FastSpec): Generated {
 // ---- 2. which event-level inputs the EventFact reads, and how ---------------------------------------
 
 function planSlots(g: Gen): Slot[] {
-  const factFields = g.spec.factSchema.fields as SchemaNode[];
-  const avroFields = (g.spec.eventFactType as any).fields as { name: string; type: avro.Type }[];
+  const factFields = g.spec.factSchema.fields;
+  const avroFields = (g.spec.eventFactType as avro.types.RecordType).fields;
   return factFields.map((f, index): Slot => {
     const via = f.via as Derivation;
-    const froms: string[] = Array.isArray(f.from) ? f.from : [f.from];
+    const froms = Array.isArray(f.from) ? f.from : [f.from!]; // compileWiring refused a field without `from`
     if (via === 'event_key') return { kind: 'event_key' };
     if (via === 'daily_token') return { kind: 'daily_token' };
     if (!froms[0]!.startsWith('events[]')) return { kind: 'batch', index };
@@ -222,9 +224,9 @@ function emitHeadUnion(g: Gen, t: SchemaNode[], ns: string, path: string): strin
   emit(g, `let ${out} = null; { const k = rl(buf, end); if (k !== k) ${BAIL}`);
   if (others.length === 1) {
     const nullIdx = t.indexOf('null');
-    const other = t.indexOf(others[0]);
+    const other = t.indexOf(others[0]!);
     emit(g, `if (k === ${other}) {`);
-    const inner = emitHead(g, others[0], ns, path);
+    const inner = emitHead(g, others[0]!, ns, path);
     emit(g, `${out} = ${inner}; } else if (k !== ${nullIdx}) ${BAIL} }`);
     return out;
   }
@@ -235,7 +237,7 @@ function emitHeadUnion(g: Gen, t: SchemaNode[], ns: string, path: string): strin
       return;
     }
     const r = typeof b === 'string' ? g.names.resolve(b, ns) : b;
-    if (!r || r.type !== 'record') throw new Unsupported(`union at ${path}`);
+    if (!isRecordSchema(r)) throw new Unsupported(`union at ${path}`);
     const full = g.names.fullname(r, ns);
     emit(g, `case ${i}: {`);
     const inner = emitHead(g, r, ns, `${path}.${snake(shortName(full))}`);
@@ -246,12 +248,12 @@ function emitHeadUnion(g: Gen, t: SchemaNode[], ns: string, path: string): strin
 }
 
 /** A batch-level record as a JS object; its `events` field is the per-event loop (left null here). */
-function emitHeadRecord(g: Gen, t: SchemaNode, ns: string, path: string): string {
+function emitHeadRecord(g: Gen, t: RecordSchema, ns: string, path: string): string {
   const full = g.names.fullname(t, ns);
   g.names.types.set(full, t);
   const recNs = full.slice(0, Math.max(0, full.lastIndexOf('.')));
   const parts: string[] = [];
-  for (const f of t.fields as SchemaNode[]) {
+  for (const f of t.fields) {
     const p = path ? `${path}.${f.name}` : f.name;
     if (p === 'events') {
       emitEvents(g, f, recNs);
@@ -294,15 +296,15 @@ function emitHeadPrim(g: Gen, name: string): string {
 }
 
 /** The events array: the block loop and, per event, its columns reset and its values. */
-function emitEvents(g: Gen, f: SchemaNode, ns: string): void {
+function emitEvents(g: Gen, f: SchemaField, ns: string): void {
   const t = typeof f.type === 'string' ? g.names.resolve(f.type, ns) : f.type;
-  if (!t || t.type !== 'array') throw new Unsupported('events is not an array');
+  if (!t || Array.isArray(t) || t.type !== 'array') throw new Unsupported('events is not an array');
   const item = typeof t.items === 'string' ? g.names.resolve(t.items, ns) : t.items;
-  if (!item || item.type !== 'record') throw new Unsupported('events items are not records');
-  const byName = new Map((item.fields as SchemaNode[]).map((x) => [x.name, x]));
+  if (!isRecordSchema(item)) throw new Unsupported('events items are not records');
+  const byName = new Map(item.fields.map((x) => [x.name, x]));
   if (primitiveOf(byName.get('time')?.type) !== 'long') throw new Unsupported('events[].time must be a long');
   const id = byName.get('event_id');
-  if (primitiveOf(id?.type) !== 'string' || id.format !== 'uuid') throw new Unsupported('events[].event_id must be a uuid string');
+  if (primitiveOf(id?.type) !== 'string' || id!.format !== 'uuid') throw new Unsupported('events[].event_id must be a uuid string');
   emit(g, 'let n = 0;');
   emit(g, 'for (;;) {');
   emit(g, `let c = rl(buf, end); if (c !== c) ${BAIL} if (c === 0) break;`);
@@ -317,7 +319,7 @@ function emitEvents(g: Gen, f: SchemaNode, ns: string): void {
 }
 
 /** One event-level value: validate, copy the kept bytes (at once when all of them are kept), fill the columns. */
-function emitEventValue(g: Gen, t: SchemaNode, ns: string, path: string, field: SchemaNode, mode: Mode): void {
+function emitEventValue(g: Gen, t: SchemaNode, ns: string, path: string, field: SchemaAttrs, mode: Mode): void {
   if (mode === 'all') {
     const s = fresh(g, 'a');
     emit(g, `const ${s} = P;`);
@@ -326,7 +328,7 @@ function emitEventValue(g: Gen, t: SchemaNode, ns: string, path: string, field: 
   } else emitEventType(g, t, ns, path, field, mode);
 }
 
-function emitEventType(g: Gen, t: SchemaNode, ns: string, path: string, field: SchemaNode, mode: Mode): void {
+function emitEventType(g: Gen, t: SchemaNode, ns: string, path: string, field: SchemaAttrs, mode: Mode): void {
   if (typeof t === 'string') {
     const named = g.names.resolve(t, ns);
     if (named) return emitEventType(g, named, ns, path, field, mode);
@@ -338,7 +340,7 @@ function emitEventType(g: Gen, t: SchemaNode, ns: string, path: string, field: S
       const full = g.names.fullname(t, ns);
       g.names.types.set(full, t);
       const recNs = full.slice(0, Math.max(0, full.lastIndexOf('.')));
-      for (const f of t.fields as SchemaNode[]) {
+      for (const f of t.fields) {
         const p = `${path === 'events[]' ? 'events[].' : `${path}.`}${f.name}`;
         emitEventValue(g, f.type, recNs, p, f, mode === 'none' ? 'none' : modeOf(g, p));
       }
@@ -359,7 +361,7 @@ function emitEventType(g: Gen, t: SchemaNode, ns: string, path: string, field: S
 }
 
 /** An event-level union: the branch index (copied when partly kept, kept in a column when read), then the branch. */
-function emitEventUnion(g: Gen, t: SchemaNode[], ns: string, path: string, field: SchemaNode, mode: Mode): void {
+function emitEventUnion(g: Gen, t: SchemaNode[], ns: string, path: string, field: SchemaAttrs, mode: Mode): void {
   const others = t.filter((b) => b !== 'null');
   const col = g.columns.get(path);
   const k = fresh(g, 'k');
@@ -377,7 +379,7 @@ function emitEventUnion(g: Gen, t: SchemaNode[], ns: string, path: string, field
     emit(g, `case ${i}: {`);
     if (others.length === 1) emitEventType(g, r, ns, path, field, mode);
     else {
-      if (!r || typeof r !== 'object' || r.type !== 'record') throw new Unsupported(`union at ${path}`);
+      if (!isRecordSchema(r)) throw new Unsupported(`union at ${path}`);
       const bp = `${path}.${snake(shortName(g.names.fullname(r, ns)))}`;
       emitEventType(g, r, ns, bp, field, mode === 'none' ? 'none' : modeOf(g, bp) === 'all' ? 'partial' : modeOf(g, bp));
     }
@@ -387,9 +389,9 @@ function emitEventUnion(g: Gen, t: SchemaNode[], ns: string, path: string, field
 }
 
 /** An event-level primitive: range and attribute checks (min, maxLength, format), its column. */
-function emitEventPrim(g: Gen, name: string, path: string, field: SchemaNode): void {
+function emitEventPrim(g: Gen, name: string, path: string, field: SchemaAttrs): void {
   const col = g.columns.get(path);
-  const min: number | undefined = field.min;
+  const min = field.min;
   switch (name) {
     case 'null':
       return;
@@ -420,10 +422,10 @@ function emitEventPrim(g: Gen, name: string, path: string, field: SchemaNode): v
 }
 
 /** An event-level string: a UUID goes to its 16 bytes (the event id to IDS), others are scanned and checked. */
-function emitEventString(g: Gen, path: string, field: SchemaNode, col: Column | undefined): void {
-  const max: number = field.maxLength ?? g.spec.maxStringLength;
+function emitEventString(g: Gen, path: string, field: SchemaAttrs, col: Column | undefined): void {
+  const max = field.maxLength ?? g.spec.maxStringLength;
   const s = fresh(g, 's');
-  const format: string | undefined = field.format;
+  const format = field.format;
   if (format === 'uuid') {
     if (col) throw new Unsupported(`uuid field ${path} read by the EventFact`);
     emit(g, `if (!uu(buf, end, ${max}, ${path === 'events[].event_id' ? 'IDS, 16 * j' : 'null, 0'})) ${BAIL}`);
@@ -457,7 +459,7 @@ function prefixOf(slots: Slot[]): ('const' | 'hole')[] {
     if (s.kind === 'event_key') kind = 'hole';
     else if (s.kind === 'daily_token' || s.kind === 'batch') kind = 'const';
     else if (s.via === 'time_to_day' && s.cols.length === 1 && s.cols[0]!.from === 'events[].time' && ['int', 'long'].includes(typeName(s.out))) kind = 'const';
-    else if (s.via === 'union_branch' && typeName(s.out) === 'enum' && (s.out as any).symbols.length < 64) kind = 'hole';
+    else if (s.via === 'union_branch' && typeName(s.out) === 'enum' && (s.out as avro.types.EnumType).symbols.length < 64) kind = 'hole';
     if (!kind) break;
     prefix.push(kind);
   }
@@ -513,7 +515,7 @@ function emitFactWriter(g: Gen, slots: Slot[]): FactWriterSource {
 function emitKindHole(g: Gen, s: EventSlot, w: FactWriterSource): void {
   w.fact.push('HB = w - w0;');
   const c = s.cols[0]!;
-  const syms: string[] = (s.out as any).symbols;
+  const syms = (s.out as avro.types.EnumType).symbols;
   const branches = g.fields.get('events[].payload')!.branches!;
   const table = branchIndexTable(g, c.from).map((b) => (b < 0 ? -1 : syms.indexOf(branches[b]!.kind)));
   w.holes.push(`{ const e = ${constant(g, table)}[CB${c.id}[j]]; if (e === undefined || e < 0) return false; O[base + HB] = 2 * e; }`);
@@ -554,7 +556,7 @@ function emitBranchKind(g: Gen, s: EventSlot, out: (l: string) => void): void {
   const tn = typeName(target);
   let table: unknown[];
   if (tn === 'enum') {
-    const syms: string[] = (target as any).symbols;
+    const syms = (target as avro.types.EnumType).symbols;
     // An index -1 means "no such symbol": the generic writer throws there, so fall back.
     table = branchIndexTable(g, s.cols[0]!.from).map((b) => (b < 0 ? -1 : syms.indexOf(branches[b]!.kind)));
     writeOut(s.out, 'x < 0', `const e = ${constant(g, table)}[x]; if (e === undefined || e < 0) return -1; w = wl(O, w, e);`, 'kind', out);
@@ -567,17 +569,16 @@ function emitBranchKind(g: Gen, s: EventSlot, out: (l: string) => void): void {
 /** Union member index -> branch index in FieldInfo.branches (-1 for null). */
 function branchIndexTable(g: Gen, from: string): number[] {
   const info = g.fields.get(from)!;
-  const t: SchemaNode[] = info.field.type;
+  const t = info.field.type as SchemaNode[];
   let bi = 0;
   return t.map((b) => (b === 'null' ? -1 : bi++));
 }
 
 /** Writes a derived value into an output field, with its null branch when the field is nullable. */
 function writeOut(t: avro.Type, isNull: string, write: string, rep: string, out: (l: string) => void): void {
-  const x = t as any;
-  if (x.typeName === 'union:unwrapped' || x.typeName === 'union:wrapped') {
-    const types = x.types as avro.Type[];
-    const nullIdx = types.findIndex((b) => (b as any).typeName === 'null');
+  if (t.typeName === 'union:unwrapped' || t.typeName === 'union:wrapped') {
+    const types = (t as UnionType).types;
+    const nullIdx = types.findIndex((b) => b.typeName === 'null');
     if (types.length !== 2 || nullIdx < 0) throw new Unsupported('fact union');
     const inner = types[1 - nullIdx]!;
     checkOutType(inner, rep);
@@ -714,19 +715,20 @@ function cp(buf, s, e) {
 
 // ---- type helpers --------------------------------------------------------------------------------
 
+/** avsc's two kinds of union type (wrapped: unions of several records; unwrapped: the others). */
+type UnionType = avro.types.UnwrappedUnionType | avro.types.WrappedUnionType;
+
 function typeName(t: avro.Type): string {
-  const x = t as any;
-  return x.typeName.startsWith('logical:') ? typeName(x.underlyingType) : x.typeName;
+  return t.typeName.startsWith('logical:') ? typeName((t as avro.types.LogicalType).underlyingType) : t.typeName;
 }
 
 function unwrapNullable(t: avro.Type): avro.Type {
-  const x = t as any;
-  if (x.typeName === 'union:unwrapped' || x.typeName === 'union:wrapped') return (x.types as avro.Type[]).find((b) => (b as any).typeName !== 'null')!;
+  if (t.typeName === 'union:unwrapped' || t.typeName === 'union:wrapped') return (t as UnionType).types.find((b) => b.typeName !== 'null')!;
   return t;
 }
 
 /** The primitive name of a field type (`"long"`, `{"type": "long", "logicalType": ...}`, nullable X -> X). */
-function primitiveOf(t: SchemaNode): string | undefined {
+function primitiveOf(t: SchemaNode | undefined): string | undefined {
   if (typeof t === 'string') return t;
   if (Array.isArray(t)) {
     const others = t.filter((b) => b !== 'null');

@@ -30,7 +30,8 @@
  */
 import type avro from 'avsc';
 import { RESIDENCY, zoneOf } from './categories.ts';
-import type { FieldInfo, SchemaNode } from './classify.ts';
+import type { FieldInfo, RecordSchema } from './classify.ts';
+import type { BatchHead, DeviceFields } from './compile.ts';
 import type { OutRecord, SplitResult, Zone } from './contract.ts';
 import { generate, Unsupported, type Generated } from './fast-codegen.ts';
 import type { DecodeLimits } from './guard.ts';
@@ -40,8 +41,8 @@ import type { Invalid } from './validate.ts';
 import { writeLong } from './varint.ts';
 
 export interface FastSpec {
-  batchSchema: SchemaNode;
-  factSchema: SchemaNode;
+  batchSchema: RecordSchema;
+  factSchema: RecordSchema;
   fields: Map<string, FieldInfo>;
   /** A personal field that goes to the personal record (personal and retention not P0D). */
   kept: (f: FieldInfo) => boolean;
@@ -59,9 +60,9 @@ export interface FastSpec {
   residency: typeof RESIDENCY;
   /** The generic pieces, reused on the batch-level values (cheap: once per batch). */
   checkBatch: (batch: unknown) => Invalid | undefined;
-  deviceIdentity: (device: any) => { value: string } | undefined;
-  project: (batch: any, events: unknown[], ads: boolean, dropped: Record<string, number>) => unknown;
-  batchValues: (batch: any) => unknown[];
+  deviceIdentity: (device: DeviceFields) => { value: string } | undefined;
+  project: (batch: unknown, events: unknown[], ads: boolean, dropped: Record<string, number>) => Record<string, unknown>;
+  batchValues: (batch: unknown) => unknown[];
 }
 
 export interface FastContext {
@@ -87,7 +88,7 @@ export function compileFastPath(spec: FastSpec): FastPath | undefined {
 // ---- the driver: batch-level steps in the order of compile.ts processBatch ------------------------------
 
 function driver(spec: FastSpec, g: Generated): FastPath {
-  const personalFields = (spec.personalType as any).fields as { name: string }[];
+  const personalFields = (spec.personalType as avro.types.RecordType).fields;
   if (personalFields[personalFields.length - 1]?.name !== 'events') return () => undefined;
   const encodeBatchLevel = batchLevelEncoder(spec);
 
@@ -130,12 +131,12 @@ function driver(spec: FastSpec, g: Generated): FastPath {
  * anything else by avsc) and copied into every fact (the generated writer's `CH[i]`).
  */
 function batchLevelEncoder(spec: FastSpec): (bv: unknown[]) => Buffer[] {
-  const factFields = spec.factSchema.fields as SchemaNode[];
-  const avroFields = (spec.eventFactType as any).fields as { name: string; type: avro.Type }[];
+  const factFields = spec.factSchema.fields;
+  const avroFields = (spec.eventFactType as avro.types.RecordType).fields;
   const runs: number[][] = [];
   let run: number[] | undefined;
   factFields.forEach((f, i) => {
-    const froms: string[] = Array.isArray(f.from) ? f.from : [f.from];
+    const froms = Array.isArray(f.from) ? f.from : [f.from!]; // compileWiring refused a field without `from`
     const batchLevel = f.via !== 'event_key' && f.via !== 'daily_token' && !froms[0]!.startsWith('events[]');
     if (batchLevel) {
       if (!run) runs.push((run = []));
@@ -147,13 +148,13 @@ function batchLevelEncoder(spec: FastSpec): (bv: unknown[]) => Buffer[] {
     let size = 0;
     for (let k = 0; k < r.length; k++) {
       const x = bv[r[k]!];
-      size += typeof x === 'string' && (types[k] as any).typeName === 'string' ? 10 + Buffer.byteLength(x) : types[k]!.toBuffer(x).length;
+      size += typeof x === 'string' && types[k]!.typeName === 'string' ? 10 + Buffer.byteLength(x) : types[k]!.toBuffer(x).length;
     }
     const b = Buffer.allocUnsafe(size);
     let w = 0;
     for (let k = 0; k < r.length; k++) {
       const x = bv[r[k]!];
-      if (typeof x === 'string' && (types[k] as any).typeName === 'string') {
+      if (typeof x === 'string' && types[k]!.typeName === 'string') {
         const len = Buffer.byteLength(x);
         w = writeLong(b, w, len);
         w += b.write(x, w, 'utf8');
@@ -228,7 +229,7 @@ const dataView = (b: Buffer) => new DataView(b.buffer, b.byteOffset, b.length);
 function writeOneDay(spec: FastSpec, g: Generated, body: Buffer, n: number, keys: DayKeys, chunks: Buffer[], result: SplitResult): boolean {
   const fh = spec.factHeader;
   const bh = spec.batchHeader;
-  const eventSlots = (spec.factSchema.fields as SchemaNode[]).length;
+  const eventSlots = spec.factSchema.fields.length;
   const tailMax = g.tailMax(n, chunks);
   let chunkLen = 0;
   for (const c of chunks) chunkLen += c.length;
@@ -260,7 +261,7 @@ function writeOneDay(spec: FastSpec, g: Generated, body: Buffer, n: number, keys
 function writeDays(spec: FastSpec, g: Generated, body: Buffer, n: number, keys: DayKeys, chunks: Buffer[], result: SplitResult): boolean {
   const fh = spec.factHeader;
   const bh = spec.batchHeader;
-  const eventSlots = (spec.factSchema.fields as SchemaNode[]).length;
+  const eventSlots = spec.factSchema.fields.length;
   const { days, dayOf, at, tokens } = keys;
   const kds = keys.keyBufs.map(dataView);
   const tds = tokens.map(dataView);
@@ -293,7 +294,7 @@ function writeDays(spec: FastSpec, g: Generated, body: Buffer, n: number, keys: 
 function personalRecord(
   spec: FastSpec,
   g: Generated,
-  head: any,
+  head: BatchHead,
   n: number,
   zone: Zone,
   identity: string,
@@ -301,7 +302,7 @@ function personalRecord(
   dropped: Record<string, number>,
 ): OutRecord & { zone: Zone } {
   const ads = head.consent.personalised_ads === true;
-  const value = spec.project(head, [], ads, dropped) as any;
+  const value = spec.project(head, [], ads, dropped);
   value.received_at = ctx.receivedAt;
   value.zone = zone;
   value.client_ip = ctx.clientIp ?? null;

@@ -86,9 +86,8 @@ function withIndices(path: string, idx: number[]): string {
 }
 
 function minSize(type: avro.Type, seen = new Set<avro.Type>()): number {
-  const t = type as any;
   if (seen.has(type)) return 0;
-  switch (t.typeName as string) {
+  switch (type.typeName) {
     case 'null':
       return 0;
     case 'float':
@@ -96,17 +95,17 @@ function minSize(type: avro.Type, seen = new Set<avro.Type>()): number {
     case 'double':
       return 8;
     case 'fixed':
-      return t.size as number;
+      return (type as avro.types.FixedType).size;
     case 'record':
     case 'error': {
       seen.add(type);
       let n = 0;
-      for (const f of t.fields) n += minSize(f.type, seen);
+      for (const f of (type as avro.types.RecordType).fields) n += minSize(f.type, seen);
       seen.delete(type);
       return n;
     }
     default:
-      if (typeof t.typeName === 'string' && t.typeName.startsWith('logical:')) return minSize(t.underlyingType, seen);
+      if (typeof type.typeName === 'string' && type.typeName.startsWith('logical:')) return minSize((type as avro.types.LogicalType).underlyingType, seen);
       return 1; // boolean, int, long, string, bytes, enum, union index, array/map terminator
   }
 }
@@ -172,9 +171,8 @@ export function isUtf8(buf: Buffer, start: number, end: number): number {
 }
 
 function compile(type: avro.Type, path: string, st: State, named = new Map<string, Walk>()): Walk {
-  const t = type as any;
-  const name: string = t.typeName;
-  if (name.startsWith('logical:')) return compile(t.underlyingType, path, st, named);
+  const name = type.typeName;
+  if (name.startsWith('logical:')) return compile((type as avro.types.LogicalType).underlyingType, path, st, named);
   switch (name) {
     case 'null':
       return (_b, p) => p;
@@ -197,7 +195,7 @@ function compile(type: avro.Type, path: string, st: State, named = new Map<strin
       };
     }
     case 'fixed': {
-      const n: number = t.size;
+      const n = (type as avro.types.FixedType).size;
       return (_b, p) => {
         if (p + n > st.end) throw new Fail('AVRO_TRUNCATED', path, p, `truncated fixed(${n})`);
         return p + n;
@@ -218,7 +216,7 @@ function compile(type: avro.Type, path: string, st: State, named = new Map<strin
         return q + len;
       };
     case 'enum': {
-      const n: number = t.symbols.length;
+      const n = (type as avro.types.EnumType).symbols.length;
       return (b, p) => {
         const i = readVarint(b, p, st, path, INT_MAX_BYTES);
         const q = varintEnd.pos;
@@ -228,12 +226,8 @@ function compile(type: avro.Type, path: string, st: State, named = new Map<strin
     }
     case 'union:wrapped':
     case 'union:unwrapped': {
-      const branches: Walk[] = t.types.map((bt: avro.Type) => {
-        const bn = (bt as any).name
-          ? String((bt as any).name)
-              .split('.')
-              .pop()
-          : (bt as any).typeName;
+      const branches: Walk[] = (type as avro.types.UnwrappedUnionType | avro.types.WrappedUnionType).types.map((bt) => {
+        const bn = bt.name ? String(bt.name).split('.').pop()! : bt.typeName;
         return compile(bt, path ? `${path}.${bn}` : bn, st, named);
       });
       return (b, p) => {
@@ -246,7 +240,7 @@ function compile(type: avro.Type, path: string, st: State, named = new Map<strin
     }
     case 'record':
     case 'error': {
-      const key: string = t.name;
+      const key = type.name;
       const cached = named.get(`${key}@${path}`);
       if (cached) return cached;
       let walks: Walk[] = [];
@@ -255,22 +249,23 @@ function compile(type: avro.Type, path: string, st: State, named = new Map<strin
         return p;
       };
       named.set(`${key}@${path}`, self); // recursive types: the same walk object is reused
-      walks = t.fields.map((f: any) => compile(f.type, path ? `${path}.${f.name}` : f.name, st, named));
+      walks = (type as avro.types.RecordType).fields.map((f) => compile(f.type, path ? `${path}.${f.name}` : f.name, st, named));
       return self;
     }
     case 'array':
     case 'map':
-      return compileCollection(t, name === 'map', path, st, named);
+      return compileCollection(type as avro.types.ArrayType | avro.types.MapType, name === 'map', path, st, named);
     default:
       throw new Error(`guard: unsupported Avro type ${name} at ${path}`);
   }
 }
 
 /** Arrays and maps: blocks of items (a negative count is followed by the block's byte size) up to a 0 count. */
-function compileCollection(t: any, isMap: boolean, path: string, st: State, named: Map<string, Walk>): Walk {
+function compileCollection(t: avro.types.ArrayType | avro.types.MapType, isMap: boolean, path: string, st: State, named: Map<string, Walk>): Walk {
   const itemPath = `${path}[]`;
-  const item = compile(isMap ? t.valuesType : t.itemsType, itemPath, st, named);
-  const itemMin = minSize(isMap ? t.valuesType : t.itemsType) + (isMap ? 1 : 0);
+  const itemType: avro.Type = isMap ? (t as avro.types.MapType).valuesType : (t as avro.types.ArrayType).itemsType;
+  const item = compile(itemType, itemPath, st, named);
+  const itemMin = minSize(itemType) + (isMap ? 1 : 0);
   const keyWalk: Walk | undefined = isMap ? compile(STRING, `${itemPath}<key>`, st, named) : undefined;
   return (b, p) => {
     const limit = st.limits.maxItems?.[path] ?? st.limits.maxCollectionLength;

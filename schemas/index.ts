@@ -27,8 +27,9 @@ export function encodeEventFact(f: EventFact): Buffer {
 }
 
 /**
- * A legacy single-fact record -> EventFact (use `decodeEventFacts` for the events topic: it reads both). The writer schema is found by its fingerprint; an unknown
- * one throws `SchemaError` with code `SCHEMA_UNKNOWN_FINGERPRINT` (or `SCHEMA_BAD_MAGIC`).
+ * A legacy single-fact record -> EventFact (use `decodeEventFacts` for the events topic: it reads both).
+ * The writer schema is found by its fingerprint; an unknown one throws `SchemaError` with code
+ * `SCHEMA_UNKNOWN_FINGERPRINT` (or `SCHEMA_BAD_MAGIC`).
  */
 export function decodeEventFact(buf: Buffer): EventFact {
   return eventFactCodec.decode(buf);

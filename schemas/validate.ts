@@ -6,7 +6,7 @@
  * once into closures; the error path is assembled only when something fails.
  */
 import type { SchemaErrorCode } from './errors.ts';
-import { Names, shortName, snake, type SchemaNode } from './classify.ts';
+import { isRecordSchema, Names, shortName, snake, type NamedSchema, type SchemaAttrs, type SchemaNode } from './classify.ts';
 
 export interface Invalid {
   path: string;
@@ -45,12 +45,13 @@ function mismatch(expected: string, v: unknown): Invalid {
   return { path: '', reason: 'SCHEMA_TYPE_MISMATCH', detail: `expected ${expected}, got ${describe(v)}` };
 }
 
-export function compileCheck(root: SchemaNode, opts: ValidateOptions): Check {
+export function compileCheck(root: SchemaNode & SchemaAttrs, opts: ValidateOptions): Check {
   const names = new Names();
   return typeCheck(root, '', '', opts, names, root);
 }
 
-function typeCheck(t: SchemaNode, ns: string, path: string, opts: ValidateOptions, names: Names, field: SchemaNode): Check {
+/** `field`: the attributes of the field holding the value (its limits and format). */
+function typeCheck(t: SchemaNode, ns: string, path: string, opts: ValidateOptions, names: Names, field: SchemaAttrs): Check {
   if (typeof t === 'string') {
     const named = names.resolve(t, ns);
     if (named) return typeCheck(named, ns, path, opts, names, field);
@@ -62,8 +63,8 @@ function typeCheck(t: SchemaNode, ns: string, path: string, opts: ValidateOption
       const full = names.fullname(t, ns);
       names.types.set(full, t);
       const recNs = full.slice(0, Math.max(0, full.lastIndexOf('.')));
-      const fields = (t.fields as SchemaNode[]).map((f) => ({
-        name: f.name as string,
+      const fields = t.fields.map((f) => ({
+        name: f.name,
         nullable: Array.isArray(f.type) && f.type.includes('null'),
         check: typeCheck(f.type, recNs, path ? `${path}.${f.name}` : f.name, opts, names, f),
       }));
@@ -84,7 +85,7 @@ function typeCheck(t: SchemaNode, ns: string, path: string, opts: ValidateOption
       };
     }
     case 'array': {
-      const max: number = field.maxItems ?? opts.maxCollectionLength;
+      const max = field.maxItems ?? opts.maxCollectionLength;
       const skip = opts.skipItems?.has(path) ?? false;
       const item = typeCheck(t.items, ns, `${path}[]`, opts, names, {});
       return (v) => {
@@ -99,7 +100,7 @@ function typeCheck(t: SchemaNode, ns: string, path: string, opts: ValidateOption
       };
     }
     case 'map': {
-      const max: number = field.maxItems ?? opts.maxCollectionLength;
+      const max = field.maxItems ?? opts.maxCollectionLength;
       const values = typeCheck(t.values, ns, `${path}{}`, opts, names, {});
       return (v) => {
         if (v === null || typeof v !== 'object' || Array.isArray(v)) return mismatch('map', v);
@@ -115,7 +116,7 @@ function typeCheck(t: SchemaNode, ns: string, path: string, opts: ValidateOption
     case 'enum': {
       names.types.set(names.fullname(t, ns), t);
       const symbols = new Set<string>(t.symbols);
-      const list = (t.symbols as string[]).join(', ');
+      const list = t.symbols.join(', ');
       return (v) => {
         if (typeof v !== 'string') return mismatch(`enum ${t.name}`, v);
         if (!symbols.has(v)) return { path: '', reason: 'SCHEMA_UNKNOWN_ENUM_SYMBOL', detail: `unknown symbol "${v.slice(0, 40)}", expected one of ${list}` };
@@ -124,7 +125,7 @@ function typeCheck(t: SchemaNode, ns: string, path: string, opts: ValidateOption
     }
     case 'fixed': {
       names.types.set(names.fullname(t, ns), t);
-      const size: number = t.size;
+      const size = t.size;
       return (v) => (Buffer.isBuffer(v) && v.length === size ? undefined : mismatch(`fixed(${size})`, v));
     }
     default:
@@ -132,19 +133,19 @@ function typeCheck(t: SchemaNode, ns: string, path: string, opts: ValidateOption
   }
 }
 
-function unionCheck(t: SchemaNode[], ns: string, path: string, opts: ValidateOptions, names: Names, field: SchemaNode): Check {
+function unionCheck(t: SchemaNode[], ns: string, path: string, opts: ValidateOptions, names: Names, field: SchemaAttrs): Check {
   const hasNull = t.includes('null');
   const others = t.filter((b) => b !== 'null');
   const resolved = others.map((b) => (typeof b === 'string' ? (names.resolve(b, ns) ?? b) : b));
-  const records = resolved.filter((b) => b && typeof b === 'object' && b.type === 'record');
+  const records = resolved.filter(isRecordSchema);
   if (others.length === 1) {
     // Nullable X: the in-memory value is null or X itself (avsc unwrapped union).
-    const inner = typeCheck(others[0], ns, path, opts, names, field);
+    const inner = typeCheck(others[0]!, ns, path, opts, names, field);
     return (v) => (v === null || (hasNull && v === undefined) ? undefined : inner(v));
   }
   // Union of several records: wrapped, `{ "<fullname>": value }`. Paths name the branch by its kind.
   const branches = resolved.map((b) => {
-    const full = typeof b === 'object' ? names.fullname(b, ns) : String(b);
+    const full = typeof b === 'object' ? names.fullname(b as NamedSchema, ns) : String(b);
     const kind = snake(shortName(full));
     return { full, kind, check: typeCheck(b, ns, `${path}.${kind}`, opts, names, field) };
   });
@@ -167,7 +168,7 @@ function unionCheck(t: SchemaNode[], ns: string, path: string, opts: ValidateOpt
   };
 }
 
-function primitive(name: string, opts: ValidateOptions, field: SchemaNode): Check {
+function primitive(name: string, opts: ValidateOptions, field: SchemaAttrs): Check {
   switch (name) {
     case 'null':
       return (v) => (v === null ? undefined : mismatch('null', v));
@@ -177,7 +178,7 @@ function primitive(name: string, opts: ValidateOptions, field: SchemaNode): Chec
     case 'long': {
       const lo = name === 'int' ? -(2 ** 31) : Number.MIN_SAFE_INTEGER;
       const hi = name === 'int' ? 2 ** 31 - 1 : Number.MAX_SAFE_INTEGER;
-      const min: number | undefined = field.min;
+      const min = field.min;
       return (v) => {
         if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) return mismatch(name, v);
         if (min !== undefined && v < min) return { path: '', reason: 'SCHEMA_BAD_FORMAT', detail: `${v} is below the minimum ${min}` };
@@ -190,8 +191,8 @@ function primitive(name: string, opts: ValidateOptions, field: SchemaNode): Chec
     case 'bytes':
       return (v) => (Buffer.isBuffer(v) ? undefined : mismatch('bytes', v));
     case 'string': {
-      const max: number = field.maxLength ?? opts.maxStringLength;
-      const format: string | undefined = field.format;
+      const max = field.maxLength ?? opts.maxStringLength;
+      const format = field.format;
       const re = format === undefined ? undefined : format === 'uuid' ? UUID_RE : new RegExp(format);
       return (v) => {
         if (typeof v !== 'string') return mismatch('string', v);
