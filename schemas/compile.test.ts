@@ -1,23 +1,28 @@
 import { describe, expect, it } from 'vitest';
 import { compileSplit, DAY_MS, decodeEventFacts, readSchema, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
+import { classify, type ArraySchema, type RecordSchema } from './classify.ts';
 import { batch, device, event, NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
 const split = compileSplit();
 const ctx = (over = {}) => ({ receivedAt: NOW, clientIp: '203.0.113.9', tokenizer: tokenizer(), ...over });
-const clone = (x: unknown): any => JSON.parse(JSON.stringify(x));
+const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
+/** A copy of a checked-in schema, to break in one place. */
+const schemaCopy = (name: string) => clone(readSchema(name) as RecordSchema);
+/** The field at `path` (classify's paths: `device.imei`, `events[].payload.crash.signature`) of a categorised schema. */
+const fieldOf = (s: RecordSchema, path: string) => classify(s, CATEGORIES as CategoryMap).get(path)!.field;
 /** Every fact of a split, in record order. */
 const factsOf = (r: { events: { value: Buffer }[] }) => r.events.flatMap((e) => decodeEventFacts(e.value));
 
 describe('build-time refusal', () => {
   it('refuses a field with no category, naming its path', () => {
-    const s = clone(readSchema('batch'));
-    delete s.fields[2].type.fields[1].category; // device.imei
+    const s = schemaCopy('batch');
+    delete fieldOf(s, 'device.imei').category;
     expect(() => compileSplit({ batchSchema: s })).toThrowError(/Batch\.device\.imei has no "category"/);
   });
   it('refuses an unknown category, naming its path', () => {
-    const s = clone(readSchema('batch'));
-    s.fields[4].type.items.fields[3].type[6].fields[0].category = 'crash_stuff'; // Crash.signature
+    const s = schemaCopy('batch');
+    fieldOf(s, 'events[].payload.crash.signature').category = 'crash_stuff';
     try {
       compileSplit({ batchSchema: s });
       expect.unreachable();
@@ -28,16 +33,16 @@ describe('build-time refusal', () => {
     }
   });
   it('refuses an EventFact field that copies a personal field', () => {
-    const f = clone(readSchema('event-fact'));
-    f.fields.find((x: any) => x.name === 'device_model').from = 'device.imei';
+    const f = schemaCopy('event-fact');
+    f.fields.find((x) => x.name === 'device_model')!.from = 'device.imei';
     expect(() => compileSplit({ eventFactSchema: f })).toThrowError(/device_identifiers/);
   });
   it('refuses an events-topic wrapper with a field besides facts (every byte must be an EventFact field)', () => {
-    const w = clone(readSchema('event-fact-batch'));
+    const w = schemaCopy('event-fact-batch');
     w.fields.push({ name: 'device_id', type: 'string' });
     expect(() => compileSplit({ eventFactBatchSchema: w })).toThrowError(SchemaBuildError);
-    const other = clone(readSchema('event-fact-batch'));
-    other.fields[0].type.items = 'string';
+    const other = schemaCopy('event-fact-batch');
+    (other.fields[0]!.type as ArraySchema).items = 'string';
     expect(() => compileSplit({ eventFactBatchSchema: other })).toThrowError(/exactly one field, facts: array of telemetry\.v1\.EventFact/);
   });
   it('control: the checked-in schemas build', () => {
@@ -99,7 +104,7 @@ describe('split', () => {
   it('personalised ads consent off: advertising ids stripped from the personal record and counted', () => {
     const r = split.processBatch(batch(2, { consent: { analytics: true, personalised_ads: false } }), ctx());
     expect(r.droppedConsent).toEqual({ 'stripped_no_personalised_ads:device.oaid': 1, 'stripped_no_personalised_ads:device.gaid': 1 });
-    const rec = split.personalType.fromBuffer(r.personal[0]!.value.subarray(10)) as any;
+    const rec = split.personalType.fromBuffer(r.personal[0]!.value.subarray(10)) as { device: Record<string, unknown> };
     expect(rec.device.gaid).toBeNull();
     expect(rec.device.oaid).toBeNull();
     expect(rec.device.imei).toBe('861234567890123');
@@ -149,8 +154,11 @@ describe('split', () => {
   });
 });
 
-type Case = [string, (b: any) => void, number, string, string];
-const crash = (b: any) => b.events[6].payload[`${NS}.Crash`];
+/** A batch the cases below break on purpose: wrong types, required fields deleted (what a batch's real type forbids). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a deliberately ill-typed batch, see above
+type BrokenBatch = any;
+type Case = [string, (b: BrokenBatch) => void, number, string, string];
+const crash = (b: BrokenBatch) => b.events[6].payload[`${NS}.Crash`];
 describe('validation errors name the event, the field path and the reason', () => {
   const cases: Case[] = [
     ['wrong type', (b) => (crash(b).signature = 17), 6, 'payload.crash.signature', 'SCHEMA_TYPE_MISMATCH'],
@@ -164,7 +172,7 @@ describe('validation errors name the event, the field path and the reason', () =
     ['bad device context (batch level)', (b) => (b.device.model = 7), -1, 'device.model', 'SCHEMA_TYPE_MISMATCH'],
   ];
   it.each(cases)('%s', (_name, mutate, index, path, reason) => {
-    const b = batch(8) as any;
+    const b: BrokenBatch = batch(8);
     mutate(b);
     const r = split.processBatch(b, ctx());
     expect(r.rejects).toHaveLength(1);
@@ -176,7 +184,7 @@ describe('validation errors name the event, the field path and the reason', () =
     } else expect(r.accepted).toBe(0);
   });
   it('message format: event index, field path, what was wrong', () => {
-    const b = batch(8) as any;
+    const b: BrokenBatch = batch(8);
     crash(b).signature = 17;
     expect(split.processBatch(b, ctx()).rejects[0]!.message).toBe('event 6: field payload.crash.signature: expected string, got int');
   });

@@ -8,8 +8,8 @@ const v2 = { ...v1, fields: [...(v1.fields as object[]), { name: 'region', type:
 
 describe('schema evolution', () => {
   it('a v1 reader reads v2 data and a v2 reader reads v1 data', () => {
-    const r1 = new RecordCodec<any>(typeOf(v1));
-    const r2 = new RecordCodec<any>(typeOf(v2));
+    const r1 = new RecordCodec<Record<string, unknown>>(typeOf(v1));
+    const r2 = new RecordCodec<Record<string, unknown>>(typeOf(v2));
     r1.addWriter(typeOf(v2));
     r2.addWriter(typeOf(v1));
     const base = {
@@ -33,9 +33,9 @@ describe('schema evolution', () => {
     expect(checkCompatibility(v1, v2)).toEqual([]);
   });
   it('refuses a removed required field and a changed type, with clear messages', () => {
-    const removed = { ...v1, fields: (v1.fields as any[]).filter((f) => f.name !== 'country') };
+    const removed = { ...v1, fields: (v1.fields as { name: string }[]).filter((f) => f.name !== 'country') };
     expect(checkCompatibility(v1, removed).join('\n')).toMatch(/field telemetry\.v1\.EventFact\.country|EventFact\.country was removed but has no default/);
-    const changed = { ...v1, fields: (v1.fields as any[]).map((f) => (f.name === 'day' ? { ...f, type: 'string' } : f)) };
+    const changed = { ...v1, fields: (v1.fields as { name: string }[]).map((f) => (f.name === 'day' ? { ...f, type: 'string' } : f)) };
     expect(checkCompatibility(v1, changed).join('\n')).toMatch(/field EventFact\.day changed type/);
   });
   it('resolveWriter refuses an unresolvable writer with a typed error', () => {

@@ -6,10 +6,12 @@
  * generic path, which would make the comparison empty). Negative control: a fast path built without one
  * check (the crash signature format) makes the same differential property fail.
  */
+import type avro from 'avsc';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { classify, type RecordSchema } from './classify.ts';
 import { FAST_PATHS } from './compile.ts';
-import { compileSplit, DAY_MS, guardBody, readSchema, type CompiledSplit, type SplitResult } from './index.ts';
+import { CATEGORIES, compileSplit, DAY_MS, guardBody, readSchema, type CategoryMap, type CompiledSplit, type SplitResult } from './index.ts';
 import { NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
@@ -160,13 +162,13 @@ describe('binary fast path', () => {
   });
 
   it('gives the same answer for overlong varints, non-ASCII strings over the byte limit and multi-block arrays', () => {
-    const b = { ...(fc.sample(batchArb, { seed: 7, numRuns: 1 })[0] as any) };
+    const b = { ...fc.sample(batchArb, { seed: 7, numRuns: 1 })[0]! };
     b.consent = { analytics: true, personalised_ads: true };
     // Multi-block array encoding (negative count with a byte size) and a non-canonical zero at the end.
     const events = b.events.length
       ? b.events
       : [{ event_id: '00000000-0000-4000-8000-000000000000', time: NOW - 1000, session_id: 'x', payload: { [`${NS}.AppForeground`]: {} } }];
-    const evType = (p.batchType as any).field('events').type.itemsType;
+    const evType = ((p.batchType as avro.types.RecordType).field('events').type as avro.types.ArrayType).itemsType;
     const head = p.batchType.toBuffer({ ...b, events: [] }).subarray(0, -1);
     const items = Buffer.concat(events.map((e: unknown) => evType.toBuffer(e)));
     const zig = (n: number) => Buffer.from([n < 0 ? -2 * n - 1 : 2 * n]);
@@ -178,13 +180,12 @@ describe('binary fast path', () => {
     const wide = { ...b, events: [{ ...events[0], payload: { [`${NS}.PageView`]: { page: '中'.repeat(100), duration_ms: 5 } } }] };
     const body = p.batchType.toBuffer(wide);
     expect(viaBody(p, body)).toEqual(generic(p, body));
-    expect((viaBody(p, body) as any).r.accepted).toBe(1);
+    expect((viaBody(p, body) as { r: SplitResult }).r.accepted).toBe(1);
   });
 
   it('negative control: a fast path built without the crash signature format check fails the same property', () => {
-    const lax = JSON.parse(JSON.stringify(readSchema('batch')));
-    const crash = lax.fields[4].type.items.fields[3].type.find((t: any) => t.name === 'Crash');
-    delete crash.fields[0].format;
+    const lax = JSON.parse(JSON.stringify(readSchema('batch'))) as RecordSchema;
+    delete classify(lax, CATEGORIES as CategoryMap).get('events[].payload.crash.signature')!.field.format;
     const broken = FAST_PATHS.get(compileSplit({ batchSchema: lax }))!;
     const res = fc.check(
       fc.property(batchArb, (b) => {

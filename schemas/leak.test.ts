@@ -6,8 +6,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compileSplit, DAY_MS, readSchema, type CompiledSplit } from './index.ts';
-import type { FieldInfo } from './classify.ts';
+import { CATEGORIES, compileSplit, DAY_MS, readSchema, type CategoryMap, type CompiledSplit } from './index.ts';
+import { classify, type FieldInfo, type RecordSchema } from './classify.ts';
 import { NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
@@ -72,7 +72,7 @@ const batchArb = fc.record({
 });
 
 /** Every value of a personal leaf field of the reference schema, found by walking the field chain. */
-function personalValues(b: any): { path: string; bytes: Buffer[] }[] {
+function personalValues(b: unknown): { path: string; bytes: Buffer[] }[] {
   const out: { path: string; bytes: Buffer[] }[] = [];
   const fields = reference.fields;
   const leaves = [...fields.values()].filter(
@@ -82,7 +82,7 @@ function personalValues(b: any): { path: string; bytes: Buffer[] }[] {
   return out;
 }
 
-function valuesAt(root: any, f: FieldInfo, fields: ReadonlyMap<string, FieldInfo>): unknown[] {
+function valuesAt(root: unknown, f: FieldInfo, fields: ReadonlyMap<string, FieldInfo>): unknown[] {
   const chain: FieldInfo[] = [];
   for (let p: string = f.path; p;) {
     const info = fields.get(p)!;
@@ -93,10 +93,10 @@ function valuesAt(root: any, f: FieldInfo, fields: ReadonlyMap<string, FieldInfo
   let current: unknown[] = [root];
   for (const c of chain) {
     const next: unknown[] = [];
-    for (const v of current as any[]) {
+    for (const v of current) {
       if (v === null || v === undefined) continue;
       if (c.step.key === '[]') next.push(...(v as unknown[]));
-      else next.push(v[c.step.key]);
+      else next.push((v as Record<string, unknown>)[c.step.key]);
     }
     current = next;
   }
@@ -138,10 +138,10 @@ describe('no personal value reaches the non-personal output', () => {
   });
 
   it('negative control: with device.imei miscategorised as device_info (and wired to output), the property fails', () => {
-    const batchSchema = JSON.parse(JSON.stringify(readSchema('batch')));
-    batchSchema.fields[2].type.fields[1].category = 'device_info';
-    const fact = JSON.parse(JSON.stringify(readSchema('event-fact')));
-    const f = fact.fields.find((x: any) => x.name === 'device_model');
+    const batchSchema = JSON.parse(JSON.stringify(readSchema('batch'))) as RecordSchema;
+    classify(batchSchema, CATEGORIES as CategoryMap).get('device.imei')!.field.category = 'device_info';
+    const fact = JSON.parse(JSON.stringify(readSchema('event-fact'))) as RecordSchema;
+    const f = fact.fields.find((x) => x.name === 'device_model')!;
     f.from = ['device.imei', 'device.model'];
     const broken = compileSplit({ batchSchema, eventFactSchema: fact });
     const res = fc.check(
