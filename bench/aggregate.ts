@@ -17,6 +17,7 @@
  * The last line is JSON. Sizes: BENCH_AGG_EVENTS (default 200000), BENCH_AGG_PROBES (default 100).
  */
 import { performance } from 'node:perf_hooks';
+import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
 import { createClickHouse, createKafka, createTopics, stackInfo, uniqueName } from '../testing/stack.ts';
 import { DAY_MS, encodeEventFacts, type EventFact } from '../schemas/index.ts';
 import { startAggregator, type RunningAggregator } from '../aggregator/main.ts';
@@ -185,6 +186,7 @@ function measureEncoding(facts: EventFact[]): EncodeCost {
 }
 
 async function main(): Promise<void> {
+  trackNamesOfThisProcess();
   const s = stackInfo();
   const kafka = createKafka(uniqueName('bench_agg'));
   const topic = uniqueName('bench_agg_events');
@@ -268,14 +270,9 @@ async function main(): Promise<void> {
       }),
     );
   } finally {
-    await ch.command({ query: `DROP DATABASE IF EXISTS ${database}` }).catch(() => undefined);
     await ch.close();
-    const admin = kafka.admin();
-    await admin
-      .connect()
-      .then(() => admin.deleteTopics({ topics: [topic] }))
-      .catch(() => undefined)
-      .finally(() => admin.disconnect());
+    const left = await deleteWhatThisFileMade();
+    for (const p of left.problems) console.error(`cleanup: ${p}`);
   }
 }
 

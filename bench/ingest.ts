@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stackInfo, uniqueName } from '../testing/stack.ts';
+import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
 import { batch } from '../testing/batches.ts';
 import type { LoadgenSummary } from './loadgen.ts';
 import { compileSplit, DailyTokenizer, FileKeySource } from '../schemas/index.ts';
@@ -141,6 +142,7 @@ function eventRecordSize(): { bytes: number; factsPerRecord: number; recordsPerB
 
 const sized = eventRecordSize();
 const recordSize = sized.bytes;
+trackNamesOfThisProcess();
 const ingest = await startIngest();
 let load: LoadgenSummary;
 let peakRssMb = NaN;
@@ -156,6 +158,7 @@ try {
 const exitCode = await new Promise<number | null>((r) => ingest.proc.once('exit', (c) => r(c)));
 // 100k batch-sized records (~0.4 GB): tens of seconds of the broker on this box.
 const raw = brokerRaw(recordSize, Number(env.BENCH_RAW_RECORDS ?? 100_000));
+for (const p of (await deleteWhatThisFileMade()).problems) console.error(`cleanup: ${p}`);
 // One events record per (batch, day) + one personal record per batch.
 const recordsPerS = load.batches_per_s * (sized.recordsPerBatch + 1);
 const ratio = recordsPerS / raw.msgsPerS;

@@ -3,7 +3,7 @@
 // the run (testing/vitest-global-setup.ts).
 import kafkajs from 'kafkajs';
 import { createClient, ClickHouseLogLevel } from '@clickhouse/client';
-import { ownedNamesIn, type Listing } from './leftovers.ts';
+import { newRunTag, ownedNamesIn, RUN_TAG_ENV, type Listing } from './leftovers.ts';
 import { ownedByThisFile, stackInfo } from './stack.ts';
 
 const { Kafka, logLevel } = kafkajs;
@@ -100,4 +100,12 @@ export async function deleteWhatThisFileMade(): Promise<{ topics: string[]; data
     out.problems.push(`ClickHouse ${s.clickhouseUrl}: ${(e as Error).message}`);
   }
   return out;
+}
+
+/**
+ * For a process outside vitest (a bench): from now on uniqueName() records the names it gives, so
+ * deleteWhatThisFileMade() at the end removes this process's topics and databases like a test file's.
+ */
+export function trackNamesOfThisProcess(): void {
+  process.env[RUN_TAG_ENV] ||= newRunTag();
 }
