@@ -26,6 +26,7 @@ import {
 } from './classify.ts';
 import type { EventReject, OutRecord, SplitResult, Zone } from './contract.ts';
 import { SchemaBuildError, type SchemaErrorCode } from './errors.ts';
+import type { BatchHead, DeviceFields } from './batch-shape.ts';
 import { compileFastPath, type FastPath } from './fast.ts';
 import { factBatchSchemaOf } from './event-facts.ts';
 import { compileFlatWriter, Slab } from './fact-writer.ts';
@@ -223,24 +224,6 @@ function compileOutputs(
   return { personalType, project, eventFactType, wiring, factWriter, eventFactBatchType, factHeader, personalHeader, rejectType, rejectHeader, branchKeys };
 }
 
-/**
- * The device fields the split reads: the identifiers (`deviceIdentity` checks their types, so a schema
- * without one still works) and the residency inputs (`zoneOf`).
- */
-export interface DeviceFields {
-  device_id?: unknown;
-  imei?: unknown;
-  imsi?: unknown;
-  sim_mcc?: string | null;
-  region?: string | null;
-}
-
-/** What the split reads of a batch's batch-level values once `checkBatch` has passed (fields of batch.avsc). */
-export interface BatchHead {
-  device: DeviceFields;
-  consent: { analytics: boolean; personalised_ads: boolean };
-}
-
 /** What the split reads of an event once `checkEvent` has passed. */
 interface CheckedEvent {
   event_id: string;
@@ -249,6 +232,8 @@ interface CheckedEvent {
 
 /** Everything `splitBatch` needs, built once per compiled split. */
 type SplitParts = ReturnType<typeof compileChecks> & ReturnType<typeof compileOutputs> & { residency: typeof RESIDENCY };
+
+export type { BatchHead, DeviceFields };
 
 // ---- the generic split of one decoded batch -------------------------------------------------------------
 

@@ -19,10 +19,10 @@
 import type avro from 'avsc';
 import { MCC_COUNTRY, type Derivation } from './categories.ts';
 import { isRecordSchema, Names, shortName, snake, type FieldInfo, type RecordSchema, type SchemaAttrs, type SchemaField, type SchemaNode } from './classify.ts';
-import type { BatchHead } from './compile.ts';
+import type { BatchHead } from './batch-shape.ts';
 import { isUtf8 } from './guard.ts';
 import { DAY_MS } from './time.ts';
-import type { FastSpec } from './fast.ts';
+import type { FastSpec } from './fast-spec.ts';
 import { readLong, varintEnd, writeLong } from './varint.ts';
 
 /** A schema construct the generator does not handle: no fast path, the generic one serves. */

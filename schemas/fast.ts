@@ -29,41 +29,17 @@
  * generated code); the code generator is fast-codegen.ts.
  */
 import type avro from 'avsc';
-import { RESIDENCY, zoneOf } from './categories.ts';
-import type { FieldInfo, RecordSchema } from './classify.ts';
-import type { BatchHead, DeviceFields } from './compile.ts';
+import { zoneOf } from './categories.ts';
+import type { BatchHead } from './batch-shape.ts';
+import type { FastSpec } from './fast-spec.ts';
 import type { OutRecord, SplitResult, Zone } from './contract.ts';
 import { generate, Unsupported, type Generated } from './fast-codegen.ts';
 import type { DecodeLimits } from './guard.ts';
 import { DAY_MS } from './time.ts';
 import type { DailyTokenizer } from './tokenizer.ts';
-import type { Invalid } from './validate.ts';
 import { writeLong } from './varint.ts';
 
-export interface FastSpec {
-  batchSchema: RecordSchema;
-  factSchema: RecordSchema;
-  fields: Map<string, FieldInfo>;
-  /** A personal field that goes to the personal record (personal and retention not P0D). */
-  kept: (f: FieldInfo) => boolean;
-  /** Fields nulled when personalised-ads consent is off (batch level only on the fast path). */
-  stripPaths: ReadonlySet<string>;
-  maxStringLength: number;
-  maxEvents: number;
-  eventFactType: avro.Type;
-  personalType: avro.Type;
-  /** Header in front of each fact (empty: facts sit inside an EventFactBatch record). */
-  factHeader: Buffer;
-  /** Header of the events-topic record (EventFactBatch) holding one day's facts. */
-  batchHeader: Buffer;
-  personalHeader: Buffer;
-  residency: typeof RESIDENCY;
-  /** The generic pieces, reused on the batch-level values (cheap: once per batch). */
-  checkBatch: (batch: unknown) => Invalid | undefined;
-  deviceIdentity: (device: DeviceFields) => { value: string } | undefined;
-  project: (batch: unknown, events: unknown[], ads: boolean, dropped: Record<string, number>) => Record<string, unknown>;
-  batchValues: (batch: unknown) => unknown[];
-}
+export type { FastSpec };
 
 export interface FastContext {
   receivedAt: number;

@@ -1,0 +1,32 @@
+// The input of the fast-path generator (fast-codegen.ts), built by fast.ts from the compiled split: its
+// own module so the generator and its driver do not import each other.
+import type avro from 'avsc';
+import type { RESIDENCY } from './categories.ts';
+import type { FieldInfo, RecordSchema } from './classify.ts';
+import type { DeviceFields } from './batch-shape.ts';
+import type { Invalid } from './validate.ts';
+
+export interface FastSpec {
+  batchSchema: RecordSchema;
+  factSchema: RecordSchema;
+  fields: Map<string, FieldInfo>;
+  /** A personal field that goes to the personal record (personal and retention not P0D). */
+  kept: (f: FieldInfo) => boolean;
+  /** Fields nulled when personalised-ads consent is off (batch level only on the fast path). */
+  stripPaths: ReadonlySet<string>;
+  maxStringLength: number;
+  maxEvents: number;
+  eventFactType: avro.Type;
+  personalType: avro.Type;
+  /** Header in front of each fact (empty: facts sit inside an EventFactBatch record). */
+  factHeader: Buffer;
+  /** Header of the events-topic record (EventFactBatch) holding one day's facts. */
+  batchHeader: Buffer;
+  personalHeader: Buffer;
+  residency: typeof RESIDENCY;
+  /** The generic pieces, reused on the batch-level values (cheap: once per batch). */
+  checkBatch: (batch: unknown) => Invalid | undefined;
+  deviceIdentity: (device: DeviceFields) => { value: string } | undefined;
+  project: (batch: unknown, events: unknown[], ads: boolean, dropped: Record<string, number>) => Record<string, unknown>;
+  batchValues: (batch: unknown) => unknown[];
+}
