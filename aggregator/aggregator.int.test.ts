@@ -158,7 +158,7 @@ async function expectRollupViews(store: Store, counted: Parameters<typeof report
   expect(summed.map((r) => ({ day: r.day, app_id: r.app_id, active_devices: num(r.n) }))).not.toEqual(dau);
 }
 
-describe('aggregator on the ClickHouse server', () => {
+describe('aggregator on the ClickHouse server: exact counts', () => {
   it('counts a population with duplicates, late and future events exactly as the oracle', async () => {
     const { topic, env, cfg } = await setup(3);
     const pop = generatePopulation({ seed: 1 });
@@ -238,7 +238,9 @@ describe('aggregator on the ClickHouse server', () => {
       await store.close();
     }
   });
+});
 
+describe('aggregator on the ClickHouse server: ClickHouse down', () => {
   it('stops committing while ClickHouse is down, stays bounded, and ends exact once it is back', async () => {
     const o = await clickhouseDownScenario(3, false);
     expect(o.pausedWhileDown).toBe(true);

@@ -117,7 +117,9 @@ describe('FactReader: the shortcut decode of the known EventFact layout', () => 
     expect(legacy.kind).toBe('ok');
     if (legacy.kind === 'ok' && batch.kind === 'ok') expect(withoutTsv(legacy.row)).toEqual(withoutTsv(batch.row));
   });
+});
 
+describe('FactReader: records it must not count as they are', () => {
   it('hands every malformed or foreign record to schemas/ and returns its typed code', () => {
     const f: EventFact = {
       event_key: Buffer.alloc(16, 1),

@@ -22,7 +22,7 @@ afterAll(async () => {
   await admin?.disconnect();
 });
 
-describe('kafkajs against the local Kafka', () => {
+describe('kafkajs against the local Kafka: version and topics', () => {
   it('talks to the Kafka version the stack says it runs', async () => {
     const info = stackInfo();
     const cluster = await admin.describeCluster();
@@ -77,7 +77,9 @@ describe('kafkajs against the local Kafka', () => {
     const topics = await admin.listTopics();
     expect(topics).not.toContain(missing);
   });
+});
 
+describe('kafkajs against the local Kafka: producers and consumer groups', () => {
   it('an idempotent producer with acks=all writes each record once, at contiguous offsets', async () => {
     const topic = uniqueName('kafka_int_idem');
     await createTopics([topic], { partitions: 3 });
