@@ -23,18 +23,9 @@ import { utcDay } from './facts.ts';
 import { reportsVsOracle } from '../testing/compare.ts';
 import { generateDeviceBatches, type PostedBatch } from '../testing/device-batches.ts';
 import { aggregatorConfig, aggregatorEnv, groupProgress, waitAllCommitted } from '../testing/harness.ts';
+import { quietLogger } from '../testing/logger.ts';
 
 const K = 5;
-const quiet = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  personal() {},
-  child() {
-    return quiet;
-  },
-};
 let kafka: Kafka;
 const databases: string[] = [];
 
@@ -124,7 +115,7 @@ describe.each(['server', 'embedded'] as const)('devices -> ingest (HTTP) -> Kafk
     let agg: RunningAggregator | undefined;
     try {
       // Ingest creates the topics at start; the aggregator joins while batches stream in.
-      svc = await startIngest(ingestCfg, { log: quiet, tokenKeys: { kind: 'file', dir: keysDir } });
+      svc = await startIngest(ingestCfg, { log: quietLogger, tokenKeys: { kind: 'file', dir: keysDir } });
       agg = await startAggregator(aggregatorConfig(env));
       await postAll(svc.url, pop.batches);
 

@@ -14,6 +14,7 @@ import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService, type RecordSink } from './http.ts';
 import type { BatchRecords } from './records.ts';
 import type { IngestAnswer } from '../testing/load.ts';
+import { quietLogger } from '../testing/logger.ts';
 
 class RecordingSink implements RecordSink {
   sent: BatchRecords[] = [];
@@ -27,20 +28,9 @@ class RecordingSink implements RecordSink {
   async stop() {}
 }
 
-const quiet = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  personal() {},
-  child() {
-    return quiet;
-  },
-};
-
 async function start(env: Record<string, string>): Promise<IngestService> {
   const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', ...env });
-  return startIngest(cfg, { sink: new RecordingSink(), log: quiet, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
+  return startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
 }
 
 function call(

@@ -14,20 +14,10 @@ import { decodeEventFacts } from '../schemas/index.ts';
 import { readAll, stackInfo, uniqueName } from '../testing/stack.ts';
 import { batch, batchType, containerOf, type BatchOptions, type TestBatch } from '../testing/batches.ts';
 import type { IngestAnswer } from '../testing/load.ts';
+import { quietLogger } from '../testing/logger.ts';
 import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService } from './http.ts';
 import { writeContainer, zigzagLong } from './ocf-writer.ts';
-
-const quiet = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  personal() {},
-  child() {
-    return quiet;
-  },
-};
 
 interface Topics {
   events: string;
@@ -134,7 +124,7 @@ describe('ingest -> Kafka (real broker)', () => {
   let svc: IngestService;
   beforeAll(async () => {
     const cfg = loadIngestConfig(envFor(t));
-    svc = await startIngest(cfg, { log: quiet, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
+    svc = await startIngest(cfg, { log: quietLogger, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
   });
   afterAll(async () => {
     await svc?.close();
@@ -235,7 +225,10 @@ describe('ingest -> Kafka (real broker)', () => {
 describe('ingest -> Kafka: retried batches and start-up checks (real broker)', () => {
   it('gives a retried batch the same event keys (the aggregator deduplicates by event_key)', async () => {
     const t2 = newTopics();
-    const svc2 = await startIngest(loadIngestConfig(envFor(t2)), { log: quiet, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
+    const svc2 = await startIngest(loadIngestConfig(envFor(t2)), {
+      log: quietLogger,
+      tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) },
+    });
     try {
       const body = containerOf(batch({ events: 20 }));
       expect((await post(svc2, body)).status).toBe(200);
@@ -254,7 +247,7 @@ describe('ingest -> Kafka: retried batches and start-up checks (real broker)', (
     const t3 = newTopics();
     await expect(
       startIngest(loadIngestConfig(envFor(t3, { INGEST_TOPICS: 'verify' })), {
-        log: quiet,
+        log: quietLogger,
         tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'k-')) },
       }),
     ).rejects.toThrow(new RegExp(`^missing Kafka topics on .*${t3.events}.*INGEST_TOPICS=create\\)$`));

@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ReadinessCheck } from '../runtime/ops.ts';
 import { batch, containerOf } from '../testing/batches.ts';
 import type { IngestAnswer } from '../testing/load.ts';
+import { quietLogger } from '../testing/logger.ts';
 import { DAY_MS, isoOfDay } from '../schemas/index.ts';
 import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService, type RecordSink } from './http.ts';
@@ -20,16 +21,6 @@ import { createMetrics } from './metrics.ts';
 import type { BatchRecords } from './records.ts';
 import { TokenKeyWatch } from './token-keys.ts';
 
-const quiet = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  personal() {},
-  child() {
-    return quiet;
-  },
-};
 const today = () => Math.floor(Date.now() / DAY_MS);
 
 function keyDir(days: number[]): string {
@@ -57,7 +48,7 @@ describe('TokenKeyWatch', () => {
     const dir = keyDir([t - 3, t]);
     const before = snapshot(dir);
     const logged: string[] = [];
-    const log = { ...quiet, warn: (m: string) => logged.push(m), error: (m: string) => logged.push(m) };
+    const log = { ...quietLogger, warn: (m: string) => logged.push(m), error: (m: string) => logged.push(m) };
     const w = new TokenKeyWatch({ kind: 'file', dir, mode: 'read-only' });
     const r = w.sweep(Date.now(), log);
     expect(r).toEqual({ destroyed: [], expiredKept: [t - 3] });
@@ -75,7 +66,7 @@ describe('TokenKeyWatch', () => {
     mkdirSync(join(dir, `${isoOfDay(t - 5)}.key`));
     const w = new TokenKeyWatch({ kind: 'file', dir, mode: 'manage' });
     const errors: string[] = [];
-    const r = w.sweep(Date.now(), { ...quiet, error: (m: string) => errors.push(m) });
+    const r = w.sweep(Date.now(), { ...quietLogger, error: (m: string) => errors.push(m) });
     expect(r.error).toMatch(/EISDIR|EPERM/);
     expect(r.expiredKept).toEqual([t - 5]);
     expect(errors).toHaveLength(1);
@@ -153,7 +144,7 @@ describe('ingest with a read-only key directory', () => {
     const dir = keyDir([t - 5]); // only an expired key: it must not be used
     const before = snapshot(dir);
     const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_TOKEN_KEYS_MODE: 'read-only', INGEST_TOKEN_KEY_DIR: dir });
-    svc = await startIngest(cfg, { sink: new RecordingSink(), log: quiet, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });
+    svc = await startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });
 
     const notReady = await call(svc.port, '/readyz');
     expect(notReady.status).toBe(503);
@@ -183,7 +174,7 @@ describe('ingest with a read-only key directory', () => {
     const dir = keyDir([]);
     const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_TOKEN_KEY_DIR: dir });
     expect(cfg.INGEST_TOKEN_KEYS_MODE).toBe('manage'); // the default (local stack, demo)
-    svc = await startIngest(cfg, { sink: new RecordingSink(), log: quiet, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });
+    svc = await startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });
     const r = await call(svc.port, '/readyz');
     expect(r.status).toBe(200);
     expect(r.json?.checks?.token_keys).toBe('ok');

@@ -17,6 +17,7 @@ import { startAggregator, type RunningAggregator } from '../aggregator/main.ts';
 import { reportsVsOracle } from '../testing/compare.ts';
 import { generateDeviceBatches, type PostedBatch } from '../testing/device-batches.ts';
 import { aggregatorConfig, aggregatorEnv, groupProgress, waitAllCommitted } from '../testing/harness.ts';
+import { quietLogger } from '../testing/logger.ts';
 import { loadIngestConfig } from '../ingest/config.ts';
 import { startIngest, type IngestService } from '../ingest/http.ts';
 import { ZONES } from '../schemas/contract.ts';
@@ -30,16 +31,6 @@ import { E2E_LAYOUT, syncAnalystViews } from './clickhouse-users.ts';
 const K = 5;
 const config = loadStackConfig();
 const run = `e2esec${Date.now().toString(36)}`;
-const quiet = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  personal() {},
-  child() {
-    return quiet;
-  },
-};
 const rowsOf = async <R>(c: ReturnType<typeof secureClickHouse>, query: string) =>
   (await (await c.query({ query, format: 'JSONEachRow', clickhouse_settings: { wait_end_of_query: 1 } as never })).json<R>()) as R[];
 
@@ -106,7 +97,7 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
     const startBy = Date.now() + 20_000;
     for (;;) {
       try {
-        svc = await startIngest(ingestCfg, { log: quiet, tokenKeys: { kind: 'file', dir: keysDir } });
+        svc = await startIngest(ingestCfg, { log: quietLogger, tokenKeys: { kind: 'file', dir: keysDir } });
         break;
       } catch (e) {
         if (Date.now() > startBy) throw e;
