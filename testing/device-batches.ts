@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import type { EventFact, EventKind } from '../schemas/contract.ts';
 import { DAY_MS, MCC_COUNTRY } from '../schemas/index.ts';
 import { device, NS, ZONE_MCC } from './batches.ts';
+import { rng } from './rng.ts';
 import { utcDay } from '../aggregator/facts.ts';
 
 export interface DeviceBatchOptions {
@@ -54,18 +55,6 @@ export interface DeviceBatchPopulation {
    * every batch here holds accepted events of one day only, so one per posted batch.
    */
   acceptedRecords: number;
-}
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x1_0000_0000;
-  };
 }
 
 const sha = (...parts: Array<string | number>) => createHash('sha256').update(parts.join('|')).digest();

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { EventFact, EventKind } from '../schemas/contract.ts';
 import { dayToIso, utcDay } from '../aggregator/facts.ts';
 import type { Dimension, QueryRequest, ReportRow } from '../aggregator/query.ts';
+import { rng } from './rng.ts';
 
 export interface PopulationOptions {
   seed: number;
@@ -32,18 +33,6 @@ export interface Population {
   late: number;
   future: number;
   duplicates: number;
-}
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x1_0000_0000;
-  };
 }
 
 const h16 = (...parts: Array<string | number>) => createHash('sha256').update(parts.join('|')).digest().subarray(0, 16);
