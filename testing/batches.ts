@@ -7,8 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import { compileSplit } from '../schemas/index.ts';
 import { writeContainer } from '../ingest/ocf-writer.ts';
+import { eventPayload, NS } from './schema-fixtures.ts';
 
-export const NS = 'telemetry.v1';
+export { NS };
 
 /** sim_mcc -> zone: 460 China, 250 Russia, 404 India, 310 USA (rest of world). */
 export const ZONE_MCC = { cn: '460', ru: '250', in: '404', row: '310' } as const;
@@ -89,24 +90,7 @@ export function device(opts: DeviceOptions = {}): TestDevice {
 }
 
 export function event(i: number, time: number): TestEvent {
-  const kinds: Array<TestEvent['payload']> = [
-    { [`${NS}.SessionStart`]: {} },
-    { [`${NS}.PageView`]: { page: 'forecast/daily', duration_ms: 1200 + i } },
-    { [`${NS}.AppForeground`]: {} },
-    { [`${NS}.NetworkStats`]: { request_count: 12, error_count: 1, latency_ms: 85 } },
-    { [`${NS}.AppBackground`]: {} },
-    { [`${NS}.AppStatus`]: { action: 'update', package: 'com.tencent.mm', version: '8.0.40' } },
-    {
-      [`${NS}.Crash`]: {
-        signature: '9f86d081884c7d65',
-        exception_type: 'java.lang.NullPointerException',
-        app_version: '13.0.6.1',
-        stack_trace: 'at com.miui.weather2.Main.onCreate(Main.java:42)',
-      },
-    },
-    { [`${NS}.SessionEnd`]: { duration_ms: 65_000 } },
-  ];
-  return { event_id: randomUUID(), time, session_id: 'sess-1', payload: kinds[i % kinds.length]! };
+  return { event_id: randomUUID(), time, session_id: 'sess-1', payload: eventPayload(i) };
 }
 
 export interface BatchOptions extends DeviceOptions {

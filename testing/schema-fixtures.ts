@@ -30,8 +30,12 @@ export function device(over: Record<string, unknown> = {}) {
   };
 }
 
-export function event(i: number, time = NOW - 60_000, over: Record<string, unknown> = {}) {
-  const kinds = [
+/**
+ * The payload of event `i`: the union branch wrapped by its full name, the event kinds in turn (every
+ * kind once in eight events). Also the payloads of testing/batches.ts.
+ */
+export function eventPayload(i: number): Record<string, Record<string, unknown>> {
+  const kinds: Array<Record<string, Record<string, unknown>>> = [
     { [`${NS}.SessionStart`]: {} },
     { [`${NS}.PageView`]: { page: 'forecast/daily', duration_ms: 1200 + i } },
     { [`${NS}.AppForeground`]: {} },
@@ -48,7 +52,11 @@ export function event(i: number, time = NOW - 60_000, over: Record<string, unkno
     },
     { [`${NS}.SessionEnd`]: { duration_ms: 65_000 } },
   ];
-  return { event_id: randomUUID(), time, session_id: randomUUID(), payload: kinds[i % kinds.length], ...over };
+  return kinds[i % kinds.length]!;
+}
+
+export function event(i: number, time = NOW - 60_000, over: Record<string, unknown> = {}) {
+  return { event_id: randomUUID(), time, session_id: randomUUID(), payload: eventPayload(i), ...over };
 }
 
 export function batch(n = 50, over: Record<string, unknown> = {}) {
