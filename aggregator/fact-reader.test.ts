@@ -43,6 +43,22 @@ const zigzag = (n: number): Buffer => {
   return Buffer.from(out);
 };
 
+/** One counted crash of today, the record the legacy-record and refusal tests start from. */
+const crashFact: EventFact = {
+  event_key: Buffer.alloc(16, 1),
+  daily_token: Buffer.alloc(16, 2),
+  day: today,
+  kind: 'crash',
+  app_id: 'a',
+  app_version: '1',
+  device_model: 'm',
+  os_version: '1',
+  country: 'DE',
+  duration_ms: null,
+  crash_signature: 's',
+  exception_type: null,
+};
+
 const withoutTsv = (r: FactRow): FactRow => {
   const { dims_tsv: _, ...rest } = r;
   return rest;
@@ -98,20 +114,7 @@ describe('FactReader: the shortcut decode of the known EventFact layout', () => 
   });
 
   it('counts a legacy single-fact record (written before batch records) like a batch of one', () => {
-    const f: EventFact = {
-      event_key: Buffer.alloc(16, 1),
-      daily_token: Buffer.alloc(16, 2),
-      day: today,
-      kind: 'crash',
-      app_id: 'a',
-      app_version: '1',
-      device_model: 'm',
-      os_version: '1',
-      country: 'DE',
-      duration_ms: null,
-      crash_signature: 's',
-      exception_type: null,
-    };
+    const f = crashFact;
     const legacy = new FactReader().read(encodeEventFact(f), w);
     const batch = new FactReader().read(encodeEventFacts([f]), w);
     expect(legacy.kind).toBe('ok');
@@ -121,20 +124,7 @@ describe('FactReader: the shortcut decode of the known EventFact layout', () => 
 
 describe('FactReader: records it must not count as they are', () => {
   it('hands every malformed or foreign record to schemas/ and returns its typed code', () => {
-    const f: EventFact = {
-      event_key: Buffer.alloc(16, 1),
-      daily_token: Buffer.alloc(16, 2),
-      day: today,
-      kind: 'crash',
-      app_id: 'a',
-      app_version: '1',
-      device_model: 'm',
-      os_version: '1',
-      country: 'DE',
-      duration_ms: null,
-      crash_signature: 's',
-      exception_type: null,
-    };
+    const f = crashFact;
     const good = encodeEventFacts([f, { ...f, kind: 'page_view', crash_signature: null }]);
     const r = new FactReader();
     const codeOf = (b: Buffer) => {
