@@ -11,22 +11,10 @@ import { join } from 'node:path';
 import net from 'node:net';
 import { request } from 'node:http';
 import { loadIngestConfig } from './config.ts';
-import { startIngest, type IngestService, type RecordSink } from './http.ts';
-import type { BatchRecords } from './records.ts';
+import { startIngest, type IngestService } from './http.ts';
 import type { IngestAnswer } from '../testing/load.ts';
 import { quietLogger } from '../testing/logger.ts';
-
-class RecordingSink implements RecordSink {
-  sent: BatchRecords[] = [];
-  async start() {}
-  async send(r: BatchRecords) {
-    this.sent.push(r);
-  }
-  async ready() {
-    return { ok: true, checks: { sink: 'memory' } };
-  }
-  async stop() {}
-}
+import { RecordingSink } from '../testing/recording-sink.ts';
 
 async function start(env: Record<string, string>): Promise<IngestService> {
   const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', ...env });
@@ -168,9 +156,25 @@ async function olderWriterContainer(b: unknown): Promise<Buffer> {
   return writeContainer(batchType, [b], { schemaJson: JSON.stringify(writer) });
 }
 
+/**
+ * Posts a one-event batch until one is answered 200 (at most 20 tries, 200 ms apart) and returns the
+ * last status. After a worker was replaced: the replacement starts and compiles the pipeline first;
+ * meanwhile a batch that times out still queued is answered 429 (overload), not 400. A few tries cover
+ * that start.
+ */
+async function postSmallBatchUntilServed(port: number): Promise<number> {
+  const { batch, containerOf } = await import('../testing/batches.ts');
+  let status = 0;
+  for (let i = 0; i < 20 && status !== 200; i++) {
+    status = (await call(port, { headers: { 'content-type': 'avro/binary' }, body: containerOf(batch({ events: 1 })) })).status;
+    if (status !== 200) await new Promise((r) => setTimeout(r, 200));
+  }
+  return status;
+}
+
 describe('per-task limits (a hostile batch cannot stall or kill the service)', () => {
   it('aborts a batch over the time limit with 400, replaces the worker, and serves the next batch', async () => {
-    const { batch, containerOf } = await import('../testing/batches.ts');
+    const { batch } = await import('../testing/batches.ts');
     const svc = await start({ INGEST_TASK_TIMEOUT_MS: '20', INGEST_MAX_EVENTS_PER_BATCH: '5000' });
     try {
       // Let the worker finish starting, so the big batch is the one that runs (not one that waits).
@@ -181,21 +185,14 @@ describe('per-task limits (a hostile batch cannot stall or kill the service)', (
       const big = await call(svc.port, { headers: { 'content-type': 'avro/binary' }, body: await olderWriterContainer(batch({ events: 5000 })) });
       expect(big.status).toBe(400);
       expect(big.json?.error?.code).toBe('INGEST_BATCH_TOO_EXPENSIVE');
-      let small = { status: 0 } as { status: number };
-      // The replacement worker starts and compiles the pipeline first; meanwhile a batch that times
-      // out still queued is answered 429 (overload), not 400. A few tries cover that start.
-      for (let i = 0; i < 20 && small.status !== 200; i++) {
-        small = await call(svc.port, { headers: { 'content-type': 'avro/binary' }, body: containerOf(batch({ events: 1 })) });
-        if (small.status !== 200) await new Promise((r) => setTimeout(r, 200));
-      }
-      expect(small.status).toBe(200);
+      expect(await postSmallBatchUntilServed(svc.port)).toBe(200);
     } finally {
       await svc.close();
     }
   });
 
   it('answers 400 when a batch exhausts the worker heap limit, and the service keeps serving', async () => {
-    const { batch, containerOf } = await import('../testing/batches.ts');
+    const { batch } = await import('../testing/batches.ts');
     const { gzipSync } = await import('node:zlib');
     const svc = await start({
       INGEST_TASK_MAX_HEAP_MB: '16',
@@ -214,12 +211,7 @@ describe('per-task limits (a hostile batch cannot stall or kill the service)', (
       const r = await call(svc.port, { headers: { 'content-type': 'avro/binary', 'content-encoding': 'gzip' }, body });
       expect(r.json?.error?.code).toBe('INGEST_BATCH_TOO_EXPENSIVE');
       expect(r.status).toBe(400);
-      let small = { status: 0 } as { status: number };
-      for (let i = 0; i < 20 && small.status !== 200; i++) {
-        small = await call(svc.port, { headers: { 'content-type': 'avro/binary' }, body: containerOf(batch({ events: 1 })) });
-        if (small.status !== 200) await new Promise((r) => setTimeout(r, 200));
-      }
-      expect(small.status).toBe(200);
+      expect(await postSmallBatchUntilServed(svc.port)).toBe(200);
     } finally {
       await svc.close();
     }

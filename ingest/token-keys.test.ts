@@ -14,11 +14,11 @@ import type { ReadinessCheck } from '../runtime/ops.ts';
 import { batch, containerOf } from '../testing/batches.ts';
 import type { IngestAnswer } from '../testing/load.ts';
 import { quietLogger } from '../testing/logger.ts';
+import { RecordingSink } from '../testing/recording-sink.ts';
 import { DAY_MS, isoOfDay } from '../schemas/index.ts';
 import { loadIngestConfig } from './config.ts';
-import { startIngest, type IngestService, type RecordSink } from './http.ts';
+import { startIngest, type IngestService } from './http.ts';
 import { createMetrics } from './metrics.ts';
-import type { BatchRecords } from './records.ts';
 import { TokenKeyWatch } from './token-keys.ts';
 
 const today = () => Math.floor(Date.now() / DAY_MS);
@@ -100,18 +100,6 @@ describe('TokenKeyWatch', () => {
     expect(await m2.registry.metrics()).toContain('ingest_token_newest_key_day_seconds{mode="read-only"} 0');
   });
 });
-
-class RecordingSink implements RecordSink {
-  sent: BatchRecords[] = [];
-  async start() {}
-  async send(r: BatchRecords) {
-    this.sent.push(r);
-  }
-  async ready() {
-    return { ok: true, checks: { sink: 'memory' } };
-  }
-  async stop() {}
-}
 
 /** An answer's text, and its JSON when it is JSON (/readyz: a ReadinessCheck; /v1/batches: an IngestAnswer). */
 type Answer = { status: number; text: string; json: (IngestAnswer & Partial<ReadinessCheck>) | undefined };
