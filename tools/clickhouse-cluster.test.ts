@@ -1,18 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { query } from 'chdb';
 import { describe, expect, it } from 'vitest';
 import { listMigrations, statements } from '../aggregator/migrate.ts';
 import { CLUSTER_DDL_FILE, clusterDdl, DEFAULT_CLUSTER_OPTIONS } from './clickhouse-cluster.ts';
-
-/** Parses (does not run) a statement with the ClickHouse 26.x parser inside chdb; returns the error or ''. */
-function parseError(stmt: string): string {
-  try {
-    query(`EXPLAIN AST ${stmt}`, 'TSV');
-    return '';
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
+import { parseError } from '../testing/clickhouse-parse.ts';
 
 describe('ClickHouse cluster DDL', () => {
   const text = readFileSync(CLUSTER_DDL_FILE, 'utf8');

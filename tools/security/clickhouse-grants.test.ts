@@ -2,20 +2,11 @@
 // at least parse with a modern ClickHouse parser (chdb 26.x): documentation that cannot be run is
 // documentation that rots. Placeholders are replaced by a well-formed hash first.
 import { readFileSync } from 'node:fs';
-import { query } from 'chdb';
 import { describe, expect, it } from 'vitest';
 import { statements } from '../../aggregator/migrate.ts';
+import { parseError } from '../../testing/clickhouse-parse.ts';
 
 const text = readFileSync(new URL('../../deploy/security/clickhouse-grants.sql', import.meta.url), 'utf8').replace(/<sha256 hex of [^>]+>/g, 'a'.repeat(64));
-
-function parseError(stmt: string): string {
-  try {
-    query(`EXPLAIN AST ${stmt}`, 'TSV');
-    return '';
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
 
 describe('clickhouse-grants.sql', () => {
   const stmts = statements(text);
