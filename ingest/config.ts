@@ -183,6 +183,41 @@ export const ingestSettings = defineSettings({
     default: false,
     doc: 'UNSAFE, TESTS ONLY: on SIGTERM exit at once without finishing in-flight batches or flushing the producer (negative control of the SIGTERM test).',
   },
+
+  // Unlinkable publishing of the events and personal records (ingest/mix.ts, policy section 1.1.4).
+  INGEST_MIX_WINDOW_MS: {
+    kind: 'int',
+    min: 1,
+    max: 1000,
+    default: 50,
+    doc: 'How long the records of concurrent batches are collected into one mix, published in a random order with coarse timestamps (ingest/mix.ts).',
+  },
+  INGEST_MIX_MIN_BATCHES: {
+    kind: 'int',
+    min: 1,
+    max: 10_000,
+    default: 8,
+    doc: 'A mix with fewer batches stays open past INGEST_MIX_WINDOW_MS, up to INGEST_MIX_MAX_WAIT_MS: the smallest crowd an events record hides in under light load.',
+  },
+  INGEST_MIX_MAX_WAIT_MS: {
+    kind: 'int',
+    min: 1,
+    max: 5000,
+    default: 250,
+    doc: 'Longest a batch waits in an open mix, whatever its size (bounds the latency mixing adds under light load).',
+  },
+  INGEST_MIX_MAX_BATCHES: {
+    kind: 'int',
+    min: 1,
+    max: 10_000,
+    default: 32,
+    doc: 'A mix holding this many batches is published at once (under load mixes fill before the window ends).',
+  },
+  INGEST_UNSAFE_LINKABLE: {
+    kind: 'bool',
+    default: false,
+    doc: "UNSAFE, TESTS ONLY: no mixing, producer timestamps, a batch's records in one call: the topics can be joined back to devices (negative control of bench/linkage.ts).",
+  },
 });
 
 export const ingestConfigSpec = { ...pipelineSettings, ...ingestSettings };

@@ -23,6 +23,7 @@ export interface IngestMetrics {
   inflightBytes: Gauge;
   inflightBatches: Gauge;
   kafkaReady: Gauge;
+  mixAnonymitySet: Gauge;
   tokenKeyNewestDay: Gauge<'mode'>;
   tokenKeyOldestDay: Gauge<'mode'>;
   tokenKeysExpired: Gauge<'mode'>;
@@ -98,6 +99,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean; tokenKeys?: Toke
     inflightBytes: new Gauge({ name: 'ingest_inflight_bytes', help: 'Body bytes admitted and not yet answered', registers: r }),
     inflightBatches: new Gauge({ name: 'ingest_inflight_batches', help: 'Batches admitted and not yet answered', registers: r }),
     kafkaReady: new Gauge({ name: 'ingest_kafka_ready', help: '1 when the last produce/metadata call succeeded', registers: r }),
+    mixAnonymitySet: new Gauge({
+      name: 'ingest_mix_anonymity_set',
+      help: 'Batches in the last published mix (ingest/mix.ts): how many batches its events records hide among by timestamp and order',
+      registers: r,
+    }),
     tokenKeyNewestDay: new Gauge({
       name: 'ingest_token_newest_key_day_seconds',
       help: 'UTC midnight (unix seconds) of the newest day whose daily-token secret is readable and inside its grace; 0 when none. mode: manage (ingest creates keys) or read-only (an outside rotation does)',

@@ -29,6 +29,7 @@ import { zoneBrokers, type IngestConfig } from './config.ts';
 import type { RecordSink } from './context.ts';
 import { IngestError } from './errors.ts';
 import type { IngestMetrics } from './metrics.ts';
+import { eventsTimestamp, Mixer, personalTimestamp, planMixCalls, type MixedRecord } from './mix.ts';
 import type { BatchRecords } from './records.ts';
 import { ingestPlanOptions, topicPlan, type PlannedTopic } from './topics.ts';
 
@@ -41,7 +42,11 @@ import { ingestPlanOptions, topicPlan, type PlannedTopic } from './topics.ts';
  */
 export const MAX_BYTES_PER_CALL = 1 << 20;
 
+/** What a produce call carries: a mix's events records, or its personal and rejects records, or (unsafe, linkable) whole batches. */
+type CallKind = 'events' | 'personal' | 'batches';
+
 interface Pending {
+  kind: CallKind;
   byTopic: Map<string, Message[]>;
   count: number;
   bytes: number;
@@ -100,9 +105,9 @@ class ClusterProducer {
     this.connected = true;
   }
 
-  enqueue(byTopic: Map<string, Message[]>, count: number, bytes: number): Promise<void> {
+  enqueue(kind: CallKind, byTopic: Map<string, Message[]>, count: number, bytes: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ byTopic, count, bytes, resolve, reject });
+      this.queue.push({ kind, byTopic, count, bytes, resolve, reject });
       if (!this.inFlight) this.schedule();
     });
   }
@@ -118,12 +123,16 @@ class ClusterProducer {
     // Take queued batches up to the per-call record cap (whole batches only: a batch is never split
     // across calls, so its outcome is one call's outcome). kafkajs groups messages per partition with
     // an array spread per message (quadratic in a call's size), so one huge call is slower than a few.
+    // Events records and personal records never share a call (mix.ts: "used separately").
     let take = 0;
     let records = 0;
     let bytes = 0;
     while (
       take < this.queue.length &&
-      (take === 0 || (records + this.queue[take]!.count <= this.cfg.INGEST_KAFKA_MAX_RECORDS_PER_CALL && bytes + this.queue[take]!.bytes <= MAX_BYTES_PER_CALL))
+      (take === 0 ||
+        (this.queue[take]!.kind === this.queue[0]!.kind &&
+          records + this.queue[take]!.count <= this.cfg.INGEST_KAFKA_MAX_RECORDS_PER_CALL &&
+          bytes + this.queue[take]!.bytes <= MAX_BYTES_PER_CALL))
     ) {
       records += this.queue[take]!.count;
       bytes += this.queue[take]!.bytes;
@@ -242,6 +251,8 @@ export class KafkaSink implements RecordSink {
   private readonly zoneCluster: Record<Zone, string>;
   private readonly personalTopics: Record<Zone, string>;
   private readonly rejectsTopics: Record<Zone, string>;
+  /** Undefined only with INGEST_UNSAFE_LINKABLE (tests' negative control). */
+  private readonly mixer: Mixer<BatchRecords> | undefined;
 
   constructor(
     private readonly cfg: IngestConfig,
@@ -253,6 +264,18 @@ export class KafkaSink implements RecordSink {
     this.zoneCluster = Object.fromEntries(ZONES.map((z) => [z, clusterKey(brokers[z])])) as Record<Zone, string>;
     this.personalTopics = Object.fromEntries(ZONES.map((z) => [z, personalTopic(cfg.PIPELINE_TOPIC_PERSONAL_PREFIX, z)])) as Record<Zone, string>;
     this.rejectsTopics = Object.fromEntries(ZONES.map((z) => [z, rejectsTopic(cfg.PIPELINE_TOPIC_REJECTS_PREFIX, z)])) as Record<Zone, string>;
+    this.mixer = cfg.INGEST_UNSAFE_LINKABLE
+      ? undefined
+      : new Mixer<BatchRecords>(
+          {
+            windowMs: cfg.INGEST_MIX_WINDOW_MS,
+            minBatches: cfg.INGEST_MIX_MIN_BATCHES,
+            maxWaitMs: cfg.INGEST_MIX_MAX_WAIT_MS,
+            maxBatches: cfg.INGEST_MIX_MAX_BATCHES,
+          },
+          (mix) => this.publishMix(mix),
+          (n) => metrics.mixAnonymitySet.set(n),
+        );
     const keys = new Set([this.eventsCluster, ...Object.values(this.zoneCluster)]);
     let n = 0;
     for (const key of keys) {
@@ -324,22 +347,10 @@ export class KafkaSink implements RecordSink {
 
   /** Resolves when Kafka acknowledged (acks=all) every record; otherwise rejects with INGEST_KAFKA_UNAVAILABLE. */
   async send(r: BatchRecords): Promise<void> {
-    const perCluster = new Map<string, { byTopic: Map<string, Message[]>; count: number; bytes: number }>();
-    const add = (cluster: string, topic: string, rec: OutRecord) => {
-      let c = perCluster.get(cluster);
-      if (!c) perCluster.set(cluster, (c = { byTopic: new Map(), count: 0, bytes: 0 }));
-      let list = c.byTopic.get(topic);
-      if (!list) c.byTopic.set(topic, (list = []));
-      list.push(rec.headers ? { key: rec.key, value: rec.value, headers: rec.headers } : { key: rec.key, value: rec.value });
-      c.count++;
-      c.bytes += rec.key.length + rec.value.length;
-    };
-    for (const e of r.events) add(this.eventsCluster, this.cfg.PIPELINE_TOPIC_EVENTS, e);
-    for (const p of r.personal) add(this.zoneCluster[p.zone], this.personalTopics[p.zone], p);
-    for (const x of r.rejected) add(this.zoneCluster[x.zone], this.rejectsTopics[x.zone], x);
-    if (perCluster.size === 0) return;
+    if (r.events.length + r.personal.length + r.rejected.length === 0) return;
     try {
-      await Promise.all([...perCluster].map(([key, c]) => leastLoaded(this.clusters.get(key)!.lanes).enqueue(c.byTopic, c.count, c.bytes)));
+      // Mixed (mix.ts) unless the test-only switch asks for the linkable way: one call per batch, producer timestamps.
+      await (this.mixer ? this.mixer.add(r) : this.sendLinkable(r));
     } catch (e) {
       this.metrics.kafkaReady.set(0);
       throw e;
@@ -348,6 +359,48 @@ export class KafkaSink implements RecordSink {
     this.metrics.produceRecords.inc({ topic_kind: 'events' }, r.events.length);
     this.metrics.produceRecords.inc({ topic_kind: 'personal' }, r.personal.length);
     this.metrics.produceRecords.inc({ topic_kind: 'rejects' }, r.rejected.length);
+  }
+
+  private message(rec: OutRecord, timestamp?: string): Message {
+    const m: Message = { key: rec.key, value: rec.value };
+    if (rec.headers) m.headers = rec.headers;
+    if (timestamp !== undefined) m.timestamp = timestamp;
+    return m;
+  }
+
+  /** INGEST_UNSAFE_LINKABLE: a batch's records together, stamped by the producer (the negative control of bench/linkage.ts). */
+  private async sendLinkable(r: BatchRecords): Promise<void> {
+    const perCluster = new Map<string, { byTopic: Map<string, Message[]>; count: number; bytes: number }>();
+    const add = (cluster: string, topic: string, rec: OutRecord) => {
+      let c = perCluster.get(cluster);
+      if (!c) perCluster.set(cluster, (c = { byTopic: new Map(), count: 0, bytes: 0 }));
+      let list = c.byTopic.get(topic);
+      if (!list) c.byTopic.set(topic, (list = []));
+      list.push(this.message(rec));
+      c.count++;
+      c.bytes += rec.key.length + rec.value.length;
+    };
+    for (const e of r.events) add(this.eventsCluster, this.cfg.PIPELINE_TOPIC_EVENTS, e);
+    for (const p of r.personal) add(this.zoneCluster[p.zone], this.personalTopics[p.zone], p);
+    for (const x of r.rejected) add(this.zoneCluster[x.zone], this.rejectsTopics[x.zone], x);
+    await Promise.all([...perCluster].map(([key, c]) => leastLoaded(this.clusters.get(key)!.lanes).enqueue('batches', c.byTopic, c.count, c.bytes)));
+  }
+
+  /** One closed mix (mix.ts): coarse timestamps, shuffled, events and personal records in separate calls. */
+  private async publishMix(mix: BatchRecords[]): Promise<void> {
+    const now = Date.now();
+    const eventsTs = eventsTimestamp(now);
+    const personalTs = personalTimestamp(now);
+    const records: { events: MixedRecord[]; personal: MixedRecord[] } = { events: [], personal: [] };
+    const put = (list: MixedRecord[], owner: number, cluster: string, topic: string, rec: OutRecord, ts: string) =>
+      list.push({ owner, cluster, topic, message: this.message(rec, ts), bytes: rec.key.length + rec.value.length });
+    mix.forEach((r, owner) => {
+      for (const e of r.events) put(records.events, owner, this.eventsCluster, this.cfg.PIPELINE_TOPIC_EVENTS, e, eventsTs);
+      for (const p of r.personal) put(records.personal, owner, this.zoneCluster[p.zone], this.personalTopics[p.zone], p, personalTs);
+      for (const x of r.rejected) put(records.personal, owner, this.zoneCluster[x.zone], this.rejectsTopics[x.zone], x, personalTs);
+    });
+    const calls = planMixCalls(records, { maxRecords: this.cfg.INGEST_KAFKA_MAX_RECORDS_PER_CALL, maxBytes: MAX_BYTES_PER_CALL });
+    await Promise.all(calls.map((c) => leastLoaded(this.clusters.get(c.cluster)!.lanes).enqueue(c.kind, c.byTopic, c.count, c.bytes)));
   }
 
   /**
@@ -376,6 +429,7 @@ export class KafkaSink implements RecordSink {
   }
 
   async stop(): Promise<void> {
+    await this.mixer?.drain();
     for (const c of this.clusters.values()) {
       await Promise.all(c.lanes.map((l) => l.stop()));
       await c.admin.disconnect().catch(() => {});
