@@ -170,6 +170,24 @@ describe('validation errors name the event, the field path and the reason', () =
     ['unknown payload kind', (b) => (b.events[4].payload = { 'telemetry.v1.Nope': {} }), 4, 'payload', 'SCHEMA_TYPE_MISMATCH'],
     ['array too long (batch level)', (b) => (b.events = Array.from({ length: 1001 }, (_, i) => event(i))), -1, 'events', 'SCHEMA_ARRAY_TOO_LONG'],
     ['bad device context (batch level)', (b) => (b.device.model = 7), -1, 'device.model', 'SCHEMA_TYPE_MISMATCH'],
+    [
+      'free text in a crash app_version',
+      (b) => (crash(b).app_version = '13.0.6.1 user alice@example.com'),
+      6,
+      'payload.crash.app_version',
+      'SCHEMA_BAD_FORMAT',
+    ],
+    ['free text in device.model (batch level)', (b) => (b.device.model = 'M2102J20SG; imei=861234567890123'), -1, 'device.model', 'SCHEMA_BAD_FORMAT'],
+    [
+      'free text in device.manufacturer (batch level)',
+      (b) => (b.device.manufacturer = 'Xiaomi <alice@example.com>'),
+      -1,
+      'device.manufacturer',
+      'SCHEMA_BAD_FORMAT',
+    ],
+    ['free text in device.os_version (batch level)', (b) => (b.device.os_version = '13 (Alice phone)'), -1, 'device.os_version', 'SCHEMA_BAD_FORMAT'],
+    ['not reverse-DNS device.app_id (batch level)', (b) => (b.device.app_id = 'weather'), -1, 'device.app_id', 'SCHEMA_BAD_FORMAT'],
+    ['free text in device.app_version (batch level)', (b) => (b.device.app_version = 'v13 nightly'), -1, 'device.app_version', 'SCHEMA_BAD_FORMAT'],
   ];
   it.each(cases)('%s', (_name, mutate, index, path, reason) => {
     const b: BrokenBatch = batch(8);

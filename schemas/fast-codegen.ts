@@ -24,6 +24,7 @@ import { isUtf8 } from './guard.ts';
 import { DAY_MS } from './time.ts';
 import type { FastSpec } from './fast-spec.ts';
 import { readLong, varintEnd, writeLong } from './varint.ts';
+import { formatRegExp } from './validate.ts';
 
 /** A schema construct the generator does not handle: no fast path, the generic one serves. */
 export class Unsupported extends Error {}
@@ -432,7 +433,7 @@ function emitEventString(g: Gen, path: string, field: SchemaAttrs, col: Column |
     return;
   }
   emit(g, `const ${s} = rs(buf, end, ${max}); if (${s} < 0) ${BAIL}`);
-  if (format !== undefined) emit(g, `if (!${constant(g, new RegExp(format))}.test(A ? buf.latin1Slice(${s}, P) : buf.utf8Slice(${s}, P))) ${BAIL}`);
+  if (format !== undefined) emit(g, `if (!${constant(g, formatRegExp(format))}.test(A ? buf.latin1Slice(${s}, P) : buf.utf8Slice(${s}, P))) ${BAIL}`);
   if (col) emit(g, `CS${col.id}[j] = ${s}; CL${col.id}[j] = P - ${s};`);
 }
 

@@ -1,7 +1,8 @@
 /**
  * The generated binary fast path (fast.ts) against the generic path (guardBody + avsc decode +
  * processBatch): same SplitResult byte for byte, or the same thrown error, on random batches (valid
- * ones, ones with bad values, several days, consent off, non-ASCII text) and on hostile mutations of
+ * ones, ones with bad values including free text in the dimensions' named formats, several days,
+ * consent off, non-ASCII text) and on hostile mutations of
  * their bytes. The fast path must also really answer the valid ones (not always hand back to the
  * generic path, which would make the comparison empty). Negative control: a fast path built without one
  * check (the crash signature format) makes the same differential property fail.
@@ -24,6 +25,23 @@ const ascii = (max: number) => fc.string({ minLength: 1, maxLength: max, unit: f
 const optional = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: null });
 const uuid = fc.tuple(fc.uuid(), fc.boolean()).map(([u, up]) => (up ? u.toUpperCase() : u));
 
+/** Mostly a valid value, sometimes free text or a near miss the dimension's named format refuses. */
+const mostly = (ok: string[], bad: string[], okWeight = 6) =>
+  fc.oneof({ weight: okWeight, arbitrary: fc.constantFrom(...ok) }, { weight: 1, arbitrary: fc.constantFrom(...bad) });
+const appVersion = mostly(['1.0.0', '13.0.6.1', '8.0.40-beta1'], ['v1.0', '1.0.0 build by alice', '1.0.0-beta 2'], 2);
+
+/** The device's dimensions: sometimes bad (`withBad`, a batch-level reject), else always valid. */
+const dims = (withBad: boolean) => {
+  const pick = (ok: string[], bad: string[]) => (withBad ? mostly(ok, bad) : fc.constantFrom(...ok));
+  return {
+    manufacturer: pick(['Xiaomi', 'samsung'], ['Xiaomi <alice@example.com>']),
+    model: pick(['M2102J20SG', '2201116SG', 'Pixel 7'], ['Модель', 'M2102J20SG; imei=861234567890123']),
+    os_version: pick(['12', '13', 'MIUI 14.0.3'], ['13 (Alice phone)', 'Android']),
+    app_id: pick(['com.miui.weather2', 'com.example.mail'], ['weather', 'com.miui.weather2 alice']),
+    app_version: pick(['13.0.6.1', '13.0.6.2', '8.0.40-beta1'], ['13.0.6.1 (alice)']),
+  };
+};
+
 const payload = fc.oneof(
   fc.constant({ [`${NS}.SessionStart`]: {} }),
   fc.integer({ min: -5, max: 10_000_000 }).map((d) => ({ [`${NS}.SessionEnd`]: { duration_ms: d } })), // negative: rejected
@@ -38,59 +56,60 @@ const payload = fc.oneof(
       fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001', 'NOT-HEX!'),
       fc.constantFrom('java.lang.IllegalStateException', 'Foo$Bar', '1bad'),
       optional(text(300)),
+      appVersion,
     )
-    .map(([signature, exception_type, st]) => ({ [`${NS}.Crash`]: { signature, exception_type, app_version: '1.0.0', stack_trace: st } })),
+    .map(([signature, exception_type, st, app_version]) => ({ [`${NS}.Crash`]: { signature, exception_type, app_version, stack_trace: st } })),
   fc
     .tuple(fc.nat(1000), fc.integer({ min: -1, max: 1000 }), fc.nat(5000))
     .map(([a, b, c]) => ({ [`${NS}.NetworkStats`]: { request_count: a, error_count: b, latency_ms: c } })),
 );
 
-const batchArb = fc.record({
-  batch_id: fc.uuid(),
-  sent_at: fc.constant(NOW - 1000),
-  device: fc.record({
-    device_id: fc.oneof(ascii(30), fc.constant('')),
-    imei: optional(ascii(15)),
-    oaid: optional(text(30)),
-    gaid: optional(ascii(36)),
-    imsi: optional(ascii(15)),
-    sim_mcc: optional(fc.constantFrom('460', '250', '404', '262', '999', '46')),
-    sim_mnc: optional(fc.constantFrom('01', '260')),
-    sim_operator: optional(text(30)),
-    manufacturer: fc.constant('Xiaomi'),
-    model: fc.constantFrom('M2102J20SG', '2201116SG', 'Модель'),
-    os_version: fc.constantFrom('12', '13'),
-    rom_version: fc.constant('MIUI 14.0.3'),
-    app_id: fc.constant('com.miui.weather2'),
-    app_version: fc.constantFrom('13.0.6.1', '13.0.6.2'),
-    sdk_version: fc.constant('2.4.0'),
-    locale: fc.constantFrom('zh-CN', 'ru-RU'),
-    timezone: fc.constant('Asia/Shanghai'),
-    region: optional(fc.constantFrom('CN', 'RU', 'IN', 'DE', 'xx')),
-    account_id: optional(text(30)),
-    location: optional(
-      fc.record({ lat: fc.double({ min: -90, max: 90, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), accuracy_m: fc.constant(10) }),
-    ),
-  }),
-  consent: fc.record({
-    analytics: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
-    personalised_ads: fc.boolean(),
-  }),
-  // Mostly today; sometimes yesterday (two days in one batch), sometimes too old or from the future.
-  events: fc.array(
-    fc.record({
-      event_id: uuid,
-      time: fc.oneof(
-        { weight: 8, arbitrary: fc.integer({ min: NOW - 3_600_000, max: NOW }) },
-        { weight: 2, arbitrary: fc.integer({ min: NOW - DAY_MS, max: NOW }) },
-        { weight: 1, arbitrary: fc.constantFrom(NOW - 5 * DAY_MS, NOW + DAY_MS) },
+const batchArbWith = (withBadDims: boolean) =>
+  fc.record({
+    batch_id: fc.uuid(),
+    sent_at: fc.constant(NOW - 1000),
+    device: fc.record({
+      device_id: fc.oneof(ascii(30), fc.constant('')),
+      imei: optional(ascii(15)),
+      oaid: optional(text(30)),
+      gaid: optional(ascii(36)),
+      imsi: optional(ascii(15)),
+      sim_mcc: optional(fc.constantFrom('460', '250', '404', '262', '999', '46')),
+      sim_mnc: optional(fc.constantFrom('01', '260')),
+      sim_operator: optional(text(30)),
+      ...dims(withBadDims),
+      rom_version: fc.constant('MIUI 14.0.3'),
+      sdk_version: fc.constant('2.4.0'),
+      locale: fc.constantFrom('zh-CN', 'ru-RU'),
+      timezone: fc.constant('Asia/Shanghai'),
+      region: optional(fc.constantFrom('CN', 'RU', 'IN', 'DE', 'xx')),
+      account_id: optional(text(30)),
+      location: optional(
+        fc.record({ lat: fc.double({ min: -90, max: 90, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), accuracy_m: fc.constant(10) }),
       ),
-      session_id: uuid,
-      payload,
     }),
-    { minLength: 0, maxLength: 25 },
-  ),
-});
+    consent: fc.record({
+      analytics: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+      personalised_ads: fc.boolean(),
+    }),
+    // Mostly today; sometimes yesterday (two days in one batch), sometimes too old or from the future.
+    events: fc.array(
+      fc.record({
+        event_id: uuid,
+        time: fc.oneof(
+          { weight: 8, arbitrary: fc.integer({ min: NOW - 3_600_000, max: NOW }) },
+          { weight: 2, arbitrary: fc.integer({ min: NOW - DAY_MS, max: NOW }) },
+          { weight: 1, arbitrary: fc.constantFrom(NOW - 5 * DAY_MS, NOW + DAY_MS) },
+        ),
+        session_id: uuid,
+        payload,
+      }),
+      { minLength: 0, maxLength: 25 },
+    ),
+  });
+const batchArb = batchArbWith(true);
+/** For the negative controls: the device is always valid, so the broken event-level check decides. */
+const cleanDeviceArb = batchArbWith(false);
 
 type Outcome = { ok: true; r: SplitResult } | { ok: false; name: string; code: unknown; message: string };
 
@@ -164,6 +183,7 @@ describe('binary fast path', () => {
   it('gives the same answer for overlong varints, non-ASCII strings over the byte limit and multi-block arrays', () => {
     const b = { ...fc.sample(batchArb, { seed: 7, numRuns: 1 })[0]! };
     b.consent = { analytics: true, personalised_ads: true };
+    b.device = { ...b.device, manufacturer: 'Xiaomi', model: 'M2102J20SG', os_version: '13', app_id: 'com.miui.weather2', app_version: '13.0.6.1' };
     // Multi-block array encoding (negative count with a byte size) and a non-canonical zero at the end.
     const events = b.events.length
       ? b.events
@@ -183,12 +203,28 @@ describe('binary fast path', () => {
     expect((viaBody(p, body) as { r: SplitResult }).r.accepted).toBe(1);
   });
 
+  it('negative control: a fast path built without the crash app_version format (a named format) fails the same property', () => {
+    const lax = JSON.parse(JSON.stringify(readSchema('batch'))) as RecordSchema;
+    delete classify(lax, CATEGORIES as CategoryMap).get('events[].payload.crash.app_version')!.field.format;
+    const broken = FAST_PATHS.get(compileSplit({ batchSchema: lax }))!;
+    const res = fc.check(
+      fc.property(cleanDeviceArb, (b) => {
+        const body = p.batchType.toBuffer(b);
+        const f = broken(body, ctx(), LIMITS);
+        const g = generic(p, body);
+        return !f || JSON.stringify({ ok: true, r: f }) === JSON.stringify(g);
+      }),
+      { numRuns: 300 },
+    );
+    expect(res.failed).toBe(true);
+  });
+
   it('negative control: a fast path built without the crash signature format check fails the same property', () => {
     const lax = JSON.parse(JSON.stringify(readSchema('batch'))) as RecordSchema;
     delete classify(lax, CATEGORIES as CategoryMap).get('events[].payload.crash.signature')!.field.format;
     const broken = FAST_PATHS.get(compileSplit({ batchSchema: lax }))!;
     const res = fc.check(
-      fc.property(batchArb, (b) => {
+      fc.property(cleanDeviceArb, (b) => {
         const body = p.batchType.toBuffer(b);
         const f = broken(body, ctx(), LIMITS);
         const g = generic(p, body);

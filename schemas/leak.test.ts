@@ -1,13 +1,17 @@
 /**
  * The leak property (ARCHITECTURE.md principle 2): over random batches, no value of a personal category (per the
  * checked-in map and schema) appears in any byte of the non-personal output, including inside strings.
- * Negative control: the same property, run against a split built with one field miscategorised,
- * must fail.
+ * The dimensions the EventFact copies (app id and version, OS version, model, manufacturer) are random
+ * too: valid values of their named formats, or free text carrying a personal value (the device's locale),
+ * which the formats must refuse (the batch is rejected, nothing is written).
+ * Negative controls: the same property, run against a split built with one field miscategorised, or
+ * with the dimensions' formats removed, must fail.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CATEGORIES, compileSplit, DAY_MS, readSchema, type CategoryMap, type CompiledSplit } from './index.ts';
 import { classify, type FieldInfo, type RecordSchema } from './classify.ts';
+import { NAMED_FORMATS } from './validate.ts';
 import { NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
@@ -22,6 +26,13 @@ const rnd = (min: number, max: number, cap = Infinity) =>
     .filter((s) => s.length <= cap);
 const optional = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: null });
 
+/** A random value of a named format, within the field's maxLength. */
+const formatted = (name: string, max: number) => fc.stringMatching(NAMED_FORMATS[name]!).filter((v) => v.length <= max);
+const appVersion = formatted('app_version', 64);
+/** The device fields the EventFact copies, with the named format of each. */
+const DIMENSIONS = { manufacturer: 'device_name', model: 'device_name', os_version: 'os_version', app_id: 'app_id', app_version: 'app_version' } as const;
+type Dimension = keyof typeof DIMENSIONS;
+
 const payload = fc.oneof(
   fc.constant({ [`${NS}.SessionStart`]: {} }),
   fc.nat(10_000_000).map((d) => ({ [`${NS}.SessionEnd`]: { duration_ms: d } })),
@@ -31,13 +42,13 @@ const payload = fc.oneof(
   fc
     .tuple(fc.constantFrom('install', 'update', 'delete'), rnd(8, 20), rnd(8, 12, 64))
     .map(([action, pkg, version]) => ({ [`${NS}.AppStatus`]: { action, package: pkg, version } })),
-  fc
-    .tuple(fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001'), optional(rnd(16, 200)))
-    .map(([signature, st]) => ({ [`${NS}.Crash`]: { signature, exception_type: 'java.lang.IllegalStateException', app_version: '1.0.0', stack_trace: st } })),
+  fc.tuple(fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001'), optional(rnd(16, 200)), appVersion).map(([signature, st, app_version]) => ({
+    [`${NS}.Crash`]: { signature, exception_type: 'java.lang.IllegalStateException', app_version, stack_trace: st },
+  })),
   fc.tuple(fc.nat(1000), fc.nat(1000), fc.nat(5000)).map(([a, b, c]) => ({ [`${NS}.NetworkStats`]: { request_count: a, error_count: b, latency_ms: c } })),
 );
 
-const batchArb = fc.record({
+const validBatchArb = fc.record({
   batch_id: fc.uuid(),
   sent_at: fc.constant(NOW - 1000),
   device: fc.record({
@@ -49,12 +60,12 @@ const batchArb = fc.record({
     sim_mcc: optional(fc.constantFrom('460', '250', '404', '262', '310', '999')),
     sim_mnc: optional(fc.constantFrom('01', '02', '260')),
     sim_operator: optional(rnd(8, 30)),
-    manufacturer: fc.constant('Xiaomi'),
-    model: fc.constantFrom('M2102J20SG', '2201116SG'),
-    os_version: fc.constantFrom('12', '13', '14'),
+    manufacturer: formatted('device_name', 64),
+    model: formatted('device_name', 64),
+    os_version: formatted('os_version', 64),
     rom_version: fc.constant('MIUI 14.0.3'),
-    app_id: fc.constant('com.miui.weather2'),
-    app_version: fc.constant('13.0.6.1'),
+    app_id: formatted('app_id', 255),
+    app_version: appVersion,
     sdk_version: fc.constant('2.4.0'),
     locale: rnd(8, 10, 35),
     timezone: rnd(8, 20, 64),
@@ -70,6 +81,19 @@ const batchArb = fc.record({
     maxLength: 20,
   }),
 });
+
+/**
+ * Sometimes one dimension carries free text instead: a personal value (the locale, at most 35 units)
+ * behind `id@` (a character no dimension format allows), within the field's maxLength, so only its format
+ * can refuse it.
+ */
+const batchArb = fc
+  .tuple(validBatchArb, fc.option(fc.constantFrom(...(Object.keys(DIMENSIONS) as Dimension[])), { nil: null, freq: 3 }))
+  .map(([b, dim]) => (dim ? { ...b, device: { ...b.device, [dim]: `id@${b.device.locale}` } } : b));
+
+/** A batch whose dimensions all match their formats (else the whole batch is rejected, policy: no free text in dimensions). */
+const dimensionsValid = (b: { device: Record<string, unknown> }) =>
+  (Object.keys(DIMENSIONS) as Dimension[]).every((d) => NAMED_FORMATS[DIMENSIONS[d]]!.test(b.device[d] as string));
 
 /** Every value of a personal leaf field of the reference schema, found by walking the field chain. */
 function personalValues(b: unknown): { path: string; bytes: Buffer[] }[] {
@@ -130,7 +154,9 @@ describe('no personal value reaches the non-personal output', () => {
   it('holds for random batches', () => {
     fc.assert(
       fc.property(batchArb, (b) => {
-        expect(reference.processBatch(b, { receivedAt: NOW, tokenizer: tokenizer() }).accepted).toBe(b.events.length);
+        const r = reference.processBatch(b, { receivedAt: NOW, tokenizer: tokenizer() });
+        if (dimensionsValid(b)) expect(r.accepted).toBe(b.events.length);
+        else expect([r.accepted, r.rejects.map((x) => [x.index, x.reason])]).toEqual([0, [[-1, 'SCHEMA_BAD_FORMAT']]]);
         expect(leaks(reference, b)).toEqual([]);
       }),
       { numRuns: 150 },
@@ -150,5 +176,18 @@ describe('no personal value reaches the non-personal output', () => {
     );
     expect(res.failed).toBe(true);
     expect(leaks(broken, res.counterexample![0])).toContain('device.imei');
+  });
+
+  it("negative control: with the dimensions' formats removed, free text in a dimension leaks the personal value it carries", () => {
+    const batchSchema = JSON.parse(JSON.stringify(readSchema('batch'))) as RecordSchema;
+    const fields = classify(batchSchema, CATEGORIES as CategoryMap);
+    for (const d of Object.keys(DIMENSIONS)) delete fields.get(`device.${d}`)!.field.format;
+    const lax = compileSplit({ batchSchema });
+    const res = fc.check(
+      fc.property(batchArb, (b) => leaks(lax, b).length === 0),
+      { numRuns: 150 },
+    );
+    expect(res.failed).toBe(true);
+    expect(leaks(lax, res.counterexample![0])).toContain('device.locale');
   });
 });

@@ -1,7 +1,7 @@
 /**
  * Validation of a decoded value (avsc in-memory shape: nullable unions unwrapped, unions of records
  * wrapped as `{ "telemetry.v1.Crash": {...} }`) against the schema and its extra attributes:
- * `maxLength` (UTF-16 code units), `maxItems`, `format` (a regex, or `uuid`), `min`. Values decoded from
+ * `maxLength` (UTF-16 code units), `maxItems`, `format` (a regex, or a named format of `NAMED_FORMATS`), `min`. Values decoded from
  * binary Avro are already well-typed; values from Avro-JSON are not, so every check is made. Compiled
  * once into closures; the error path is assembled only when something fails.
  */
@@ -26,6 +26,48 @@ export interface ValidateOptions {
 }
 
 const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/**
+ * Named formats a string field's `format` may give instead of a regex (schemas/README.md, "Formats").
+ * The dimensions the EventFact copies (app id, app version, OS version, model, manufacturer) get one
+ * each so that they cannot carry free text into non-personal output (ARCHITECTURE.md principle 2):
+ * - `app_id`: reverse-DNS, at least two dot-separated labels, each a letter then letters, digits or `_`
+ *   (`com.miui.weather2`); at most 16 labels of at most 63 characters.
+ * - `app_version`: 1 to 5 dot-separated numbers of at most 9 digits, optionally `-` and a suffix of 1 to
+ *   16 letters or digits (`13.0.6.1`, `8.0.40-beta1`, `4.3.0-beta`).
+ * - `os_version`: an optional prefix of 1 to 12 letters (optionally followed by one space), 1 to 5
+ *   dot-separated numbers, an optional suffix starting with a letter (after an optional `-`, `.` or `_`)
+ *   of at most 16 letters or digits (`13`, `14.0.3`, `MIUI 14.0.3`, `V14.0.3.0.TKHMIXM`).
+ * - `device_name`: a letter or digit, then up to 63 letters, digits, spaces, `-`, `_`, `.`, `+`
+ *   (`Xiaomi`, `SM-A536B`, `Pixel 7`).
+ * - `uuid`: canonical UUID text, either case.
+ * Every quantifier is bounded and every repetition starts with a separator, so matching is linear.
+ */
+export const NAMED_FORMATS: Readonly<Record<string, RegExp>> = {
+  uuid: UUID_RE,
+  app_id: /^[A-Za-z][A-Za-z0-9_]{0,62}(?:\.[A-Za-z][A-Za-z0-9_]{0,62}){1,15}$/,
+  app_version: /^[0-9]{1,9}(?:\.[0-9]{1,9}){0,4}(?:-[A-Za-z0-9]{1,16})?$/,
+  os_version: /^(?:[A-Za-z]{1,12} ?)?[0-9]{1,9}(?:\.[0-9]{1,9}){0,4}(?:[-._]?[A-Za-z][A-Za-z0-9]{0,15})?$/,
+  device_name: /^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,63}$/,
+};
+
+/**
+ * The regex of a `format` attribute: a named format, else the attribute is a regex source. A bare word
+ * that names no format throws (it would otherwise be a regex matching any string that contains it).
+ * The generic checks here and the generated fast path (fast-codegen.ts) both use this one function.
+ */
+export function formatRegExp(format: string): RegExp {
+  const named = NAMED_FORMATS[format];
+  if (named) return named;
+  if (/^[a-z][a-z0-9_]*$/.test(format)) throw new Error(`unknown named format "${format}": use one of ${Object.keys(NAMED_FORMATS).join(', ')} or a regex`);
+  return new RegExp(format);
+}
+
+/** The detail of a format failure: the regex it failed, named (`uuid` keeps its short text). */
+function formatDetail(format: string): string {
+  const named = NAMED_FORMATS[format];
+  return named && format !== 'uuid' ? `does not match format ${format} (${named.source})` : `does not match ${format}`;
+}
 
 export function describe(v: unknown): string {
   if (v === null) return 'null';
@@ -193,14 +235,15 @@ function primitive(name: string, opts: ValidateOptions, field: SchemaAttrs): Che
     case 'string': {
       const max = field.maxLength ?? opts.maxStringLength;
       const format = field.format;
-      const re = format === undefined ? undefined : format === 'uuid' ? UUID_RE : new RegExp(format);
+      const re = format === undefined ? undefined : formatRegExp(format);
+      const formatFailed = format === undefined ? '' : formatDetail(format);
       return (v) => {
         if (typeof v !== 'string') return mismatch('string', v);
         if (v.length > max) return { path: '', reason: 'SCHEMA_STRING_TOO_LONG', detail: `${v.length} characters exceed the limit of ${max}` };
         // A lone surrogate cannot be encoded as UTF-8 (Buffer would silently write U+FFFD).
         if (!(v as unknown as { isWellFormed(): boolean }).isWellFormed())
           return { path: '', reason: 'SCHEMA_BAD_UTF8', detail: 'string is not well-formed Unicode (lone surrogate), cannot be UTF-8' };
-        if (re && !re.test(v)) return { path: '', reason: 'SCHEMA_BAD_FORMAT', detail: `does not match ${format}` };
+        if (re && !re.test(v)) return { path: '', reason: 'SCHEMA_BAD_FORMAT', detail: formatFailed };
         return undefined;
       };
     }
