@@ -96,6 +96,8 @@ describe.each(['server', 'embedded'] as const)('devices -> ingest (HTTP) -> Kafk
       INGEST_PORT: '0',
       INGEST_POOL_THREADS: '1',
       INGEST_TOPIC_PARTITIONS: '3',
+      // The local stack is one Kafka cluster: every zone's topics share it.
+      INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
     });
     const keysDir = mkdtempSync(path.join(tmpdir(), 'agg-e2e-keys-'));
     const chdbDir = mkdtempSync(path.join(tmpdir(), 'agg-e2e-chdb-'));

@@ -49,6 +49,8 @@ async function startIngest(): Promise<{ proc: ChildProcess; url: string }> {
     INGEST_LOG_LEVEL: 'warn',
     INGEST_TOKEN_KEY_DIR: mkdtempSync(join(tmpdir(), 'bench-keys-')),
     INGEST_TOPIC_PARTITIONS: '6',
+    // The local stack is one Kafka cluster: every zone's topics share it (development only; policy section 6).
+    INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
   };
   if (env.BENCH_POOL_THREADS) ingestEnv.INGEST_POOL_THREADS = env.BENCH_POOL_THREADS;
   if (env.BENCH_COMPRESSION) ingestEnv.INGEST_KAFKA_COMPRESSION = env.BENCH_COMPRESSION;

@@ -197,6 +197,8 @@ async function startChildren(run: DemoRun): Promise<void> {
       INGEST_TOKEN_KEY_DIR: run.resources.keyDir,
       INGEST_KAFKA_CLIENT_ID: `${runId}-${name}`,
       INGEST_SHUTDOWN_DRAIN_MS: '10000',
+      // The local stack is one Kafka cluster: every zone's topics share it (development only; policy section 6).
+      INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
     });
   const [pa, pb] = o.ports.ingest;
   run.children = [

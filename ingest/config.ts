@@ -7,10 +7,16 @@
  * acks=all and the idempotent producer (produce.ts). The one switch that weakens acknowledgement,
  * `INGEST_UNSAFE_ACK_BEFORE_PRODUCE`, exists only so the fault tests can show they detect lost
  * acknowledged batches (their negative control); its name says what it does and it is off by default.
+ *
+ * Residency fails closed (policy section 6): the personal and rejects topics of a zone the residency
+ * rule binds to a country (cn, ru, in) live on that zone's own cluster, INGEST_ZONE_BROKERS_<ZONE>. A
+ * bound zone without one stops ingest and the topic plan at start (`zoneResidencyProblem`); only
+ * INGEST_ZONES_SHARE_MAIN_CLUSTER=true, for single-cluster development and test setups, lets such a zone
+ * use PIPELINE_KAFKA_BROKERS. The zone row (everywhere else) is bound to no country and defaults to it.
  */
 import os from 'node:os';
-import { checkKafkaSecurity, defineSettings, loadConfig, pipelineSettings, type ConfigOf } from '../runtime/index.ts';
-import { DAY_MS, KEY_DIR_MODES, ZONES, type Zone } from '../schemas/index.ts';
+import { checkKafkaSecurity, ConfigError, defineSettings, loadConfig, pipelineSettings, type ConfigOf } from '../runtime/index.ts';
+import { DAY_MS, KEY_DIR_MODES, RESIDENCY, ZONES, type Zone } from '../schemas/index.ts';
 
 const MiB = 1024 * 1024;
 
@@ -102,11 +108,20 @@ export const ingestSettings = defineSettings({
   INGEST_ZONE_BROKERS_CN: {
     kind: 'list',
     default: [],
-    doc: 'Kafka bootstrap servers of the Mainland China zone (policy 6) for its personal and rejects topics; empty = PIPELINE_KAFKA_BROKERS.',
+    doc: "Kafka bootstrap servers of the Mainland China zone's own cluster, in-country (policy section 6), for its personal and rejects topics. Required: empty stops ingest and the topic plan at start, unless INGEST_ZONES_SHARE_MAIN_CLUSTER=true.",
   },
-  INGEST_ZONE_BROKERS_RU: { kind: 'list', default: [], doc: 'As INGEST_ZONE_BROKERS_CN, for Russia.' },
-  INGEST_ZONE_BROKERS_IN: { kind: 'list', default: [], doc: 'As INGEST_ZONE_BROKERS_CN, for India.' },
-  INGEST_ZONE_BROKERS_ROW: { kind: 'list', default: [], doc: 'As INGEST_ZONE_BROKERS_CN, for the rest of the world.' },
+  INGEST_ZONE_BROKERS_RU: { kind: 'list', default: [], doc: 'As INGEST_ZONE_BROKERS_CN, for Russia (required likewise).' },
+  INGEST_ZONE_BROKERS_IN: { kind: 'list', default: [], doc: 'As INGEST_ZONE_BROKERS_CN, for India (required likewise).' },
+  INGEST_ZONE_BROKERS_ROW: {
+    kind: 'list',
+    default: [],
+    doc: 'Kafka bootstrap servers of the rest-of-the-world zone; empty = PIPELINE_KAFKA_BROKERS (the policy binds no country to it, so the main cluster is its home).',
+  },
+  INGEST_ZONES_SHARE_MAIN_CLUSTER: {
+    kind: 'bool',
+    default: false,
+    doc: 'DEVELOPMENT/TEST ONLY, single-cluster setups (local stack, tests, demo, benches, the one-host compose file): let the zones cn, ru and in without INGEST_ZONE_BROKERS_<ZONE> put their personal and rejects topics on PIPELINE_KAFKA_BROKERS. Off (production): ingest and the topic plan refuse to start with one line naming each such zone, and a zone list naming a broker of PIPELINE_KAFKA_BROKERS is refused too (policy section 6: personal data of Mainland China, Russia and India stays in-country). The zone row is never refused: the policy binds no country to it.',
+  },
 
   INGEST_TOPICS: {
     kind: 'enum',
@@ -225,10 +240,12 @@ export type IngestConfig = ConfigOf<typeof ingestConfigSpec>;
 
 export const INGEST_PREFIXES = ['INGEST_', 'PIPELINE_'] as const;
 
-/** Throws `ConfigError` (one line per problem) on any unknown or invalid variable. */
+/** Throws `ConfigError` (one line per problem) on any unknown or invalid variable, or a zone without its own cluster. */
 export function loadIngestConfig(env: NodeJS.ProcessEnv = process.env): IngestConfig {
   const cfg = loadConfig(ingestConfigSpec, { prefixes: INGEST_PREFIXES, env });
   checkKafkaSecurity(cfg); // sasl_ssl with missing credentials stops here, before any connection
+  const residency = zoneResidencyProblem(cfg);
+  if (residency) throw new ConfigError([residency]);
   return cfg;
 }
 
@@ -237,8 +254,72 @@ export function poolThreads(c: IngestConfig): number {
   return c.INGEST_POOL_THREADS > 0 ? c.INGEST_POOL_THREADS : Math.max(1, os.availableParallelism());
 }
 
-/** Bootstrap servers per zone: a zone may live on its own cluster (policy 6, in-country storage). */
+// ---- Residency: where each zone's personal and rejects topics live (policy section 6) -------------
+
+/**
+ * The zones the residency rule binds to a country: every zone the rule can assign (schemas RESIDENCY,
+ * by SIM MCC or settings region) except its fallback. Derived from the map, not listed here
+ * (ARCHITECTURE.md principle 1): cn, ru and in today. The fallback `row` is "everywhere else", bound to no
+ * country, so its topics may live on the main cluster.
+ */
+export const RESIDENCY_ZONES: readonly Zone[] = (() => {
+  const assigned = new Set<Zone>([...Object.values(RESIDENCY.byMcc), ...Object.values(RESIDENCY.byRegion)]);
+  return ZONES.filter((z) => assigned.has(z) && z !== RESIDENCY.fallback);
+})();
+
+const ZONE_BROKER_SETTING = {
+  cn: 'INGEST_ZONE_BROKERS_CN',
+  ru: 'INGEST_ZONE_BROKERS_RU',
+  in: 'INGEST_ZONE_BROKERS_IN',
+  row: 'INGEST_ZONE_BROKERS_ROW',
+} as const satisfies Record<Zone, keyof IngestConfig>;
+
+const ZONE_NAME: Record<Zone, string> = { cn: 'Mainland China', ru: 'Russia', in: 'India', row: 'rest of the world' };
+
+type ZoneSettings = Pick<IngestConfig, 'PIPELINE_KAFKA_BROKERS' | 'INGEST_ZONES_SHARE_MAIN_CLUSTER' | (typeof ZONE_BROKER_SETTING)[Zone]>;
+
+/**
+ * Why a zone bound by residency would have its personal data on the main cluster, as one line naming
+ * each such zone, or undefined when every one has a cluster of its own (or INGEST_ZONES_SHARE_MAIN_CLUSTER
+ * allows sharing). A zone has no cluster of its own when its list is empty (ingest used to fall back to
+ * PIPELINE_KAFKA_BROKERS silently) or names a broker of PIPELINE_KAFKA_BROKERS (the same fallback, copied).
+ * The one rule for ingest, the topic plan and the manifest check (tools/manifest-check.ts).
+ */
+export function zoneResidencyProblem(c: ZoneSettings): string | undefined {
+  if (c.INGEST_ZONES_SHARE_MAIN_CLUSTER) return undefined;
+  const main = new Set(c.PIPELINE_KAFKA_BROKERS);
+  const why: string[] = [];
+  for (const zone of RESIDENCY_ZONES) {
+    const setting = ZONE_BROKER_SETTING[zone];
+    const list = c[setting];
+    const shared = list.filter((b) => main.has(b));
+    if (list.length === 0) why.push(`${setting} is empty (zone ${zone}, ${ZONE_NAME[zone]})`);
+    else if (shared.length > 0) why.push(`${setting} names ${shared.join(',')} of PIPELINE_KAFKA_BROKERS (zone ${zone}, ${ZONE_NAME[zone]})`);
+  }
+  if (why.length === 0) return undefined;
+  return (
+    `residency (policy section 6): ${why.join(', ')}; the personal data of a zone must stay on a cluster in its country: ` +
+    'set its brokers, or INGEST_ZONES_SHARE_MAIN_CLUSTER=true on a single-cluster development or test setup'
+  );
+}
+
+/** The zones bound by residency whose topics are on the main cluster, which only INGEST_ZONES_SHARE_MAIN_CLUSTER allows. */
+export function zonesSharingMainCluster(c: ZoneSettings): Zone[] {
+  const main = new Set(c.PIPELINE_KAFKA_BROKERS);
+  return RESIDENCY_ZONES.filter((z) => {
+    const list = c[ZONE_BROKER_SETTING[z]];
+    return list.length === 0 || list.some((b) => main.has(b));
+  });
+}
+
+/**
+ * Bootstrap servers per zone: a zone bound by residency has its own cluster (policy section 6,
+ * in-country storage); `row` without its own list is on the main cluster. Fails closed: a bound zone
+ * without brokers of its own throws, unless INGEST_ZONES_SHARE_MAIN_CLUSTER allows the main cluster.
+ */
 export function zoneBrokers(c: IngestConfig): Record<Zone, string[]> {
+  const residency = zoneResidencyProblem(c);
+  if (residency) throw new ConfigError([residency]);
   const pick = (l: string[]) => (l.length > 0 ? l : c.PIPELINE_KAFKA_BROKERS);
   return {
     cn: pick(c.INGEST_ZONE_BROKERS_CN),

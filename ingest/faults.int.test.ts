@@ -42,7 +42,16 @@ afterAll(() => {
 async function spawnIngest(env: Record<string, string>): Promise<Child> {
   const proc = spawn(process.execPath, ['--import', 'tsx', 'ingest/main.ts'], {
     cwd: join(import.meta.dirname, '..'),
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_TOPIC_PARTITIONS: '2', ...env },
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      INGEST_PORT: '0',
+      INGEST_POOL_THREADS: '1',
+      INGEST_TOPIC_PARTITIONS: '2',
+      // The local stack is one Kafka cluster: every zone's topics share it.
+      INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(proc);

@@ -38,6 +38,8 @@ function envFor(t: Topics, extra: Record<string, string> = {}): Record<string, s
     INGEST_PORT: '0',
     INGEST_POOL_THREADS: '1',
     INGEST_TOPIC_PARTITIONS: '2',
+    // The local stack is one Kafka cluster: every zone's topics share it (policy section 6 in production: ingest/config.ts).
+    INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
     ...extra,
   };
 }

@@ -9,7 +9,7 @@
  */
 import { ConfigError, createLogger, type Level } from '../runtime/index.ts';
 import { isoOfDay } from '../schemas/index.ts';
-import { loadIngestConfig } from './config.ts';
+import { loadIngestConfig, zonesSharingMainCluster } from './config.ts';
 import { startIngest } from './http.ts';
 import { TokenKeyWatch, type TokenKeysSpec } from './token-keys.ts';
 
@@ -27,6 +27,13 @@ async function main(): Promise<void> {
   const log = createLogger({ service: 'ingest', level: cfg.INGEST_LOG_LEVEL as Level, logPersonalData: cfg.INGEST_DEBUG_LOG_PERSONAL_DATA });
   if (cfg.INGEST_UNSAFE_ACK_BEFORE_PRODUCE) log.warn('UNSAFE: INGEST_UNSAFE_ACK_BEFORE_PRODUCE is on; batches are answered 200 before Kafka acknowledged them');
   if (cfg.INGEST_DEBUG_LOG_PERSONAL_DATA) log.warn('INGEST_DEBUG_LOG_PERSONAL_DATA is on: logs may contain personal data');
+  // Without the switch, a zone bound by residency with no cluster of its own stopped loadIngestConfig above.
+  const sharing = zonesSharingMainCluster(cfg);
+  if (sharing.length > 0) {
+    log.warn('INGEST_ZONES_SHARE_MAIN_CLUSTER is on: personal data of residency zones goes to the main cluster (development/test only, policy section 6)', {
+      zones: sharing.join(','),
+    });
+  }
 
   const tokenKeys: TokenKeysSpec = { kind: 'file', dir: cfg.INGEST_TOKEN_KEY_DIR, mode: cfg.INGEST_TOKEN_KEYS_MODE };
   let svc;

@@ -131,7 +131,13 @@ describe('ingest with a read-only key directory', () => {
     const t = today();
     const dir = keyDir([t - 5]); // only an expired key: it must not be used
     const before = snapshot(dir);
-    const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_TOKEN_KEYS_MODE: 'read-only', INGEST_TOKEN_KEY_DIR: dir });
+    const cfg = loadIngestConfig({
+      INGEST_PORT: '0',
+      INGEST_POOL_THREADS: '1',
+      INGEST_TOKEN_KEYS_MODE: 'read-only',
+      INGEST_TOKEN_KEY_DIR: dir,
+      INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+    });
     svc = await startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });
 
     const notReady = await call(svc.port, '/readyz');
@@ -160,7 +166,7 @@ describe('ingest with a read-only key directory', () => {
 
   it("control: in manage mode the same empty directory is ready (today's key is created)", async () => {
     const dir = keyDir([]);
-    const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_TOKEN_KEY_DIR: dir });
+    const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_TOKEN_KEY_DIR: dir, INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' });
     expect(cfg.INGEST_TOKEN_KEYS_MODE).toBe('manage'); // the default (local stack, demo)
     svc = await startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });
     const r = await call(svc.port, '/readyz');

@@ -1,9 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { CATEGORIES, DAY_MS, ZONES } from '../schemas/index.ts';
-import { loadIngestConfig } from './config.ts';
+import { loadIngestConfig, type IngestConfig } from './config.ts';
 import { DEFAULT_PLAN_OPTIONS, ingestPlanOptions, topicPlan } from './topics.ts';
 
-const cfg = loadIngestConfig({ PIPELINE_KAFKA_BROKERS: 'main:9092', INGEST_ZONE_BROKERS_CN: 'cn1:9092,cn2:9092' });
+const cfg = loadIngestConfig({
+  PIPELINE_KAFKA_BROKERS: 'main:9092',
+  INGEST_ZONE_BROKERS_CN: 'cn1:9092,cn2:9092',
+  INGEST_ZONE_BROKERS_RU: 'ru1:9092',
+  INGEST_ZONE_BROKERS_IN: 'in1:9092',
+});
 
 describe('topic plan', () => {
   const plan = topicPlan(cfg);
@@ -14,11 +19,17 @@ describe('topic plan', () => {
     );
   });
 
-  it('puts a zone with its own cluster on that cluster (policy 6) and the rest on the main one', () => {
-    for (const t of plan) {
-      if (t.zone === 'cn') expect(t.brokers).toEqual(['cn1:9092', 'cn2:9092']);
-      else expect(t.brokers).toEqual(['main:9092']);
-    }
+  it('puts each residency zone on its own cluster (policy section 6), row and the events on the main one', () => {
+    const own: Record<string, string[]> = { cn: ['cn1:9092', 'cn2:9092'], ru: ['ru1:9092'], in: ['in1:9092'] };
+    for (const t of plan) expect(t.brokers, t.topic).toEqual(t.zone === undefined ? ['main:9092'] : (own[t.zone] ?? ['main:9092']));
+  });
+
+  it('cannot place a residency zone on the main cluster silently: a settings object without its brokers throws, naming it', () => {
+    const noRu: IngestConfig = { ...cfg, INGEST_ZONE_BROKERS_RU: [] };
+    expect(() => topicPlan(noRu)).toThrow(/INGEST_ZONE_BROKERS_RU is empty \(zone ru, Russia\)/);
+    // Negative control: the explicit single-cluster switch places it on the main cluster.
+    const shared = topicPlan({ ...noRu, INGEST_ZONES_SHARE_MAIN_CLUSTER: true });
+    expect(shared.filter((t) => t.zone === 'ru').map((t) => t.brokers)).toEqual([['main:9092'], ['main:9092']]);
   });
 
   it('takes retention from the category map: personal = longest stored personal category, rejects = unclassified', () => {
@@ -54,6 +65,7 @@ describe('the plan ingest creates missing topics with (INGEST_TOPICS=create)', (
       INGEST_TOPIC_REPLICATION: '1',
       INGEST_EVENTS_RETENTION_MS: String(3 * DAY_MS),
       INGEST_REJECTS_RETENTION_MS: String(2 * DAY_MS),
+      INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
     });
     const plan = topicPlan(own, ingestPlanOptions(own));
     const personalMs = String(
@@ -71,7 +83,8 @@ describe('the plan ingest creates missing topics with (INGEST_TOPICS=create)', (
   });
 
   it('requires two in-sync replicas from replication 3 on (acks=all is only as strong as the ISR), one below', () => {
-    const isr = (replication: number) => ingestPlanOptions(loadIngestConfig({ INGEST_TOPIC_REPLICATION: String(replication) })).minInsyncReplicas;
+    const isr = (replication: number) =>
+      ingestPlanOptions(loadIngestConfig({ INGEST_TOPIC_REPLICATION: String(replication), INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' })).minInsyncReplicas;
     expect([1, 2, 3, 5].map(isr)).toEqual([1, 1, 2, 2]);
   });
 });

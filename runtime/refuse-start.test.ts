@@ -5,10 +5,14 @@ import { runService } from '../testing/services.ts';
 
 const SECRET = 'Q7-refuse-start-secret';
 const nowhere = { PIPELINE_KAFKA_BROKERS: '127.0.0.1:1' };
+// Ingest also refuses a residency zone without a cluster of its own (below); these tests are about
+// the other settings, so their ingest runs allow the single cluster explicitly.
+const oneCluster = { INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' };
 
 describe.each(['ingest', 'aggregator'] as const)('%s with PIPELINE_KAFKA_SECURITY=sasl_ssl', (service) => {
+  const unreachable = { ...nowhere, ...(service === 'ingest' ? oneCluster : {}) };
   it('and no credentials: exits 2 with one line naming what is missing', async () => {
-    const r = await runService(service, { ...nowhere, PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_USERNAME: service });
+    const r = await runService(service, { ...unreachable, PIPELINE_KAFKA_SECURITY: 'sasl_ssl', PIPELINE_KAFKA_SASL_USERNAME: service });
     expect(r.code).toBe(2);
     expect(r.stderrLines).toEqual([
       expect.stringMatching(
@@ -19,7 +23,7 @@ describe.each(['ingest', 'aggregator'] as const)('%s with PIPELINE_KAFKA_SECURIT
 
   it('and an unreadable password file: exits 2, names the file, never a secret given alongside', async () => {
     const r = await runService(service, {
-      ...nowhere,
+      ...unreachable,
       PIPELINE_KAFKA_SECURITY: 'sasl_ssl',
       PIPELINE_KAFKA_SASL_USERNAME: service,
       PIPELINE_KAFKA_SASL_PASSWORD_FILE: '/nonexistent/pw',
@@ -31,7 +35,7 @@ describe.each(['ingest', 'aggregator'] as const)('%s with PIPELINE_KAFKA_SECURIT
   });
 
   it('credentials with plaintext are refused too (a forgotten PIPELINE_KAFKA_SECURITY), without echoing them', async () => {
-    const r = await runService(service, { ...nowhere, PIPELINE_KAFKA_SASL_PASSWORD: SECRET });
+    const r = await runService(service, { ...unreachable, PIPELINE_KAFKA_SASL_PASSWORD: SECRET });
     expect(r.code).toBe(2);
     expect(r.stderrLines.join('\n')).toContain('PIPELINE_KAFKA_SASL_PASSWORD set but PIPELINE_KAFKA_SECURITY=plaintext');
     expect(r.output).not.toContain(SECRET);
@@ -39,13 +43,46 @@ describe.each(['ingest', 'aggregator'] as const)('%s with PIPELINE_KAFKA_SECURIT
 
   it('negative control: a complete plaintext setup gets past the config check (fails later, on the unreachable broker)', async () => {
     const r = await runService(service, {
-      ...nowhere,
+      ...unreachable,
       INGEST_KAFKA_START_TIMEOUT_MS: service === 'ingest' ? '1000' : '',
       AGGREGATOR_CLICKHOUSE_URL: service === 'aggregator' ? 'http://127.0.0.1:1' : '',
       INGEST_TOKEN_KEY_DIR: service === 'ingest' ? '/tmp/refuse-start-token-keys' : '',
     });
     expect(r.code).toBe(1);
     expect(r.output).not.toMatch(/invalid configuration|PIPELINE_KAFKA_SECURITY/);
+  });
+});
+
+describe('ingest without a cluster for a residency zone (policy section 6)', () => {
+  const zones = {
+    INGEST_ZONE_BROKERS_CN: '127.0.0.2:1',
+    INGEST_ZONE_BROKERS_RU: '127.0.0.3:1',
+    INGEST_ZONE_BROKERS_IN: '127.0.0.4:1',
+    INGEST_KAFKA_START_TIMEOUT_MS: '1000',
+    INGEST_TOKEN_KEY_DIR: '/tmp/refuse-start-token-keys',
+  };
+
+  it('no zone brokers and no INGEST_ZONES_SHARE_MAIN_CLUSTER: exits 2 with one line naming the three zones', async () => {
+    const r = await runService('ingest', nowhere);
+    expect(r.code).toBe(2);
+    expect(r.stderrLines).toEqual([
+      expect.stringMatching(
+        /^ingest: invalid configuration: residency \(policy section 6\): INGEST_ZONE_BROKERS_CN is empty \(zone cn, Mainland China\), INGEST_ZONE_BROKERS_RU is empty \(zone ru, Russia\), INGEST_ZONE_BROKERS_IN is empty \(zone in, India\);/,
+      ),
+    ]);
+  });
+
+  it('one zone without brokers: exits 2 with one line naming that zone only', async () => {
+    const r = await runService('ingest', { ...nowhere, ...zones, INGEST_ZONE_BROKERS_RU: '' });
+    expect(r.code).toBe(2);
+    expect(r.stderrLines).toEqual([expect.stringMatching(/^ingest: invalid configuration: residency .*INGEST_ZONE_BROKERS_RU is empty \(zone ru, Russia\);/)]);
+    expect(r.output).not.toMatch(/INGEST_ZONE_BROKERS_(CN|IN)/);
+  });
+
+  it('negative control: every zone on brokers of its own gets past the config check (fails later, on the unreachable brokers)', async () => {
+    const r = await runService('ingest', { ...nowhere, ...zones });
+    expect(r.code).toBe(1);
+    expect(r.output).not.toMatch(/invalid configuration|residency/);
   });
 });
 

@@ -491,7 +491,12 @@ export function secureServiceEnv(config: StackConfig, role: 'ingest' | 'aggregat
     PIPELINE_KAFKA_SASL_PASSWORD_FILE: kafkaPasswordFile(config, role),
     PIPELINE_KAFKA_TLS_CA_FILE: securePaths(config).caCert,
   };
-  if (role === 'ingest') env.INGEST_TOPICS = 'verify';
+  if (role === 'ingest') {
+    env.INGEST_TOPICS = 'verify';
+    // The secured local stack is one Kafka cluster: every zone's topics share it (development only;
+    // production gives cn, ru and in clusters of their own, policy section 6, ingest/config.ts).
+    env.INGEST_ZONES_SHARE_MAIN_CLUSTER = 'true';
+  }
   if (role === 'aggregator') {
     env.AGGREGATOR_CLICKHOUSE_URL = secureClickHouseUrl(config);
     env.AGGREGATOR_CLICKHOUSE_USER = 'aggregator';

@@ -16,6 +16,8 @@ describe('topic plan --apply on a real broker', () => {
     PIPELINE_TOPIC_EVENTS: `${prefix}.events`,
     PIPELINE_TOPIC_PERSONAL_PREFIX: `${prefix}.personal.`,
     PIPELINE_TOPIC_REJECTS_PREFIX: `${prefix}.rejects.`,
+    // The local stack is one Kafka cluster: every zone's topics share it.
+    INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
   });
   const plan = topicPlan(cfg, { ...DEFAULT_PLAN_OPTIONS, partitions: 2, replicationFactor: 1, minInsyncReplicas: 1 });
   const admin = () => createKafka('topic-plan-test').admin();

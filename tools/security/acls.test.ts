@@ -4,7 +4,7 @@ import { topicPlan } from '../../ingest/topics.ts';
 import { aclPlan, formatPlan, parseArgs } from '../topic-plan.ts';
 import { aclRules, formatAclRules, toKafkajsAcl, type AclRule, type AclTopic } from './acls.ts';
 
-const plan = topicPlan(loadIngestConfig({}));
+const plan = topicPlan(loadIngestConfig({ INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' }));
 const topics: AclTopic[] = plan.map((t) => ({ topic: t.topic, kind: t.kind, zone: t.zone }));
 const rules = aclRules({ topics });
 const of = (principal: string) => rules.filter((r) => r.principal === `User:${principal}`);
@@ -86,7 +86,7 @@ describe('topics:plan --acls uses the same list, per cluster', () => {
   });
 
   it('a zone on its own cluster gets its grants there, plus the cluster-wide ingest grant', () => {
-    const split = topicPlan(loadIngestConfig({ INGEST_ZONE_BROKERS_CN: 'cn1:9092' }));
+    const split = topicPlan(loadIngestConfig({ INGEST_ZONE_BROKERS_CN: 'cn1:9092', INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' }));
     const bindings = aclPlan(split);
     const onCn = bindings.filter((b) => b.brokers.join(',') === 'cn1:9092');
     expect(reads(onCn.filter((b) => b.principal === 'User:zone-cn'))).toEqual(['telemetry.personal.cn', 'telemetry.rejects.cn']);

@@ -33,6 +33,8 @@ describe('topics:plan --apply --acls on a secured cluster', () => {
       PIPELINE_TOPIC_EVENTS: `${run}.events`,
       PIPELINE_TOPIC_PERSONAL_PREFIX: `${run}.personal.`,
       PIPELINE_TOPIC_REJECTS_PREFIX: `${run}.rejects.`,
+      // The secured local stack is one Kafka cluster: every zone's topics share it.
+      INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
     };
     const args = [
       '--import',
