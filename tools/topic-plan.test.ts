@@ -1,10 +1,12 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadIngestConfig } from '../ingest/config.ts';
 import { DAY_MS } from '../schemas/index.ts';
 import { topicPlan } from '../ingest/topics.ts';
 import { diffTopic, formatPlan, parseArgs } from './topic-plan.ts';
 
-const cfg = loadIngestConfig({ PIPELINE_KAFKA_BROKERS: 'main:9092', INGEST_ZONE_BROKERS_CN: 'cn1:9092,cn2:9092' });
+const cfg = loadIngestConfig({ PIPELINE_KAFKA_BROKERS: 'main:9092', INGEST_ZONE_BROKERS_CN: 'cn1:9092,cn2:9092', INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' });
 
 describe('formatPlan', () => {
   const plan = topicPlan(cfg);
@@ -51,5 +53,42 @@ describe('parseArgs', () => {
     });
     expect(() => parseArgs(['--partition', '6'])).toThrow(/unknown argument/);
     expect(() => parseArgs(['--partitions', 'x'])).toThrow(/integer/);
+  });
+});
+
+describe('npm run topics:plan and residency (policy section 6)', () => {
+  // Printing the plan contacts no broker; only the settings decide.
+  const plan = (env: Record<string, string>) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'tools/topic-plan.ts'], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PIPELINE_KAFKA_BROKERS: 'main:9092', ...env },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+  const errLines = (s: string) => s.split('\n').filter((l) => l.length > 0);
+
+  it('refuses to plan a zone without brokers of its own: exit 2, one line naming it, no plan printed', () => {
+    const r = plan({ INGEST_ZONE_BROKERS_CN: 'cn1:9092', INGEST_ZONE_BROKERS_RU: 'ru1:9092' });
+    expect(r.status).toBe(2);
+    expect(errLines(r.stderr)).toEqual([
+      expect.stringMatching(/^topics:plan: residency \(policy section 6\): INGEST_ZONE_BROKERS_IN is empty \(zone in, India\);/),
+    ]);
+    expect(r.stderr).not.toMatch(/INGEST_ZONE_BROKERS_(CN|RU)/);
+    expect(r.stdout).toBe('');
+  });
+
+  it('negative control: with every zone on its own cluster it prints the plan, each zone on its brokers', () => {
+    const r = plan({ INGEST_ZONE_BROKERS_CN: 'cn1:9092', INGEST_ZONE_BROKERS_RU: 'ru1:9092', INGEST_ZONE_BROKERS_IN: 'in1:9092' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/\| telemetry\.personal\.in \| in1:9092 \|/);
+    expect(r.stdout).toMatch(/\| telemetry\.personal\.row \| main:9092 \|/);
+  });
+
+  it('the single-cluster switch plans the zones on the main cluster and says so on every run', () => {
+    const r = plan({ INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(errLines(r.stderr)).toEqual([expect.stringContaining('INGEST_ZONES_SHARE_MAIN_CLUSTER is on: zones cn, ru, in are planned on the main cluster')]);
+    expect(r.stdout).toMatch(/\| telemetry\.personal\.cn \| main:9092 \|/);
   });
 });

@@ -9,6 +9,10 @@
  *                                                            # connect as the operator with PIPELINE_KAFKA_SECURITY=sasl_ssl ...
  *   node dist/tools/topic-plan.js --apply ...    # the same from the image (compose, k8s Job)
  *
+ * The zones cn, ru and in are planned on their own clusters (INGEST_ZONE_BROKERS_<ZONE>, policy section 6):
+ * without them the command refuses with one line naming the zones, exactly as ingest does, unless
+ * INGEST_ZONES_SHARE_MAIN_CLUSTER=true (single-cluster development and test setups) allows the main cluster.
+ *
  * Ingest in production runs with INGEST_TOPICS=verify: it refuses to start when a topic is missing
  * instead of creating one with its single-node defaults. Retention, replication and min.insync.replicas
  * per topic, and why: ingest/topics.ts.
@@ -18,7 +22,7 @@ import kafkajs, { type Admin, type ITopicConfig } from 'kafkajs';
 import { ConfigError } from '../runtime/config.ts';
 import { kafkaClientOptions } from '../runtime/kafka.ts';
 import { aclRules, applyAclRules, formatAclRules, type AclRule } from './security/acls.ts';
-import { loadIngestConfig, type IngestConfig } from '../ingest/config.ts';
+import { loadIngestConfig, zonesSharingMainCluster, type IngestConfig } from '../ingest/config.ts';
 import { DAY_MS } from '../schemas/index.ts';
 import { DEFAULT_PLAN_OPTIONS, topicPlan, type PlannedTopic, type PlanOptions } from '../ingest/topics.ts';
 
@@ -271,6 +275,14 @@ async function main(): Promise<void> {
   } catch (e) {
     process.stderr.write(`topics:plan: ${e instanceof ConfigError ? e.problems.join('; ') : (e as Error).message}\n`);
     process.exit(2);
+  }
+  // A residency zone without brokers of its own stopped loadIngestConfig above (policy section 6), unless
+  // the single-cluster switch allows it: then say so, every run.
+  const sharing = zonesSharingMainCluster(cfg);
+  if (sharing.length > 0) {
+    process.stderr.write(
+      `topics:plan: INGEST_ZONES_SHARE_MAIN_CLUSTER is on: zones ${sharing.join(', ')} are planned on the main cluster (development/test only, policy section 6)\n`,
+    );
   }
   const plan = topicPlan(cfg, args.options);
   process.stdout.write(`${formatPlan(plan, { acls: args.acls })}\n`);
