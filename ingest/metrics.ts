@@ -24,6 +24,7 @@ export interface IngestMetrics {
   inflightBatches: Gauge;
   kafkaReady: Gauge;
   mixAnonymitySet: Gauge;
+  mixBatches: Histogram;
   tokenKeyNewestDay: Gauge<'mode'>;
   tokenKeyOldestDay: Gauge<'mode'>;
   tokenKeysExpired: Gauge<'mode'>;
@@ -102,6 +103,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean; tokenKeys?: Toke
     mixAnonymitySet: new Gauge({
       name: 'ingest_mix_anonymity_set',
       help: 'Batches in the last published mix (ingest/mix.ts): how many batches its events records hide among by timestamp and order',
+      registers: r,
+    }),
+    mixBatches: new Histogram({
+      name: 'ingest_mix_batches',
+      help: 'Batches per published mix (ingest/mix.ts); _sum / _count is the mean anonymity set by transport',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers: r,
     }),
     tokenKeyNewestDay: new Gauge({

@@ -274,7 +274,10 @@ export class KafkaSink implements RecordSink {
             maxBatches: cfg.INGEST_MIX_MAX_BATCHES,
           },
           (mix) => this.publishMix(mix),
-          (n) => metrics.mixAnonymitySet.set(n),
+          (n) => {
+            metrics.mixAnonymitySet.set(n);
+            metrics.mixBatches.observe(n);
+          },
         );
     const keys = new Set([this.eventsCluster, ...Object.values(this.zoneCluster)]);
     let n = 0;

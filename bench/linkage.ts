@@ -1,0 +1,246 @@
+/**
+ * `npm run bench:linkage`: can the topics ingest writes be joined back to devices without a day
+ * secret? (policy section 1.1.4, "used separately"; ARCHITECTURE.md principle 9.)
+ *
+ * Twice, each with its own ingest process (`ingest/main.ts`, local stack, its own topics): once as
+ * configured (ingest/mix.ts: coarse timestamps, mixed order), once with INGEST_UNSAFE_LINKABLE=true
+ * (the negative control: producer timestamps, a batch's records together). Each time ~600 batches of
+ * 240 devices (bench/linkage-population.ts: every zone, retries, batches spanning UTC midnight, late
+ * batches) are posted within ~20 s, every topic is read back, and the adversary of
+ * bench/linkage-attack.ts joins personal records to events records by transport features, by content
+ * features and by both. The bench alone knows the truth: it reads the day secrets ingest created, maps
+ * each daily token to its device, and scores the adversary's guesses.
+ *
+ * Last line JSON: link_accuracy (all features), transport_link_accuracy, content_link_accuracy, chance
+ * (mean of 1 / transport anonymity set), anonymity_set_p50, cross_day_link_accuracy (midnight batches
+ * whose two tokens the adversary chained to the device), the same with the prefix negative_control_,
+ * and the counts. The negative control's transport_link_accuracy must be >= 0.9 or the attack is too
+ * weak to show anything; the bench exits 1 then.
+ *
+ * Knobs (environment): BENCH_LINKAGE_DEVICES (240), BENCH_LINKAGE_SECONDS (20), BENCH_LINKAGE_SEED (7).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ingestSettings } from '../ingest/config.ts';
+import { personalTopic } from '../runtime/index.ts';
+import { compileSplit, DailyTokenizer, DAY_MS, decodeEventFacts, FileKeySource, RecordCodec, ZONES, type Zone } from '../schemas/index.ts';
+import { containerOf } from '../testing/batches.ts';
+import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
+import { runLoad } from '../testing/load.ts';
+import { readAll, stackInfo, uniqueName, type ReadRecord } from '../testing/stack.ts';
+import { anonymitySets, guess, prepare, type EventsSeen, type FeatureSet, type PersonalSeen } from './linkage-attack.ts';
+import { linkagePopulation, type LinkagePost } from './linkage-population.ts';
+
+const root = join(import.meta.dirname, '..');
+const env = process.env;
+const devices = Number(env.BENCH_LINKAGE_DEVICES ?? 240);
+const seconds = Number(env.BENCH_LINKAGE_SECONDS ?? 20);
+const seed = Number(env.BENCH_LINKAGE_SEED ?? 7);
+const concurrency = 16;
+
+interface Ingest {
+  proc: ChildProcess;
+  url: string;
+  keyDir: string;
+  eventsTopic: string;
+  personalPrefix: string;
+}
+
+async function startIngest(linkable: boolean): Promise<Ingest> {
+  const keyDir = mkdtempSync(join(tmpdir(), 'bench-linkage-keys-'));
+  const eventsTopic = uniqueName('bench_link_ev');
+  const personalPrefix = `${uniqueName('bench_link_p')}_`;
+  const port = String(18100 + Math.floor(Math.random() * 800));
+  const ingestEnv: Record<string, string> = {
+    PATH: env.PATH ?? '',
+    HOME: env.HOME ?? '',
+    PIPELINE_KAFKA_BROKERS: stackInfo().kafkaBrokers.join(','),
+    PIPELINE_TOPIC_EVENTS: eventsTopic,
+    PIPELINE_TOPIC_PERSONAL_PREFIX: personalPrefix,
+    PIPELINE_TOPIC_REJECTS_PREFIX: `${uniqueName('bench_link_r')}_`,
+    INGEST_PORT: port,
+    INGEST_LOG_LEVEL: 'warn',
+    INGEST_TOKEN_KEY_DIR: keyDir,
+    INGEST_TOPIC_PARTITIONS: '6',
+    INGEST_UNSAFE_LINKABLE: String(linkable),
+  };
+  // One local cluster for every zone (a development setup), where the residency check asks for it.
+  if ('INGEST_ZONES_SHARE_MAIN_CLUSTER' in ingestSettings) ingestEnv.INGEST_ZONES_SHARE_MAIN_CLUSTER = 'true';
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'ingest/main.ts'], { cwd: root, env: ingestEnv, stdio: ['ignore', 'inherit', 'inherit'] });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    if (proc.exitCode !== null) throw new Error(`ingest exited with ${proc.exitCode}`);
+    try {
+      if ((await fetch(`${url}/readyz`)).status === 200) return { proc, url, keyDir, eventsTopic, personalPrefix };
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('ingest did not become ready in 60 s');
+}
+
+const dayOfTime = (t: number) => Math.floor(t / DAY_MS);
+const daysOf = (p: LinkagePost) => new Set(p.batch.events.map((e) => dayOfTime(e.time)));
+
+/** Posts every batch (paced over `seconds`); returns the posts answered 200. */
+async function post(url: string, posts: LinkagePost[]): Promise<{ ok: LinkagePost[]; byStatus: Record<string, number> }> {
+  const bodies = posts.map((p) => containerOf(p.batch));
+  const ok: LinkagePost[] = [];
+  const pauseMs = Math.max(0, (concurrency * seconds * 1000) / posts.length - 20);
+  const r = await runLoad({
+    url,
+    concurrency,
+    durationMs: 10 * seconds * 1000,
+    maxRequests: posts.length,
+    pauseMs,
+    next: (i) => ({ body: bodies[i]!, meta: posts[i]! }),
+    onResult: (x) => {
+      if (x.status === 200) ok.push(x.meta);
+    },
+  });
+  return { ok, byStatus: r.byStatus };
+}
+
+interface PersonalValue {
+  received_at: number;
+  device: { sim_mcc: string | null };
+  events: Array<{ time: number; payload: Record<string, unknown> }>;
+}
+
+/** `telemetry.v1.personal.SessionStart` -> `session_start`. */
+const kindOfBranch = (name: string) =>
+  name
+    .slice(name.lastIndexOf('.') + 1)
+    .replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
+    .slice(1);
+
+function seen(r: ReadRecord): Omit<PersonalSeen, 'receivedAt' | 'simMcc' | 'kindsByDay'> {
+  return {
+    topic: r.topic,
+    partition: r.partition,
+    offset: Number(r.offset),
+    timestamp: Number(r.timestamp),
+    key: r.key!.toString('hex'),
+    size: r.value!.length,
+  };
+}
+
+/** Reads every topic back: the adversary's view. */
+async function readTopics(ing: Ingest, ok: LinkagePost[]): Promise<{ personal: PersonalSeen[]; events: EventsSeen[] }> {
+  const personalCodec = new RecordCodec<PersonalValue>(compileSplit().personalType);
+  const expectedEvents = ok.reduce((s, p) => s + daysOf(p).size, 0);
+  const zoneOfMcc: Record<string, Zone> = { '460': 'cn', '250': 'ru', '404': 'in', '310': 'row' };
+  const perZone = (z: Zone) => ok.filter((p) => zoneOfMcc[p.batch.device.sim_mcc] === z).length;
+  const events = (await readAll(ing.eventsTopic, expectedEvents, 30_000)).map((r) => ({ ...seen(r), facts: decodeEventFacts(r.value!) }));
+  const personal: PersonalSeen[] = [];
+  for (const z of ZONES) {
+    for (const r of await readAll(personalTopic(ing.personalPrefix, z), perZone(z), 30_000)) {
+      const v = personalCodec.decode(r.value!);
+      const kindsByDay = new Map<number, string[]>();
+      for (const e of v.events) {
+        const d = dayOfTime(e.time);
+        const list = kindsByDay.get(d) ?? [];
+        list.push(kindOfBranch(Object.keys(e.payload)[0]!));
+        kindsByDay.set(d, list);
+      }
+      personal.push({ ...seen(r), receivedAt: v.received_at, simMcc: v.device.sim_mcc, kindsByDay });
+    }
+  }
+  return { personal, events };
+}
+
+const median = (xs: number[]) => (xs.length ? xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : NaN);
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+const round = (x: number) => Number(x.toFixed(3));
+
+/** Scores the adversary against the truth (daily token -> device, from the day secrets ingest made). */
+function evaluate(ing: Ingest, posts: LinkagePost[], view: { personal: PersonalSeen[]; events: EventsSeen[] }, meanMix: number) {
+  const tokenizer = new DailyTokenizer(new FileKeySource(ing.keyDir, { mode: 'read-only' }));
+  const now = Date.now();
+  const deviceOfToken = new Map<string, string>();
+  for (const id of new Set(posts.map((p) => p.identity))) {
+    for (const day of [dayOfTime(now), dayOfTime(now) - 1]) {
+      const keys = tokenizer.keys(day, now);
+      if (keys) deviceOfToken.set(tokenizer.dailyToken(keys, id).toString('hex'), id);
+    }
+  }
+  const identityOfKey = (hexKey: string) => Buffer.from(hexKey, 'hex').toString('utf8');
+  const own = (pi: number, ei: number) => deviceOfToken.get(view.events[ei]!.key) === identityOfKey(view.personal[pi]!.key);
+  const mainDay = (pi: number) => [...view.personal[pi]!.kindsByDay].sort((a, b) => b[1].length - a[1].length)[0]![0];
+  const prepared = prepare(view.personal, view.events);
+  const accuracy = (set: FeatureSet) => {
+    const g = guess(prepared, set, Math.random);
+    const linked = g.map((m, pi) => own(pi, m.get(mainDay(pi))!));
+    const midnight = g.map((m, pi) => ({ m, pi })).filter(({ m }) => m.size === 2);
+    return {
+      link: mean(linked.map(Number)),
+      crossDay: mean(midnight.map(({ m, pi }) => Number([...m.values()].every((ei) => own(pi, ei))))),
+      midnight: midnight.length,
+    };
+  };
+  // What the transport adversary faces: the records its timestamps cannot tell apart, and at most the mix
+  // (consecutive mixes keep their order in the partitions).
+  const byTimestamp = anonymitySets(prepared, own, mainDay);
+  const sets = byTimestamp.map((s) => Math.max(1, Math.min(s, meanMix)));
+  const all = accuracy('all');
+  return {
+    link_accuracy: round(all.link),
+    transport_link_accuracy: round(accuracy('transport').link),
+    content_link_accuracy: round(accuracy('content').link),
+    chance: round(mean(sets.map((s) => 1 / Math.max(1, s)))),
+    anonymity_set_p50: round(median(sets)),
+    timestamp_anonymity_set_p50: median(byTimestamp),
+    mean_mix_batches: round(meanMix),
+    cross_day_link_accuracy: round(all.crossDay),
+    midnight_personal_records: all.midnight,
+    personal_records: view.personal.length,
+    events_records: view.events.length,
+    unmatched_tokens: view.events.filter((e) => !deviceOfToken.has(e.key)).length,
+  };
+}
+
+async function phase(linkable: boolean, posts: LinkagePost[]) {
+  const ing = await startIngest(linkable);
+  try {
+    const t0 = performance.now();
+    const { ok, byStatus } = await post(ing.url, posts);
+    const postSeconds = (performance.now() - t0) / 1000;
+    const metrics = await (await fetch(`${ing.url}/metrics`)).text();
+    const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+    // Linkable: no mixes (each batch is its own); the timestamps decide alone.
+    const meanMix = linkable ? Infinity : metric('ingest_mix_batches_sum') / metric('ingest_mix_batches_count');
+    const view = await readTopics(ing, ok);
+    return { ...evaluate(ing, ok, view, meanMix), batches_ok: ok.length, post_seconds: round(postSeconds), status_counts: byStatus };
+  } finally {
+    ing.proc.kill('SIGTERM');
+    await new Promise((r) => ing.proc.once('exit', r));
+  }
+}
+
+trackNamesOfThisProcess();
+const posts = linkagePopulation({ seed, devices, now: Date.now() });
+let exit = 0;
+try {
+  const protectedRun = await phase(false, posts);
+  console.log(`protected (as configured): ${JSON.stringify(protectedRun)}`);
+  const control = await phase(true, posts);
+  console.log(`negative control (INGEST_UNSAFE_LINKABLE=true): ${JSON.stringify(control)}`);
+  if (control.transport_link_accuracy < 0.9) {
+    console.error('the attack is too weak: it does not link the unprotected topics (negative control below 0.9)');
+    exit = 1;
+  }
+  const out: Record<string, unknown> = {
+    devices,
+    batches_posted: posts.length,
+    midnight_batches: posts.filter((p) => p.shape === 'midnight').length,
+    ...protectedRun,
+  };
+  for (const [k, v] of Object.entries(control)) out[`negative_control_${k}`] = v;
+  console.log(JSON.stringify(out));
+} finally {
+  for (const p of (await deleteWhatThisFileMade()).problems) console.error(`cleanup: ${p}`);
+}
+process.exit(exit);
