@@ -1,7 +1,9 @@
 /**
  * Checks deployment manifests against the code, without Docker or a cluster (none runs on these
  * machines): every variable a manifest sets is a declared setting with a valid value, every port and
- * probe path is one the service serves, every metric an alert or dashboard uses is exported.
+ * probe path is one the service serves, every metric an alert or dashboard uses is exported, and every
+ * container that runs ingest or the topic plan gives each residency zone a cluster of its own or says
+ * explicitly that it shares one (policy section 6).
  *
  * The knowledge comes from the code itself, not from lists kept here: the config specs
  * (ingest/config.ts, aggregator/config.ts), the metric registries the services build (constructed
@@ -13,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { aggregatorConfigSpec, AGGREGATOR_PREFIX } from '../aggregator/config.ts';
 import { createAggregatorMetrics } from '../aggregator/metrics.ts';
 import { INGEST_ERROR_CODES } from '../ingest/errors.ts';
-import { ingestConfigSpec, INGEST_PREFIXES } from '../ingest/config.ts';
+import { ingestConfigSpec, INGEST_PREFIXES, zoneResidencyProblem, type IngestConfig } from '../ingest/config.ts';
 import { createMetrics } from '../ingest/metrics.ts';
 import { ConfigError, loadConfig, type SettingsSpec } from '../runtime/config.ts';
 import { handleOps } from '../runtime/ops.ts';
@@ -45,7 +47,7 @@ export function roleOf(argv: readonly string[]): Role | undefined {
   const line = argv.join(' ');
   if (/\bdist\/ingest\/main\.js\b/.test(line)) return 'ingest';
   if (/\bdist\/aggregator\/main\.js\b/.test(line)) return 'aggregator';
-  if (/\bdist\/deploy\/cluster\/topic-plan\.js\b/.test(line)) return 'topics';
+  if (/\bdist\/tools\/topic-plan\.js\b/.test(line)) return 'topics';
   return undefined;
 }
 
@@ -71,20 +73,46 @@ export function checkEnv(role: Role, env: Record<string, EnvValue>, where: strin
       problems.push(`${where}: ${name} is a test/debug-only setting and must not appear in a deployment`);
     }
   }
-  // Let the service's own loader judge names and values, exactly as at start. Secret values are not in
-  // the manifest; a placeholder the setting accepts stands in for them.
-  const probe: Record<string, string> = {};
-  for (const [name, v] of Object.entries(env)) {
-    if (!model.prefixes.some((p) => name.startsWith(p))) continue;
-    probe[name] = v === FROM_SECRET ? placeholderFor(model.spec, name) : v;
-  }
+  // Let the service's own loader judge names and values, exactly as at start.
   try {
-    loadConfig(model.spec, { prefixes: model.prefixes, env: probe });
+    loadConfig(model.spec, { prefixes: model.prefixes, env: probeEnv(model, env) });
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     for (const p of e.problems) problems.push(`${where}: ${p}`);
   }
   return problems;
+}
+
+/**
+ * Residency (policy section 6): a container that runs ingest or the topic plan either sets a broker list
+ * of its own for every zone the residency rule binds (INGEST_ZONE_BROKERS_CN/RU/IN), or sets
+ * INGEST_ZONES_SHARE_MAIN_CLUSTER=true explicitly (a single-cluster development setup). The rule is
+ * ingest's own (`zoneResidencyProblem`, what stops ingest and the topic plan at start), so the check
+ * cannot pass a manifest the service would refuse, nor the reverse. Invalid values are checkEnv's to report.
+ */
+export function residencyProblems(role: Role, env: Record<string, EnvValue>, where: string): string[] {
+  if (role !== 'ingest' && role !== 'topics') return [];
+  let cfg: IngestConfig;
+  try {
+    cfg = loadConfig(ingestConfigSpec, { prefixes: ROLES[role].prefixes, env: probeEnv(ROLES[role], env) });
+  } catch (e) {
+    if (e instanceof ConfigError) return [];
+    throw e;
+  }
+  const problem = zoneResidencyProblem(cfg);
+  return problem ? [`${where}: ${problem}`] : [];
+}
+
+/**
+ * The variables of `env` the role reads, as its loader gets them at start. Secret values are not in the
+ * manifest; a placeholder the setting accepts stands in for them.
+ */
+function probeEnv(model: RoleModel, env: Record<string, EnvValue>): Record<string, string> {
+  const probe: Record<string, string> = {};
+  for (const [name, v] of Object.entries(env)) {
+    if (model.prefixes.some((p) => name.startsWith(p))) probe[name] = v === FROM_SECRET ? placeholderFor(model.spec, name) : v;
+  }
+  return probe;
 }
 
 function placeholderFor(spec: SettingsSpec, name: string): string {
@@ -313,7 +341,7 @@ export function checkK8s(docs: readonly K8sDoc[], opts: { jobs: Set<string> }): 
       if (!role) continue;
       ours++;
       const { env, problems: envProblems } = containerEnv(docs, c, where);
-      problems.push(...envProblems, ...checkEnv(role, env, where), ...bindProblems(role, env, where));
+      problems.push(...envProblems, ...checkEnv(role, env, where), ...bindProblems(role, env, where), ...residencyProblems(role, env, where));
       const port = listenPort(role, env);
       const ports = new Map<string | number, number>();
       for (const p of c.ports ?? []) {
@@ -408,7 +436,7 @@ export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTarg
     if (!role) continue;
     const where = `compose service ${name}`;
     const env = composeEnv(svc);
-    problems.push(...checkEnv(role, env, where), ...bindProblems(role, env, where));
+    problems.push(...checkEnv(role, env, where), ...bindProblems(role, env, where), ...residencyProblems(role, env, where));
     const port = listenPort(role, env);
     roleByService.set(name, { role, port });
     if (port !== undefined) {

@@ -9,7 +9,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { runMigrations } from '../aggregator/migrate.ts';
 import { aggregatorSettings } from '../aggregator/config.ts';
-import { checkCompose, checkEnv, checkK8s, checkPromql, exportedMetrics, opsServes, promqlMetricNames, roleOf, type K8sDoc } from './manifest-check.ts';
+import {
+  checkCompose,
+  checkEnv,
+  checkK8s,
+  checkPromql,
+  containerEnv,
+  exportedMetrics,
+  opsServes,
+  promqlMetricNames,
+  residencyProblems,
+  roleOf,
+  type K8sDoc,
+} from './manifest-check.ts';
 
 const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
 const ROOT = join(DEPLOY, '..');
@@ -273,6 +285,49 @@ describe('Kubernetes manifests', () => {
     expect(p).toContainEqual(expect.stringMatching(/INGEST_HOST=127.0.0.1 is loopback/));
   });
 
+  it('give cn, ru and in a cluster of their own in every container that runs ingest or the topic plan, never the single-cluster switch', () => {
+    const runs = k8sDocs.flatMap(({ file, doc }) =>
+      ((doc.spec?.template?.spec?.containers ?? []) as Obj[]).flatMap((c) => {
+        const role = roleOf([...(c.command ?? []), ...(c.args ?? [])]);
+        return role === 'ingest' || role === 'topics'
+          ? [{ where: `${file} ${doc.kind}/${doc.metadata.name}`, role, env: containerEnv(k8sDocs, c, file).env }]
+          : [];
+      }),
+    );
+    expect(runs.map((r) => `${r.where} ${r.role}`).sort()).toEqual(['ingest.yaml Deployment/ingest ingest', 'topics-job.yaml Job/telemetry-topics topics']);
+    for (const r of runs) {
+      for (const zone of ['CN', 'RU', 'IN']) expect(String(r.env[`INGEST_ZONE_BROKERS_${zone}`]), `${r.where} ${zone}`).toMatch(/^\S+:\d+(,\S+:\d+)*$/);
+      expect(r.env.INGEST_ZONES_SHARE_MAIN_CLUSTER, r.where).toBeUndefined();
+      expect(residencyProblems(r.role, r.env, r.where)).toEqual([]);
+    }
+  });
+
+  it.each(['CN', 'RU', 'IN'])(
+    'negative control: the ingest ConfigMap without INGEST_ZONE_BROKERS_%s is reported, naming that zone, for ingest and the topic plan',
+    (zone) => {
+      const broken = structuredClone(k8sDocs);
+      delete broken.find((d) => d.doc.kind === 'ConfigMap' && d.doc.metadata.name === 'telemetry-ingest')!.doc.data[`INGEST_ZONE_BROKERS_${zone}`];
+      const p = checkK8s(broken, { jobs }).filter((x) => x.includes('residency'));
+      const named = new RegExp(`residency \\(policy section 6\\): INGEST_ZONE_BROKERS_${zone} is empty \\(zone ${zone.toLowerCase()}, `);
+      expect(p).toEqual([
+        expect.stringMatching(new RegExp(`^topics-job.yaml Job/telemetry-topics container topic-plan: ${named.source}`)),
+        expect.stringMatching(new RegExp(`^ingest.yaml Deployment/ingest container ingest: ${named.source}`)),
+      ]);
+      for (const other of ['CN', 'RU', 'IN'].filter((z) => z !== zone)) expect(p.join('\n')).not.toContain(`INGEST_ZONE_BROKERS_${other}`);
+    },
+  );
+
+  it('negative control: a zone list pointed at the main cluster is the same silent fallback, and is reported', () => {
+    const broken = structuredClone(k8sDocs);
+    const main = broken.find((d) => d.doc.metadata.name === 'telemetry-pipeline')!.doc.data.PIPELINE_KAFKA_BROKERS as string;
+    broken.find((d) => d.doc.metadata.name === 'telemetry-ingest')!.doc.data.INGEST_ZONE_BROKERS_IN = main;
+    expect(checkK8s(broken, { jobs })).toContainEqual(
+      expect.stringMatching(
+        /^ingest.yaml Deployment\/ingest container ingest: residency .*INGEST_ZONE_BROKERS_IN names kafka-0\.kafka:9092,.* \(zone in, India\)/,
+      ),
+    );
+  });
+
   it("the key-rotation script keeps keys one hour inside ingest's grace, and ingest mounts them read-only", () => {
     const script = k8sDocs.find((d) => d.doc.kind === 'ConfigMap' && d.doc.metadata.name === 'token-key-rotation')!.doc.data['rotate.sh'] as string;
     expect(script).toMatch(/47 \* 3600/);
@@ -305,6 +360,42 @@ describe('compose', () => {
 
   it('pass every check against the code: settings, ports, healthchecks, drain, scrape targets', () => {
     expect(checkCompose(compose, { jobs, prometheusTargets })).toEqual([]);
+  });
+
+  it('a single-cluster setup: ingest and the topic plan share the one cluster only through the explicit switch', () => {
+    const s = compose.services as Obj;
+    const runs = Object.entries(s).filter(([, v]) => ['ingest', 'topics'].includes(roleOf((v as Obj).command ?? []) ?? ''));
+    expect(runs.map(([k]) => k).sort()).toEqual(['ingest-1', 'ingest-2', 'topics']);
+    for (const [name, v] of runs) {
+      expect((v as Obj).environment.INGEST_ZONES_SHARE_MAIN_CLUSTER, name).toBe('true');
+      expect(
+        Object.keys((v as Obj).environment).filter((k) => k.startsWith('INGEST_ZONE_BROKERS_')),
+        name,
+      ).toEqual([]);
+    }
+    // ...said loudly in the file itself.
+    expect(read('compose/compose.yaml')).toMatch(/SINGLE-CLUSTER DEVELOPMENT SETUP: THE RESIDENCY OF POLICY SECTION 6 IS NOT KEPT HERE/);
+  });
+
+  it('negative control: without the switch, each worker and the topic plan are reported, naming the three zones', () => {
+    const broken = structuredClone(compose);
+    for (const name of ['ingest-1', 'ingest-2', 'topics']) {
+      const { INGEST_ZONES_SHARE_MAIN_CLUSTER: _dropped, ...rest } = broken.services[name].environment as Obj;
+      broken.services[name].environment = name === 'ingest-2' ? { ...rest, INGEST_ZONES_SHARE_MAIN_CLUSTER: 'false' } : rest;
+    }
+    const p = checkCompose(broken, { jobs, prometheusTargets }).filter((x) => x.includes('residency'));
+    const zones =
+      /INGEST_ZONE_BROKERS_CN is empty \(zone cn, Mainland China\), INGEST_ZONE_BROKERS_RU is empty \(zone ru, Russia\), INGEST_ZONE_BROKERS_IN is empty \(zone in, India\)/;
+    expect(p).toEqual(['topics', 'ingest-1', 'ingest-2'].map((n) => expect.stringMatching(new RegExp(`^compose service ${n}: residency .*${zones.source}`))));
+  });
+
+  it('negative control: per-zone lists with one zone left out report that zone only', () => {
+    const broken = structuredClone(compose);
+    const { INGEST_ZONES_SHARE_MAIN_CLUSTER: _dropped, ...rest } = broken.services['ingest-1'].environment as Obj;
+    broken.services['ingest-1'].environment = { ...rest, INGEST_ZONE_BROKERS_CN: 'kafka-cn:9092', INGEST_ZONE_BROKERS_IN: 'kafka-in:9092' };
+    expect(checkCompose(broken, { jobs, prometheusTargets }).filter((x) => x.includes('residency'))).toEqual([
+      expect.stringMatching(/^compose service ingest-1: residency \(policy section 6\): INGEST_ZONE_BROKERS_RU is empty \(zone ru, Russia\);/),
+    ]);
   });
 
   it('mounts files that exist', () => {
