@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DAY_MS } from '../schemas/index.ts';
-import { device, type TestBatch, type TestEvent, ZONE_MCC } from '../testing/batches.ts';
+import { batch as testBatch, device, type TestBatch, type TestEvent, ZONE_MCC } from '../testing/batches.ts';
 import { rng } from '../testing/rng.ts';
 import { eventPayload } from '../testing/schema-fixtures.ts';
 
@@ -86,7 +86,7 @@ export function linkagePopulation(o: { seed: number; devices: number; now: numbe
         batch_id: randomUUID(),
         sent_at: o.now - 500,
         device: dev,
-        consent: { analytics: true, personalised_ads: false },
+        consent: testBatch({ events: 0 }).consent,
         events: eventsOf(shape, r, o.now),
       };
       const post = { identity: `device_id:${deviceId}`, deviceId, shape, retry: false, batch };
