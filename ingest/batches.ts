@@ -6,7 +6,8 @@
  *   -> 200 / 4xx / 503 (respond.ts)
  *
  * The 200 rule (ARCHITECTURE.md principle 4): the answer is written only after `sink.send` resolved,
- * i.e. after Kafka acknowledged every record of the batch with acks=all.
+ * i.e. after Kafka acknowledged every record of the batch with acks=all. The sink first holds the
+ * batch in a mix with concurrent ones (mix.ts) for up to INGEST_MIX_MAX_WAIT_MS; the rule is unchanged.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { admit, release } from './admission.ts';

@@ -20,6 +20,13 @@
  * for a whole round trip; `INGEST_KAFKA_PRODUCERS` lanes (separate idempotent producers, each with its
  * own producer id and sequences) keep several calls in flight. Ordering across lanes is not kept, and
  * nothing needs it: the aggregator counts and deduplicates by event_key.
+ *
+ * Mixing (mix.ts, policy 1.1.4): `send` does not write a batch on its own. Its records wait in the open
+ * mix with those of concurrent batches (INGEST_MIX_*), then go out shuffled with coarse timestamps,
+ * events records and personal/rejects records in separate calls, so the topics cannot be joined back to
+ * devices by timestamp or order. The batch's `send` still resolves only when every call carrying a
+ * record of its mix was acknowledged. INGEST_UNSAFE_LINKABLE (tests' negative control) writes each
+ * batch's records together with producer timestamps, as ingest did before.
  */
 import kafkajs, { CompressionTypes, Kafka, logLevel, type Admin, type Message, type Producer, type TopicMessages } from 'kafkajs';
 import type { Logger } from '../runtime/index.ts';
