@@ -17,5 +17,6 @@ export interface DeviceFields {
 /** What the split reads of a batch's batch-level values once `checkBatch` has passed (fields of batch.avsc). */
 export interface BatchHead {
   device: DeviceFields;
-  consent: { analytics: boolean; personalised_ads: boolean };
+  /** `location` is absent from the bodies of older writers that a resolver did not fill (then: not granted). */
+  consent: { analytics: boolean; personalised_ads: boolean; location?: boolean };
 }

@@ -15,7 +15,12 @@
 import type { Zone } from './contract.ts';
 import { DAY_MS } from './time.ts';
 
-export type Consent = 'none' | 'analytics' | 'personalised_ads';
+/**
+ * The consent that gates a category: `analytics` (User Experience Program: without it the events are
+ * dropped), `personalised_ads` and `location` (without them the fields are stripped from the personal
+ * record and counted), or `none`.
+ */
+export type Consent = 'none' | 'analytics' | 'personalised_ads' | 'location';
 
 /**
  * Named generalisations a field may go through to reach non-personal output.
@@ -96,11 +101,15 @@ export const CATEGORIES = {
   precise_location: {
     title: 'Precise location',
     personal: true,
-    policy: [{ section: P_112_DEVICE, quote: 'various types of information on your accurate or approximate location ... longitude and latitude information' }],
+    policy: [
+      { section: P_112_DEVICE, quote: 'various types of information on your accurate or approximate location ... longitude and latitude information' },
+      { section: '5.1', quote: 'Toggle on/off for the User Experience Program and location access functions' },
+    ],
     purpose: 'Location-related services only (1.2 "Providing location-based services"); never analytics.',
     retention: 'P7D',
-    retentionWhy: 'Most sensitive item of the batch; no analytics use, kept only briefly for the service that sent it.',
-    consent: 'none',
+    retentionWhy:
+      'Most sensitive item of the batch; no analytics use, kept only briefly for the service that sent it; stripped at ingest without location consent.',
+    consent: 'location',
     residency: true,
     derivations: ['drop'],
   },

@@ -110,6 +110,41 @@ describe('split', () => {
     expect(rec.device.imei).toBe('861234567890123');
   });
 
+  it('location consent: with it the precise location reaches the personal record; without it, it is stripped and counted', () => {
+    const location = { lat: 48.8566, lon: 2.3522, accuracy_m: 12 };
+    const personal = (r: { personal: { value: Buffer }[] }) =>
+      split.personalType.fromBuffer(r.personal[0]!.value.subarray(10)) as { device: Record<string, unknown> };
+    const granted = split.processBatch(batch(2, { device: device({ location }), consent: { analytics: true, personalised_ads: true, location: true } }), ctx());
+    expect(granted.droppedConsent).toEqual({});
+    expect(personal(granted).device.location).toEqual(location);
+    const withheld = split.processBatch(
+      batch(2, { device: device({ location }), consent: { analytics: true, personalised_ads: true, location: false } }),
+      ctx(),
+    );
+    expect(withheld.accepted).toBe(2);
+    expect(withheld.droppedConsent).toEqual({ 'stripped_no_location:device.location': 1 });
+    expect(personal(withheld).device.location).toBeNull();
+    const lat = Buffer.alloc(8);
+    lat.writeDoubleLE(location.lat);
+    expect(withheld.personal[0]!.value.includes(lat)).toBe(false);
+    expect(granted.personal[0]!.value.includes(lat)).toBe(true); // control: the same bytes are found when granted
+  });
+
+  it('an older writer without consent.location is still read: resolution gives false, the location is dropped and counted', () => {
+    const old = schemaCopy('batch');
+    const consent = old.fields.find((f) => f.name === 'consent')!.type as RecordSchema;
+    consent.fields = consent.fields.filter((f) => f.name !== 'location');
+    const oldType = typeOf(old);
+    const location = { lat: 55.75, lon: 37.62, accuracy_m: 30 };
+    const body = oldType.toBuffer(batch(3, { device: device({ location }), consent: { analytics: true, personalised_ads: true } }));
+    const decoded = split.batchType.fromBuffer(body, split.batchType.createResolver(oldType)) as { consent: Record<string, unknown> };
+    expect(decoded.consent.location).toBe(false);
+    const r = split.processBatch(decoded, ctx());
+    expect(r.accepted).toBe(3);
+    expect(r.droppedConsent).toEqual({ 'stripped_no_location:device.location': 1 });
+    expect((split.personalType.fromBuffer(r.personal[0]!.value.subarray(10)) as { device: { location: unknown } }).device.location).toBeNull();
+  });
+
   it('a retried batch gives identical event keys; another day gives unlinkable tokens', () => {
     const b = batch(4);
     const a = split.processBatch(b, ctx());

@@ -88,8 +88,19 @@ export interface CompiledSplit {
   readonly fields: ReadonlyMap<string, FieldInfo>;
 }
 
-/** What a consent switched off does: analytics drops the events, personalised ads strips fields. */
-const CONSENT_EFFECT = { analytics: 'drop_events', personalised_ads: 'strip_field' } as const;
+/**
+ * What a consent switched off does: analytics drops the events; personalised ads and location strip the
+ * fields whose category the map gates by that consent (policy 1.2, 5.1), counted as
+ * `stripped_no_<consent>:<path>`.
+ */
+const CONSENT_EFFECT = { analytics: 'drop_events', personalised_ads: 'strip_field', location: 'strip_field' } as const;
+type StripConsent = { [K in keyof typeof CONSENT_EFFECT]: (typeof CONSENT_EFFECT)[K] extends 'strip_field' ? K : never }[keyof typeof CONSENT_EFFECT];
+
+/** A field nulled in the personal record unless `consent` is granted in the batch's `consent` record. */
+export interface StripRule {
+  path: string;
+  consent: StripConsent;
+}
 
 /** The fast path of each compiled split, for the differential tests only (not exported from index.ts). */
 export const FAST_PATHS = new WeakMap<CompiledSplit, FastPath>();
@@ -103,8 +114,8 @@ export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
   const fields = classify(batchSchema, map);
 
   const checks = compileChecks(batchSchema, fields, opts);
-  const stripOnNoAds = consentStripping(batchSchema, fields);
-  const outputs = compileOutputs(batchSchema, factSchema, fields, map, stripOnNoAds, opts);
+  const stripRules = consentStripping(batchSchema, fields);
+  const outputs = compileOutputs(batchSchema, factSchema, fields, map, stripRules, opts);
   const parts: SplitParts = { ...checks, ...outputs, residency: opts.residency ?? RESIDENCY };
   const processBatch = (batch: unknown, ctx: ProcessContext) => splitBatch(parts, batch, ctx);
 
@@ -113,7 +124,7 @@ export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
     factSchema,
     fields,
     kept,
-    stripPaths: new Set(stripOnNoAds.map((f) => f.path)),
+    stripPaths: new Set(stripRules.map((r) => r.path)),
     maxStringLength: checks.maxStringLength,
     maxEvents: checks.maxEvents,
     eventFactType: outputs.eventFactType,
@@ -172,24 +183,31 @@ function compileChecks(batchSchema: RecordSchema, fields: Map<string, FieldInfo>
   return { maxEvents, maxStringLength, checkBatch, checkEvent, batchType, eventType };
 }
 
-/** Consent: the fields personalised-ads consent strips (derived from the map); both consents must exist. */
-function consentStripping(batchSchema: RecordSchema, fields: Map<string, FieldInfo>): FieldInfo[] {
+/**
+ * Consent: the fields each stripping consent gates (derived from the map: the outermost field of a
+ * category whose `consent` is that consent); every consent of `CONSENT_EFFECT` must exist in the batch.
+ */
+function consentStripping(batchSchema: RecordSchema, fields: Map<string, FieldInfo>): StripRule[] {
   const consentField = (name: string) => fields.get(`consent.${name}`);
   for (const c of Object.keys(CONSENT_EFFECT)) {
     if (!consentField(c))
       throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `${batchSchema.name}.consent.${c}`, `the batch needs consent.${c} (policy 1.2, 5.1)`);
   }
-  const stripOnNoAds = [...fields.values()].filter((f) => f.entry.consent === 'personalised_ads' && f.step.kind === 'field');
-  for (const f of stripOnNoAds) {
+  const strips = (consent: string): consent is StripConsent => (CONSENT_EFFECT as Record<string, string>)[consent] === 'strip_field';
+  const rules: StripRule[] = [];
+  for (const f of fields.values()) {
+    const consent = f.entry.consent;
+    if (!strips(consent) || f.step.kind !== 'field' || fields.get(f.parent)?.entry.consent === consent) continue;
     if (!(Array.isArray(f.field.type) && f.field.type.includes('null'))) {
       throw new SchemaBuildError(
         'SCHEMA_BAD_DERIVATION',
         f.schemaPath,
-        `field ${f.schemaPath} is gated by personalised_ads consent, so it must be nullable to be stripped`,
+        `field ${f.schemaPath} is gated by ${consent} consent, so it must be nullable to be stripped`,
       );
     }
+    rules.push({ path: f.path, consent });
   }
-  return stripOnNoAds;
+  return rules;
 }
 
 /** The three outputs: the personal record (generated schema + projection), the EventFact wiring, rejects. */
@@ -198,17 +216,13 @@ function compileOutputs(
   factSchema: RecordSchema,
   fields: Map<string, FieldInfo>,
   map: CategoryMap,
-  stripOnNoAds: FieldInfo[],
+  stripRules: StripRule[],
   opts: SplitOptions,
 ) {
   const personalSchema = buildPersonalSchema(batchSchema, fields);
   const personalType = typeOf(personalSchema, 'auto');
   classify(personalSchema, map); // the generated schema must itself be fully categorised
-  const project = compileProjection(
-    batchSchema,
-    fields,
-    stripOnNoAds.map((f) => f.path),
-  );
+  const project = compileProjection(batchSchema, fields, stripRules);
 
   const eventFactType = typeOf(factSchema);
   const wiring = compileWiring(factSchema, fields, map);
@@ -286,8 +300,7 @@ function splitBatch(c: SplitParts, batch: unknown, ctx: ProcessContext): SplitRe
 
   // Personal record: only when something was accepted (otherwise there is no purpose to keep it).
   if (result.accepted > 0) {
-    const ads = b.consent.personalised_ads === true;
-    const value = c.project(b, keptForPersonal, ads, result.droppedConsent);
+    const value = c.project(b, keptForPersonal, b.consent, result.droppedConsent);
     value.received_at = ctx.receivedAt;
     value.zone = zone;
     value.client_ip = ctx.clientIp ?? null;
@@ -657,15 +670,18 @@ function stripAttrs(t: SchemaObject): SchemaObject {
   return rest;
 }
 
+/** The batch's consent choices as the projection reads them (a missing choice is not granted). */
+export type ConsentChoices = Readonly<Record<string, unknown>>;
+
 /**
- * Copies the kept fields of a batch into the personal record's shape; strips fields whose consent is
- * off (counted in `dropped` as `stripped_no_personalised_ads:<path>`).
+ * Copies the kept fields of a batch into the personal record's shape; nulls the fields whose consent is
+ * not granted (`rules`, counted in `dropped` as `stripped_no_<consent>:<path>` when a value was there).
  */
-function compileProjection(batchSchema: RecordSchema, fields: Map<string, FieldInfo>, stripPaths: string[]) {
-  const strip = new Set(stripPaths);
+function compileProjection(batchSchema: RecordSchema, fields: Map<string, FieldInfo>, rules: StripRule[]) {
+  const strip = new Map(rules.map((r) => [r.path, { consent: r.consent, counter: `stripped_no_${r.consent}:${r.path}` }]));
   /** Projects one value of the batch (at some path) into the personal record's shape; `evs` replaces the events. */
-  type P = (v: unknown, ads: boolean, dropped: Record<string, number>, evs?: unknown[]) => unknown;
-  type RecordP = (v: unknown, ads: boolean, dropped: Record<string, number>, evs?: unknown[]) => Record<string, unknown>;
+  type P = (v: unknown, consent: ConsentChoices, dropped: Record<string, number>, evs?: unknown[]) => unknown;
+  type RecordP = (v: unknown, consent: ConsentChoices, dropped: Record<string, number>, evs?: unknown[]) => Record<string, unknown>;
   const projType = (t: SchemaNode, path: string): P => {
     if (Array.isArray(t)) {
       const recs = t.filter(isRecordSchema);
@@ -692,26 +708,28 @@ function compileProjection(batchSchema: RecordSchema, fields: Map<string, FieldI
     const parts = rec.fields
       .map((f) => ({ f, p: path ? `${path}.${f.name}` : f.name }))
       .filter(({ p }) => keepsAnything(p, fields))
-      .map(({ f, p }): { name: string; p: string; proj: P } => {
+      .map(({ f, p }): { name: string; rule: { consent: string; counter: string } | undefined; absent: unknown; proj: P } => {
+        // A field an older writer did not have (a decoded value has it already, from the resolver).
+        const absent = 'default' in f ? f.default : null;
         if (eventsOverride && f.name === 'events') {
           const item = projType((f.type as ArraySchema).items, `${p}[]`);
-          return { name: f.name, p, proj: (_v, a, d, evs) => (evs ?? []).map((e) => item(e, a, d)) };
+          return { name: f.name, rule: undefined, absent, proj: (_v, a, d, evs) => (evs ?? []).map((e) => item(e, a, d)) };
         }
-        return { name: f.name, p, proj: projType(f.type, p) };
+        return { name: f.name, rule: strip.get(p), absent, proj: projType(f.type, p) };
       });
-    return (v, ads, dropped, evs?: unknown[]) => {
+    return (v, consent, dropped, evs?: unknown[]) => {
       const o: Record<string, unknown> = {};
       for (const part of parts) {
-        let x = part.proj((v as Record<string, unknown>)[part.name], ads, dropped, evs);
-        if (!ads && strip.has(part.p)) {
-          if (x !== null && x !== undefined) dropped[`stripped_no_personalised_ads:${part.p}`] = (dropped[`stripped_no_personalised_ads:${part.p}`] ?? 0) + 1;
+        let x = part.proj((v as Record<string, unknown>)[part.name], consent, dropped, evs);
+        if (part.rule && consent[part.rule.consent] !== true) {
+          if (x !== null && x !== undefined) dropped[part.rule.counter] = (dropped[part.rule.counter] ?? 0) + 1;
           x = null;
         }
-        o[part.name] = x === undefined ? null : x;
+        o[part.name] = x === undefined ? part.absent : x;
       }
       return o;
     };
   };
   const root = projRecord(batchSchema, '', 'events');
-  return (batch: unknown, events: unknown[], ads: boolean, dropped: Record<string, number>) => root(batch, ads, dropped, events);
+  return (batch: unknown, events: unknown[], consent: ConsentChoices, dropped: Record<string, number>) => root(batch, consent, dropped, events);
 }

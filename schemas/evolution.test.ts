@@ -43,6 +43,34 @@ describe('schema evolution', () => {
     expect(() => resolveWriter(typeOf(v1), JSON.stringify(bad))).toThrowError(SchemaError);
     expect(resolveWriter(typeOf(v1), JSON.stringify(v2)).writer).toBeTruthy();
   });
+  it('adding consent.location (boolean, default false) to the batch is compatible; an old body reads as not granted', () => {
+    const current = readSchema('batch');
+    const old = JSON.parse(JSON.stringify(current)) as { fields: { name: string; type: { fields: { name: string }[] } }[] };
+    const consent = old.fields.find((f) => f.name === 'consent')!.type;
+    consent.fields = consent.fields.filter((f) => f.name !== 'location');
+    expect(checkCompatibility(old as unknown as typeof current, current)).toEqual([]);
+    const reader = typeOf(current);
+    const { writer, resolver } = resolveWriter(reader, JSON.stringify(old));
+    const body = writer.toBuffer({
+      batch_id: 'b',
+      sent_at: 0,
+      device: {
+        device_id: 'd',
+        manufacturer: 'Xiaomi',
+        model: 'M2102J20SG',
+        os_version: '13',
+        rom_version: 'r',
+        app_id: 'com.a.b',
+        app_version: '1',
+        sdk_version: '1',
+        locale: 'en',
+        timezone: 'UTC',
+      },
+      consent: { analytics: true, personalised_ads: false },
+      events: [],
+    });
+    expect((reader.fromBuffer(body, resolver) as { consent: unknown }).consent).toEqual({ analytics: true, personalised_ads: false, location: false });
+  });
   it('the checked-in schemas are compatible with the previous committed version (v1 baseline)', () => {
     // The baseline is the v1 schema itself until a v2 is committed; the check runs the same way then.
     for (const name of ['event-fact', 'batch', 'reject']) expect(checkCompatibility(readSchema(name), readSchema(name))).toEqual([]);

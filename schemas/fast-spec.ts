@@ -12,7 +12,7 @@ export interface FastSpec {
   fields: Map<string, FieldInfo>;
   /** A personal field that goes to the personal record (personal and retention not P0D). */
   kept: (f: FieldInfo) => boolean;
-  /** Fields nulled when personalised-ads consent is off (batch level only on the fast path). */
+  /** Fields nulled when their consent (personalised ads, location) is off (batch level only on the fast path). */
   stripPaths: ReadonlySet<string>;
   maxStringLength: number;
   maxEvents: number;
@@ -27,6 +27,7 @@ export interface FastSpec {
   /** The generic pieces, reused on the batch-level values (cheap: once per batch). */
   checkBatch: (batch: unknown) => Invalid | undefined;
   deviceIdentity: (device: DeviceFields) => { value: string } | undefined;
-  project: (batch: unknown, events: unknown[], ads: boolean, dropped: Record<string, number>) => Record<string, unknown>;
+  /** The personal record's batch-level part; strips (and counts) the fields whose consent `consent` does not grant. */
+  project: (batch: unknown, events: unknown[], consent: Readonly<Record<string, unknown>>, dropped: Record<string, number>) => Record<string, unknown>;
   batchValues: (batch: unknown) => unknown[];
 }

@@ -91,6 +91,7 @@ const batchArbWith = (withBadDims: boolean) =>
     consent: fc.record({
       analytics: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
       personalised_ads: fc.boolean(),
+      location: fc.boolean(),
     }),
     // Mostly today; sometimes yesterday (two days in one batch), sometimes too old or from the future.
     events: fc.array(
@@ -182,7 +183,7 @@ describe('binary fast path', () => {
 
   it('gives the same answer for overlong varints, non-ASCII strings over the byte limit and multi-block arrays', () => {
     const b = { ...fc.sample(batchArb, { seed: 7, numRuns: 1 })[0]! };
-    b.consent = { analytics: true, personalised_ads: true };
+    b.consent = { analytics: true, personalised_ads: true, location: true };
     b.device = { ...b.device, manufacturer: 'Xiaomi', model: 'M2102J20SG', os_version: '13', app_id: 'com.miui.weather2', app_version: '13.0.6.1' };
     // Multi-block array encoding (negative count with a byte size) and a non-canonical zero at the end.
     const events = b.events.length

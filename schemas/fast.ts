@@ -277,8 +277,7 @@ function personalRecord(
   ctx: FastContext,
   dropped: Record<string, number>,
 ): OutRecord & { zone: Zone } {
-  const ads = head.consent.personalised_ads === true;
-  const value = spec.project(head, [], ads, dropped);
+  const value = spec.project(head, [], head.consent, dropped);
   value.received_at = ctx.receivedAt;
   value.zone = zone;
   value.client_ip = ctx.clientIp ?? null;

@@ -75,7 +75,7 @@ const validBatchArb = fc.record({
       fc.record({ lat: fc.double({ min: -90, max: 90, noNaN: true }), lon: fc.double({ min: -180, max: 180, noNaN: true }), accuracy_m: fc.constant(10) }),
     ),
   }),
-  consent: fc.record({ analytics: fc.constant(true), personalised_ads: fc.boolean() }),
+  consent: fc.record({ analytics: fc.constant(true), personalised_ads: fc.boolean(), location: fc.boolean() }),
   events: fc.array(fc.record({ event_id: fc.uuid(), time: fc.integer({ min: NOW - DAY_MS, max: NOW }), session_id: fc.uuid(), payload }), {
     minLength: 1,
     maxLength: 20,

@@ -107,7 +107,8 @@ function typeCheck(t: SchemaNode, ns: string, path: string, opts: ValidateOption
       const recNs = full.slice(0, Math.max(0, full.lastIndexOf('.')));
       const fields = t.fields.map((f) => ({
         name: f.name,
-        nullable: Array.isArray(f.type) && f.type.includes('null'),
+        // May be absent: a nullable field, or one with a default (an older writer's value, e.g. consent.location).
+        optional: (Array.isArray(f.type) && f.type.includes('null')) || 'default' in f,
         check: typeCheck(f.type, recNs, path ? `${path}.${f.name}` : f.name, opts, names, f),
       }));
       return (v) => {
@@ -117,7 +118,7 @@ function typeCheck(t: SchemaNode, ns: string, path: string, opts: ValidateOption
           const f = fields[i]!;
           const fv = o[f.name];
           if (fv === undefined) {
-            if (f.nullable) continue;
+            if (f.optional) continue;
             return { path: f.name, reason: 'SCHEMA_MISSING_FIELD', detail: 'missing required field' };
           }
           const e = f.check(fv);
