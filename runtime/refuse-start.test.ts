@@ -79,6 +79,14 @@ describe('ingest without a cluster for a residency zone (policy section 6)', () 
     expect(r.output).not.toMatch(/INGEST_ZONE_BROKERS_(CN|IN)/);
   });
 
+  it('with INGEST_ZONES_SHARE_MAIN_CLUSTER=true: gets past the config check and warns, naming the zones on the main cluster', async () => {
+    const { INGEST_KAFKA_START_TIMEOUT_MS, INGEST_TOKEN_KEY_DIR } = zones;
+    const r = await runService('ingest', { ...nowhere, INGEST_KAFKA_START_TIMEOUT_MS, INGEST_TOKEN_KEY_DIR, INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' });
+    expect(r.code).toBe(1);
+    expect(r.output).not.toMatch(/invalid configuration/);
+    expect(r.output).toMatch(/INGEST_ZONES_SHARE_MAIN_CLUSTER is on: personal data of residency zones goes to the main cluster.*cn,ru,in/);
+  });
+
   it('negative control: every zone on brokers of its own gets past the config check (fails later, on the unreachable brokers)', async () => {
     const r = await runService('ingest', { ...nowhere, ...zones });
     expect(r.code).toBe(1);
