@@ -14,7 +14,9 @@
  *   categories say, so it is personal and kept briefly);
  * - events: a replay window for the aggregator (its facts are non-personal, policy 1.1.4); it may not
  *   exceed the retention of the non-personal categories it carries.
- * Personal and rejects topics of a zone are on that zone's cluster (policy 6, residency).
+ * Personal and rejects topics of a zone are on that zone's cluster (policy section 6, residency): for
+ * cn, ru and in the plan throws rather than use the main cluster, unless INGEST_ZONES_SHARE_MAIN_CLUSTER
+ * says a single-cluster setup may (config.ts, `zoneBrokers`).
  *
  * Safety (the operator's defaults): replication 3 with min.insync.replicas 2 (ingest produces with
  * acks=all, so an acknowledged batch is on two brokers), and unclean leader election off (an out-of-sync
