@@ -182,6 +182,40 @@ describe('split', () => {
     expect(r.rejected.map((x) => x.zone)).toEqual(['cn', 'cn']);
   });
 
+  it('a reject record keeps no never-stored field (event_id, session_id: retention P0D in the map)', () => {
+    const rejectOf = (p: typeof split) => {
+      const b = batch(3);
+      b.events[1]!.time = NOW - 5 * DAY_MS; // a valid event refused a token: all its fields are there
+      (b.events[2]!.payload as Record<string, unknown>) = { 'telemetry.v1.Nope': {} }; // an invalid one
+      const r = p.processBatch(b, ctx());
+      expect(r.rejected).toHaveLength(2);
+      return {
+        b,
+        records: r.rejected.map((x) => x.value),
+        decoded: r.rejected.map((x) => p.rejectType.fromBuffer(x.value.subarray(10)) as Record<string, unknown>),
+      };
+    };
+    const idBytes = (ev: { event_id: string; session_id: string }) => [ev.event_id, ev.session_id, ev.event_id.replace(/-/g, '')].map((x) => Buffer.from(x));
+    const { b, records, decoded } = rejectOf(split);
+    for (const [k, ev] of [b.events[1]!, b.events[2]!].entries()) {
+      for (const bytes of idBytes(ev)) expect(records[k]!.includes(bytes)).toBe(false);
+      expect(Buffer.from(ev.event_id.replace(/-/g, ''), 'hex').length).toBe(16);
+      expect(records[k]!.includes(Buffer.from(ev.event_id.replace(/-/g, ''), 'hex'))).toBe(false);
+    }
+    expect(decoded.map((d) => [d.index, d.reason, Object.keys(JSON.parse(d.raw_event as string) as object)])).toEqual([
+      [1, 'TOKEN_TOO_LATE', ['time', 'payload']],
+      [2, 'SCHEMA_TYPE_MISMATCH', ['time', 'payload']],
+    ]);
+    expect(Object.keys(decoded[0]!).sort()).toEqual(['index', 'message', 'path', 'raw_event', 'reason', 'received_at', 'zone']);
+    // Negative control: with the map keeping app usage identifiers (retention P1D), the same rejects carry them.
+    const keeping = { ...(CATEGORIES as CategoryMap), app_usage_identifiers: { ...CATEGORIES.app_usage_identifiers, retention: 'P1D' } };
+    const control = rejectOf(compileSplit({ categories: keeping }));
+    for (const [k, ev] of [control.b.events[1]!, control.b.events[2]!].entries()) {
+      expect(control.records[k]!.includes(Buffer.from(ev.event_id))).toBe(true);
+      expect(control.records[k]!.includes(Buffer.from(ev.session_id))).toBe(true);
+    }
+  });
+
   it('Confluent wire format when a registry id is configured', () => {
     const p = compileSplit({ registryIds: { eventFactBatch: 42 } });
     const v = p.processBatch(batch(1), ctx()).events[0]!.value;

@@ -12,7 +12,7 @@
  * A field with no category or an unknown one fails the build with its path (SchemaBuildError).
  */
 import avro from 'avsc';
-import { CATEGORIES, MCC_COUNTRY, RESIDENCY, zoneOf, type CategoryMap, type Derivation } from './categories.ts';
+import { CATEGORIES, MCC_COUNTRY, RESIDENCY, retentionDays, zoneOf, type CategoryMap, type Derivation } from './categories.ts';
 import {
   classify,
   isRecordSchema,
@@ -235,7 +235,21 @@ function compileOutputs(
   const rejectType = typeOf(readSchema('reject'));
   const rejectHeader = headerFor(rejectType, opts.registryIds?.reject);
   const branchKeys = fields.get('events[].payload')?.branches?.map((b) => b.fullname) ?? [];
-  return { personalType, project, eventFactType, wiring, factWriter, eventFactBatchType, factHeader, personalHeader, rejectType, rejectHeader, branchKeys };
+  const neverStored = neverStoredInEvent(fields);
+  return {
+    personalType,
+    project,
+    eventFactType,
+    wiring,
+    factWriter,
+    eventFactBatchType,
+    factHeader,
+    personalHeader,
+    rejectType,
+    rejectHeader,
+    branchKeys,
+    neverStored,
+  };
 }
 
 /** What the split reads of an event once `checkEvent` has passed. */
@@ -254,7 +268,15 @@ export type { BatchHead, DeviceFields };
 const frame = (header: Buffer, body: Buffer): Buffer => Buffer.concat([header, body], header.length + body.length);
 
 function rejectRecord(c: SplitParts, zone: Zone, key: Buffer, r: EventReject, raw: unknown, receivedAt: number): OutRecord & { zone: Zone } {
-  const rec = { received_at: receivedAt, zone, index: r.index, path: r.path, reason: r.reason, message: r.message, raw_event: rawText(c.eventType, raw) };
+  const rec = {
+    received_at: receivedAt,
+    zone,
+    index: r.index,
+    path: r.path,
+    reason: r.reason,
+    message: r.message,
+    raw_event: rawText(c.eventType, c.neverStored, raw),
+  };
   return { key, value: frame(c.rejectHeader, c.rejectType.toBuffer(rec)), zone };
 }
 
@@ -482,10 +504,50 @@ function uuidInto(s: string, out: Buffer, at: number): void {
   }
 }
 
-function rawText(eventType: avro.Type, raw: unknown): string {
+/**
+ * The event's leaf fields whose category is never stored (retention P0D in the map: `event_id`,
+ * `session_id`), as key chains from the event: a reject record must not keep what the map says is used
+ * inside ingest only (policy 1.1.4: no join key between the two kinds of data).
+ */
+function neverStoredInEvent(fields: Map<string, FieldInfo>): string[][] {
+  const chains: string[][] = [];
+  for (const f of fields.values()) {
+    if (!f.path.startsWith('events[].') || hasChildren(f.path, fields) || retentionDays(f.entry.retention) !== 0) continue;
+    const keys: string[] = [];
+    for (let info: FieldInfo | undefined = f; info && info.path !== 'events[]'; info = fields.get(info.parent)) keys.unshift(info.step.key);
+    chains.push(keys);
+  }
+  return chains;
+}
+
+/** Removes the value at `keys` from a JSON value (into arrays and through one-key union wrappers). */
+function removeAt(v: unknown, keys: string[], at: number): void {
+  if (Array.isArray(v)) {
+    for (const x of v) removeAt(x, keys, at);
+    return;
+  }
+  if (v === null || typeof v !== 'object') return;
+  let o = v as Record<string, unknown>;
+  const key = keys[at]!;
+  if (!(key in o)) {
+    const only = Object.keys(o);
+    if (only.length !== 1) return;
+    const inner = o[only[0]!]; // Avro-JSON wraps a union's value: {"telemetry.v1.GeoPoint": {...}}
+    if (inner === null || typeof inner !== 'object') return;
+    o = inner as Record<string, unknown>;
+  }
+  if (at === keys.length - 1) delete o[key];
+  else removeAt(o[key], keys, at + 1);
+}
+
+/** The event as Avro-JSON text (JSON when it is not a valid event), without its never-stored fields. */
+function rawText(eventType: avro.Type, neverStored: string[][], raw: unknown): string {
   let s: string;
   try {
-    s = eventType.isValid(raw) ? eventType.toString(raw) : JSON.stringify(raw, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+    const text = eventType.isValid(raw) ? eventType.toString(raw) : JSON.stringify(raw, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+    const json = JSON.parse(text) as unknown;
+    for (const keys of neverStored) removeAt(json, keys, 0);
+    s = JSON.stringify(json);
   } catch {
     s = String(raw);
   }
