@@ -45,6 +45,29 @@ describe('build-time refusal', () => {
     (other.fields[0]!.type as ArraySchema).items = 'string';
     expect(() => compileSplit({ eventFactBatchSchema: other })).toThrowError(/exactly one field, facts: array of telemetry\.v1\.EventFact/);
   });
+  it('refuses a reject record field with no category, naming it (control: the checked-in reject schema builds)', () => {
+    const r = schemaCopy('reject');
+    delete r.fields.find((f) => f.name === 'raw_event')!.category;
+    try {
+      compileSplit({ rejectSchema: r });
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(SchemaBuildError);
+      expect((e as SchemaBuildError).code).toBe('SCHEMA_FIELD_NO_CATEGORY');
+      expect((e as SchemaBuildError).path).toBe('EventRejectRecord.raw_event');
+    }
+    expect(compileSplit({ rejectSchema: schemaCopy('reject') }).rejectType.schema()).toEqual(split.rejectType.schema());
+  });
+  it('the generated personal schema names a category for every field, what ingest adds included; one removed fails the check the build runs', () => {
+    const personal = clone(split.personalSchema);
+    const fields = classify(personal, CATEGORIES as CategoryMap);
+    expect(['received_at', 'zone', 'client_ip'].map((n) => fields.get(n)?.category)).toEqual(['activity_time', 'network_location', 'ip_address']);
+    expect(schemaCopy('generated/personal')).toEqual(personal); // the checked-in file is that schema
+    expect(typeOf(personal).fingerprint().equals(split.personalType.fingerprint())).toBe(true);
+    delete personal.fields.find((f) => f.name === 'client_ip')!.category;
+    expect(() => classify(personal, CATEGORIES as CategoryMap)).toThrowError(SchemaBuildError);
+    expect(() => classify(personal, CATEGORIES as CategoryMap)).toThrowError(/PersonalRecord\.client_ip has no "category"/);
+  });
   it('control: the checked-in schemas build', () => {
     expect(split.fields.get('device.imei')?.category).toBe('device_identifiers');
   });

@@ -50,6 +50,8 @@ export interface SplitOptions {
   maxEvents?: number;
   /** Applied to strings without their own `maxLength`. @default 65536 */
   maxStringLength?: number;
+  /** The rejects topic's record; every field must name a category like the others. @default schemas/avro/reject.avsc */
+  rejectSchema?: RecordSchema;
   /** Confluent schema registry ids; when set, that record type uses the 5-byte wire format. */
   registryIds?: { eventFactBatch?: number; personal?: number; reject?: number };
   /** Residency rule. @default RESIDENCY */
@@ -83,6 +85,8 @@ export interface CompiledSplit {
   /** The events-topic record: `{ facts: EventFact[] }`, one per (batch, day). */
   readonly eventFactBatchType: avro.Type;
   readonly personalType: avro.Type;
+  /** The personal record's schema as generated (`buildPersonalSchema`), every field with its category. */
+  readonly personalSchema: RecordSchema;
   readonly rejectType: avro.Type;
   /** Field path -> category, for tests and the docs. */
   readonly fields: ReadonlyMap<string, FieldInfo>;
@@ -147,7 +151,7 @@ export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
     return processBatch(batchType.fromBuffer(body), ctx);
   }
 
-  const { eventFactType, eventFactBatchType, personalType, rejectType } = outputs;
+  const { eventFactType, eventFactBatchType, personalType, personalSchema, rejectType } = outputs;
   const split: CompiledSplit = {
     processBatch,
     processBody,
@@ -156,6 +160,7 @@ export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
     eventFactType,
     eventFactBatchType,
     personalType,
+    personalSchema,
     rejectType,
     fields,
   };
@@ -221,7 +226,9 @@ function compileOutputs(
 ) {
   const personalSchema = buildPersonalSchema(batchSchema, fields);
   const personalType = typeOf(personalSchema, 'auto');
-  classify(personalSchema, map); // the generated schema must itself be fully categorised
+  // Every record the split writes names a category for every field (ARCHITECTURE.md principle 1): the
+  // generated personal schema (with what ingest adds: received_at, zone, client_ip) and the reject record.
+  classify(personalSchema, map);
   const project = compileProjection(batchSchema, fields, stripRules);
 
   const eventFactType = typeOf(factSchema);
@@ -232,12 +239,15 @@ function compileOutputs(
   const eventFactBatchType = typeOf(factBatchSchemaOf(opts.eventFactBatchSchema ?? readSchema('event-fact-batch'), factSchema));
   const factHeader = headerFor(eventFactBatchType, opts.registryIds?.eventFactBatch);
   const personalHeader = headerFor(personalType, opts.registryIds?.personal);
-  const rejectType = typeOf(readSchema('reject'));
+  const rejectSchema = opts.rejectSchema ?? (readSchema('reject') as RecordSchema);
+  classify(rejectSchema, map);
+  const rejectType = typeOf(rejectSchema);
   const rejectHeader = headerFor(rejectType, opts.registryIds?.reject);
   const branchKeys = fields.get('events[].payload')?.branches?.map((b) => b.fullname) ?? [];
   const neverStored = neverStoredInEvent(fields);
   return {
     personalType,
+    personalSchema,
     project,
     eventFactType,
     wiring,
