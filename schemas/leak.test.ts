@@ -3,7 +3,8 @@
  * checked-in map and schema) appears in any byte of the non-personal output, including inside strings.
  * The dimensions the EventFact copies (app id and version, OS version, model, manufacturer) are random
  * too: valid values of their named formats, or free text carrying a personal value (the device's locale),
- * which the formats must refuse (the batch is rejected, nothing is written).
+ * which the formats must refuse (the batch is rejected, nothing is written); a crash's app_version is
+ * sometimes free text too (that event alone is rejected).
  * Negative controls: the same property, run against a split built with one field miscategorised, or
  * with the dimensions' formats removed, must fail.
  */
@@ -29,6 +30,8 @@ const optional = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: null });
 /** A random value of a named format, within the field's maxLength. */
 const formatted = (name: string, max: number) => fc.stringMatching(NAMED_FORMATS[name]!).filter((v) => v.length <= max);
 const appVersion = formatted('app_version', 64);
+/** A crash's app_version: mostly valid, sometimes free text (that event alone is rejected). */
+const crashAppVersion = fc.oneof({ weight: 5, arbitrary: appVersion }, { weight: 1, arbitrary: fc.constantFrom('1.0 by alice', 'id@example.com') });
 /** The device fields the EventFact copies, with the named format of each. */
 const DIMENSIONS = { manufacturer: 'device_name', model: 'device_name', os_version: 'os_version', app_id: 'app_id', app_version: 'app_version' } as const;
 type Dimension = keyof typeof DIMENSIONS;
@@ -42,7 +45,7 @@ const payload = fc.oneof(
   fc
     .tuple(fc.constantFrom('install', 'update', 'delete'), rnd(8, 20), rnd(8, 12, 64))
     .map(([action, pkg, version]) => ({ [`${NS}.AppStatus`]: { action, package: pkg, version } })),
-  fc.tuple(fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001'), optional(rnd(16, 200)), appVersion).map(([signature, st, app_version]) => ({
+  fc.tuple(fc.constantFrom('9f86d081884c7d65', 'deadbeefcafe0001'), optional(rnd(16, 200)), crashAppVersion).map(([signature, st, app_version]) => ({
     [`${NS}.Crash`]: { signature, exception_type: 'java.lang.IllegalStateException', app_version, stack_trace: st },
   })),
   fc.tuple(fc.nat(1000), fc.nat(1000), fc.nat(5000)).map(([a, b, c]) => ({ [`${NS}.NetworkStats`]: { request_count: a, error_count: b, latency_ms: c } })),
@@ -155,8 +158,14 @@ describe('no personal value reaches the non-personal output', () => {
     fc.assert(
       fc.property(batchArb, (b) => {
         const r = reference.processBatch(b, { receivedAt: NOW, tokenizer: tokenizer() });
-        if (dimensionsValid(b)) expect(r.accepted).toBe(b.events.length);
-        else expect([r.accepted, r.rejects.map((x) => [x.index, x.reason])]).toEqual([0, [[-1, 'SCHEMA_BAD_FORMAT']]]);
+        if (dimensionsValid(b)) {
+          const bad = b.events.flatMap((e, i) => {
+            const v = (e.payload as Record<string, { app_version?: string }>)[`${NS}.Crash`]?.app_version;
+            return v !== undefined && !NAMED_FORMATS.app_version!.test(v) ? [[i, 'payload.crash.app_version', 'SCHEMA_BAD_FORMAT']] : [];
+          });
+          expect(r.rejects.map((x) => [x.index, x.path, x.reason])).toEqual(bad);
+          expect(r.accepted).toBe(b.events.length - bad.length);
+        } else expect([r.accepted, r.rejects.map((x) => [x.index, x.reason])]).toEqual([0, [[-1, 'SCHEMA_BAD_FORMAT']]]);
         expect(leaks(reference, b)).toEqual([]);
       }),
       { numRuns: 150 },
