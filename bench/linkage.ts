@@ -14,8 +14,9 @@
  * Last line JSON: link_accuracy (all features), transport_link_accuracy, content_link_accuracy, chance
  * (mean of 1 / transport anonymity set), anonymity_set_p50, cross_day_link_accuracy (midnight batches
  * whose two tokens the adversary chained to the device), the same with the prefix negative_control_,
- * and the counts. The negative control's transport_link_accuracy must be >= 0.9 or the attack is too
- * weak to show anything; the bench exits 1 then.
+ * and the counts. The negative control's link_accuracy must be >= 0.9 and its transport_link_accuracy
+ * >= 0.75 (batches coalesced into one produce call share a millisecond: that caps it near the control's
+ * chance), or the attack is too weak to show anything; the bench exits 1 then.
  *
  * Knobs (environment): BENCH_LINKAGE_DEVICES (240), BENCH_LINKAGE_SECONDS (20), BENCH_LINKAGE_SEED (7).
  */
@@ -228,8 +229,11 @@ try {
   console.log(`protected (as configured): ${JSON.stringify(protectedRun)}`);
   const control = await phase(true, posts);
   console.log(`negative control (INGEST_UNSAFE_LINKABLE=true): ${JSON.stringify(control)}`);
-  if (control.transport_link_accuracy < 0.9) {
-    console.error('the attack is too weak: it does not link the unprotected topics (negative control below 0.9)');
+  // The negative control: the attack must link the unprotected topics, by all features and by transport
+  // alone (the channel the protection is about; batches coalesced into one call share a millisecond,
+  // which caps it near the control's chance).
+  if (control.link_accuracy < 0.9 || control.transport_link_accuracy < 0.75) {
+    console.error('the attack is too weak: it does not link the unprotected topics (negative control below 0.9, or transport below 0.75)');
     exit = 1;
   }
   const out: Record<string, unknown> = {

@@ -1,0 +1,108 @@
+/**
+ * The topics cannot be joined back to devices by how ingest writes them (ingest/mix.ts, policy section
+ * 1.1.4), against the real broker: ~50 batches of concurrent devices are posted, every topic is read
+ * back, and a join by Kafka timestamp then arrival order (place in the partition) is scored against the
+ * truth (each daily token's device, from the day secrets this test gave ingest). Negative control: the
+ * same join on an ingest with INGEST_UNSAFE_LINKABLE=true links nearly every record.
+ *
+ * The batches all have the same shape (5 events of the same kinds) so only transport can link them;
+ * bench/linkage.ts also measures the content channels (counts and kinds of events).
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DailyTokenizer, DAY_MS, FileKeySource, ZONES } from '../schemas/index.ts';
+import { batch, containerOf, type TestBatch } from '../testing/batches.ts';
+import { runLoad } from '../testing/load.ts';
+import { quietLogger } from '../testing/logger.ts';
+import { readAll, stackInfo, uniqueName, type ReadRecord } from '../testing/stack.ts';
+import { loadIngestConfig } from './config.ts';
+import { startIngest } from './http.ts';
+
+const BATCHES = 48;
+const zones = ['cn', 'ru', 'in', 'row'] as const;
+
+/** Place of each record in its partition (0..1): the adversary's estimate of arrival order. */
+function places(records: ReadRecord[]): Map<ReadRecord, number> {
+  const byPart = new Map<string, ReadRecord[]>();
+  for (const r of records) byPart.set(`${r.topic}/${r.partition}`, [...(byPart.get(`${r.topic}/${r.partition}`) ?? []), r]);
+  const out = new Map<ReadRecord, number>();
+  for (const l of byPart.values()) l.sort((a, b) => Number(a.offset) - Number(b.offset)).forEach((r, i) => out.set(r, (i + 0.5) / l.length));
+  return out;
+}
+
+async function postAndRead(linkable: boolean) {
+  const events = uniqueName('link_ev');
+  const personalPrefix = `${uniqueName('link_p')}_`;
+  const keyDir = mkdtempSync(join(tmpdir(), 'linkage-keys-'));
+  const cfg = loadIngestConfig({
+    PIPELINE_KAFKA_BROKERS: stackInfo().kafkaBrokers.join(','),
+    PIPELINE_TOPIC_EVENTS: events,
+    PIPELINE_TOPIC_PERSONAL_PREFIX: personalPrefix,
+    PIPELINE_TOPIC_REJECTS_PREFIX: `${uniqueName('link_r')}_`,
+    INGEST_PORT: '0',
+    INGEST_POOL_THREADS: '2',
+    INGEST_TOPIC_PARTITIONS: '3',
+    INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+    INGEST_UNSAFE_LINKABLE: String(linkable),
+  });
+  const svc = await startIngest(cfg, { log: quietLogger, tokenKeys: { kind: 'file', dir: keyDir } });
+  const batches: TestBatch[] = Array.from({ length: BATCHES }, (_, i) => batch({ zone: zones[i % 4], events: 5 }));
+  try {
+    const load = await runLoad({
+      url: svc.url,
+      // Two devices at a time, a pause between batches: few batches share a produce call (and so a
+      // millisecond) in the control, and at least INGEST_MIX_MIN_BATCHES fill each mix with the protection.
+      concurrency: 2,
+      durationMs: 60_000,
+      maxRequests: BATCHES,
+      pauseMs: 50,
+      next: (i) => ({ body: containerOf(batches[i]!), meta: i }),
+    });
+    expect(load.byStatus).toEqual({ '200': BATCHES });
+  } finally {
+    await svc.close();
+  }
+  const ev = await readAll(events, BATCHES, 30_000);
+  const personal: ReadRecord[] = [];
+  for (const z of ZONES) personal.push(...(await readAll(`${personalPrefix}${z}`, BATCHES / 4, 30_000)));
+  expect([ev.length, personal.length]).toEqual([BATCHES, BATCHES]);
+
+  // The truth: each events record's device, from its daily token and the day secret.
+  const tokenizer = new DailyTokenizer(new FileKeySource(keyDir, { mode: 'read-only' }));
+  const now = Date.now();
+  const keys = tokenizer.keys(Math.floor(batches[0]!.events[0]!.time / DAY_MS), now)!;
+  const deviceOfToken = new Map(
+    batches.map((b) => [tokenizer.dailyToken(keys, `device_id:${b.device.device_id}`).toString('hex'), `device_id:${b.device.device_id}`]),
+  );
+
+  // The join: nearest Kafka timestamp, then nearest place in the partition.
+  const placeE = places(ev);
+  const placeP = places(personal);
+  let linked = 0;
+  for (const p of personal) {
+    let best: ReadRecord | undefined;
+    let bestScore = Infinity;
+    for (const e of ev) {
+      const s = Math.abs(Number(e.timestamp) - Number(p.timestamp)) * 1000 + Math.abs(placeE.get(e)! - placeP.get(p)!) + Math.random() * 1e-9;
+      if (s < bestScore) [best, bestScore] = [e, s];
+    }
+    if (deviceOfToken.get(best!.key!.toString('hex')) === p.key!.toString()) linked++;
+  }
+  return { ev, personal, linkAccuracy: linked / personal.length };
+}
+
+describe('linkage of the topics (real Kafka)', () => {
+  it('with mixing and coarse timestamps, a join by timestamp and order links few records; the same join links nearly all with INGEST_UNSAFE_LINKABLE (negative control)', async () => {
+    const safe = await postAndRead(false);
+    expect(safe.ev.every((r) => Number(r.timestamp) % DAY_MS === 0)).toBe(true);
+    expect(safe.personal.every((r) => Number(r.timestamp) % 3_600_000 === 0)).toBe(true);
+    // Mixes of at least INGEST_MIX_MIN_BATCHES (8) at this pace: chance is about 1/8.
+    expect(safe.linkAccuracy).toBeLessThan(0.35);
+
+    const control = await postAndRead(true);
+    expect(control.ev.some((r) => Number(r.timestamp) % DAY_MS !== 0)).toBe(true);
+    expect(control.linkAccuracy).toBeGreaterThanOrEqual(0.9);
+  });
+});
