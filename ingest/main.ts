@@ -26,6 +26,8 @@ async function main(): Promise<void> {
   }
   const log = createLogger({ service: 'ingest', level: cfg.INGEST_LOG_LEVEL as Level, logPersonalData: cfg.INGEST_DEBUG_LOG_PERSONAL_DATA });
   if (cfg.INGEST_UNSAFE_ACK_BEFORE_PRODUCE) log.warn('UNSAFE: INGEST_UNSAFE_ACK_BEFORE_PRODUCE is on; batches are answered 200 before Kafka acknowledged them');
+  if (cfg.INGEST_UNSAFE_LINKABLE)
+    log.warn('UNSAFE: INGEST_UNSAFE_LINKABLE is on; records keep exact timestamps and batch order, so the topics can be joined back to devices');
   if (cfg.INGEST_DEBUG_LOG_PERSONAL_DATA) log.warn('INGEST_DEBUG_LOG_PERSONAL_DATA is on: logs may contain personal data');
   // Without the switch, a zone bound by residency with no cluster of its own stopped loadIngestConfig above.
   const sharing = zonesSharingMainCluster(cfg);

@@ -59,7 +59,7 @@ describe('topic plan', () => {
 });
 
 describe('the plan ingest creates missing topics with (INGEST_TOPICS=create)', () => {
-  it("takes ingest's own partitions, replication and retention settings, and sets only retention.ms and min.insync.replicas", () => {
+  it("takes ingest's own partitions, replication and retention settings, and sets only retention.ms, min.insync.replicas and CreateTime timestamps", () => {
     const own = loadIngestConfig({
       INGEST_TOPIC_PARTITIONS: '2',
       INGEST_TOPIC_REPLICATION: '1',
@@ -78,7 +78,7 @@ describe('the plan ingest creates missing topics with (INGEST_TOPICS=create)', (
     const retention = { events: String(3 * DAY_MS), personal: personalMs, rejects: String(2 * DAY_MS) };
     for (const t of plan) {
       expect([t.partitions, t.replicationFactor]).toEqual([2, 1]);
-      expect(t.configs).toEqual({ 'retention.ms': retention[t.kind], 'min.insync.replicas': '1' });
+      expect(t.configs).toEqual({ 'retention.ms': retention[t.kind], 'min.insync.replicas': '1', 'message.timestamp.type': 'CreateTime' });
     }
   });
 

@@ -120,12 +120,15 @@ export function topicPlan(cfg: IngestConfig, opts: PlanOptions = DEFAULT_PLAN_OP
   if (opts.eventsRetentionMs > ceiling) {
     throw new Error(`events retention ${opts.eventsRetentionMs} ms exceeds the longest non-personal category retention (${ceiling} ms)`);
   }
+  // CreateTime always: a topic or broker on LogAppendTime would stamp every record with its exact
+  // arrival time again, undoing the coarse timestamps of ingest/mix.ts (policy section 1.1.4).
   const configs = (retentionMs: number): Record<string, string> =>
     opts.pinKafkaDefaults === false
-      ? { 'retention.ms': String(retentionMs), 'min.insync.replicas': String(opts.minInsyncReplicas) }
+      ? { 'retention.ms': String(retentionMs), 'min.insync.replicas': String(opts.minInsyncReplicas), 'message.timestamp.type': 'CreateTime' }
       : {
           'retention.ms': String(retentionMs),
           'cleanup.policy': 'delete',
+          'message.timestamp.type': 'CreateTime',
           'min.insync.replicas': String(opts.minInsyncReplicas),
           'unclean.leader.election.enable': 'false',
         };
