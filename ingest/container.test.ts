@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import avro from 'avsc';
 import { readContainer, DEFAULT_CONTAINER_LIMITS } from './container.ts';
-import { writeContainer } from './ocf-writer.ts';
+import { writeContainer } from '../testing/ocf-writer.ts';
 
 const type = avro.Type.forSchema({
   type: 'record',

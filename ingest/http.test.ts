@@ -150,7 +150,7 @@ describe('ingest HTTP limits (no Kafka needed)', () => {
  */
 async function olderWriterContainer(b: unknown): Promise<Buffer> {
   const { batchType } = await import('../testing/batches.ts');
-  const { writeContainer } = await import('./ocf-writer.ts');
+  const { writeContainer } = await import('../testing/ocf-writer.ts');
   const current = batchType.schema() as { fields: unknown[] };
   const writer = { ...current, fields: [...current.fields, { name: 'legacy_flag', type: 'null', default: null }] };
   return writeContainer(batchType, [b], { schemaJson: JSON.stringify(writer) });

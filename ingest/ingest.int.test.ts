@@ -17,7 +17,8 @@ import type { IngestAnswer } from '../testing/load.ts';
 import { quietLogger } from '../testing/logger.ts';
 import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService } from './http.ts';
-import { writeContainer, zigzagLong } from './ocf-writer.ts';
+import { longBytes } from '../schemas/index.ts';
+import { writeContainer } from '../testing/ocf-writer.ts';
 
 interface Topics {
   events: string;
@@ -90,10 +91,10 @@ function badInputs(): { good: Buffer; gzipBomb: Buffer; cases: Array<[string, Bu
   flipLast[flipLast.length - 1]! ^= 0xff;
   const plain = batchType.toBuffer({ ...batch({ events: 0 }) });
   // Batch with `events` claiming 50 million items in a few bytes (the array count is the last varint).
-  const arrayBomb = Buffer.concat([plain.subarray(0, plain.length - 1), zigzagLong(50_000_000), Buffer.alloc(8)]);
+  const arrayBomb = Buffer.concat([plain.subarray(0, plain.length - 1), longBytes(50_000_000), Buffer.alloc(8)]);
   // Batch whose first field (batch_id) claims a 1 GB string.
   const idLen = (plain[0]! >> 1) as number; // short uuid: one-byte varint
-  const stringBomb = Buffer.concat([zigzagLong(1_000_000_000), plain.subarray(1 + idLen)]);
+  const stringBomb = Buffer.concat([longBytes(1_000_000_000), plain.subarray(1 + idLen)]);
   const otherSchema = { type: 'record', name: 'Other', namespace: 'x', fields: [{ name: 'a', type: 'int' }] };
   const member = gzipSync(Buffer.alloc(1024 * 1024), { level: 9 });
   const gzipBomb = Buffer.concat(Array.from({ length: 1024 }, () => member)); // ~1 MiB -> 1 GiB

@@ -170,6 +170,7 @@ export function topicPlan(cfg: IngestConfig, opts: PlanOptions = DEFAULT_PLAN_OP
   return plan;
 }
 
-function days(ms: number): number {
+/** Whole days of a retention in ms, for printed plans. */
+export function days(ms: number): number {
   return Math.round(ms / DAY_MS);
 }

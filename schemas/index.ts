@@ -1,6 +1,6 @@
 /**
  * Public API of `schemas/`: the policy as data (category map, Avro schemas) and the code compiled
- * from it. `ingest/` and `aggregator/` import only from here (and `contract.ts`).
+ * from it. The services (`ingest/`, `aggregator/`, `dashboard/`) import `schemas/` only from here (lint enforces it).
  */
 import type { EventFact } from './contract.ts';
 import { RecordCodec } from './codec.ts';

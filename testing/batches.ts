@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { compileSplit } from '../schemas/index.ts';
-import { writeContainer } from '../ingest/ocf-writer.ts';
+import { writeContainer } from './ocf-writer.ts';
 import { eventPayload, NS } from './schema-fixtures.ts';
 
 export { NS };

@@ -24,7 +24,7 @@ import { kafkaClientOptions } from '../runtime/kafka.ts';
 import { aclRules, applyAclRules, formatAclRules, type AclRule } from './security/acls.ts';
 import { loadIngestConfig, zonesSharingMainCluster, type IngestConfig } from '../ingest/config.ts';
 import { DAY_MS } from '../schemas/index.ts';
-import { DEFAULT_PLAN_OPTIONS, topicPlan, type PlannedTopic, type PlanOptions } from '../ingest/topics.ts';
+import { days, DEFAULT_PLAN_OPTIONS, topicPlan, type PlannedTopic, type PlanOptions } from '../ingest/topics.ts';
 
 export { DEFAULT_PLAN_OPTIONS, nonPersonalRetentionMs, rejectsRetentionMs, topicPlan } from '../ingest/topics.ts';
 export type { PlannedTopic, PlanOptions, TopicKind } from '../ingest/topics.ts';
@@ -174,10 +174,6 @@ export async function applyPlan(plan: readonly PlannedTopic[], opts: ApplyOption
     }
   }
   return actions;
-}
-
-function days(ms: number): number {
-  return Math.round(ms / DAY_MS);
 }
 
 export function formatPlan(plan: readonly PlannedTopic[], opts: { acls?: { aggregatorGroup?: string } | undefined } = {}): string {

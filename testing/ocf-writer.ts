@@ -1,16 +1,13 @@
 /**
  * A small synchronous Avro Object Container File writer: what a device SDK sends. Used by the tests
- * (to craft good and deliberately broken files) and by the bench load generator. The reader is
+ * (to craft good and deliberately broken files) and by the bench load generator; not by ingest itself. The reader is
  * checked against avsc's own `BlockEncoder` too, so the two are not merely agreeing with each other.
  */
 import { randomBytes } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
 import type avro from 'avsc';
+import { OCF_MAGIC, SYNC_SIZE } from '../ingest/container.ts';
 import { longBytes } from '../schemas/index.ts';
-import { OCF_MAGIC, SYNC_SIZE } from './container.ts';
-
-/** An Avro long in a buffer of its own (schemas/varint.ts); tests craft hostile bodies with it. */
-export const zigzagLong = longBytes;
 
 function avroBytes(b: Buffer): Buffer {
   return Buffer.concat([longBytes(b.length), b]);
