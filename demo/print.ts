@@ -33,7 +33,7 @@ export function formatDemoReport(r: DemoReport): string {
   out.push(`ingest     accepted ${n(t.eventsAccepted)} events · dropped ${n(dropped)} events of devices without analytics consent (policy 1.2/5.3)`);
   if (stripped.length)
     out.push(
-      `           advertising ids stripped (no personalised-ads consent): ${stripped.map(([k, v]) => `${k.replace('stripped_no_personalised_ads:', '')} in ${n(v)} batches`).join(', ')}`,
+      `           stripped for a missing consent (personalised ads, location): ${stripped.map(([k, v]) => `${k.replace(/^stripped_no_/, '').replace(':', ' -> ')} in ${n(v)} batches`).join(', ')}`,
     );
   out.push(`           rejected ${n(rejected)}: ${list(t.eventsRejected)}`);
   out.push(`           (per-event reasons are SCHEMA_*/TOKEN_*; INGEST_* = the whole batch was refused, its events counted)`);
