@@ -12,7 +12,8 @@
  *
  * Knobs (environment): BENCH_CONCURRENCY (64), BENCH_SECONDS (20), BENCH_EVENTS (50), BENCH_POOL_THREADS
  * (ingest default), BENCH_COMPRESSION (none|gzip), BENCH_RAW_RECORDS (100000: ProducerPerformance records),
- * BENCH_CPU_PROF=1 writes ingest CPU profiles to .local/.
+ * BENCH_CPU_PROF=1 writes ingest CPU profiles to .local/. BENCH_NO_MIX=1 turns the mixing off
+ * (INGEST_UNSAFE_LINKABLE) to measure what it costs.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -56,6 +57,8 @@ async function startIngest(): Promise<{ proc: ChildProcess; url: string }> {
   if (env.BENCH_COMPRESSION) ingestEnv.INGEST_KAFKA_COMPRESSION = env.BENCH_COMPRESSION;
   if (env.BENCH_PRODUCERS) ingestEnv.INGEST_KAFKA_PRODUCERS = env.BENCH_PRODUCERS;
   if (env.BENCH_MAX_RECORDS_PER_CALL) ingestEnv.INGEST_KAFKA_MAX_RECORDS_PER_CALL = env.BENCH_MAX_RECORDS_PER_CALL;
+  // What the mixing (ingest/mix.ts) costs: the same run without it, for a comparison on the same box.
+  if (env.BENCH_NO_MIX === '1') ingestEnv.INGEST_UNSAFE_LINKABLE = 'true';
   const prof = env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', join(root, '.local', 'bench-ingest-prof')] : [];
   // The port is picked here and readiness polled (INGEST_LOG_LEVEL=warn hides the "listening" line).
   ingestEnv.INGEST_PORT = String(18100 + Math.floor(Math.random() * 800));
@@ -192,6 +195,7 @@ console.log(
     record_size_bytes: recordSize,
     concurrency,
     events_per_batch: events,
+    mixing: env.BENCH_NO_MIX !== '1',
     status_counts: load.by_status,
   }),
 );
