@@ -1,9 +1,10 @@
-/** Prometheus metrics of the aggregator (all named `aggregator_*`), on their own registry. */
+/** Prometheus metrics of the aggregator (its own named `aggregator_*`; the default process metrics keep their standard names), on their own registry. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export function createAggregatorMetrics(opts: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
-  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'aggregator_process_' });
+  // Standard names with a `service` label, like ingest's (ingest/metrics.ts).
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, labels: { service: 'aggregator' } });
   const m = {
     registry,
     consumerLag: new Gauge({

@@ -38,7 +38,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean; tokenKeys?: Toke
   // The day-secret gauges read the key directory when scraped (a listing and a few 32-byte files each),
   // so they show what the rotation did since the last scrape without a timer of their own.
   const readKeys = () => opts.tokenKeys?.();
-  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'ingest_process_' });
+  // Default process and Node.js metrics under their standard names (process_resident_memory_bytes,
+  // nodejs_heap_size_used_bytes, ...) with a `service` label, so the usual Node.js dashboards find them
+  // and one query covers every service: sum by (service) (process_resident_memory_bytes).
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, labels: { service: 'ingest' } });
   const r = [registry];
   return {
     registry,

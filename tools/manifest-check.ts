@@ -232,7 +232,7 @@ export function promqlMatchers(expr: string): { label: string; value: string }[]
   return out;
 }
 
-/** Problems with one PromQL expression: unknown metrics, unknown error codes, unknown scrape jobs. */
+/** Problems with one PromQL expression: unknown metrics, unknown error codes, unknown scrape jobs or services. */
 export function checkPromql(expr: string, where: string, ctx: { metrics: Set<string>; jobs: Set<string> }): string[] {
   const problems: string[] = [];
   for (const name of promqlMetricNames(expr)) {
@@ -242,6 +242,9 @@ export function checkPromql(expr: string, where: string, ctx: { metrics: Set<str
     if (label === 'code' && !(INGEST_ERROR_CODES as readonly string[]).includes(value))
       problems.push(`${where}: code="${value}" is not an ingest error code (ingest/errors.ts)`);
     if (label === 'job' && !ctx.jobs.has(value)) problems.push(`${where}: job="${value}" is not a scrape job (${[...ctx.jobs].join(', ')})`);
+    // The default process metrics' `service` label (ingest/metrics.ts) names a service as the jobs do.
+    if (label === 'service' && value.split('|').some((v) => !ctx.jobs.has(v)))
+      problems.push(`${where}: service="${value}" names a service that is not a scrape job (${[...ctx.jobs].join(', ')})`);
   }
   return problems;
 }

@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { runMigrations } from '../aggregator/migrate.ts';
 import { aggregatorSettings } from '../aggregator/config.ts';
+import { createAggregatorMetrics } from '../aggregator/metrics.ts';
+import { createMetrics } from '../ingest/metrics.ts';
 import {
   checkCompose,
   checkEnv,
@@ -73,6 +75,25 @@ describe('Prometheus alert rules', () => {
     ]);
   });
 
+  it('default process and Node.js metrics have their standard names and a service label naming the scrape job', async () => {
+    for (const [service, registry] of [
+      ['ingest', createMetrics({ defaultMetrics: true }).registry],
+      ['aggregator', createAggregatorMetrics({ defaultMetrics: true }).registry],
+    ] as const) {
+      const text = await registry.metrics();
+      registry.clear();
+      expect(jobs.has(service)).toBe(true);
+      expect(text).toMatch(new RegExp(`^process_resident_memory_bytes\\{service="${service}"\\} \\d+`, 'm'));
+      expect(text).toMatch(new RegExp(`^nodejs_heap_size_used_bytes\\{service="${service}"\\} \\d+`, 'm'));
+      // No doubled prefix (ingest_process_process_...), and every default series carries the label.
+      expect(text).not.toMatch(/^\w*process_process_/m);
+      const defaults = text.split('\n').filter((l) => /^(process|nodejs)_/.test(l));
+      expect(defaults.length).toBeGreaterThan(10);
+      for (const l of defaults) expect(l).toContain(`service="${service}"`);
+    }
+    expect(metrics.has('process_resident_memory_bytes') && metrics.has('nodejs_eventloop_lag_p99_seconds')).toBe(true);
+  });
+
   it('cover the failure modes of README.md "Operations", each with a severity and a summary', () => {
     const names = rules.map((r) => r.alert as string);
     for (const want of ['IngestRejectRateSpike', 'IngestProduceErrors', 'AggregatorConsumerLagGrowing', 'AggregatorClickHouseErrors'])
@@ -94,10 +115,12 @@ describe('Prometheus alert rules', () => {
     broken.groups[0].rules[0].expr = 'sum(rate(ingest_events_rejectd_total[5m])) > 0';
     broken.groups[0].rules[1].expr = 'sum(rate(ingest_requests_total{code="INGEST_KAFKA_DOWN"}[5m])) > 0';
     broken.groups[0].rules[2].expr = 'up{job="ingest-workers"} == 0';
+    broken.groups[0].rules[3].expr = 'max(nodejs_eventloop_lag_p99_seconds{service=~"ingest|ingester"}) > 1';
     const p = checkAlerts(broken);
     expect(p).toContainEqual(expect.stringMatching(/metric ingest_events_rejectd_total is not exported/));
     expect(p).toContainEqual(expect.stringMatching(/code="INGEST_KAFKA_DOWN" is not an ingest error code/));
     expect(p).toContainEqual(expect.stringMatching(/job="ingest-workers" is not a scrape job/));
+    expect(p).toContainEqual(expect.stringMatching(/service="ingest\|ingester" names a service that is not a scrape job/));
   });
 });
 
