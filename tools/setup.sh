@@ -3,7 +3,7 @@
 # missing, and nothing else; safe to run again. A plain script because it must work before `npm ci`.
 #
 #   1. Debian packages the local stack and the tests run on: clickhouse-server, clickhouse-client, kcat,
-#      Java 17 (only if no Java 17+ is there), maven, openssl, chromium. Installed with apt-get when run
+#      Java 17 (only if no Java 17+ is there), maven, openssl, chromium, prometheus (with promtool). Installed with apt-get when run
 #      as root; otherwise it prints the one `sudo apt-get ...` line to run and exits 1, having changed
 #      nothing.
 #   2. Node 20.10+ must already be there (not installed here: pick your own way, e.g. nodejs.org).
@@ -40,6 +40,8 @@ major="$(java_major || true)"
 [ -n "${STACK_MVN:-}" ] || have mvn || missing+=(maven)
 have openssl || missing+=(openssl)   # the secured stack's CA and broker certificate (stack/secure.ts)
 have chromium || missing+=(chromium) # the dashboard's browser test (playwright-core drives it)
+# `stack:up -- --monitoring` runs Debian's Prometheus (2.42); its promtool checks and unit-tests the alert rules.
+{ have prometheus && have promtool; } || missing+=(prometheus)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

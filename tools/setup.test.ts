@@ -51,13 +51,13 @@ describe('tools/setup.sh as a non-root user', () => {
     const r = runSetup({});
     expect(r.code).toBe(1);
     expect(r.stdout).toContain(
-      'sudo apt-get update && sudo apt-get install -y --no-install-recommends clickhouse-server clickhouse-client kcat openjdk-17-jre-headless maven openssl chromium\n',
+      'sudo apt-get update && sudo apt-get install -y --no-install-recommends clickhouse-server clickhouse-client kcat openjdk-17-jre-headless maven openssl chromium prometheus\n',
     );
     expect(r.calls).toBe('');
   });
 
   it('with a PATH lacking only clickhouse-server: names exactly that package', () => {
-    const r = runSetup({ 'clickhouse-client': ok, kcat: ok, java: java17, mvn: ok, openssl: ok, chromium: ok });
+    const r = runSetup({ 'clickhouse-client': ok, kcat: ok, java: java17, mvn: ok, openssl: ok, chromium: ok, prometheus: ok, promtool: ok });
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('setup: missing Debian packages: clickhouse-server\n');
     expect(r.stdout).toContain('sudo apt-get update && sudo apt-get install -y --no-install-recommends clickhouse-server\n');
@@ -73,6 +73,8 @@ describe('tools/setup.sh as a non-root user', () => {
       mvn: ok,
       openssl: ok,
       chromium: ok,
+      prometheus: ok,
+      promtool: ok,
     });
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('sudo apt-get install -y --no-install-recommends openjdk-17-jre-headless\n');
