@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { listMigrations, majorVersion, renderMigration, statements } from './migrate.ts';
+import { listMigrations, majorVersion, renderMigration, runMigrations, statements } from './migrate.ts';
 
 describe('migrations', () => {
   it('are versioned files in order, then repeatable ones', () => {
@@ -13,11 +13,26 @@ describe('migrations', () => {
     expect(old).toContain('CREATE VIEW db1.crash_rates');
     expect(old).toContain('WHERE active_devices >= 7');
     expect(renderMigration(views, { database: 'db1', minGroupDevices: 7 }, majorVersion('26.7.2.1'))).toContain('CREATE OR REPLACE VIEW db1.crash_rates');
-    // Finest grain (daily_active_devices, crash_rates) and the dashboard's roll-ups, each k-suppressed.
-    expect(statements(old)).toHaveLength(4);
-    for (const stmt of statements(old)) expect(stmt).toMatch(/WHERE active_devices >= 7$/);
-    expect(old).toContain('CREATE VIEW db1.daily_active_devices_by_app');
-    expect(old).toContain('CREATE VIEW db1.crash_rates_by_app_version');
+    // Finest grain (crash_rates, daily_active_devices), the dashboard's roll-ups, and the threshold.
+    const stmts = statements(old);
+    expect(stmts.map((s) => /^CREATE VIEW db1\.(\w+)/.exec(s)?.[1])).toEqual([
+      'crash_rates',
+      'daily_active_devices',
+      'daily_active_devices_by_app',
+      'crash_rates_by_app_version',
+      'release_policy',
+    ]);
+    // Each data view suppresses the released cell (day x all six dimensions) before any sum: k is
+    // applied to a per-cell uniqExactMerge grouped by every dimension, never to a rolled-up group.
+    for (const stmt of stmts.slice(0, 4)) {
+      expect(stmt).toMatch(/GROUP BY day, app_id, app_version, device_model, os_version, country\s*\)\s*WHERE (active_devices|cell_devices) >= 7\b/);
+      expect(stmt.match(/GROUP BY/g)!.length - 1).toBe(stmt.match(/\bsum\(/g) ? 1 : 0);
+    }
+    expect(stmts[4]).toContain('toUInt32(7) AS min_group_devices');
+  });
+  it('refuse to bake a threshold below 1 (a reader store carries none)', async () => {
+    const db = { exec: async () => {}, rows: async <T>() => [{ v: '18.16.1' }] as T[] };
+    await expect(runMigrations(db, { database: 'db1', minGroupDevices: 0 })).rejects.toThrow(/threshold of 0/);
   });
   it('write nothing personal: the only stored columns are dimensions and 16-byte hashes', () => {
     const sql = listMigrations()

@@ -78,6 +78,13 @@ const VIEW_NAME = /^CREATE (?:OR REPLACE )?VIEW (\S+)/;
 
 export async function runMigrations(db: SqlRunner, p: MigrationParams): Promise<string[]> {
   const applied: string[] = [];
+  // A reader's store options carry no threshold (aggregator/analyst-config.ts); views baked with k < 1
+  // would release every cell, so such a migration is refused outright.
+  if (!Number.isInteger(p.minGroupDevices) || p.minGroupDevices < 1)
+    throw new AggregatorError(
+      'AGG_MIGRATION_FAILED',
+      `refusing to migrate ${p.database} with a k-anonymity threshold of ${p.minGroupDevices}: it must be 1 or more`,
+    );
   try {
     const [{ v }] = (await db.rows<{ v: string }>('SELECT version() AS v')) as [{ v: string }];
     const major = majorVersion(v);

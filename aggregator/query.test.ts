@@ -38,10 +38,11 @@ describe('parseQueryArgs', () => {
 });
 
 describe('buildReportSql', () => {
-  it('merges per day first, suppresses groups below k inside ClickHouse, and escapes the app id', () => {
-    const sql = buildReportSql('analytics', { report: 'dau', from: 20454, to: 20460, by: ['country'], format: 'json', app: "o'neil\\" }, 5);
-    expect(sql).toContain('GROUP BY country, day');
-    expect(sql).toContain('WHERE max_daily_devices >= 5');
+  it('sums released cells of the views only (no k, no raw states), and escapes the app id', () => {
+    const sql = buildReportSql('analytics_views', { report: 'dau', from: 20454, to: 20460, by: ['country'], format: 'json', app: "o'neil\\" });
+    expect(sql).toContain('FROM analytics_views.crash_rates WHERE');
+    expect(sql).toContain('GROUP BY country');
+    expect(sql).not.toMatch(/daily_agg|uniqExact|Merge|>=\s*\d+\s*$/m);
     expect(sql).toContain(`app_id = ${sqlString("o'neil\\")}`);
     expect(sqlString("o'neil\\")).toBe("'o\\'neil\\\\'");
   });

@@ -1,13 +1,16 @@
 /**
  * `npm run query -- dau|crash-rate --from DAY --to DAY [--app ID] [--by DIMS] [--format table|csv|json]`
  *
- * Rolls the exact states up to the dimensions asked for: per-day groups are formed with
- * uniqExactMerge (exact, whatever the roll-up), then days are summed. Daily tokens change every day
- * (policy 1.1.4), so across days the same phone is a different token: a range without `day` in --by
- * reports device-days, and the columns say so. k-anonymity (AGGREGATOR_MIN_GROUP_DEVICES): a group is
- * shown only if on at least one day it covered >= k distinct devices, i.e. it provably covers >= k
- * distinct devices; the filter runs inside ClickHouse, so suppressed groups never leave it.
+ * Answers only from the released views (aggregator/migrations/R_analyst_views.sql), connected as the
+ * analyst (`ANALYST_*`, aggregator/analyst-config.ts), never with the aggregator's credentials. Every
+ * figure is a sum of released cells (one UTC day x all six dimensions, each covering at least k
+ * distinct devices; k lives in the views only): so a range and the same range minus a day, or a
+ * roll-up and the finer rows under it, differ by released cells only, and no differencing of two
+ * answers exposes a cell under k. Daily tokens change every day (policy 1.1.4): a range without `day`
+ * in --by reports device-days, and the columns say so; a device in two cells of one day (two apps, an
+ * update mid-day) counts once per cell.
  */
+import { ConfigError } from '../runtime/config.ts';
 import { AggregatorError, QueryArgumentError } from './errors.ts';
 import { dayToIso, isoToDay } from './facts.ts';
 import type { Store } from './store.ts';
@@ -89,23 +92,22 @@ export function sqlString(s: string): string {
   return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
-export function buildReportSql(database: string, req: QueryRequest, minGroupDevices: number): string {
-  const inner = req.by.includes('day') ? req.by : [...req.by, 'day'];
+/** The released cells the query command sums (one UTC day x all six dimensions, k-suppressed in the view). */
+export const RELEASED_CELLS_VIEW = 'crash_rates';
+
+export function buildReportSql(database: string, req: QueryRequest): string {
   const where = [`day >= toDate(${sqlString(dayToIso(req.from))})`, `day <= toDate(${sqlString(dayToIso(req.to))})`];
   if (req.app !== undefined) where.push(`app_id = ${sqlString(req.app)}`);
   const dims = req.by.map((d) => (d === 'day' ? 'toString(day) AS day' : d));
+  // The filter runs in its own subquery: `toString(day) AS day` would otherwise shadow the Date column
+  // in WHERE. `cells > 0` drops the one all-zero row a total (--by none) over no released cell would be.
   return [
     'SELECT * FROM (',
-    `  SELECT ${[...dims, 'sum(devices) AS device_days', 'max(devices) AS max_daily_devices', 'sum(sessions) AS sessions', 'sum(crashes) AS crashes', 'sum(crashed_devices) AS crashed_device_days'].join(', ')}`,
-    '  FROM (',
-    `    SELECT ${[...inner, 'uniqExactMerge(devices) AS devices', 'uniqExactMerge(sessions) AS sessions', 'uniqExactMerge(crashes) AS crashes', 'uniqExactMerge(crashed_devices) AS crashed_devices'].join(', ')}`,
-    `    FROM ${database}.daily_agg`,
-    `    WHERE ${where.join(' AND ')}`,
-    `    GROUP BY ${inner.join(', ')}`,
-    '  )',
+    `  SELECT ${[...dims, 'sum(active_devices) AS device_days', 'sum(sessions) AS sessions', 'sum(crashes) AS crashes', 'sum(crashed_devices) AS crashed_device_days', 'count() AS cells'].join(', ')}`,
+    `  FROM (SELECT * FROM ${database}.${RELEASED_CELLS_VIEW} WHERE ${where.join(' AND ')})`,
     req.by.length ? `  GROUP BY ${req.by.join(', ')}` : '',
     ')',
-    `WHERE max_daily_devices >= ${Math.trunc(minGroupDevices)}`,
+    'WHERE cells > 0',
     req.by.length ? `ORDER BY ${req.by.join(', ')}` : '',
   ]
     .filter((l) => l !== '')
@@ -115,7 +117,6 @@ export function buildReportSql(database: string, req: QueryRequest, minGroupDevi
 interface RawGroup {
   [dim: string]: string | number;
   device_days: string | number;
-  max_daily_devices: string | number;
   sessions: string | number;
   crashes: string | number;
   crashed_device_days: string | number;
@@ -147,8 +148,11 @@ export function shapeRows(req: QueryRequest, raw: readonly RawGroup[]): ReportRo
   });
 }
 
-export async function runReport(store: Store, req: QueryRequest, minGroupDevices: number): Promise<ReportRow[]> {
-  const raw = await store.query<RawGroup>(buildReportSql(store.database, req, minGroupDevices));
+/** What a report needs of a store: the database of the released views and a way to run a SELECT. */
+export type ReportSource = Pick<Store, 'database' | 'query'>;
+
+export async function runReport(source: ReportSource, req: QueryRequest): Promise<ReportRow[]> {
+  const raw = await source.query<RawGroup>(buildReportSql(source.database, req));
   return shapeRows(req, raw);
 }
 
@@ -182,8 +186,8 @@ export function reportColumns(req: QueryRequest): string[] {
 }
 
 async function main(): Promise<number> {
-  const { loadAggregatorConfig } = await import('./config.ts');
-  const { openStore, storeOptionsFrom } = await import('./store-open.ts');
+  const { analystStoreOptions, loadAnalystConfig } = await import('./analyst-config.ts');
+  const { openStore } = await import('./store-open.ts');
   let req: QueryRequest;
   try {
     req = parseQueryArgs(process.argv.slice(2));
@@ -194,10 +198,19 @@ async function main(): Promise<number> {
     }
     throw e;
   }
-  const cfg = loadAggregatorConfig();
-  const store = await openStore(storeOptionsFrom(cfg));
+  let cfg: ReturnType<typeof loadAnalystConfig>;
   try {
-    const rows = await runReport(store, req, cfg.AGGREGATOR_MIN_GROUP_DEVICES);
+    cfg = loadAnalystConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`query: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  const store = await openStore(analystStoreOptions(cfg));
+  try {
+    const rows = await runReport(store, req);
     process.stdout.write(formatReport(rows, req.format, reportColumns(req)) + '\n');
     return 0;
   } catch (e) {

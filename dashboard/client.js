@@ -37,10 +37,20 @@ function addDays(iso, n) {
 
 // ---- daily active devices: grouped bars, one group per day, one bar per app -------------------------
 
+/** The views' threshold, as the last analytics answer gave it. */
+let lastK = null;
+
 function renderDau(ans) {
   const host = document.getElementById('dau-chart');
   document.getElementById('dau-note').textContent =
-    'Distinct devices per UTC day (daily tokens, exact), ' + ans.from + ' to ' + ans.to + '; groups under ' + ans.k + ' devices are suppressed.';
+    'Devices per UTC day and app (daily tokens, exact per released cell: day × app × version × model × OS × country), ' +
+    ans.from +
+    ' to ' +
+    ans.to +
+    '; cells under ' +
+    ans.k +
+    ' devices are left out of every total.';
+  lastK = ans.k;
   if (ans.error) {
     host.innerHTML = '<div class="error">' + esc(ans.error) + '</div>';
     return setState('dau', 'error', ans.error);
@@ -192,7 +202,14 @@ function renderVersions(id, ans, key, o) {
 
 function renderCrash(ans) {
   const range = (a) =>
-    a.from + ' to ' + a.to + ' (' + (a.from === a.to ? 'one day' : 'device-days over the range') + '); groups under ' + a.k + ' devices are suppressed.';
+    a.from +
+    ' to ' +
+    a.to +
+    ' (' +
+    (a.from === a.to ? 'one day' : 'device-days over the range') +
+    '); cells under ' +
+    a.k +
+    ' devices are left out of every total.';
   renderVersions('crash-free', ans, 'crash_free_devices_pct', {
     unit: '%',
     note: (a) => '100 × (1 − crashed devices ÷ active devices), ' + range(a),
@@ -321,7 +338,7 @@ function stamp() {
     ' · last ' +
     SETTINGS.days +
     ' days · k = ' +
-    SETTINGS.k +
+    lastK +
     ' · analytics updated ' +
     new Date().toISOString().slice(11, 19) +
     ' UTC';

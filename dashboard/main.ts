@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   }
   const d = await startDashboard(cfg);
   process.stdout.write(
-    `dashboard: ${d.url} (database ${cfg.DASHBOARD_DATABASE}; scraping ${[...cfg.DASHBOARD_INGEST_METRICS_URLS, ...cfg.DASHBOARD_AGGREGATOR_METRICS_URLS].join(', ')})\n`,
+    `dashboard: ${d.url} (as ${cfg.ANALYST_CLICKHOUSE_USER}, database ${cfg.ANALYST_DATABASE}; scraping ${[...cfg.DASHBOARD_INGEST_METRICS_URLS, ...cfg.DASHBOARD_AGGREGATOR_METRICS_URLS].join(', ')})\n`,
   );
   const stop = () => {
     d.close().then(

@@ -9,7 +9,6 @@ const here = new URL('.', import.meta.url);
 
 export interface PageSettings {
   days: number;
-  k: number;
   database: string;
   scrapeIntervalMs: number;
 }

@@ -12,12 +12,14 @@
  *   GET /api/live      ingest throughput, reject rate, consumer lag, computed here from scrapes
  *   GET /healthz
  *
- * Every group shown is k-anonymous: the query code applies DASHBOARD_MIN_GROUP_DEVICES inside ClickHouse.
+ * It connects as the analyst (ANALYST_*) and shows sums of the released cells only (the query
+ * command's code); the threshold k it prints is read from the views (`release_policy`), not a setting.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dayToIso, utcDay } from '../aggregator/facts.ts';
 import { runReport, type QueryRequest, type ReportRow } from '../aggregator/query.ts';
+import { analystStoreOptions } from '../aggregator/analyst-config.ts';
 import { openStore } from '../aggregator/store-open.ts';
 import type { Store } from '../aggregator/store.ts';
 import type { DashboardConfig } from './config.ts';
@@ -27,7 +29,8 @@ import { Scraper, type LiveRates } from './scrape.ts';
 export interface AnalyticsAnswer {
   from: string;
   to: string;
-  k: number;
+  /** The views' k-anonymity threshold (null while they cannot be read). */
+  k: number | null;
   rows: ReportRow[];
   error?: string;
 }
@@ -59,16 +62,7 @@ export function crashRequest(today: number, days: number): QueryRequest {
 
 export async function startDashboard(cfg: DashboardConfig, opts: DashboardOptions = {}): Promise<RunningDashboard> {
   const now = opts.now ?? Date.now;
-  const store: Store = await openStore({
-    kind: 'server',
-    url: cfg.DASHBOARD_CLICKHOUSE_URL,
-    user: cfg.DASHBOARD_CLICKHOUSE_USER,
-    password: cfg.DASHBOARD_CLICKHOUSE_PASSWORD,
-    chdbPath: '',
-    insertTimeoutMs: 15_000,
-    database: cfg.DASHBOARD_DATABASE,
-    minGroupDevices: cfg.DASHBOARD_MIN_GROUP_DEVICES,
-  });
+  const store: Store = await openStore(analystStoreOptions(cfg));
   const scraper = new Scraper({
     ingest: cfg.DASHBOARD_INGEST_METRICS_URLS,
     aggregator: cfg.DASHBOARD_AGGREGATOR_METRICS_URLS,
@@ -77,12 +71,13 @@ export async function startDashboard(cfg: DashboardConfig, opts: DashboardOption
   });
 
   const answer = async (req: QueryRequest): Promise<AnalyticsAnswer> => {
-    const base = { from: dayToIso(req.from), to: dayToIso(req.to), k: cfg.DASHBOARD_MIN_GROUP_DEVICES };
+    const base = { from: dayToIso(req.from), to: dayToIso(req.to) };
     try {
-      return { ...base, rows: await runReport(store, req, cfg.DASHBOARD_MIN_GROUP_DEVICES) };
+      const [policy] = await store.query<{ min_group_devices: string | number }>(`SELECT min_group_devices FROM ${store.database}.release_policy`);
+      return { ...base, k: Number(policy?.min_group_devices), rows: await runReport(store, req) };
     } catch (e) {
       // The database does not exist until the aggregator's first start: say so, keep serving the rest.
-      return { ...base, rows: [], error: (e as Error).message.split('\n', 1)[0]!.slice(0, 300) };
+      return { ...base, k: null, rows: [], error: (e as Error).message.split('\n', 1)[0]!.slice(0, 300) };
     }
   };
   const dau = () => answer(dauRequest(utcDay(now()), cfg.DASHBOARD_DAYS));
@@ -91,8 +86,7 @@ export async function startDashboard(cfg: DashboardConfig, opts: DashboardOption
 
   const page = renderPage({
     days: cfg.DASHBOARD_DAYS,
-    k: cfg.DASHBOARD_MIN_GROUP_DEVICES,
-    database: cfg.DASHBOARD_DATABASE,
+    database: cfg.ANALYST_DATABASE,
     scrapeIntervalMs: cfg.DASHBOARD_SCRAPE_INTERVAL_MS,
   });
 

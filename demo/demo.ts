@@ -252,9 +252,11 @@ async function startDemoDashboard(run: DemoRun): Promise<RunningDashboard> {
   const [pa, pb] = ports.ingest;
   const dcfg = loadDashboardConfig({
     DASHBOARD_PORT: String(ports.dashboard),
-    DASHBOARD_CLICKHOUSE_URL: run.stack.info.clickhouseUrl,
-    DASHBOARD_DATABASE: run.runId,
-    DASHBOARD_MIN_GROUP_DEVICES: String(run.k),
+    // The plain local stack has one ClickHouse user, its admin `default` (stack/README.md); the secured
+    // stack and the deployments give the dashboard the analyst role.
+    ANALYST_CLICKHOUSE_URL: run.stack.info.clickhouseUrl,
+    ANALYST_CLICKHOUSE_USER: 'default',
+    ANALYST_DATABASE: run.runId,
     DASHBOARD_DAYS: '7',
     DASHBOARD_INGEST_METRICS_URLS: `http://127.0.0.1:${pa}/metrics,http://127.0.0.1:${pb}/metrics`,
     DASHBOARD_AGGREGATOR_METRICS_URLS: `http://127.0.0.1:${ports.aggregator}/metrics`,

@@ -175,8 +175,8 @@ async function queryTables(run: DemoRun): Promise<Tables> {
   let crashRows: ReportRow[] = [];
   let queryError: string | undefined;
   try {
-    dauRows = await retrying(() => runReport(store, dauReq, k), 30_000);
-    crashRows = await retrying(() => runReport(store, crashReq, k), 30_000);
+    dauRows = await retrying(() => runReport(store, dauReq), 30_000);
+    crashRows = await retrying(() => runReport(store, crashReq), 30_000);
   } catch (e) {
     queryError = (e as Error).message.split('\n', 1)[0];
   } finally {

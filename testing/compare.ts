@@ -25,7 +25,7 @@ export async function reportsVsOracle(
   for (const report of ['dau', 'crash-rate'] as const) {
     for (const by of CHECKED_ROLLUPS) {
       const req: QueryRequest = { report, from: today - 7, to: today + 7, by, format: 'json' };
-      out.push({ req, got: await runReport(store, req, k), want: oracleReport(counted, req, k) });
+      out.push({ req, got: await runReport(store, req), want: oracleReport(counted, req, k) });
     }
   }
   return out;

@@ -116,21 +116,23 @@ export function generatePopulation(o: PopulationOptions): Population {
 
 /** What `npm run query` must print for `req`, computed from the counted facts with plain sets. */
 export function oracleReport(counted: readonly EventFact[], req: QueryRequest, k: number): ReportRow[] {
-  const inner = req.by.includes('day') ? req.by : [...req.by, 'day' as Dimension];
+  // Released cells: one UTC day x all six dimensions, kept when they cover >= k distinct devices; every
+  // report is a sum of released cells (aggregator/migrations/R_analyst_views.sql).
+  const cellDims: Dimension[] = ['day', 'app_id', 'app_version', 'device_model', 'os_version', 'country'];
   const dimValue = (f: EventFact, d: Dimension) => (d === 'day' ? dayToIso(f.day) : f[d]);
   type Sets = { devices: Set<string>; sessions: Set<string>; crashes: Set<string>; crashed: Set<string> };
-  const perDay = new Map<string, { outer: string; sets: Sets }>();
+  const cells = new Map<string, { outer: string; sets: Sets }>();
   for (const f of counted) {
     if (f.day < req.from || f.day > req.to) continue;
     if (req.app !== undefined && f.app_id !== req.app) continue;
-    const ik = JSON.stringify(inner.map((d) => dimValue(f, d)));
-    let g = perDay.get(ik);
+    const ck = JSON.stringify(cellDims.map((d) => dimValue(f, d)));
+    let g = cells.get(ck);
     if (!g) {
       g = {
         outer: JSON.stringify(req.by.map((d) => dimValue(f, d))),
         sets: { devices: new Set(), sessions: new Set(), crashes: new Set(), crashed: new Set() },
       };
-      perDay.set(ik, g);
+      cells.set(ck, g);
     }
     const tok = f.daily_token.toString('hex');
     g.sets.devices.add(tok);
@@ -140,11 +142,11 @@ export function oracleReport(counted: readonly EventFact[], req: QueryRequest, k
       g.sets.crashed.add(tok);
     }
   }
-  const outer = new Map<string, { devices: number; max: number; sessions: number; crashes: number; crashed: number }>();
-  for (const { outer: ok, sets } of perDay.values()) {
-    const o = outer.get(ok) ?? { devices: 0, max: 0, sessions: 0, crashes: 0, crashed: 0 };
+  const outer = new Map<string, { devices: number; sessions: number; crashes: number; crashed: number }>();
+  for (const { outer: ok, sets } of cells.values()) {
+    if (sets.devices.size < k) continue;
+    const o = outer.get(ok) ?? { devices: 0, sessions: 0, crashes: 0, crashed: 0 };
     o.devices += sets.devices.size;
-    o.max = Math.max(o.max, sets.devices.size);
     o.sessions += sets.sessions.size;
     o.crashes += sets.crashes.size;
     o.crashed += sets.crashed.size;
@@ -154,7 +156,6 @@ export function oracleReport(counted: readonly EventFact[], req: QueryRequest, k
   const round = (x: number) => Math.round(x * 1000) / 1000;
   const rows: Array<{ key: string[]; row: ReportRow }> = [];
   for (const [ok, o] of outer) {
-    if (o.max < k) continue;
     const key = JSON.parse(ok) as string[];
     const row: ReportRow = {};
     req.by.forEach((d, i) => (row[d] = key[i]!));

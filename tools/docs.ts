@@ -8,6 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { aggregatorSettings } from '../aggregator/config.ts';
+import { analystSettings } from '../aggregator/analyst-config.ts';
 import { ingestSettings } from '../ingest/config.ts';
 import { dashboardSettings } from '../dashboard/config.ts';
 import { settingsTable, type SettingsSpec } from '../runtime/config.ts';
@@ -38,6 +39,12 @@ export const CONFIG_SECTIONS: ConfigSection[] = [
     title: 'Aggregator (`AGGREGATOR_*`)',
     intro: 'aggregator/config.ts. Settings named TEST or UNSAFE exist for the fault tests only.',
     spec: aggregatorSettings,
+  },
+  {
+    title: 'Analyst (`ANALYST_*`)',
+    intro:
+      "aggregator/analyst-config.ts: the one analyst role the query command (`npm run query`) and the dashboard connect as; never the aggregator's credentials, and no k of its own (the views hold it).",
+    spec: analystSettings,
   },
   {
     title: 'Dashboard (`DASHBOARD_*`)',

@@ -1,20 +1,14 @@
 -- Repeatable migration: re-applied whenever its rendered text changes, e.g. when
--- AGGREGATOR_MIN_GROUP_DEVICES changes. The k-anonymity threshold {k} is baked into the views at
--- migration time: groups covering fewer than {k} distinct devices are left out, so a rare
--- model x country x version combination cannot single anyone out. Rows are the finest grain (one UTC
--- day x all dimensions); for roll-ups use `npm run query`, which merges the states exactly and applies
--- the threshold to the rolled-up groups instead.
-{create_view} {db}.daily_active_devices AS
-SELECT day, app_id, app_version, device_model, os_version, country, active_devices
-FROM
-(
-    SELECT day, app_id, app_version, device_model, os_version, country,
-        uniqExactMerge(devices) AS active_devices
-    FROM {db}.daily_agg
-    GROUP BY day, app_id, app_version, device_model, os_version, country
-)
-WHERE active_devices >= {k};
-
+-- AGGREGATOR_MIN_GROUP_DEVICES changes. These views are the only thing analysts read (the query
+-- command, the dashboard, Grafana; ARCHITECTURE.md principle 11), and {k} is baked in here and nowhere
+-- else.
+--
+-- Suppression happens once, on the released cells: one UTC day x all six dimensions, kept only when
+-- it covers at least {k} distinct devices. Every other figure is a SUM of released cells, never a
+-- merge of the raw states. So any two answers (a range and the range minus a day, a roll-up and the
+-- finer rows under it) differ by a sum of released cells: differencing can never expose a cell under
+-- {k}. The price: a cell under {k} is missing from every total, and a device in two cells on one day
+-- (two apps, an update mid-day) counts once per cell.
 {create_view} {db}.crash_rates AS
 SELECT day, app_id, app_version, device_model, os_version, country,
     active_devices, sessions, crashes, crashed_devices,
@@ -32,21 +26,31 @@ FROM
 )
 WHERE active_devices >= {k};
 
--- Roll-ups at the grain the Grafana analytics dashboard shows (deploy/grafana/dashboards). Summing the
--- finest-grain rows above would be wrong twice: a device seen under two versions (or models, OS
--- versions, countries) in a day would count twice, and the groups under {k} would vanish before the
--- sum. So these merge the uniqExact states at their own grain (set union: exact), and the threshold is
--- applied to the rolled-up groups, as `npm run query -- ... --by day,app_id[,app_version]` does.
-{create_view} {db}.daily_active_devices_by_app AS
-SELECT day, app_id, active_devices
+{create_view} {db}.daily_active_devices AS
+SELECT day, app_id, app_version, device_model, os_version, country, active_devices
 FROM
 (
-    SELECT day, app_id,
+    SELECT day, app_id, app_version, device_model, os_version, country,
         uniqExactMerge(devices) AS active_devices
     FROM {db}.daily_agg
-    GROUP BY day, app_id
+    GROUP BY day, app_id, app_version, device_model, os_version, country
 )
 WHERE active_devices >= {k};
+
+-- Roll-ups at the grain the dashboards show (deploy/grafana/dashboards, dashboard/): sums of the
+-- released cells above (the same inner query, so each reads daily_agg itself, which the cluster DDL
+-- turns into the Distributed table). They equal `npm run query -- ... --by day,app_id[,app_version]`.
+{create_view} {db}.daily_active_devices_by_app AS
+SELECT day, app_id, sum(cell_devices) AS active_devices
+FROM
+(
+    SELECT day, app_id, app_version, device_model, os_version, country,
+        uniqExactMerge(devices) AS cell_devices
+    FROM {db}.daily_agg
+    GROUP BY day, app_id, app_version, device_model, os_version, country
+)
+WHERE cell_devices >= {k}
+GROUP BY day, app_id;
 
 {create_view} {db}.crash_rates_by_app_version AS
 SELECT day, app_id, app_version,
@@ -56,11 +60,25 @@ SELECT day, app_id, app_version,
 FROM
 (
     SELECT day, app_id, app_version,
-        uniqExactMerge(devices) AS active_devices,
-        uniqExactMerge(sessions) AS sessions,
-        uniqExactMerge(crashes) AS crashes,
-        uniqExactMerge(crashed_devices) AS crashed_devices
-    FROM {db}.daily_agg
+        sum(cell_devices) AS active_devices,
+        sum(cell_sessions) AS sessions,
+        sum(cell_crashes) AS crashes,
+        sum(cell_crashed_devices) AS crashed_devices
+    FROM
+    (
+        SELECT day, app_id, app_version, device_model, os_version, country,
+            uniqExactMerge(devices) AS cell_devices,
+            uniqExactMerge(sessions) AS cell_sessions,
+            uniqExactMerge(crashes) AS cell_crashes,
+            uniqExactMerge(crashed_devices) AS cell_crashed_devices
+        FROM {db}.daily_agg
+        GROUP BY day, app_id, app_version, device_model, os_version, country
+    )
+    WHERE cell_devices >= {k}
     GROUP BY day, app_id, app_version
-)
-WHERE active_devices >= {k};
+);
+
+-- The threshold itself, so readers of the views (the dashboard) can say what was suppressed without a
+-- setting of their own.
+{create_view} {db}.release_policy AS
+SELECT toUInt32({k}) AS min_group_devices;

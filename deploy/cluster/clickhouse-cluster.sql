@@ -69,17 +69,6 @@ GROUP BY day, app_id, app_version, device_model, os_version, country;
 
 
 -- from aggregator/migrations/R_analyst_views.sql
-CREATE OR REPLACE VIEW analytics.daily_active_devices ON CLUSTER '{cluster}' AS
-SELECT day, app_id, app_version, device_model, os_version, country, active_devices
-FROM
-(
-    SELECT day, app_id, app_version, device_model, os_version, country,
-        uniqExactMerge(devices) AS active_devices
-    FROM analytics.daily_agg
-    GROUP BY day, app_id, app_version, device_model, os_version, country
-)
-WHERE active_devices >= 5;
-
 CREATE OR REPLACE VIEW analytics.crash_rates ON CLUSTER '{cluster}' AS
 SELECT day, app_id, app_version, device_model, os_version, country,
     active_devices, sessions, crashes, crashed_devices,
@@ -97,16 +86,28 @@ FROM
 )
 WHERE active_devices >= 5;
 
-CREATE OR REPLACE VIEW analytics.daily_active_devices_by_app ON CLUSTER '{cluster}' AS
-SELECT day, app_id, active_devices
+CREATE OR REPLACE VIEW analytics.daily_active_devices ON CLUSTER '{cluster}' AS
+SELECT day, app_id, app_version, device_model, os_version, country, active_devices
 FROM
 (
-    SELECT day, app_id,
+    SELECT day, app_id, app_version, device_model, os_version, country,
         uniqExactMerge(devices) AS active_devices
     FROM analytics.daily_agg
-    GROUP BY day, app_id
+    GROUP BY day, app_id, app_version, device_model, os_version, country
 )
 WHERE active_devices >= 5;
+
+CREATE OR REPLACE VIEW analytics.daily_active_devices_by_app ON CLUSTER '{cluster}' AS
+SELECT day, app_id, sum(cell_devices) AS active_devices
+FROM
+(
+    SELECT day, app_id, app_version, device_model, os_version, country,
+        uniqExactMerge(devices) AS cell_devices
+    FROM analytics.daily_agg
+    GROUP BY day, app_id, app_version, device_model, os_version, country
+)
+WHERE cell_devices >= 5
+GROUP BY day, app_id;
 
 CREATE OR REPLACE VIEW analytics.crash_rates_by_app_version ON CLUSTER '{cluster}' AS
 SELECT day, app_id, app_version,
@@ -116,11 +117,23 @@ SELECT day, app_id, app_version,
 FROM
 (
     SELECT day, app_id, app_version,
-        uniqExactMerge(devices) AS active_devices,
-        uniqExactMerge(sessions) AS sessions,
-        uniqExactMerge(crashes) AS crashes,
-        uniqExactMerge(crashed_devices) AS crashed_devices
-    FROM analytics.daily_agg
+        sum(cell_devices) AS active_devices,
+        sum(cell_sessions) AS sessions,
+        sum(cell_crashes) AS crashes,
+        sum(cell_crashed_devices) AS crashed_devices
+    FROM
+    (
+        SELECT day, app_id, app_version, device_model, os_version, country,
+            uniqExactMerge(devices) AS cell_devices,
+            uniqExactMerge(sessions) AS cell_sessions,
+            uniqExactMerge(crashes) AS cell_crashes,
+            uniqExactMerge(crashed_devices) AS cell_crashed_devices
+        FROM analytics.daily_agg
+        GROUP BY day, app_id, app_version, device_model, os_version, country
+    )
+    WHERE cell_devices >= 5
     GROUP BY day, app_id, app_version
-)
-WHERE active_devices >= 5;
+);
+
+CREATE OR REPLACE VIEW analytics.release_policy ON CLUSTER '{cluster}' AS
+SELECT toUInt32(5) AS min_group_devices;
