@@ -21,10 +21,21 @@ import { quietLogger } from '../testing/logger.ts';
 import { loadIngestConfig } from '../ingest/config.ts';
 import { startIngest, type IngestService } from '../ingest/http.ts';
 import { ZONES } from '../schemas/contract.ts';
+import { analystStoreOptions, loadAnalystConfig } from '../aggregator/analyst-config.ts';
+import { openStore } from '../aggregator/store-open.ts';
 import { loadStackConfig } from './config.ts';
 import { toClickHouseError } from './clickhouse-errors.ts';
 import { upSecureStack } from './stack.ts';
-import { provisionKafka, secureClickHouse, secureClickHouseUrl, secureKafka, secureKafkaBrokers, secureServiceEnv, sqlClient } from './secure.ts';
+import {
+  clickhousePasswordFile,
+  provisionKafka,
+  secureClickHouse,
+  secureClickHouseUrl,
+  secureKafka,
+  secureKafkaBrokers,
+  secureServiceEnv,
+  sqlClient,
+} from './secure.ts';
 import type { AclTopic } from '../tools/security/acls.ts';
 import { E2E_LAYOUT, syncAnalystViews } from './clickhouse-users.ts';
 
@@ -132,13 +143,6 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
     const onTopic = (await groupProgress(operator, groupId, topics.events)).reduce((a, p) => a + Number(p.end), 0);
     expect(onTopic).toBeGreaterThanOrEqual(pop.acceptedRecords); // one record per (batch, day)
 
-    // Exact, as the aggregator user.
-    const results = await reportsVsOracle(agg.store, pop.counted, K);
-    for (const r of results) {
-      expect(r.want.length).toBeGreaterThan(0);
-      expect(r.got, `${r.req.report} by ${r.req.by.join(',') || 'none'}`).toEqual(r.want);
-    }
-
     // The analyst: the proxies over the views give exactly the admin's view rows, and nothing else.
     const ad2 = admin();
     const an = secureClickHouse(config, 'analyst');
@@ -148,7 +152,28 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
         'crash_rates_by_app_version',
         'daily_active_devices',
         'daily_active_devices_by_app',
+        'release_policy',
       ]);
+      // Exact, through the query command's code connected as the analyst (never the aggregator's
+      // credentials) to the views database.
+      const analystStore = await openStore(
+        analystStoreOptions(
+          loadAnalystConfig({
+            ANALYST_CLICKHOUSE_URL: secureClickHouseUrl(config),
+            ANALYST_CLICKHOUSE_PASSWORD_FILE: clickhousePasswordFile(config, 'analyst'),
+            ANALYST_DATABASE: E2E_LAYOUT.viewsDb,
+          }),
+        ),
+      );
+      try {
+        const results = await reportsVsOracle(analystStore, pop.counted, K);
+        for (const r of results) {
+          expect(r.want.length).toBeGreaterThan(0);
+          expect(r.got, `${r.req.report} by ${r.req.by.join(',') || 'none'}`).toEqual(r.want);
+        }
+      } finally {
+        await analystStore.close();
+      }
       const q = (db: string) =>
         `SELECT toString(day) AS day, app_id, app_version, device_model, os_version, country, toString(active_devices) AS n FROM ${db}.daily_active_devices ORDER BY day, app_id, app_version, device_model, os_version, country`;
       const seenByAdmin = await rowsOf(ad2, q(E2E_LAYOUT.analyticsDb));

@@ -12,7 +12,20 @@ import kafkajs, { type Kafka as KafkaClient, type LogEntry } from 'kafkajs';
 import { loadStackConfig } from './config.ts';
 import { toClickHouseError } from './clickhouse-errors.ts';
 import { upSecureStack } from './stack.ts';
-import { provisionKafka, readSecrets, secureClickHouse, secureKafka, secureKafkaBrokers, securePaths } from './secure.ts';
+import {
+  clickhousePasswordFile,
+  provisionKafka,
+  readSecrets,
+  secureClickHouse,
+  secureClickHouseUrl,
+  secureKafka,
+  secureKafkaBrokers,
+  securePaths,
+} from './secure.ts';
+import { analystStoreOptions, loadAnalystConfig } from '../aggregator/analyst-config.ts';
+import { utcDay } from '../aggregator/facts.ts';
+import { runReport } from '../aggregator/query.ts';
+import { openStore } from '../aggregator/store-open.ts';
 import { zoneGroup, type AclTopic } from '../tools/security/acls.ts';
 import { readFileSync } from 'node:fs';
 
@@ -383,6 +396,43 @@ describe('ClickHouse: users.xml users enforce the split on 18.16', () => {
     expect(e?.message).not.toContain(wrong);
     const none = keep(secureClickHouse(config, 'default', { password: '' }));
     expect((await chError(rows(none, 'SELECT 1')))?.type).toBe('REQUIRED_PASSWORD');
+  });
+
+  it('the query command connects as the analyst (ANALYST_*) and answers from the views database', async () => {
+    const store = await openStore(
+      analystStoreOptions(
+        loadAnalystConfig({
+          ANALYST_CLICKHOUSE_URL: secureClickHouseUrl(config),
+          ANALYST_CLICKHOUSE_PASSWORD_FILE: clickhousePasswordFile(config, 'analyst'),
+          ANALYST_DATABASE: 'analytics_views',
+        }),
+      ),
+    );
+    try {
+      const today = utcDay(Date.now());
+      const rows = await runReport(store, { report: 'crash-rate', from: today, to: today, app, by: ['app_id'], format: 'json' });
+      expect(rows).toEqual([
+        { app_id: app, device_days: 6, sessions: 6, crashes: 0, crashed_device_days: 0, crash_free_devices_pct: 100, crashes_per_1000_sessions: 0 },
+      ]);
+      expect(await store.query(`SELECT min_group_devices FROM analytics_views.release_policy`)).toEqual([{ min_group_devices: 5 }]);
+      // The same credentials pointed at the aggregate database, or at the raw states: refused.
+      expect((await chError(store.query('SELECT count() FROM analytics.daily_agg')))?.type).toBe('DATABASE_ACCESS_DENIED');
+      expect(
+        (
+          await chError(
+            runReport({ database: 'analytics', query: (sql) => store.query(sql) }, { report: 'dau', from: today, to: today, by: [], format: 'json' }),
+          )
+        )?.type,
+      ).toBe('DATABASE_ACCESS_DENIED');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("negative control: the aggregator's credentials read the raw states the analyst is refused", async () => {
+    const agg = keep(aggregator());
+    const n = await rows<{ c: string }>(agg, `SELECT uniqExactMerge(devices) AS c FROM analytics.daily_agg WHERE app_id = '${app}'`);
+    expect(Number(n[0]?.c)).toBe(6);
   });
 
   it('negative control: the admin, with no database restriction, reads the same tables', async () => {
