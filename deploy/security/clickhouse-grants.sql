@@ -5,8 +5,11 @@
 -- access_management = 1, replacing each <...> with the SHA-256 hex of a generated password.
 --
 -- Differences from 18.16 that matter:
--- * A view can run with its definer's rights (SQL SECURITY DEFINER), so the analyst is granted the four
---   k-suppressed views in `analytics` and nothing else: no Distributed proxies, no views_reader user.
+-- * A view can run with its definer's rights (SQL SECURITY DEFINER), so the analyst is granted the
+--   released views in `analytics` and nothing else: no Distributed proxies, no views_reader user. The
+--   aggregator's migrations re-create the views (CREATE OR REPLACE VIEW), which resets their SQL SECURITY
+--   to the creator's default: run the ALTERs below after each views migration, or give the aggregator's
+--   profile default_normal_view_sql_security = 'DEFINER' (deploy/compose/clickhouse/users.d/analyst.xml).
 -- * Grants are per table, not per database: the aggregator gets exactly the tables it writes and reads.
 -- * The system database is no longer open to everyone: the analyst gets none of it.
 
@@ -26,13 +29,17 @@ ALTER TABLE analytics.daily_active_devices MODIFY SQL SECURITY DEFINER DEFINER =
 ALTER TABLE analytics.crash_rates MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer;
 ALTER TABLE analytics.daily_active_devices_by_app MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer;
 ALTER TABLE analytics.crash_rates_by_app_version MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer;
+ALTER TABLE analytics.release_policy MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer;
 
--- Analysts: the k-suppressed views only, read-only, with limits.
+-- The analyst role: the released views only (aggregator/migrations/R_analyst_views.sql: cells of one day
+-- x all dimensions with >= k devices, and sums of them; release_policy holds k), read-only, with limits.
+-- `npm run query`, the dashboard (ANALYST_* settings) and Grafana's data source all log in as this user.
 CREATE USER IF NOT EXISTS analyst IDENTIFIED WITH sha256_hash BY '<sha256 hex of the analyst password>' SETTINGS PROFILE 'analyst_limits';
 GRANT SELECT ON analytics.daily_active_devices TO analyst;
 GRANT SELECT ON analytics.crash_rates TO analyst;
 GRANT SELECT ON analytics.daily_active_devices_by_app TO analyst;
 GRANT SELECT ON analytics.crash_rates_by_app_version TO analyst;
+GRANT SELECT ON analytics.release_policy TO analyst;
 
 -- The personal table: bookkeeping of data-subject requests (policy 5.2). Granted to nobody above; a
 -- zone's rights-request service would get its own user with SELECT, INSERT on it.
