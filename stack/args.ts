@@ -1,13 +1,15 @@
 // Command-line arguments of stack/cli.ts, parsed apart from it so unit tests can import them.
 import { StackError } from './errors.ts';
 
-export const USAGE = 'usage: tsx stack/cli.ts <up|down|status|fetch> [--brokers 1|3 | --secure]';
+export const USAGE = 'usage: tsx stack/cli.ts <up|down|status|fetch> [--brokers 1|3 | --secure] [--monitoring]';
 
 export interface CliArgs {
   command: 'up' | 'down' | 'status' | 'fetch';
   brokers?: 1 | 3;
   /** The separate secured stack (stack/secure.ts). */
   secure?: true;
+  /** Prometheus with the alert rules (stack/monitoring.ts), next to the plain stack. */
+  monitoring?: true;
 }
 
 export function parseCliArgs(argv: string[]): CliArgs {
@@ -22,6 +24,10 @@ export function parseCliArgs(argv: string[]): CliArgs {
       args.secure = true;
       continue;
     }
+    if (a === '--monitoring') {
+      args.monitoring = true;
+      continue;
+    }
     const m = /^--brokers(?:=(.*))?$/.exec(a);
     if (!m) throw new StackError('STACK_CONFIG_INVALID', `unknown option ${a}: ${USAGE}`);
     const v = m[1] ?? rest[++i];
@@ -30,5 +36,7 @@ export function parseCliArgs(argv: string[]): CliArgs {
   }
   if (args.secure && args.brokers)
     throw new StackError('STACK_CONFIG_INVALID', `--secure starts its own single node; it does not combine with --brokers: ${USAGE}`);
+  if (args.monitoring && (args.secure || command !== 'up'))
+    throw new StackError('STACK_CONFIG_INVALID', `--monitoring goes with up (next to the plain stack; a bare down stops it): ${USAGE}`);
   return args;
 }

@@ -1,4 +1,4 @@
-// `npm run stack:up|stack:down|stack:status|stack:fetch [-- --brokers 3]`.
+// `npm run stack:up|stack:down|stack:status|stack:fetch [-- --brokers 3 | --secure | --monitoring]`.
 // A configuration or environment problem prints ONE line saying what is wrong and what to do, and exits 1;
 // anything else is a bug in the stack scripts and exits 2 with its stack trace.
 import { loadStackConfig } from './config.ts';
@@ -26,12 +26,13 @@ async function main(): Promise<number> {
         log(`${r.started.length ? `started ${r.started.join(', ')}` : 'everything was already running'} in ${(r.ms / 1000).toFixed(1)} s`);
         return 0;
       }
-      const r = await up({ brokers: args.brokers ?? 1, log }, config);
+      const r = await up({ brokers: args.brokers ?? 1, log, ...(args.monitoring ? { monitoring: true } : {}) }, config);
       const s = r.state;
       const k = args.brokers === 3 ? s.kafkaCluster : s.kafka;
       log(`kafka${args.brokers === 3 ? ' cluster' : ''}  ${k.bootstrapServers.join(',')}  (Kafka ${k.version})`);
       log(`clickhouse     ${s.clickhouse.url}  native ${s.clickhouse.nativePort}  (ClickHouse ${s.clickhouse.version ?? '?'})`);
       log(`chdb           ${s.chdb.available ? `engine ${s.chdb.engineVersion}` : `unavailable: ${s.chdb.error}`}`);
+      if (args.monitoring) log(`prometheus     ${s.prometheus.url}  (rules deploy/prometheus/alerts.yml; targets in ${config.home}/prometheus/targets/)`);
       log(
         `${r.started.length ? `started ${r.started.join(', ')}` : 'everything was already running'} in ${(r.ms / 1000).toFixed(1)} s; addresses in ${config.home}/stack.json`,
       );

@@ -60,6 +60,13 @@ export interface StackConfig {
     /** @default 19010 (STACK_SECURE_CLICKHOUSE_INTERSERVER_PORT) */
     interserverPort: number;
   };
+  /** Prometheus (`stack:up -- --monitoring`, stack/monitoring.ts): Debian's package run as a plain process. */
+  prometheus: {
+    /** prometheus executable. @default `prometheus` (STACK_PROMETHEUS) */
+    server: string;
+    /** Web/API port. @default 19090 (STACK_PROMETHEUS_PORT) */
+    port: number;
+  };
   /** How long one service may take to answer after start. @default 60000 (STACK_START_TIMEOUT_MS) */
   startTimeoutMs: number;
   /** Host every service binds and is reached on. Loopback only: nothing here is meant to be reachable
@@ -88,6 +95,8 @@ export const STACK_ENV_KEYS = [
   'STACK_SECURE_CLICKHOUSE_HTTP_PORT',
   'STACK_SECURE_CLICKHOUSE_TCP_PORT',
   'STACK_SECURE_CLICKHOUSE_INTERSERVER_PORT',
+  'STACK_PROMETHEUS',
+  'STACK_PROMETHEUS_PORT',
 ] as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -184,6 +193,10 @@ export function loadStackConfig(env: Env = process.env, repoRoot = REPO_ROOT): S
       tcpPort: parsePort(env, 'STACK_SECURE_CLICKHOUSE_TCP_PORT', 19001),
       interserverPort: parsePort(env, 'STACK_SECURE_CLICKHOUSE_INTERSERVER_PORT', 19010),
     },
+    prometheus: {
+      server: env.STACK_PROMETHEUS || 'prometheus',
+      port: parsePort(env, 'STACK_PROMETHEUS_PORT', 19090),
+    },
     startTimeoutMs,
     host: '127.0.0.1',
   };
@@ -220,6 +233,7 @@ export function allPorts(config: StackConfig): Array<[string, number]> {
     ['secure clickhouse http', config.secure.httpPort],
     ['secure clickhouse tcp', config.secure.tcpPort],
     ['secure clickhouse interserver', config.secure.interserverPort],
+    ['prometheus', config.prometheus.port],
   ];
 }
 

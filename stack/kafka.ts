@@ -84,6 +84,26 @@ export function clusterNodes(config: StackConfig): KafkaNode[] {
 }
 
 /**
+ * A single KRaft node of its own, with its own ports and data under .local/kafka/scratch/<name>, for a
+ * test that must stop Kafka without stopping the single node every other suite shares.
+ */
+export function scratchNode(config: StackConfig, name: string, port: number, controllerPort: number): KafkaNode {
+  const dir = path.join(config.home, 'kafka', 'scratch', name);
+  return {
+    service: `kafka ${name}`,
+    nodeId: 1,
+    port,
+    controllerPort,
+    dir,
+    propsFile: path.join(dir, 'server.properties'),
+    dataDir: path.join(dir, 'data'),
+    logDir: path.join(dir, 'logs'),
+    pidFile: path.join(config.home, 'run', `kafka-scratch-${name}.pid`),
+    heap: '256m',
+  };
+}
+
+/**
  * server.properties for one KRaft node in combined mode. With one node every internal topic must use
  * replication factor 1 (the defaults of 3 would leave __consumer_offsets uncreatable and every consumer
  * group stuck); the three-node cluster uses RF 3 with min.insync.replicas=2 so one broker can die

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseCliArgs } from './args.ts';
+import { prometheusConfig, prometheusPaths, RULE_FILE } from './monitoring.ts';
 import { toClickHouseError } from './clickhouse-errors.ts';
 import { resolveClickHouseServer } from './clickhouse.ts';
 import { externalServices, loadStackConfig, REPO_ROOT, STACK_ENV_KEYS } from './config.ts';
@@ -118,6 +119,25 @@ describe('parseCliArgs', () => {
     expect(parseCliArgs(['up', '--secure'])).toEqual({ command: 'up', secure: true });
     expect(parseCliArgs(['down', '--secure'])).toEqual({ command: 'down', secure: true });
     expect(() => parseCliArgs(['up', '--secure', '--brokers', '3'])).toThrow(/does not combine with --brokers/);
+  });
+  it('--monitoring: Prometheus next to the plain stack, on a port of its own', () => {
+    expect(parseCliArgs(['up', '--monitoring'])).toEqual({ command: 'up', monitoring: true });
+    expect(() => parseCliArgs(['up', '--secure', '--monitoring'])).toThrow(/--monitoring goes with up/);
+    expect(() => parseCliArgs(['down', '--monitoring'])).toThrow(/a bare down stops it/);
+    expect(loadStackConfig({}).prometheus).toEqual({ server: 'prometheus', port: 19090 });
+    expect(() => loadStackConfig({ STACK_PROMETHEUS_PORT: '18123' })).toThrow(/port 18123 is configured for both clickhouse http and prometheus/);
+  });
+  it("the generated prometheus.yml loads the rules in place and scrapes registered targets under the rules' job names", () => {
+    const p = prometheusPaths(loadStackConfig({ STACK_HOME: '/tmp/h' }));
+    const doc = JSON.parse(prometheusConfig(p).replace(/^#.*\n/, '')) as {
+      rule_files: string[];
+      scrape_configs: { job_name: string; file_sd_configs: { files: string[] }[] }[];
+    };
+    expect(doc.rule_files).toEqual([RULE_FILE]);
+    expect(doc.scrape_configs.map((s) => [s.job_name, s.file_sd_configs[0]!.files[0]])).toEqual([
+      ['ingest', '/tmp/h/prometheus/targets/ingest/*.json'],
+      ['aggregator', '/tmp/h/prometheus/targets/aggregator/*.json'],
+    ]);
   });
   it('the secured stack has ports of its own, checked against every other port', () => {
     const c = loadStackConfig({});

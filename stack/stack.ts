@@ -2,7 +2,7 @@
 // and ClickHouse, the .local/stack.json that tells tests and tools what runs where, and status.
 // Every public function here takes the stack lock, so concurrent callers (two test runs, a terminal and a
 // test run) never start the same service twice.
-import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { allPorts, loadStackConfig, type StackConfig } from './config.ts';
@@ -29,6 +29,7 @@ import {
 } from './kafka.ts';
 import { liveRecord, portAnswers, portIsFree, stopRecorded, withLock } from './proc.ts';
 import { downSecure, statusSecure, upSecure, type SecureUpResult } from './secure.ts';
+import { prometheusAnswers, prometheusPaths, prometheusUrl, registeredTargets, resolvePrometheus, startPrometheus, stopPrometheus } from './monitoring.ts';
 
 /** What .local/stack.json holds: addresses of every part, and whether it runs. */
 export interface StackState {
@@ -36,6 +37,8 @@ export interface StackState {
   kafkaCluster: { running: boolean; bootstrapServers: string[]; version: string; pids: number[]; replicationFactor: 3; minInsyncReplicas: 2 };
   clickhouse: { running: boolean; url: string; httpPort: number; nativePort: number; version?: string; pids: number[] };
   chdb: ChdbInfo;
+  /** `stack:up -- --monitoring` (stack/monitoring.ts). */
+  prometheus: { running: boolean; url: string; pids: number[] };
   updatedAt: string;
 }
 
@@ -80,6 +83,7 @@ function currentState(config: StackConfig, chdb: ChdbInfo, clickhouseVer?: strin
   const singleRec = liveRecord(single.pidFile);
   const clusterRecs = cluster.map((n) => liveRecord(n.pidFile));
   const chRec = liveRecord(clickhousePaths(config).pidFile);
+  const promRec = liveRecord(prometheusPaths(config).pidFile);
   return {
     kafka: {
       running: singleRec !== undefined,
@@ -104,6 +108,7 @@ function currentState(config: StackConfig, chdb: ChdbInfo, clickhouseVer?: strin
       pids: chRec ? [chRec.pid] : [],
     },
     chdb,
+    prometheus: { running: promRec !== undefined, url: prometheusUrl(config), pids: promRec ? [promRec.pid] : [] },
     updatedAt: new Date().toISOString(),
   };
 }
@@ -189,6 +194,8 @@ export interface UpOptions {
   kafka?: boolean;
   /** Start ClickHouse (false when CLICKHOUSE_URL points at an external one). @default true */
   clickhouse?: boolean;
+  /** Also start Prometheus with the project's alert rules (stack/monitoring.ts). @default false */
+  monitoring?: boolean;
   /** Progress lines (the CLI prints them; tests stay quiet). */
   log?: (line: string) => void;
 }
@@ -220,6 +227,7 @@ async function upLocked(opts: UpOptions, config: StackConfig): Promise<UpResult>
   const kafkaToStart = wantKafka ? nodes.filter((n) => !liveRecord(n.pidFile)) : [];
   const chPaths = clickhousePaths(config);
   const chToStart = wantClickHouse && !liveRecord(chPaths.pidFile);
+  const promToStart = opts.monitoring === true && !liveRecord(prometheusPaths(config).pidFile);
 
   // Preflight: every check before the first process starts.
   if (kafkaToStart.length > 0) {
@@ -233,6 +241,10 @@ async function upLocked(opts: UpOptions, config: StackConfig): Promise<UpResult>
       ['clickhouse native tcp', config.clickhouse.tcpPort],
       ['clickhouse interserver', config.clickhouse.interserverPort],
     ]);
+  }
+  if (promToStart) {
+    resolvePrometheus(config);
+    await checkPortsFree(config, [['prometheus', config.prometheus.port]]);
   }
   if (kafkaToStart.length > 0) {
     const fetched = await fetchKafkaJars(config);
@@ -252,11 +264,18 @@ async function upLocked(opts: UpOptions, config: StackConfig): Promise<UpResult>
         return r;
       })
     : Promise.resolve(undefined);
-  const results = await Promise.allSettled([kafkaP, chP, chdbInfo()]);
+  const promP = opts.monitoring
+    ? startPrometheus(config).then((r) => {
+        if (r.started) started.push('prometheus');
+        return r;
+      })
+    : Promise.resolve(undefined);
+  const results = await Promise.allSettled([kafkaP, chP, chdbInfo(), promP]);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
     // Each starter already stopped its own half-started process; stop what did come up in this call.
     if (started.includes('clickhouse')) await stopClickHouseServer(config).catch(() => {});
+    if (started.includes('prometheus')) await stopPrometheus(config).catch(() => {});
     await stopKafkaNodes(nodes.filter((n) => started.includes(n.service))).catch(() => {});
     await refreshState(config).catch(() => {});
     throw failed.reason;
@@ -289,6 +308,10 @@ export function down(opts: DownOptions = {}, config: StackConfig = loadStackConf
     if (opts.brokers === undefined && (await stopClickHouseServer(config))) {
       stopped.push('clickhouse');
       log('stopped clickhouse');
+    }
+    if (opts.brokers === undefined && (await stopPrometheus(config))) {
+      stopped.push('prometheus');
+      log('stopped prometheus');
     }
     // A bare `down` (what .ci/run calls at the end) stops the secured stack too.
     if (opts.brokers === undefined) {
@@ -349,6 +372,15 @@ export async function status(config: StackConfig = loadStackConfig()): Promise<S
     running: chdb.available,
     answers: chdb.available,
     detail: chdb.available ? `engine ${chdb.engineVersion}, npm chdb ${chdb.packageVersion}` : `unavailable: ${chdb.error}`,
+  });
+  const promRec = liveRecord(prometheusPaths(config).pidFile);
+  const targets = registeredTargets(config);
+  lines.push({
+    part: 'prometheus',
+    address: prometheusUrl(config),
+    running: promRec !== undefined,
+    answers: await prometheusAnswers(config),
+    detail: `rules deploy/prometheus/alerts.yml; targets ingest ${targets.ingest.length}, aggregator ${targets.aggregator.length} (stack:up -- --monitoring)${promRec ? `, pid ${promRec.pid}` : ''}`,
   });
   const sec = await statusSecure(config);
   lines.push(
@@ -451,6 +483,33 @@ export function restartClusterBroker(id: ClusterNodeId, config: StackConfig = lo
     await refreshState(config);
     return `${config.host}:${node.port}`;
   });
+}
+
+/** Starts (or reuses) a scratch Kafka node (kafka.ts scratchNode) and waits until it answers. */
+export function startScratchKafka(node: KafkaNode, config: StackConfig = loadStackConfig()): Promise<string> {
+  return withLock(lockFile(config), async () => {
+    if (!liveRecord(node.pidFile)) {
+      await checkJava(config);
+      await checkPortsFree(config, nodePorts([node]));
+      await fetchKafkaJars(config);
+    }
+    await startKafkaNodes(config, [node]);
+    return `${config.host}:${node.port}`;
+  });
+}
+
+/** Stops a scratch Kafka node (SIGTERM, or SIGKILL with `kill`); `remove` also deletes its folder. */
+export function stopScratchKafka(node: KafkaNode, opts: { kill?: boolean; remove?: boolean } = {}, config: StackConfig = loadStackConfig()): Promise<boolean> {
+  return withLock(lockFile(config), async () => {
+    const stopped = (await stopKafkaNodes([node], opts.kill ? { kill: true } : {})) > 0;
+    if (opts.remove) rmSync(node.dir, { recursive: true, force: true });
+    return stopped;
+  });
+}
+
+/** Prometheus (stack/monitoring.ts) alone, for tests that need it: starts it or reloads the running one. */
+export function startMonitoring(config: StackConfig = loadStackConfig()): Promise<string> {
+  return up({ kafka: false, clickhouse: false, monitoring: true }, config).then((r) => r.state.prometheus.url);
 }
 
 /** The secured stack (stack/secure.ts), under the same lock as everything else. */

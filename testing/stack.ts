@@ -8,7 +8,9 @@ import kafkajs, { type IHeaders, type Kafka as KafkaClient, type logLevel as Log
 import { externalServices, loadStackConfig, type StackConfig } from '../stack/config.ts';
 import { StackError } from '../stack/errors.ts';
 import { RUN_TAG_ENV } from './leftovers.ts';
-import type { ClusterNodeId } from '../stack/kafka.ts';
+import { scratchNode, type ClusterNodeId } from '../stack/kafka.ts';
+import { registerTarget, type MonitoredJob } from '../stack/monitoring.ts';
+import { portIsFree } from '../stack/proc.ts';
 import {
   killClusterBroker,
   readState,
@@ -16,6 +18,9 @@ import {
   startClickHouse as startClickHouseService,
   startCluster,
   startKafka as startKafkaService,
+  startMonitoring as startMonitoringService,
+  startScratchKafka,
+  stopScratchKafka,
   stopClickHouse as stopClickHouseService,
   stopCluster,
   stopKafka as stopKafkaService,
@@ -348,4 +353,64 @@ export async function killBroker(id: ClusterNodeId): Promise<void> {
 /** Starts cluster broker `id` again and waits until it is registered; returns its address. */
 export function restartBroker(id: ClusterNodeId): Promise<string> {
   return restartClusterBroker(id, config());
+}
+
+// ---- a Kafka of one's own, and Prometheus --------------------------------------------------------
+
+export interface OwnKafka {
+  brokers: string[];
+  /** Stops it (SIGTERM; SIGKILL with kill) and waits until its ports are free. */
+  stop(opts?: { kill?: boolean }): Promise<void>;
+  /** Starts it again on the same ports and data; resolves when it answers. */
+  start(): Promise<void>;
+  /** Stops it and deletes its folder (its topics go with it). */
+  remove(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer();
+      srv.once('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const a = srv.address();
+        srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+      });
+    });
+    // The controller listens on port + 1: both must be free.
+    if (port > 1024 && port < 65535 && (await portIsFree(port + 1))) return port;
+  }
+}
+
+/**
+ * A single-node Kafka for one test file alone (own ports, own data under .local/kafka/scratch/), for
+ * tests that stop Kafka: stopping the shared single node would break every other suite running then.
+ */
+export async function startOwnKafka(name: string): Promise<OwnKafka> {
+  const port = await freePort();
+  const node = scratchNode(config(), name, port, port + 1);
+  const brokers = [await startScratchKafka(node, config())];
+  return {
+    brokers,
+    stop: async (opts = {}) => {
+      await stopScratchKafka(node, opts, config());
+    },
+    start: async () => {
+      await startScratchKafka(node, config());
+    },
+    remove: async () => {
+      await stopScratchKafka(node, { remove: true }, config());
+    },
+  };
+}
+
+/** Starts Prometheus with the alert rules (or reloads the running one); returns its URL. */
+export function startMonitoring(): Promise<string> {
+  return startMonitoringService(config());
+}
+
+/** Makes Prometheus scrape `address` (host:port) as a target of `job`; returns the function that removes it. */
+export function monitorTarget(job: MonitoredJob, address: string, name: string): () => void {
+  return registerTarget(config(), job, address, name);
 }
