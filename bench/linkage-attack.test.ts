@@ -11,20 +11,13 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Message } from 'kafkajs';
 import { eventsTimestamp, personalTimestamp, planMixCalls, type MixedRecord } from '../ingest/mix.ts';
-import { compileSplit, DailyTokenizer, DAY_MS, decodeEventFacts, FileKeySource, RecordCodec, type SplitResult } from '../schemas/index.ts';
-import { anonymitySets, guess, prepare, type EventsSeen, type FeatureSet, type PersonalSeen } from './linkage-attack.ts';
+import { compileSplit, DailyTokenizer, DAY_MS, decodeEventFacts, FileKeySource, type SplitResult } from '../schemas/index.ts';
+import { anonymitySets, deviceRecordCodec, guess, personalSeen, prepare, type EventsSeen, type FeatureSet, type PersonalSeen } from './linkage-attack.ts';
 import { linkagePopulation } from './linkage-population.ts';
 
 const split = compileSplit();
-const personalCodec = new RecordCodec<{ received_at: number; device: { sim_mcc: string | null }; events: Array<{ time: number; payload: object }> }>(
-  split.personalType,
-);
+const personalCodec = deviceRecordCodec();
 const partitionOf = (key: Buffer) => createHash('md5').update(key).digest()[0]! % 6;
-const kindOf = (branch: string) =>
-  branch
-    .slice(branch.lastIndexOf('.') + 1)
-    .replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
-    .slice(1);
 
 /** Writes batches as ingest would (mixed or linkable) and returns what an adversary reads back. */
 function simulate(mixed: boolean) {
@@ -42,13 +35,7 @@ function simulate(mixed: boolean) {
     offsets.set(`${topic}/${part}`, offset + 1);
     const base = { topic, partition: part, offset, timestamp: Number(m.timestamp), key: key.toString('hex'), size: value.length };
     if (topic === 'ev') events.push({ ...base, facts: decodeEventFacts(value) });
-    else {
-      const v = personalCodec.decode(value);
-      const kindsByDay = new Map<number, string[]>();
-      for (const e of v.events)
-        kindsByDay.set(Math.floor(e.time / DAY_MS), [...(kindsByDay.get(Math.floor(e.time / DAY_MS)) ?? []), kindOf(Object.keys(e.payload)[0]!)]);
-      personal.push({ ...base, receivedAt: v.received_at, simMcc: v.device.sim_mcc, kindsByDay });
-    }
+    else if (topic === 'p') personal.push({ ...base, ...personalSeen(personalCodec.decode(value)) });
   };
   const mixSize = 12;
   for (let i = 0; i < posts.length; i += mixSize) {
@@ -59,7 +46,7 @@ function simulate(mixed: boolean) {
       mix.forEach((r, j) => {
         const stamp = String(now + 40 * (i + j) + 3);
         for (const e of r.events) write('ev', { key: e.key, value: e.value, timestamp: stamp });
-        for (const p of r.personal) write('p', { key: p.key, value: p.value, timestamp: stamp });
+        for (const p of r.personal) write(p.retentionClass === 'p30d' ? 'p' : 'p7', { key: p.key, value: p.value, timestamp: stamp });
       });
       continue;
     }
@@ -68,7 +55,13 @@ function simulate(mixed: boolean) {
       for (const e of r.events)
         records.events.push({ owner, cluster: 'c', topic: 'ev', message: { key: e.key, value: e.value, timestamp: eventsTimestamp(t) }, bytes: 1 });
       for (const p of r.personal)
-        records.personal.push({ owner, cluster: 'c', topic: 'p', message: { key: p.key, value: p.value, timestamp: personalTimestamp(t) }, bytes: 1 });
+        records.personal.push({
+          owner,
+          cluster: 'c',
+          topic: p.retentionClass === 'p30d' ? 'p' : 'p7',
+          message: { key: p.key, value: p.value, timestamp: personalTimestamp(t) },
+          bytes: 1,
+        });
     });
     for (const call of planMixCalls(records, { maxRecords: 1000, maxBytes: 1 << 20 }))
       for (const [topic, msgs] of call.byTopic) for (const m of msgs) write(topic, m);
@@ -80,7 +73,7 @@ function simulate(mixed: boolean) {
     }
   }
   const own = (pi: number, ei: number) => deviceOfToken.get(events[ei]!.key) === Buffer.from(personal[pi]!.key, 'hex').toString();
-  const mainDay = (pi: number) => [...personal[pi]!.kindsByDay].sort((a, b) => b[1].length - a[1].length)[0]![0];
+  const mainDay = (pi: number) => personal[pi]!.days[personal[pi]!.days.length - 1]!;
   const prepared = prepare(personal, events);
   const accuracy = (set: FeatureSet) => {
     const g = guess(prepared, set, Math.random);

@@ -6,14 +6,19 @@
  * from the features the adversary sees; the best-scoring events record is its guess (ties broken at
  * random, so a channel that says nothing scores chance).
  *
- * Two families of features, scored apart and together, because the protection of ingest/mix.ts covers
- * only the first:
+ * Two families of features, scored apart and together:
  * - transport: Kafka timestamps (equality, proximity) and arrival order (a record's place in its
- *   partition against the personal record's place by received time);
- * - content: what the values hold on both sides: the count and the kind sequence of a day's events,
- *   the country (from the SIM's MCC on the personal side), how often the key recurs.
+ *   partition against the other side's place in its own);
+ * - content: what the values hold on both sides. The personal record (schemas/personal.ts) keeps the
+ *   hours the batch was active in and the distinct apps and crash traces it reported, no count, kind or
+ *   order of events; so the adversary matches what is left: the days of activity, whether the batch
+ *   reported an app status or a crash trace against the kinds of the facts, the country (from the SIM's
+ *   MCC), and how often the key recurs on each side (a device's batches against a token's records).
  */
-import { MCC_COUNTRY, type EventFact } from '../schemas/index.ts';
+import { compileSplit, DAY_MS, MCC_COUNTRY, RecordCodec, type EventFact } from '../schemas/index.ts';
+
+/** The retention class of the device record, the one the adversary joins (p7d holds only the IP and location). */
+export const DEVICE_CLASS = 'p30d';
 
 /** A record as read back from Kafka. */
 export interface SeenRecord {
@@ -28,8 +33,11 @@ export interface SeenRecord {
 export interface PersonalSeen extends SeenRecord {
   receivedAt: number;
   simMcc: string | null;
-  /** Per UTC day of its events: the kinds in order (one string). */
-  kindsByDay: Map<number, string[]>;
+  /** UTC days of its activity hours (`events_time`), ascending. */
+  days: number[];
+  /** Whether it lists an app status (`events_app_status`) or a crash trace (`events_crash`). */
+  appStatus: boolean;
+  crash: boolean;
 }
 
 export interface EventsSeen extends SeenRecord {
@@ -40,7 +48,7 @@ export type FeatureSet = 'transport' | 'content' | 'all';
 
 interface Prepared {
   p: PersonalSeen & { q: number; keyCount: number; country: string };
-  e: Array<EventsSeen & { q: number; keyCount: number; day: number; kinds: string }>;
+  e: Array<EventsSeen & { q: number; keyCount: number; day: number; kinds: Set<string> }>;
 }
 
 /** Place of each record in its partition, 0..1: the adversary's estimate of its arrival order. */
@@ -67,14 +75,18 @@ function counts(keys: string[]): Map<string, number> {
 }
 
 export function prepare(personal: PersonalSeen[], events: EventsSeen[]): Prepared[] {
-  // Personal records are ordered by their received time (in the value); events records by partition place.
-  const byTime = personal.map((p, i) => ({ t: p.receivedAt, i })).sort((a, b) => a.t - b.t);
-  const qP = new Array<number>(personal.length);
-  byTime.forEach((x, rank) => (qP[x.i] = (rank + 0.5) / personal.length));
+  // Arrival order on both sides: the place in the partition (the received time is only an hour now).
+  const qP = partitionQuantiles(personal);
   const qE = partitionQuantiles(events);
   const pKeys = counts(personal.map((p) => p.key));
   const eKeys = counts(events.map((e) => e.key));
-  const ev = events.map((e, i) => ({ ...e, q: qE[i]!, keyCount: eKeys.get(e.key)!, day: e.facts[0]?.day ?? -1, kinds: e.facts.map((f) => f.kind).join(',') }));
+  const ev = events.map((e, i) => ({
+    ...e,
+    q: qE[i]!,
+    keyCount: eKeys.get(e.key)!,
+    day: e.facts[0]?.day ?? -1,
+    kinds: new Set<string>(e.facts.map((f) => f.kind)),
+  }));
   return personal.map((p, i) => ({
     p: { ...p, q: qP[i]!, keyCount: pKeys.get(p.key)!, country: (p.simMcc && MCC_COUNTRY[p.simMcc]) ?? 'ZZ' },
     e: ev,
@@ -92,10 +104,12 @@ function transportScore(p: P, e: E): number {
 }
 
 function contentScore(p: P, e: E): number {
-  const kinds = p.kindsByDay.get(e.day) ?? [];
-  let s = kinds.length === e.facts.length ? 8 : -8 - Math.abs(kinds.length - e.facts.length);
-  if (kinds.join(',') === e.kinds) s += 12;
-  s += e.facts.every((f) => f.country === p.country) ? 2 : -20;
+  let s = e.facts.every((f) => f.country === p.country) ? 2 : -20;
+  // A batch's app status / crash trace shows on the personal side only on the days it happened, so a
+  // mismatch on a one-day record is strong, on a midnight record weaker.
+  const w = p.days.length === 1 ? 3 : 1;
+  s += e.kinds.has('app_status') === p.appStatus ? w : -w;
+  s += e.kinds.has('crash') === p.crash ? w : -w;
   s -= Math.abs(p.keyCount - e.keyCount);
   return s;
 }
@@ -109,7 +123,7 @@ export function guess(prepared: Prepared[], set: FeatureSet, rand: () => number)
   return prepared.map(({ p, e }) => {
     const best = new Map<number, { i: number; s: number }>();
     e.forEach((x, i) => {
-      if (!p.kindsByDay.has(x.day)) return;
+      if (!p.days.includes(x.day)) return;
       const s = score(set, p, x) + rand() * 1e-6;
       const b = best.get(x.day);
       if (!b || s > b.s) best.set(x.day, { i, s });
@@ -131,4 +145,29 @@ export function anonymitySets(prepared: Prepared[], own: (p: number, e: number) 
     });
     return e.filter((x) => x.day === day && Math.abs(x.timestamp - p.timestamp) <= ownDt).length;
   });
+}
+
+/** The device record (retention class p30d) as the adversary decodes it. */
+export interface PersonalValue {
+  received_at: number;
+  device: { sim_mcc: string | null };
+  events_time: number[];
+  events_app_status: unknown[];
+  events_crash: unknown[];
+}
+
+/** What the adversary keeps of a decoded device record. */
+export function personalSeen(v: PersonalValue): Pick<PersonalSeen, 'receivedAt' | 'simMcc' | 'days' | 'appStatus' | 'crash'> {
+  return {
+    receivedAt: v.received_at,
+    simMcc: v.device.sim_mcc,
+    days: [...new Set(v.events_time.map((t) => Math.floor(t / DAY_MS)))].sort((a, b) => a - b),
+    appStatus: v.events_app_status.length > 0,
+    crash: v.events_crash.length > 0,
+  };
+}
+
+/** The codec of the device records (retention class p30d; the p7d records hold the IP and location only). */
+export function deviceRecordCodec(): RecordCodec<PersonalValue> {
+  return new RecordCodec<PersonalValue>(compileSplit().personalClasses.find((c) => c.name === DEVICE_CLASS)!.type);
 }

@@ -26,12 +26,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ingestSettings } from '../ingest/config.ts';
 import { personalTopic } from '../runtime/index.ts';
-import { compileSplit, DailyTokenizer, DAY_MS, decodeEventFacts, FileKeySource, RecordCodec, ZONES, type Zone } from '../schemas/index.ts';
+import { DailyTokenizer, DAY_MS, decodeEventFacts, FileKeySource, ZONES, type Zone } from '../schemas/index.ts';
 import { containerOf } from '../testing/batches.ts';
 import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
 import { runLoad } from '../testing/load.ts';
 import { readAll, stackInfo, uniqueName, type ReadRecord } from '../testing/stack.ts';
-import { anonymitySets, guess, prepare, type EventsSeen, type FeatureSet, type PersonalSeen } from './linkage-attack.ts';
+import {
+  anonymitySets,
+  DEVICE_CLASS,
+  deviceRecordCodec,
+  guess,
+  personalSeen,
+  prepare,
+  type EventsSeen,
+  type FeatureSet,
+  type PersonalSeen,
+} from './linkage-attack.ts';
 import { linkagePopulation, type LinkagePost } from './linkage-population.ts';
 
 const root = join(import.meta.dirname, '..');
@@ -105,20 +115,7 @@ async function post(url: string, posts: LinkagePost[]): Promise<{ ok: LinkagePos
   return { ok, byStatus: r.byStatus };
 }
 
-interface PersonalValue {
-  received_at: number;
-  device: { sim_mcc: string | null };
-  events: Array<{ time: number; payload: Record<string, unknown> }>;
-}
-
-/** `telemetry.v1.personal.SessionStart` -> `session_start`. */
-const kindOfBranch = (name: string) =>
-  name
-    .slice(name.lastIndexOf('.') + 1)
-    .replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
-    .slice(1);
-
-function seen(r: ReadRecord): Omit<PersonalSeen, 'receivedAt' | 'simMcc' | 'kindsByDay'> {
+function seen(r: ReadRecord): Omit<PersonalSeen, 'receivedAt' | 'simMcc' | 'days' | 'appStatus' | 'crash'> {
   return {
     topic: r.topic,
     partition: r.partition,
@@ -131,23 +128,15 @@ function seen(r: ReadRecord): Omit<PersonalSeen, 'receivedAt' | 'simMcc' | 'kind
 
 /** Reads every topic back: the adversary's view. */
 async function readTopics(ing: Ingest, ok: LinkagePost[]): Promise<{ personal: PersonalSeen[]; events: EventsSeen[] }> {
-  const personalCodec = new RecordCodec<PersonalValue>(compileSplit().personalType);
+  const personalCodec = deviceRecordCodec();
   const expectedEvents = ok.reduce((s, p) => s + daysOf(p).size, 0);
   const zoneOfMcc: Record<string, Zone> = { '460': 'cn', '250': 'ru', '404': 'in', '310': 'row' };
   const perZone = (z: Zone) => ok.filter((p) => zoneOfMcc[p.batch.device.sim_mcc] === z).length;
   const events = (await readAll(ing.eventsTopic, expectedEvents, 30_000)).map((r) => ({ ...seen(r), facts: decodeEventFacts(r.value!) }));
   const personal: PersonalSeen[] = [];
   for (const z of ZONES) {
-    for (const r of await readAll(personalTopic(ing.personalPrefix, z), perZone(z), 30_000)) {
-      const v = personalCodec.decode(r.value!);
-      const kindsByDay = new Map<number, string[]>();
-      for (const e of v.events) {
-        const d = dayOfTime(e.time);
-        const list = kindsByDay.get(d) ?? [];
-        list.push(kindOfBranch(Object.keys(e.payload)[0]!));
-        kindsByDay.set(d, list);
-      }
-      personal.push({ ...seen(r), receivedAt: v.received_at, simMcc: v.device.sim_mcc, kindsByDay });
+    for (const r of await readAll(personalTopic(ing.personalPrefix, z, DEVICE_CLASS), perZone(z), 30_000)) {
+      personal.push({ ...seen(r), ...personalSeen(personalCodec.decode(r.value!)) });
     }
   }
   return { personal, events };
@@ -170,7 +159,8 @@ function evaluate(ing: Ingest, posts: LinkagePost[], view: { personal: PersonalS
   }
   const identityOfKey = (hexKey: string) => Buffer.from(hexKey, 'hex').toString('utf8');
   const own = (pi: number, ei: number) => deviceOfToken.get(view.events[ei]!.key) === identityOfKey(view.personal[pi]!.key);
-  const mainDay = (pi: number) => [...view.personal[pi]!.kindsByDay].sort((a, b) => b[1].length - a[1].length)[0]![0];
+  // The day scored for link_accuracy: the record's last day of activity (today for a midnight batch).
+  const mainDay = (pi: number) => view.personal[pi]!.days[view.personal[pi]!.days.length - 1]!;
   const prepared = prepare(view.personal, view.events);
   const accuracy = (set: FeatureSet) => {
     const g = guess(prepared, set, Math.random);

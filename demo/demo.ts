@@ -20,7 +20,8 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ZONES } from '../schemas/contract.ts';
-import { DAY_MS } from '../schemas/index.ts';
+import { DAY_MS, personalRetentionClasses } from '../schemas/index.ts';
+import { personalTopic } from '../runtime/index.ts';
 import { REPO_ROOT, externalServices, loadStackConfig } from '../stack/config.ts';
 import { portIsFree } from '../stack/proc.ts';
 import { up } from '../stack/stack.ts';
@@ -81,7 +82,7 @@ async function prepareRun(o: DemoOptions): Promise<DemoRun> {
   };
   const topics = [
     env.PIPELINE_TOPIC_EVENTS,
-    ...ZONES.map((z) => `${env.PIPELINE_TOPIC_PERSONAL_PREFIX}${z}`),
+    ...ZONES.flatMap((z) => personalRetentionClasses().map((c) => personalTopic(env.PIPELINE_TOPIC_PERSONAL_PREFIX, z, c.name))),
     ...ZONES.map((z) => `${env.PIPELINE_TOPIC_REJECTS_PREFIX}${z}`),
   ];
   const resources: Resources = {

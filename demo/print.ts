@@ -49,7 +49,9 @@ export function formatDemoReport(r: DemoReport): string {
     const kind = c.topic.endsWith('.events')
       ? "non-personal event facts, one record per accepted batch and UTC day holding its events' facts (twice for a batch sent twice)"
       : c.topic.includes('.personal.')
-        ? 'personal data, one record per accepted batch, in its residency zone'
+        ? c.topic.endsWith('.p7d')
+          ? 'personal data kept 7 days (IP address, precise location), one record per accepted batch, in its residency zone'
+          : 'personal data kept 30 days (the device record; activity as hours and sets), one record per accepted batch, in its residency zone'
         : 'rejected events (unclassified, kept in their zone)';
     out.push(`           ${c.topic.padEnd(w)}  ${n(c.records).padStart(8)}  ${kind}`);
   }

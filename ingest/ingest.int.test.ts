@@ -184,14 +184,16 @@ describe('ingest -> Kafka (real broker)', () => {
     // and the same counts per zone for the personal and rejects topics.
     expect(kcat(t.events).sort()).toEqual(events.map((e) => `${e.partition}:${e.offset} 16 ${e.value!.length}`).sort());
     for (const zone of zones) {
-      expect(kcat(`${t.personalPrefix}${zone}`), `personal ${zone}`).toHaveLength(2);
+      // One record per batch in each retention class: the device record (30 days), the client IP (7 days).
+      expect(kcat(`${t.personalPrefix}${zone}.p30d`), `personal ${zone} p30d`).toHaveLength(2);
+      expect(kcat(`${t.personalPrefix}${zone}.p7d`), `personal ${zone} p7d`).toHaveLength(2);
       expect(kcat(`${t.rejectsPrefix}${zone}`), `rejects ${zone}`).toHaveLength(zone === 'ru' ? 2 : 0);
     }
 
     // No personal value on the events topic; the checker itself finds them on the personal topics.
     const needles = posted.flatMap(personalStrings);
     expect(personalValuesIn(events, needles)).toEqual([]);
-    const personalCn = await readAll(`${t.personalPrefix}cn`, 2, 20_000);
+    const personalCn = await readAll(`${t.personalPrefix}cn.p30d`, 2, 20_000);
     const deviceIds = posted.slice(0, 2).map((b) => b.device.device_id as string);
     expect(personalValuesIn(personalCn, deviceIds).sort()).toEqual([...deviceIds].sort());
   });

@@ -66,7 +66,8 @@ async function postAndRead(linkable: boolean) {
   }
   const ev = await readAll(events, BATCHES, 30_000);
   const personal: ReadRecord[] = [];
-  for (const z of ZONES) personal.push(...(await readAll(`${personalPrefix}${z}`, BATCHES / 4, 30_000)));
+  // The device records (retention class p30d), the ones keyed and timed like the batch.
+  for (const z of ZONES) personal.push(...(await readAll(`${personalPrefix}${z}.p30d`, BATCHES / 4, 30_000)));
   expect([ev.length, personal.length]).toEqual([BATCHES, BATCHES]);
 
   // The truth: each events record's device, from its daily token and the day secret.

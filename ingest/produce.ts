@@ -31,7 +31,7 @@
 import kafkajs, { CompressionTypes, Kafka, logLevel, type Admin, type Message, type Producer, type TopicMessages } from 'kafkajs';
 import type { Logger } from '../runtime/index.ts';
 import { isRetriable, kafkaClientOptions, personalTopic, rejectsTopic } from '../runtime/index.ts';
-import { ZONES, type OutRecord, type Zone } from '../schemas/index.ts';
+import { personalRetentionClasses, ZONES, type OutRecord, type Zone } from '../schemas/index.ts';
 import { zoneBrokers, type IngestConfig } from './config.ts';
 import type { RecordSink } from './context.ts';
 import { IngestError } from './errors.ts';
@@ -256,7 +256,8 @@ export class KafkaSink implements RecordSink {
   private readonly clusters = new Map<string, { kafka: Kafka; admin: Admin; lanes: ClusterProducer[] }>();
   private readonly eventsCluster: string;
   private readonly zoneCluster: Record<Zone, string>;
-  private readonly personalTopics: Record<Zone, string>;
+  /** Zone -> retention class -> topic. */
+  private readonly personalTopics: Record<Zone, Record<string, string>>;
   private readonly rejectsTopics: Record<Zone, string>;
   /** Undefined only with INGEST_UNSAFE_LINKABLE (tests' negative control). */
   private readonly mixer: Mixer<BatchRecords> | undefined;
@@ -269,7 +270,9 @@ export class KafkaSink implements RecordSink {
     const brokers = zoneBrokers(cfg);
     this.eventsCluster = clusterKey(cfg.PIPELINE_KAFKA_BROKERS);
     this.zoneCluster = Object.fromEntries(ZONES.map((z) => [z, clusterKey(brokers[z])])) as Record<Zone, string>;
-    this.personalTopics = Object.fromEntries(ZONES.map((z) => [z, personalTopic(cfg.PIPELINE_TOPIC_PERSONAL_PREFIX, z)])) as Record<Zone, string>;
+    this.personalTopics = Object.fromEntries(
+      ZONES.map((z) => [z, Object.fromEntries(personalRetentionClasses().map((c) => [c.name, personalTopic(cfg.PIPELINE_TOPIC_PERSONAL_PREFIX, z, c.name)]))]),
+    ) as Record<Zone, Record<string, string>>;
     this.rejectsTopics = Object.fromEntries(ZONES.map((z) => [z, rejectsTopic(cfg.PIPELINE_TOPIC_REJECTS_PREFIX, z)])) as Record<Zone, string>;
     this.mixer = cfg.INGEST_UNSAFE_LINKABLE
       ? undefined
@@ -391,9 +394,16 @@ export class KafkaSink implements RecordSink {
       c.bytes += rec.key.length + rec.value.length;
     };
     for (const e of r.events) add(this.eventsCluster, this.cfg.PIPELINE_TOPIC_EVENTS, e);
-    for (const p of r.personal) add(this.zoneCluster[p.zone], this.personalTopics[p.zone], p);
+    for (const p of r.personal) add(this.zoneCluster[p.zone], this.personalTopicOf(p), p);
     for (const x of r.rejected) add(this.zoneCluster[x.zone], this.rejectsTopics[x.zone], x);
     await Promise.all([...perCluster].map(([key, c]) => leastLoaded(this.clusters.get(key)!.lanes).enqueue('batches', c.byTopic, c.count, c.bytes)));
+  }
+
+  /** The topic of a personal record's zone and retention class; a class the map does not have is a bug, never a silent default. */
+  private personalTopicOf(p: { zone: Zone; retentionClass: string }): string {
+    const t = this.personalTopics[p.zone][p.retentionClass];
+    if (!t) throw new Error(`personal record of unknown retention class ${p.retentionClass} (schemas/categories.ts personalRetentionClasses)`);
+    return t;
   }
 
   /** One closed mix (mix.ts): coarse timestamps, shuffled, events and personal records in separate calls. */
@@ -406,7 +416,7 @@ export class KafkaSink implements RecordSink {
       list.push({ owner, cluster, topic, message: this.message(rec, ts), bytes: rec.key.length + rec.value.length });
     mix.forEach((r, owner) => {
       for (const e of r.events) put(records.events, owner, this.eventsCluster, this.cfg.PIPELINE_TOPIC_EVENTS, e, eventsTs);
-      for (const p of r.personal) put(records.personal, owner, this.zoneCluster[p.zone], this.personalTopics[p.zone], p, personalTs);
+      for (const p of r.personal) put(records.personal, owner, this.zoneCluster[p.zone], this.personalTopicOf(p), p, personalTs);
       for (const x of r.rejected) put(records.personal, owner, this.zoneCluster[x.zone], this.rejectsTopics[x.zone], x, personalTs);
     });
     const calls = planMixCalls(records, { maxRecords: this.cfg.INGEST_KAFKA_MAX_RECORDS_PER_CALL, maxBytes: MAX_BYTES_PER_CALL });

@@ -9,7 +9,7 @@
  */
 import type { OutRecord, SplitResult, Zone } from '../schemas/index.ts';
 
-/** A batch's records by destination: events topic, personal topic of a zone, rejects topic of a zone. */
+/** A batch's records by destination: events topic, personal topic of a zone and retention class, rejects topic of a zone. */
 export type BatchRecords = Pick<SplitResult, 'events' | 'personal' | 'rejected'>;
 
 /** Kinds of packed records (index column 0). */
@@ -18,7 +18,10 @@ export const REC_PERSONAL = 1;
 export const REC_REJECTED = 2;
 /** Zones by their code in index column 1 (the order of schemas' ZONES). */
 export const ZONE_CODES: readonly Zone[] = ['cn', 'ru', 'in', 'row'];
-/** u32 columns per record in the index: kind, zone, keyOffset, keyLength, valueOffset, valueLength. */
+/**
+ * u32 columns per record in the index: kind, place, keyOffset, keyLength, valueOffset, valueLength;
+ * place = zone code | (index of the personal record's retention class in `classes`) << 8.
+ */
 export const INDEX_WIDTH = 6;
 
 export interface PackedRecords {
@@ -28,6 +31,8 @@ export interface PackedRecords {
   index: ArrayBuffer;
   /** Headers of record i, or null; null entirely when no record has any (the usual case). */
   headers: Array<Record<string, string> | null> | null;
+  /** The retention classes the personal records name (`p30d`, `p7d`), in the order the index refers to them. */
+  classes: string[];
 }
 
 /** Packs every output record into one ArrayBuffer + index, so they can be moved, not cloned. */
@@ -38,12 +43,18 @@ export function packRecords(r: BatchRecords): PackedRecords {
   const data = new Uint8Array(new ArrayBuffer(bytes));
   const index = new Uint32Array(n * INDEX_WIDTH);
   let headers: Array<Record<string, string> | null> | null = null;
+  const classes: string[] = [];
   let at = 0;
   let i = 0;
-  const put = (kind: number, zone: Zone | undefined, x: OutRecord) => {
+  const put = (kind: number, zone: Zone | undefined, x: OutRecord, cls?: string) => {
     const o = i * INDEX_WIDTH;
     index[o] = kind;
-    index[o + 1] = zone ? ZONE_CODES.indexOf(zone) : 0;
+    let c = 0;
+    if (cls !== undefined) {
+      c = classes.indexOf(cls);
+      if (c < 0) c = classes.push(cls) - 1;
+    }
+    index[o + 1] = (zone ? ZONE_CODES.indexOf(zone) : 0) | (c << 8);
     index[o + 2] = at;
     index[o + 3] = x.key.length;
     data.set(x.key, at);
@@ -59,9 +70,9 @@ export function packRecords(r: BatchRecords): PackedRecords {
     i++;
   };
   for (const x of r.events) put(REC_EVENT, undefined, x);
-  for (const x of r.personal) put(REC_PERSONAL, x.zone, x);
+  for (const x of r.personal) put(REC_PERSONAL, x.zone, x, x.retentionClass);
   for (const x of r.rejected) put(REC_REJECTED, x.zone, x);
-  return { data: data.buffer, index: index.buffer, headers };
+  return { data: data.buffer, index: index.buffer, headers, classes };
 }
 
 /** Inverse of `packRecords`, on the HTTP thread: Buffers are views on the moved ArrayBuffer (no copy). */
@@ -73,8 +84,10 @@ export function unpackRecords(w: PackedRecords): BatchRecords {
     const h = w.headers?.[i];
     if (h) rec.headers = h;
     const kind = index[o]!;
+    const place = index[o + 1]!;
     if (kind === REC_EVENT) out.events.push(rec);
-    else (kind === REC_PERSONAL ? out.personal : out.rejected).push({ ...rec, zone: ZONE_CODES[index[o + 1]!]! });
+    else if (kind === REC_PERSONAL) out.personal.push({ ...rec, zone: ZONE_CODES[place & 0xff]!, retentionClass: w.classes[place >>> 8]! });
+    else out.rejected.push({ ...rec, zone: ZONE_CODES[place & 0xff]! });
   }
   return out;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CATEGORIES, DAY_MS, ZONES } from '../schemas/index.ts';
+import { CATEGORIES, compileSplit, DAY_MS, personalRetentionClasses, ZONES } from '../schemas/index.ts';
 import { loadIngestConfig, type IngestConfig } from './config.ts';
 import { DEFAULT_PLAN_OPTIONS, ingestPlanOptions, topicPlan } from './topics.ts';
 
@@ -13,10 +13,24 @@ const cfg = loadIngestConfig({
 describe('topic plan', () => {
   const plan = topicPlan(cfg);
 
-  it('has the events topic and one personal and one rejects topic per residency zone', () => {
+  it('has the events topic, one personal topic per residency zone and retention class, one rejects topic per zone', () => {
     expect(plan.map((t) => t.topic).sort()).toEqual(
-      ['telemetry.events.v1', ...ZONES.map((z) => `telemetry.personal.${z}`), ...ZONES.map((z) => `telemetry.rejects.${z}`)].sort(),
+      [
+        'telemetry.events.v1',
+        ...ZONES.flatMap((z) => [`telemetry.personal.${z}.p30d`, `telemetry.personal.${z}.p7d`]),
+        ...ZONES.map((z) => `telemetry.rejects.${z}`),
+      ].sort(),
     );
+  });
+
+  it('has a topic for every retention class the split writes (schemas/personal.ts), none the map lacks', () => {
+    const planned = new Set(plan.filter((t) => t.kind === 'personal').map((t) => t.topic.split('.').pop()));
+    expect([...planned].sort()).toEqual(
+      personalRetentionClasses()
+        .map((c) => c.name)
+        .sort(),
+    );
+    for (const c of compileSplit().personalClasses) expect(planned.has(c.name), c.name).toBe(true);
   });
 
   it('puts each residency zone on its own cluster (policy section 6), row and the events on the main one', () => {
@@ -29,16 +43,17 @@ describe('topic plan', () => {
     expect(() => topicPlan(noRu)).toThrow(/INGEST_ZONE_BROKERS_RU is empty \(zone ru, Russia\)/);
     // Negative control: the explicit single-cluster switch places it on the main cluster.
     const shared = topicPlan({ ...noRu, INGEST_ZONES_SHARE_MAIN_CLUSTER: true });
-    expect(shared.filter((t) => t.zone === 'ru').map((t) => t.brokers)).toEqual([['main:9092'], ['main:9092']]);
+    expect(shared.filter((t) => t.zone === 'ru').map((t) => t.brokers)).toEqual([['main:9092'], ['main:9092'], ['main:9092']]);
   });
 
-  it('takes retention from the category map: personal = longest stored personal category, rejects = unclassified', () => {
-    const personal = Object.values(CATEGORIES)
-      .filter((c) => c.personal && c.retention !== 'P0D')
-      .map((c) => c.retention);
-    expect(personal).toContain('P30D');
-    const longest = Math.max(...personal.map((r) => Number(/^P(\d+)D$/.exec(r)![1]) * DAY_MS));
-    for (const t of plan.filter((x) => x.kind === 'personal')) expect(Number(t.configs['retention.ms'])).toBe(longest);
+  it('takes retention from the category map: each personal topic its class (IP and precise location 7 days), rejects = unclassified', () => {
+    const days = (t: { configs: Record<string, string> }) => Number(t.configs['retention.ms']) / DAY_MS;
+    for (const z of ZONES) {
+      expect(days(plan.find((t) => t.topic === `telemetry.personal.${z}.p7d`)!)).toBe(7);
+      expect(days(plan.find((t) => t.topic === `telemetry.personal.${z}.p30d`)!)).toBe(30);
+    }
+    expect([CATEGORIES.ip_address.retention, CATEGORIES.precise_location.retention]).toEqual(['P7D', 'P7D']);
+    expect(plan.find((t) => t.topic === 'telemetry.personal.cn.p7d')!.why).toMatch(/precise_location, ip_address/);
     for (const t of plan.filter((x) => x.kind === 'rejects'))
       expect(Number(t.configs['retention.ms'])).toBe(Number(/^P(\d+)D$/.exec(CATEGORIES.unclassified.retention)![1]) * DAY_MS);
     expect(plan.find((t) => t.kind === 'events')!.configs['retention.ms']).toBe(String(DEFAULT_PLAN_OPTIONS.eventsRetentionMs));
@@ -68,17 +83,11 @@ describe('the plan ingest creates missing topics with (INGEST_TOPICS=create)', (
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
     });
     const plan = topicPlan(own, ingestPlanOptions(own));
-    const personalMs = String(
-      Math.max(
-        ...Object.values(CATEGORIES)
-          .filter((c) => c.personal && c.retention !== 'P0D')
-          .map((c) => Number(/^P(\d+)D$/.exec(c.retention)![1]) * DAY_MS),
-      ),
-    );
-    const retention = { events: String(3 * DAY_MS), personal: personalMs, rejects: String(2 * DAY_MS) };
+    const retention = (t: { kind: string; topic: string }) =>
+      t.kind === 'personal' ? String((t.topic.endsWith('.p7d') ? 7 : 30) * DAY_MS) : String((t.kind === 'events' ? 3 : 2) * DAY_MS);
     for (const t of plan) {
       expect([t.partitions, t.replicationFactor]).toEqual([2, 1]);
-      expect(t.configs).toEqual({ 'retention.ms': retention[t.kind], 'min.insync.replicas': '1', 'message.timestamp.type': 'CreateTime' });
+      expect(t.configs).toEqual({ 'retention.ms': retention(t), 'min.insync.replicas': '1', 'message.timestamp.type': 'CreateTime' });
     }
   });
 

@@ -8,8 +8,10 @@
  * PIPELINE_KAFKA_BROKERS, INGEST_ZONE_BROKERS_*), so the plan cannot name a topic ingest does not write.
  *
  * Retention per topic (policy 4.4, values from schemas/categories.ts):
- * - personal.<zone>: the longest retention of any stored personal category (one personal record holds
- *   fields of several categories, so the record lives as long as its longest-kept field);
+ * - personal.<zone>.<class>: one topic per retention class of the stored personal categories (`p30d`
+ *   for the device record, `p7d` for IP addresses and precise location; schemas/personal.ts writes one
+ *   record per class), its retention.ms that class: Kafka deletes each category on time, none is kept
+ *   as long as the longest-kept field beside it;
  * - rejects.<zone>: the `unclassified` category (a rejected event cannot be trusted to be what its
  *   categories say, so it is personal and kept briefly);
  * - events: a replay window for the aggregator (its facts are non-personal, policy 1.1.4); it may not
@@ -23,7 +25,7 @@
  * replica becoming leader would silently drop acknowledged records).
  */
 import { personalTopic, rejectsTopic } from '../runtime/index.ts';
-import { CATEGORIES, DAY_MS, retentionMs, ZONES, type Zone } from '../schemas/index.ts';
+import { CATEGORIES, DAY_MS, personalRetentionClasses, retentionMs, ZONES, type Zone } from '../schemas/index.ts';
 import { zoneBrokers, type IngestConfig } from './config.ts';
 
 export type TopicKind = 'events' | 'personal' | 'rejects';
@@ -93,16 +95,11 @@ export function nonPersonalRetentionMs(): number {
   return max;
 }
 
-/**
- * retention.ms of the personal topics, from the category map (policy 4.4): the longest retention of
- * any stored personal category, since one personal record carries fields of several categories.
- */
-export function personalRetentionMs(): number {
-  let max = 0;
-  for (const entry of Object.values(CATEGORIES)) {
-    if (entry.personal) max = Math.max(max, retentionMs(entry.retention));
-  }
-  return max;
+/** The stored personal categories kept for `retention` (the fields one class's topic holds). */
+function personalCategoriesOf(retention: string): string[] {
+  return Object.entries(CATEGORIES)
+    .filter(([name, e]) => e.personal && e.retention === retention && name !== 'unclassified')
+    .map(([name]) => name);
 }
 
 export function rejectsRetentionMs(): number {
@@ -145,18 +142,19 @@ export function topicPlan(cfg: IngestConfig, opts: PlanOptions = DEFAULT_PLAN_OP
       why: `aggregator replay window (non-personal facts, category ceiling ${days(ceiling)} d)`,
     },
   ];
-  const personalMs = personalRetentionMs();
   const rejectsMs = opts.rejectsRetentionMs ?? rejectsRetentionMs();
   for (const zone of ZONES) {
-    plan.push({
-      topic: personalTopic(cfg.PIPELINE_TOPIC_PERSONAL_PREFIX, zone),
-      kind: 'personal',
-      zone,
-      brokers: byZone[zone],
-      ...placed,
-      configs: configs(personalMs),
-      why: 'longest retention of a stored personal category (schemas/categories.ts)',
-    });
+    for (const cls of personalRetentionClasses()) {
+      plan.push({
+        topic: personalTopic(cfg.PIPELINE_TOPIC_PERSONAL_PREFIX, zone, cls.name),
+        kind: 'personal',
+        zone,
+        brokers: byZone[zone],
+        ...placed,
+        configs: configs(cls.ms),
+        why: `retention class ${cls.name}: ${personalCategoriesOf(cls.retention).join(', ')} (schemas/categories.ts)`,
+      });
+    }
     plan.push({
       topic: rejectsTopic(cfg.PIPELINE_TOPIC_REJECTS_PREFIX, zone),
       kind: 'rejects',

@@ -10,14 +10,18 @@ import { packRecords, unpackRecords } from './records.ts';
 import type { WorkerResult, WorkerTask } from './task.ts';
 
 describe('worker records packing', () => {
-  it('round-trips keys, values, zones and headers through one ArrayBuffer', () => {
+  it('round-trips keys, values, zones, retention classes and headers through one ArrayBuffer', () => {
     const r = {
       events: [{ key: Buffer.from('k1'), value: Buffer.from('v1') }],
-      personal: [{ key: Buffer.from('pk'), value: Buffer.from('pv'), zone: 'ru' as const }],
+      personal: [
+        { key: Buffer.from('pk'), value: Buffer.from('pv'), zone: 'ru' as const, retentionClass: 'p30d' },
+        { key: Buffer.from('pk'), value: Buffer.from('p7'), zone: 'row' as const, retentionClass: 'p7d' },
+      ],
       rejected: [{ key: Buffer.from('rk'), value: Buffer.alloc(0), zone: 'in' as const, headers: { reason: 'X' } }],
     };
     const packed = packRecords(r);
-    expect(packed.data.byteLength).toBe(2 + 2 + 2 + 2 + 2);
+    expect(packed.data.byteLength).toBe(2 + 2 + 2 + 2 + 2 + 2 + 2);
+    expect(packed.classes).toEqual(['p30d', 'p7d']);
     expect(unpackRecords(packed)).toEqual(r);
   });
 });
@@ -47,7 +51,8 @@ describe('pool task', () => {
       const recs = unpackRecords(result);
       expect(recs.events).toHaveLength(1); // one record per (batch, day): the batch's facts of today
       expect(decodeEventFacts(recs.events[0]!.value)).toHaveLength(5);
-      expect(recs.personal).toHaveLength(1);
+      // The device record (p30d) only: no client IP and no location in this task, so no p7d record.
+      expect(recs.personal.map((p) => p.retentionClass)).toEqual(['p30d']);
       // The record Buffers are views on the one moved ArrayBuffer.
       for (const e of recs.events) expect(e.value.buffer).toBe(result.data);
     } finally {

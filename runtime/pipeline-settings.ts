@@ -60,7 +60,7 @@ export const pipelineSettings = defineSettings({
     kind: 'string',
     pattern: /^[A-Za-z0-9._-]{1,180}$/,
     default: 'telemetry.personal.',
-    doc: 'Prefix of the personal topics; the residency zone (cn, ru, in, row; policy section 6) is appended.',
+    doc: 'Prefix of the personal topics; the residency zone (cn, ru, in, row; policy section 6) and the retention class (p7d, p30d: schemas/personal.ts) are appended: telemetry.personal.cn.p7d.',
   },
   PIPELINE_TOPIC_REJECTS_PREFIX: {
     kind: 'string',
@@ -70,9 +70,12 @@ export const pipelineSettings = defineSettings({
   },
 });
 
-/** Personal topic of a residency zone (schemas/contract.ts ZONES). */
-export function personalTopic(prefix: string, zone: string): string {
-  return `${prefix}${zone}`;
+/**
+ * Personal topic of a residency zone (schemas/contract.ts ZONES) and retention class (schemas/personal.ts:
+ * `p7d`, `p30d`): each class its own topic, so Kafka's retention.ms deletes each category on time.
+ */
+export function personalTopic(prefix: string, zone: string, retentionClass: string): string {
+  return `${prefix}${zone}.${retentionClass}`;
 }
 /** Rejects topic of a residency zone. */
 export function rejectsTopic(prefix: string, zone: string): string {

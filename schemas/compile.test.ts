@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compileSplit, DAY_MS, decodeEventFacts, readSchema, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
+import { compileSplit, DAY_MS, decodeEventFacts, readSchema, retentionDays, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
 import { classify, type ArraySchema, type RecordSchema } from './classify.ts';
 import { batch, device, event, NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
@@ -11,6 +11,12 @@ const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
 const schemaCopy = (name: string) => clone(readSchema(name) as RecordSchema);
 /** The field at `path` (classify's paths: `device.imei`, `events[].payload.crash.signature`) of a categorised schema. */
 const fieldOf = (s: RecordSchema, path: string) => classify(s, CATEGORIES as CategoryMap).get(path)!.field;
+/** The decoded personal record of a retention class (`p30d`: the device record; `p7d`: IP and precise location). */
+const personalOf = (r: { personal: { value: Buffer; retentionClass: string }[] }, cls = 'p30d') => {
+  const c = split.personalClasses.find((x) => x.name === cls)!;
+  const rec = r.personal.find((p) => p.retentionClass === cls);
+  return rec ? (c.type.fromBuffer(rec.value.subarray(c.header.length)) as Record<string, unknown> & { device: Record<string, unknown> }) : undefined;
+};
 /** Every fact of a split, in record order. */
 const factsOf = (r: { events: { value: Buffer }[] }) => r.events.flatMap((e) => decodeEventFacts(e.value));
 
@@ -58,15 +64,40 @@ describe('build-time refusal', () => {
     }
     expect(compileSplit({ rejectSchema: schemaCopy('reject') }).rejectType.schema()).toEqual(split.rejectType.schema());
   });
-  it('the generated personal schema names a category for every field, what ingest adds included; one removed fails the check the build runs', () => {
-    const personal = clone(split.personalSchema);
-    const fields = classify(personal, CATEGORIES as CategoryMap);
-    expect(['received_at', 'zone', 'client_ip'].map((n) => fields.get(n)?.category)).toEqual(['activity_time', 'network_location', 'ip_address']);
-    expect(schemaCopy('generated/personal')).toEqual(personal); // the checked-in file is that schema
-    expect(typeOf(personal).fingerprint().equals(split.personalType.fingerprint())).toBe(true);
-    delete personal.fields.find((f) => f.name === 'client_ip')!.category;
-    expect(() => classify(personal, CATEGORIES as CategoryMap)).toThrowError(SchemaBuildError);
-    expect(() => classify(personal, CATEGORIES as CategoryMap)).toThrowError(/PersonalRecord\.client_ip has no "category"/);
+  it('the generated personal schemas name a category for every field, what ingest adds included; one removed fails the check the build runs', () => {
+    expect(split.personalClasses.map((c) => [c.name, c.retention])).toEqual([
+      ['p30d', 'P30D'],
+      ['p7d', 'P7D'],
+    ]);
+    for (const c of split.personalClasses) {
+      const personal = clone(c.schema);
+      expect(schemaCopy(`generated/personal.${c.name}`)).toEqual(personal); // the checked-in file is that schema
+      expect(typeOf(personal).fingerprint().equals(c.type.fingerprint())).toBe(true);
+      const fields = classify(personal, CATEGORIES as CategoryMap);
+      // Every field of the class is kept at most as long as its category allows (context fields included).
+      for (const f of fields.values()) expect(retentionDays(f.entry.retention) >= retentionDays(c.retention) || f.category === 'structure').toBe(true);
+    }
+    const p7d = clone(split.personalClasses[1]!.schema);
+    const fields = classify(p7d, CATEGORIES as CategoryMap);
+    expect(['received_at', 'zone', 'client_ip', 'device.location'].map((n) => fields.get(n)?.category)).toEqual([
+      'activity_time',
+      'network_location',
+      'ip_address',
+      'precise_location',
+    ]);
+    delete p7d.fields.find((f) => f.name === 'client_ip')!.category;
+    expect(() => classify(p7d, CATEGORIES as CategoryMap)).toThrowError(SchemaBuildError);
+    expect(() => classify(p7d, CATEGORIES as CategoryMap)).toThrowError(/PersonalRecord\.client_ip has no "category"/);
+  });
+  it('a category whose retention changes moves its fields to that class (control: the checked-in map puts ip_address in p7d)', () => {
+    const map = clone(CATEGORIES) as unknown as CategoryMap;
+    map.ip_address!.retention = 'P30D';
+    map.precise_location!.retention = 'P1D';
+    const other = compileSplit({ categories: map });
+    expect(other.personalClasses.map((c) => c.name)).toEqual(['p30d', 'p1d']);
+    expect(JSON.stringify(other.personalClasses[0]!.schema)).toContain('"client_ip"');
+    expect(JSON.stringify(other.personalClasses[1]!.schema)).toContain('"location"');
+    expect(JSON.stringify(split.personalClasses[0]!.schema)).not.toContain('"client_ip"');
   });
   it('control: the checked-in schemas build', () => {
     expect(split.fields.get('device.imei')?.category).toBe('device_identifiers');
@@ -80,7 +111,10 @@ describe('split', () => {
     expect(r.events).toHaveLength(1);
     expect(factsOf(r)).toHaveLength(16);
     expect(r.events[0]!.key.equals(factsOf(r)[0]!.daily_token)).toBe(true);
-    expect(r.personal.map((p) => p.zone)).toEqual(['cn']);
+    expect(r.personal.map((p) => [p.zone, p.retentionClass])).toEqual([
+      ['cn', 'p30d'],
+      ['cn', 'p7d'],
+    ]);
     const f = factsOf(r)[6]!;
     expect(f).toMatchObject({ kind: 'crash', country: 'CN', day: Math.floor(NOW / DAY_MS), crash_signature: '9f86d081884c7d65' });
   });
@@ -127,7 +161,7 @@ describe('split', () => {
   it('personalised ads consent off: advertising ids stripped from the personal record and counted', () => {
     const r = split.processBatch(batch(2, { consent: { analytics: true, personalised_ads: false } }), ctx());
     expect(r.droppedConsent).toEqual({ 'stripped_no_personalised_ads:device.oaid': 1, 'stripped_no_personalised_ads:device.gaid': 1 });
-    const rec = split.personalType.fromBuffer(r.personal[0]!.value.subarray(10)) as { device: Record<string, unknown> };
+    const rec = personalOf(r)!;
     expect(rec.device.gaid).toBeNull();
     expect(rec.device.oaid).toBeNull();
     expect(rec.device.imei).toBe('861234567890123');
@@ -135,8 +169,7 @@ describe('split', () => {
 
   it('location consent: with it the precise location reaches the personal record; without it, it is stripped and counted', () => {
     const location = { lat: 48.8566, lon: 2.3522, accuracy_m: 12 };
-    const personal = (r: { personal: { value: Buffer }[] }) =>
-      split.personalType.fromBuffer(r.personal[0]!.value.subarray(10)) as { device: Record<string, unknown> };
+    const personal = (r: Parameters<typeof personalOf>[0]) => personalOf(r, 'p7d')!;
     const granted = split.processBatch(batch(2, { device: device({ location }), consent: { analytics: true, personalised_ads: true, location: true } }), ctx());
     expect(granted.droppedConsent).toEqual({});
     expect(personal(granted).device.location).toEqual(location);
@@ -149,8 +182,9 @@ describe('split', () => {
     expect(personal(withheld).device.location).toBeNull();
     const lat = Buffer.alloc(8);
     lat.writeDoubleLE(location.lat);
-    expect(withheld.personal[0]!.value.includes(lat)).toBe(false);
-    expect(granted.personal[0]!.value.includes(lat)).toBe(true); // control: the same bytes are found when granted
+    expect(withheld.personal.some((p) => p.value.includes(lat))).toBe(false);
+    expect(granted.personal.some((p) => p.value.includes(lat))).toBe(true); // control: the same bytes are found when granted
+    expect(personalOf(granted, 'p30d')!.device.location).toBeUndefined(); // kept 7 days, so only in the p7d record
   });
 
   it('an older writer without consent.location is still read: resolution gives false, the location is dropped and counted', () => {
@@ -165,7 +199,7 @@ describe('split', () => {
     const r = split.processBatch(decoded, ctx());
     expect(r.accepted).toBe(3);
     expect(r.droppedConsent).toEqual({ 'stripped_no_location:device.location': 1 });
-    expect((split.personalType.fromBuffer(r.personal[0]!.value.subarray(10)) as { device: { location: unknown } }).device.location).toBeNull();
+    expect(personalOf(r, 'p7d')!.device.location).toBeNull();
   });
 
   it('a retried batch gives identical event keys; another day gives unlinkable tokens', () => {
@@ -179,16 +213,40 @@ describe('split', () => {
     expect(yf.daily_token.equals(factsOf(a)[0]!.daily_token)).toBe(false);
   });
 
+  it('the personal record does not mirror the facts: times cut to the hour, per-event fields as sorted sets, no count, kind or order', () => {
+    const hour = Math.floor(NOW / 3_600_000) * 3_600_000;
+    const at = (i: number, t: number) => event(i, t);
+    // Same device, same hour; different events: kinds, counts and order all differ.
+    const a = batch(0, { sent_at: hour + 1_234, events: [at(0, hour + 5), at(1, hour + 60_000), at(5, hour + 61_000), at(7, hour + 62_000)] });
+    const b = batch(0, {
+      sent_at: hour + 59_000,
+      events: [at(5, hour + 3_000_000), at(2, hour + 100), at(3, hour + 200), at(5, hour + 300), at(4, hour + 400)],
+    });
+    const ra = split.processBatch(a, ctx({ receivedAt: hour + 70_000 }));
+    const rb = split.processBatch(b, ctx({ receivedAt: hour + 3_500_000 }));
+    // The facts tell the two batches apart (control: the channel the personal records must not repeat)...
+    expect(factsOf(ra).map((f) => f.kind)).not.toEqual(factsOf(rb).map((f) => f.kind));
+    // ...the personal records do not: byte for byte the same.
+    expect(ra.personal.map((p) => p.value.toString('hex'))).toEqual(rb.personal.map((p) => p.value.toString('hex')));
+    const p = personalOf(ra)!;
+    expect(p).toMatchObject({ received_at: hour, sent_at: hour, events_time: [hour], events_app_status: [{ package: 'com.tencent.mm', version: '8.0.40' }] });
+    expect(p.events_crash).toEqual([]);
+    expect(JSON.stringify(split.personalClasses.map((c) => c.schema))).not.toMatch(/"payload"|"kind"|session_start|page_view/i);
+    // Two hours of activity give two sorted hours, each once.
+    const c = split.processBatch(batch(0, { events: [at(0, hour - 3_600_000 + 5), at(1, hour + 7), at(2, hour - 3_600_000 + 9)] }), ctx());
+    expect(personalOf(c)!.events_time).toEqual([hour - 3_600_000, hour]);
+  });
+
   it('the personal record carries no token, event key or event id', () => {
     const b = batch(8);
     const r = split.processBatch(b, ctx());
-    const pv = r.personal[0]!.value;
+    const pv = Buffer.concat(r.personal.map((p) => p.value));
     for (const f of factsOf(r)) {
       expect(pv.includes(f.daily_token)).toBe(false);
       expect(pv.includes(f.event_key)).toBe(false);
     }
     for (const ev of b.events) expect(pv.includes(Buffer.from(ev.event_id))).toBe(false);
-    const names = JSON.stringify(split.personalType.schema());
+    const names = JSON.stringify(split.personalClasses.map((c) => c.type.schema()));
     expect(names).not.toMatch(/event_id|event_key|daily_token|session_id|batch_id/);
   });
 

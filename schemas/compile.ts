@@ -4,8 +4,9 @@
  *
  * Everything policy-related is derived from the map at build time:
  * - which fields are personal (personal record) and which consent strips them (consent effects);
- * - the personal record's Avro schema: the batch schema filtered to personal categories whose retention
- *   is not P0D (generated, see `personalSchema`), plus ingest's received time, zone and client IP;
+ * - the personal records: the batch schema filtered to personal categories whose retention is not P0D
+ *   (the draft, `buildDraftSchema`), then one record per retention class with the per-event fields as
+ *   sets (personal.ts), plus ingest's received hour, zone and client IP;
  * - the EventFact: each output field declares `from` (an input path) and `via` (a derivation); the
  *   build fails unless the map allows that derivation for the input field's category, and `copy` /
  *   `union_branch` are refused for any personal category whatever the map says.
@@ -35,6 +36,7 @@ import { readSchema, typeOf, type Schema } from './load.ts';
 import { DAY_MS } from './time.ts';
 import type { DailyTokenizer } from './tokenizer.ts';
 import { compileCheck, type Invalid } from './validate.ts';
+import { compilePersonal, type PersonalClass } from './personal.ts';
 import { headerFor } from './wire.ts';
 
 export interface SplitOptions {
@@ -84,9 +86,8 @@ export interface CompiledSplit {
   readonly eventFactType: avro.Type;
   /** The events-topic record: `{ facts: EventFact[] }`, one per (batch, day). */
   readonly eventFactBatchType: avro.Type;
-  readonly personalType: avro.Type;
-  /** The personal record's schema as generated (`buildPersonalSchema`), every field with its category. */
-  readonly personalSchema: RecordSchema;
+  /** The personal records' retention classes (personal.ts), longest first: each its schema, type and topic suffix. */
+  readonly personalClasses: readonly PersonalClass[];
   readonly rejectType: avro.Type;
   /** Field path -> category, for tests and the docs. */
   readonly fields: ReadonlyMap<string, FieldInfo>;
@@ -132,10 +133,10 @@ export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
     maxStringLength: checks.maxStringLength,
     maxEvents: checks.maxEvents,
     eventFactType: outputs.eventFactType,
-    personalType: outputs.personalType,
+    draftEventsType: outputs.personal.draftEventsType,
+    personalRecords: (draft, key, ctx) => outputs.personal.records(draft, key, ctx),
     factHeader: Buffer.alloc(0), // facts inside the batch record carry no header
     batchHeader: outputs.factHeader,
-    personalHeader: outputs.personalHeader,
     residency: parts.residency,
     checkBatch: checks.checkBatch,
     deviceIdentity,
@@ -151,7 +152,7 @@ export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
     return processBatch(batchType.fromBuffer(body), ctx);
   }
 
-  const { eventFactType, eventFactBatchType, personalType, personalSchema, rejectType } = outputs;
+  const { eventFactType, eventFactBatchType, rejectType } = outputs;
   const split: CompiledSplit = {
     processBatch,
     processBody,
@@ -159,8 +160,7 @@ export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
     batchType,
     eventFactType,
     eventFactBatchType,
-    personalType,
-    personalSchema,
+    personalClasses: outputs.personal.classes,
     rejectType,
     fields,
   };
@@ -215,7 +215,7 @@ function consentStripping(batchSchema: RecordSchema, fields: Map<string, FieldIn
   return rules;
 }
 
-/** The three outputs: the personal record (generated schema + projection), the EventFact wiring, rejects. */
+/** The three outputs: the personal records (draft projection + classes), the EventFact wiring, rejects. */
 function compileOutputs(
   batchSchema: RecordSchema,
   factSchema: RecordSchema,
@@ -224,11 +224,10 @@ function compileOutputs(
   stripRules: StripRule[],
   opts: SplitOptions,
 ) {
-  const personalSchema = buildPersonalSchema(batchSchema, fields);
-  const personalType = typeOf(personalSchema, 'auto');
-  // Every record the split writes names a category for every field (ARCHITECTURE.md principle 1): the
-  // generated personal schema (with what ingest adds: received_at, zone, client_ip) and the reject record.
-  classify(personalSchema, map);
+  // Every record the split writes names a category for every field (ARCHITECTURE.md principle 1): each
+  // personal class record (with what ingest adds: received_at, zone, client_ip; compilePersonal checks
+  // them) and the reject record.
+  const personal = compilePersonal(buildDraftSchema(batchSchema, fields), map, opts.registryIds?.personal);
   const project = compileProjection(batchSchema, fields, stripRules);
 
   const eventFactType = typeOf(factSchema);
@@ -238,7 +237,6 @@ function compileOutputs(
   // facts (no header of their own), the array's terminating 0 (event-facts.ts says why).
   const eventFactBatchType = typeOf(factBatchSchemaOf(opts.eventFactBatchSchema ?? readSchema('event-fact-batch'), factSchema));
   const factHeader = headerFor(eventFactBatchType, opts.registryIds?.eventFactBatch);
-  const personalHeader = headerFor(personalType, opts.registryIds?.personal);
   const rejectSchema = opts.rejectSchema ?? (readSchema('reject') as RecordSchema);
   classify(rejectSchema, map);
   const rejectType = typeOf(rejectSchema);
@@ -246,15 +244,13 @@ function compileOutputs(
   const branchKeys = fields.get('events[].payload')?.branches?.map((b) => b.fullname) ?? [];
   const neverStored = neverStoredInEvent(fields);
   return {
-    personalType,
-    personalSchema,
+    personal,
     project,
     eventFactType,
     wiring,
     factWriter,
     eventFactBatchType,
     factHeader,
-    personalHeader,
     rejectType,
     rejectHeader,
     branchKeys,
@@ -330,13 +326,10 @@ function splitBatch(c: SplitParts, batch: unknown, ctx: ProcessContext): SplitRe
   const keys = eventKeysByDay(events, ok, days, identity.value, ctx);
   const keptForPersonal = writeFacts(c, b, events, ok, days, keys, reject, result);
 
-  // Personal record: only when something was accepted (otherwise there is no purpose to keep it).
+  // Personal records: only when something was accepted (otherwise there is no purpose to keep them).
   if (result.accepted > 0) {
-    const value = c.project(b, keptForPersonal, b.consent, result.droppedConsent);
-    value.received_at = ctx.receivedAt;
-    value.zone = zone;
-    value.client_ip = ctx.clientIp ?? null;
-    result.personal.push({ key: deviceKey, value: frame(c.personalHeader, c.personalType.toBuffer(value)), zone });
+    const draft = c.project(b, keptForPersonal, b.consent, result.droppedConsent);
+    result.personal.push(...c.personal.records(draft, deviceKey, { receivedAt: ctx.receivedAt, zone, clientIp: ctx.clientIp ?? null }));
   }
   return result;
 }
@@ -697,10 +690,10 @@ function hasChildren(path: string, fields: Map<string, FieldInfo>): boolean {
 }
 
 /**
- * The personal record schema, generated: the batch schema with only the fields that are kept (see
- * `kept`), in the `<namespace>.personal` namespace, plus what ingest adds.
+ * The personal draft schema: the batch schema with only the fields that are kept (see `kept`), in the
+ * `<namespace>.personal` namespace; personal.ts makes the class records of it.
  */
-export function buildPersonalSchema(batchSchema: RecordSchema, fields: Map<string, FieldInfo>): RecordSchema {
+export function buildDraftSchema(batchSchema: RecordSchema, fields: Map<string, FieldInfo>): RecordSchema {
   const ns = `${batchSchema.namespace}.personal`;
   const filterType = (t: SchemaNode, path: string): SchemaNode => {
     if (typeof t === 'string') return t;
@@ -727,13 +720,7 @@ export function buildPersonalSchema(batchSchema: RecordSchema, fields: Map<strin
       }),
   });
   const root = filterRecord(batchSchema, '');
-  root.name = 'PersonalRecord';
-  root.doc = 'Personal data of one batch, for the personal topic of its residency zone (generated from batch.avsc and the category map).';
-  root.fields.unshift(
-    { name: 'received_at', type: { type: 'long', logicalType: 'timestamp-millis' }, category: 'activity_time' },
-    { name: 'zone', type: { type: 'enum', name: 'Zone', symbols: ['cn', 'ru', 'in', 'row'] }, category: 'network_location' },
-    { name: 'client_ip', type: ['null', 'string'], default: null, category: 'ip_address' },
-  );
+  root.name = 'PersonalDraft';
   return root;
 }
 

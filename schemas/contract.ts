@@ -74,8 +74,11 @@ export interface SplitResult {
   rejects: EventReject[];
   /** Non-personal facts for the events topic, keyed by daily token. */
   events: OutRecord[];
-  /** Personal records, each bound to the residency zone its topic belongs to. */
-  personal: Array<OutRecord & { zone: Zone }>;
+  /**
+   * Personal records, each bound to the topic of its residency zone and retention class (`p7d`,
+   * `p30d`: schemas/personal.ts), one per class that holds something.
+   */
+  personal: Array<OutRecord & { zone: Zone; retentionClass: string }>;
   /** Rejected events (raw, possibly personal, unclassified) for the zone's rejects topic. */
   rejected: Array<OutRecord & { zone: Zone }>;
 }

@@ -1,6 +1,6 @@
 /**
  * Generates CATEGORIES.md (the table a privacy officer reads against the policy) and
- * avro/generated/personal.avsc from the map and schemas. `npm run schemas:doc` writes them; the unit
+ * avro/generated/personal.<class>.avsc from the map and schemas. `npm run schemas:doc` writes them; the unit
  * test `doc.test.ts` fails when the checked-in files differ from what this produces.
  */
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -51,14 +51,18 @@ export function categoriesMarkdown(map: CategoryMap = CATEGORIES as CategoryMap)
   return lines.join('\n');
 }
 
-/** The generated personal record schema, with the category of every field (the build checks them). */
-export function personalSchemaJson(): string {
-  return `${JSON.stringify(compileSplit().personalSchema, null, 2)}\n`;
+/** The generated personal record schemas (one per retention class), with the category of every field (the build checks them). */
+export function personalSchemaFiles(): Array<{ file: string; json: string }> {
+  return compileSplit().personalClasses.map((c) => ({ file: `personal.${c.name}.avsc`, json: `${JSON.stringify(c.schema, null, 2)}\n` }));
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   writeFileSync(new URL('./CATEGORIES.md', import.meta.url), categoriesMarkdown());
   mkdirSync(new URL('./avro/generated/', import.meta.url), { recursive: true });
-  writeFileSync(new URL('./avro/generated/personal.avsc', import.meta.url), personalSchemaJson());
-  console.log('wrote schemas/CATEGORIES.md and schemas/avro/generated/personal.avsc');
+  for (const { file, json } of personalSchemaFiles()) writeFileSync(new URL(`./avro/generated/${file}`, import.meta.url), json);
+  console.log(
+    `wrote schemas/CATEGORIES.md and ${personalSchemaFiles()
+      .map((f) => `schemas/avro/generated/${f.file}`)
+      .join(', ')}`,
+  );
 }

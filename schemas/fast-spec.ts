@@ -4,6 +4,7 @@ import type avro from 'avsc';
 import type { RESIDENCY } from './categories.ts';
 import type { FieldInfo, RecordSchema } from './classify.ts';
 import type { DeviceFields } from './batch-shape.ts';
+import type { PersonalContext, PersonalOut } from './personal.ts';
 import type { Invalid } from './validate.ts';
 
 export interface FastSpec {
@@ -17,12 +18,14 @@ export interface FastSpec {
   maxStringLength: number;
   maxEvents: number;
   eventFactType: avro.Type;
-  personalType: avro.Type;
+  /** The personal draft's events array (personal.ts): the fast path's copied per-event bytes are its encoding. */
+  draftEventsType: avro.Type;
+  /** The class records of a draft (personal.ts). */
+  personalRecords: (draft: Record<string, unknown>, key: Buffer, ctx: PersonalContext) => PersonalOut[];
   /** Header in front of each fact (empty: facts sit inside an EventFactBatch record). */
   factHeader: Buffer;
   /** Header of the events-topic record (EventFactBatch) holding one day's facts. */
   batchHeader: Buffer;
-  personalHeader: Buffer;
   residency: typeof RESIDENCY;
   /** The generic pieces, reused on the batch-level values (cheap: once per batch). */
   checkBatch: (batch: unknown) => Invalid | undefined;

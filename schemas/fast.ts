@@ -32,7 +32,8 @@ import type avro from 'avsc';
 import { zoneOf } from './categories.ts';
 import type { BatchHead } from './batch-shape.ts';
 import type { FastSpec } from './fast-spec.ts';
-import type { OutRecord, SplitResult, Zone } from './contract.ts';
+import type { SplitResult, Zone } from './contract.ts';
+import type { PersonalOut } from './personal.ts';
 import { generate, Unsupported, type Generated } from './fast-codegen.ts';
 import type { DecodeLimits } from './guard.ts';
 import { DAY_MS } from './time.ts';
@@ -64,8 +65,6 @@ export function compileFastPath(spec: FastSpec): FastPath | undefined {
 // ---- the driver: batch-level steps in the order of compile.ts processBatch ------------------------------
 
 function driver(spec: FastSpec, g: Generated): FastPath {
-  const personalFields = (spec.personalType as avro.types.RecordType).fields;
-  if (personalFields[personalFields.length - 1]?.name !== 'events') return () => undefined;
   const encodeBatchLevel = batchLevelEncoder(spec);
 
   return (body, ctx, limits) => {
@@ -97,7 +96,7 @@ function driver(spec: FastSpec, g: Generated): FastPath {
     const written = keys.days.length === 1 ? writeOneDay(spec, g, body, n, keys, chunks, result) : writeDays(spec, g, body, n, keys, chunks, result);
     if (!written) return undefined;
     result.accepted = n;
-    result.personal.push(personalRecord(spec, g, head, n, zone, identity.value, ctx, result.droppedConsent));
+    result.personal.push(...personalRecords(spec, g, head, n, zone, identity.value, ctx, result.droppedConsent));
     return result;
   };
 }
@@ -264,10 +263,11 @@ function writeDays(spec: FastSpec, g: Generated, body: Buffer, n: number, keys: 
 }
 
 /**
- * The personal record: the batch-level part through the generic projection (consent stripping counted
- * there), encoded with an empty events array, whose 0x00 terminator is replaced by the copied events.
+ * The personal records: the draft's batch-level part through the generic projection (consent stripping
+ * counted there), its events read back from the copied per-event bytes (they are the draft events'
+ * encoding), then the class records of personal.ts, as the generic path makes them.
  */
-function personalRecord(
+function personalRecords(
   spec: FastSpec,
   g: Generated,
   head: BatchHead,
@@ -276,20 +276,14 @@ function personalRecord(
   identity: string,
   ctx: FastContext,
   dropped: Record<string, number>,
-): OutRecord & { zone: Zone } {
-  const value = spec.project(head, [], head.consent, dropped);
-  value.received_at = ctx.receivedAt;
-  value.zone = zone;
-  value.client_ip = ctx.clientIp ?? null;
-  const headBytes = spec.personalType.toBuffer(value);
+): PersonalOut[] {
+  const draft = spec.project(head, [], head.consent, dropped);
   const ev = g.personal();
-  const ph = spec.personalHeader;
-  const rec = Buffer.allocUnsafe(ph.length + headBytes.length - 1 + 10 + ev.len + 1);
-  ph.copy(rec, 0);
-  headBytes.copy(rec, ph.length, 0, headBytes.length - 1);
-  let r = writeLong(rec, ph.length + headBytes.length - 1, n);
-  ev.buf.copy(rec, r, 0, ev.len);
+  const bytes = Buffer.allocUnsafe(10 + ev.len + 1);
+  let r = writeLong(bytes, 0, n);
+  ev.buf.copy(bytes, r, 0, ev.len);
   r += ev.len;
-  rec[r++] = 0;
-  return { key: Buffer.from(identity, 'utf8'), value: rec.subarray(0, r), zone };
+  bytes[r++] = 0;
+  draft.events = spec.draftEventsType.fromBuffer(bytes.subarray(0, r));
+  return spec.personalRecords(draft, Buffer.from(identity, 'utf8'), { receivedAt: ctx.receivedAt, zone, clientIp: ctx.clientIp ?? null });
 }

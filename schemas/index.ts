@@ -37,9 +37,11 @@ export function decodeEventFact(buf: Buffer): EventFact {
 
 export { encodeEventFacts, decodeEventFacts, eventFactBatchSchema, eventFactBatchType, factBatchSchemaOf } from './event-facts.ts';
 
-export { compileSplit, buildPersonalSchema } from './compile.ts';
+export { compileSplit, buildDraftSchema } from './compile.ts';
+export { classNameOf } from './personal.ts';
+export type { PersonalClass, PersonalOut } from './personal.ts';
 export type { CompiledSplit, SplitOptions, ProcessContext } from './compile.ts';
-export { CATEGORIES, DERIVATIONS, RESIDENCY, MCC_COUNTRY, zoneOf, retentionDays, retentionMs } from './categories.ts';
+export { CATEGORIES, DERIVATIONS, RESIDENCY, MCC_COUNTRY, zoneOf, personalRetentionClasses, retentionDays, retentionMs } from './categories.ts';
 export type { CategoryEntry, CategoryMap, CategoryName, Consent, Derivation } from './categories.ts';
 export { DailyTokenizer, EnvKeySource, FileKeySource, KEY_DIR_MODES } from './tokenizer.ts';
 export { DAY_MS, dayOfIso, isoOfDay } from './time.ts';

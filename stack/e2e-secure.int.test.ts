@@ -21,6 +21,7 @@ import { quietLogger } from '../testing/logger.ts';
 import { loadIngestConfig } from '../ingest/config.ts';
 import { startIngest, type IngestService } from '../ingest/http.ts';
 import { ZONES } from '../schemas/contract.ts';
+import { personalRetentionClasses } from '../schemas/index.ts';
 import { analystStoreOptions, loadAnalystConfig } from '../aggregator/analyst-config.ts';
 import { openStore } from '../aggregator/store-open.ts';
 import { loadStackConfig } from './config.ts';
@@ -81,7 +82,7 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
     const aclTopics: AclTopic[] = [
       { topic: topics.events, kind: 'events', zone: undefined },
       ...ZONES.flatMap((z): AclTopic[] => [
-        { topic: `${topics.personal}${z}`, kind: 'personal', zone: z },
+        ...personalRetentionClasses().map((c): AclTopic => ({ topic: `${topics.personal}${z}.${c.name}`, kind: 'personal', zone: z })),
         { topic: `${topics.rejects}${z}`, kind: 'rejects', zone: z },
       ]),
     ];

@@ -15,6 +15,7 @@ import { createClient, ClickHouseLogLevel, type ClickHouseClient } from '@clickh
 import kafkajs, { type Kafka as KafkaClient } from 'kafkajs';
 import { runMigrations } from '../aggregator/migrate.ts';
 import { ZONES } from '../schemas/contract.ts';
+import { personalRetentionClasses } from '../schemas/categories.ts';
 import { personalTopic, rejectsTopic, pipelineSettings } from '../runtime/pipeline-settings.ts';
 import { aclRules, applyAclRules, KAFKA_ROLES, type AclTopic, type KafkaRole } from '../tools/security/acls.ts';
 import {
@@ -296,7 +297,7 @@ export function defaultPipelineTopics(): AclTopic[] {
   return [
     { topic: events, kind: 'events', zone: undefined },
     ...ZONES.flatMap((z): AclTopic[] => [
-      { topic: personalTopic(pp, z), kind: 'personal', zone: z },
+      ...personalRetentionClasses().map((c): AclTopic => ({ topic: personalTopic(pp, z, c.name), kind: 'personal', zone: z })),
       { topic: rejectsTopic(rp, z), kind: 'rejects', zone: z },
     ]),
   ];

@@ -39,6 +39,20 @@ describe('topic plan --apply on a real broker', () => {
       const md = await a.fetchTopicMetadata({ topics: plan.map((t) => t.topic) });
       expect(md.topics.map((t) => t.partitions.length)).toEqual(plan.map(() => 2));
 
+      // Retention per class, as the broker holds it: IP addresses and precise location (p7d) 7 days, the device record 30.
+      const personalTopics = plan.filter((t) => t.kind === 'personal').map((t) => t.topic);
+      const described = await a.describeConfigs({
+        includeSynonyms: false,
+        resources: personalTopics.map((name) => ({ type: ConfigResourceTypes.TOPIC, name })),
+      });
+      const days = Object.fromEntries(
+        described.resources.map((r) => [r.resourceName, Number(r.configEntries.find((e) => e.configName === 'retention.ms')!.configValue) / 86_400_000]),
+      );
+      expect(Object.keys(days).sort()).toEqual(
+        ['cn', 'in', 'row', 'ru'].flatMap((z) => [`${prefix}.personal.${z}.p30d`, `${prefix}.personal.${z}.p7d`]).sort(),
+      );
+      for (const [topic, d] of Object.entries(days)) expect(d, topic).toBe(topic.endsWith('.p7d') ? 7 : 30);
+
       const again = await applyPlan(plan, { growPartitions: false, admin });
       expect(again.map((x) => x.action)).toEqual(plan.map(() => 'unchanged'));
 

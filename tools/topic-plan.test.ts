@@ -81,14 +81,14 @@ describe('npm run topics:plan and residency (policy section 6)', () => {
     const r = plan({ INGEST_ZONE_BROKERS_CN: 'cn1:9092', INGEST_ZONE_BROKERS_RU: 'ru1:9092', INGEST_ZONE_BROKERS_IN: 'in1:9092' });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/\| telemetry\.personal\.in \| in1:9092 \|/);
-    expect(r.stdout).toMatch(/\| telemetry\.personal\.row \| main:9092 \|/);
+    expect(r.stdout).toMatch(/\| telemetry\.personal\.in\.p7d \| in1:9092 \|/);
+    expect(r.stdout).toMatch(/\| telemetry\.personal\.row\.p30d \| main:9092 \|/);
   });
 
   it('the single-cluster switch plans the zones on the main cluster and says so on every run', () => {
     const r = plan({ INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' });
     expect(r.status, r.stderr).toBe(0);
     expect(errLines(r.stderr)).toEqual([expect.stringContaining('INGEST_ZONES_SHARE_MAIN_CLUSTER is on: zones cn, ru, in are planned on the main cluster')]);
-    expect(r.stdout).toMatch(/\| telemetry\.personal\.cn \| main:9092 \|/);
+    expect(r.stdout).toMatch(/\| telemetry\.personal\.cn\.p7d \| main:9092 \|/);
   });
 });

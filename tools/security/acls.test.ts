@@ -46,7 +46,7 @@ describe('aclRules: one principal per role, each allowed exactly its part', () =
 
   it("each zone principal reads its zone's personal and rejects topics only, never events", () => {
     for (const z of ['cn', 'ru', 'in', 'row']) {
-      expect(reads(of(`zone-${z}`))).toEqual([`telemetry.personal.${z}`, `telemetry.rejects.${z}`]);
+      expect(reads(of(`zone-${z}`))).toEqual([`telemetry.personal.${z}.p30d`, `telemetry.personal.${z}.p7d`, `telemetry.rejects.${z}`]);
       expect(
         of(`zone-${z}`)
           .filter((r) => r.resourceType === 'group')
@@ -89,7 +89,11 @@ describe('topics:plan --acls uses the same list, per cluster', () => {
     const split = topicPlan(loadIngestConfig({ INGEST_ZONE_BROKERS_CN: 'cn1:9092', INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' }));
     const bindings = aclPlan(split);
     const onCn = bindings.filter((b) => b.brokers.join(',') === 'cn1:9092');
-    expect(reads(onCn.filter((b) => b.principal === 'User:zone-cn'))).toEqual(['telemetry.personal.cn', 'telemetry.rejects.cn']);
+    expect(reads(onCn.filter((b) => b.principal === 'User:zone-cn'))).toEqual([
+      'telemetry.personal.cn.p30d',
+      'telemetry.personal.cn.p7d',
+      'telemetry.rejects.cn',
+    ]);
     expect(onCn.filter((b) => b.principal === 'User:aggregator' && b.resourceType === 'topic')).toEqual([]);
     expect(onCn).toContainEqual(expect.objectContaining({ principal: 'User:ingest', operation: 'idempotent_write' }));
     expect(bindings.filter((b) => b.brokers.join(',') !== 'cn1:9092' && b.principal === 'User:zone-cn')).toEqual([]);

@@ -12,7 +12,7 @@
  * | ----------- | --------------------------------------------------------------------- |
  * | ingest      | WRITE + DESCRIBE every pipeline topic; IDEMPOTENT_WRITE on the cluster; reads nothing |
  * | aggregator  | READ the events topic; READ its consumer group                         |
- * | zone-<z>    | READ personal.<z> and rejects.<z>; READ groups starting `<zoneGroupPrefix><z>` |
+ * | zone-<z>    | READ personal.<z>.<class> (every retention class) and rejects.<z>; READ groups starting `<zoneGroupPrefix><z>` |
  * | operator    | everything, as a super user (broker config `super.users`, not an ACL)  |
  *
  * Topics are named literally (a new topic gets no grant by accident); zone groups are prefixed so a

@@ -1,0 +1,331 @@
+/**
+ * The personal records of a batch, generated from the batch schema and the category map: one record
+ * per retention class (`p7d`, `p30d`, ...: the retentions of the stored personal categories), each for
+ * the personal topic of the zone and class, whose `retention.ms` is that class (ingest/topics.ts). So
+ * Kafka itself deletes precise location and IP addresses after 7 days while the device record lives
+ * 30 (policy 4.4; the map's `retention`).
+ *
+ * A personal record does not mirror the facts (policy 1.1.4, "used separately"; ARCHITECTURE.md
+ * principle 9): the events topic holds, per (batch, UTC day), the kind and order of every event, so a
+ * personal record listing each event's time and kind in the same order would be a fingerprint present
+ * on both sides. Instead the per-event personal fields are kept as sets:
+ * - a timestamp of a category with `personalPrecision: 'hour'` (activity time) is cut to its UTC hour,
+ *   wherever it is (the batch's `sent_at`, ingest's `received_at`, each event's `time`); the events'
+ *   times become the distinct hours the batch was active in (`events_time`), sorted;
+ * - each event kind (union branch) with kept fields becomes the distinct values of those fields
+ *   (`events_app_status: [{package, version}]`, `events_crash: [{stack_trace}]`), sorted, without the
+ *   items that hold nothing (a crash without a stack trace); kinds with no kept field leave no trace.
+ * Nothing says how many events the batch had, of which kinds, or in which order.
+ *
+ * The draft (`draftSchema`): the batch schema filtered to the kept fields (personal, retention not P0D),
+ * events included, the shape both split paths produce first (the generic projection, or the fast
+ * path's copied bytes read back with `draftEventsType`); `personalRecords` turns a draft into the class
+ * records. Every field of every class schema names its category (the build classifies them).
+ */
+import type avro from 'avsc';
+import { retentionDays, type CategoryMap } from './categories.ts';
+import { classify, isRecordSchema, shortName, snake, type ArraySchema, type RecordSchema, type SchemaField, type SchemaNode } from './classify.ts';
+import type { OutRecord, Zone } from './contract.ts';
+import { SchemaBuildError } from './errors.ts';
+import { typeOf } from './load.ts';
+import { headerFor } from './wire.ts';
+
+const HOUR_MS = 3_600_000;
+
+/** One retention class of personal data: its own record schema and its own topic per zone. */
+export interface PersonalClass {
+  /** `p7d`, `p30d`: the retention period lower-cased; the topic suffix (`telemetry.personal.<zone>.<name>`). */
+  readonly name: string;
+  /** The ISO period of the map this class keeps its records for. */
+  readonly retention: string;
+  readonly schema: RecordSchema;
+  readonly type: avro.Type;
+  readonly header: Buffer;
+}
+
+/** A personal record bound for the topic of its zone and retention class. */
+export type PersonalOut = OutRecord & { zone: Zone; retentionClass: string };
+
+/** What ingest adds to the batch's own fields: when, where from, the network address. */
+export interface PersonalContext {
+  receivedAt: number;
+  zone: Zone;
+  clientIp: string | null;
+}
+
+/** The class name of a retention period: `P7D` -> `p7d` (as categories.ts `personalRetentionClasses` names them). */
+export const classNameOf = (retention: string) => retention.toLowerCase();
+
+/** Fields ingest adds to every record (or, for `client_ip`, to its own class), with their categories. */
+const CONTEXT_FIELDS: SchemaField[] = [
+  { name: 'received_at', type: { type: 'long', logicalType: 'timestamp-millis' }, category: 'activity_time' },
+  { name: 'zone', type: { type: 'enum', name: 'Zone', symbols: ['cn', 'ru', 'in', 'row'] }, category: 'network_location' },
+  { name: 'client_ip', type: ['null', 'string'], default: null, category: 'ip_address' },
+];
+/** Context fields every class record carries (when their category may be kept that long): a record says when and where. */
+const EVERY_CLASS = new Set(['received_at', 'zone']);
+
+type Value = Record<string, unknown>;
+/** Picks a class's part of a draft value; undefined when the class keeps nothing of it. */
+type Pick = (v: unknown) => unknown;
+
+export interface PersonalPlan {
+  readonly classes: readonly PersonalClass[];
+  /** The draft's events array type (the fast path reads its copied per-event bytes with it). */
+  readonly draftEventsType: avro.Type;
+  /** The class records of one draft (the batch's kept fields, consent applied, `events` = the accepted events). */
+  records(draft: Value, key: Buffer, ctx: PersonalContext): PersonalOut[];
+}
+
+/**
+ * Builds the classes from the draft schema. `registryId` (Confluent wire format) applies to every class;
+ * a registry would hold one subject per class.
+ */
+export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, registryId?: number): PersonalPlan {
+  const retentionOf = (category: string | undefined): string => {
+    const e = category === undefined ? undefined : map[category];
+    if (!e) throw new SchemaBuildError('SCHEMA_FIELD_UNKNOWN_CATEGORY', String(category), `unknown category ${String(category)}`);
+    return e.retention;
+  };
+  const hourly = (category: string | undefined) => category !== undefined && map[category]?.personalPrecision === 'hour';
+  const eventsField = draftSchema.fields.find((f) => f.name === 'events');
+  const head = draftSchema.fields.filter((f) => f.name !== 'events');
+  const eventItem = eventsField ? ((eventsField.type as ArraySchema).items as RecordSchema) : undefined;
+
+  // Every retention a kept leaf has, longest first (the order of the topics in the plan).
+  const retentions = new Set<string>();
+  const collect = (f: SchemaField) => {
+    const rec = recordOf(f.type);
+    if (f.category === 'structure' && rec) rec.fields.forEach(collect);
+    else retentions.add(retentionOf(f.category));
+  };
+  head.forEach(collect);
+  for (const f of eventItem?.fields ?? []) {
+    if (f.name === 'payload' || f.category === 'structure') for (const b of branchesOf(f.type)) b.fields.forEach(collect);
+    else collect(f);
+  }
+  retentions.delete('P0D');
+  const ordered = [...retentions].sort((a, b) => retentionDays(b) - retentionDays(a));
+
+  const classes: PersonalClass[] = [];
+  const pickers: Array<{ cls: PersonalClass; pick: (d: Value, ctx: PersonalContext) => Value | undefined }> = [];
+  for (const retention of ordered) {
+    const name = classNameOf(retention);
+    const ns = `${draftSchema.namespace ?? 'telemetry.v1.personal'}.${name}`;
+    const fields: SchemaField[] = [];
+    const parts: Array<{ name: string; context: boolean; pick: (d: Value, ctx: PersonalContext) => unknown }> = [];
+    for (const c of CONTEXT_FIELDS) {
+      const r = retentionOf(c.category);
+      const inClass = EVERY_CLASS.has(c.name) ? retentionDays(r) >= retentionDays(retention) : r === retention;
+      if (!inClass) continue;
+      fields.push(c.name === 'zone' ? { ...c, type: { ...(c.type as object), namespace: ns } as SchemaNode } : c);
+      const get =
+        c.name === 'received_at'
+          ? (_d: Value, x: PersonalContext) => (hourly(c.category) ? hourOf(x.receivedAt) : x.receivedAt)
+          : c.name === 'zone'
+            ? (_d: Value, x: PersonalContext) => x.zone
+            : (_d: Value, x: PersonalContext) => x.clientIp;
+      parts.push({ name: c.name, context: EVERY_CLASS.has(c.name), pick: get });
+    }
+    for (const f of head) {
+      const sub = pickField(f, retention, ns, retentionOf, hourly);
+      if (!sub) continue;
+      fields.push(sub.field);
+      parts.push({ name: f.name, context: false, pick: (d) => sub.pick(d[f.name]) });
+    }
+    for (const s of eventSummaries(eventItem, retention, ns, retentionOf, hourly)) {
+      fields.push(s.field);
+      parts.push({ name: s.field.name, context: false, pick: (d) => s.pick((d.events as unknown[] | undefined) ?? []) });
+    }
+    const schema: RecordSchema = {
+      type: 'record',
+      name: 'PersonalRecord',
+      namespace: ns,
+      doc: `Personal data of one batch kept ${retentionDays(retention)} days (retention class ${name}), for the personal topic of its residency zone and class (generated from batch.avsc and the category map).`,
+      fields,
+    };
+    // The build checks every field of every class record names a known category (ARCHITECTURE.md principle 1).
+    classify(schema, map);
+    const type = typeOf(schema, 'auto');
+    const cls: PersonalClass = { name, retention, schema, type, header: headerFor(type, registryId) };
+    classes.push(cls);
+    pickers.push({
+      cls,
+      pick: (d, ctx) => {
+        const out: Value = {};
+        let content = false;
+        for (const p of parts) {
+          const x = p.pick(d, ctx);
+          out[p.name] = x;
+          if (!p.context && holds(x)) content = true;
+        }
+        return content ? out : undefined;
+      },
+    });
+  }
+
+  const draftEventsType = eventsField
+    ? typeOf({ type: 'array', items: eventItem } as unknown as Record<string, unknown>, 'auto')
+    : typeOf({ type: 'array', items: 'null' }, 'auto');
+  return {
+    classes,
+    draftEventsType,
+    records(draft, key, ctx) {
+      const out: PersonalOut[] = [];
+      for (const { cls, pick } of pickers) {
+        const v = pick(draft, ctx);
+        if (!v) continue;
+        const body = cls.type.toBuffer(v);
+        out.push({ key, value: Buffer.concat([cls.header, body], cls.header.length + body.length), zone: ctx.zone, retentionClass: cls.name });
+      }
+      return out;
+    },
+  };
+}
+
+const hourOf = (t: number) => Math.floor(t / HOUR_MS) * HOUR_MS;
+
+/** Whether a picked value holds anything (a non-null leaf, a non-empty list). */
+function holds(x: unknown): boolean {
+  if (x === null || x === undefined) return false;
+  if (Array.isArray(x)) return x.length > 0;
+  if (typeof x === 'object') return Object.values(x as Value).some(holds);
+  return true;
+}
+
+function recordOf(t: SchemaNode): RecordSchema | undefined {
+  if (isRecordSchema(t)) return t;
+  if (Array.isArray(t)) {
+    const recs = t.filter(isRecordSchema);
+    if (recs.length === 1 && t.length === 2) return recs[0];
+  }
+  return undefined;
+}
+function branchesOf(t: SchemaNode): RecordSchema[] {
+  return Array.isArray(t) ? t.filter(isRecordSchema) : isRecordSchema(t) ? [t] : [];
+}
+const isTimestamp = (t: SchemaNode) =>
+  typeof t === 'object' && !Array.isArray(t) && t.type === 'long' && 'logicalType' in t && t.logicalType === 'timestamp-millis';
+
+type RetentionOf = (category: string | undefined) => string;
+type Hourly = (category: string | undefined) => boolean;
+
+/**
+ * A batch-level draft field's part in one class: a field of another category than `structure` goes
+ * whole to the class of its retention; a `structure` record keeps the fields of that class (and is
+ * left out when it keeps none). Timestamps of an hourly category are cut to the hour.
+ */
+function pickField(f: SchemaField, retention: string, ns: string, retentionOf: RetentionOf, hourly: Hourly): { field: SchemaField; pick: Pick } | undefined {
+  const rec = recordOf(f.type);
+  if (f.category === 'structure' && rec) {
+    const subs = rec.fields.map((x) => ({ name: x.name, sub: pickField(x, retention, ns, retentionOf, hourly) })).filter((x) => x.sub);
+    if (subs.length === 0) return undefined;
+    if (!isRecordSchema(f.type)) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', f.name, `structure field ${f.name} must be a record`);
+    const field: SchemaField = {
+      name: f.name,
+      category: f.category,
+      type: { type: 'record', name: shortName(rec.name), namespace: ns, fields: subs.map((x) => x.sub!.field) },
+    };
+    return {
+      field,
+      pick: (v) => {
+        const o: Value = {};
+        for (const x of subs) o[x.name] = x.sub!.pick((v as Value | null | undefined)?.[x.name]);
+        return o;
+      },
+    };
+  }
+  if (retentionOf(f.category) !== retention) return undefined;
+  const field: SchemaField = { ...f, type: renamespace(f.type, ns) };
+  if (hourly(f.category) && isTimestamp(f.type)) return { field, pick: (v) => (typeof v === 'number' ? hourOf(v) : v) };
+  return { field, pick: (v) => (v === undefined ? (f.default ?? null) : v) };
+}
+
+/** A type with its named records and enums moved into the class's namespace (each class is its own schema). */
+function renamespace(t: SchemaNode, ns: string): SchemaNode {
+  if (typeof t === 'string') return t;
+  if (Array.isArray(t)) return t.map((b) => renamespace(b, ns));
+  if (t.type === 'record') return { ...t, name: shortName(t.name), namespace: ns, fields: t.fields.map((f) => ({ ...f, type: renamespace(f.type, ns) })) };
+  if (t.type === 'enum') return { ...t, name: shortName(t.name), namespace: ns };
+  if (t.type === 'array') return { ...t, items: renamespace(t.items, ns) };
+  return t;
+}
+
+/**
+ * The per-event fields of one class as sets (see the header): `events_<field>` for a plain field (the
+ * distinct hours for an hourly timestamp), `events_<kind>` for an event kind's kept fields.
+ */
+function eventSummaries(
+  item: RecordSchema | undefined,
+  retention: string,
+  ns: string,
+  retentionOf: RetentionOf,
+  hourly: Hourly,
+): Array<{ field: SchemaField; pick: (events: unknown[]) => unknown[] }> {
+  if (!item) return [];
+  const out: Array<{ field: SchemaField; pick: (events: unknown[]) => unknown[] }> = [];
+  for (const f of item.fields) {
+    const branches = branchesOf(f.type);
+    if (branches.length > 0 && (f.category === 'structure' || Array.isArray(f.type))) {
+      for (const b of branches) {
+        const kept = b.fields.filter((x) => retentionOf(x.category) === retention);
+        if (kept.length === 0) continue;
+        const kind = snake(shortName(b.name));
+        const full = b.name.includes('.') ? b.name : `${b.namespace ?? item.namespace ?? ns}.${b.name}`;
+        const rec: RecordSchema = {
+          type: 'record',
+          name: shortName(b.name),
+          namespace: ns,
+          fields: kept.map((x) => ({ ...x, type: renamespace(x.type, ns) })),
+        };
+        const names = kept.map((x) => x.name);
+        out.push({
+          field: { name: `events_${kind}`, category: 'structure', type: { type: 'array', items: rec } },
+          pick: (events) => {
+            const items: Value[] = [];
+            for (const e of events) {
+              const payload = (e as Value)[f.name] as Value | null | undefined;
+              const v = payload ? ((payload[full] ?? payload[shortName(full)]) as Value | undefined) : undefined;
+              if (!v) continue;
+              const o: Value = {};
+              for (const n of names) o[n] = v[n] ?? null;
+              if (holds(o)) items.push(o);
+            }
+            return distinctSorted(items);
+          },
+        });
+      }
+      continue;
+    }
+    if (f.category === 'structure') {
+      throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `events[].${f.name}`, `per-event structure field ${f.name} has no set form in the personal record`);
+    }
+    if (retentionOf(f.category) !== retention) continue;
+    const hour = hourly(f.category) && isTimestamp(f.type);
+    out.push({
+      field: { name: `events_${f.name}`, category: f.category, type: { type: 'array', items: renamespace(stripped(f.type), ns) } },
+      pick: (events) =>
+        distinctSorted(
+          events
+            .map((e) => (e as Value)[f.name])
+            .map((x) => (hour && typeof x === 'number' ? hourOf(x) : x))
+            .filter((x) => x != null),
+        ),
+    });
+  }
+  return out;
+}
+
+function stripped(t: SchemaNode): SchemaNode {
+  if (typeof t !== 'object' || Array.isArray(t)) return t;
+  const { category: _c, maxLength: _m, format: _f, min: _n, maxItems: _i, doc: _d, ...rest } = t;
+  return rest as SchemaNode;
+}
+
+/** Distinct values in a canonical order (numbers ascending, anything else by its JSON). */
+function distinctSorted<T>(xs: T[]): T[] {
+  if (xs.every((x) => typeof x === 'number')) return [...new Set(xs)].sort((a, b) => (a as number) - (b as number));
+  const byText = new Map<string, T>();
+  for (const x of xs) byText.set(JSON.stringify(x), x);
+  return [...byText.keys()].sort().map((k) => byText.get(k)!);
+}
