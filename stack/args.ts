@@ -1,7 +1,7 @@
 // Command-line arguments of stack/cli.ts, parsed apart from it so unit tests can import them.
 import { StackError } from './errors.ts';
 
-export const USAGE = 'usage: tsx stack/cli.ts <up|down|status|fetch> [--brokers 1|3 | --secure] [--monitoring]';
+export const USAGE = 'usage: tsx stack/cli.ts <up|down|status|fetch> [--brokers 1|3 | --secure] [--monitoring] [--clickhouse-cluster]';
 
 export interface CliArgs {
   command: 'up' | 'down' | 'status' | 'fetch';
@@ -10,6 +10,8 @@ export interface CliArgs {
   secure?: true;
   /** Prometheus with the alert rules (stack/monitoring.ts), next to the plain stack. */
   monitoring?: true;
+  /** ZooKeeper + the 2 x 2 ClickHouse cluster (stack/clickhouse-cluster.ts), next to the plain stack. */
+  clickhouseCluster?: true;
 }
 
 export function parseCliArgs(argv: string[]): CliArgs {
@@ -28,6 +30,10 @@ export function parseCliArgs(argv: string[]): CliArgs {
       args.monitoring = true;
       continue;
     }
+    if (a === '--clickhouse-cluster') {
+      args.clickhouseCluster = true;
+      continue;
+    }
     const m = /^--brokers(?:=(.*))?$/.exec(a);
     if (!m) throw new StackError('STACK_CONFIG_INVALID', `unknown option ${a}: ${USAGE}`);
     const v = m[1] ?? rest[++i];
@@ -36,7 +42,10 @@ export function parseCliArgs(argv: string[]): CliArgs {
   }
   if (args.secure && args.brokers)
     throw new StackError('STACK_CONFIG_INVALID', `--secure starts its own single node; it does not combine with --brokers: ${USAGE}`);
-  if (args.monitoring && (args.secure || command !== 'up'))
-    throw new StackError('STACK_CONFIG_INVALID', `--monitoring goes with up (next to the plain stack; a bare down stops it): ${USAGE}`);
+  if ((args.monitoring || args.clickhouseCluster) && (args.secure || args.brokers || (command !== 'up' && command !== 'down')))
+    throw new StackError(
+      'STACK_CONFIG_INVALID',
+      `--monitoring and --clickhouse-cluster go with up (next to the plain stack) or down (only that part; a bare down stops everything): ${USAGE}`,
+    );
   return args;
 }

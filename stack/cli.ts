@@ -1,11 +1,12 @@
-// `npm run stack:up|stack:down|stack:status|stack:fetch [-- --brokers 3 | --secure | --monitoring]`.
+// `npm run stack:up|stack:down|stack:status|stack:fetch [-- --brokers 3 | --secure | --monitoring | --clickhouse-cluster]`.
 // A configuration or environment problem prints ONE line saying what is wrong and what to do, and exits 1;
 // anything else is a bug in the stack scripts and exits 2 with its stack trace.
 import { loadStackConfig } from './config.ts';
 import { isStackError } from './errors.ts';
 import { fetchKafkaJars } from './kafka.ts';
+import { fetchZooKeeperJars, zookeeperPaths } from './clickhouse-cluster.ts';
 import { parseCliArgs } from './args.ts';
-import { down, downSecureStack, status, up, upSecureStack } from './stack.ts';
+import { down, downParts, downSecureStack, status, up, upSecureStack } from './stack.ts';
 
 async function main(): Promise<number> {
   const args = parseCliArgs(process.argv.slice(2));
@@ -15,6 +16,8 @@ async function main(): Promise<number> {
     case 'fetch': {
       const r = await fetchKafkaJars(config);
       log(`Kafka ${config.kafka.version} jars ${r} in ${config.kafka.libs}`);
+      const z = await fetchZooKeeperJars(config);
+      log(`ZooKeeper jars (ClickHouse cluster) ${z} in ${zookeeperPaths(config).libs}`);
       return 0;
     }
     case 'up': {
@@ -26,12 +29,21 @@ async function main(): Promise<number> {
         log(`${r.started.length ? `started ${r.started.join(', ')}` : 'everything was already running'} in ${(r.ms / 1000).toFixed(1)} s`);
         return 0;
       }
-      const r = await up({ brokers: args.brokers ?? 1, log, ...(args.monitoring ? { monitoring: true } : {}) }, config);
+      const r = await up(
+        { brokers: args.brokers ?? 1, log, ...(args.monitoring ? { monitoring: true } : {}), ...(args.clickhouseCluster ? { clickhouseCluster: true } : {}) },
+        config,
+      );
       const s = r.state;
       const k = args.brokers === 3 ? s.kafkaCluster : s.kafka;
       log(`kafka${args.brokers === 3 ? ' cluster' : ''}  ${k.bootstrapServers.join(',')}  (Kafka ${k.version})`);
       log(`clickhouse     ${s.clickhouse.url}  native ${s.clickhouse.nativePort}  (ClickHouse ${s.clickhouse.version ?? '?'})`);
       log(`chdb           ${s.chdb.available ? `engine ${s.chdb.engineVersion}` : `unavailable: ${s.chdb.error}`}`);
+      if (args.clickhouseCluster)
+        log(
+          `ch cluster     ${Object.entries(s.clickhouseCluster.urls)
+            .map(([n, u]) => `${n} ${u}`)
+            .join(', ')}  (ZooKeeper ${s.clickhouseCluster.zookeeper})`,
+        );
       if (args.monitoring) log(`prometheus     ${s.prometheus.url}  (rules deploy/prometheus/alerts.yml; targets in ${config.home}/prometheus/targets/)`);
       log(
         `${r.started.length ? `started ${r.started.join(', ')}` : 'everything was already running'} in ${(r.ms / 1000).toFixed(1)} s; addresses in ${config.home}/stack.json`,
@@ -42,6 +54,11 @@ async function main(): Promise<number> {
       if (args.secure) {
         const stopped = await downSecureStack(config);
         log(stopped.length ? `stopped ${stopped.join(', ')}` : 'the secured stack was not running');
+        return 0;
+      }
+      if (args.monitoring || args.clickhouseCluster) {
+        const only = await downParts({ monitoring: args.monitoring === true, clickhouseCluster: args.clickhouseCluster === true }, config);
+        log(only.length ? `stopped ${only.join(', ')}` : 'nothing of those parts was running');
         return 0;
       }
       const r = await down({ ...(args.brokers ? { brokers: args.brokers } : {}), log }, config);

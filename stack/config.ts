@@ -67,6 +67,15 @@ export interface StackConfig {
     /** Web/API port. @default 19090 (STACK_PROMETHEUS_PORT) */
     port: number;
   };
+  /** The ClickHouse cluster (`stack:up -- --clickhouse-cluster`, stack/clickhouse-cluster.ts): ZooKeeper and
+   *  four 18.16 servers, 2 shards x 2 replicas. Node i (0..3) uses HTTP basePort+i, native basePort+10+i,
+   *  interserver basePort+20+i. */
+  clickhouseCluster: {
+    /** @default 18140 (STACK_CH_CLUSTER_BASE_PORT) */
+    basePort: number;
+    /** ZooKeeper client port. @default 12181 (STACK_ZOOKEEPER_PORT) */
+    zookeeperPort: number;
+  };
   /** How long one service may take to answer after start. @default 60000 (STACK_START_TIMEOUT_MS) */
   startTimeoutMs: number;
   /** Host every service binds and is reached on. Loopback only: nothing here is meant to be reachable
@@ -97,6 +106,8 @@ export const STACK_ENV_KEYS = [
   'STACK_SECURE_CLICKHOUSE_INTERSERVER_PORT',
   'STACK_PROMETHEUS',
   'STACK_PROMETHEUS_PORT',
+  'STACK_CH_CLUSTER_BASE_PORT',
+  'STACK_ZOOKEEPER_PORT',
 ] as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -197,6 +208,10 @@ export function loadStackConfig(env: Env = process.env, repoRoot = REPO_ROOT): S
       server: env.STACK_PROMETHEUS || 'prometheus',
       port: parsePort(env, 'STACK_PROMETHEUS_PORT', 19090),
     },
+    clickhouseCluster: {
+      basePort: parsePort(env, 'STACK_CH_CLUSTER_BASE_PORT', 18140),
+      zookeeperPort: parsePort(env, 'STACK_ZOOKEEPER_PORT', 12181),
+    },
     startTimeoutMs,
     host: '127.0.0.1',
   };
@@ -234,6 +249,12 @@ export function allPorts(config: StackConfig): Array<[string, number]> {
     ['secure clickhouse tcp', config.secure.tcpPort],
     ['secure clickhouse interserver', config.secure.interserverPort],
     ['prometheus', config.prometheus.port],
+    ['zookeeper', config.clickhouseCluster.zookeeperPort],
+    ...[0, 1, 2, 3].flatMap((i): Array<[string, number]> => [
+      [`clickhouse cluster node ${i + 1} http`, config.clickhouseCluster.basePort + i],
+      [`clickhouse cluster node ${i + 1} tcp`, config.clickhouseCluster.basePort + 10 + i],
+      [`clickhouse cluster node ${i + 1} interserver`, config.clickhouseCluster.basePort + 20 + i],
+    ]),
   ];
 }
 

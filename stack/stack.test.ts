@@ -122,8 +122,10 @@ describe('parseCliArgs', () => {
   });
   it('--monitoring: Prometheus next to the plain stack, on a port of its own', () => {
     expect(parseCliArgs(['up', '--monitoring'])).toEqual({ command: 'up', monitoring: true });
-    expect(() => parseCliArgs(['up', '--secure', '--monitoring'])).toThrow(/--monitoring goes with up/);
-    expect(() => parseCliArgs(['down', '--monitoring'])).toThrow(/a bare down stops it/);
+    expect(parseCliArgs(['down', '--monitoring'])).toEqual({ command: 'down', monitoring: true });
+    expect(parseCliArgs(['up', '--clickhouse-cluster'])).toEqual({ command: 'up', clickhouseCluster: true });
+    expect(() => parseCliArgs(['up', '--secure', '--monitoring'])).toThrow(/go with up \(next to the plain stack\) or down \(only that part/);
+    expect(() => parseCliArgs(['status', '--clickhouse-cluster'])).toThrow(/go with up/);
     expect(loadStackConfig({}).prometheus).toEqual({ server: 'prometheus', port: 19090 });
     expect(() => loadStackConfig({ STACK_PROMETHEUS_PORT: '18123' })).toThrow(/port 18123 is configured for both clickhouse http and prometheus/);
   });

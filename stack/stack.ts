@@ -29,6 +29,19 @@ import {
 } from './kafka.ts';
 import { liveRecord, portAnswers, portIsFree, stopRecorded, withLock } from './proc.ts';
 import { downSecure, statusSecure, upSecure, type SecureUpResult } from './secure.ts';
+import {
+  clusterPorts,
+  clusterServer,
+  clusterServers,
+  startClickHouseCluster,
+  startClusterServer,
+  startZooKeeper,
+  stopClickHouseCluster,
+  stopClusterServer,
+  stopZooKeeper,
+  zookeeperAnswers,
+  zookeeperPaths,
+} from './clickhouse-cluster.ts';
 import { prometheusAnswers, prometheusPaths, prometheusUrl, registeredTargets, resolvePrometheus, startPrometheus, stopPrometheus } from './monitoring.ts';
 
 /** What .local/stack.json holds: addresses of every part, and whether it runs. */
@@ -39,6 +52,8 @@ export interface StackState {
   chdb: ChdbInfo;
   /** `stack:up -- --monitoring` (stack/monitoring.ts). */
   prometheus: { running: boolean; url: string; pids: number[] };
+  /** `stack:up -- --clickhouse-cluster` (stack/clickhouse-cluster.ts): node name -> HTTP URL. */
+  clickhouseCluster: { running: boolean; urls: Record<string, string>; zookeeper: string; pids: number[] };
   updatedAt: string;
 }
 
@@ -109,6 +124,15 @@ function currentState(config: StackConfig, chdb: ChdbInfo, clickhouseVer?: strin
     },
     chdb,
     prometheus: { running: promRec !== undefined, url: prometheusUrl(config), pids: promRec ? [promRec.pid] : [] },
+    clickhouseCluster: (() => {
+      const recs = [liveRecord(zookeeperPaths(config).pidFile), ...clusterServers(config).map((s) => liveRecord(s.paths.pidFile))];
+      return {
+        running: recs.every(Boolean),
+        urls: Object.fromEntries(clusterServers(config).map((s) => [s.name, s.url])),
+        zookeeper: `${config.host}:${config.clickhouseCluster.zookeeperPort}`,
+        pids: recs.flatMap((r) => (r ? [r.pid] : [])),
+      };
+    })(),
     updatedAt: new Date().toISOString(),
   };
 }
@@ -196,6 +220,8 @@ export interface UpOptions {
   clickhouse?: boolean;
   /** Also start Prometheus with the project's alert rules (stack/monitoring.ts). @default false */
   monitoring?: boolean;
+  /** Also start ZooKeeper and the four-server ClickHouse cluster (stack/clickhouse-cluster.ts). @default false */
+  clickhouseCluster?: boolean;
   /** Progress lines (the CLI prints them; tests stay quiet). */
   log?: (line: string) => void;
 }
@@ -242,6 +268,17 @@ async function upLocked(opts: UpOptions, config: StackConfig): Promise<UpResult>
       ['clickhouse interserver', config.clickhouse.interserverPort],
     ]);
   }
+  if (opts.clickhouseCluster) {
+    resolveClickHouseServer(config);
+    await checkJava(config);
+    const running = new Set(
+      [liveRecord(zookeeperPaths(config).pidFile), ...clusterServers(config).map((s) => liveRecord(s.paths.pidFile))].flatMap((r) => (r ? r.ports : [])),
+    );
+    await checkPortsFree(
+      config,
+      clusterPorts(config).filter(([, port]) => !running.has(port)),
+    );
+  }
   if (promToStart) {
     resolvePrometheus(config);
     await checkPortsFree(config, [['prometheus', config.prometheus.port]]);
@@ -270,12 +307,19 @@ async function upLocked(opts: UpOptions, config: StackConfig): Promise<UpResult>
         return r;
       })
     : Promise.resolve(undefined);
-  const results = await Promise.allSettled([kafkaP, chP, chdbInfo(), promP]);
+  const clusterP = opts.clickhouseCluster
+    ? startClickHouseCluster(config).then((r) => {
+        started.push(...r);
+        return r;
+      })
+    : Promise.resolve(undefined);
+  const results = await Promise.allSettled([kafkaP, chP, chdbInfo(), promP, clusterP]);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
     // Each starter already stopped its own half-started process; stop what did come up in this call.
     if (started.includes('clickhouse')) await stopClickHouseServer(config).catch(() => {});
     if (started.includes('prometheus')) await stopPrometheus(config).catch(() => {});
+    if (started.includes('zookeeper')) await stopClickHouseCluster(config).catch(() => {});
     await stopKafkaNodes(nodes.filter((n) => started.includes(n.service))).catch(() => {});
     await refreshState(config).catch(() => {});
     throw failed.reason;
@@ -313,6 +357,12 @@ export function down(opts: DownOptions = {}, config: StackConfig = loadStackConf
       stopped.push('prometheus');
       log('stopped prometheus');
     }
+    if (opts.brokers === undefined) {
+      for (const s of await stopClickHouseCluster(config)) {
+        stopped.push(s);
+        log(`stopped ${s}`);
+      }
+    }
     // A bare `down` (what .ci/run calls at the end) stops the secured stack too.
     if (opts.brokers === undefined) {
       for (const s of await downSecure(config)) {
@@ -321,6 +371,17 @@ export function down(opts: DownOptions = {}, config: StackConfig = loadStackConf
       }
     }
     return { stopped, state: await refreshState(config) };
+  });
+}
+
+/** Stops only Prometheus and/or the ClickHouse cluster (`stack:down -- --monitoring --clickhouse-cluster`); the rest keeps running. */
+export function downParts(parts: { monitoring: boolean; clickhouseCluster: boolean }, config: StackConfig = loadStackConfig()): Promise<string[]> {
+  return withLock(lockFile(config), async () => {
+    const stopped: string[] = [];
+    if (parts.monitoring && (await stopPrometheus(config))) stopped.push('prometheus');
+    if (parts.clickhouseCluster) stopped.push(...(await stopClickHouseCluster(config)));
+    await refreshState(config);
+    return stopped;
   });
 }
 
@@ -382,6 +443,24 @@ export async function status(config: StackConfig = loadStackConfig()): Promise<S
     answers: await prometheusAnswers(config),
     detail: `rules deploy/prometheus/alerts.yml; targets ingest ${targets.ingest.length}, aggregator ${targets.aggregator.length} (stack:up -- --monitoring)${promRec ? `, pid ${promRec.pid}` : ''}`,
   });
+  const zkRec = liveRecord(zookeeperPaths(config).pidFile);
+  lines.push({
+    part: 'zookeeper',
+    address: `${config.host}:${config.clickhouseCluster.zookeeperPort}`,
+    running: zkRec !== undefined,
+    answers: await zookeeperAnswers(config.clickhouseCluster.zookeeperPort, config.host),
+    detail: `ZooKeeper 3.9 for the ClickHouse cluster (stack:up -- --clickhouse-cluster)${zkRec ? `, pid ${zkRec.pid}` : ''}`,
+  });
+  for (const s of clusterServers(config)) {
+    const rec = liveRecord(s.paths.pidFile);
+    lines.push({
+      part: `ch cluster ${s.name}`,
+      address: `${s.url} (native ${s.tcpPort})`,
+      running: rec !== undefined,
+      answers: await clickhouseAnswers(s.url),
+      detail: `shard ${s.shard} replica ${s.replica}${rec ? `, pid ${rec.pid}` : ''}`,
+    });
+  }
   const sec = await statusSecure(config);
   lines.push(
     {
@@ -510,6 +589,29 @@ export function stopScratchKafka(node: KafkaNode, opts: { kill?: boolean; remove
 /** Prometheus (stack/monitoring.ts) alone, for tests that need it: starts it or reloads the running one. */
 export function startMonitoring(config: StackConfig = loadStackConfig()): Promise<string> {
   return up({ kafka: false, clickhouse: false, monitoring: true }, config).then((r) => r.state.prometheus.url);
+}
+
+/** SIGKILL one node of the ClickHouse cluster (s1r1, s1r2, s2r1, s2r2): a crash. */
+export function killClusterClickHouse(name: string, config: StackConfig = loadStackConfig()): Promise<boolean> {
+  return withLock(lockFile(config), () => stopClusterServer(config, clusterServer(config, name), { kill: true }));
+}
+
+/** Starts one ClickHouse cluster node again (same data) and waits until it answers. */
+export function restartClusterClickHouse(name: string, config: StackConfig = loadStackConfig()): Promise<string> {
+  return withLock(lockFile(config), async () => {
+    const s = clusterServer(config, name);
+    await startClusterServer(config, s);
+    return s.url;
+  });
+}
+
+/** Stops (SIGTERM) or starts the cluster's ZooKeeper. */
+export function stopClusterZooKeeper(config: StackConfig = loadStackConfig()): Promise<boolean> {
+  return withLock(lockFile(config), () => stopZooKeeper(config));
+}
+
+export function startClusterZooKeeper(config: StackConfig = loadStackConfig()): Promise<boolean> {
+  return withLock(lockFile(config), () => startZooKeeper(config));
 }
 
 /** The secured stack (stack/secure.ts), under the same lock as everything else. */

@@ -48,6 +48,19 @@ describe('ClickHouse cluster DDL', () => {
     expect(text).toContain(`TTL day + INTERVAL ${DEFAULT_CLUSTER_OPTIONS.retentionDays} DAY`);
   });
 
+  it('for 18.x servers (the local cluster): no TTL, views dropped and created, still every statement ON CLUSTER', () => {
+    const old = clusterDdl({ ...DEFAULT_CLUSTER_OPTIONS, serverMajor: 18 });
+    const olds = statements(old);
+    expect(old).not.toMatch(/\bTTL\b|ttl_only_drop_parts|OR REPLACE/);
+    for (const s of olds) expect(s).toMatch(/ON CLUSTER '\{cluster\}'/);
+    const views = olds.filter((s) => s.startsWith('CREATE VIEW ')).map((s) => /^CREATE VIEW (\S+)/.exec(s)![1]);
+    expect(views.length).toBeGreaterThanOrEqual(4);
+    for (const v of views) expect(olds).toContain(`DROP TABLE IF EXISTS ${v} ON CLUSTER '{cluster}'`);
+    // The tables are the same as for a current server, but for the TTL.
+    const tables = (t: string[]) => t.filter((s) => s.startsWith('CREATE TABLE')).map((s) => s.replace(/\nTTL[\s\S]*$/, ''));
+    expect(tables(olds)).toEqual(tables(statements(clusterDdl())));
+  });
+
   it('refuses a migration it cannot map instead of passing a non-replicated table through', () => {
     const extra = { name: '002_log', repeatable: false, text: 'CREATE TABLE IF NOT EXISTS {db}.audit (x UInt8) ENGINE = Log;' };
     expect(() => clusterDdl(DEFAULT_CLUSTER_OPTIONS, [...listMigrations(), extra])).toThrow(/engine Log has no cluster mapping/);

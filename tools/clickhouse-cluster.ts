@@ -26,6 +26,12 @@ export interface ClusterDdlOptions {
   minGroupDevices: number;
   /** Day partitions older than this are dropped by a TTL (the aggregator's sweep sees no parts on a Distributed table). */
   retentionDays: number;
+  /**
+   * Major version of the cluster's servers. @default 26 (the checked-in file). The local cluster runs
+   * 18.16 (stack/clickhouse-cluster.ts), which has no TTL (19.6+) and no CREATE OR REPLACE VIEW (20+):
+   * for it views are dropped and created, and retention is left to dropping day partitions by hand.
+   */
+  serverMajor?: number;
 }
 
 export const DEFAULT_CLUSTER_OPTIONS: ClusterDdlOptions = {
@@ -35,12 +41,12 @@ export const DEFAULT_CLUSTER_OPTIONS: ClusterDdlOptions = {
 };
 
 const CLUSTER = "ON CLUSTER '{cluster}'";
-/** Any ClickHouse major >= 20 has CREATE OR REPLACE VIEW; a cluster runs a current release. */
+/** A production cluster runs a current release; any major >= 20 has TTL and CREATE OR REPLACE VIEW. */
 const SERVER_MAJOR = 26;
 
 const CREATE_TABLE = /^CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)\s*(\([\s\S]*\))\s*ENGINE\s*=\s*(\w+)(?:\(([^)]*)\))?([\s\S]*)$/;
 const CREATE_MV = /^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)\.(\w+) TO (\w+)\.(\w+) AS([\s\S]*)$/;
-const CREATE_VIEW = /^CREATE OR REPLACE VIEW (\w+)\.(\w+) AS([\s\S]*)$/;
+const CREATE_VIEW = /^CREATE (?:OR REPLACE )?VIEW (\w+)\.(\w+) AS([\s\S]*)$/;
 
 /** One statement of the cluster schema, rewritten from one single-server statement. */
 function clusterStatements(stmt: string, split: Set<string>, o: ClusterDdlOptions, origin: string): string[] {
@@ -56,7 +62,8 @@ function clusterStatements(stmt: string, split: Set<string>, o: ClusterDdlOption
       localEngine = `Replicated${engine}('/clickhouse/tables/{shard}/${db}/${name}_local', '{replica}')`;
       // The aggregator's retention sweep lists parts of `daily_agg`, which on a cluster is the
       // Distributed table and has none: retention moves into a TTL that drops whole day partitions.
-      if (/PARTITION BY day\b/.test(tail)) tail += `\nTTL day + INTERVAL ${o.retentionDays} DAY\nSETTINGS ttl_only_drop_parts = 1`;
+      if (/PARTITION BY day\b/.test(tail) && (o.serverMajor ?? SERVER_MAJOR) >= 20)
+        tail += `\nTTL day + INTERVAL ${o.retentionDays} DAY\nSETTINGS ttl_only_drop_parts = 1`;
     } else {
       throw new Error(`${origin}: table ${name}: engine ${engine} has no cluster mapping in tools/clickhouse-cluster.ts (add one)`);
     }
@@ -78,7 +85,9 @@ function clusterStatements(stmt: string, split: Set<string>, o: ClusterDdlOption
   m = CREATE_VIEW.exec(stmt);
   if (m) {
     const [, db, name, select] = m as unknown as [string, string, string, string];
-    return [`CREATE OR REPLACE VIEW ${db}.${name} ${CLUSTER} AS${select}`];
+    if ((o.serverMajor ?? SERVER_MAJOR) >= 20) return [`CREATE OR REPLACE VIEW ${db}.${name} ${CLUSTER} AS${select}`];
+    // 18.x: no OR REPLACE. A reader in between sees no view for a moment, as with the single server (aggregator/migrate.ts).
+    return [`DROP TABLE IF EXISTS ${db}.${name} ${CLUSTER}`, `CREATE VIEW ${db}.${name} ${CLUSTER} AS${select}`];
   }
   throw new Error(`${origin}: statement not handled by the cluster generator: ${stmt.slice(0, 80)}`);
 }
@@ -99,7 +108,7 @@ export function clusterDdl(o: ClusterDdlOptions = DEFAULT_CLUSTER_OPTIONS, migra
     `CREATE DATABASE IF NOT EXISTS ${o.database} ${CLUSTER};`,
   ];
   for (const m of migrations) {
-    const sql = renderMigration(m.text, { database: o.database, minGroupDevices: o.minGroupDevices }, SERVER_MAJOR);
+    const sql = renderMigration(m.text, { database: o.database, minGroupDevices: o.minGroupDevices }, o.serverMajor ?? SERVER_MAJOR);
     out.push('', `-- from aggregator/migrations/${m.name}.sql`);
     for (const stmt of statements(sql)) {
       for (const s of clusterStatements(stmt, split, o, m.name)) out.push(`${s};`, '');

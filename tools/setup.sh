@@ -10,7 +10,8 @@
 #   3. `npm ci` when node_modules is missing or does not match package-lock.json
 #      (tools/npm/installed-matches-lock.mjs).
 #   4. The Kafka broker jars from Maven Central (`npm run stack:fetch`: mvn on stack/pom.xml into
-#      .local/kafka/libs; skipped when this version's jars are there).
+#      .local/kafka/libs; skipped when this version's jars are there), and ZooKeeper's for the ClickHouse
+#      cluster (stack/zookeeper-pom.xml into .local/zookeeper/libs).
 #
 # .ci/run calls this too, so CI and a newcomer's machine are set up the same way.
 set -euo pipefail
