@@ -9,6 +9,7 @@ import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runti
 import { checkKafkaSecurity } from '../runtime/kafka.ts';
 import { pipelineSettings } from '../runtime/pipeline-settings.ts';
 import { CATEGORIES, DAY_MS, retentionDays } from '../schemas/index.ts';
+import { DEFAULT_DAILY_EPSILON, DEFAULT_EPSILON } from './migrate.ts';
 
 /**
  * Default retention of the aggregates, from the policy's category map (schemas/categories.ts): the
@@ -114,6 +115,20 @@ export const aggregatorSettings = defineSettings({
     max: 1_000_000,
     default: 5,
     doc: 'k-anonymity threshold: output groups with fewer distinct devices are suppressed (query command; baked into the views at migration time).',
+  },
+  AGGREGATOR_DP_DAILY_EPSILON: {
+    kind: 'number',
+    min: 0.01,
+    max: 100,
+    default: DEFAULT_DAILY_EPSILON,
+    doc: "Differential-privacy budget per analyst (ClickHouse user) and UTC day, baked into the views (release_policy); the query command refuses a question once the day's charges would pass it. See aggregator/README.md, Differential privacy.",
+  },
+  AGGREGATOR_DP_DEFAULT_EPSILON: {
+    kind: 'number',
+    min: 0.01,
+    max: 100,
+    default: DEFAULT_EPSILON,
+    doc: 'Epsilon a question costs when it names none (`npm run query -- ... --epsilon`), baked into the views (release_policy).',
   },
   AGGREGATOR_RETENTION_DAYS: {
     kind: 'int',

@@ -11,6 +11,9 @@ export const AGGREGATOR_ERROR_CODES = [
   'AGG_BAD_ARGUMENT',
   'AGG_BAD_DAY',
   'AGG_BAD_DIMENSION',
+  'AGG_BAD_EPSILON',
+  // Differential privacy: the analyst's budget for the UTC day is spent (private-query.ts).
+  'AGG_PRIVACY_BUDGET_SPENT',
   // Store: ClickHouse server or chdb (store.ts). The codes keep their published AGG_SINK_ names.
   'AGG_SINK_UNAVAILABLE',
   'AGG_SINK_QUERY_FAILED',

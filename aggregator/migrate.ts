@@ -7,7 +7,8 @@
  *   whose text changed is refused (write a new migration instead).
  * - `R_name.sql` are re-applied whenever their rendered text changes (views whose text depends on
  *   settings, such as the k-anonymity threshold).
- * Placeholders: `{db}` database, `{k}` AGGREGATOR_MIN_GROUP_DEVICES, `{create_view}` the view-creating
+ * Placeholders: `{db}` database, `{k}` AGGREGATOR_MIN_GROUP_DEVICES, `{daily_epsilon}` and
+ * `{default_epsilon}` AGGREGATOR_DP_DAILY_EPSILON / AGGREGATOR_DP_DEFAULT_EPSILON, `{create_view}` the view-creating
  * statement this server version allows (CREATE OR REPLACE VIEW from 20.x; 18.16 lacks it).
  */
 import { createHash } from 'node:crypto';
@@ -22,7 +23,15 @@ export interface SqlRunner {
 export interface MigrationParams {
   database: string;
   minGroupDevices: number;
+  /** Differential-privacy budget per analyst and UTC day. @default DEFAULT_DAILY_EPSILON */
+  dailyEpsilon?: number;
+  /** Epsilon of a question that names none. @default DEFAULT_EPSILON */
+  defaultEpsilon?: number;
 }
+
+/** Defaults of the release policy (aggregator/README.md, "Differential privacy"). */
+export const DEFAULT_DAILY_EPSILON = 5;
+export const DEFAULT_EPSILON = 0.5;
 
 export interface Migration {
   name: string;
@@ -56,6 +65,8 @@ export function renderMigration(text: string, p: MigrationParams, serverMajor: n
   return text
     .replace(/\{db\}/g, p.database)
     .replace(/\{k\}/g, String(p.minGroupDevices))
+    .replace(/\{daily_epsilon\}/g, String(p.dailyEpsilon ?? DEFAULT_DAILY_EPSILON))
+    .replace(/\{default_epsilon\}/g, String(p.defaultEpsilon ?? DEFAULT_EPSILON))
     .replace(/\{create_view\}/g, serverMajor >= 20 ? 'CREATE OR REPLACE VIEW' : 'CREATE VIEW');
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { QueryArgumentError } from './errors.ts';
-import { buildReportSql, formatReport, parseQueryArgs, sqlString } from './query.ts';
+import { buildReportSql, formatReport, parseCommandLine, parseQueryArgs, sqlString } from './query.ts';
 
 const code = (argv: string[]) => {
   try {
@@ -34,6 +34,22 @@ describe('parseQueryArgs', () => {
     expect(code(['dau', '--from', '2026-03-01', '--to', '2026-03-01', '--format', 'xml'])).toBe('AGG_BAD_ARGUMENT');
     expect(code(['dau', '--from', '2026-03-01', '--to', '2026-03-01', '--bogus', '1'])).toBe('AGG_BAD_ARGUMENT');
     expect(() => parseQueryArgs(['dau', '--from', '2026-03-01', '--to', '2026-03-01', '--by', 'day,imei'])).toThrow(/unknown dimension "imei"/);
+  });
+});
+
+describe('parseCommandLine', () => {
+  const base = ['dau', '--from', '2026-01-01', '--to', '2026-01-01'];
+  it('answers privately by default, with --epsilon or the views default, and exactly only when asked', () => {
+    expect(parseCommandLine(base).mode).toEqual({ exact: false });
+    expect(parseCommandLine([...base, '--epsilon', '0.25']).mode).toEqual({ exact: false, epsilon: 0.25 });
+    expect(parseCommandLine([...base, '--epsilon=1']).mode).toEqual({ exact: false, epsilon: 1 });
+    expect(parseCommandLine([...base, '--exact']).mode).toEqual({ exact: true });
+    expect(parseCommandLine([...base, '--exact']).req.report).toBe('dau');
+  });
+  it('refuses a bad epsilon, and --exact with --epsilon', () => {
+    for (const bad of ['0', '-1', 'abc', '1e9x', '']) expect(() => parseCommandLine([...base, '--epsilon', bad])).toThrow(/--epsilon/);
+    expect(() => parseCommandLine([...base, '--epsilon'])).toThrow(/expected a positive number/);
+    expect(() => parseCommandLine([...base, '--exact', '--epsilon', '1'])).toThrow(/exclude each other/);
   });
 });
 

@@ -1,5 +1,6 @@
 /**
- * `npm run query -- dau|crash-rate --from DAY --to DAY [--app ID] [--by DIMS] [--format table|csv|json]`
+ * The questions of `npm run query` (query-cli.ts): `dau|crash-rate --from DAY --to DAY [--app ID] [--by DIMS]
+ * [--format table|csv|json] [--epsilon E | --exact]`, and the exact sums of released cells behind them.
  *
  * Answers only from the released views (aggregator/migrations/R_analyst_views.sql), connected as the
  * analyst (`ANALYST_*`, aggregator/analyst-config.ts), never with the aggregator's credentials. Every
@@ -10,8 +11,7 @@
  * in --by reports device-days, and the columns say so; a device in two cells of one day (two apps, an
  * update mid-day) counts once per cell.
  */
-import { ConfigError } from '../runtime/config.ts';
-import { AggregatorError, QueryArgumentError } from './errors.ts';
+import { QueryArgumentError } from './errors.ts';
 import { dayToIso, isoToDay } from './facts.ts';
 import type { Store } from './store.ts';
 
@@ -31,15 +31,48 @@ export interface QueryRequest {
   format: Format;
 }
 
+/** How the command answers: noisy under the budget (default), or exact and logged (--exact). */
+export interface AnswerMode {
+  exact: boolean;
+  /** --epsilon; undefined = the views' default_epsilon. */
+  epsilon?: number;
+}
+
 /** One output group: its dimension values and the exact counts (derived rates computed here). */
 export type ReportRow = Record<string, string | number | null>;
 
 const USAGE =
-  'usage: npm run query -- dau|crash-rate --from YYYY-MM-DD --to YYYY-MM-DD [--app APP_ID] [--by DIMS] [--format table|csv|json]\n' +
-  `  DIMS: comma-separated, any of ${DIMENSIONS.join(', ')} (default day,app_id; "none" for one total row)`;
+  'usage: npm run query -- dau|crash-rate --from YYYY-MM-DD --to YYYY-MM-DD [--app APP_ID] [--by DIMS] [--format table|csv|json] [--epsilon E | --exact]\n' +
+  `  DIMS: comma-separated, any of ${DIMENSIONS.join(', ')} (default day,app_id; "none" for one total row)\n` +
+  "  --epsilon E: privacy cost of this question (default: the views' default_epsilon, 0.5); answers are noisy, charged to your daily budget\n" +
+  '  --exact: exact sums, for the role allowed them; every use is logged';
 
 export function usage(): string {
   return USAGE;
+}
+
+/** The command line's question and how to answer it. */
+export function parseCommandLine(argv: readonly string[]): { req: QueryRequest; mode: AnswerMode } {
+  const bad = (msg: string) => new QueryArgumentError('AGG_BAD_ARGUMENT', `${msg}\n${USAGE}`);
+  const rest: string[] = [];
+  let exact = false;
+  let epsilon: number | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--exact') {
+      exact = true;
+    } else if (a === '--epsilon' || a.startsWith('--epsilon=')) {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (epsilon !== undefined) throw bad('--epsilon given twice');
+      if (v === undefined || !/^\d+(\.\d+)?$/.test(v) || !(Number(v) > 0))
+        throw new QueryArgumentError('AGG_BAD_EPSILON', `--epsilon "${v ?? ''}": expected a positive number such as 0.5\n${USAGE}`);
+      epsilon = Number(v);
+    } else {
+      rest.push(a);
+    }
+  }
+  if (exact && epsilon !== undefined) throw bad('--exact and --epsilon exclude each other: an exact answer spends no epsilon, it is logged');
+  return { req: parseQueryArgs(rest), mode: { exact, ...(epsilon !== undefined ? { epsilon } : {}) } };
 }
 
 export function parseQueryArgs(argv: readonly string[]): QueryRequest {
@@ -183,53 +216,4 @@ export function reportColumns(req: QueryRequest): string[] {
   if (req.report === 'crash-rate')
     cols.push('sessions', 'crashes', perDay ? 'crashed_devices' : 'crashed_device_days', 'crash_free_devices_pct', 'crashes_per_1000_sessions');
   return cols;
-}
-
-async function main(): Promise<number> {
-  const { analystStoreOptions, loadAnalystConfig } = await import('./analyst-config.ts');
-  const { openStore } = await import('./store-open.ts');
-  let req: QueryRequest;
-  try {
-    req = parseQueryArgs(process.argv.slice(2));
-  } catch (e) {
-    if (e instanceof QueryArgumentError) {
-      process.stderr.write(`query: ${e.message}\n`);
-      return 2;
-    }
-    throw e;
-  }
-  let cfg: ReturnType<typeof loadAnalystConfig>;
-  try {
-    cfg = loadAnalystConfig();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`query: ${e.message}\n`);
-      return 2;
-    }
-    throw e;
-  }
-  const store = await openStore(analystStoreOptions(cfg));
-  try {
-    const rows = await runReport(store, req);
-    process.stdout.write(formatReport(rows, req.format, reportColumns(req)) + '\n');
-    return 0;
-  } catch (e) {
-    if (e instanceof AggregatorError) {
-      process.stderr.write(`query: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  } finally {
-    await store.close();
-  }
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`query: ${(err as Error).stack ?? String(err)}\n`);
-      process.exit(1);
-    },
-  );
 }

@@ -36,7 +36,12 @@ export class ChdbStore implements Store {
   }
 
   async migrate(): Promise<void> {
-    await runMigrations(this.runner, { database: this.o.database, minGroupDevices: this.o.minGroupDevices });
+    await runMigrations(this.runner, {
+      database: this.o.database,
+      minGroupDevices: this.o.minGroupDevices,
+      ...(this.o.dailyEpsilon !== undefined ? { dailyEpsilon: this.o.dailyEpsilon } : {}),
+      ...(this.o.defaultEpsilon !== undefined ? { defaultEpsilon: this.o.defaultEpsilon } : {}),
+    });
   }
 
   async insertFacts(rows: readonly FactRow[], opts: InsertOptions = {}): Promise<void> {
@@ -71,6 +76,10 @@ export class ChdbStore implements Store {
     const out: T[] = [];
     for (const line of text.split('\n')) if (line.trim()) out.push(JSON.parse(line) as T);
     return out;
+  }
+
+  command(sql: string): Promise<void> {
+    return this.runner.exec(sql);
   }
 
   dropPartitionsOlderThan(day: number): Promise<string[]> {

@@ -17,6 +17,8 @@ export function storeOptionsFrom(cfg: AggregatorConfig): StoreOptions {
     insertTimeoutMs: cfg.AGGREGATOR_INSERT_TIMEOUT_MS,
     database: cfg.AGGREGATOR_DATABASE,
     minGroupDevices: cfg.AGGREGATOR_MIN_GROUP_DEVICES,
+    dailyEpsilon: cfg.AGGREGATOR_DP_DAILY_EPSILON,
+    defaultEpsilon: cfg.AGGREGATOR_DP_DEFAULT_EPSILON,
   };
 }
 

@@ -39,7 +39,12 @@ export class ServerStore implements Store {
   }
 
   async migrate(): Promise<void> {
-    await runMigrations(this.runner, { database: this.o.database, minGroupDevices: this.o.minGroupDevices });
+    await runMigrations(this.runner, {
+      database: this.o.database,
+      minGroupDevices: this.o.minGroupDevices,
+      ...(this.o.dailyEpsilon !== undefined ? { dailyEpsilon: this.o.dailyEpsilon } : {}),
+      ...(this.o.defaultEpsilon !== undefined ? { defaultEpsilon: this.o.defaultEpsilon } : {}),
+    });
   }
 
   async insertFacts(rows: readonly FactRow[], opts: InsertOptions = {}): Promise<void> {
@@ -81,6 +86,10 @@ export class ServerStore implements Store {
     } catch (cause) {
       throw new AggregatorError('AGG_SINK_QUERY_FAILED', `query failed: ${(cause as Error).message}`, { cause });
     }
+  }
+
+  command(sql: string): Promise<void> {
+    return this.runner.exec(sql);
   }
 
   dropPartitionsOlderThan(day: number): Promise<string[]> {

@@ -26,6 +26,8 @@ export interface Store {
   insertFacts(rows: readonly FactRow[], opts?: InsertOptions): Promise<void>;
   /** Runs a SELECT and returns its rows (JSONEachRow; 64-bit integers may arrive as strings). */
   query<T>(sql: string): Promise<T[]>;
+  /** Runs a statement that returns no rows (the privacy ledger's INSERT ... SELECT). */
+  command(sql: string): Promise<void>;
   /** Drops whole day partitions of `daily_agg` older than `day`; returns the dropped partition ids. */
   dropPartitionsOlderThan(day: number): Promise<string[]>;
   close(): Promise<void>;

@@ -78,7 +78,8 @@ FROM
     GROUP BY day, app_id, app_version
 );
 
--- The threshold itself, so readers of the views (the dashboard) can say what was suppressed without a
--- setting of their own.
+-- The release settings, so readers of the views need none of their own: k (the dashboard says what
+-- was suppressed), and the differential-privacy budget the query command enforces per analyst and UTC
+-- day (daily_epsilon) with the epsilon a question costs when it names none (default_epsilon).
 {create_view} {db}.release_policy AS
-SELECT toUInt32({k}) AS min_group_devices;
+SELECT toUInt32({k}) AS min_group_devices, toFloat64({daily_epsilon}) AS daily_epsilon, toFloat64({default_epsilon}) AS default_epsilon;

@@ -68,6 +68,26 @@ FROM analytics.facts_in_local
 GROUP BY day, app_id, app_version, device_model, os_version, country;
 
 
+-- from aggregator/migrations/002_privacy_ledger.sql
+CREATE TABLE IF NOT EXISTS analytics.privacy_ledger_local ON CLUSTER '{cluster}'
+(
+    day Date,
+    at DateTime,
+    analyst String,
+    request String,
+    mode String,
+    epsilon Float64,
+    answer String
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/analytics/privacy_ledger_local', '{replica}')
+PARTITION BY toYYYYMM(day)
+ORDER BY (analyst, day, request, at);
+
+CREATE TABLE IF NOT EXISTS analytics.privacy_ledger ON CLUSTER '{cluster}'
+AS analytics.privacy_ledger_local
+ENGINE = Distributed('{cluster}', analytics, privacy_ledger_local, rand());
+
+
 -- from aggregator/migrations/R_analyst_views.sql
 CREATE OR REPLACE VIEW analytics.crash_rates ON CLUSTER '{cluster}' AS
 SELECT day, app_id, app_version, device_model, os_version, country,
@@ -136,4 +156,4 @@ FROM
 );
 
 CREATE OR REPLACE VIEW analytics.release_policy ON CLUSTER '{cluster}' AS
-SELECT toUInt32(5) AS min_group_devices;
+SELECT toUInt32(5) AS min_group_devices, toFloat64(5) AS daily_epsilon, toFloat64(0.5) AS default_epsilon;

@@ -40,6 +40,8 @@ GRANT SELECT ON analytics.crash_rates TO analyst;
 GRANT SELECT ON analytics.daily_active_devices_by_app TO analyst;
 GRANT SELECT ON analytics.crash_rates_by_app_version TO analyst;
 GRANT SELECT ON analytics.release_policy TO analyst;
+-- The privacy ledger (aggregator/private-query.ts): read and append, never ALTER or delete its rows.
+GRANT SELECT, INSERT ON analytics.privacy_ledger TO analyst;
 
 -- The personal table: bookkeeping of data-subject requests (policy 5.2). Granted to nobody above; a
 -- zone's rights-request service would get its own user with SELECT, INSERT on it.

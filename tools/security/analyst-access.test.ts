@@ -1,6 +1,6 @@
 // One analyst role in every deployment artifact (ARCHITECTURE.md principle 11): the ClickHouse user that
 // Grafana, `npm run query` and the dashboard log in as may SELECT the released views of
-// aggregator/migrations/R_analyst_views.sql and nothing else; its password has no default; nothing
+// aggregator/migrations/R_analyst_views.sql and read and append to the privacy ledger, nothing else; its password has no default; nothing
 // analyst-facing holds the aggregator's credentials, and the aggregator holds no analyst's. No Docker or
 // cluster runs here, so the files are parsed; the engines' own refusal is shown on ClickHouse 18.16 by
 // stack/secure.int.test.ts. Each check runs on a broken copy too and must fail (negative control).
@@ -42,7 +42,7 @@ function analystProblems(a: Artifacts): string[] {
   // compose users.d: the analyst's grants are exactly SELECT on each released view.
   const user = /<analyst>([\s\S]*?)<\/analyst>/.exec(a.usersXml.replace(/<profiles>[\s\S]*<\/profiles>/, ''))?.[1] ?? '';
   const grants = [...user.matchAll(/<query>([^<]*)<\/query>/g)].map((m) => m[1]!.trim());
-  const want = RELEASED_VIEWS.map((v) => `GRANT SELECT ON analytics.${v}`);
+  const want = [...RELEASED_VIEWS.map((v) => `GRANT SELECT ON analytics.${v}`), 'GRANT SELECT, INSERT ON analytics.privacy_ledger'];
   if (!sameSet(grants, want)) out.push(`users.d/analyst.xml grants ${JSON.stringify(grants)}, expected exactly ${JSON.stringify(want)}`);
   if (!/<password from_env="ANALYST_CLICKHOUSE_PASSWORD" \/>/.test(user))
     out.push('users.d/analyst.xml: the analyst password must come from ANALYST_CLICKHOUSE_PASSWORD');
@@ -51,10 +51,10 @@ function analystProblems(a: Artifacts): string[] {
   // SQL access control for a modern server: the same list.
   const toAnalyst = statements(a.grantsSql).filter((s) => /\bTO analyst$/.test(s));
   if (
-    !sameSet(
-      toAnalyst,
-      RELEASED_VIEWS.map((v) => `GRANT SELECT ON analytics.${v} TO analyst`),
-    )
+    !sameSet(toAnalyst, [
+      ...RELEASED_VIEWS.map((v) => `GRANT SELECT ON analytics.${v} TO analyst`),
+      'GRANT SELECT, INSERT ON analytics.privacy_ledger TO analyst',
+    ])
   )
     out.push(`clickhouse-grants.sql grants the analyst ${JSON.stringify(toAnalyst)}, not exactly the released views`);
   // Grafana logs in as the analyst, with a password that has no default in compose.

@@ -1,0 +1,196 @@
+/**
+ * Differentially private answers under a per-analyst daily budget (aggregator/README.md, "Differential
+ * privacy"). The query command's default path:
+ *
+ * 1. The release policy is read from the views (`release_policy`: k, daily_epsilon, default_epsilon);
+ *    no client setting changes it.
+ * 2. The same question (report, days, app, dimensions, epsilon) asked again the same UTC day by the same
+ *    analyst gets the answer the ledger holds, not fresh noise: averaging repeated answers recovers the
+ *    exact count (aggregator/dp.test.ts shows how fast), so a repeat costs nothing and tells nothing new.
+ * 3. Otherwise the question is charged: if the analyst's charges today plus its epsilon pass
+ *    daily_epsilon it is refused (`AGG_PRIVACY_BUDGET_SPENT`), and the refusal is logged.
+ * 4. The exact sums of released cells (query.ts) get two-sided geometric noise (dp.ts): dau spends
+ *    epsilon on active devices; crash-rate splits it between active and crashed devices, and the
+ *    crash-free % is computed from the noisy counts with its expected error. Sessions and crashes are
+ *    not released on this path: one device can add any number of them, and no per-device bound is
+ *    enforced where they are written yet.
+ * 5. The ledger row (with the noisy rows) is written, THEN the charges are summed again (two questions
+ *    racing past step 3 both count; the later is refused), and only then is the answer returned.
+ *
+ * The analyst is the ClickHouse user the server runs the statement as (currentUser(), or on 18.16 the
+ * statement's own entry in system.processes), not a name the client sends. Exact answers (`--exact`)
+ * are logged in the ledger before they are returned, with epsilon 0: they are for the role that may
+ * read the released views directly, and everything it asks through the command is on record.
+ * What enforces this is the process that holds the ClickHouse credential: a person who holds the same
+ * credential can read the exact views with SQL, so analysts meant to see noisy answers only must reach
+ * the command without holding it (README, "For analysts").
+ */
+import { randomBytes } from 'node:crypto';
+import { crashFreePct, cryptoUniform, geometricNoise, geometricSd, type Uniform } from './dp.ts';
+import { AggregatorError } from './errors.ts';
+import { majorVersion } from './migrate.ts';
+import { utcDay, dayToIso } from './facts.ts';
+import { runReport, sqlString, type QueryRequest, type ReportRow, type ReportSource } from './query.ts';
+
+export interface ReleasePolicy {
+  minGroupDevices: number;
+  dailyEpsilon: number;
+  defaultEpsilon: number;
+}
+
+export interface LedgerSource extends ReportSource {
+  command(sql: string): Promise<void>;
+}
+
+export interface PrivateAnswer {
+  rows: ReportRow[];
+  epsilon: number;
+  /** Charged today by this analyst, this question included. */
+  spentToday: number;
+  dailyEpsilon: number;
+  /** True when the ledger already held this question's answer (no new noise, no charge). */
+  repeated: boolean;
+  analyst: string;
+}
+
+export interface PrivateOptions {
+  /** Noise source; tests pass a seeded one. @default cryptoUniform */
+  uniform?: Uniform;
+  /** Overrides "now" (tests). */
+  nowMs?: number;
+}
+
+export async function readReleasePolicy(src: ReportSource): Promise<ReleasePolicy> {
+  const [p] = await src.query<{ min_group_devices: number | string; daily_epsilon: number | string; default_epsilon: number | string }>(
+    `SELECT min_group_devices, daily_epsilon, default_epsilon FROM ${src.database}.release_policy`,
+  );
+  if (!p) throw new AggregatorError('AGG_SINK_QUERY_FAILED', `${src.database}.release_policy returned no row`);
+  return { minGroupDevices: Number(p.min_group_devices), dailyEpsilon: Number(p.daily_epsilon), defaultEpsilon: Number(p.default_epsilon) };
+}
+
+/** The question as the ledger keys it: order of --by does not make a new question. */
+export function canonicalRequest(req: QueryRequest, epsilon: number): string {
+  return JSON.stringify({ report: req.report, from: dayToIso(req.from), to: dayToIso(req.to), app: req.app ?? null, by: [...req.by].sort(), epsilon });
+}
+
+/** Columns of a private report: the noisy counts, each beside the standard deviation of its noise. */
+export function privateColumns(req: QueryRequest): string[] {
+  const perDay = req.by.includes('day');
+  const devices = perDay ? 'active_devices' : 'device_days';
+  const cols = [...req.by, devices, `${devices}_sd`];
+  if (req.report === 'crash-rate') {
+    const crashed = perDay ? 'crashed_devices' : 'crashed_device_days';
+    cols.push(crashed, `${crashed}_sd`, 'crash_free_devices_pct', 'crash_free_devices_pct_sd');
+  }
+  return cols;
+}
+
+const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** Adds the mechanism's noise to exact report rows (query.ts shapes) and derives the rates from the noisy counts. */
+export function noisyRows(req: QueryRequest, exact: readonly ReportRow[], epsilon: number, u: Uniform = cryptoUniform): ReportRow[] {
+  const perDay = req.by.includes('day');
+  const devices = perDay ? 'active_devices' : 'device_days';
+  const crashed = perDay ? 'crashed_devices' : 'crashed_device_days';
+  const per = req.report === 'crash-rate' ? epsilon / 2 : epsilon;
+  const sd = geometricSd(per);
+  return exact.map((r) => {
+    const out: ReportRow = {};
+    for (const d of req.by) out[d] = r[d]!;
+    const n = Number(r[devices]) + geometricNoise(per, 1, u);
+    out[devices] = n;
+    out[`${devices}_sd`] = round(sd);
+    if (req.report === 'crash-rate') {
+      const c = Number(r[crashed]) + geometricNoise(per, 1, u);
+      out[crashed] = c;
+      out[`${crashed}_sd`] = round(sd);
+      const rate = crashFreePct(n, c, sd, sd);
+      out.crash_free_devices_pct = rate ? round(rate.pct) : null;
+      out.crash_free_devices_pct_sd = rate ? round(rate.sd) : null;
+    }
+    return out;
+  });
+}
+
+/** The ledger table of a views database: the aggregator database itself (privacy_ledger). */
+const ledger = (src: ReportSource) => `${src.database}.privacy_ledger`;
+
+/** Builds the SQL expression of "the ClickHouse user running this very statement". */
+type Who = () => string;
+
+/**
+ * currentUser() where the server has it (20.x on, chdb). 18.16 has none, so there the statement finds
+ * itself in system.processes by a random marker in its own text (every user may read system on 18.16).
+ */
+async function identity(src: ReportSource): Promise<Who> {
+  const [{ v } = { v: '' }] = await src.query<{ v: string }>('SELECT version() AS v');
+  if (majorVersion(v) >= 20) return () => 'currentUser()';
+  return () => `(SELECT any(user) FROM system.processes WHERE position(query, '${`ledger_${randomBytes(8).toString('hex')}`}') > 0)`;
+}
+
+async function spentToday(src: LedgerSource, who: Who, day: string): Promise<number> {
+  const [r] = await src.query<{ spent: number | string | null }>(
+    `SELECT sum(epsilon) AS spent FROM ${ledger(src)} WHERE analyst = ${who()} AND day = toDate(${sqlString(day)})`,
+  );
+  return Number(r?.spent ?? 0);
+}
+
+async function record(src: LedgerSource, who: Who, day: string, request: string, mode: 'dp' | 'exact' | 'refused' | 'repeat', epsilon: number, answer: string) {
+  await src.command(
+    `INSERT INTO ${ledger(src)} (day, at, analyst, request, mode, epsilon, answer) SELECT toDate(${sqlString(day)}), now(), ${who()}, ${sqlString(request)}, ${sqlString(mode)}, ${epsilon}, ${sqlString(answer)}`,
+  );
+}
+
+export class PrivacyBudgetError extends AggregatorError {
+  override readonly name: string = 'PrivacyBudgetError';
+}
+
+export async function runPrivateReport(src: LedgerSource, req: QueryRequest, epsilonArg: number | undefined, o: PrivateOptions = {}): Promise<PrivateAnswer> {
+  const policy = await readReleasePolicy(src);
+  const epsilon = epsilonArg ?? policy.defaultEpsilon;
+  if (!(epsilon > 0) || epsilon > policy.dailyEpsilon)
+    throw new PrivacyBudgetError('AGG_BAD_EPSILON', `--epsilon ${epsilon}: must be above 0 and at most the daily budget ${policy.dailyEpsilon}`);
+  const day = dayToIso(utcDay(o.nowMs ?? Date.now()));
+  const request = canonicalRequest(req, epsilon);
+  const who = await identity(src);
+  const [{ me } = { me: '' }] = await src.query<{ me: string }>(`SELECT ${who()} AS me`);
+
+  const [prior] = await src.query<{ answer: string }>(
+    `SELECT answer FROM ${ledger(src)} WHERE analyst = ${who()} AND day = toDate(${sqlString(day)}) AND request = ${sqlString(request)} AND mode = 'dp' ORDER BY at LIMIT 1`,
+  );
+  if (prior) {
+    await record(src, who, day, request, 'repeat', 0, '');
+    return {
+      rows: JSON.parse(prior.answer) as ReportRow[],
+      epsilon,
+      spentToday: await spentToday(src, who, day),
+      dailyEpsilon: policy.dailyEpsilon,
+      repeated: true,
+      analyst: me,
+    };
+  }
+
+  const refuse = async (spent: number) => {
+    await record(src, who, day, request, 'refused', 0, '');
+    return new PrivacyBudgetError(
+      'AGG_PRIVACY_BUDGET_SPENT',
+      `privacy budget spent: ${me} has used ${round(spent)} of ${policy.dailyEpsilon} for ${day} (UTC); this question needs ${epsilon}. ` +
+        'Ask again tomorrow, ask with a smaller --epsilon, or repeat a question already answered today (free).',
+    );
+  };
+  const before = await spentToday(src, who, day);
+  if (before + epsilon > policy.dailyEpsilon + 1e-9) throw await refuse(before);
+
+  const rows = noisyRows(req, await runReport(src, req), epsilon, o.uniform);
+  await record(src, who, day, request, 'dp', epsilon, JSON.stringify(rows));
+  const after = await spentToday(src, who, day);
+  if (after > policy.dailyEpsilon + 1e-9) throw await refuse(after);
+  return { rows, epsilon, spentToday: after, dailyEpsilon: policy.dailyEpsilon, repeated: false, analyst: me };
+}
+
+/** Exact sums of released cells for the privileged role; the use is on the ledger before the answer leaves. */
+export async function runLoggedExactReport(src: LedgerSource, req: QueryRequest, o: PrivateOptions = {}): Promise<ReportRow[]> {
+  const rows = await runReport(src, req);
+  await record(src, await identity(src), dayToIso(utcDay(o.nowMs ?? Date.now())), canonicalRequest(req, 0), 'exact', 0, '');
+  return rows;
+}
