@@ -40,16 +40,33 @@ function addDays(iso, n) {
 /** The views' threshold, as the last analytics answer gave it. */
 let lastK = null;
 
+/** 95 % of the noise lies within this many standard deviations (normal approximation). */
+const Z95 = 1.96;
+
+function privacyNote(ans) {
+  if (ans.answers !== 'private') return 'Exact answers (privileged role; every use is logged).';
+  return (
+    'Differentially private: each number carries noise (epsilon ' +
+    ans.epsilon +
+    ' per panel; ' +
+    ans.spent +
+    ' of the daily ' +
+    ans.dailyEpsilon +
+    ' spent), whiskers show its 95 % range; complete days only.'
+  );
+}
+
 function renderDau(ans) {
   const host = document.getElementById('dau-chart');
   document.getElementById('dau-note').textContent =
-    'Devices per UTC day and app (daily tokens, exact per released cell: day × app × version × model × OS × country), ' +
+    'Devices per UTC day and app (daily tokens, summed over released cells: day × app × version × model × OS × country), ' +
     ans.from +
     ' to ' +
     ans.to +
     '; cells under ' +
     ans.k +
-    ' devices are left out of every total.';
+    ' devices are left out of every total. ' +
+    privacyNote(ans);
   lastK = ans.k;
   if (ans.error) {
     host.innerHTML = '<div class="error">' + esc(ans.error) + '</div>';
@@ -64,7 +81,8 @@ function renderDau(ans) {
   const days = [];
   for (let d = first; d <= ans.to && days.length < 400; d = addDays(d, 1)) days.push(d);
   const value = new Map(ans.rows.map((r) => [r.day + '|' + r.app_id, Number(r.active_devices)]));
-  const max = niceMax(Math.max(...ans.rows.map((r) => Number(r.active_devices))));
+  const sdOf = new Map(ans.rows.map((r) => [r.day + '|' + r.app_id, r.active_devices_sd === undefined ? 0 : Number(r.active_devices_sd)]));
+  const max = niceMax(Math.max(...ans.rows.map((r) => Number(r.active_devices) + Z95 * (r.active_devices_sd === undefined ? 0 : Number(r.active_devices_sd)))));
   const W = 1000,
     H = 300,
     L = 56,
@@ -73,7 +91,7 @@ function renderDau(ans) {
     B = 34;
   const gw = (W - L - R) / days.length;
   const bw = Math.min(48, (gw * 0.8) / apps.length);
-  const y = (v) => T + (H - T - B) * (1 - v / max);
+  const y = (v) => T + (H - T - B) * (1 - Math.max(0, Math.min(max, v)) / max);
   let s = '<svg xmlns="' + SVGNS + '" viewBox="0 0 ' + W + ' ' + H + '" role="img" aria-label="Daily active devices by app">';
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
@@ -110,11 +128,13 @@ function renderDau(ans) {
         ': ' +
         fmt(v) +
         ' devices</title></rect>';
+      const sd = sdOf.get(day + '|' + app);
+      if (sd > 0) s += whisker(x + (bw - 2) / 2, y(v - Z95 * sd), y(v + Z95 * sd), 'v', sd);
       s +=
         '<text class="bar-label" x="' +
         (x + (bw - 2) / 2).toFixed(1) +
         '" y="' +
-        (y(v) - 4).toFixed(1) +
+        (y(v + Z95 * sd) - 4).toFixed(1) +
         '" font-size="11" text-anchor="middle">' +
         fmt(v) +
         '</text>';
@@ -129,6 +149,18 @@ function renderDau(ans) {
   setState('dau', 'ready');
 }
 
+/** An error bar: a line across [a, b] at `at` (vertical for 'v', horizontal for 'h'), with end caps. */
+function whisker(at, a, b, dir, sd) {
+  const line = (x1, y1, x2, y2) =>
+    '<line x1="' + x1.toFixed(1) + '" y1="' + y1.toFixed(1) + '" x2="' + x2.toFixed(1) + '" y2="' + y2.toFixed(1) + '" stroke="#111827" stroke-width="1.2"/>';
+  const c = 4;
+  const body =
+    dir === 'v'
+      ? line(at, a, at, b) + line(at - c, a, at + c, a) + line(at - c, b, at + c, b)
+      : line(a, at, b, at) + line(a, at - c, a, at + c) + line(b, at - c, b, at + c);
+  return '<g class="error-bar" data-sd="' + sd + '">' + body + '</g>';
+}
+
 // ---- per app version: horizontal bars ------------------------------------------------------------------
 
 function renderVersions(id, ans, key, o) {
@@ -140,10 +172,12 @@ function renderVersions(id, ans, key, o) {
   }
   const rows = ans.rows.filter((r) => r[key] !== null && r[key] !== undefined);
   if (rows.length === 0) {
-    host.innerHTML = '<div class="empty">No data yet.</div>';
+    const why = ans.rows.length > 0 && o.missing ? o.missing(ans) : 'No data yet.';
+    host.innerHTML = '<div class="empty">' + esc(why) + '</div>';
     return setState(id, 'empty');
   }
   const apps = [...new Set(ans.rows.map((r) => r.app_id))].sort();
+  const sdKey = key + '_sd';
   const values = rows.map((r) => Number(r[key]));
   const [lo, hi] = o.scale(values);
   const W = 620,
@@ -193,7 +227,9 @@ function renderVersions(id, ans, key, o) {
       '"><title>' +
       esc(o.title(r)) +
       '</title></rect>';
-    s += '<text class="bar-label" x="' + (x(v) + 6).toFixed(1) + '" y="' + (yy + 16) + '" font-size="12">' + fmt(v, 2) + o.unit + '</text>';
+    const sd = r[sdKey] === undefined || r[sdKey] === null ? 0 : Number(r[sdKey]);
+    if (sd > 0) s += whisker(yy + rowH / 2, x(v - Z95 * sd), x(v + Z95 * sd), 'h', sd);
+    s += '<text class="bar-label" x="' + (x(v + Z95 * sd) + 6).toFixed(1) + '" y="' + (yy + 16) + '" font-size="12">' + fmt(v, 2) + o.unit + '</text>';
   });
   s += '</svg>';
   host.innerHTML = s;
@@ -209,7 +245,8 @@ function renderCrash(ans) {
     (a.from === a.to ? 'one day' : 'device-days over the range') +
     '); cells under ' +
     a.k +
-    ' devices are left out of every total.';
+    ' devices are left out of every total. ' +
+    privacyNote(a);
   renderVersions('crash-free', ans, 'crash_free_devices_pct', {
     unit: '%',
     note: (a) => '100 × (1 − crashed devices ÷ active devices), ' + range(a),
@@ -234,6 +271,7 @@ function renderCrash(ans) {
     scale: (vs) => [0, niceMax(Math.max(...vs))],
     color: (v) => (v < 10 ? '#15803d' : v < 30 ? '#d97706' : '#b91c1c'),
     title: (r) => r.app_id + ' ' + r.app_version + ': ' + r.crashes + ' crashes in ' + r.sessions + ' sessions',
+    missing: () => 'Not released with differential privacy: one device can add any number of sessions and crashes (no per-device bound yet).',
   });
 }
 

@@ -14,6 +14,12 @@ export const dashboardSettings = defineSettings({
     doc: 'Address to listen on. The page shows aggregates only, but keep it local unless it sits behind your access control.',
   },
   DASHBOARD_PORT: { kind: 'int', min: 0, max: 65535, default: 18090, doc: 'HTTP port of the page and its JSON endpoints (0 = any free port).' },
+  DASHBOARD_ANSWERS: {
+    kind: 'enum',
+    values: ['private', 'exact'] as const,
+    default: 'private',
+    doc: "`private`: differentially private answers under the analyst's daily budget (aggregator/private-query.ts), complete UTC days only, drawn with error bars (95 %); `exact`: exact sums of released cells for the privileged role, each use logged in the privacy ledger.",
+  },
   DASHBOARD_DAYS: { kind: 'int', min: 1, max: 366, default: 14, doc: 'Days shown, ending today (UTC).' },
   DASHBOARD_INGEST_METRICS_URLS: {
     kind: 'list',
@@ -29,7 +35,9 @@ export const dashboardSettings = defineSettings({
   DASHBOARD_RATE_WINDOW_MS: { kind: 'int', min: 1000, max: 600_000, default: 10_000, doc: 'Window over which throughput and reject rate are computed.' },
 });
 
-export type DashboardConfig = ConfigOf<typeof dashboardSettings> & AnalystConfig;
+export type DashboardConfig = Omit<ConfigOf<typeof dashboardSettings>, 'DASHBOARD_ANSWERS'> & {
+  readonly DASHBOARD_ANSWERS: 'private' | 'exact';
+} & AnalystConfig;
 
 export function loadDashboardConfig(env: NodeJS.ProcessEnv = process.env): DashboardConfig {
   return withAnalystPassword(loadConfig({ ...dashboardSettings, ...analystSettings }, { prefixes: ['DASHBOARD_', 'ANALYST_'], env }) as DashboardConfig);

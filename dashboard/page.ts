@@ -9,6 +9,7 @@ const here = new URL('.', import.meta.url);
 
 export interface PageSettings {
   days: number;
+  answers: 'private' | 'exact';
   database: string;
   scrapeIntervalMs: number;
 }

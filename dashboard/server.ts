@@ -13,12 +13,15 @@
  *   GET /healthz
  *
  * It connects as the analyst (ANALYST_*) and shows sums of the released cells only (the query
- * command's code); the threshold k it prints is read from the views (`release_policy`), not a setting.
+ * command's code): by default differentially private, under the analyst's daily budget, with error
+ * bars (DASHBOARD_ANSWERS=private); exact and logged for the privileged role (exact). The threshold k
+ * it prints is read from the views (`release_policy`), not a setting.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dayToIso, utcDay } from '../aggregator/facts.ts';
-import { runReport, type QueryRequest, type ReportRow } from '../aggregator/query.ts';
+import { readReleasePolicy, runLoggedExactReport, runPrivateReport } from '../aggregator/private-query.ts';
+import type { QueryRequest, ReportRow } from '../aggregator/query.ts';
 import { analystStoreOptions } from '../aggregator/analyst-config.ts';
 import { openStore } from '../aggregator/store-open.ts';
 import type { Store } from '../aggregator/store.ts';
@@ -31,7 +34,13 @@ export interface AnalyticsAnswer {
   to: string;
   /** The views' k-anonymity threshold (null while they cannot be read). */
   k: number | null;
+  /** `private`: noisy rows with `*_sd` columns; `exact`: exact rows, the use logged. */
+  answers: 'private' | 'exact';
   rows: ReportRow[];
+  /** Private answers: this question's epsilon, the analyst's charges today, the daily budget. */
+  epsilon?: number;
+  spent?: number;
+  dailyEpsilon?: number;
   error?: string;
 }
 
@@ -70,22 +79,29 @@ export async function startDashboard(cfg: DashboardConfig, opts: DashboardOption
     windowMs: cfg.DASHBOARD_RATE_WINDOW_MS,
   });
 
+  const exact = cfg.DASHBOARD_ANSWERS === 'exact';
   const answer = async (req: QueryRequest): Promise<AnalyticsAnswer> => {
-    const base = { from: dayToIso(req.from), to: dayToIso(req.to) };
+    const base = { from: dayToIso(req.from), to: dayToIso(req.to), answers: cfg.DASHBOARD_ANSWERS };
     try {
-      const [policy] = await store.query<{ min_group_devices: string | number }>(`SELECT min_group_devices FROM ${store.database}.release_policy`);
-      return { ...base, k: Number(policy?.min_group_devices), rows: await runReport(store, req) };
+      const policy = await readReleasePolicy(store);
+      if (exact) return { ...base, k: policy.minGroupDevices, rows: await runLoggedExactReport(store, req, { nowMs: now() }) };
+      const a = await runPrivateReport(store, req, undefined, { nowMs: now() });
+      return { ...base, k: policy.minGroupDevices, rows: a.rows, epsilon: a.epsilon, spent: a.spentToday, dailyEpsilon: a.dailyEpsilon };
     } catch (e) {
       // The database does not exist until the aggregator's first start: say so, keep serving the rest.
       return { ...base, k: null, rows: [], error: (e as Error).message.split('\n', 1)[0]!.slice(0, 300) };
     }
   };
-  const dau = () => answer(dauRequest(utcDay(now()), cfg.DASHBOARD_DAYS));
-  const crash = () => answer(crashRequest(utcDay(now()), cfg.DASHBOARD_DAYS));
+  // Private answers cover complete UTC days only: a question about today would be answered once (the
+  // ledger's answer for the rest of the day) while its counts still grow.
+  const lastDay = () => utcDay(now()) - (exact ? 0 : 1);
+  const dau = () => answer(dauRequest(lastDay(), cfg.DASHBOARD_DAYS));
+  const crash = () => answer(crashRequest(lastDay(), cfg.DASHBOARD_DAYS));
   const live = () => scraper.live();
 
   const page = renderPage({
     days: cfg.DASHBOARD_DAYS,
+    answers: cfg.DASHBOARD_ANSWERS,
     database: cfg.ANALYST_DATABASE,
     scrapeIntervalMs: cfg.DASHBOARD_SCRAPE_INTERVAL_MS,
   });

@@ -258,6 +258,9 @@ async function startDemoDashboard(run: DemoRun): Promise<RunningDashboard> {
     ANALYST_CLICKHOUSE_URL: run.stack.info.clickhouseUrl,
     ANALYST_CLICKHOUSE_USER: 'default',
     ANALYST_DATABASE: run.runId,
+    // The demo checks every bar against the phones' own count: exact answers (each use is logged in the
+    // privacy ledger); analysts get the private ones by default (dashboard/README.md).
+    DASHBOARD_ANSWERS: 'exact',
     DASHBOARD_DAYS: '7',
     DASHBOARD_INGEST_METRICS_URLS: `http://127.0.0.1:${pa}/metrics,http://127.0.0.1:${pb}/metrics`,
     DASHBOARD_AGGREGATOR_METRICS_URLS: `http://127.0.0.1:${ports.aggregator}/metrics`,
