@@ -14,6 +14,9 @@ export const AGGREGATOR_ERROR_CODES = [
   'AGG_BAD_EPSILON',
   // Differential privacy: the analyst's budget for the UTC day is spent (private-query.ts).
   'AGG_PRIVACY_BUDGET_SPENT',
+  // No ledger to keep the budget in; an exact answer with nowhere to log it (no ledger, query log off).
+  'AGG_NO_LEDGER',
+  'AGG_EXACT_UNLOGGED',
   // Store: ClickHouse server or chdb (store.ts). The codes keep their published AGG_SINK_ names.
   'AGG_SINK_UNAVAILABLE',
   'AGG_SINK_QUERY_FAILED',

@@ -150,6 +150,25 @@ describe.each(['server', 'embedded'] as const)('private answers on %s', (kind) =
     await expect(runLoggedExactReport(broken, req(['day', 'app_id']), { nowMs: ledgerDay(5) })).rejects.toThrow(/ledger unavailable/);
   });
 
+  it('an exact answer is never unlogged: without a ledger it needs the server to log the query', async () => {
+    // A database with no privacy_ledger (and no views: the check comes first).
+    const noLedger = { database: 'system', query: store.query.bind(store), command: store.command.bind(store) };
+    const err = await runLoggedExactReport(noLedger, req(['day'])).then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    const [{ value }] = await store.query<{ value: string }>(`SELECT value FROM system.settings WHERE name = 'log_queries'`);
+    if (value === '1') {
+      // chdb logs every query: the check passes and the missing views are what fails.
+      expect(err?.message).toMatch(/crash_rates/);
+    } else {
+      // The plain 18.16 server does not log queries by default: refused, with the reason.
+      expect(err).toMatchObject({ code: 'AGG_EXACT_UNLOGGED' });
+      expect(err?.message).toMatch(/no privacy_ledger and the server does not log this user's queries/);
+    }
+    await expect(runPrivateReport(noLedger, req(['day']), 0.5)).rejects.toMatchObject({ code: 'AGG_NO_LEDGER' });
+  });
+
   it('an exact answer is logged with its question', async () => {
     const now = ledgerDay(6);
     const rows = await runLoggedExactReport(store, req(['day', 'app_id'], 'crash-rate'), { nowMs: now });

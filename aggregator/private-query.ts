@@ -141,11 +141,23 @@ async function record(src: LedgerSource, who: Who, day: string, request: string,
   );
 }
 
+async function hasLedger(src: ReportSource): Promise<boolean> {
+  const [{ n } = { n: 0 }] = await src.query<{ n: number | string }>(
+    `SELECT count() AS n FROM system.tables WHERE database = ${sqlString(src.database)} AND name = 'privacy_ledger'`,
+  );
+  return Number(n) > 0;
+}
+
 export class PrivacyBudgetError extends AggregatorError {
   override readonly name: string = 'PrivacyBudgetError';
 }
 
 export async function runPrivateReport(src: LedgerSource, req: QueryRequest, epsilonArg: number | undefined, o: PrivateOptions = {}): Promise<PrivateAnswer> {
+  if (!(await hasLedger(src)))
+    throw new AggregatorError(
+      'AGG_NO_LEDGER',
+      `${src.database} has no privacy_ledger, so no budget can be kept and no private answer given (on ClickHouse 18.16 the views database of proxies has none: its read-only analyst could not write one). The privileged role may ask with --exact.`,
+    );
   const policy = await readReleasePolicy(src);
   const epsilon = epsilonArg ?? policy.defaultEpsilon;
   if (!(epsilon > 0) || epsilon > policy.dailyEpsilon)
@@ -188,8 +200,23 @@ export async function runPrivateReport(src: LedgerSource, req: QueryRequest, eps
   return { rows, epsilon, spentToday: after, dailyEpsilon: policy.dailyEpsilon, repeated: false, analyst: me };
 }
 
-/** Exact sums of released cells for the privileged role; the use is on the ledger before the answer leaves. */
+/**
+ * Exact sums of released cells for the privileged role, never unlogged: the use goes on the privacy
+ * ledger before the answer leaves. Where the analyst's database has no ledger (the views database of
+ * proxies on ClickHouse 18.16, whose analyst is read-only and could not write one), the server's own
+ * query log must be on for this user (`log_queries`, which readonly=1 keeps it from switching off);
+ * otherwise the answer is refused.
+ */
 export async function runLoggedExactReport(src: LedgerSource, req: QueryRequest, o: PrivateOptions = {}): Promise<ReportRow[]> {
+  if (!(await hasLedger(src))) {
+    const [{ value } = { value: '0' }] = await src.query<{ value: string }>(`SELECT value FROM system.settings WHERE name = 'log_queries'`);
+    if (value !== '1')
+      throw new AggregatorError(
+        'AGG_EXACT_UNLOGGED',
+        `exact answers are logged, but ${src.database} has no privacy_ledger and the server does not log this user's queries (log_queries = ${value}): ask without --exact, or have the operator turn on log_queries in the analyst's profile`,
+      );
+    return runReport(src, req);
+  }
   const rows = await runReport(src, req);
   await record(src, await identity(src), dayToIso(utcDay(o.nowMs ?? Date.now())), canonicalRequest(req, 0), 'exact', 0, '');
   return rows;

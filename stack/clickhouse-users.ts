@@ -18,7 +18,9 @@
  *   be denied); readonly=1 stops the analyst from changing that setting, and from table functions
  *   (remote() with other credentials).
  * - readonly=1: no INSERT, no DDL, no SET. Limits: max_memory_usage, max_execution_time,
- *   max_result_rows (result_overflow_mode=throw), per query.
+ *   max_result_rows (result_overflow_mode=throw), per query. log_queries=1: every query the analyst
+ *   runs is in system.query_log, which readonly keeps it from turning off; that is where exact answers
+ *   are logged here, since a read-only user cannot write the privacy ledger (aggregator/private-query.ts).
  * - `personal_row` (rights-request bookkeeping, policy 5.2) is in nobody's allow list but the admin's.
  * - The `system` database is readable by every user on 18.16 (not configurable there): system.tables
  *   lists names of all tables, system.processes/query_log show query texts. No personal VALUE is in
@@ -103,6 +105,7 @@ ${DEFAULT_PROFILE_XML}
       <max_result_rows>${limits.maxResultRows}</max_result_rows>
       <result_overflow_mode>throw</result_overflow_mode>
       <prefer_localhost_replica>0</prefer_localhost_replica>
+      <log_queries>1</log_queries>
     </analyst>
     <views_reader>
       <readonly>1</readonly>

@@ -24,6 +24,7 @@ import {
 } from './secure.ts';
 import { analystStoreOptions, loadAnalystConfig } from '../aggregator/analyst-config.ts';
 import { utcDay } from '../aggregator/facts.ts';
+import { runLoggedExactReport, runPrivateReport } from '../aggregator/private-query.ts';
 import { runReport } from '../aggregator/query.ts';
 import { openStore } from '../aggregator/store-open.ts';
 import { zoneGroup, type AclTopic } from '../tools/security/acls.ts';
@@ -410,8 +411,19 @@ describe('ClickHouse: users.xml users enforce the split on 18.16', () => {
     );
     try {
       const today = utcDay(Date.now());
-      const rows = await runReport(store, { report: 'crash-rate', from: today, to: today, app, by: ['app_id'], format: 'json' });
-      expect(rows).toEqual([
+      const question = { report: 'crash-rate', from: today, to: today, app, by: ['app_id'], format: 'json' } as const;
+      // Exact answers are logged: here by the server (log_queries=1 in the analyst's profile), since the
+      // read-only analyst cannot write a privacy ledger; the private path says why it cannot answer.
+      const answer = await runLoggedExactReport(store, { ...question, by: [...question.by] });
+      await expect(runPrivateReport(store, { ...question, by: [...question.by] }, undefined)).rejects.toMatchObject({ code: 'AGG_NO_LEDGER' });
+      const ad = keep(admin());
+      await ad.command({ query: 'SYSTEM FLUSH LOGS' });
+      const logged = await rows<{ user: string }>(
+        ad,
+        `SELECT user FROM system.query_log WHERE type = 2 AND position(query, 'analytics_views.crash_rates') > 0 AND position(query, '${app}') > 0`,
+      );
+      expect(logged.map((r) => r.user)).toContain('analyst');
+      expect(answer).toEqual([
         { app_id: app, device_days: 6, sessions: 6, crashes: 0, crashed_device_days: 0, crash_free_devices_pct: 100, crashes_per_1000_sessions: 0 },
       ]);
       expect(await store.query(`SELECT min_group_devices FROM analytics_views.release_policy`)).toEqual([{ min_group_devices: 5 }]);
