@@ -38,6 +38,9 @@ async function main(): Promise<number> {
       log(`kafka${args.brokers === 3 ? ' cluster' : ''}  ${k.bootstrapServers.join(',')}  (Kafka ${k.version})`);
       log(`clickhouse     ${s.clickhouse.url}  native ${s.clickhouse.nativePort}  (ClickHouse ${s.clickhouse.version ?? '?'})`);
       log(`chdb           ${s.chdb.available ? `engine ${s.chdb.engineVersion}` : `unavailable: ${s.chdb.error}`}`);
+      log(
+        `postgres       ${s.postgres.host}:${s.postgres.port}  user ${s.postgres.user}, password file ${s.postgres.passwordFile}, databases ${Object.values(s.postgres.databases).join(',')}  (PostgreSQL ${s.postgres.version?.split(' ')[0] ?? '?'})`,
+      );
       if (args.clickhouseCluster)
         log(
           `ch cluster     ${Object.entries(s.clickhouseCluster.urls)

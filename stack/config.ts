@@ -76,6 +76,14 @@ export interface StackConfig {
     /** ZooKeeper client port. @default 12181 (STACK_ZOOKEEPER_PORT) */
     zookeeperPort: number;
   };
+  /** PostgreSQL 15 (stack/postgres.ts): Debian's `postgresql-15` run as a plain process under <home>/postgres,
+   *  the per-zone key store's engine. Started by a plain `stack:up`. */
+  postgres: {
+    /** Folder of Debian's postgres, initdb. @default /usr/lib/postgresql/15/bin (STACK_POSTGRES_BINDIR) */
+    bindir: string;
+    /** TCP port on 127.0.0.1 (scram-sha-256). @default 15432 (STACK_POSTGRES_PORT) */
+    port: number;
+  };
   /** How long one service may take to answer after start. @default 60000 (STACK_START_TIMEOUT_MS) */
   startTimeoutMs: number;
   /** Host every service binds and is reached on. Loopback only: nothing here is meant to be reachable
@@ -108,6 +116,8 @@ export const STACK_ENV_KEYS = [
   'STACK_PROMETHEUS_PORT',
   'STACK_CH_CLUSTER_BASE_PORT',
   'STACK_ZOOKEEPER_PORT',
+  'STACK_POSTGRES_BINDIR',
+  'STACK_POSTGRES_PORT',
 ] as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -212,6 +222,10 @@ export function loadStackConfig(env: Env = process.env, repoRoot = REPO_ROOT): S
       basePort: parsePort(env, 'STACK_CH_CLUSTER_BASE_PORT', 18140),
       zookeeperPort: parsePort(env, 'STACK_ZOOKEEPER_PORT', 12181),
     },
+    postgres: {
+      bindir: env.STACK_POSTGRES_BINDIR || '/usr/lib/postgresql/15/bin',
+      port: parsePort(env, 'STACK_POSTGRES_PORT', 15432),
+    },
     startTimeoutMs,
     host: '127.0.0.1',
   };
@@ -250,6 +264,7 @@ export function allPorts(config: StackConfig): Array<[string, number]> {
     ['secure clickhouse interserver', config.secure.interserverPort],
     ['prometheus', config.prometheus.port],
     ['zookeeper', config.clickhouseCluster.zookeeperPort],
+    ['postgres', config.postgres.port],
     ...[0, 1, 2, 3].flatMap((i): Array<[string, number]> => [
       [`clickhouse cluster node ${i + 1} http`, config.clickhouseCluster.basePort + i],
       [`clickhouse cluster node ${i + 1} tcp`, config.clickhouseCluster.basePort + 10 + i],

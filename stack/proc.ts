@@ -85,6 +85,9 @@ export interface SpawnSpec {
   marker: string;
   ports: number[];
   env?: NodeJS.ProcessEnv;
+  /** Run as this user/group (a root stack runs PostgreSQL as Debian's `postgres` user: it refuses root). */
+  uid?: number;
+  gid?: number;
 }
 
 /** Starts a service detached from this process (it outlives the CLI or test run) and records its pid. */
@@ -98,6 +101,8 @@ export function spawnService(spec: SpawnSpec): PidRecord {
       detached: true,
       stdio: ['ignore', fd, fd],
       env: spec.env ?? process.env,
+      ...(spec.uid !== undefined ? { uid: spec.uid } : {}),
+      ...(spec.gid !== undefined ? { gid: spec.gid } : {}),
     });
     if (child.pid === undefined) {
       throw new StackError('STACK_START_FAILED', `${spec.service}: could not start ${spec.command} (see ${spec.logFile})`);
@@ -129,18 +134,19 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 }
 
 /**
- * Stops the recorded process: SIGTERM (Kafka and ClickHouse both shut down cleanly on it), SIGKILL after
+ * Stops the recorded process: SIGTERM (Kafka and ClickHouse both shut down cleanly on it; `signal` for a
+ * service that wants another, e.g. PostgreSQL's fast shutdown on SIGINT), SIGKILL after
  * `graceMs`, then waits until every port it held can be bound again, so the next start never races the
  * old process's sockets.
  */
-export async function stopRecorded(pidFile: string, opts: { graceMs?: number; kill?: boolean } = {}): Promise<boolean> {
+export async function stopRecorded(pidFile: string, opts: { graceMs?: number; kill?: boolean; signal?: NodeJS.Signals } = {}): Promise<boolean> {
   const rec = liveRecord(pidFile);
   if (!rec) {
     rmSync(pidFile, { force: true });
     return false;
   }
   const graceMs = opts.graceMs ?? 20_000;
-  signal(rec.pid, opts.kill ? 'SIGKILL' : 'SIGTERM');
+  signal(rec.pid, opts.kill ? 'SIGKILL' : (opts.signal ?? 'SIGTERM'));
   const deadline = Date.now() + graceMs;
   while (isOurProcess(rec.pid, rec.marker) && Date.now() < deadline) await sleep(100);
   if (isOurProcess(rec.pid, rec.marker)) {

@@ -292,6 +292,27 @@ describe('stack:up with a bad setup: one clear line, non-zero exit, nothing star
     ]);
   });
 
+  it('PostgreSQL 15 missing', async () => {
+    const home = tmpHome();
+    const ports = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+    const r = cli(['up'], {
+      STACK_HOME: home,
+      STACK_POSTGRES_BINDIR: '/nonexistent/pg15/bin',
+      STACK_KAFKA_PORT: String(ports[0]),
+      STACK_KAFKA_CONTROLLER_PORT: String(ports[1]),
+      STACK_CLICKHOUSE_HTTP_PORT: String(ports[2]),
+      STACK_CLICKHOUSE_TCP_PORT: String(ports[3]),
+      STACK_CLICKHOUSE_INTERSERVER_PORT: String(ports[4]),
+      STACK_CLUSTER_PORTS: '39892,39894,39896',
+      STACK_POSTGRES_PORT: String(ports[5]),
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderrLines).toEqual([
+      'stack: PostgreSQL 15 not found (/nonexistent/pg15/bin/postgres): install it (Debian: apt-get install -y postgresql-15; tools/setup.sh does) or set STACK_POSTGRES_BINDIR',
+    ]);
+    expect(existsSync(path.join(home, 'run')) ? readdirSync(path.join(home, 'run')).filter((f) => f.endsWith('.pid')) : []).toEqual([]);
+  });
+
   it('maven missing with no cached jars', () => {
     const home = tmpHome();
     const r = cli(['up'], {
@@ -303,6 +324,7 @@ describe('stack:up with a bad setup: one clear line, non-zero exit, nothing star
       STACK_CLICKHOUSE_TCP_PORT: '39500',
       STACK_CLICKHOUSE_INTERSERVER_PORT: '39509',
       STACK_CLUSTER_PORTS: '39692,39694,39696',
+      STACK_POSTGRES_PORT: '39532',
     });
     expect(r.status).toBe(1);
     expect(r.stderrLines).toHaveLength(1);

@@ -43,6 +43,18 @@ import {
   zookeeperPaths,
 } from './clickhouse-cluster.ts';
 import { prometheusAnswers, prometheusPaths, prometheusUrl, registeredTargets, resolvePrometheus, startPrometheus, stopPrometheus } from './monitoring.ts';
+import {
+  KEYSTORE_USER,
+  keyDatabases,
+  postgresInstance,
+  postgresVersion,
+  resolvePostgres,
+  serverOsUser,
+  startPostgres,
+  stopPostgres,
+  type PostgresInstance,
+} from './postgres.ts';
+import type { Zone } from '../schemas/contract.ts';
 
 /** What .local/stack.json holds: addresses of every part, and whether it runs. */
 export interface StackState {
@@ -54,7 +66,23 @@ export interface StackState {
   prometheus: { running: boolean; url: string; pids: number[] };
   /** `stack:up -- --clickhouse-cluster` (stack/clickhouse-cluster.ts): node name -> HTTP URL. */
   clickhouseCluster: { running: boolean; urls: Record<string, string>; zookeeper: string; pids: number[] };
+  /** PostgreSQL 15, the key store's engine (stack/postgres.ts): TCP with scram-sha-256, one database per zone. */
+  postgres: PostgresState;
   updatedAt: string;
+}
+
+export interface PostgresState {
+  running: boolean;
+  host: string;
+  port: number;
+  /** The role owning every key database (the only one that logs in over TCP). */
+  user: string;
+  /** Its password (mode 0600); read it, never copy it into a command line. */
+  passwordFile: string;
+  /** Zone -> database. */
+  databases: Record<Zone, string>;
+  version?: string;
+  pids: number[];
 }
 
 export interface ChdbInfo {
@@ -92,7 +120,22 @@ export async function chdbInfo(): Promise<ChdbInfo> {
   return chdbCache;
 }
 
-function currentState(config: StackConfig, chdb: ChdbInfo, clickhouseVer?: string): StackState {
+function postgresState(config: StackConfig, version?: string): PostgresState {
+  const inst = postgresInstance(config);
+  const rec = liveRecord(inst.pidFile);
+  return {
+    running: rec !== undefined,
+    host: config.host,
+    port: inst.port,
+    user: KEYSTORE_USER,
+    passwordFile: inst.passwordFile,
+    databases: keyDatabases(),
+    ...(version ? { version } : {}),
+    pids: rec ? [rec.pid] : [],
+  };
+}
+
+function currentState(config: StackConfig, chdb: ChdbInfo, clickhouseVer?: string, postgresVer?: string): StackState {
   const single = singleNode(config);
   const cluster = clusterNodes(config);
   const singleRec = liveRecord(single.pidFile);
@@ -133,6 +176,7 @@ function currentState(config: StackConfig, chdb: ChdbInfo, clickhouseVer?: strin
         pids: recs.flatMap((r) => (r ? [r.pid] : [])),
       };
     })(),
+    postgres: postgresState(config, postgresVer),
     updatedAt: new Date().toISOString(),
   };
 }
@@ -160,7 +204,9 @@ async function refreshState(config: StackConfig): Promise<StackState> {
   const chdb = prev?.chdb?.available !== undefined && !chdbCache ? prev.chdb : await chdbInfo();
   const running = liveRecord(clickhousePaths(config).pidFile) !== undefined;
   const ver = running ? ((await clickhouseVersion(clickhouseUrl(config))) ?? prev?.clickhouse.version) : prev?.clickhouse.version;
-  const state = currentState(config, chdb, ver);
+  const pgInst = postgresInstance(config);
+  const pgVer = liveRecord(pgInst.pidFile) ? ((await postgresVersion(pgInst)) ?? prev?.postgres?.version) : prev?.postgres?.version;
+  const state = currentState(config, chdb, ver, pgVer);
   writeState(config, state);
   return state;
 }
@@ -189,6 +235,7 @@ function allPortEnv(config: StackConfig): Map<number, string> {
     [config.clickhouse.httpPort, 'STACK_CLICKHOUSE_HTTP_PORT'],
     [config.clickhouse.tcpPort, 'STACK_CLICKHOUSE_TCP_PORT'],
     [config.clickhouse.interserverPort, 'STACK_CLICKHOUSE_INTERSERVER_PORT'],
+    [config.postgres.port, 'STACK_POSTGRES_PORT'],
   ]);
   for (const p of config.kafka.clusterPorts) {
     m.set(p, 'STACK_CLUSTER_PORTS');
@@ -218,6 +265,8 @@ export interface UpOptions {
   kafka?: boolean;
   /** Start ClickHouse (false when CLICKHOUSE_URL points at an external one). @default true */
   clickhouse?: boolean;
+  /** Start PostgreSQL 15, the key store's engine (stack/postgres.ts). @default true */
+  postgres?: boolean;
   /** Also start Prometheus with the project's alert rules (stack/monitoring.ts). @default false */
   monitoring?: boolean;
   /** Also start ZooKeeper and the four-server ClickHouse cluster (stack/clickhouse-cluster.ts). @default false */
@@ -254,6 +303,8 @@ async function upLocked(opts: UpOptions, config: StackConfig): Promise<UpResult>
   const chPaths = clickhousePaths(config);
   const chToStart = wantClickHouse && !liveRecord(chPaths.pidFile);
   const promToStart = opts.monitoring === true && !liveRecord(prometheusPaths(config).pidFile);
+  const wantPostgres = opts.postgres ?? true;
+  const pgToStart = wantPostgres && !liveRecord(postgresInstance(config).pidFile);
 
   // Preflight: every check before the first process starts.
   if (kafkaToStart.length > 0) {
@@ -282,6 +333,11 @@ async function upLocked(opts: UpOptions, config: StackConfig): Promise<UpResult>
   if (promToStart) {
     resolvePrometheus(config);
     await checkPortsFree(config, [['prometheus', config.prometheus.port]]);
+  }
+  if (pgToStart) {
+    resolvePostgres(config);
+    serverOsUser();
+    await checkPortsFree(config, [['postgres', config.postgres.port]]);
   }
   if (kafkaToStart.length > 0) {
     const fetched = await fetchKafkaJars(config);
@@ -313,12 +369,20 @@ async function upLocked(opts: UpOptions, config: StackConfig): Promise<UpResult>
         return r;
       })
     : Promise.resolve(undefined);
-  const results = await Promise.allSettled([kafkaP, chP, chdbInfo(), promP, clusterP]);
+  const pgP = wantPostgres
+    ? startPostgres(config).then((r) => {
+        if (r.started) started.push('postgres');
+        if (r.initialised) log(`postgres: initdb made ${postgresInstance(config).dataDir}`);
+        return r;
+      })
+    : Promise.resolve(undefined);
+  const results = await Promise.allSettled([kafkaP, chP, chdbInfo(), promP, clusterP, pgP]);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
     // Each starter already stopped its own half-started process; stop what did come up in this call.
     if (started.includes('clickhouse')) await stopClickHouseServer(config).catch(() => {});
     if (started.includes('prometheus')) await stopPrometheus(config).catch(() => {});
+    if (started.includes('postgres')) await stopPostgres(config).catch(() => {});
     if (started.includes('zookeeper')) await stopClickHouseCluster(config).catch(() => {});
     await stopKafkaNodes(nodes.filter((n) => started.includes(n.service))).catch(() => {});
     await refreshState(config).catch(() => {});
@@ -356,6 +420,10 @@ export function down(opts: DownOptions = {}, config: StackConfig = loadStackConf
     if (opts.brokers === undefined && (await stopPrometheus(config))) {
       stopped.push('prometheus');
       log('stopped prometheus');
+    }
+    if (opts.brokers === undefined && (await stopPostgres(config))) {
+      stopped.push('postgres');
+      log('stopped postgres');
     }
     if (opts.brokers === undefined) {
       for (const s of await stopClickHouseCluster(config)) {
@@ -443,6 +511,16 @@ export async function status(config: StackConfig = loadStackConfig()): Promise<S
     answers: await prometheusAnswers(config),
     detail: `rules deploy/prometheus/alerts.yml; targets ingest ${targets.ingest.length}, aggregator ${targets.aggregator.length} (stack:up -- --monitoring)${promRec ? `, pid ${promRec.pid}` : ''}`,
   });
+  const pgInst = postgresInstance(config);
+  const pgRec = liveRecord(pgInst.pidFile);
+  const pgVer = await postgresVersion(pgInst);
+  lines.push({
+    part: 'postgres',
+    address: `${config.host}:${pgInst.port}`,
+    running: pgRec !== undefined,
+    answers: pgVer !== undefined,
+    detail: `${pgVer ? `PostgreSQL ${pgVer.split(' ')[0]}` : 'PostgreSQL 15'}, key store: ${Object.values(keyDatabases()).join(', ')} (user ${KEYSTORE_USER})${pgRec ? `, pid ${pgRec.pid}` : ''}`,
+  });
   const zkRec = liveRecord(zookeeperPaths(config).pidFile);
   lines.push({
     part: 'zookeeper',
@@ -478,7 +556,7 @@ export async function status(config: StackConfig = loadStackConfig()): Promise<S
       detail: 'users.xml users with hashed passwords',
     },
   );
-  if (existsSync(config.home)) writeState(config, currentState(config, chdb, chVer));
+  if (existsSync(config.home)) writeState(config, currentState(config, chdb, chVer, pgVer));
   return lines;
 }
 
@@ -582,6 +660,23 @@ export function stopScratchKafka(node: KafkaNode, opts: { kill?: boolean; remove
   return withLock(lockFile(config), async () => {
     const stopped = (await stopKafkaNodes([node], opts.kill ? { kill: true } : {})) > 0;
     if (opts.remove) rmSync(node.dir, { recursive: true, force: true });
+    return stopped;
+  });
+}
+
+/** Starts (or reuses) a PostgreSQL of one's own (postgresInstance(config, { name, port })) and provisions it like the stack's. */
+export function startScratchPostgres(inst: PostgresInstance, config: StackConfig = loadStackConfig()): Promise<void> {
+  return withLock(lockFile(config), async () => {
+    if (!liveRecord(inst.pidFile)) await checkPortsFree(config, [[inst.service, inst.port]]);
+    await startPostgres(config, inst);
+  });
+}
+
+/** Stops a scratch PostgreSQL (fast shutdown); `remove` also deletes its folder. */
+export function stopScratchPostgres(inst: PostgresInstance, opts: { remove?: boolean } = {}, config: StackConfig = loadStackConfig()): Promise<boolean> {
+  return withLock(lockFile(config), async () => {
+    const stopped = await stopPostgres(config, inst);
+    if (opts.remove) rmSync(inst.dir, { recursive: true, force: true });
     return stopped;
   });
 }
