@@ -3,7 +3,8 @@
 # missing, and nothing else; safe to run again. A plain script because it must work before `npm ci`.
 #
 #   1. Debian packages the local stack and the tests run on: clickhouse-server, clickhouse-client, kcat,
-#      Java 17 (only if no Java 17+ is there), maven, openssl, chromium, prometheus (with promtool). Installed with apt-get when run
+#      Java 17 (only if no Java 17+ is there), maven, openssl, chromium, prometheus (with promtool), postgresql-15 (the key
+#      store's engine; looked for in /usr/lib/postgresql/15/bin or STACK_POSTGRES_BINDIR). Installed with apt-get when run
 #      as root; otherwise it prints the one `sudo apt-get ...` line to run and exits 1, having changed
 #      nothing.
 #   2. Node 20.10+ must already be there (not installed here: pick your own way, e.g. nodejs.org).
@@ -43,6 +44,8 @@ have openssl || missing+=(openssl)   # the secured stack's CA and broker certifi
 have chromium || missing+=(chromium) # the dashboard's browser test (playwright-core drives it)
 # `stack:up -- --monitoring` runs Debian's Prometheus (2.42); its promtool checks and unit-tests the alert rules.
 { have prometheus && have promtool; } || missing+=(prometheus)
+# The key store's PostgreSQL 15 (stack/postgres.ts) runs from Debian's versioned folder, which is not on PATH.
+[ -x "${STACK_POSTGRES_BINDIR:-/usr/lib/postgresql/15/bin}/postgres" ] || missing+=(postgresql-15)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

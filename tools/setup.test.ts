@@ -35,8 +35,10 @@ function runSetup(installed: Record<string, string>) {
     npm: record('npm'),
     mvn: record('mvn'),
   });
+  const installedDir = binDir(installed);
   const r = spawnSync('bash', [path.join(REPO_ROOT, 'tools', 'setup.sh')], {
-    env: { PATH: `${fakes}:/usr/bin:/bin`, HOME: tmpdir(), SETUP_PATH: binDir(installed) },
+    // PostgreSQL is looked for in its own folder (STACK_POSTGRES_BINDIR), here the same fake folder.
+    env: { PATH: `${fakes}:/usr/bin:/bin`, HOME: tmpdir(), SETUP_PATH: installedDir, STACK_POSTGRES_BINDIR: installedDir },
     encoding: 'utf8',
     timeout: 20_000,
   });
@@ -51,16 +53,33 @@ describe('tools/setup.sh as a non-root user', () => {
     const r = runSetup({});
     expect(r.code).toBe(1);
     expect(r.stdout).toContain(
-      'sudo apt-get update && sudo apt-get install -y --no-install-recommends clickhouse-server clickhouse-client kcat openjdk-17-jre-headless maven openssl chromium prometheus\n',
+      'sudo apt-get update && sudo apt-get install -y --no-install-recommends clickhouse-server clickhouse-client kcat openjdk-17-jre-headless maven openssl chromium prometheus postgresql-15\n',
     );
     expect(r.calls).toBe('');
   });
 
   it('with a PATH lacking only clickhouse-server: names exactly that package', () => {
-    const r = runSetup({ 'clickhouse-client': ok, kcat: ok, java: java17, mvn: ok, openssl: ok, chromium: ok, prometheus: ok, promtool: ok });
+    const r = runSetup({ 'clickhouse-client': ok, kcat: ok, java: java17, mvn: ok, openssl: ok, chromium: ok, prometheus: ok, promtool: ok, postgres: ok });
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('setup: missing Debian packages: clickhouse-server\n');
     expect(r.stdout).toContain('sudo apt-get update && sudo apt-get install -y --no-install-recommends clickhouse-server\n');
+    expect(r.calls).toBe('');
+  });
+
+  it('without PostgreSQL 15 in its folder (STACK_POSTGRES_BINDIR): names postgresql-15 only', () => {
+    const r = runSetup({
+      'clickhouse-server': ok,
+      'clickhouse-client': ok,
+      kcat: ok,
+      java: java17,
+      mvn: ok,
+      openssl: ok,
+      chromium: ok,
+      prometheus: ok,
+      promtool: ok,
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('sudo apt-get update && sudo apt-get install -y --no-install-recommends postgresql-15\n');
     expect(r.calls).toBe('');
   });
 
@@ -75,6 +94,7 @@ describe('tools/setup.sh as a non-root user', () => {
       chromium: ok,
       prometheus: ok,
       promtool: ok,
+      postgres: ok,
     });
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('sudo apt-get install -y --no-install-recommends openjdk-17-jre-headless\n');
