@@ -11,6 +11,8 @@ import { RUN_TAG_ENV } from './leftovers.ts';
 import { scratchNode, type ClusterNodeId } from '../stack/kafka.ts';
 import { registerTarget, type MonitoredJob } from '../stack/monitoring.ts';
 import { portIsFree } from '../stack/proc.ts';
+import { postgresConnection as connectionOf, postgresInstance, type PostgresConnection } from '../stack/postgres.ts';
+import type { Zone } from '../schemas/contract.ts';
 import {
   killClusterBroker,
   readState,
@@ -21,10 +23,13 @@ import {
   startMonitoring as startMonitoringService,
   startScratchKafka,
   stopScratchKafka,
+  startScratchPostgres,
+  stopScratchPostgres,
   stopClickHouse as stopClickHouseService,
   stopCluster,
   stopKafka as stopKafkaService,
   type ChdbInfo,
+  type PostgresState,
 } from '../stack/stack.ts';
 
 export { toClickHouseError, ClickHouseServerError } from '../stack/clickhouse-errors.ts';
@@ -45,6 +50,8 @@ export interface StackInfo {
   kafkaVersion: string | undefined;
   clickhouseVersion: string | undefined;
   chdb: ChdbInfo | undefined;
+  /** The key store's PostgreSQL (stack.json `postgres`); connect with postgresConnection(zone). */
+  postgres: PostgresState | undefined;
 }
 
 let cachedConfig: StackConfig | undefined;
@@ -73,6 +80,7 @@ export function stackInfo(): StackInfo {
     kafkaVersion: ext.kafkaBrokers ? undefined : state?.kafka.version,
     clickhouseVersion: ext.clickhouseUrl ? undefined : state?.clickhouse.version,
     chdb: state?.chdb,
+    postgres: state?.postgres,
   };
 }
 
@@ -401,6 +409,54 @@ export async function startOwnKafka(name: string): Promise<OwnKafka> {
     },
     remove: async () => {
       await stopScratchKafka(node, { remove: true }, config());
+    },
+  };
+}
+
+// ---- PostgreSQL, the key store's engine (stack/postgres.ts) -----------------------------------------
+
+export type { PostgresConnection };
+
+/**
+ * Settings for `zone`'s key database on the stack's PostgreSQL ({ host, port, user, password, database },
+ * what pg.Client and pg.Pool take). The password is read from stack.json's passwordFile.
+ */
+export function postgresConnection(zone: Zone): PostgresConnection {
+  const pgState = readState(config())?.postgres;
+  if (!pgState?.running) throw new StackError('STACK_NOT_RUNNING', `PostgreSQL of the stack is not running: run npm run stack:up`);
+  return connectionOf(config(), zone);
+}
+
+export interface OwnPostgres {
+  port: number;
+  connection(zone: Zone): PostgresConnection;
+  /** Fast shutdown; waits until its port is free. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port and data; resolves when it answers. */
+  start(): Promise<void>;
+  /** Stops it and deletes its folder. */
+  remove(): Promise<void>;
+}
+
+/**
+ * A PostgreSQL of one's own (own port, data under .local/postgres-scratch/<name>, provisioned like the
+ * stack's), for tests that stop it: the shared one stays up for every other suite. `name` must be short
+ * (the unix socket path is limited to 107 bytes).
+ */
+export async function startOwnPostgres(name: string): Promise<OwnPostgres> {
+  const inst = postgresInstance(config(), { name, port: await freePort() });
+  await startScratchPostgres(inst, config());
+  return {
+    port: inst.port,
+    connection: (zone) => connectionOf(config(), zone, inst),
+    stop: async () => {
+      await stopScratchPostgres(inst, {}, config());
+    },
+    start: async () => {
+      await startScratchPostgres(inst, config());
+    },
+    remove: async () => {
+      await stopScratchPostgres(inst, { remove: true }, config());
     },
   };
 }
