@@ -289,6 +289,9 @@ describe('aggregator on the ClickHouse server: ClickHouse down', () => {
       expect(dropped).toHaveLength(2);
       const left = await store.query<{ day: string }>(`SELECT DISTINCT toString(day) AS day FROM ${cfg.AGGREGATOR_DATABASE}.daily_agg ORDER BY day`);
       expect(left).toHaveLength(2);
+      // The per-device session states (migration 003) go with them.
+      const leftDevice = await store.query<{ day: string }>(`SELECT DISTINCT toString(day) AS day FROM ${cfg.AGGREGATOR_DATABASE}.device_daily ORDER BY day`);
+      expect(leftDevice).toEqual(left);
     } finally {
       await store.close();
     }

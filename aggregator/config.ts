@@ -9,7 +9,7 @@ import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runti
 import { checkKafkaSecurity } from '../runtime/kafka.ts';
 import { pipelineSettings } from '../runtime/pipeline-settings.ts';
 import { CATEGORIES, DAY_MS, retentionDays } from '../schemas/index.ts';
-import { DEFAULT_DAILY_EPSILON, DEFAULT_EPSILON } from './migrate.ts';
+import { DEFAULT_CONTRIBUTION_BOUND, DEFAULT_DAILY_EPSILON, DEFAULT_EPSILON } from './migrate.ts';
 
 /**
  * Default retention of the aggregates, from the policy's category map (schemas/categories.ts): the
@@ -129,6 +129,13 @@ export const aggregatorSettings = defineSettings({
     max: 100,
     default: DEFAULT_EPSILON,
     doc: 'Epsilon a question costs when it names none (`npm run query -- ... --epsilon`), baked into the views (release_policy).',
+  },
+  AGGREGATOR_DP_CONTRIBUTION_BOUND: {
+    kind: 'int',
+    min: 1,
+    max: 1000,
+    default: DEFAULT_CONTRIBUTION_BOUND,
+    doc: 'Sessions (and crashes) one device may add to a released cell per day on the differentially private path; more are not counted there (baked into the views; the noise on sessions and crashes grows with it).',
   },
   AGGREGATOR_RETENTION_DAYS: {
     kind: 'int',

@@ -64,3 +64,15 @@ export function crashFreePct(active: number, crashed: number, sdActive: number, 
   const sd = 100 * Math.sqrt((sdCrashed / d) ** 2 + ((c * sdActive) / (d * d)) ** 2);
   return { pct: 100 * (1 - c / d), sd };
 }
+
+/**
+ * Crashes per 1,000 sessions from two noisy counts, with its delta-method error; null without sessions.
+ * Negative counts are read as 0.
+ */
+export function crashesPer1000(crashes: number, sessions: number, sdCrashes: number, sdSessions: number): { rate: number; sd: number } | null {
+  const s = Math.max(0, sessions);
+  const c = Math.max(0, crashes);
+  if (s === 0) return null;
+  const sd = 1000 * Math.sqrt((sdCrashes / s) ** 2 + ((c * sdSessions) / (s * s)) ** 2);
+  return { rate: (1000 * c) / s, sd };
+}

@@ -24,11 +24,17 @@ describe('migrations', () => {
     ]);
     // Each data view suppresses the released cell (day x all six dimensions) before any sum: k is
     // applied to a per-cell uniqExactMerge grouped by every dimension, never to a rolled-up group.
-    for (const stmt of stmts.slice(0, 4)) {
+    for (const stmt of stmts.slice(1, 4)) {
       expect(stmt).toMatch(/GROUP BY day, app_id, app_version, device_model, os_version, country\s*\)\s*WHERE (active_devices|cell_devices) >= 7\b/);
       expect(stmt.match(/GROUP BY/g)!.length - 1).toBe(stmt.match(/\bsum\(/g) ? 1 : 0);
     }
+    // crash_rates: the cells of daily_agg joined to their bounded session and crash counts (per device
+    // least(count, bound) first, then summed per cell), and k applied after the join, to the cell.
+    expect(stmts[0]).toMatch(/FROM db1\.daily_agg\s+GROUP BY day, app_id, app_version, device_model, os_version, country\s*\) AS cells\s+ANY LEFT JOIN/);
+    expect(stmts[0]).toMatch(/sum\(least\(device_sessions, 5\)\) AS bounded_sessions/);
+    expect(stmts[0]).toMatch(/AS bounds USING \(day, app_id, app_version, device_model, os_version, country\)\s*WHERE active_devices >= 7$/);
     expect(stmts[4]).toContain('toUInt32(7) AS min_group_devices');
+    expect(stmts[4]).toContain('toUInt32(5) AS contribution_bound');
   });
   it('refuse to bake a threshold below 1 (a reader store carries none)', async () => {
     const db = { exec: async () => {}, rows: async <T>() => [{ v: '18.16.1' }] as T[] };

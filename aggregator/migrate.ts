@@ -8,7 +8,8 @@
  * - `R_name.sql` are re-applied whenever their rendered text changes (views whose text depends on
  *   settings, such as the k-anonymity threshold).
  * Placeholders: `{db}` database, `{k}` AGGREGATOR_MIN_GROUP_DEVICES, `{daily_epsilon}` and
- * `{default_epsilon}` AGGREGATOR_DP_DAILY_EPSILON / AGGREGATOR_DP_DEFAULT_EPSILON, `{create_view}` the view-creating
+ * `{default_epsilon}` AGGREGATOR_DP_DAILY_EPSILON / AGGREGATOR_DP_DEFAULT_EPSILON, `{bound}`
+ * AGGREGATOR_DP_CONTRIBUTION_BOUND, `{create_view}` the view-creating
  * statement this server version allows (CREATE OR REPLACE VIEW from 20.x; 18.16 lacks it).
  */
 import { createHash } from 'node:crypto';
@@ -27,11 +28,14 @@ export interface MigrationParams {
   dailyEpsilon?: number;
   /** Epsilon of a question that names none. @default DEFAULT_EPSILON */
   defaultEpsilon?: number;
+  /** Sessions (and crashes) one device may add to a cell per day on the private path. @default DEFAULT_CONTRIBUTION_BOUND */
+  contributionBound?: number;
 }
 
 /** Defaults of the release policy (aggregator/README.md, "Differential privacy"). */
 export const DEFAULT_DAILY_EPSILON = 5;
 export const DEFAULT_EPSILON = 0.5;
+export const DEFAULT_CONTRIBUTION_BOUND = 5;
 
 export interface Migration {
   name: string;
@@ -67,6 +71,7 @@ export function renderMigration(text: string, p: MigrationParams, serverMajor: n
     .replace(/\{k\}/g, String(p.minGroupDevices))
     .replace(/\{daily_epsilon\}/g, String(p.dailyEpsilon ?? DEFAULT_DAILY_EPSILON))
     .replace(/\{default_epsilon\}/g, String(p.defaultEpsilon ?? DEFAULT_EPSILON))
+    .replace(/\{bound\}/g, String(p.contributionBound ?? DEFAULT_CONTRIBUTION_BOUND))
     .replace(/\{create_view\}/g, serverMajor >= 20 ? 'CREATE OR REPLACE VIEW' : 'CREATE VIEW');
 }
 

@@ -14,7 +14,7 @@ import { createClickHouse, stackInfo, uniqueName } from '../testing/stack.ts';
 import { DAY_MS } from '../schemas/index.ts';
 import { utcDay, type FactRow } from './facts.ts';
 import { noisyRows, runLoggedExactReport, runPrivateReport } from './private-query.ts';
-import { runReport, type QueryRequest } from './query.ts';
+import { fetchReport, type QueryRequest } from './query.ts';
 import { openStore } from './store-open.ts';
 import type { Store } from './store.ts';
 
@@ -30,6 +30,10 @@ for (let i = 0; i < 40; i++) {
   FACTS.push({ ...base, kind: 'session_start', event_key: key(`s${i}`) });
   if (i < 6) FACTS.push({ ...base, kind: 'crash', event_key: key(`c${i}`) });
 }
+// One heavy phone: 50 more sessions and 20 more crashes the same day (device d0).
+const HEAVY = { day: today, app_id: APP, app_version: '1.0', device_model: 'm1', os_version: '13', country: 'DE', daily_token: key('d0') };
+for (let j = 0; j < 50; j++) FACTS.push({ ...HEAVY, kind: 'session_start', event_key: key(`hs${j}`) });
+for (let j = 0; j < 20; j++) FACTS.push({ ...HEAVY, kind: 'crash', event_key: key(`hc${j}`) });
 
 const req = (by: QueryRequest['by'], report: QueryRequest['report'] = 'dau'): QueryRequest => ({
   report,
@@ -113,10 +117,10 @@ describe.each(['server', 'embedded'] as const)('private answers on %s', (kind) =
   });
 
   it('negative control: fresh noise on every ask averages down to the exact count', async () => {
-    const exact = await runReport(store, req(['day', 'app_id']));
+    const exact = await fetchReport(store, req(['day', 'app_id']));
     const n = 400;
     let sum = 0;
-    for (let i = 0; i < n; i++) sum += Number(noisyRows(req(['day', 'app_id']), exact, 0.5)[0]!.active_devices);
+    for (let i = 0; i < n; i++) sum += Number(noisyRows(req(['day', 'app_id']), exact, 0.5, 5)[0]!.active_devices);
     expect(Math.round(sum / n)).toBe(40);
   });
 
@@ -150,6 +154,25 @@ describe.each(['server', 'embedded'] as const)('private answers on %s', (kind) =
     await expect(runLoggedExactReport(broken, req(['day', 'app_id']), { nowMs: ledgerDay(5) })).rejects.toThrow(/ledger unavailable/);
   });
 
+  it('one device adds at most the contribution bound to the sessions and crashes the private path releases', async () => {
+    // Exact: 40 + 50 sessions, 6 + 20 crashes. Bounded (5 per device and cell-day): 40 + 4 and 6 + 4.
+    const [raw] = await fetchReport(store, req(['day', 'app_id'], 'crash-rate'));
+    expect([Number(raw!.sessions), Number(raw!.crashes)]).toEqual([90, 26]);
+    expect(Number(raw!.bounded_sessions)).toBe(44);
+    expect(Number(raw!.bounded_crashes)).toBe(10);
+    // The private answer is noise around the bounded counts, with the noise of sensitivity 5.
+    const a = await runPrivateReport(store, req(['day', 'app_id'], 'crash-rate'), DAILY, { nowMs: ledgerDay(7) });
+    const row = a.rows[0]!;
+    expect(Number(row.sessions_sd)).toBeCloseTo(Math.sqrt(2 * Math.exp(-0.05)) / (1 - Math.exp(-0.05)), 2); // epsilon 2 x 0.125 / bound 5
+    expect(Math.abs(Number(row.sessions) - 44)).toBeLessThan(12 * Number(row.sessions_sd));
+    // The rate comes from the noisy counts (none when the noisy sessions fall to 0 or below).
+    if (Number(row.sessions) > 0) expect(row.crashes_per_1000_sessions).toBeCloseTo((1000 * Math.max(0, Number(row.crashes))) / Number(row.sessions), 2);
+    else expect(row.crashes_per_1000_sessions).toBeNull();
+    // Negative control: the exact counts move by 50 sessions for one phone; the bound is what keeps the
+    // noise's calibration true.
+    expect(Number(raw!.sessions) - Number(raw!.bounded_sessions)).toBe(46);
+  });
+
   it('an exact answer is never unlogged: without a ledger it needs the server to log the query', async () => {
     // A database with no privacy_ledger (and no views: the check comes first).
     const noLedger = { database: 'system', query: store.query.bind(store), command: store.command.bind(store) };
@@ -157,7 +180,7 @@ describe.each(['server', 'embedded'] as const)('private answers on %s', (kind) =
       () => undefined,
       (e: Error & { code?: string }) => e,
     );
-    const [{ value }] = await store.query<{ value: string }>(`SELECT value FROM system.settings WHERE name = 'log_queries'`);
+    const [{ value } = { value: '' }] = await store.query<{ value: string }>(`SELECT value FROM system.settings WHERE name = 'log_queries'`);
     if (value === '1') {
       // chdb logs every query: the check passes and the missing views are what fails.
       expect(err?.message).toMatch(/crash_rates/);

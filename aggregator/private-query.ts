@@ -10,10 +10,11 @@
  * 3. Otherwise the question is charged: if the analyst's charges today plus its epsilon pass
  *    daily_epsilon it is refused (`AGG_PRIVACY_BUDGET_SPENT`), and the refusal is logged.
  * 4. The exact sums of released cells (query.ts) get two-sided geometric noise (dp.ts): dau spends
- *    epsilon on active devices; crash-rate splits it between active and crashed devices, and the
- *    crash-free % is computed from the noisy counts with its expected error. Sessions and crashes are
- *    not released on this path: one device can add any number of them, and no per-device bound is
- *    enforced where they are written yet.
+ *    epsilon on active devices; crash-rate splits it (CRASH_RATE_SHARES) over active devices, crashed
+ *    devices, sessions and crashes, and the rates are computed from the noisy counts with their
+ *    expected error. Sessions and crashes are the bounded ones: each device counted at most
+ *    contribution_bound times per cell and day (device_daily, migration 003), the sensitivity the noise
+ *    is calibrated to; one device can add any number of exact ones.
  * 5. The ledger row (with the noisy rows) is written, THEN the charges are summed again (two questions
  *    racing past step 3 both count; the later is refused), and only then is the answer returned.
  *
@@ -26,16 +27,18 @@
  * the command without holding it (README, "For analysts").
  */
 import { randomBytes } from 'node:crypto';
-import { crashFreePct, cryptoUniform, geometricNoise, geometricSd, type Uniform } from './dp.ts';
+import { crashFreePct, crashesPer1000, cryptoUniform, geometricNoise, geometricSd, type Uniform } from './dp.ts';
 import { AggregatorError } from './errors.ts';
 import { majorVersion } from './migrate.ts';
 import { utcDay, dayToIso } from './facts.ts';
-import { runReport, sqlString, type QueryRequest, type ReportRow, type ReportSource } from './query.ts';
+import { fetchReport, runReport, sqlString, type QueryRequest, type RawGroup, type ReportRow, type ReportSource } from './query.ts';
 
 export interface ReleasePolicy {
   minGroupDevices: number;
   dailyEpsilon: number;
   defaultEpsilon: number;
+  /** Sessions (and crashes) one device may add to a cell per day: their sensitivity. */
+  contributionBound: number;
 }
 
 export interface LedgerSource extends ReportSource {
@@ -61,11 +64,19 @@ export interface PrivateOptions {
 }
 
 export async function readReleasePolicy(src: ReportSource): Promise<ReleasePolicy> {
-  const [p] = await src.query<{ min_group_devices: number | string; daily_epsilon: number | string; default_epsilon: number | string }>(
-    `SELECT min_group_devices, daily_epsilon, default_epsilon FROM ${src.database}.release_policy`,
-  );
+  const [p] = await src.query<{
+    min_group_devices: number | string;
+    daily_epsilon: number | string;
+    default_epsilon: number | string;
+    contribution_bound: number | string;
+  }>(`SELECT min_group_devices, daily_epsilon, default_epsilon, contribution_bound FROM ${src.database}.release_policy`);
   if (!p) throw new AggregatorError('AGG_SINK_QUERY_FAILED', `${src.database}.release_policy returned no row`);
-  return { minGroupDevices: Number(p.min_group_devices), dailyEpsilon: Number(p.daily_epsilon), defaultEpsilon: Number(p.default_epsilon) };
+  return {
+    minGroupDevices: Number(p.min_group_devices),
+    dailyEpsilon: Number(p.daily_epsilon),
+    defaultEpsilon: Number(p.default_epsilon),
+    contributionBound: Number(p.contribution_bound),
+  };
 }
 
 /** The question as the ledger keys it: order of --by does not make a new question. */
@@ -73,7 +84,7 @@ export function canonicalRequest(req: QueryRequest, epsilon: number): string {
   return JSON.stringify({ report: req.report, from: dayToIso(req.from), to: dayToIso(req.to), app: req.app ?? null, by: [...req.by].sort(), epsilon });
 }
 
-/** Columns of a private report: the noisy counts, each beside the standard deviation of its noise. */
+/** Columns of a private report: the noisy counts and rates, each beside the standard deviation of its noise. */
 export function privateColumns(req: QueryRequest): string[] {
   const perDay = req.by.includes('day');
   const devices = perDay ? 'active_devices' : 'device_days';
@@ -81,32 +92,60 @@ export function privateColumns(req: QueryRequest): string[] {
   if (req.report === 'crash-rate') {
     const crashed = perDay ? 'crashed_devices' : 'crashed_device_days';
     cols.push(crashed, `${crashed}_sd`, 'crash_free_devices_pct', 'crash_free_devices_pct_sd');
+    cols.push('sessions', 'sessions_sd', 'crashes', 'crashes_sd', 'crashes_per_1000_sessions', 'crashes_per_1000_sessions_sd');
   }
   return cols;
 }
 
+/**
+ * How a crash-rate question's epsilon is split (sequential composition: the shares add up to 1). The
+ * device counts carry the crash-free %, the headline number, so they get most of it; sessions and
+ * crashes have sensitivity contribution_bound and are useful for large groups only.
+ */
+export const CRASH_RATE_SHARES = { devices: 0.375, crashed: 0.375, sessions: 0.125, crashes: 0.125 } as const;
+
 const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
 
-/** Adds the mechanism's noise to exact report rows (query.ts shapes) and derives the rates from the noisy counts. */
-export function noisyRows(req: QueryRequest, exact: readonly ReportRow[], epsilon: number, u: Uniform = cryptoUniform): ReportRow[] {
+/**
+ * Adds the mechanism's noise to the exact sums of a report (query.ts: fetchReport) and derives the rates
+ * from the noisy counts. Sessions and crashes are the bounded ones (each device at most `bound` per cell
+ * and day), never the exact ones, whose sensitivity is unbounded.
+ */
+export function noisyRows(req: QueryRequest, raw: readonly RawGroup[], epsilon: number, bound: number, u: Uniform = cryptoUniform): ReportRow[] {
   const perDay = req.by.includes('day');
   const devices = perDay ? 'active_devices' : 'device_days';
   const crashed = perDay ? 'crashed_devices' : 'crashed_device_days';
-  const per = req.report === 'crash-rate' ? epsilon / 2 : epsilon;
-  const sd = geometricSd(per);
-  return exact.map((r) => {
+  const crash = req.report === 'crash-rate';
+  const eDevices = crash ? epsilon * CRASH_RATE_SHARES.devices : epsilon;
+  return raw.map((r) => {
     const out: ReportRow = {};
-    for (const d of req.by) out[d] = r[d]!;
-    const n = Number(r[devices]) + geometricNoise(per, 1, u);
+    for (const d of req.by) out[d] = String(r[d]);
+    const sdDevices = geometricSd(eDevices);
+    const n = Number(r.device_days) + geometricNoise(eDevices, 1, u);
     out[devices] = n;
-    out[`${devices}_sd`] = round(sd);
-    if (req.report === 'crash-rate') {
-      const c = Number(r[crashed]) + geometricNoise(per, 1, u);
+    out[`${devices}_sd`] = round(sdDevices);
+    if (crash) {
+      const eCrashed = epsilon * CRASH_RATE_SHARES.crashed;
+      const sdCrashed = geometricSd(eCrashed);
+      const c = Number(r.crashed_device_days) + geometricNoise(eCrashed, 1, u);
       out[crashed] = c;
-      out[`${crashed}_sd`] = round(sd);
-      const rate = crashFreePct(n, c, sd, sd);
-      out.crash_free_devices_pct = rate ? round(rate.pct) : null;
-      out.crash_free_devices_pct_sd = rate ? round(rate.sd) : null;
+      out[`${crashed}_sd`] = round(sdCrashed);
+      const free = crashFreePct(n, c, sdDevices, sdCrashed);
+      out.crash_free_devices_pct = free ? round(free.pct) : null;
+      out.crash_free_devices_pct_sd = free ? round(free.sd) : null;
+      const eSessions = epsilon * CRASH_RATE_SHARES.sessions;
+      const eCrashes = epsilon * CRASH_RATE_SHARES.crashes;
+      const sdSessions = geometricSd(eSessions, bound);
+      const sdCrashes = geometricSd(eCrashes, bound);
+      const sessions = Number(r.bounded_sessions) + geometricNoise(eSessions, bound, u);
+      const crashes = Number(r.bounded_crashes) + geometricNoise(eCrashes, bound, u);
+      out.sessions = sessions;
+      out.sessions_sd = round(sdSessions);
+      out.crashes = crashes;
+      out.crashes_sd = round(sdCrashes);
+      const per = crashesPer1000(crashes, sessions, sdCrashes, sdSessions);
+      out.crashes_per_1000_sessions = per ? round(per.rate) : null;
+      out.crashes_per_1000_sessions_sd = per ? round(per.sd) : null;
     }
     return out;
   });
@@ -193,7 +232,7 @@ export async function runPrivateReport(src: LedgerSource, req: QueryRequest, eps
   const before = await spentToday(src, who, day);
   if (before + epsilon > policy.dailyEpsilon + 1e-9) throw await refuse(before);
 
-  const rows = noisyRows(req, await runReport(src, req), epsilon, o.uniform);
+  const rows = noisyRows(req, await fetchReport(src, req), epsilon, policy.contributionBound, o.uniform);
   await record(src, who, day, request, 'dp', epsilon, JSON.stringify(rows));
   const after = await spentToday(src, who, day);
   if (after > policy.dailyEpsilon + 1e-9) throw await refuse(after);

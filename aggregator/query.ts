@@ -136,7 +136,7 @@ export function buildReportSql(database: string, req: QueryRequest): string {
   // in WHERE. `cells > 0` drops the one all-zero row a total (--by none) over no released cell would be.
   return [
     'SELECT * FROM (',
-    `  SELECT ${[...dims, 'sum(active_devices) AS device_days', 'sum(sessions) AS sessions', 'sum(crashes) AS crashes', 'sum(crashed_devices) AS crashed_device_days', 'count() AS cells'].join(', ')}`,
+    `  SELECT ${[...dims, 'sum(active_devices) AS device_days', 'sum(sessions) AS sessions', 'sum(crashes) AS crashes', 'sum(crashed_devices) AS crashed_device_days', 'sum(bounded_sessions) AS bounded_sessions', 'sum(bounded_crashes) AS bounded_crashes', 'count() AS cells'].join(', ')}`,
     `  FROM (SELECT * FROM ${database}.${RELEASED_CELLS_VIEW} WHERE ${where.join(' AND ')})`,
     req.by.length ? `  GROUP BY ${req.by.join(', ')}` : '',
     ')',
@@ -147,12 +147,16 @@ export function buildReportSql(database: string, req: QueryRequest): string {
     .join('\n');
 }
 
-interface RawGroup {
+/** One group as ClickHouse returns it (64-bit integers may arrive as strings). */
+export interface RawGroup {
   [dim: string]: string | number;
   device_days: string | number;
   sessions: string | number;
   crashes: string | number;
   crashed_device_days: string | number;
+  /** Sessions and crashes with each device counted at most contribution_bound times per cell and day. */
+  bounded_sessions: string | number;
+  bounded_crashes: string | number;
 }
 
 const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -184,9 +188,13 @@ export function shapeRows(req: QueryRequest, raw: readonly RawGroup[]): ReportRo
 /** What a report needs of a store: the database of the released views and a way to run a SELECT. */
 export type ReportSource = Pick<Store, 'database' | 'query'>;
 
+/** The groups of a report as ClickHouse sums them (the private path needs the bounded columns too). */
+export function fetchReport(source: ReportSource, req: QueryRequest): Promise<RawGroup[]> {
+  return source.query<RawGroup>(buildReportSql(source.database, req));
+}
+
 export async function runReport(source: ReportSource, req: QueryRequest): Promise<ReportRow[]> {
-  const raw = await source.query<RawGroup>(buildReportSql(source.database, req));
-  return shapeRows(req, raw);
+  return shapeRows(req, await fetchReport(source, req));
 }
 
 export function formatReport(rows: readonly ReportRow[], format: Format, columns?: readonly string[]): string {

@@ -41,6 +41,7 @@ export class ChdbStore implements Store {
       minGroupDevices: this.o.minGroupDevices,
       ...(this.o.dailyEpsilon !== undefined ? { dailyEpsilon: this.o.dailyEpsilon } : {}),
       ...(this.o.defaultEpsilon !== undefined ? { defaultEpsilon: this.o.defaultEpsilon } : {}),
+      ...(this.o.contributionBound !== undefined ? { contributionBound: this.o.contributionBound } : {}),
     });
   }
 

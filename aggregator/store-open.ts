@@ -19,6 +19,7 @@ export function storeOptionsFrom(cfg: AggregatorConfig): StoreOptions {
     minGroupDevices: cfg.AGGREGATOR_MIN_GROUP_DEVICES,
     dailyEpsilon: cfg.AGGREGATOR_DP_DAILY_EPSILON,
     defaultEpsilon: cfg.AGGREGATOR_DP_DEFAULT_EPSILON,
+    contributionBound: cfg.AGGREGATOR_DP_CONTRIBUTION_BOUND,
   };
 }
 

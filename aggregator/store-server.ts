@@ -44,6 +44,7 @@ export class ServerStore implements Store {
       minGroupDevices: this.o.minGroupDevices,
       ...(this.o.dailyEpsilon !== undefined ? { dailyEpsilon: this.o.dailyEpsilon } : {}),
       ...(this.o.defaultEpsilon !== undefined ? { defaultEpsilon: this.o.defaultEpsilon } : {}),
+      ...(this.o.contributionBound !== undefined ? { contributionBound: this.o.contributionBound } : {}),
     });
   }
 

@@ -49,7 +49,7 @@ export function partitionsOlderThan(ids: readonly string[], day: number): string
 }
 
 /**
- * Retention: drop whole day partitions of `daily_agg` older than `day`. Both stores run the same
+ * Retention: drop whole day partitions of `daily_agg` (and of `device_daily`) older than `day`. Both stores run the same
  * SQL, so the sweep is written once here and each store only supplies how to run statements.
  */
 export async function dropDailyPartitionsOlderThan(db: SqlRunner, database: string, day: number): Promise<string[]> {
@@ -61,5 +61,14 @@ export async function dropDailyPartitionsOlderThan(db: SqlRunner, database: stri
     day,
   );
   for (const id of old) await db.exec(`ALTER TABLE ${database}.daily_agg DROP PARTITION ID '${id}'`);
+  // The per-device session and crash states (migration 003) are kept no longer than the aggregates.
+  const deviceParts = await db.rows<{ partition_id: string }>(
+    `SELECT DISTINCT partition_id FROM system.parts WHERE database = '${database}' AND table = 'device_daily' AND active`,
+  );
+  for (const id of partitionsOlderThan(
+    deviceParts.map((p) => p.partition_id),
+    day,
+  ))
+    await db.exec(`ALTER TABLE ${database}.device_daily DROP PARTITION ID '${id}'`);
   return old;
 }

@@ -271,7 +271,7 @@ function renderCrash(ans) {
     scale: (vs) => [0, niceMax(Math.max(...vs))],
     color: (v) => (v < 10 ? '#15803d' : v < 30 ? '#d97706' : '#b91c1c'),
     title: (r) => r.app_id + ' ' + r.app_version + ': ' + r.crashes + ' crashes in ' + r.sessions + ' sessions',
-    missing: () => 'Not released with differential privacy: one device can add any number of sessions and crashes (no per-device bound yet).',
+    missing: () => 'No sessions in these groups.',
   });
 }
 

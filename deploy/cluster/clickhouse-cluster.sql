@@ -88,12 +88,52 @@ AS analytics.privacy_ledger_local
 ENGINE = Distributed('{cluster}', analytics, privacy_ledger_local, rand());
 
 
+-- from aggregator/migrations/003_device_daily.sql
+CREATE TABLE IF NOT EXISTS analytics.device_daily_local ON CLUSTER '{cluster}'
+(
+    day Date,
+    app_id String,
+    app_version String,
+    device_model String,
+    os_version String,
+    country String,
+    device UInt64,
+    sessions AggregateFunction(uniqExact, FixedString(16)),
+    crashes AggregateFunction(uniqExact, FixedString(16))
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/analytics/device_daily_local', '{replica}')
+PARTITION BY day
+ORDER BY (app_id, day, app_version, device_model, os_version, country, device)
+TTL day + INTERVAL 750 DAY
+SETTINGS ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS analytics.device_daily ON CLUSTER '{cluster}'
+AS analytics.device_daily_local
+ENGINE = Distributed('{cluster}', analytics, device_daily_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS analytics.device_daily_mv ON CLUSTER '{cluster}' TO analytics.device_daily_local AS
+SELECT
+    day,
+    app_id,
+    app_version,
+    device_model,
+    os_version,
+    country,
+    sipHash64(daily_token) AS device,
+    uniqExactStateIf(event_key, kind = 'session_start') AS sessions,
+    uniqExactStateIf(event_key, kind = 'crash') AS crashes
+FROM analytics.facts_in_local
+WHERE kind IN ('session_start', 'crash')
+GROUP BY day, app_id, app_version, device_model, os_version, country, device;
+
+
 -- from aggregator/migrations/R_analyst_views.sql
 CREATE OR REPLACE VIEW analytics.crash_rates ON CLUSTER '{cluster}' AS
 SELECT day, app_id, app_version, device_model, os_version, country,
     active_devices, sessions, crashes, crashed_devices,
     100 * (1 - crashed_devices / active_devices) AS crash_free_devices_pct,
-    if(sessions = 0, nan, 1000 * crashes / sessions) AS crashes_per_1000_sessions
+    if(sessions = 0, nan, 1000 * crashes / sessions) AS crashes_per_1000_sessions,
+    bounded_sessions, bounded_crashes
 FROM
 (
     SELECT day, app_id, app_version, device_model, os_version, country,
@@ -103,7 +143,22 @@ FROM
         uniqExactMerge(crashed_devices) AS crashed_devices
     FROM analytics.daily_agg
     GROUP BY day, app_id, app_version, device_model, os_version, country
-)
+) AS cells
+ANY LEFT JOIN
+(
+    SELECT day, app_id, app_version, device_model, os_version, country,
+        sum(least(device_sessions, 5)) AS bounded_sessions,
+        sum(least(device_crashes, 5)) AS bounded_crashes
+    FROM
+    (
+        SELECT day, app_id, app_version, device_model, os_version, country, device,
+            uniqExactMerge(sessions) AS device_sessions,
+            uniqExactMerge(crashes) AS device_crashes
+        FROM analytics.device_daily
+        GROUP BY day, app_id, app_version, device_model, os_version, country, device
+    )
+    GROUP BY day, app_id, app_version, device_model, os_version, country
+) AS bounds USING (day, app_id, app_version, device_model, os_version, country)
 WHERE active_devices >= 5;
 
 CREATE OR REPLACE VIEW analytics.daily_active_devices ON CLUSTER '{cluster}' AS
@@ -156,4 +211,5 @@ FROM
 );
 
 CREATE OR REPLACE VIEW analytics.release_policy ON CLUSTER '{cluster}' AS
-SELECT toUInt32(5) AS min_group_devices, toFloat64(5) AS daily_epsilon, toFloat64(0.5) AS default_epsilon;
+SELECT toUInt32(5) AS min_group_devices, toFloat64(5) AS daily_epsilon, toFloat64(0.5) AS default_epsilon,
+    toUInt32(5) AS contribution_bound;
