@@ -166,6 +166,38 @@ ${shards}
 `;
 }
 
+/** Name of the user whose profile inserts asynchronously: the profile a deployment must not give the aggregator. */
+export const ASYNC_INSERT_USER = 'unsafe_async_inserter';
+
+/**
+ * users.xml of a node: `default` (the aggregator, analysts, the DDL) with insert_distributed_sync=1, and
+ * ASYNC_INSERT_USER with insert_distributed_sync=0, only for the negative control of the cluster tests
+ * (an insert that returns before the shards hold the rows).
+ */
+export function clusterUsersXml(): string {
+  return clickhouseUsersXml('      <insert_distributed_sync>1</insert_distributed_sync>')
+    .replace(
+      '  </profiles>',
+      `    <async_distributed>
+      <insert_distributed_sync>0</insert_distributed_sync>
+    </async_distributed>
+  </profiles>`,
+    )
+    .replace(
+      '  </users>',
+      `    <${ASYNC_INSERT_USER}>
+      <password></password>
+      <networks>
+        <ip>127.0.0.1</ip>
+        <ip>::1</ip>
+      </networks>
+      <profile>async_distributed</profile>
+      <quota>default</quota>
+    </${ASYNC_INSERT_USER}>
+  </users>`,
+    );
+}
+
 function nodeConfig(config: StackConfig, s: ClusterServer): StackConfig {
   return { ...config, clickhouse: { ...config.clickhouse, httpPort: s.httpPort, tcpPort: s.tcpPort, interserverPort: s.interserverPort } };
 }
@@ -281,7 +313,7 @@ export async function startClusterServer(config: StackConfig, s: ClusterServer):
   const server = resolveClickHouseServer(config);
   for (const d of [p.dataDir, p.tmpDir, p.logDir, p.userFilesDir, p.formatSchemasDir]) mkdirSync(d, { recursive: true });
   writeFileSync(p.configFile, clickhouseConfigXml(nodeConfig(config, s), p, clusterNodeXml(config, s)));
-  writeFileSync(p.usersFile, clickhouseUsersXml('      <insert_distributed_sync>1</insert_distributed_sync>'));
+  writeFileSync(p.usersFile, clusterUsersXml());
   const rec = spawnService({
     service: `clickhouse ${s.name}`,
     command: server,

@@ -21,6 +21,11 @@ import {
   startCluster,
   startKafka as startKafkaService,
   startMonitoring as startMonitoringService,
+  up as upStack,
+  killClusterClickHouse,
+  restartClusterClickHouse,
+  startClusterZooKeeper,
+  stopClusterZooKeeper,
   startScratchKafka,
   stopScratchKafka,
   startScratchPostgres,
@@ -469,4 +474,30 @@ export function startMonitoring(): Promise<string> {
 /** Makes Prometheus scrape `address` (host:port) as a target of `job`; returns the function that removes it. */
 export function monitorTarget(job: MonitoredJob, address: string, name: string): () => void {
   return registerTarget(config(), job, address, name);
+}
+
+// ---- the ClickHouse cluster (stack/clickhouse-cluster.ts) ------------------------------------------
+
+/** Starts (or reuses) ZooKeeper and the 2 x 2 ClickHouse cluster; returns node name -> HTTP URL. */
+export async function startClickHouseCluster(): Promise<Record<string, string>> {
+  const r = await upStack({ kafka: false, clickhouse: false, clickhouseCluster: true }, config());
+  return r.state.clickhouseCluster.urls;
+}
+
+/** SIGKILL one cluster node (s1r1, s1r2, s2r1, s2r2). */
+export async function killClusterNode(name: string): Promise<void> {
+  await killClusterClickHouse(name, config());
+}
+
+/** Starts a killed cluster node again on its data; resolves when it answers. */
+export function restartClusterNode(name: string): Promise<string> {
+  return restartClusterClickHouse(name, config());
+}
+
+export async function stopZooKeeper(): Promise<void> {
+  await stopClusterZooKeeper(config());
+}
+
+export async function startZooKeeper(): Promise<void> {
+  await startClusterZooKeeper(config());
 }
