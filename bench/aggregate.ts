@@ -15,6 +15,9 @@
  *    group in `daily_agg` is recorded. p50/p99 of those.
  * 3. Insert encoding: TabSeparated (what the stores send) against JSONEachRow, encode time per row.
  * The last line is JSON. Sizes: BENCH_AGG_EVENTS (default 200000), BENCH_AGG_PROBES (default 100).
+ * BENCH_AGG_CLUSTER=1 runs the same against the local ClickHouse cluster (`stack:up -- --clickhouse-cluster`,
+ * 2 shards x 2 replicas): the database made by the generated cluster DDL, the aggregator inserting into
+ * the Distributed `facts_in` on node s1r1 with synchronous distributed inserts.
  */
 import { performance } from 'node:perf_hooks';
 import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
@@ -30,9 +33,13 @@ import type { FactRow } from '../aggregator/facts.ts';
 import { FactReader } from '../aggregator/fact-reader.ts';
 import { aggregatorConfig, aggregatorEnv, factRecords, produceFacts, waitAllCommitted } from '../testing/harness.ts';
 import { generatePopulation } from '../testing/population.ts';
+import { startClickHouseCluster } from '../testing/stack.ts';
+import { statements } from '../aggregator/migrate.ts';
+import { clusterDdl, DEFAULT_CLUSTER_OPTIONS } from '../tools/clickhouse-cluster.ts';
 
 const N = Number(process.env.BENCH_AGG_EVENTS ?? 200_000);
 const PROBES = Number(process.env.BENCH_AGG_PROBES ?? 100);
+const CLUSTER = process.env.BENCH_AGG_CLUSTER === '1';
 
 /**
  * Bare kafkajs consumption of `n` records of `topic` with the aggregator's consumer settings; CPU per
@@ -192,8 +199,16 @@ async function main(): Promise<void> {
   const topic = uniqueName('bench_agg_events');
   const database = uniqueName('bench_agg');
   await createTopics([topic], { partitions: 3 });
+  let clickhouseUrl = s.clickhouseUrl;
+  if (CLUSTER) {
+    clickhouseUrl = (await startClickHouseCluster()).s1r1!;
+    const ddl = clusterDdl({ ...DEFAULT_CLUSTER_OPTIONS, database, serverMajor: 18 });
+    const admin = createClickHouse(undefined, { url: clickhouseUrl });
+    for (const stmt of statements(ddl)) await admin.command({ query: stmt });
+    await admin.close();
+  }
   const env = aggregatorEnv(
-    { kafkaBrokers: s.kafkaBrokers, clickhouseUrl: s.clickhouseUrl },
+    { kafkaBrokers: s.kafkaBrokers, clickhouseUrl },
     { topic, groupId: uniqueName('bench_agg_group'), database },
     {
       AGGREGATOR_FLUSH_INTERVAL_MS: process.env.AGGREGATOR_FLUSH_INTERVAL_MS ?? '500',
@@ -201,7 +216,7 @@ async function main(): Promise<void> {
     },
   );
   const cfg = aggregatorConfig(env);
-  const ch = createClickHouse();
+  const ch = createClickHouse(undefined, { url: clickhouseUrl });
   try {
     // Population large enough for N events (about 5 events per device-day).
     const pop = generatePopulation({ seed: 42, devicesPerDay: Math.ceil(N / 15), duplicateShare: 0.02 });
@@ -261,7 +276,7 @@ async function main(): Promise<void> {
         p99_visible_delay_ms: p99,
         probes: delays.length,
         flush_interval_ms: cfg.AGGREGATOR_FLUSH_INTERVAL_MS,
-        sink: 'server',
+        sink: CLUSTER ? 'cluster 2 shards x 2 replicas' : 'server',
         clickhouse_version: s.clickhouseVersion ?? null,
         tsv_encode_ns_per_row: Math.round((enc.tsvMs * 1e6) / enc.rows),
         json_encode_ns_per_row: Math.round((enc.jsonMs * 1e6) / enc.rows),
@@ -270,6 +285,8 @@ async function main(): Promise<void> {
       }),
     );
   } finally {
+    if (CLUSTER)
+      await ch.command({ query: `DROP DATABASE IF EXISTS ${database} ON CLUSTER '{cluster}'` }).catch((e: Error) => console.error(`cleanup: ${e.message}`));
     await ch.close();
     const left = await deleteWhatThisFileMade();
     for (const p of left.problems) console.error(`cleanup: ${p}`);
