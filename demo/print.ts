@@ -60,9 +60,14 @@ export function formatDemoReport(r: DemoReport): string {
       `aggregator read ${n(r.aggregator.read)} event facts, inserted ${n(r.aggregator.aggregated)} fact rows, ${n(r.aggregator.redundantDropped)} redundant (repeats, non-counted kinds) dropped in memory, ${n(r.aggregator.late)} too late; lag ${n(r.aggregator.lag)}${r.caughtUp ? '' : ' (NOT caught up: tables below may be short)'}`,
     );
   }
-  const dauCmd = `npm run query -- dau --from ${dayToIso(r.dau.req.from)} --to ${dayToIso(r.dau.req.to)} --by day,app_id`;
-  const crashCmd = `npm run query -- crash-rate --from ${dayToIso(r.crash.req.from)} --to ${dayToIso(r.crash.req.to)} --by app_id,app_version`;
-  out.push('', `== Daily active devices (ClickHouse, database ${r.database}; with --keep, run it yourself: AGGREGATOR_DATABASE=${r.database} ${dauCmd}) ==`);
+  // Exact sums of released cells (the demo checks them against the phones' own count); an analyst's
+  // `npm run query` answers with noise unless --exact (aggregator/README.md, "Privacy of the answers").
+  const dauCmd = `npm run query -- dau --from ${dayToIso(r.dau.req.from)} --to ${dayToIso(r.dau.req.to)} --by day,app_id --exact`;
+  const crashCmd = `npm run query -- crash-rate --from ${dayToIso(r.crash.req.from)} --to ${dayToIso(r.crash.req.to)} --by app_id,app_version --exact`;
+  out.push(
+    '',
+    `== Daily active devices, exact sums of released cells (database ${r.database}; with --keep, run it yourself: ANALYST_CLICKHOUSE_USER=default ANALYST_DATABASE=${r.database} ${dauCmd}) ==`,
+  );
   out.push(formatReport(r.dau.rows, 'table', reportColumns(r.dau.req)));
   out.push('', `== Crash rates by app version, last 3 days as device-days (${crashCmd}) ==`);
   out.push(formatReport(r.crash.rows, 'table', reportColumns(r.crash.req)));
