@@ -10,11 +10,21 @@
  *
  * If the demo itself dies without cleaning up (SIGKILL, a closed terminal), its run directory keeps an
  * `owner.pid`; the next demo finds runs whose owner is gone and stops what they left (`reapStaleRuns`).
+ *
+ * Ingest and aggregator children are registered as scrape targets of the stack's Prometheus
+ * (`stack:up -- --monitoring`, stack/README.md "Monitoring") while they run, so its alerts and graphs
+ * cover the demo; the registration is a file, harmless when Prometheus is not running.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isOurProcess, readPidRecord, spawnService, stopRecorded, tailOf, type PidRecord } from '../stack/proc.ts';
+import { loadStackConfig } from '../stack/config.ts';
+import { registerTarget, unregisterTargets, type MonitoredJob } from '../stack/monitoring.ts';
+
+/** The scrape job of a child, by the script it runs (the job names of deploy/prometheus/alerts.yml). */
+const SCRAPE_JOBS: Readonly<Record<string, MonitoredJob>> = { 'ingest/main.ts': 'ingest', 'aggregator/main.ts': 'aggregator' };
+const targetPrefix = (runId: string) => `demo-${runId}-`;
 
 export interface ChildSpec {
   service: string;
@@ -45,6 +55,7 @@ export function childEnv(base: NodeJS.ProcessEnv, own: Record<string, string>): 
 
 export class DemoProcesses {
   readonly children: RunningChild[] = [];
+  private readonly unmonitor = new Map<string, () => void>();
 
   constructor(
     readonly runDir: string,
@@ -74,6 +85,10 @@ export class DemoProcesses {
     });
     const child: RunningChild = { service: spec.service, pid: rec.pid, ports: spec.ports, logFile, pidFile, marker };
     this.children.push(child);
+    const job = SCRAPE_JOBS[spec.script];
+    if (job && spec.ports[0] !== undefined) {
+      this.unmonitor.set(spec.service, registerTarget(loadStackConfig(), job, `127.0.0.1:${spec.ports[0]}`, `${targetPrefix(this.runId)}${spec.service}`));
+    }
     return child;
   }
 
@@ -99,6 +114,7 @@ export class DemoProcesses {
       const c = this.children.find((x) => x.service === name);
       if (!c) continue;
       try {
+        this.unmonitor.get(name)?.();
         if (await stopRecorded(c.pidFile, { graceMs })) stopped.push(name);
       } catch (e) {
         problems.push(`${name}: ${(e as Error).message}`);
@@ -162,6 +178,7 @@ export async function reapStaleRuns(baseDir: string): Promise<StaleRun[]> {
     }
     rmSync(runFiles, { recursive: true, force: true });
     rmSync(path.join(runDir, 'owner.pid'), { force: true });
+    unregisterTargets(loadStackConfig(), targetPrefix(name));
     out.push({ runDir, runId: name, stopped, resources });
   }
   return out;

@@ -165,3 +165,19 @@ export function registerTarget(config: StackConfig, job: MonitoredJob, address: 
   renameSync(`${file}.tmp`, file);
   return () => rmSync(file, { force: true });
 }
+
+/** Removes every registration whose name starts with `prefix` (a crashed demo run's); returns how many. */
+export function unregisterTargets(config: StackConfig, prefix: string): number {
+  let n = 0;
+  for (const job of MONITORED_JOBS) {
+    const dir = path.join(prometheusPaths(config).targetsDir, job);
+    if (!existsSync(dir)) continue;
+    for (const f of readdirSync(dir)) {
+      if (f.startsWith(prefix) && f.endsWith('.json')) {
+        rmSync(path.join(dir, f), { force: true });
+        n++;
+      }
+    }
+  }
+  return n;
+}
