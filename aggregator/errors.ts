@@ -17,6 +17,9 @@ export const AGGREGATOR_ERROR_CODES = [
   // No ledger to keep the budget in; an exact answer with nowhere to log it (no ledger, query log off).
   'AGG_NO_LEDGER',
   'AGG_EXACT_UNLOGGED',
+  // The answer service (answer-service.ts): an unknown bearer token; --exact asked of it.
+  'AGG_UNAUTHORIZED',
+  'AGG_EXACT_REFUSED',
   // Store: ClickHouse server or chdb (store.ts). The codes keep their published AGG_SINK_ names.
   'AGG_SINK_UNAVAILABLE',
   'AGG_SINK_QUERY_FAILED',

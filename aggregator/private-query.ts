@@ -61,6 +61,11 @@ export interface PrivateOptions {
   uniform?: Uniform;
   /** Overrides "now" (tests). */
   nowMs?: number;
+  /**
+   * The analyst as a service in front of the command authenticated them (answer-service.ts: one budget
+   * per person, whatever ClickHouse user the service connects as). Without it: the ClickHouse user.
+   */
+  analyst?: string;
 }
 
 export async function readReleasePolicy(src: ReportSource): Promise<ReleasePolicy> {
@@ -203,7 +208,7 @@ export async function runPrivateReport(src: LedgerSource, req: QueryRequest, eps
     throw new PrivacyBudgetError('AGG_BAD_EPSILON', `--epsilon ${epsilon}: must be above 0 and at most the daily budget ${policy.dailyEpsilon}`);
   const day = dayToIso(utcDay(o.nowMs ?? Date.now()));
   const request = canonicalRequest(req, epsilon);
-  const who = await identity(src);
+  const who = o.analyst !== undefined ? () => sqlString(o.analyst!) : await identity(src);
   const [{ me } = { me: '' }] = await src.query<{ me: string }>(`SELECT ${who()} AS me`);
 
   const [prior] = await src.query<{ answer: string }>(

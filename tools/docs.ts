@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { aggregatorSettings } from '../aggregator/config.ts';
 import { analystSettings } from '../aggregator/analyst-config.ts';
+import { answersSettings } from '../aggregator/answer-service.ts';
 import { ingestSettings } from '../ingest/config.ts';
 import { dashboardSettings } from '../dashboard/config.ts';
 import { settingsTable, type SettingsSpec } from '../runtime/config.ts';
@@ -45,6 +46,12 @@ export const CONFIG_SECTIONS: ConfigSection[] = [
     intro:
       "aggregator/analyst-config.ts: the one analyst role the query command (`npm run query`) and the dashboard connect as; never the aggregator's credentials, and no k of its own (the views hold it).",
     spec: analystSettings,
+  },
+  {
+    title: 'Answer service (`ANSWERS_*`)',
+    intro:
+      'aggregator/answer-service.ts (`npm run answers`): differentially private answers over HTTP for analysts who hold a bearer token instead of the ClickHouse credential; it reads ClickHouse with the `ANALYST_*` settings above.',
+    spec: answersSettings,
   },
   {
     title: 'Dashboard (`DASHBOARD_*`)',

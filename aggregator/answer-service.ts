@@ -1,0 +1,201 @@
+/**
+ * `npm run answers`: the differentially private answers as a small HTTP service, so that analysts who
+ * should see noisy answers only never hold a ClickHouse credential (aggregator/README.md, "Privacy of
+ * the answers": whoever holds the credential can read the released views exactly). The service holds
+ * the analyst role's credential (`ANALYST_*`); people hold a bearer token each, and the privacy ledger
+ * keeps one budget per person, named by the token's entry, never by the request.
+ *
+ *   POST /v1/answers   Authorization: Bearer <token>   {"args": ["dau", "--from", "2026-11-01", ...]}
+ *     200 {analyst, epsilon, spent_today, daily_epsilon, repeated, columns, rows}
+ *     400 bad question, 401 unknown token, 403 --exact (not served here), 429 budget spent,
+ *     503 ClickHouse failed; every error is {code, message}.
+ *   GET /healthz
+ *
+ * ANSWERS_TOKENS_FILE lists `name sha256hex` per line (the SHA-256 of each person's token; `#` starts
+ * a comment): the service keeps no token itself. It answers only what `runPrivateReport` answers.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
+import { analystSettings, analystStoreOptions, withAnalystPassword, type AnalystConfig } from './analyst-config.ts';
+import { AggregatorError, QueryArgumentError } from './errors.ts';
+import { privateColumns, runPrivateReport } from './private-query.ts';
+import { parseCommandLine } from './query.ts';
+import type { LedgerSource } from './private-query.ts';
+
+export const answersSettings = defineSettings({
+  ANSWERS_HOST: { kind: 'string', default: '127.0.0.1', doc: 'Address the answer service listens on (put TLS in front of it beyond one host).' },
+  ANSWERS_PORT: { kind: 'int', min: 0, max: 65535, default: 18095, doc: 'Port of POST /v1/answers and /healthz (0 = any free port).' },
+  ANSWERS_TOKENS_FILE: {
+    kind: 'string',
+    default: '',
+    doc: 'File of `name sha256hex` lines: each analyst and the SHA-256 of their bearer token (`printf %s "$TOKEN" | sha256sum`). Required.',
+  },
+});
+
+export type AnswersConfig = ConfigOf<typeof answersSettings> & AnalystConfig;
+
+export function loadAnswersConfig(env: NodeJS.ProcessEnv = process.env): AnswersConfig {
+  const cfg = withAnalystPassword(loadConfig({ ...answersSettings, ...analystSettings }, { prefixes: ['ANSWERS_', 'ANALYST_'], env }) as AnswersConfig);
+  if (!cfg.ANSWERS_TOKENS_FILE) throw new ConfigError(['ANSWERS_TOKENS_FILE is required: without it nobody could be told apart, and the budget is per person']);
+  return cfg;
+}
+
+/** `name sha256hex` lines -> hash -> name. Errors name the line, never a hash. */
+export function parseTokens(text: string, file = 'ANSWERS_TOKENS_FILE'): Map<string, string> {
+  const out = new Map<string, string>();
+  const problems: string[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/#.*/, '').trim();
+    if (!line) return;
+    const m = /^([A-Za-z0-9._@-]{1,64})\s+([0-9a-f]{64})$/.exec(line);
+    if (!m) return problems.push(`${file} line ${i + 1}: expected "name sha256hex"`);
+    if (out.has(m[2]!)) return problems.push(`${file} line ${i + 1}: a token already given to ${out.get(m[2]!)}`);
+    if ([...out.values()].includes(m[1]!)) return problems.push(`${file} line ${i + 1}: ${m[1]} listed twice`);
+    out.set(m[2]!, m[1]!);
+  });
+  if (problems.length) throw new ConfigError(problems);
+  if (out.size === 0) throw new ConfigError([`${file}: no analyst listed`]);
+  return out;
+}
+
+export const sha256Hex = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
+
+const STATUS: Record<string, number> = {
+  AGG_BAD_ARGUMENT: 400,
+  AGG_BAD_DAY: 400,
+  AGG_BAD_DIMENSION: 400,
+  AGG_BAD_EPSILON: 400,
+  AGG_UNAUTHORIZED: 401,
+  AGG_EXACT_REFUSED: 403,
+  AGG_PRIVACY_BUDGET_SPENT: 429,
+};
+
+export interface RunningAnswers {
+  url: string;
+  server: Server;
+  close(): Promise<void>;
+}
+
+export async function startAnswerService(
+  cfg: Pick<AnswersConfig, 'ANSWERS_HOST' | 'ANSWERS_PORT'>,
+  tokens: ReadonlyMap<string, string>,
+  store: LedgerSource,
+): Promise<RunningAnswers> {
+  const send = (res: ServerResponse, status: number, body: unknown) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+    res.end(text);
+  };
+  const fail = (res: ServerResponse, code: string, message: string, status = STATUS[code] ?? 503) => send(res, status, { code, message });
+
+  const readBody = (req: IncomingMessage): Promise<string> =>
+    new Promise((resolve, reject) => {
+      let size = 0;
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > 16_384) reject(new QueryArgumentError('AGG_BAD_ARGUMENT', 'request body over 16 KiB'));
+        else chunks.push(c);
+      });
+      req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      req.on('error', reject);
+    });
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (path === '/healthz' && req.method === 'GET') return send(res, 200, { ok: true });
+    if (path !== '/v1/answers') return fail(res, 'NOT_FOUND', 'not found: POST /v1/answers', 404);
+    if (req.method !== 'POST') return fail(res, 'METHOD', 'use POST', 405);
+    const auth = /^Bearer (\S{16,512})$/.exec(req.headers.authorization ?? '');
+    const analyst = auth ? tokens.get(sha256Hex(auth[1]!)) : undefined;
+    if (analyst === undefined) return fail(res, 'AGG_UNAUTHORIZED', 'unknown or missing bearer token');
+    let args: unknown;
+    try {
+      args = (JSON.parse(await readBody(req)) as { args?: unknown }).args;
+    } catch (e) {
+      return fail(res, 'AGG_BAD_ARGUMENT', e instanceof AggregatorError ? e.message : 'body must be JSON: {"args": ["dau", "--from", ...]}');
+    }
+    if (!Array.isArray(args) || !args.every((a) => typeof a === 'string'))
+      return fail(res, 'AGG_BAD_ARGUMENT', 'body must be JSON: {"args": ["dau", "--from", ...]}');
+    let parsed: ReturnType<typeof parseCommandLine>;
+    try {
+      parsed = parseCommandLine(args);
+    } catch (e) {
+      if (e instanceof AggregatorError) return fail(res, e.code, e.message);
+      throw e;
+    }
+    if (parsed.mode.exact)
+      return fail(res, 'AGG_EXACT_REFUSED', 'exact answers are not served here: they belong to the privileged role, which queries ClickHouse itself');
+    try {
+      const a = await runPrivateReport(store, parsed.req, parsed.mode.epsilon, { analyst });
+      return send(res, 200, {
+        analyst: a.analyst,
+        epsilon: a.epsilon,
+        spent_today: a.spentToday,
+        daily_epsilon: a.dailyEpsilon,
+        repeated: a.repeated,
+        columns: privateColumns(parsed.req),
+        rows: a.rows,
+      });
+    } catch (e) {
+      if (e instanceof AggregatorError) return fail(res, e.code, e.message.split('\n', 1)[0]!);
+      throw e;
+    }
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      if (!res.headersSent) fail(res, 'AGG_INTERNAL', `answer service error: ${(e as Error).message}`, 500);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(cfg.ANSWERS_PORT, cfg.ANSWERS_HOST, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://${cfg.ANSWERS_HOST}:${port}`,
+    server,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let cfg: AnswersConfig;
+  let tokens: Map<string, string>;
+  try {
+    cfg = loadAnswersConfig();
+    tokens = parseTokens(readFileSync(cfg.ANSWERS_TOKENS_FILE, 'utf8'));
+  } catch (e) {
+    const msg = e instanceof ConfigError ? e.problems.join('\n  ') : `ANSWERS_TOKENS_FILE: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+    process.stderr.write(`answers: ${msg}\n`);
+    process.exit(2);
+  }
+  const { openStore } = await import('./store-open.ts');
+  const store = await openStore(analystStoreOptions(cfg));
+  const svc = await startAnswerService(cfg, tokens, store);
+  process.stdout.write(
+    `answers: ${svc.url}/v1/answers for ${tokens.size} analysts (ClickHouse as ${cfg.ANALYST_CLICKHOUSE_USER}, database ${cfg.ANALYST_DATABASE})\n`,
+  );
+  const stop = () => {
+    svc.close().then(
+      () => store.close().then(() => process.exit(0)),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`answers: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  });
+}
