@@ -44,11 +44,33 @@ export interface EventsSeen extends SeenRecord {
   facts: EventFact[];
 }
 
+/**
+ * What the adversary scores with: `transport` (timestamps, partition places) and the content features
+ * the records keep by design: `country` (facts' country against the SIM's MCC), `presence` (an app
+ * status / crash trace in the personal record against those kinds among the facts), `recurrence` (how
+ * many records the key has on each side: a device's batches against a token's records of a day),
+ * `size` (a record's size rank on its side against the other's: when the personal record listed every
+ * event, its size grew with the facts' count). `size` is left out of `all`: measured, it now only adds
+ * noise (the bench reports the adversary with it, `link_accuracy_with_size`).
+ */
+export type Feature = 'transport' | 'country' | 'presence' | 'recurrence' | 'size';
+export const CONTENT_FEATURES: readonly Feature[] = ['country', 'presence', 'recurrence'];
+export const ALL_FEATURES: readonly Feature[] = ['transport', ...CONTENT_FEATURES];
+/** Named sets the bench reports: transport alone, content alone, everything. */
 export type FeatureSet = 'transport' | 'content' | 'all';
+export const FEATURE_SETS: Record<FeatureSet, readonly Feature[]> = { transport: ['transport'], content: CONTENT_FEATURES, all: ALL_FEATURES };
 
 interface Prepared {
-  p: PersonalSeen & { q: number; keyCount: number; country: string };
-  e: Array<EventsSeen & { q: number; keyCount: number; day: number; kinds: Set<string> }>;
+  p: PersonalSeen & { q: number; keyCount: number; country: string; sizeRank: number };
+  e: Array<EventsSeen & { q: number; keyCount: number; day: number; kinds: Set<string>; sizeRank: number }>;
+}
+
+/** Rank of each record's size among its side's, 0..1. */
+function sizeRanks(records: SeenRecord[]): number[] {
+  const order = records.map((r, i) => ({ s: r.size, i })).sort((a, b) => a.s - b.s);
+  const out = new Array<number>(records.length);
+  order.forEach((x, rank) => (out[x.i] = (rank + 0.5) / records.length));
+  return out;
 }
 
 /** Place of each record in its partition, 0..1: the adversary's estimate of its arrival order. */
@@ -80,15 +102,18 @@ export function prepare(personal: PersonalSeen[], events: EventsSeen[]): Prepare
   const qE = partitionQuantiles(events);
   const pKeys = counts(personal.map((p) => p.key));
   const eKeys = counts(events.map((e) => e.key));
+  const sP = sizeRanks(personal);
+  const sE = sizeRanks(events);
   const ev = events.map((e, i) => ({
     ...e,
+    sizeRank: sE[i]!,
     q: qE[i]!,
     keyCount: eKeys.get(e.key)!,
     day: e.facts[0]?.day ?? -1,
     kinds: new Set<string>(e.facts.map((f) => f.kind)),
   }));
   return personal.map((p, i) => ({
-    p: { ...p, q: qP[i]!, keyCount: pKeys.get(p.key)!, country: (p.simMcc && MCC_COUNTRY[p.simMcc]) ?? 'ZZ' },
+    p: { ...p, q: qP[i]!, sizeRank: sP[i]!, keyCount: pKeys.get(p.key)!, country: (p.simMcc && MCC_COUNTRY[p.simMcc]) ?? 'ZZ' },
     e: ev,
   }));
 }
@@ -103,32 +128,55 @@ function transportScore(p: P, e: E): number {
   return -dt * 10 - (dq * dq) / 2;
 }
 
-function contentScore(p: P, e: E): number {
-  let s = e.facts.every((f) => f.country === p.country) ? 2 : -20;
-  // A batch's app status / crash trace shows on the personal side only on the days it happened, so a
-  // mismatch on a one-day record is strong, on a midnight record weaker.
-  const w = p.days.length === 1 ? 3 : 1;
-  s += e.kinds.has('app_status') === p.appStatus ? w : -w;
-  s += e.kinds.has('crash') === p.crash ? w : -w;
-  s -= Math.abs(p.keyCount - e.keyCount);
+function contentScore(features: readonly Feature[], p: P, e: E): number {
+  let s = 0;
+  if (features.includes('country')) s += e.facts.every((f) => f.country === p.country) ? 2 : -20;
+  if (features.includes('presence')) {
+    // A batch's app status / crash trace shows on the personal side only on the days it happened, so a
+    // mismatch on a one-day record is strong, on a midnight record weaker.
+    const w = p.days.length === 1 ? 3 : 1;
+    s += e.kinds.has('app_status') === p.appStatus ? w : -w;
+    s += e.kinds.has('crash') === p.crash ? w : -w;
+  }
+  if (features.includes('recurrence')) s -= Math.abs(p.keyCount - e.keyCount);
+  if (features.includes('size')) s -= 4 * Math.abs(p.sizeRank - e.sizeRank);
   return s;
 }
 
-export function score(set: FeatureSet, p: P, e: E): number {
-  return (set === 'content' ? 0 : transportScore(p, e)) + (set === 'transport' ? 0 : contentScore(p, e));
+export function score(features: readonly Feature[], p: P, e: E): number {
+  return (features.includes('transport') ? transportScore(p, e) : 0) + contentScore(features, p, e);
 }
 
 /** The adversary's guess for every personal record and each of its days: an index into `events`. */
-export function guess(prepared: Prepared[], set: FeatureSet, rand: () => number): Array<Map<number, number>> {
+export function guess(prepared: Prepared[], features: readonly Feature[], rand: () => number): Array<Map<number, number>> {
   return prepared.map(({ p, e }) => {
     const best = new Map<number, { i: number; s: number }>();
     e.forEach((x, i) => {
       if (!p.days.includes(x.day)) return;
-      const s = score(set, p, x) + rand() * 1e-6;
+      const s = score(features, p, x) + rand() * 1e-6;
       const b = best.get(x.day);
       if (!b || s > b.s) best.set(x.day, { i, s });
     });
     return new Map([...best].map(([d, b]) => [d, b.i]));
+  });
+}
+
+/**
+ * Content crowd of each personal record on one of its days: the events records of that day that look
+ * like its own one to the content features (same country, same app status / crash presence, the token
+ * recurring as often). The crowd an ideal transport protection would leave: the records keep these
+ * features by design (the country is a dimension and the residency zone; crash traces and app lists
+ * are kept per device; both sides hold one record per batch), so no mixing can take the adversary below it.
+ */
+export function contentCrowds(prepared: Prepared[], own: (p: number, e: number) => boolean, dayOf: (p: number) => number): number[] {
+  return prepared.map(({ p, e }, pi) => {
+    const day = dayOf(pi);
+    const mine = e.find((x, ei) => x.day === day && own(pi, ei));
+    if (!mine) return 1;
+    const looks = (x: (typeof e)[number]) =>
+      [x.facts.every((f) => f.country === p.country), x.kinds.has('app_status'), x.kinds.has('crash'), x.keyCount].join();
+    const target = looks(mine);
+    return e.filter((x) => x.day === day && looks(x) === target).length;
   });
 }
 

@@ -41,10 +41,13 @@ async function postAndRead(linkable: boolean) {
     PIPELINE_TOPIC_EVENTS: events,
     PIPELINE_TOPIC_PERSONAL_PREFIX: personalPrefix,
     PIPELINE_TOPIC_REJECTS_PREFIX: `${uniqueName('link_r')}_`,
+    PIPELINE_TOPIC_RIGHTS_PREFIX: `${uniqueName('link_rt')}_`,
     INGEST_PORT: '0',
     INGEST_POOL_THREADS: '2',
     INGEST_TOPIC_PARTITIONS: '3',
     INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+    // The join's truth reads the device from the personal record's key: written unsealed (the sealing is rights/'s tests).
+    INGEST_UNSAFE_UNSEALED: 'true',
     INGEST_UNSAFE_LINKABLE: String(linkable),
   });
   const svc = await startIngest(cfg, { log: quietLogger, tokenKeys: { kind: 'file', dir: keyDir } });

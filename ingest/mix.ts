@@ -16,9 +16,9 @@
  *    the mix (offsets of consecutive mixes still follow each other): its size, reported by the gauge
  *    `ingest_mix_anonymity_set`, is how many batches an events record hides among by transport alone.
  *
- * What a record *holds* is not changed here: the personal record keeps each event's time and kind, and
- * the events record each fact's kind in the same order, so their counts and kind sequences remain a
- * channel (ingest/README.md, "Linkage of the topics", gives the measured figures).
+ * What a record *holds* is the split's business (schemas/personal.ts: the personal records keep hours
+ * and sets, no count, kind or order of events); what content still links, and why, is measured in
+ * ingest/README.md, "Linkage of the topics".
  *
  * The acknowledgement rule holds per batch (ARCHITECTURE.md principle 4): a batch's promise resolves
  * only when every produce call carrying any record of its mix was acknowledged; a failed call fails
