@@ -17,22 +17,24 @@ const TESTS = ['**/*.test.ts']; // includes *.int.test.ts
 // is an error (import-x/no-restricted-paths). deploy/ holds no code (tools/layout.test.ts checks that).
 const SERVICES = ['ingest', 'aggregator', 'dashboard'];
 const DEV_TOOLS = ['stack', 'testing', 'tools'];
-const FOLDERS = ['runtime', 'schemas', ...SERVICES, ...DEV_TOOLS, 'demo', 'bench', 'deploy'];
+const FOLDERS = ['runtime', 'schemas', 'rights', ...SERVICES, ...DEV_TOOLS, 'demo', 'bench', 'deploy'];
 
 /** @type {Record<string, string[]>} what non-test code of each folder may import */
 const MAY_IMPORT = {
   runtime: [],
   schemas: ['runtime'],
-  ingest: ['runtime', 'schemas'],
+  // the key store, envelope encryption and suppression list of people's rights (rights/README.md)
+  rights: ['runtime', 'schemas'],
+  ingest: ['runtime', 'schemas', 'rights'],
   aggregator: ['runtime', 'schemas'],
   // the dashboard reads the aggregates through the aggregator's query and store code
   dashboard: ['runtime', 'schemas', 'aggregator'],
-  stack: ['runtime', 'schemas', ...SERVICES, ...DEV_TOOLS],
-  testing: ['runtime', 'schemas', ...SERVICES, ...DEV_TOOLS],
-  tools: ['runtime', 'schemas', ...SERVICES, ...DEV_TOOLS],
+  stack: ['runtime', 'schemas', 'rights', ...SERVICES, ...DEV_TOOLS],
+  testing: ['runtime', 'schemas', 'rights', ...SERVICES, ...DEV_TOOLS],
+  tools: ['runtime', 'schemas', 'rights', ...SERVICES, ...DEV_TOOLS],
   // nothing imports demo/ or bench/ but themselves
-  demo: ['runtime', 'schemas', ...SERVICES, ...DEV_TOOLS],
-  bench: ['runtime', 'schemas', ...SERVICES, ...DEV_TOOLS],
+  demo: ['runtime', 'schemas', 'rights', ...SERVICES, ...DEV_TOOLS],
+  bench: ['runtime', 'schemas', 'rights', ...SERVICES, ...DEV_TOOLS],
 };
 
 /** @type {Record<string, string[]>} what test files (*.test.ts) of a folder may import on top of MAY_IMPORT */
@@ -40,6 +42,8 @@ const TESTS_MAY_ALSO_IMPORT = {
   // shared fixtures and generators live in testing/; a test is no part of its folder's layer
   runtime: ['testing'],
   schemas: ['testing'],
+  // the rights tests run ingest against the key store and read the topics back
+  rights: ['testing', 'ingest', 'tools'],
   ingest: ['testing'],
   // end-to-end tests of a service start the other services
   aggregator: ['testing', 'ingest'],

@@ -8,7 +8,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['{ingest,aggregator,dashboard,schemas,runtime,demo,stack,testing,tools,bench}/**/*.test.ts'],
+          include: ['{ingest,aggregator,dashboard,schemas,runtime,rights,demo,stack,testing,tools,bench}/**/*.test.ts'],
           exclude: ['**/*.int.test.ts', 'node_modules/**', '.local/**', 'dist/**'],
           testTimeout: 30_000,
         },
@@ -16,7 +16,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['{ingest,aggregator,dashboard,schemas,runtime,demo,stack,testing,tools,bench}/**/*.int.test.ts'],
+          include: ['{ingest,aggregator,dashboard,schemas,runtime,rights,demo,stack,testing,tools,bench}/**/*.int.test.ts'],
           exclude: ['node_modules/**', '.local/**', 'dist/**'],
           globalSetup: ['testing/vitest-global-setup.ts'],
           // Deletes each file's topics and databases after the file (testing/README.md, "Cleaning up").

@@ -24,6 +24,7 @@ import { reportsVsOracle } from '../testing/compare.ts';
 import { generateDeviceBatches, type PostedBatch } from '../testing/device-batches.ts';
 import { aggregatorConfig, aggregatorEnv, groupProgress, waitAllCommitted } from '../testing/harness.ts';
 import { quietLogger } from '../testing/logger.ts';
+import { sealingEnv } from '../testing/sealing.ts';
 
 const K = 5;
 let kafka: Kafka;
@@ -93,6 +94,8 @@ describe.each(['server', 'embedded'] as const)('devices -> ingest (HTTP) -> Kafk
       PIPELINE_TOPIC_EVENTS: topics.events,
       PIPELINE_TOPIC_PERSONAL_PREFIX: topics.personal,
       PIPELINE_TOPIC_REJECTS_PREFIX: topics.rejects,
+      PIPELINE_TOPIC_RIGHTS_PREFIX: `${topics.personal}rights_`,
+      ...sealingEnv().env,
       INGEST_PORT: '0',
       INGEST_POOL_THREADS: '1',
       INGEST_TOPIC_PARTITIONS: '3',

@@ -25,6 +25,7 @@ import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/clea
 import { batch } from '../testing/batches.ts';
 import type { LoadgenSummary } from './loadgen.ts';
 import { compileSplit, DailyTokenizer, FileKeySource } from '../schemas/index.ts';
+import { sealingEnv } from '../testing/sealing.ts';
 
 const root = join(import.meta.dirname, '..');
 const env = process.env;
@@ -46,6 +47,7 @@ async function startIngest(): Promise<{ proc: ChildProcess; url: string }> {
     PIPELINE_TOPIC_EVENTS: uniqueName('bench_ingest_ev'),
     PIPELINE_TOPIC_PERSONAL_PREFIX: `${uniqueName('bench_ingest_p')}_`,
     PIPELINE_TOPIC_REJECTS_PREFIX: `${uniqueName('bench_ingest_r')}_`,
+    PIPELINE_TOPIC_RIGHTS_PREFIX: `${uniqueName('bench_ingest_rt')}_`,
     INGEST_PORT: '0',
     INGEST_LOG_LEVEL: 'warn',
     INGEST_TOKEN_KEY_DIR: mkdtempSync(join(tmpdir(), 'bench-keys-')),
@@ -53,6 +55,10 @@ async function startIngest(): Promise<{ proc: ChildProcess; url: string }> {
     // The local stack is one Kafka cluster: every zone's topics share it (development only; policy section 6).
     INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
   };
+  // Personal records sealed per device as in production (rights/README.md); BENCH_NO_SEAL=1 writes them
+  // in clear, to measure what sealing costs on the same box.
+  if (env.BENCH_NO_SEAL === '1') ingestEnv.INGEST_UNSAFE_UNSEALED = 'true';
+  else Object.assign(ingestEnv, sealingEnv().env);
   if (env.BENCH_POOL_THREADS) ingestEnv.INGEST_POOL_THREADS = env.BENCH_POOL_THREADS;
   if (env.BENCH_COMPRESSION) ingestEnv.INGEST_KAFKA_COMPRESSION = env.BENCH_COMPRESSION;
   if (env.BENCH_PRODUCERS) ingestEnv.INGEST_KAFKA_PRODUCERS = env.BENCH_PRODUCERS;

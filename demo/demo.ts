@@ -21,7 +21,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ZONES } from '../schemas/contract.ts';
 import { DAY_MS, personalRetentionClasses } from '../schemas/index.ts';
-import { personalTopic } from '../runtime/index.ts';
+import { personalTopic, rightsTopic } from '../runtime/index.ts';
 import { REPO_ROOT, externalServices, loadStackConfig } from '../stack/config.ts';
 import { portIsFree } from '../stack/proc.ts';
 import { up } from '../stack/stack.ts';
@@ -35,6 +35,7 @@ import { Population } from './population.ts';
 import { collectReport, type DemoReport } from './report.ts';
 import { AGG_MAX_LATENESS_DAYS, type CleanupResult, type DemoOptions, type DemoRun, type PipelineEnv, type Resources, type RunStack } from './run.ts';
 import { runSimulator, type SimulatorResult } from './simulator.ts';
+import { sealingEnv } from '../testing/sealing.ts';
 
 export type { DemoOptions } from './run.ts';
 
@@ -79,11 +80,13 @@ async function prepareRun(o: DemoOptions): Promise<DemoRun> {
     PIPELINE_TOPIC_EVENTS: `${topicsPrefix}events`,
     PIPELINE_TOPIC_PERSONAL_PREFIX: `${topicsPrefix}personal.`,
     PIPELINE_TOPIC_REJECTS_PREFIX: `${topicsPrefix}rejects.`,
+    PIPELINE_TOPIC_RIGHTS_PREFIX: `${topicsPrefix}rights.`,
   };
   const topics = [
     env.PIPELINE_TOPIC_EVENTS,
     ...ZONES.flatMap((z) => personalRetentionClasses().map((c) => personalTopic(env.PIPELINE_TOPIC_PERSONAL_PREFIX, z, c.name))),
     ...ZONES.map((z) => `${env.PIPELINE_TOPIC_REJECTS_PREFIX}${z}`),
+    ...ZONES.map((z) => rightsTopic(env.PIPELINE_TOPIC_RIGHTS_PREFIX, z)),
   ];
   const resources: Resources = {
     topics,
@@ -196,6 +199,8 @@ async function startChildren(run: DemoRun): Promise<void> {
       // One decode thread each: two workers, an aggregator, Kafka and ClickHouse share two cores here.
       INGEST_POOL_THREADS: '1',
       INGEST_TOKEN_KEY_DIR: run.resources.keyDir,
+      // Personal records sealed per device (rights/README.md): the stack's key stores, the run's own zone keys.
+      ...sealingEnv(path.join(run.runDir, 'rights-keys')).env,
       INGEST_KAFKA_CLIENT_ID: `${runId}-${name}`,
       INGEST_SHUTDOWN_DRAIN_MS: '10000',
       // The local stack is one Kafka cluster: every zone's topics share it (development only; policy section 6).

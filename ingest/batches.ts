@@ -42,6 +42,15 @@ export async function handleBatch(ctx: IngestContext, req: IncomingMessage, res:
     if (!result.ok) return answerError(ctx, req, res, t0, result);
     ctx.metrics.workSeconds.observe(result.workMs / 1000);
     ctx.state.poolBusyMs += result.workMs;
+    const suppressed = result.subject && ctx.suppression?.list.kindOf(result.subject.zone, result.subject.hex);
+    if (suppressed) {
+      // Withdrawn consent (policy 5.3) or restricted processing (5.2): nothing of the batch is written;
+      // its events are counted as dropped, and the device is told 200 so it does not retry.
+      const dropped = dropAll(result, `dropped_${suppressed}`);
+      answerBatch(ctx.metrics, res, t0, dropped);
+      countBatch(ctx, dropped);
+      return;
+    }
     if (!(await produceThenAnswer(ctx, req, res, t0, result))) return;
     countBatch(ctx, result);
   } finally {
@@ -78,6 +87,20 @@ async function produceThenAnswer(ctx: IngestContext, req: IncomingMessage, res: 
   });
   answerBatch(ctx.metrics, res, t0, result);
   return true;
+}
+
+/** The result of a suppressed batch: no records, every event it held counted under `reason`. */
+function dropAll(result: WorkerSuccess, reason: string): WorkerSuccess {
+  return {
+    ...result,
+    accepted: 0,
+    rejects: [],
+    droppedConsent: { ...result.droppedConsent, [reason]: result.accepted + result.rejects.length },
+    data: new ArrayBuffer(0),
+    index: new ArrayBuffer(0),
+    headers: null,
+    classes: [],
+  };
 }
 
 /** Event counters of an answered batch (after the answer: they count what the device was told). */

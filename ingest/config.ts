@@ -14,7 +14,9 @@
  * INGEST_ZONES_SHARE_MAIN_CLUSTER=true, for single-cluster development and test setups, lets such a zone
  * use PIPELINE_KAFKA_BROKERS. The zone row (everywhere else) is bound to no country and defaults to it.
  */
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import type { SealingSpec } from '../rights/sealer.ts';
 import { checkKafkaSecurity, ConfigError, defineSettings, loadConfig, pipelineSettings, type ConfigOf } from '../runtime/index.ts';
 import { DAY_MS, KEY_DIR_MODES, RESIDENCY, ZONES, type Zone } from '../schemas/index.ts';
 
@@ -233,6 +235,57 @@ export const ingestSettings = defineSettings({
     default: false,
     doc: "UNSAFE, TESTS ONLY: no mixing, producer timestamps, a batch's records in one call: the topics can be joined back to devices (negative control of bench/linkage.ts).",
   },
+
+  // ---- Sealing of personal records (rights/README.md; policy 4.1, 5.2) ----
+  INGEST_KEYSTORE_CN: {
+    kind: 'string',
+    pattern: /^$|^[A-Za-z0-9.-]+:\d{1,5}\/[A-Za-z0-9_]{1,63}$/,
+    default: '',
+    doc: "Key store of the Mainland China zone, in-country (policy section 6): host:port/database of its PostgreSQL, holding each device's data key wrapped by the zone's key-encryption key. Required unless INGEST_UNSAFE_UNSEALED.",
+  },
+  INGEST_KEYSTORE_RU: { kind: 'string', pattern: /^$|^[A-Za-z0-9.-]+:\d{1,5}\/[A-Za-z0-9_]{1,63}$/, default: '', doc: 'As INGEST_KEYSTORE_CN, for Russia.' },
+  INGEST_KEYSTORE_IN: { kind: 'string', pattern: /^$|^[A-Za-z0-9.-]+:\d{1,5}\/[A-Za-z0-9_]{1,63}$/, default: '', doc: 'As INGEST_KEYSTORE_CN, for India.' },
+  INGEST_KEYSTORE_ROW: {
+    kind: 'string',
+    pattern: /^$|^[A-Za-z0-9.-]+:\d{1,5}\/[A-Za-z0-9_]{1,63}$/,
+    default: '',
+    doc: 'As INGEST_KEYSTORE_CN, for the rest of the world.',
+  },
+  INGEST_KEYSTORE_USER: { kind: 'string', pattern: /^[A-Za-z0-9_]{1,63}$/, default: 'keystore', doc: 'PostgreSQL role of the key stores.' },
+  INGEST_KEYSTORE_SCHEMA: {
+    kind: 'string',
+    pattern: /^[a-z_][a-z0-9_]{0,62}$/,
+    default: 'rights',
+    doc: "PostgreSQL schema of the key store's tables in each zone database (created when missing).",
+  },
+  INGEST_KEYSTORE_PASSWORD_FILE: {
+    kind: 'string',
+    default: '',
+    doc: "File holding the key stores' password (trailing newline ignored); never the password itself in the environment.",
+  },
+  INGEST_RIGHTS_KEY_DIR: {
+    kind: 'string',
+    default: '',
+    doc: "Directory of the zones' key material: <zone>/subject.key (the keyed hash naming a device on the personal topics) and <zone>/kek-v<N>.key (key-encryption keys). rights/zone-keys.ts.",
+  },
+  INGEST_RIGHTS_KEYS_MODE: {
+    kind: 'enum',
+    values: ['manage', 'read-only'] as const,
+    default: 'manage',
+    doc: 'manage: a missing subject key or first KEK is created (local stack, tests, one-host compose). read-only: provisioned from outside (Kubernetes Secret); missing keys stop ingest at start.',
+  },
+  INGEST_KEY_CACHE_TTL_MS: {
+    kind: 'int',
+    min: 0,
+    max: 600_000,
+    default: 30_000,
+    doc: "How long a worker keeps a device's data key after fetching it from the key store; after an erasure, batches sealed meanwhile are unreadable like the older ones.",
+  },
+  INGEST_UNSAFE_UNSEALED: {
+    kind: 'bool',
+    default: false,
+    doc: 'UNSAFE, TESTS ONLY: personal and reject records are written in clear, keyed by the device identity (no key store, no crypto-shredding; negative control of the rights tests).',
+  },
 });
 
 export const ingestConfigSpec = { ...pipelineSettings, ...ingestSettings };
@@ -247,6 +300,41 @@ export function loadIngestConfig(env: NodeJS.ProcessEnv = process.env): IngestCo
   const residency = zoneResidencyProblem(cfg);
   if (residency) throw new ConfigError([residency]);
   return cfg;
+}
+
+/** The sealing settings as the workers take them (the password read from its file here, once). */
+export function sealingSpec(cfg: IngestConfig): SealingSpec | undefined {
+  if (cfg.INGEST_UNSAFE_UNSEALED) return undefined;
+  return {
+    keyDir: cfg.INGEST_RIGHTS_KEY_DIR,
+    createKeys: cfg.INGEST_RIGHTS_KEYS_MODE === 'manage',
+    stores: Object.fromEntries(ZONES.map((z) => [z, cfg[KEYSTORE_SETTING[z]]])) as Record<Zone, string>,
+    user: cfg.INGEST_KEYSTORE_USER,
+    schema: cfg.INGEST_KEYSTORE_SCHEMA,
+    password: readFileSync(cfg.INGEST_KEYSTORE_PASSWORD_FILE, 'utf8').replace(/\r?\n$/, ''),
+    cacheTtlMs: cfg.INGEST_KEY_CACHE_TTL_MS,
+  };
+}
+
+export const KEYSTORE_SETTING = {
+  cn: 'INGEST_KEYSTORE_CN',
+  ru: 'INGEST_KEYSTORE_RU',
+  in: 'INGEST_KEYSTORE_IN',
+  row: 'INGEST_KEYSTORE_ROW',
+} as const satisfies Record<Zone, keyof IngestConfig>;
+
+/**
+ * Sealing fails closed like residency: without a key store for every zone, a key directory and a
+ * password file, ingest does not start (one line per missing setting), unless INGEST_UNSAFE_UNSEALED.
+ */
+export function sealingProblems(cfg: IngestConfig): string[] {
+  if (cfg.INGEST_UNSAFE_UNSEALED) return [];
+  const out: string[] = [];
+  const missing = ZONES.filter((z) => !cfg[KEYSTORE_SETTING[z]]).map((z) => KEYSTORE_SETTING[z]);
+  if (missing.length) out.push(`sealing (rights/README.md): ${missing.join(', ')} empty: every zone needs its key store (host:port/database)`);
+  if (!cfg.INGEST_KEYSTORE_PASSWORD_FILE) out.push('sealing: INGEST_KEYSTORE_PASSWORD_FILE empty');
+  if (!cfg.INGEST_RIGHTS_KEY_DIR) out.push("sealing: INGEST_RIGHTS_KEY_DIR empty (the zones' subject keys and key-encryption keys)");
+  return out;
 }
 
 /** Pool size: INGEST_POOL_THREADS, or one thread per available core when 0. */

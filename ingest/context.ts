@@ -3,6 +3,7 @@
  * passed to every handler: settings, log, metrics, the Kafka sink, the worker pool, the day-secret
  * watch, and the few counters that change while the service runs (`ServiceState`).
  */
+import type { Suppression } from './suppression.ts';
 import type { Piscina } from 'piscina';
 import type { Logger } from '../runtime/index.ts';
 import type { IngestConfig } from './config.ts';
@@ -47,4 +48,6 @@ export interface IngestContext {
   pool: Piscina;
   keys: TokenKeyWatch;
   state: ServiceState;
+  /** Devices whose batches are dropped (withdrawn, restricted); undefined only with INGEST_UNSAFE_UNSEALED. */
+  suppression: Suppression | undefined;
 }

@@ -36,6 +36,7 @@ export const INGEST_ERROR_CODES = [
   'INGEST_BATCH_TOO_EXPENSIVE',
   'INGEST_OVERLOADED',
   'INGEST_KAFKA_UNAVAILABLE',
+  'INGEST_KEYSTORE_UNAVAILABLE',
   'INGEST_SHUTTING_DOWN',
   'INGEST_INTERNAL',
 ] as const;
@@ -71,6 +72,8 @@ export const HTTP_STATUS: { readonly [C in IngestErrorCode]: number } = {
   INGEST_BATCH_TOO_EXPENSIVE: 400,
   INGEST_OVERLOADED: 429,
   INGEST_KAFKA_UNAVAILABLE: 503,
+  // The zone's key store did not answer: the personal records cannot be sealed, so nothing is written.
+  INGEST_KEYSTORE_UNAVAILABLE: 503,
   INGEST_SHUTTING_DOWN: 503,
   INGEST_INTERNAL: 500,
 };

@@ -20,6 +20,7 @@ import { DailyTokenizer, DAY_MS, FileKeySource, decodeEventFacts } from '../sche
 import { createKafka, readAll, stackInfo, startKafka, stopKafka, uniqueName } from '../testing/stack.ts';
 import { batch, containerOf } from '../testing/batches.ts';
 import { answerOf, runLoad, type LoadSummary } from '../testing/load.ts';
+import { sealingEnv } from '../testing/sealing.ts';
 
 interface Child {
   proc: ChildProcess;
@@ -83,7 +84,9 @@ function topicEnv() {
       PIPELINE_TOPIC_EVENTS: events,
       PIPELINE_TOPIC_PERSONAL_PREFIX: `${uniqueName('ingest_fault_p')}_`,
       PIPELINE_TOPIC_REJECTS_PREFIX: `${uniqueName('ingest_fault_r')}_`,
+      PIPELINE_TOPIC_RIGHTS_PREFIX: `${uniqueName('ingest_fault_rt')}_`,
       INGEST_TOKEN_KEY_DIR: mkdtempSync(join(tmpdir(), 'ingest-keys-')),
+      ...sealingEnv().env,
     },
   };
 }

@@ -17,7 +17,8 @@ import { quietLogger } from '../testing/logger.ts';
 import { RecordingSink } from '../testing/recording-sink.ts';
 
 async function start(env: Record<string, string>): Promise<IngestService> {
-  const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true', ...env });
+  // Unit tests have no key store: records unsealed (rights/ has the sealing tests).
+  const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true', INGEST_UNSAFE_UNSEALED: 'true', ...env });
   return startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
 }
 

@@ -13,13 +13,14 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { createLogger, type Level, type Logger } from '../runtime/index.ts';
+import { ConfigError, createLogger, type Level, type Logger } from '../runtime/index.ts';
 import { drained } from './admission.ts';
-import { poolThreads, type IngestConfig } from './config.ts';
+import { poolThreads, sealingProblems, type IngestConfig } from './config.ts';
 import { newServiceState, type IngestContext, type RecordSink } from './context.ts';
 import { createMetrics, type IngestMetrics } from './metrics.ts';
 import { createPool } from './pool.ts';
 import { KafkaSink } from './produce.ts';
+import { startSuppression } from './suppression.ts';
 import { route, routeExpectingContinue } from './routing.ts';
 import type { WorkerOptions } from './task.ts';
 import { TokenKeyWatch } from './token-keys.ts';
@@ -44,13 +45,17 @@ export interface StartOptions {
 }
 
 export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promise<IngestService> {
+  const sealing = sealingProblems(cfg);
+  if (sealing.length) throw new ConfigError(sealing);
   const log = opts.log ?? createLogger({ service: 'ingest', level: cfg.INGEST_LOG_LEVEL as Level, logPersonalData: cfg.INGEST_DEBUG_LOG_PERSONAL_DATA });
   const keys = new TokenKeyWatch(opts.tokenKeys);
   const metrics = createMetrics({ tokenKeys: () => keys.gauges() });
   const sink = opts.sink ?? new KafkaSink(cfg, metrics, log);
   await sink.start();
+  // The suppression list is read to its end before the first batch (rights/suppression.ts).
+  const suppression = cfg.INGEST_UNSAFE_UNSEALED ? undefined : await startSuppression(cfg, log);
   const pool = createPool(cfg, opts.tokenKeys);
-  const ctx: IngestContext = { cfg, log, metrics, sink, pool, keys, state: newServiceState() };
+  const ctx: IngestContext = { cfg, log, metrics, sink, pool, keys, state: newServiceState(), suppression };
 
   const server = createServer(
     {
@@ -93,13 +98,14 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
  * response: Connection: close is set on every answer from here on), let in-flight batches finish within
  * INGEST_SHUTDOWN_DRAIN_MS, then flush Kafka and stop the pool.
  */
-async function stop({ cfg, log, sink, pool, state }: IngestContext, server: Server, sockets: Set<Socket>): Promise<{ drained: boolean }> {
+async function stop({ cfg, log, sink, pool, state, suppression }: IngestContext, server: Server, sockets: Set<Socket>): Promise<{ drained: boolean }> {
   state.shuttingDown = true;
   server.close();
   server.closeIdleConnections();
   const ok = await drained(state, cfg.INGEST_SHUTDOWN_DRAIN_MS);
   // Every batch answered 200 was acknowledged already; stop() flushes anything still queued.
   await sink.stop();
+  await suppression?.stop();
   await pool.destroy();
   for (const s of sockets) s.destroy();
   log.info('ingest stopped', { drained: ok, inflight_batches: state.inflightBatches });

@@ -4,6 +4,9 @@
  * events topic; every event of a 200 is on Kafka; bad input gets its status and leaves the service
  * healthy. Each suite uses its own topic names (uniqueName), so suites never see each other's data.
  */
+import { openRecords } from '../rights/open.ts';
+import { ZoneStores } from '../rights/sealer.ts';
+import { sealingEnv, sealingSpecOf } from '../testing/sealing.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -30,12 +33,17 @@ function newTopics(): Topics {
   return { events: uniqueName('ingest_ev'), personalPrefix: `${uniqueName('ingest_p')}_`, rejectsPrefix: `${uniqueName('ingest_r')}_` };
 }
 
+/** The stack's key stores and this file's own zone keys: personal records are sealed as in production. */
+const sealing = sealingEnv();
+
 function envFor(t: Topics, extra: Record<string, string> = {}): Record<string, string> {
   return {
+    ...sealing.env,
     PIPELINE_KAFKA_BROKERS: stackInfo().kafkaBrokers.join(','),
     PIPELINE_TOPIC_EVENTS: t.events,
     PIPELINE_TOPIC_PERSONAL_PREFIX: t.personalPrefix,
     PIPELINE_TOPIC_REJECTS_PREFIX: t.rejectsPrefix,
+    PIPELINE_TOPIC_RIGHTS_PREFIX: `${t.personalPrefix}rights_`,
     INGEST_PORT: '0',
     INGEST_POOL_THREADS: '1',
     INGEST_TOPIC_PARTITIONS: '2',
@@ -190,12 +198,20 @@ describe('ingest -> Kafka (real broker)', () => {
       expect(kcat(`${t.rejectsPrefix}${zone}`), `rejects ${zone}`).toHaveLength(zone === 'ru' ? 2 : 0);
     }
 
-    // No personal value on the events topic; the checker itself finds them on the personal topics.
+    // No personal value on the events topic, nor in clear on the personal topics (sealed per device,
+    // keyed by a keyed hash: rights/README.md); opened with the zone's key store, the checker finds them.
     const needles = posted.flatMap(personalStrings);
     expect(personalValuesIn(events, needles)).toEqual([]);
     const personalCn = await readAll(`${t.personalPrefix}cn.p30d`, 2, 20_000);
     const deviceIds = posted.slice(0, 2).map((b) => b.device.device_id as string);
-    expect(personalValuesIn(personalCn, deviceIds).sort()).toEqual([...deviceIds].sort());
+    expect(personalValuesIn(personalCn, needles)).toEqual([]);
+    const stores = new ZoneStores({ ...sealingSpecOf(sealing) });
+    try {
+      const opened = (await openRecords(stores, 'cn', personalCn)).map((r) => ({ key: null, value: r.opened }));
+      expect(personalValuesIn(opened, deviceIds).sort()).toEqual([...deviceIds].sort());
+    } finally {
+      await stores.close();
+    }
   });
 
   it('accepts Avro-JSON and gzip, and reports consent drops', async () => {

@@ -9,7 +9,7 @@
  */
 import { ConfigError, createLogger, type Level } from '../runtime/index.ts';
 import { isoOfDay } from '../schemas/index.ts';
-import { loadIngestConfig, zonesSharingMainCluster } from './config.ts';
+import { loadIngestConfig, sealingProblems, zonesSharingMainCluster } from './config.ts';
 import { startIngest } from './http.ts';
 import { TokenKeyWatch, type TokenKeysSpec } from './token-keys.ts';
 
@@ -17,6 +17,9 @@ async function main(): Promise<void> {
   let cfg;
   try {
     cfg = loadIngestConfig();
+    // Sealing fails closed like residency (the topic plan reads the same settings without needing a key store).
+    const sealing = sealingProblems(cfg);
+    if (sealing.length) throw new ConfigError(sealing);
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`ingest: ${e.message}\n`);
@@ -28,6 +31,7 @@ async function main(): Promise<void> {
   if (cfg.INGEST_UNSAFE_ACK_BEFORE_PRODUCE) log.warn('UNSAFE: INGEST_UNSAFE_ACK_BEFORE_PRODUCE is on; batches are answered 200 before Kafka acknowledged them');
   if (cfg.INGEST_UNSAFE_LINKABLE)
     log.warn('UNSAFE: INGEST_UNSAFE_LINKABLE is on; records keep exact timestamps and batch order, so the topics can be joined back to devices');
+  if (cfg.INGEST_UNSAFE_UNSEALED) log.warn('UNSAFE: INGEST_UNSAFE_UNSEALED is on; personal records are written in clear, keyed by the device identity');
   if (cfg.INGEST_DEBUG_LOG_PERSONAL_DATA) log.warn('INGEST_DEBUG_LOG_PERSONAL_DATA is on: logs may contain personal data');
   // Without the switch, a zone bound by residency with no cluster of its own stopped loadIngestConfig above.
   const sharing = zonesSharingMainCluster(cfg);

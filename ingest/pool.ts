@@ -4,7 +4,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { poolThreads, type IngestConfig } from './config.ts';
+import { poolThreads, sealingSpec, type IngestConfig } from './config.ts';
 import type { IngestContext } from './context.ts';
 import type { WorkerOptions, WorkerResult, WorkerTask } from './task.ts';
 
@@ -16,6 +16,7 @@ export function createPool(cfg: IngestConfig, tokenKeys: WorkerOptions['tokenKey
     maxEventsPerBatch: cfg.INGEST_MAX_EVENTS_PER_BATCH,
     maxStringBytes: cfg.INGEST_MAX_STRING_BYTES,
     tokenKeys,
+    sealing: sealingSpec(cfg),
   };
   return new Piscina({
     filename: fileURLToPath(new URL(fromTs ? './worker.ts' : './worker.js', here)),

@@ -3,7 +3,8 @@
  * and what comes back (counts, rejects and the packed records of records.ts, moved). Types only, so
  * either side imports it without loading the other's code.
  */
-import type { EventReject } from '../schemas/index.ts';
+import type { SealingSpec } from '../rights/sealer.ts';
+import type { EventReject, Zone } from '../schemas/index.ts';
 import type { ContentEncoding } from './body.ts';
 import type { IngestFailure } from './errors.ts';
 import type { PackedRecords } from './records.ts';
@@ -31,6 +32,8 @@ export interface WorkerOptions {
   maxEventsPerBatch: number;
   maxStringBytes: number;
   tokenKeys: TokenKeysSpec;
+  /** Key stores and key material for sealing personal records; undefined only with INGEST_UNSAFE_UNSEALED. */
+  sealing: SealingSpec | undefined;
 }
 
 export interface WorkerSuccess extends PackedRecords {
@@ -42,6 +45,8 @@ export interface WorkerSuccess extends PackedRecords {
   eventCount: number;
   /** Time spent in this task inside the worker (ms), to tell queue wait from work. */
   workMs: number;
+  /** The device's zone and subject (hex keyed hash) when it has personal records: the suppression list's key (rights/suppression.ts). */
+  subject?: { zone: Zone; hex: string };
 }
 
 export type WorkerResult = WorkerSuccess | IngestFailure;

@@ -137,6 +137,7 @@ describe('ingest with a read-only key directory', () => {
       INGEST_TOKEN_KEYS_MODE: 'read-only',
       INGEST_TOKEN_KEY_DIR: dir,
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+      INGEST_UNSAFE_UNSEALED: 'true',
     });
     svc = await startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });
 
@@ -166,7 +167,13 @@ describe('ingest with a read-only key directory', () => {
 
   it("control: in manage mode the same empty directory is ready (today's key is created)", async () => {
     const dir = keyDir([]);
-    const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_TOKEN_KEY_DIR: dir, INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' });
+    const cfg = loadIngestConfig({
+      INGEST_PORT: '0',
+      INGEST_POOL_THREADS: '1',
+      INGEST_TOKEN_KEY_DIR: dir,
+      INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+      INGEST_UNSAFE_UNSEALED: 'true',
+    });
     expect(cfg.INGEST_TOKEN_KEYS_MODE).toBe('manage'); // the default (local stack, demo)
     svc = await startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });
     const r = await call(svc.port, '/readyz');

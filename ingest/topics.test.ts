@@ -13,12 +13,13 @@ const cfg = loadIngestConfig({
 describe('topic plan', () => {
   const plan = topicPlan(cfg);
 
-  it('has the events topic, one personal topic per residency zone and retention class, one rejects topic per zone', () => {
+  it('has the events topic, one personal topic per residency zone and retention class, one rejects and one rights topic per zone', () => {
     expect(plan.map((t) => t.topic).sort()).toEqual(
       [
         'telemetry.events.v1',
         ...ZONES.flatMap((z) => [`telemetry.personal.${z}.p30d`, `telemetry.personal.${z}.p7d`]),
         ...ZONES.map((z) => `telemetry.rejects.${z}`),
+        ...ZONES.map((z) => `telemetry.rights.${z}`),
       ].sort(),
     );
   });
@@ -43,7 +44,7 @@ describe('topic plan', () => {
     expect(() => topicPlan(noRu)).toThrow(/INGEST_ZONE_BROKERS_RU is empty \(zone ru, Russia\)/);
     // Negative control: the explicit single-cluster switch places it on the main cluster.
     const shared = topicPlan({ ...noRu, INGEST_ZONES_SHARE_MAIN_CLUSTER: true });
-    expect(shared.filter((t) => t.zone === 'ru').map((t) => t.brokers)).toEqual([['main:9092'], ['main:9092'], ['main:9092']]);
+    expect(shared.filter((t) => t.zone === 'ru').map((t) => t.brokers)).toEqual([['main:9092'], ['main:9092'], ['main:9092'], ['main:9092']]);
   });
 
   it('takes retention from the category map: each personal topic its class (IP and precise location 7 days), rejects = unclassified', () => {
@@ -85,7 +86,11 @@ describe('the plan ingest creates missing topics with (INGEST_TOPICS=create)', (
     const plan = topicPlan(own, ingestPlanOptions(own));
     const retention = (t: { kind: string; topic: string }) =>
       t.kind === 'personal' ? String((t.topic.endsWith('.p7d') ? 7 : 30) * DAY_MS) : String((t.kind === 'events' ? 3 : 2) * DAY_MS);
-    for (const t of plan) {
+    // The rights topics: one partition, compacted, kept for good (the suppression list, rights/suppression.ts).
+    for (const t of plan.filter((x) => x.kind === 'rights')) {
+      expect([t.partitions, t.configs['cleanup.policy'], t.configs['retention.ms']]).toEqual([1, 'compact', '-1']);
+    }
+    for (const t of plan.filter((x) => x.kind !== 'rights')) {
       expect([t.partitions, t.replicationFactor]).toEqual([2, 1]);
       expect(t.configs).toEqual({ 'retention.ms': retention(t), 'min.insync.replicas': '1', 'message.timestamp.type': 'CreateTime' });
     }

@@ -24,11 +24,11 @@
  * acks=all, so an acknowledged batch is on two brokers), and unclean leader election off (an out-of-sync
  * replica becoming leader would silently drop acknowledged records).
  */
-import { personalTopic, rejectsTopic } from '../runtime/index.ts';
+import { personalTopic, rejectsTopic, rightsTopic } from '../runtime/index.ts';
 import { CATEGORIES, DAY_MS, personalRetentionClasses, retentionMs, ZONES, type Zone } from '../schemas/index.ts';
 import { zoneBrokers, type IngestConfig } from './config.ts';
 
-export type TopicKind = 'events' | 'personal' | 'rejects';
+export type TopicKind = 'events' | 'personal' | 'rejects' | 'rights';
 
 export interface PlannedTopic {
   topic: string;
@@ -163,6 +163,18 @@ export function topicPlan(cfg: IngestConfig, opts: PlanOptions = DEFAULT_PLAN_OP
       ...placed,
       configs: configs(rejectsMs),
       why: opts.rejectsRetentionMs === undefined ? 'category `unclassified` (rejected input is treated as personal)' : 'INGEST_REJECTS_RETENTION_MS',
+    });
+    // The suppression list: compacted (the latest entry per device and kind is kept for good; a lifted
+    // entry is a tombstone, deleted after delete.retention.ms), read whole by every ingest copy.
+    plan.push({
+      topic: rightsTopic(cfg.PIPELINE_TOPIC_RIGHTS_PREFIX, zone),
+      kind: 'rights',
+      zone,
+      brokers: byZone[zone],
+      ...placed,
+      partitions: 1,
+      configs: { ...configs(0), 'cleanup.policy': 'compact', 'retention.ms': '-1' },
+      why: 'suppression list of withdrawn and restricted devices (compacted, rights/suppression.ts)',
     });
   }
   return plan;

@@ -28,7 +28,7 @@ describe('worker records packing', () => {
 
 describe('pool task', () => {
   it('moves the body in (detached on this side) and the records out, without copies', async () => {
-    const cfg = loadIngestConfig({ INGEST_POOL_THREADS: '1', INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' });
+    const cfg = loadIngestConfig({ INGEST_POOL_THREADS: '1', INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true', INGEST_UNSAFE_UNSEALED: 'true' });
     const pool = createPool(cfg, { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'keys-')) });
     try {
       const body = containerOf(batch({ events: 5 }));

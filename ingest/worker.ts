@@ -1,6 +1,6 @@
 /**
  * The piscina task: one whole batch per task, all of its CPU work off the HTTP thread. `processTask`
- * is a chain of five steps (steps/), each returning its value or a typed failure (`IngestFailure`); the
+ * is a chain of six steps (steps/), each returning its value or a typed failure (`IngestFailure`); the
  * chain stops at the first failure and returns it as the task's result:
  *
  *   body bytes (moved in)
@@ -9,6 +9,7 @@
  *   -> resolve writer  current schema: bytes as they are; other writer schemas,   steps/resolve-writer.ts
  *                      Avro-JSON: guarded, resolving decode into a value
  *   -> split           schemas processBody (generated fast path) / processBatch    steps/split.ts
+ *   -> seal            personal and reject records re-keyed and sealed per device  steps/seal.ts
  *   -> pack            every record into one ArrayBuffer (moved out)               steps/pack.ts
  *
  * Moving rather than copying: the request body's ArrayBuffer is transferred in, and all output records
@@ -28,16 +29,20 @@ import { decompress } from './steps/decompress.ts';
 import { pack } from './steps/pack.ts';
 import { readUpload } from './steps/read-upload.ts';
 import { resolveWriter } from './steps/resolve-writer.ts';
+import { sealRecords } from './steps/seal.ts';
 import { splitBatch } from './steps/split.ts';
+import { openSealer, type Sealer } from '../rights/sealer.ts';
 import type { WorkerOptions, WorkerResult, WorkerTask } from './task.ts';
 import { keySourceOf } from './token-keys.ts';
 
-/** What a worker thread keeps between tasks: the compiled policy, the tokenizer, the limits. */
+/** What a worker thread keeps between tasks: the compiled policy, the tokenizer, the limits, the sealer. */
 interface WorkerState {
   decoder: BatchDecoder;
   tokenizer: DailyTokenizer;
   opts: WorkerOptions;
   container: ContainerLimits;
+  /** Undefined only with INGEST_UNSAFE_UNSEALED. */
+  sealer: Sealer | undefined;
 }
 
 let state: WorkerState | undefined;
@@ -52,6 +57,7 @@ function init(opts: WorkerOptions): WorkerState {
     tokenizer: new DailyTokenizer(keySourceOf(opts.tokenKeys)),
     opts,
     container: { ...DEFAULT_CONTAINER_LIMITS, maxDecompressedBytes: opts.maxDecompressedBytes },
+    sealer: opts.sealing ? openSealer(opts.sealing).sealer : undefined,
   };
   return state;
 }
@@ -72,7 +78,9 @@ export default async function processTask(task: WorkerTask): Promise<unknown> {
   if (!input.ok) return input;
   const split = splitBatch(s.decoder, input.value, contextOf(task, s.tokenizer));
   if (!split.ok) return split;
-  return movable(pack(split.value, t0));
+  const sealed = await sealRecords(s.sealer, split.value);
+  if (!sealed.ok) return sealed;
+  return movable(pack(sealed.value, t0));
 }
 
 /** Marks the result's ArrayBuffers for transfer (piscina's Transferable protocol + Piscina.move). */

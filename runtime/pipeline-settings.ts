@@ -68,6 +68,12 @@ export const pipelineSettings = defineSettings({
     default: 'telemetry.rejects.',
     doc: 'Prefix of the rejects topics (rejected events are unclassified, so treated as personal); the zone is appended.',
   },
+  PIPELINE_TOPIC_RIGHTS_PREFIX: {
+    kind: 'string',
+    pattern: /^[A-Za-z0-9._-]{1,180}$/,
+    default: 'telemetry.rights.',
+    doc: "Prefix of the rights topics (compacted; the suppression list of withdrawn and restricted devices, keyed by keyed hashes: rights/suppression.ts); the zone is appended. On the zone's cluster.",
+  },
 });
 
 /**
@@ -76,6 +82,10 @@ export const pipelineSettings = defineSettings({
  */
 export function personalTopic(prefix: string, zone: string, retentionClass: string): string {
   return `${prefix}${zone}.${retentionClass}`;
+}
+/** Rights topic of a residency zone: the compacted suppression list (rights/suppression.ts). */
+export function rightsTopic(prefix: string, zone: string): string {
+  return `${prefix}${zone}`;
 }
 /** Rejects topic of a residency zone. */
 export function rejectsTopic(prefix: string, zone: string): string {

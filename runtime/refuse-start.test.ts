@@ -5,9 +5,10 @@ import { runService } from '../testing/services.ts';
 
 const SECRET = 'Q7-refuse-start-secret';
 const nowhere = { PIPELINE_KAFKA_BROKERS: '127.0.0.1:1' };
-// Ingest also refuses a residency zone without a cluster of its own (below); these tests are about
-// the other settings, so their ingest runs allow the single cluster explicitly.
-const oneCluster = { INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' };
+// Ingest also refuses a residency zone without a cluster of its own and a zone without a key store
+// (below); these tests are about the other settings, so their ingest runs allow the single cluster and
+// unsealed records explicitly.
+const oneCluster = { INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true', INGEST_UNSAFE_UNSEALED: 'true' };
 
 describe.each(['ingest', 'aggregator'] as const)('%s with PIPELINE_KAFKA_SECURITY=sasl_ssl', (service) => {
   const unreachable = { ...nowhere, ...(service === 'ingest' ? oneCluster : {}) };
@@ -47,6 +48,7 @@ describe.each(['ingest', 'aggregator'] as const)('%s with PIPELINE_KAFKA_SECURIT
       INGEST_KAFKA_START_TIMEOUT_MS: service === 'ingest' ? '1000' : '',
       AGGREGATOR_CLICKHOUSE_URL: service === 'aggregator' ? 'http://127.0.0.1:1' : '',
       INGEST_TOKEN_KEY_DIR: service === 'ingest' ? '/tmp/refuse-start-token-keys' : '',
+      INGEST_UNSAFE_UNSEALED: service === 'ingest' ? 'true' : '',
     });
     expect(r.code).toBe(1);
     expect(r.output).not.toMatch(/invalid configuration|PIPELINE_KAFKA_SECURITY/);
@@ -60,6 +62,7 @@ describe('ingest without a cluster for a residency zone (policy section 6)', () 
     INGEST_ZONE_BROKERS_IN: '127.0.0.4:1',
     INGEST_KAFKA_START_TIMEOUT_MS: '1000',
     INGEST_TOKEN_KEY_DIR: '/tmp/refuse-start-token-keys',
+    INGEST_UNSAFE_UNSEALED: 'true',
   };
 
   it('no zone brokers and no INGEST_ZONES_SHARE_MAIN_CLUSTER: exits 2 with one line naming the three zones', async () => {
@@ -81,7 +84,13 @@ describe('ingest without a cluster for a residency zone (policy section 6)', () 
 
   it('with INGEST_ZONES_SHARE_MAIN_CLUSTER=true: gets past the config check and warns, naming the zones on the main cluster', async () => {
     const { INGEST_KAFKA_START_TIMEOUT_MS, INGEST_TOKEN_KEY_DIR } = zones;
-    const r = await runService('ingest', { ...nowhere, INGEST_KAFKA_START_TIMEOUT_MS, INGEST_TOKEN_KEY_DIR, INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true' });
+    const r = await runService('ingest', {
+      ...nowhere,
+      INGEST_KAFKA_START_TIMEOUT_MS,
+      INGEST_TOKEN_KEY_DIR,
+      INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+      INGEST_UNSAFE_UNSEALED: 'true',
+    });
     expect(r.code).toBe(1);
     expect(r.output).not.toMatch(/invalid configuration/);
     expect(r.output).toMatch(/INGEST_ZONES_SHARE_MAIN_CLUSTER is on: personal data of residency zones goes to the main cluster.*cn,ru,in/);
@@ -103,5 +112,36 @@ describe('aggregator ClickHouse password file', () => {
     expect(b.code).toBe(2);
     expect(b.stderrLines).toEqual([expect.stringContaining('AGGREGATOR_CLICKHOUSE_PASSWORD and AGGREGATOR_CLICKHOUSE_PASSWORD_FILE are both set: give one')]);
     expect(b.output).not.toContain(SECRET);
+  });
+});
+
+describe('ingest without key stores for sealing personal records (rights/README.md)', () => {
+  const base = {
+    ...nowhere,
+    INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+    INGEST_KAFKA_START_TIMEOUT_MS: '1000',
+    INGEST_TOKEN_KEY_DIR: '/tmp/refuse-start-token-keys',
+  };
+  it('exits 2 with one line naming every missing setting', async () => {
+    const r = await runService('ingest', base);
+    expect(r.code).toBe(2);
+    expect(r.stderrLines).toEqual([
+      expect.stringMatching(
+        /INGEST_KEYSTORE_CN, INGEST_KEYSTORE_RU, INGEST_KEYSTORE_IN, INGEST_KEYSTORE_ROW empty.*INGEST_KEYSTORE_PASSWORD_FILE empty.*INGEST_RIGHTS_KEY_DIR empty/,
+      ),
+    ]);
+  });
+  it('negative control: with every key store named it gets past the config check (fails later, on the unreachable broker)', async () => {
+    const r = await runService('ingest', {
+      ...base,
+      INGEST_KEYSTORE_CN: '127.0.0.1:1/keys_cn',
+      INGEST_KEYSTORE_RU: '127.0.0.1:1/keys_ru',
+      INGEST_KEYSTORE_IN: '127.0.0.1:1/keys_in',
+      INGEST_KEYSTORE_ROW: '127.0.0.1:1/keys_row',
+      INGEST_KEYSTORE_PASSWORD_FILE: '/etc/hostname',
+      INGEST_RIGHTS_KEY_DIR: '/tmp/refuse-start-rights-keys',
+    });
+    expect(r.code).toBe(1);
+    expect(r.output).not.toMatch(/invalid configuration/);
   });
 });

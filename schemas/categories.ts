@@ -54,6 +54,12 @@ export interface CategoryEntry {
    * `hour` cuts it to its UTC hour. Absent: as sent.
    */
   personalPrecision?: 'hour';
+  /**
+   * The category identifies the device: each of its values a batch sent (and consent let through) is
+   * registered in the zone's key store, so a rights request finds the device by any of them
+   * (rights/README.md).
+   */
+  lookup?: true;
 }
 
 const P_112_DEVICE = '1.1.2';
@@ -69,6 +75,7 @@ export const CATEGORIES = {
       },
     ],
     purpose: 'Activating and operating MIUI services for this device (1.2 "Providing MIUI services"); the daily token for counting daily actives.',
+    lookup: true,
     retention: 'P30D',
     retentionWhy: 'Long enough to answer access/erasure requests (5.2) and investigate service faults for a recent batch.',
     consent: 'none',
@@ -87,6 +94,7 @@ export const CATEGORIES = {
     retentionWhy: 'Same as device identifiers: kept with the device record.',
     consent: 'none',
     residency: true,
+    lookup: true,
     derivations: ['drop'],
   },
   network_location: {
@@ -133,6 +141,7 @@ export const CATEGORIES = {
     retentionWhy: 'Kept with the device record while consent stands; stripped at ingest when consent is off.',
     consent: 'personalised_ads',
     residency: true,
+    lookup: true,
     derivations: ['drop'],
   },
   app_usage_identifiers: {

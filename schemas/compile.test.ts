@@ -237,6 +237,20 @@ describe('split', () => {
     expect(personalOf(c)!.events_time).toEqual([hour - 3_600_000, hour]);
   });
 
+  it('names the device for the key store: its identity and every identifier kept (consent applied), not the stripped ones', () => {
+    const granted = split.processBatch(batch(2), ctx()).device!;
+    expect(granted.identity).toMatch(/^device_id:/);
+    expect(granted.identifiers.map((i) => i.split(':')[0])).toEqual(['device_id', 'imei', 'oaid', 'gaid', 'imsi']);
+    const noAds = split.processBatch(batch(2, { consent: { analytics: true, personalised_ads: false } }), ctx()).device!;
+    expect(noAds.identifiers.map((i) => i.split(':')[0])).toEqual(['device_id', 'imei', 'imsi']);
+    // Rejects only: still named (their records are about the device too).
+    const bad = batch(1);
+    (bad.events[0] as { event_id: string }).event_id = 'not-a-uuid';
+    const r = split.processBatch(bad, ctx());
+    expect([r.accepted, r.rejected.length, r.device?.identity]).toEqual([0, 1, granted.identity]);
+    expect(split.processBatch(batch(2, { consent: { analytics: false, personalised_ads: true } }), ctx()).device).toBeUndefined();
+  });
+
   it('the personal record carries no token, event key or event id', () => {
     const b = batch(8);
     const r = split.processBatch(b, ctx());

@@ -135,6 +135,7 @@ export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
     eventFactType: outputs.eventFactType,
     draftEventsType: outputs.personal.draftEventsType,
     personalRecords: (draft, key, ctx) => outputs.personal.records(draft, key, ctx),
+    identifiers: (draft) => outputs.personal.identifiers(draft),
     factHeader: Buffer.alloc(0), // facts inside the batch record carry no header
     batchHeader: outputs.factHeader,
     residency: parts.residency,
@@ -330,6 +331,9 @@ function splitBatch(c: SplitParts, batch: unknown, ctx: ProcessContext): SplitRe
   if (result.accepted > 0) {
     const draft = c.project(b, keptForPersonal, b.consent, result.droppedConsent);
     result.personal.push(...c.personal.records(draft, deviceKey, { receivedAt: ctx.receivedAt, zone, clientIp: ctx.clientIp ?? null }));
+    result.device = { identity: identity.value, identifiers: c.personal.identifiers(draft) };
+  } else if (result.rejected.length > 0) {
+    result.device = { identity: identity.value, identifiers: c.personal.identifiers(c.project(b, [], b.consent, {})) };
   }
   return result;
 }

@@ -81,4 +81,10 @@ export interface SplitResult {
   personal: Array<OutRecord & { zone: Zone; retentionClass: string }>;
   /** Rejected events (raw, possibly personal, unclassified) for the zone's rejects topic. */
   rejected: Array<OutRecord & { zone: Zone }>;
+  /**
+   * Who the personal and rejected records are about, when there are any: the device identity their
+   * keys hold (`device_id:<id>`, else `imei:`/`imsi:`) and every identifier the personal record keeps
+   * (`<field>:<value>`, schemas/personal.ts `identifiers`), for the key store's lookups (rights/).
+   */
+  device?: { identity: string; identifiers: string[] };
 }

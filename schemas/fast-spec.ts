@@ -22,6 +22,8 @@ export interface FastSpec {
   draftEventsType: avro.Type;
   /** The class records of a draft (personal.ts). */
   personalRecords: (draft: Record<string, unknown>, key: Buffer, ctx: PersonalContext) => PersonalOut[];
+  /** The identifiers a draft keeps (personal.ts `identifiers`). */
+  identifiers: (draft: Record<string, unknown>) => string[];
   /** Header in front of each fact (empty: facts sit inside an EventFactBatch record). */
   factHeader: Buffer;
   /** Header of the events-topic record (EventFactBatch) holding one day's facts. */

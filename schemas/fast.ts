@@ -96,7 +96,9 @@ function driver(spec: FastSpec, g: Generated): FastPath {
     const written = keys.days.length === 1 ? writeOneDay(spec, g, body, n, keys, chunks, result) : writeDays(spec, g, body, n, keys, chunks, result);
     if (!written) return undefined;
     result.accepted = n;
-    result.personal.push(...personalRecords(spec, g, head, n, zone, identity.value, ctx, result.droppedConsent));
+    const personal = personalRecords(spec, g, head, n, zone, identity.value, ctx, result.droppedConsent);
+    result.personal.push(...personal.records);
+    result.device = personal.device;
     return result;
   };
 }
@@ -276,7 +278,7 @@ function personalRecords(
   identity: string,
   ctx: FastContext,
   dropped: Record<string, number>,
-): PersonalOut[] {
+): { records: PersonalOut[]; device: { identity: string; identifiers: string[] } } {
   const draft = spec.project(head, [], head.consent, dropped);
   const ev = g.personal();
   const bytes = Buffer.allocUnsafe(10 + ev.len + 1);
@@ -285,5 +287,8 @@ function personalRecords(
   r += ev.len;
   bytes[r++] = 0;
   draft.events = spec.draftEventsType.fromBuffer(bytes.subarray(0, r));
-  return spec.personalRecords(draft, Buffer.from(identity, 'utf8'), { receivedAt: ctx.receivedAt, zone, clientIp: ctx.clientIp ?? null });
+  return {
+    records: spec.personalRecords(draft, Buffer.from(identity, 'utf8'), { receivedAt: ctx.receivedAt, zone, clientIp: ctx.clientIp ?? null }),
+    device: { identity, identifiers: spec.identifiers(draft) },
+  };
 }

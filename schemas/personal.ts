@@ -75,6 +75,11 @@ export interface PersonalPlan {
   readonly draftEventsType: avro.Type;
   /** The class records of one draft (the batch's kept fields, consent applied, `events` = the accepted events). */
   records(draft: Value, key: Buffer, ctx: PersonalContext): PersonalOut[];
+  /**
+   * Every identifier the draft keeps (batch-level fields of a category with `lookup`, consent applied),
+   * as `<field>:<value>` (`device_id:...`, `imei:...`, `oaid:...`): what a rights request may name.
+   */
+  identifiers(draft: Value): string[];
 }
 
 /**
@@ -164,6 +169,17 @@ export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, reg
     });
   }
 
+  // Batch-level leaves of a lookup category: [path in the draft, field name].
+  const lookups: Array<{ path: string[]; name: string }> = [];
+  const findLookups = (fields: SchemaField[], at: string[]) => {
+    for (const f of fields) {
+      const rec = recordOf(f.type);
+      if (f.category === 'structure' && rec) findLookups(rec.fields, [...at, f.name]);
+      else if (f.category !== undefined && map[f.category]?.lookup) lookups.push({ path: [...at, f.name], name: f.name });
+    }
+  };
+  findLookups(head, []);
+
   const draftEventsType = eventsField
     ? typeOf({ type: 'array', items: eventItem } as unknown as Record<string, unknown>, 'auto')
     : typeOf({ type: 'array', items: 'null' }, 'auto');
@@ -177,6 +193,15 @@ export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, reg
         if (!v) continue;
         const body = cls.type.toBuffer(v);
         out.push({ key, value: Buffer.concat([cls.header, body], cls.header.length + body.length), zone: ctx.zone, retentionClass: cls.name });
+      }
+      return out;
+    },
+    identifiers(draft) {
+      const out: string[] = [];
+      for (const l of lookups) {
+        let v: unknown = draft;
+        for (const k of l.path) v = (v as Value | null | undefined)?.[k];
+        if (typeof v === 'string' && v.length > 0) out.push(`${l.name}:${v}`);
       }
       return out;
     },

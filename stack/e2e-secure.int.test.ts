@@ -39,6 +39,7 @@ import {
 } from './secure.ts';
 import type { AclTopic } from '../tools/security/acls.ts';
 import { E2E_LAYOUT, syncAnalystViews } from './clickhouse-users.ts';
+import { sealingEnv } from '../testing/sealing.ts';
 
 const K = 5;
 const config = loadStackConfig();
@@ -77,13 +78,14 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
 
   it('query output equals the oracle; the analyst reads the same k-suppressed views the admin sees', async () => {
     const pop = generateDeviceBatches({ seed: 21, devicesPerDay: 60 });
-    const topics = { events: `${run}.events`, personal: `${run}.personal.`, rejects: `${run}.rejects.` };
+    const topics = { events: `${run}.events`, personal: `${run}.personal.`, rejects: `${run}.rejects.`, rights: `${run}.rights.` };
     const groupId = `${run}-aggregator`;
     const aclTopics: AclTopic[] = [
       { topic: topics.events, kind: 'events', zone: undefined },
       ...ZONES.flatMap((z): AclTopic[] => [
         ...personalRetentionClasses().map((c): AclTopic => ({ topic: `${topics.personal}${z}.${c.name}`, kind: 'personal', zone: z })),
         { topic: `${topics.rejects}${z}`, kind: 'rejects', zone: z },
+        { topic: `${topics.rights}${z}`, kind: 'rights', zone: z },
       ]),
     ];
     // The operator makes the topics and the grants (ingest has no CREATE), the admin a fresh database.
@@ -101,6 +103,8 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
       PIPELINE_TOPIC_EVENTS: topics.events,
       PIPELINE_TOPIC_PERSONAL_PREFIX: topics.personal,
       PIPELINE_TOPIC_REJECTS_PREFIX: topics.rejects,
+      PIPELINE_TOPIC_RIGHTS_PREFIX: topics.rights,
+      ...sealingEnv().env,
       INGEST_PORT: '0',
       INGEST_POOL_THREADS: '1',
     });

@@ -16,7 +16,7 @@ import kafkajs, { type Kafka as KafkaClient } from 'kafkajs';
 import { runMigrations } from '../aggregator/migrate.ts';
 import { ZONES } from '../schemas/contract.ts';
 import { personalRetentionClasses } from '../schemas/categories.ts';
-import { personalTopic, rejectsTopic, pipelineSettings } from '../runtime/pipeline-settings.ts';
+import { personalTopic, rejectsTopic, rightsTopic, pipelineSettings } from '../runtime/pipeline-settings.ts';
 import { aclRules, applyAclRules, KAFKA_ROLES, type AclTopic, type KafkaRole } from '../tools/security/acls.ts';
 import {
   analystClusterXml,
@@ -299,6 +299,7 @@ export function defaultPipelineTopics(): AclTopic[] {
     ...ZONES.flatMap((z): AclTopic[] => [
       ...personalRetentionClasses().map((c): AclTopic => ({ topic: personalTopic(pp, z, c.name), kind: 'personal', zone: z })),
       { topic: rejectsTopic(rp, z), kind: 'rejects', zone: z },
+      { topic: rightsTopic(pipelineSettings.PIPELINE_TOPIC_RIGHTS_PREFIX.default, z), kind: 'rights', zone: z },
     ]),
   ];
 }

@@ -1,10 +1,12 @@
 // The I/O around testing/leftovers.ts: listing and deleting topics and databases on the stack's Kafka and
 // ClickHouse. Used after each integration test file (testing/vitest-file-cleanup.ts) and at the end of
 // the run (testing/vitest-global-setup.ts).
+import pg from 'pg';
+import { ZONES } from '../schemas/index.ts';
 import kafkajs from 'kafkajs';
 import { createClient, ClickHouseLogLevel } from '@clickhouse/client';
 import { newRunTag, ownedNamesIn, RUN_TAG_ENV, type Listing } from './leftovers.ts';
-import { ownedByThisFile, stackInfo } from './stack.ts';
+import { ownedByThisFile, postgresConnection, stackInfo } from './stack.ts';
 
 const { Kafka, logLevel } = kafkajs;
 
@@ -99,7 +101,40 @@ export async function deleteWhatThisFileMade(): Promise<{ topics: string[]; data
   } catch (e) {
     out.problems.push(`ClickHouse ${s.clickhouseUrl}: ${(e as Error).message}`);
   }
+  if (s.postgres?.running) {
+    try {
+      out.databases.push(...(await dropOwnedKeySchemas(names)));
+    } catch (e) {
+      out.problems.push(`PostgreSQL: ${(e as Error).message}`);
+    }
+  }
   return out;
+}
+
+/** The key-store schemas testing/sealing.ts made from this file's names, in every zone database. */
+async function dropOwnedKeySchemas(names: ReadonlySet<string>): Promise<string[]> {
+  const wanted = new Set([...names].map(keySchemaOf));
+  const dropped: string[] = [];
+  for (const z of ZONES) {
+    const c = new pg.Client(postgresConnection(z));
+    await c.connect();
+    try {
+      const rows = (await c.query<{ s: string }>(`SELECT schema_name AS s FROM information_schema.schemata WHERE schema_name LIKE 't\\_%'`)).rows;
+      for (const { s } of rows) {
+        if (!wanted.has(s)) continue;
+        await c.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
+        dropped.push(`${z}:${s}`);
+      }
+    } finally {
+      await c.end();
+    }
+  }
+  return dropped;
+}
+
+/** The key-store schema of a uniqueName() (testing/sealing.ts). */
+export function keySchemaOf(name: string): string {
+  return `t_${name.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, 63);
 }
 
 /**

@@ -16,6 +16,7 @@ describe('topic plan --apply on a real broker', () => {
     PIPELINE_TOPIC_EVENTS: `${prefix}.events`,
     PIPELINE_TOPIC_PERSONAL_PREFIX: `${prefix}.personal.`,
     PIPELINE_TOPIC_REJECTS_PREFIX: `${prefix}.rejects.`,
+    PIPELINE_TOPIC_RIGHTS_PREFIX: `${prefix}.rights.`,
     // The local stack is one Kafka cluster: every zone's topics share it.
     INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
   });
@@ -37,7 +38,7 @@ describe('topic plan --apply on a real broker', () => {
     await a.connect();
     try {
       const md = await a.fetchTopicMetadata({ topics: plan.map((t) => t.topic) });
-      expect(md.topics.map((t) => t.partitions.length)).toEqual(plan.map(() => 2));
+      expect(md.topics.map((t) => t.partitions.length)).toEqual(plan.map((t) => (t.kind === 'rights' ? 1 : 2)));
 
       // Retention per class, as the broker holds it: IP addresses and precise location (p7d) 7 days, the device record 30.
       const personalTopics = plan.filter((t) => t.kind === 'personal').map((t) => t.topic);

@@ -15,16 +15,23 @@ const reads = (r: AclRule[]) =>
     .sort();
 
 describe('aclRules: one principal per role, each allowed exactly its part', () => {
-  it('ingest writes and describes every pipeline topic and reads none', () => {
+  it('ingest writes and describes every pipeline topic but the rights topics, which it only reads (its own groups)', () => {
     const ingest = of('ingest');
+    const rights = topics.filter((t) => t.kind === 'rights').map((t) => t.topic);
+    expect(rights).toEqual(['cn', 'ru', 'in', 'row'].map((z) => `telemetry.rights.${z}`));
     expect(
       ingest
         .filter((r) => r.operation === 'write')
         .map((r) => r.resourceName)
         .sort(),
-    ).toEqual(topics.map((t) => t.topic).sort());
-    expect(ingest.filter((r) => r.operation === 'read')).toEqual([]);
-    expect(ingest.filter((r) => r.resourceType === 'group')).toEqual([]);
+    ).toEqual(
+      topics
+        .filter((t) => t.kind !== 'rights')
+        .map((t) => t.topic)
+        .sort(),
+    );
+    expect(ingest.filter((r) => r.operation === 'read' && r.resourceType === 'topic').map((r) => r.resourceName)).toEqual(rights);
+    expect(ingest.filter((r) => r.resourceType === 'group').map((r) => [r.resourceName, r.patternType])).toEqual([['telemetry-ingest-rights-', 'prefixed']]);
     expect(ingest).toContainEqual({
       principal: 'User:ingest',
       resourceType: 'cluster',

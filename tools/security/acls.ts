@@ -18,6 +18,7 @@
  * Topics are named literally (a new topic gets no grant by accident); zone groups are prefixed so a
  * zone's tools can use several group ids.
  */
+import { INGEST_RIGHTS_GROUP_PREFIX } from '../../rights/suppression.ts';
 import kafkajs, { type AclEntry, type Admin } from 'kafkajs';
 import type { Zone } from '../../schemas/contract.ts';
 
@@ -48,7 +49,7 @@ export interface AclRule {
 /** What the ACLs are derived from: the topics (kind and zone) and the consumer groups. */
 export interface AclTopic {
   topic: string;
-  kind: 'events' | 'personal' | 'rejects';
+  kind: 'events' | 'personal' | 'rejects' | 'rights';
   zone: Zone | undefined;
 }
 
@@ -83,15 +84,18 @@ export function aclRules(input: AclPlanInput): AclRule[] {
   });
   // ingest: produce everywhere, consume nowhere. DESCRIBE lets it verify the topics exist at start
   // (INGEST_TOPICS=verify); it has no CREATE, so in secured mode the operator creates the topics.
-  for (const t of input.topics) rules.push(topic('ingest', t.topic, 'write'), topic('ingest', t.topic, 'describe'));
+  // The rights topics (the suppression list) it only reads, each copy in a group of its own.
+  for (const t of input.topics) rules.push(topic('ingest', t.topic, t.kind === 'rights' ? 'read' : 'write'), topic('ingest', t.topic, 'describe'));
   rules.push({ principal: user('ingest'), resourceType: 'cluster', patternType: 'literal', resourceName: 'kafka-cluster', operation: 'idempotent_write' });
+  if (input.topics.some((t) => t.kind === 'rights'))
+    rules.push({ principal: user('ingest'), resourceType: 'group', patternType: 'prefixed', resourceName: INGEST_RIGHTS_GROUP_PREFIX, operation: 'read' });
   // aggregator: the non-personal events topic only (policy 1.1.4).
   for (const t of input.topics.filter((x) => x.kind === 'events')) rules.push(topic('aggregator', t.topic, 'read'));
   rules.push({ principal: user('aggregator'), resourceType: 'group', patternType: 'literal', resourceName: group, operation: 'read' });
   // zone principals: their own zone's personal and rejects topics (policy 6).
   const zones = [...new Set(input.topics.flatMap((t) => (t.zone ? [t.zone] : [])))];
   for (const zone of zones) {
-    for (const t of input.topics.filter((x) => x.zone === zone)) rules.push(topic(zoneRole(zone), t.topic, 'read'));
+    for (const t of input.topics.filter((x) => x.zone === zone && x.kind !== 'rights')) rules.push(topic(zoneRole(zone), t.topic, 'read'));
     rules.push({
       principal: user(zoneRole(zone)),
       resourceType: 'group',

@@ -33,6 +33,7 @@ describe('topics:plan --apply --acls on a secured cluster', () => {
       PIPELINE_TOPIC_EVENTS: `${run}.events`,
       PIPELINE_TOPIC_PERSONAL_PREFIX: `${run}.personal.`,
       PIPELINE_TOPIC_REJECTS_PREFIX: `${run}.rejects.`,
+      PIPELINE_TOPIC_RIGHTS_PREFIX: `${run}.rights.`,
       // The secured local stack is one Kafka cluster: every zone's topics share it.
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
     };
@@ -56,7 +57,8 @@ describe('topics:plan --apply --acls on a secured cluster', () => {
     const first = spawnSync(process.execPath, args, { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 90_000 });
     expect(first.status, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/ACL binding\(s\) planned/);
-    expect(first.stdout.match(/^create\s/gm)?.length).toBe(9);
+    // events + per zone: personal p30d and p7d, rejects, rights.
+    expect(first.stdout.match(/^create\s/gm)?.length).toBe(17);
 
     // What the broker holds for this run's resources equals the plan.
     const plan = aclPlan(
@@ -94,6 +96,6 @@ describe('topics:plan --apply --acls on a secured cluster', () => {
 
     const second = spawnSync(process.execPath, args, { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 90_000 });
     expect(second.status, second.stderr).toBe(0);
-    expect(second.stdout.match(/^unchanged\s/gm)?.length).toBe(9);
+    expect(second.stdout.match(/^unchanged\s/gm)?.length).toBe(17);
   });
 });

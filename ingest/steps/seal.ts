@@ -1,0 +1,30 @@
+/**
+ * Step 5 of a pool task (between split and pack): the batch's personal and reject records are re-keyed
+ * to the device's subject and sealed under its data key (rights/sealer.ts), so nothing personal leaves
+ * the worker in clear (policy 4.1) and erasing the key shreds every copy (policy 5.2). The zone's key
+ * store not answering fails the batch with INGEST_KEYSTORE_UNAVAILABLE (503): nothing that could not be
+ * sealed is written. Events records (non-personal) are untouched.
+ */
+import { KeyStoreError } from '../../rights/keystore.ts';
+import type { Sealer } from '../../rights/sealer.ts';
+import { fail, type Outcome } from '../errors.ts';
+import type { Split } from './split.ts';
+
+export interface Sealed extends Split {
+  /** The device's zone and subject, when the batch has personal or reject records. */
+  subject?: { zone: Split['result']['personal'][number]['zone']; hex: string };
+}
+
+export async function sealRecords(sealer: Sealer | undefined, split: Split): Promise<Outcome<Sealed>> {
+  const r = split.result;
+  const zone = r.personal[0]?.zone ?? r.rejected[0]?.zone;
+  if (!sealer) return { ok: true, value: split };
+  if (zone === undefined) return { ok: true, value: split };
+  try {
+    await sealer.sealResult(r);
+  } catch (e) {
+    if (e instanceof KeyStoreError) return fail('INGEST_KEYSTORE_UNAVAILABLE', `${e.message}; nothing of the batch was written, retry later`);
+    throw e;
+  }
+  return { ok: true, value: { ...split, subject: { zone, hex: (r.personal[0] ?? r.rejected[0])!.key.toString('hex') } } };
+}
