@@ -163,6 +163,13 @@ ${shards}
   <distributed_ddl>
     <path>/clickhouse/task_queue/ddl</path>
   </distributed_ddl>
+  <merge_tree>
+    <!-- A replica SIGKILLed mid-insert can hold parts it never committed to ZooKeeper (that insert failed
+         and the aggregator retries it). 18.16 refuses to start when more than half of a table's rows are
+         in such parts (default 0.5), which a small table easily is; with 1 it detaches them as unexpected
+         and fetches what ZooKeeper lists. Nothing acknowledged is in them. -->
+    <replicated_max_ratio_of_wrong_parts>1</replicated_max_ratio_of_wrong_parts>
+  </merge_tree>
 `;
 }
 
