@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
+import { loadStackConfig } from '../stack/config.ts';
+import { prometheusConfig, prometheusPaths } from '../stack/monitoring.ts';
 
 const run = promisify(execFile);
 const PROM = fileURLToPath(new URL('../deploy/prometheus/', import.meta.url));
@@ -100,6 +102,23 @@ describe('Prometheus alert rules under promtool', () => {
     const r = await promtool(['test', 'rules', 'tests/telemetry-processes.test.yml'], dir);
     expect(r.code).not.toBe(0);
     expect(r.out).toMatch(/FAILED[\s\S]*ServiceEventLoopLagHigh silent/);
+  });
+
+  it('promtool check config accepts the compose configuration and the one stack:up -- --monitoring generates', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'prom-config-'));
+    scratch.push(dir);
+    // The compose file loads the rules from the container's /etc/prometheus: pointed at the repo's copy here.
+    const compose = readFileSync(join(PROM, 'prometheus.yml'), 'utf8').replace('/etc/prometheus/alerts.yml', join(PROM, 'alerts.yml'));
+    writeFileSync(join(dir, 'compose.yml'), compose);
+    writeFileSync(join(dir, 'local.yml'), prometheusConfig(prometheusPaths(loadStackConfig({ STACK_HOME: dir }))));
+    for (const f of ['compose.yml', 'local.yml']) {
+      const r = await promtool(['check', 'config', f], dir);
+      expect(r.out, f).toMatch(/SUCCESS/);
+      expect(r.code, f).toBe(0);
+    }
+    // negative control: a scrape job without a name is refused by the same check
+    writeFileSync(join(dir, 'broken.yml'), compose.replace('job_name: ingest', 'job_nam: ingest'));
+    expect((await promtool(['check', 'config', 'broken.yml'], dir)).code).not.toBe(0);
   });
 
   it('negative control: a rule with a PromQL error fails the check', async () => {
