@@ -12,6 +12,8 @@
  *
  * Knobs (environment): BENCH_CONCURRENCY (64), BENCH_SECONDS (20), BENCH_EVENTS (50), BENCH_POOL_THREADS
  * (ingest default), BENCH_COMPRESSION (none|gzip), BENCH_RAW_RECORDS (100000: ProducerPerformance records),
+ * Sealing (rights/README.md): the run is made twice, unsealed first, then sealed as configured; the JSON
+ * gives unsealed_events_per_s and sealing_cost (1 - sealed / unsealed). BENCH_NO_SEAL=1: one unsealed run only.
  * BENCH_CPU_PROF=1 writes ingest CPU profiles to .local/. BENCH_NO_MIX=1 turns the mixing off
  * (INGEST_UNSAFE_LINKABLE) to measure what it costs.
  */
@@ -39,7 +41,7 @@ function vmHwmMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-async function startIngest(): Promise<{ proc: ChildProcess; url: string }> {
+async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: string }> {
   const ingestEnv: Record<string, string> = {
     PATH: env.PATH ?? '',
     HOME: env.HOME ?? '',
@@ -57,7 +59,7 @@ async function startIngest(): Promise<{ proc: ChildProcess; url: string }> {
   };
   // Personal records sealed per device as in production (rights/README.md); BENCH_NO_SEAL=1 writes them
   // in clear, to measure what sealing costs on the same box.
-  if (env.BENCH_NO_SEAL === '1') ingestEnv.INGEST_UNSAFE_UNSEALED = 'true';
+  if (!sealed) ingestEnv.INGEST_UNSAFE_UNSEALED = 'true';
   else Object.assign(ingestEnv, sealingEnv().env);
   if (env.BENCH_POOL_THREADS) ingestEnv.INGEST_POOL_THREADS = env.BENCH_POOL_THREADS;
   if (env.BENCH_COMPRESSION) ingestEnv.INGEST_KAFKA_COMPRESSION = env.BENCH_COMPRESSION;
@@ -151,10 +153,23 @@ function eventRecordSize(): { bytes: number; factsPerRecord: number; recordsPerB
   return { bytes: Math.round(sizes.reduce((a, b) => a + b, 0) / sizes.length), factsPerRecord: r.accepted / r.events.length, recordsPerBatch: r.events.length };
 }
 
+/** The same load against an ingest writing personal records unsealed (INGEST_UNSAFE_UNSEALED). */
+async function unsealedRun(): Promise<LoadgenSummary> {
+  const plain = await startIngest(false);
+  try {
+    return await runLoadgen(plain.url);
+  } finally {
+    plain.proc.kill('SIGTERM');
+    await new Promise((r) => plain.proc.once('exit', r));
+  }
+}
+
 const sized = eventRecordSize();
 const recordSize = sized.bytes;
 trackNamesOfThisProcess();
-const ingest = await startIngest();
+// The sealed run (as configured) first, then the same load without sealing, for what sealing costs.
+const unsealedLoad = env.BENCH_NO_SEAL === '1' ? undefined : await unsealedRun();
+const ingest = await startIngest(env.BENCH_NO_SEAL !== '1');
 let load: LoadgenSummary;
 let peakRssMb = NaN;
 let poolUtil = NaN;
@@ -202,6 +217,14 @@ console.log(
     concurrency,
     events_per_batch: events,
     mixing: env.BENCH_NO_MIX !== '1',
+    sealed: env.BENCH_NO_SEAL !== '1',
+    ...(unsealedLoad
+      ? {
+          unsealed_events_per_s: Math.round(unsealedLoad.events_per_s),
+          unsealed_p99_ms: Number(unsealedLoad.p99_ms.toFixed(2)),
+          sealing_cost: Number((1 - load.events_per_s / unsealedLoad.events_per_s).toFixed(3)),
+        }
+      : {}),
     status_counts: load.by_status,
   }),
 );

@@ -67,7 +67,7 @@ describe('npm run demo, interrupted with Ctrl-C', () => {
     expect(out).toMatch(/== Crash rates by app version/);
     expect(out).toMatch(/check: both tables equal/);
     expect(out.indexOf('check: both tables equal')).toBeLessThan(out.indexOf('demo: stopped'));
-    expect(out).toMatch(/demo: stopped dashboard, ingest-a, ingest-b, aggregator; removed 9 topics, database/);
+    expect(out).toMatch(/demo: stopped dashboard, ingest-a, ingest-b, aggregator; removed 17 topics, database/);
 
     // Nothing it started is left.
     for (const pid of pids) expect(alive(pid)).toBe(false);

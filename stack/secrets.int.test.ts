@@ -11,6 +11,7 @@ import { loadStackConfig } from './config.ts';
 import { upSecureStack } from './stack.ts';
 import { readSecrets, secureServiceEnv } from './secure.ts';
 import { runService } from '../testing/services.ts';
+import { sealingEnv } from '../testing/sealing.ts';
 
 const config = loadStackConfig();
 const keysDir = mkdtempSync(path.join(tmpdir(), 'secrets-int-keys-'));
@@ -40,6 +41,7 @@ describe('a service with a wrong password fails without printing any password', 
       INGEST_PORT: '0',
       INGEST_TOKEN_KEY_DIR: keysDir,
       INGEST_KAFKA_START_TIMEOUT_MS: '5000',
+      ...sealingEnv().env,
     });
     expect(r.timedOut).toBe(false);
     expect(r.code).toBe(1);
