@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { aggregatorConfigSpec, AGGREGATOR_PREFIX } from '../aggregator/config.ts';
 import { createAggregatorMetrics } from '../aggregator/metrics.ts';
 import { INGEST_ERROR_CODES } from '../ingest/errors.ts';
-import { ingestConfigSpec, INGEST_PREFIXES, zoneResidencyProblem, type IngestConfig } from '../ingest/config.ts';
+import { ingestConfigSpec, INGEST_PREFIXES, sealingProblems, zoneResidencyProblem, type IngestConfig } from '../ingest/config.ts';
 import { createMetrics } from '../ingest/metrics.ts';
 import { ConfigError, loadConfig, type SettingsSpec } from '../runtime/config.ts';
 import { handleOps } from '../runtime/ops.ts';
@@ -100,7 +100,9 @@ export function residencyProblems(role: Role, env: Record<string, EnvValue>, whe
     throw e;
   }
   const problem = zoneResidencyProblem(cfg);
-  return problem ? [`${where}: ${problem}`] : [];
+  // Sealing fails closed too (ingest only: the topic plan needs no key store).
+  const sealing = role === 'ingest' ? sealingProblems(cfg) : [];
+  return [...(problem ? [`${where}: ${problem}`] : []), ...sealing.map((p) => `${where}: ${p}`)];
 }
 
 /**

@@ -340,6 +340,15 @@ describe('Kubernetes manifests', () => {
     },
   );
 
+  it('ingest seals personal records in every manifest: each zone has its key store; without one the manifest is reported (negative control)', () => {
+    expect(checkK8s(k8sDocs, { jobs }).filter((x) => x.includes('sealing'))).toEqual([]);
+    const broken = structuredClone(k8sDocs);
+    delete broken.find((d) => d.doc.kind === 'ConfigMap' && d.doc.metadata.name === 'telemetry-ingest')!.doc.data.INGEST_KEYSTORE_RU;
+    expect(checkK8s(broken, { jobs }).filter((x) => x.includes('sealing'))).toEqual([
+      expect.stringMatching(/^ingest.yaml Deployment\/ingest container ingest: sealing .*INGEST_KEYSTORE_RU empty/),
+    ]);
+  });
+
   it('negative control: a zone list pointed at the main cluster is the same silent fallback, and is reported', () => {
     const broken = structuredClone(k8sDocs);
     const main = broken.find((d) => d.doc.metadata.name === 'telemetry-pipeline')!.doc.data.PIPELINE_KAFKA_BROKERS as string;
