@@ -13,7 +13,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadIngestConfig } from '../ingest/config.ts';
 import { startIngest, type IngestService } from '../ingest/http.ts';
-import { ZONES } from '../schemas/index.ts';
+import { decodeEventFacts, ZONES } from '../schemas/index.ts';
 import { batch, containerOf, type TestBatch } from '../testing/batches.ts';
 import { quietLogger } from '../testing/logger.ts';
 import { sealingEnv, sealingSpecOf } from '../testing/sealing.ts';
@@ -265,7 +265,17 @@ describe('bad requests and faults', () => {
     expect(rights(['erase', '--imei', 'abc'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--imei "abc": not a well-formed imei/) });
     expect(rights(['access', '--device-id', 'x', '--zone', 'eu'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/not a residency zone/) });
     expect(rights(['access'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/needs the device/) });
+    // A zone that does not match the device's: nothing held there.
+    const other = rights(['access', '--device-id', 'never-seen-device', '--zone', 'ru']);
+    expect(other).toMatchObject({ code: 0, stderr: expect.stringMatching(/^nothing held for device_id in ru/) });
   }, 60_000);
+
+  it('Kafka down: a withdrawal fails with one line (exit 1), nothing half-done is reported as done', () => {
+    const r = rights(['withdraw', '--device-id', 'someone', '--zone', 'row'], { PIPELINE_KAFKA_BROKERS: '127.0.0.1:1' });
+    expect(r.code).toBe(1);
+    expect(r.stderr.split('\n')).toEqual([expect.stringMatching(/^rights: withdraw failed: /)]);
+    expect(r.stdout).toBe('');
+  }, 120_000);
 
   it('key store down: the command fails with one line (exit 1); ingest answers 503 and writes nothing', async () => {
     const down = Object.fromEntries(ZONES.map((z) => [`INGEST_KEYSTORE_${z.toUpperCase()}`, `127.0.0.1:1/keys_${z}`]));
@@ -288,4 +298,70 @@ describe('bad requests and faults', () => {
       await broken.close();
     }
   }, 120_000);
+});
+
+describe('replay of rejects (npm run rejects -- replay)', () => {
+  /** The command as a child process, awaited (not spawnSync: it posts to the ingest running in this process). */
+  async function rejects(args: string[]) {
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'tools/rejects.ts', ...args], {
+      cwd: REPO,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((r) => proc.once('close', r));
+    return { code, out: stdout.trim() ? (JSON.parse(stdout.trim()) as Record<string, unknown>) : {}, stderr: stderr.trim() };
+  }
+  const eventKeys = async () => {
+    const n = Number(
+      execFileSync('kcat', ['-b', stackInfo().kafkaBrokers[0]!, '-C', '-t', `${prefix}_ev`, '-e', '-q', '-f', '%o\n'], { timeout: 30_000 })
+        .toString()
+        .trim()
+        .split('\n')
+        .filter(Boolean).length,
+    );
+    const recs = await readAll(`${prefix}_ev`, n, 20_000);
+    return recs.flatMap((r) => decodeEventFacts(r.value!).map((f) => f.event_key.toString('hex')));
+  };
+
+  it('events refused for a late day secret are sent again once it exists, counted once however often replayed; a still-invalid one stays; --dry-run sends nothing', async () => {
+    // An ingest whose rotation is late: read-only day secrets, today's missing -> TOKEN_TOO_LATE.
+    const lateDir = mkdtempSync(join(tmpdir(), 'rights-late-keys-'));
+    const late = await startIngest(
+      loadIngestConfig({ ...env, INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_TOKEN_KEYS_MODE: 'read-only', INGEST_TOKEN_KEY_DIR: lateDir }),
+      { log: quietLogger, tokenKeys: { kind: 'file', dir: lateDir, mode: 'read-only' } },
+    );
+    const b = batch({ zone: 'row', events: 4 });
+    (b.events[3]!.payload as Record<string, unknown>) = { 'telemetry.v1.Nope': {} }; // invalid whatever the day secret
+    try {
+      // Avro-JSON: the invalid event cannot be written in a binary container.
+      const res = await fetch(`${late.url}/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
+      const r = (await res.json()) as { accepted: number; rejected: Array<{ reason: string }> };
+      expect([res.status, r.accepted, r.rejected.map((x) => x.reason).sort()]).toEqual([
+        200,
+        0,
+        ['SCHEMA_TYPE_MISMATCH', 'TOKEN_TOO_LATE', 'TOKEN_TOO_LATE', 'TOKEN_TOO_LATE'],
+      ]);
+    } finally {
+      await late.close();
+    }
+    const before = await eventKeys();
+    const dry = await rejects(['replay', '--zone', 'row', '--dry-run', '--ingest', svc.url]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.out).toMatchObject({ zone: 'row', dry_run: true, passes: 3, 'still failing SCHEMA_TYPE_MISMATCH': 1 });
+    expect(await eventKeys()).toEqual(before);
+    const first = await rejects(['replay', '--zone', 'row', '--reason', 'TOKEN_TOO_LATE', '--ingest', svc.url]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.out).toMatchObject({ passes: 3, sent: 3, accepted: 3 });
+    const again = await rejects(['replay', '--zone', 'row', '--reason', 'TOKEN_TOO_LATE', '--ingest', svc.url]);
+    expect(again.out).toMatchObject({ sent: 3, accepted: 3 });
+    const after = await eventKeys();
+    const added = after.slice(before.length);
+    expect(added).toHaveLength(6);
+    expect(new Set(added).size).toBe(3); // the same event keys: the aggregator counts them once
+    expect(await rejects(['replay', '--zone', 'mars'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/not a residency zone/) });
+  }, 180_000);
 });

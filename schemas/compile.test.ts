@@ -301,7 +301,12 @@ describe('split', () => {
       [1, 'TOKEN_TOO_LATE', ['time', 'payload']],
       [2, 'SCHEMA_TYPE_MISMATCH', ['time', 'payload']],
     ]);
-    expect(Object.keys(decoded[0]!).sort()).toEqual(['index', 'message', 'path', 'raw_event', 'reason', 'received_at', 'zone']);
+    expect(Object.keys(decoded[0]!).sort()).toEqual(['batch_context', 'index', 'message', 'path', 'raw_event', 'reason', 'received_at', 'zone']);
+    // The batch context (for a replay) has no batch_id either (what consent strips is nulled in it: batchContext).
+    const context = JSON.parse(decoded[0]!.batch_context as string) as { device: Record<string, unknown>; consent: object };
+    expect(Object.keys(context).sort()).toEqual(['consent', 'device', 'sent_at']);
+    expect(records[0]!.includes(Buffer.from(b.batch_id))).toBe(false);
+    expect([context.device.device_id, context.device.imei]).toEqual([b.device.device_id, b.device.imei]);
     // Negative control: with the map keeping app usage identifiers (retention P1D), the same rejects carry them.
     const keeping = { ...(CATEGORIES as CategoryMap), app_usage_identifiers: { ...CATEGORIES.app_usage_identifiers, retention: 'P1D' } };
     const control = rejectOf(compileSplit({ categories: keeping }));

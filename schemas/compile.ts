@@ -246,6 +246,7 @@ function compileOutputs(
   const neverStored = neverStoredInEvent(fields);
   return {
     personal,
+    stripRules,
     project,
     eventFactType,
     wiring,
@@ -274,7 +275,7 @@ export type { BatchHead, DeviceFields };
 
 const frame = (header: Buffer, body: Buffer): Buffer => Buffer.concat([header, body], header.length + body.length);
 
-function rejectRecord(c: SplitParts, zone: Zone, key: Buffer, r: EventReject, raw: unknown, receivedAt: number): OutRecord & { zone: Zone } {
+function rejectRecord(c: SplitParts, zone: Zone, key: Buffer, r: EventReject, raw: unknown, receivedAt: number, context: string): OutRecord & { zone: Zone } {
   const rec = {
     received_at: receivedAt,
     zone,
@@ -283,8 +284,26 @@ function rejectRecord(c: SplitParts, zone: Zone, key: Buffer, r: EventReject, ra
     reason: r.reason,
     message: r.message,
     raw_event: rawText(c.eventType, c.neverStored, raw),
+    batch_context: context,
   };
   return { key, value: frame(c.rejectHeader, c.rejectType.toBuffer(rec)), zone };
+}
+
+/**
+ * A reject's batch context: sent_at, device and consent as JSON in avsc's shape, consent applied (a field
+ * its consent strips is null) and the never-stored batch-level fields left out (batch_id).
+ */
+function batchContext(c: SplitParts, b: BatchHead): string {
+  const sentAt = (b as unknown as { sent_at: number }).sent_at;
+  const head = JSON.parse(JSON.stringify({ sent_at: sentAt, device: b.device, consent: b.consent })) as Record<string, unknown>;
+  for (const rule of c.stripRules) {
+    if ((b.consent as Record<string, unknown>)[rule.consent] === true) continue;
+    const keys = rule.path.split('.');
+    let at: unknown = head;
+    for (const k of keys.slice(0, -1)) at = (at as Record<string, unknown> | null)?.[k];
+    if (at && typeof at === 'object' && keys.at(-1)! in at) (at as Record<string, unknown>)[keys.at(-1)!] = null;
+  }
+  return JSON.stringify(head);
 }
 
 /** The batch-level checks, then validation, tokens, facts per day and the personal record. */
@@ -318,9 +337,11 @@ function splitBatch(c: SplitParts, batch: unknown, ctx: ProcessContext): SplitRe
   }
   const zone = zoneOf(device.sim_mcc, device.region, c.residency);
   const deviceKey = Buffer.from(identity.value, 'utf8');
+  let context: string | undefined;
   const reject = (r: EventReject, ev: unknown) => {
     result.rejects.push(r);
-    result.rejected.push(rejectRecord(c, zone, deviceKey, r, ev, ctx.receivedAt));
+    context ??= batchContext(c, b);
+    result.rejected.push(rejectRecord(c, zone, deviceKey, r, ev, ctx.receivedAt, context));
   };
 
   const { ok, days } = validateEvents(c, events, ctx, reject);
