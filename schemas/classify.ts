@@ -52,6 +52,12 @@ export interface FieldInfo {
   branches?: { fullname: string; kind: string; record: RecordSchema }[];
 }
 
+/** A schema object without our attributes (category and the checks): what an output schema carries. */
+export function stripAttrs<T extends SchemaObject>(t: T): T {
+  const { category: _c, maxLength: _m, format: _f, min: _n, maxItems: _i, doc: _d, ...rest } = t;
+  return rest as T;
+}
+
 export function snake(name: string): string {
   return name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
 }

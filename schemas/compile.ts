@@ -18,12 +18,12 @@ import {
   classify,
   isRecordSchema,
   shortName,
+  stripAttrs,
   type ArraySchema,
   type FieldInfo,
   type RecordSchema,
   type SchemaField,
   type SchemaNode,
-  type SchemaObject,
 } from './classify.ts';
 import type { EventReject, OutRecord, SplitResult, Zone } from './contract.ts';
 import { SchemaBuildError, type SchemaErrorCode } from './errors.ts';
@@ -747,11 +747,6 @@ export function buildDraftSchema(batchSchema: RecordSchema, fields: Map<string, 
   const root = filterRecord(batchSchema, '');
   root.name = 'PersonalDraft';
   return root;
-}
-
-function stripAttrs(t: SchemaObject): SchemaObject {
-  const { category: _c, maxLength: _m, format: _f, min: _n, maxItems: _i, doc: _d, ...rest } = t;
-  return rest;
 }
 
 /** The batch's consent choices as the projection reads them (a missing choice is not granted). */

@@ -24,7 +24,7 @@
  */
 import type avro from 'avsc';
 import { retentionDays, type CategoryMap } from './categories.ts';
-import { classify, isRecordSchema, shortName, snake, type ArraySchema, type RecordSchema, type SchemaField, type SchemaNode } from './classify.ts';
+import { classify, isRecordSchema, shortName, snake, stripAttrs, type ArraySchema, type RecordSchema, type SchemaField, type SchemaNode } from './classify.ts';
 import type { OutRecord, Zone } from './contract.ts';
 import { SchemaBuildError } from './errors.ts';
 import { typeOf } from './load.ts';
@@ -328,7 +328,11 @@ function eventSummaries(
     if (retentionOf(f.category) !== retention) continue;
     const hour = hourly(f.category) && isTimestamp(f.type);
     out.push({
-      field: { name: `events_${f.name}`, category: f.category, type: { type: 'array', items: renamespace(stripped(f.type), ns) } },
+      field: {
+        name: `events_${f.name}`,
+        category: f.category,
+        type: { type: 'array', items: renamespace(typeof f.type === 'object' && !Array.isArray(f.type) ? stripAttrs(f.type) : f.type, ns) },
+      },
       pick: (events) =>
         distinctSorted(
           events
@@ -339,12 +343,6 @@ function eventSummaries(
     });
   }
   return out;
-}
-
-function stripped(t: SchemaNode): SchemaNode {
-  if (typeof t !== 'object' || Array.isArray(t)) return t;
-  const { category: _c, maxLength: _m, format: _f, min: _n, maxItems: _i, doc: _d, ...rest } = t;
-  return rest as SchemaNode;
 }
 
 /** Distinct values in a canonical order (numbers ascending, anything else by its JSON). */
