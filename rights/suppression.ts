@@ -9,7 +9,8 @@
  * start serving before it has read to the end (a copy started later has the whole list), then applies
  * new entries as they arrive (seconds; the promise is within a minute).
  */
-import type { Admin, Consumer, Kafka, Producer } from 'kafkajs';
+import type { Kafka, Producer } from 'kafkajs';
+import { follow } from './read.ts';
 import type { Logger } from '../runtime/index.ts';
 import type { Zone } from '../schemas/index.ts';
 
@@ -76,65 +77,21 @@ export async function followSuppressions(opts: {
   /** @default 30000 */
   catchUpTimeoutMs?: number;
 }): Promise<Follower> {
-  const admin = opts.kafka.admin();
-  await admin.connect();
-  const pending = new Map<string, bigint>(); // topic/partition -> last offset to read
-  try {
-    for (const { topic } of opts.topics) {
-      for (const p of await offsetsOf(admin, topic)) {
-        if (BigInt(p.high) > BigInt(p.low)) pending.set(`${topic}/${p.partition}`, BigInt(p.high) - 1n);
-      }
-    }
-  } finally {
-    await admin.disconnect();
-  }
   const zoneOf = new Map(opts.topics.map((t) => [t.topic, t.zone]));
-  const consumer: Consumer = opts.kafka.consumer({
-    groupId: `${opts.groupPrefix}${process.pid}-${Math.random().toString(36).slice(2, 10)}`,
-    sessionTimeout: 10_000,
-    heartbeatInterval: 1000,
-    maxWaitTimeInMs: 500,
-  });
-  let caughtUp!: () => void;
-  const done = new Promise<void>((r) => (caughtUp = r));
-  if (pending.size === 0) caughtUp();
-  await consumer.connect();
-  for (const { topic } of opts.topics) await consumer.subscribe({ topic, fromBeginning: true });
-  await consumer.run({
-    autoCommit: false,
-    eachMessage: async ({ topic, partition, message }) => {
-      opts.list.apply(zoneOf.get(topic)!, message.key, message.value);
-      const k = `${topic}/${partition}`;
-      const last = pending.get(k);
-      if (last !== undefined && BigInt(message.offset) >= last) {
-        pending.delete(k);
-        if (pending.size === 0) caughtUp();
-      }
+  const f = await follow(
+    opts.kafka,
+    opts.topics.map((t) => t.topic),
+    {
+      groupPrefix: opts.groupPrefix,
+      timeoutMs: opts.catchUpTimeoutMs ?? 30_000,
+      onMessage: (m) => opts.list.apply(zoneOf.get(m.topic)!, m.key, m.value),
     },
+  );
+  await f.caughtUp.catch((e: unknown) => {
+    throw new Error(`suppression list: ${(e as Error).message}`);
   });
-  const timeout = opts.catchUpTimeoutMs ?? 30_000;
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeout)));
-  const outcome = await Promise.race([done.then(() => 'ok' as const), timedOut]);
-  clearTimeout(timer);
-  if (outcome === 'timeout') {
-    await consumer.disconnect().catch(() => {});
-    throw new Error(`suppression list: not read to its end within ${timeout} ms (${[...pending.keys()].join(', ')})`);
-  }
   opts.log.info('suppression list read', { topics: opts.topics.map((t) => t.topic).join(','), entries: opts.list.size });
-  return { stop: () => consumer.disconnect() };
-}
-
-/** A topic's offsets; a topic created a moment ago may not have a leader yet (retriable): try again for ~10 s. */
-async function offsetsOf(admin: Admin, topic: string): Promise<Array<{ partition: number; high: string; low: string }>> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await admin.fetchTopicOffsets(topic);
-    } catch (e) {
-      if (attempt >= 40 || (e as { retriable?: boolean }).retriable !== true) throw e;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
+  return { stop: () => f.consumer.disconnect() };
 }
 
 /** Sets (`on`) or lifts a suppression entry; resolves when the zone's cluster acknowledged it. */
