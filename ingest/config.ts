@@ -22,6 +22,9 @@ import { DAY_MS, KEY_DIR_MODES, RESIDENCY, ZONES, type Zone } from '../schemas/i
 
 const MiB = 1024 * 1024;
 
+/** A zone's key store: `host:port/database`, or empty (then sealing refuses to start: `sealingProblems`). */
+const KEYSTORE_ADDRESS = { kind: 'string', pattern: /^$|^[A-Za-z0-9.-]+:\d{1,5}\/[A-Za-z0-9_]{1,63}$/, default: '' } as const;
+
 export const ingestSettings = defineSettings({
   INGEST_HOST: { kind: 'string', default: '127.0.0.1', doc: 'Address to listen on; 0.0.0.0 in containers.' },
   INGEST_PORT: { kind: 'int', min: 0, max: 65535, default: 18080, doc: 'HTTP port (0 = any free port, for tests).' },
@@ -238,19 +241,12 @@ export const ingestSettings = defineSettings({
 
   // ---- Sealing of personal records (rights/README.md; policy 4.1, 5.2) ----
   INGEST_KEYSTORE_CN: {
-    kind: 'string',
-    pattern: /^$|^[A-Za-z0-9.-]+:\d{1,5}\/[A-Za-z0-9_]{1,63}$/,
-    default: '',
+    ...KEYSTORE_ADDRESS,
     doc: "Key store of the Mainland China zone, in-country (policy section 6): host:port/database of its PostgreSQL, holding each device's data key wrapped by the zone's key-encryption key. Required unless INGEST_UNSAFE_UNSEALED.",
   },
-  INGEST_KEYSTORE_RU: { kind: 'string', pattern: /^$|^[A-Za-z0-9.-]+:\d{1,5}\/[A-Za-z0-9_]{1,63}$/, default: '', doc: 'As INGEST_KEYSTORE_CN, for Russia.' },
-  INGEST_KEYSTORE_IN: { kind: 'string', pattern: /^$|^[A-Za-z0-9.-]+:\d{1,5}\/[A-Za-z0-9_]{1,63}$/, default: '', doc: 'As INGEST_KEYSTORE_CN, for India.' },
-  INGEST_KEYSTORE_ROW: {
-    kind: 'string',
-    pattern: /^$|^[A-Za-z0-9.-]+:\d{1,5}\/[A-Za-z0-9_]{1,63}$/,
-    default: '',
-    doc: 'As INGEST_KEYSTORE_CN, for the rest of the world.',
-  },
+  INGEST_KEYSTORE_RU: { ...KEYSTORE_ADDRESS, doc: 'As INGEST_KEYSTORE_CN, for Russia.' },
+  INGEST_KEYSTORE_IN: { ...KEYSTORE_ADDRESS, doc: 'As INGEST_KEYSTORE_CN, for India.' },
+  INGEST_KEYSTORE_ROW: { ...KEYSTORE_ADDRESS, doc: 'As INGEST_KEYSTORE_CN, for the rest of the world.' },
   INGEST_KEYSTORE_USER: { kind: 'string', pattern: /^[A-Za-z0-9_]{1,63}$/, default: 'keystore', doc: 'PostgreSQL role of the key stores.' },
   INGEST_KEYSTORE_SCHEMA: {
     kind: 'string',
