@@ -4,7 +4,7 @@
  * answers access, erases by destroying the device's key, and suppresses a device in every running
  * ingest copy. Each promise beside a negative control where the protection is switched off.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { decodeEventFacts, ZONES } from '../schemas/index.ts';
 import { batch, containerOf, type TestBatch } from '../testing/batches.ts';
 import { quietLogger } from '../testing/logger.ts';
 import { sealingEnv, sealingSpecOf } from '../testing/sealing.ts';
+import { runScript } from '../testing/services.ts';
 import { postgresConnection, readAll, stackInfo, uniqueName } from '../testing/stack.ts';
 import { openRecords } from './open.ts';
 import { ZoneStores } from './sealer.ts';
@@ -38,15 +39,10 @@ const env: Record<string, string> = {
   INGEST_KEY_CACHE_TTL_MS: '1000',
 };
 
-/** `npm run rights -- ...` as an operator runs it. */
-function rights(args: string[], extra: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'tools/rights.ts', ...args], {
-    cwd: REPO,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env, ...extra },
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
+/** `npm run rights -- ...` as an operator runs it (awaited: some requests reach the ingest running in this process). */
+async function rights(args: string[], extra: Record<string, string> = {}) {
+  const r = await runScript('tools/rights.ts', args, { ...env, ...extra }, 120_000);
+  return { code: r.code, stdout: r.stdout, stderr: r.stderrLines.join('\n') };
 }
 
 async function post(url: string, b: TestBatch) {
@@ -102,7 +98,7 @@ describe('access and erasure by crypto-shredding (policy 5.2)', () => {
     for (const needle of [a.device.device_id, a.device.imei!, b.device.device_id]) expect(found(backup, needle)).toBe(0);
 
     const outFile = join(mkdtempSync(join(tmpdir(), 'rights-access-')), 'a.jsonl');
-    const access = rights(['access', '--device-id', a.device.device_id, '--zone', 'cn', '--out', outFile]);
+    const access = await rights(['access', '--device-id', a.device.device_id, '--zone', 'cn', '--out', outFile]);
     expect(access.code, access.stderr).toBe(0);
     const lines = readFileSync(outFile, 'utf8').trim().split('\n');
     const summary = JSON.parse(access.stderr) as Record<string, { records: number; unreadable: number; first_day: string }>;
@@ -111,12 +107,14 @@ describe('access and erasure by crypto-shredding (policy 5.2)', () => {
     expect(lines.every((l) => l.includes(a.device.device_id) || l.includes('"kind":"p7d"') || l.includes('"kind":"reject"'))).toBe(true);
     expect(lines.some((l) => l.includes(b.device.device_id))).toBe(false);
     // Found by another identifier it sent too.
-    expect(JSON.parse(rights(['access', '--imei', a.device.imei!, '--zone', 'cn', '--out', `${outFile}.2`]).stderr)).toMatchObject({ cn: { records: 5 } });
+    expect(JSON.parse((await rights(['access', '--imei', a.device.imei!, '--zone', 'cn', '--out', `${outFile}.2`])).stderr)).toMatchObject({
+      cn: { records: 5 },
+    });
 
-    const erased = rights(['erase', '--device-id', a.device.device_id]);
+    const erased = await rights(['erase', '--device-id', a.device.device_id]);
     expect(erased.code, erased.stderr).toBe(0);
     expect(erased.stdout).toMatch(/erased: \{"cn":1\}/);
-    const after = rights(['access', '--device-id', a.device.device_id]);
+    const after = await rights(['access', '--device-id', a.device.device_id]);
     expect([after.code, after.stderr]).toEqual([0, expect.stringMatching(/^nothing held for device_id/)]);
     // The backup taken before: with the KEK and this code, A's records no longer open; B's still do.
     const opened = await openRecords(stores, 'cn', backup);
@@ -126,8 +124,8 @@ describe('access and erasure by crypto-shredding (policy 5.2)', () => {
     expect(openB.length).toBe(2);
     expect(openB.filter((v) => v?.includes(Buffer.from(b.device.device_id)))).toHaveLength(1); // its p30d record
     // Erasing twice is harmless.
-    expect(rights(['erase', '--device-id', a.device.device_id])).toMatchObject({ code: 0, stdout: expect.stringMatching(/nothing held/) });
-    const log = rights(['log', '--zone', 'cn']).stdout;
+    expect(await rights(['erase', '--device-id', a.device.device_id])).toMatchObject({ code: 0, stdout: expect.stringMatching(/nothing held/) });
+    const log = (await rights(['log', '--zone', 'cn'])).stdout;
     expect(log).toMatch(/"action":"erase".*"outcome":"erased"/);
     expect(log).not.toContain(a.device.device_id);
   }, 180_000);
@@ -170,8 +168,8 @@ describe("the key store's own backups cannot undo an erasure (KEK rotation)", ()
           row.kek_version,
           row.wrapped_dek,
         ]);
-      expect(rights(['erase', '--device-id', d.device.device_id, '--zone', 'ru']).code).toBe(0);
-      const rot = rights(['rotate-kek', '--zone', 'ru']);
+      expect((await rights(['erase', '--device-id', d.device.device_id, '--zone', 'ru'])).code).toBe(0);
+      const rot = await rights(['rotate-kek', '--zone', 'ru']);
       expect(rot.code, rot.stderr).toBe(0);
       const fresh = () => new ZoneStores({ ...sealingSpecOf(sealing), createKeys: false });
       // Negative control: the old KEK still exists, so the restored backup row opens the erased records.
@@ -181,7 +179,7 @@ describe("the key store's own backups cannot undo an erasure (KEK rotation)", ()
       await s.close();
       await db.query(`DELETE FROM ${sealing.schema}.rights_device_keys WHERE subject = $1`, [subject]);
       // Retire the old version (the backup window has passed), then restore the backup again: nothing opens.
-      const retire = rights(['retire-kek', '--zone', 'ru', '--version', String(row.kek_version)]);
+      const retire = await rights(['retire-kek', '--zone', 'ru', '--version', String(row.kek_version)]);
       expect(retire.code, retire.stderr).toBe(0);
       await restore();
       s = fresh();
@@ -225,7 +223,7 @@ describe('withdrawal and restriction in every ingest copy (policy 5.2, 5.3)', ()
     const next = () => ({ ...batch({ zone: 'in', events: 3 }), device: dev });
     for (const u of urls) expect((await post(u, next())).json.accepted).toBe(3);
     const t0 = Date.now();
-    expect(rights(['withdraw', '--device-id', dev.device_id]).code).toBe(0);
+    expect((await rights(['withdraw', '--device-id', dev.device_id])).code).toBe(0);
     const applied: number[] = [];
     for (const u of urls) {
       for (;;) {
@@ -258,7 +256,7 @@ describe('withdrawal and restriction in every ingest copy (policy 5.2, 5.3)', ()
     } finally {
       await unguarded.close();
     }
-    expect(rights(['consent', '--device-id', dev.device_id]).code).toBe(0);
+    expect((await rights(['consent', '--device-id', dev.device_id])).code).toBe(0);
     for (const u of [...urls, third]) {
       for (;;) {
         if ((await post(u, next())).json.accepted === 3) break;
@@ -270,18 +268,18 @@ describe('withdrawal and restriction in every ingest copy (policy 5.2, 5.3)', ()
 });
 
 describe('bad requests and faults', () => {
-  it('unknown device: exit 0, nothing held; malformed identifier or zone: exit 2 with one line', () => {
-    expect(rights(['access', '--device-id', 'never-seen-device'])).toMatchObject({ code: 0, stderr: expect.stringMatching(/^nothing held/) });
-    expect(rights(['erase', '--imei', 'abc'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--imei "abc": not a well-formed imei/) });
-    expect(rights(['access', '--device-id', 'x', '--zone', 'eu'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/not a residency zone/) });
-    expect(rights(['access'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/needs the device/) });
+  it('unknown device: exit 0, nothing held; malformed identifier or zone: exit 2 with one line', async () => {
+    expect(await rights(['access', '--device-id', 'never-seen-device'])).toMatchObject({ code: 0, stderr: expect.stringMatching(/^nothing held/) });
+    expect(await rights(['erase', '--imei', 'abc'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--imei "abc": not a well-formed imei/) });
+    expect(await rights(['access', '--device-id', 'x', '--zone', 'eu'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/not a residency zone/) });
+    expect(await rights(['access'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/needs the device/) });
     // A zone that does not match the device's: nothing held there.
-    const other = rights(['access', '--device-id', 'never-seen-device', '--zone', 'ru']);
+    const other = await rights(['access', '--device-id', 'never-seen-device', '--zone', 'ru']);
     expect(other).toMatchObject({ code: 0, stderr: expect.stringMatching(/^nothing held for device_id in ru/) });
   }, 60_000);
 
-  it('Kafka down: a withdrawal fails with one line (exit 1), nothing half-done is reported as done', () => {
-    const r = rights(['withdraw', '--device-id', 'someone', '--zone', 'row'], { PIPELINE_KAFKA_BROKERS: '127.0.0.1:1' });
+  it('Kafka down: a withdrawal fails with one line (exit 1), nothing half-done is reported as done', async () => {
+    const r = await rights(['withdraw', '--device-id', 'someone', '--zone', 'row'], { PIPELINE_KAFKA_BROKERS: '127.0.0.1:1' });
     expect(r.code).toBe(1);
     expect(r.stderr.split('\n')).toEqual([expect.stringMatching(/^rights: withdraw failed: /)]);
     expect(r.stdout).toBe('');
@@ -289,7 +287,7 @@ describe('bad requests and faults', () => {
 
   it('key store down: the command fails with one line (exit 1); ingest answers 503 and writes nothing', async () => {
     const down = Object.fromEntries(ZONES.map((z) => [`INGEST_KEYSTORE_${z.toUpperCase()}`, `127.0.0.1:1/keys_${z}`]));
-    const r = rights(['erase', '--device-id', 'someone'], down);
+    const r = await rights(['erase', '--device-id', 'someone'], down);
     expect(r.code).toBe(1);
     expect(r.stderr.split('\n')).toEqual([expect.stringMatching(/^rights: erase failed: key store of zone cn unavailable/)]);
     const topics = { PIPELINE_TOPIC_PERSONAL_PREFIX: `${prefix}_down_p.`, PIPELINE_TOPIC_REJECTS_PREFIX: `${prefix}_down_r.` };
@@ -311,19 +309,9 @@ describe('bad requests and faults', () => {
 });
 
 describe('replay of rejects (npm run rejects -- replay)', () => {
-  /** The command as a child process, awaited (not spawnSync: it posts to the ingest running in this process). */
   async function rejects(args: string[]) {
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'tools/rejects.ts', ...args], {
-      cwd: REPO,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((r) => proc.once('close', r));
-    return { code, out: stdout.trim() ? (JSON.parse(stdout.trim()) as Record<string, unknown>) : {}, stderr: stderr.trim() };
+    const r = await runScript('tools/rejects.ts', args, env, 120_000);
+    return { code: r.code, out: r.stdout.trim() ? (JSON.parse(r.stdout.trim()) as Record<string, unknown>) : {}, stderr: r.stderrLines.join('\n') };
   }
   const eventKeys = async () => {
     const n = Number(

@@ -9,13 +9,19 @@ export interface ServiceRun {
   code: number | null;
   /** stdout and stderr, in arrival order per stream. */
   output: string;
+  stdout: string;
   stderrLines: string[];
   /** Killed at the deadline instead of exiting by itself. */
   timedOut: boolean;
 }
 
 export function runService(service: 'ingest' | 'aggregator', env: Record<string, string>, timeoutMs = 60_000): Promise<ServiceRun> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(service, 'main.ts')], {
+  return runScript(path.join(service, 'main.ts'), [], env, timeoutMs);
+}
+
+/** Any of the project's commands (`tools/rights.ts`, ...) as a child process, awaited: the same capture as runService. */
+export function runScript(script: string, args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<ServiceRun> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
     cwd: REPO_ROOT,
     // Only what the service needs: no PIPELINE_/INGEST_/AGGREGATOR_ variable of the test runner leaks in.
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
@@ -33,7 +39,7 @@ export function runService(service: 'ingest' | 'aggregator', env: Record<string,
   return new Promise((resolve) =>
     proc.once('close', (code) => {
       clearTimeout(timer);
-      resolve({ code, output: `${out}${err}`, stderrLines: err.split('\n').filter((l) => l.length > 0), timedOut });
+      resolve({ code, output: `${out}${err}`, stdout: out, stderrLines: err.split('\n').filter((l) => l.length > 0), timedOut });
     }),
   );
 }

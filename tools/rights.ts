@@ -107,10 +107,9 @@ export class Rights {
     return k;
   }
 
-  /** The device's subjects in a zone: those its identifier was registered with, and for a device id the subject ingest would give it. */
-  async subjects(zone: Zone, identifier: string): Promise<Buffer[]> {
-    const found = await this.stores.storeOf(zone).subjectsOf(identifier);
-    return found;
+  /** The device's subjects in a zone: those its identifier was registered with by ingest. */
+  subjects(zone: Zone, identifier: string): Promise<Buffer[]> {
+    return this.stores.storeOf(zone).subjectsOf(identifier);
   }
 
   async access(a: RightsArgs, write: (line: string) => void): Promise<Record<string, unknown>> {
