@@ -32,6 +32,17 @@ export interface MigrationParams {
   contributionBound?: number;
 }
 
+/** The migration parameters a store's options carry (the optional ones only when set), for both stores. */
+export function migrationParamsOf(o: MigrationParams): MigrationParams {
+  return {
+    database: o.database,
+    minGroupDevices: o.minGroupDevices,
+    ...(o.dailyEpsilon !== undefined ? { dailyEpsilon: o.dailyEpsilon } : {}),
+    ...(o.defaultEpsilon !== undefined ? { defaultEpsilon: o.defaultEpsilon } : {}),
+    ...(o.contributionBound !== undefined ? { contributionBound: o.contributionBound } : {}),
+  };
+}
+
 /** Defaults of the release policy (aggregator/README.md, "Differential privacy"). */
 export const DEFAULT_DAILY_EPSILON = 5;
 export const DEFAULT_EPSILON = 0.5;

@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { Session } from 'chdb';
 import { AggregatorError } from './errors.ts';
 import type { FactRow } from './facts.ts';
-import { runMigrations, type SqlRunner } from './migrate.ts';
+import { migrationParamsOf, runMigrations, type SqlRunner } from './migrate.ts';
 import { dropDailyPartitionsOlderThan, type InsertOptions, type Store, type StoreOptions } from './store.ts';
 import { encodeFactsTsv, FACT_COLUMNS } from './tsv.ts';
 
@@ -36,13 +36,7 @@ export class ChdbStore implements Store {
   }
 
   async migrate(): Promise<void> {
-    await runMigrations(this.runner, {
-      database: this.o.database,
-      minGroupDevices: this.o.minGroupDevices,
-      ...(this.o.dailyEpsilon !== undefined ? { dailyEpsilon: this.o.dailyEpsilon } : {}),
-      ...(this.o.defaultEpsilon !== undefined ? { defaultEpsilon: this.o.defaultEpsilon } : {}),
-      ...(this.o.contributionBound !== undefined ? { contributionBound: this.o.contributionBound } : {}),
-    });
+    await runMigrations(this.runner, migrationParamsOf(this.o));
   }
 
   async insertFacts(rows: readonly FactRow[], opts: InsertOptions = {}): Promise<void> {

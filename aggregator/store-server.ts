@@ -7,7 +7,7 @@ import { PassThrough } from 'node:stream';
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { AggregatorError } from './errors.ts';
 import type { FactRow } from './facts.ts';
-import { runMigrations, type SqlRunner } from './migrate.ts';
+import { migrationParamsOf, runMigrations, type SqlRunner } from './migrate.ts';
 import { dropDailyPartitionsOlderThan, type InsertOptions, type Store, type StoreOptions } from './store.ts';
 import { encodeFactsTsv, FACT_COLUMNS } from './tsv.ts';
 
@@ -39,13 +39,7 @@ export class ServerStore implements Store {
   }
 
   async migrate(): Promise<void> {
-    await runMigrations(this.runner, {
-      database: this.o.database,
-      minGroupDevices: this.o.minGroupDevices,
-      ...(this.o.dailyEpsilon !== undefined ? { dailyEpsilon: this.o.dailyEpsilon } : {}),
-      ...(this.o.defaultEpsilon !== undefined ? { defaultEpsilon: this.o.defaultEpsilon } : {}),
-      ...(this.o.contributionBound !== undefined ? { contributionBound: this.o.contributionBound } : {}),
-    });
+    await runMigrations(this.runner, migrationParamsOf(this.o));
   }
 
   async insertFacts(rows: readonly FactRow[], opts: InsertOptions = {}): Promise<void> {
