@@ -1,6 +1,12 @@
 // kafkajs 2.2.4 against the stack's Apache Kafka 4.x broker: the operations the pipeline relies on.
 // If one of these fails after a Kafka upgrade, the API that broke is named in the failing test.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadStackConfig } from './config.ts';
+import { classpath, storageFormatArgs } from './kafka.ts';
 import type { Admin, Producer } from 'kafkajs';
 import kafkajs from 'kafkajs';
 import { createKafka, createTopics, readAll, stackInfo, uniqueName } from '../testing/stack.ts';
@@ -205,4 +211,32 @@ describe('kafkajs against the local Kafka: producers and consumer groups', () =>
     const fresh = await consume(uniqueName('kafka_int_resume_fresh'), 15);
     expect(fresh).toHaveLength(15);
   });
+});
+
+describe('storage formatting (every node of the stack goes through storageFormatArgs)', () => {
+  it('formats with a cluster id that starts with "-" (one random id in 64); negative control: the id as a separate argument is refused', () => {
+    const config = loadStackConfig();
+    const dir = mkdtempSync(join(tmpdir(), 'kafka-format-'));
+    const props = join(dir, 'server.properties');
+    writeFileSync(
+      props,
+      [
+        'process.roles=broker,controller',
+        'node.id=1',
+        'controller.quorum.voters=1@127.0.0.1:39093',
+        'listeners=PLAINTEXT://127.0.0.1:39092,CONTROLLER://127.0.0.1:39093',
+        'controller.listener.names=CONTROLLER',
+        `log.dirs=${join(dir, 'data')}`,
+      ].join('\n'),
+    );
+    const id = '-ev5OC0EL1IslgS-zOxMqw';
+    const tool = (args: string[]) =>
+      spawnSync(config.kafka.java, ['-cp', classpath(config), 'kafka.tools.StorageTool', ...args], { encoding: 'utf8', timeout: 60_000 });
+    const old = tool(['format', '-t', id, '-c', props]);
+    expect([old.status, old.stderr]).toEqual([1, expect.stringContaining('argument --cluster-id/-t: expected one argument')]);
+    const r = tool(storageFormatArgs(id, props));
+    expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'data', 'meta.properties'), 'utf8')).toContain(`cluster.id=${id}`);
+    rmSync(dir, { recursive: true, force: true });
+  }, 120_000);
 });

@@ -231,12 +231,21 @@ export async function fetchKafkaJars(config: StackConfig, opts: { force?: boolea
   return 'fetched';
 }
 
-function classpath(config: StackConfig): string {
+export function classpath(config: StackConfig): string {
   // Java expands a trailing "/*" itself: one argument, every jar in the folder.
   return path.join(config.kafka.libs, '*');
 }
 
 /** Kafka's cluster id: a UUID in URL-safe base64 without padding (what `kafka-storage random-uuid` prints). */
+/**
+ * The storage tool's format arguments. The cluster id goes as `--cluster-id=<id>`: a random base64url id
+ * starts with `-` one time in 64, and as a separate argument the tool's parser then takes it for an option
+ * ("argument --cluster-id/-t: expected one argument": a fresh-clone test run failed on it).
+ */
+export function storageFormatArgs(clusterId: string, propsFile: string): string[] {
+  return ['format', `--cluster-id=${clusterId}`, '--config', propsFile];
+}
+
 function newClusterId(): string {
   return randomBytes(16).toString('base64url');
 }
@@ -262,7 +271,7 @@ async function formatStorage(config: StackConfig, nodes: KafkaNode[]): Promise<v
         // passwords are on this one command line for the seconds the tool runs (loopback, local machine;
         // deploy/THREAT-MODEL.md); its output is never printed (it echoes salts and keys).
         const scram = (node.secure?.scram ?? []).flatMap((c) => ['--add-scram', `SCRAM-SHA-512=[name=${c.name},password=${c.password}]`]);
-        await run(config.kafka.java, ['-cp', classpath(config), 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', node.propsFile, ...scram], {
+        await run(config.kafka.java, ['-cp', classpath(config), 'kafka.tools.StorageTool', ...storageFormatArgs(clusterId, node.propsFile), ...scram], {
           timeout: 60_000,
         });
       } catch (e) {
