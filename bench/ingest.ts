@@ -23,9 +23,11 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
 import { stackInfo, uniqueName } from '../testing/stack.ts';
 import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
-import { batch } from '../testing/batches.ts';
+import { batch, batchType, containerOf } from '../testing/batches.ts';
+import { readContainer } from '../ingest/container.ts';
 import type { LoadgenSummary } from './loadgen.ts';
 import { compileSplit, DailyTokenizer, FileKeySource } from '../schemas/index.ts';
 import { sealingEnv } from '../testing/sealing.ts';
@@ -35,7 +37,13 @@ const env = process.env;
 const concurrency = Number(env.BENCH_CONCURRENCY ?? 64);
 const seconds = Number(env.BENCH_SECONDS ?? 20);
 const events = Number(env.BENCH_EVENTS ?? 50);
-const brokers = stackInfo().kafkaBrokers;
+// `-- --brokers 3`: the three-broker cluster of `npm run stack:up -- --brokers 3` (RF 3, min.insync.replicas
+// 2, acks=all), the production shape; otherwise the single local broker.
+const cli = parseArgs({ options: { brokers: { type: 'string' } }, allowPositionals: false }).values;
+const brokerCount = Number(cli.brokers ?? env.BENCH_BROKERS ?? 1);
+if (brokerCount !== 1 && brokerCount !== 3) throw new Error(`--brokers ${cli.brokers}: expected 1 or 3`);
+const brokers = brokerCount === 3 ? stackInfo().clusterBrokers : stackInfo().kafkaBrokers;
+const replication = brokerCount === 3 ? 3 : 1;
 
 function vmHwmMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -55,8 +63,11 @@ async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: 
     INGEST_LOG_LEVEL: 'warn',
     INGEST_TOKEN_KEY_DIR: mkdtempSync(join(tmpdir(), 'bench-keys-')),
     INGEST_TOPIC_PARTITIONS: '6',
+    INGEST_TOPIC_REPLICATION: String(replication),
     // The local stack is one Kafka cluster: every zone's topics share it (development only; policy section 6).
     INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+    // Plain HTTP on loopback: the bench measures ingest's own work, not TLS (development only).
+    INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
   };
   // Personal records sealed per device as in production (rights/README.md); BENCH_NO_SEAL=1 writes them
   // in clear, to measure what sealing costs on the same box.
@@ -85,14 +96,62 @@ async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: 
   throw new Error('ingest did not become ready in 60 s');
 }
 
-function runLoadgen(url: string): Promise<LoadgenSummary> {
+/** CPU time (user + system, every thread) of a process so far, in microseconds, from /proc/<pid>/stat. */
+function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which is in parentheses and may hold spaces): utime is the 14th
+  // field of the line, stime the 15th, in clock ticks.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+interface MeasuredLoad extends LoadgenSummary {
+  /** CPU of the ingest process over the measured period (between the load generator's marks), µs. */
+  ingest_cpu_us: number;
+}
+
+function runLoadgen(url: string, ingestPid: number): Promise<MeasuredLoad> {
   return new Promise((resolve, reject) => {
     const args = { url, concurrency, warmupMs: 4000, durationMs: seconds * 1000, events, distinct: 400 };
     const p = spawn(process.execPath, ['--import', 'tsx', 'bench/loadgen.ts', JSON.stringify(args)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let last = '';
-    createInterface({ input: p.stdout! }).on('line', (l) => (last = l));
-    p.once('exit', (code) => (code === 0 ? resolve(JSON.parse(last) as LoadgenSummary) : reject(new Error(`load generator exited with ${code}`))));
+    let cpuStart = NaN;
+    let cpuEnd = NaN;
+    createInterface({ input: p.stdout! }).on('line', (l) => {
+      if (l === 'MEASURE_START') cpuStart = cpuMicros(ingestPid);
+      else if (l === 'MEASURE_END') cpuEnd = cpuMicros(ingestPid);
+      else last = l;
+    });
+    p.once('exit', (code) =>
+      code === 0 ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: cpuEnd - cpuStart }) : reject(new Error(`load generator exited with ${code}`)),
+    );
   });
+}
+
+/** ingest's CPU per accepted event over the measured period of one run, µs. */
+function cpuPerEvent(load: MeasuredLoad): number {
+  return load.ingest_cpu_us / ((load.by_status['200'] ?? 0) * events);
+}
+
+/**
+ * The reference: bare avsc decoding of the same kind of batch bytes (the Batch datum of each container
+ * the load generator posts, already inflated), on this process's one thread, CPU µs per event.
+ */
+function decodeCpuPerEvent(): number {
+  const datums = Array.from({ length: 64 }, () => {
+    const c = readContainer(containerOf(batch({ events })));
+    if (!c.ok) throw new Error(c.message);
+    return c.value.blocks[0]!.data;
+  });
+  let n = 0;
+  for (const d of datums) n += (batchType.fromBuffer(d) as { events: unknown[] }).events.length; // warm-up
+  n = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  while (performance.now() - t0 < 2000) for (const d of datums) n += (batchType.fromBuffer(d) as { events: unknown[] }).events.length;
+  const cpu = process.cpuUsage(cpu0);
+  return (cpu.user + cpu.system) / n;
 }
 
 /** Kafka's own ProducerPerformance: same record size, acks=all, as fast as it goes. */
@@ -113,7 +172,7 @@ function brokerRaw(recordSize: number, records: number): { msgsPerS: number; lin
       '--partitions',
       '6',
       '--replication-factor',
-      '1',
+      String(replication),
     ],
     { stdio: 'ignore' },
   );
@@ -155,10 +214,10 @@ function eventRecordSize(): { bytes: number; factsPerRecord: number; recordsPerB
 }
 
 /** The same load against an ingest writing personal records unsealed (INGEST_UNSAFE_UNSEALED). */
-async function unsealedRun(): Promise<LoadgenSummary> {
+async function unsealedRun(): Promise<MeasuredLoad> {
   const plain = await startIngest(false);
   try {
-    return await runLoadgen(plain.url);
+    return await runLoadgen(plain.url, plain.proc.pid!);
   } finally {
     plain.proc.kill('SIGTERM');
     await new Promise((r) => plain.proc.once('exit', r));
@@ -172,11 +231,11 @@ trackNamesOfThisProcess();
 // configured), their mean the reference (a drift of the shared box over the runs cancels out).
 const unsealedBefore = env.BENCH_NO_SEAL === '1' ? undefined : await unsealedRun();
 const ingest = await startIngest(env.BENCH_NO_SEAL !== '1');
-let load: LoadgenSummary;
+let load: MeasuredLoad;
 let peakRssMb = NaN;
 let poolUtil = NaN;
 try {
-  load = await runLoadgen(ingest.url);
+  load = await runLoadgen(ingest.url, ingest.proc.pid!);
   peakRssMb = vmHwmMb(ingest.proc.pid!);
   const metrics = await (await fetch(`${ingest.url}/metrics`)).text();
   poolUtil = Number(/^ingest_pool_utilisation (\S+)$/m.exec(metrics)?.[1] ?? NaN);
@@ -191,9 +250,12 @@ const unsealedLoad =
         events_per_s: (unsealedBefore.events_per_s + unsealedAfter.events_per_s) / 2,
         p99_ms: Math.max(unsealedBefore.p99_ms, unsealedAfter.p99_ms),
         runs: [unsealedBefore.events_per_s, unsealedAfter.events_per_s].map(Math.round),
+        cpu_us_per_event: (cpuPerEvent(unsealedBefore) + cpuPerEvent(unsealedAfter)) / 2,
       }
     : undefined;
 // 100k batch-sized records (~0.4 GB): tens of seconds of the broker on this box.
+const decodeUs = decodeCpuPerEvent();
+const ingestUs = cpuPerEvent(load);
 const raw = brokerRaw(recordSize, Number(env.BENCH_RAW_RECORDS ?? 100_000));
 for (const p of (await deleteWhatThisFileMade()).problems) console.error(`cleanup: ${p}`);
 // One events record per (batch, day) + one personal record per batch.
@@ -212,6 +274,9 @@ console.log(
   `broker raw (ProducerPerformance, ${recordSize} B records = one batch's ${sized.factsPerRecord} facts, acks=all, idempotent): ${raw.msgsPerS.toFixed(0)} msgs/s = ${rawEventsPerS.toFixed(0)} events/s`,
 );
 console.log(`  ${raw.line}`);
+console.log(
+  `CPU per accepted event: ingest ${ingestUs.toFixed(2)} µs (all threads, /proc), bare avsc decode ${decodeUs.toFixed(2)} µs: ratio ${(ingestUs / decodeUs).toFixed(1)}`,
+);
 console.log(`ingest Kafka records/s ${recordsPerS.toFixed(0)} = ${(ratio * 100).toFixed(1)}% of broker raw`);
 console.log(
   JSON.stringify({
@@ -225,6 +290,12 @@ console.log(
     facts_per_record: sized.factsPerRecord,
     ratio_records_to_broker_raw: Number(ratio.toFixed(3)),
     record_size_bytes: recordSize,
+    ingest_cpu_us_per_event: Number(ingestUs.toFixed(2)),
+    decode_cpu_us_per_event: Number(decodeUs.toFixed(3)),
+    cpu_ratio: Number((ingestUs / decodeUs).toFixed(2)),
+    brokers: brokerCount,
+    replication,
+    kafka_compression: env.BENCH_COMPRESSION ?? 'none',
     concurrency,
     events_per_batch: events,
     mixing: env.BENCH_NO_MIX !== '1',
@@ -234,6 +305,7 @@ console.log(
           unsealed_events_per_s: Math.round(unsealedLoad.events_per_s),
           unsealed_runs_events_per_s: unsealedLoad.runs,
           unsealed_p99_ms: Number(unsealedLoad.p99_ms.toFixed(2)),
+          unsealed_ingest_cpu_us_per_event: Number(unsealedLoad.cpu_us_per_event.toFixed(2)),
           sealing_cost: Number((1 - load.events_per_s / unsealedLoad.events_per_s).toFixed(3)),
         }
       : {}),

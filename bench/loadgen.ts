@@ -39,9 +39,12 @@ const bodyBytes = bodies.reduce((s, b) => s + b.length, 0) / bodies.length;
 
 const next = (i: number) => ({ body: bodies[i % bodies.length]!, meta: null });
 await runLoad({ url: a.url, concurrency: a.concurrency, durationMs: a.warmupMs, maxRequests: 10_000_000, next });
+// The bench reads ingest's CPU time (/proc) at these two marks, so it covers the measured period only.
+console.log('MEASURE_START');
 const cpu0 = process.cpuUsage();
 const r = await runLoad({ url: a.url, concurrency: a.concurrency, durationMs: a.durationMs, maxRequests: 100_000_000, next });
 const cpu = process.cpuUsage(cpu0);
+console.log('MEASURE_END');
 const ok = r.byStatus['200'] ?? 0;
 const lat = r.latenciesMs.sort((x, y) => x - y);
 const s = r.elapsedMs / 1000;
