@@ -3,7 +3,8 @@
 // Central through stack/pom.xml; nothing is downloaded at run time except by that one mvn call.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -250,6 +251,31 @@ function newClusterId(): string {
   return randomBytes(16).toString('base64url');
 }
 
+/**
+ * One argument of a JDK launcher argument file (`java @file`): quoted, with backslash and quote escaped,
+ * so any character but a newline survives as one argument.
+ */
+export function javaArgFileLine(arg: string): string {
+  if (/[\r\n]/.test(arg)) throw new StackError('STACK_CONFIG_INVALID', 'a java argument file cannot carry an argument with a line break');
+  return `"${arg.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/**
+ * Runs `fn` with the path of a fresh argument file holding `args` (one per line), in a folder of its own
+ * (mode 0700, file 0600) that is removed afterwards, whatever `fn` does. The way secrets reach a JVM tool
+ * without being on its command line.
+ */
+export async function withJavaArgFile<T>(args: readonly string[], fn: (file: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'stack-java-args-'));
+  const file = path.join(dir, 'args');
+  try {
+    writeFileSync(file, args.map(javaArgFileLine).join('\n') + '\n', { mode: 0o600 });
+    return await fn(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function isFormatted(node: KafkaNode): boolean {
   return existsSync(path.join(node.dataDir, 'meta.properties'));
 }
@@ -268,12 +294,15 @@ async function formatStorage(config: StackConfig, nodes: KafkaNode[]): Promise<v
       try {
         // SCRAM users of the secured node go into the bootstrap metadata here: KRaft brokers cannot create
         // them before they run, and the inter-broker principal must exist before the broker starts. The
-        // passwords are on this one command line for the seconds the tool runs (loopback, local machine;
-        // deploy/THREAT-MODEL.md); its output is never printed (it echoes salts and keys).
+        // storage tool takes them only as `--add-scram name=..,password=..` arguments, so the main class and
+        // its arguments go through a JDK launcher argument file (0600, deleted right after): the command
+        // line any process can read (/proc/<pid>/cmdline, ps) shows `@<file>`, never a password. No
+        // hsperfdata either (-XX:-UsePerfData): it would copy the arguments into /tmp. Its output is never
+        // printed (it echoes salts and keys).
         const scram = (node.secure?.scram ?? []).flatMap((c) => ['--add-scram', `SCRAM-SHA-512=[name=${c.name},password=${c.password}]`]);
-        await run(config.kafka.java, ['-cp', classpath(config), 'kafka.tools.StorageTool', ...storageFormatArgs(clusterId, node.propsFile), ...scram], {
-          timeout: 60_000,
-        });
+        await withJavaArgFile(['kafka.tools.StorageTool', ...storageFormatArgs(clusterId, node.propsFile), ...scram], (argFile) =>
+          run(config.kafka.java, ['-XX:-UsePerfData', '-cp', classpath(config), `@${argFile}`], { timeout: 60_000 }),
+        );
       } catch (e) {
         const err = e as { stdout?: string; stderr?: string; message: string };
         const detail = `${err.stdout ?? ''}${err.stderr ?? ''}`
@@ -281,7 +310,7 @@ async function formatStorage(config: StackConfig, nodes: KafkaNode[]): Promise<v
           .split('\n')
           .filter((l) => !l.startsWith('SLF4J'))
           .pop();
-        // The error of a failed command carries its command line (with the SCRAM passwords): not kept as cause.
+        // The tool may echo its arguments (the SCRAM passwords) in what it prints: redacted, and the error not kept as cause.
         const safe = node.secure ? 'see the storage tool output' : err.message;
         throw new StackError(
           'STACK_START_FAILED',
