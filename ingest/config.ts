@@ -29,6 +29,23 @@ export const ingestSettings = defineSettings({
   INGEST_HOST: { kind: 'string', default: '127.0.0.1', doc: 'Address to listen on; 0.0.0.0 in containers.' },
   INGEST_PORT: { kind: 'int', min: 0, max: 65535, default: 18080, doc: 'HTTP port (0 = any free port, for tests).' },
 
+  // ---- Encryption in transit of the devices' connections (policy 4.1; ingest/README.md, "TLS") ----
+  INGEST_TLS_CERT_FILE: {
+    kind: 'string',
+    default: '',
+    doc: 'PEM certificate chain (server certificate first) ingest serves HTTPS with on INGEST_PORT, /metrics /healthz /readyz included. Re-read when it changes: new connections get the new certificate, open ones keep theirs. Set together with INGEST_TLS_KEY_FILE.',
+  },
+  INGEST_TLS_KEY_FILE: {
+    kind: 'string',
+    default: '',
+    doc: 'PEM private key (unencrypted) of INGEST_TLS_CERT_FILE; a file only, never the key in the environment. Re-read together with the certificate.',
+  },
+  INGEST_UNSAFE_PLAINTEXT_HTTP: {
+    kind: 'bool',
+    default: false,
+    doc: 'UNSAFE, DEVELOPMENT ONLY: serve plain HTTP when no TLS files are given (local stack, tests, demo, benches). Without it and without both TLS files ingest refuses to start; with them it is ignored.',
+  },
+
   INGEST_MAX_BODY_BYTES: {
     kind: 'int',
     min: 1024,
@@ -331,6 +348,26 @@ export function sealingProblems(cfg: IngestConfig): string[] {
   if (!cfg.INGEST_KEYSTORE_PASSWORD_FILE) out.push('sealing: INGEST_KEYSTORE_PASSWORD_FILE empty');
   if (!cfg.INGEST_RIGHTS_KEY_DIR) out.push("sealing: INGEST_RIGHTS_KEY_DIR empty (the zones' subject keys and key-encryption keys)");
   return out;
+}
+
+/**
+ * Encryption in transit fails closed like sealing (policy 4.1): ingest serves HTTPS with both
+ * INGEST_TLS_CERT_FILE and INGEST_TLS_KEY_FILE, plain HTTP only with INGEST_UNSAFE_PLAINTEXT_HTTP=true and
+ * no TLS files, and otherwise refuses to start with one line naming the settings. Whether the files hold
+ * a usable certificate and key is checked when they are read (ingest/tls.ts, `readTlsFiles`).
+ */
+export function tlsProblems(cfg: Pick<IngestConfig, 'INGEST_TLS_CERT_FILE' | 'INGEST_TLS_KEY_FILE' | 'INGEST_UNSAFE_PLAINTEXT_HTTP'>): string[] {
+  const cert = cfg.INGEST_TLS_CERT_FILE !== '';
+  const key = cfg.INGEST_TLS_KEY_FILE !== '';
+  if (cert && !key) return ['TLS: INGEST_TLS_CERT_FILE is set but INGEST_TLS_KEY_FILE is empty: give both files (certificate chain and its key)'];
+  if (key && !cert) return ['TLS: INGEST_TLS_KEY_FILE is set but INGEST_TLS_CERT_FILE is empty: give both files (certificate chain and its key)'];
+  if (!cert && !cfg.INGEST_UNSAFE_PLAINTEXT_HTTP) {
+    return [
+      'TLS (policy 4.1): INGEST_TLS_CERT_FILE and INGEST_TLS_KEY_FILE are empty: devices must reach ingest over HTTPS; ' +
+        'give the certificate chain and key files, or INGEST_UNSAFE_PLAINTEXT_HTTP=true on a development machine',
+    ];
+  }
+  return [];
 }
 
 /** Pool size: INGEST_POOL_THREADS, or one thread per available core when 0. */

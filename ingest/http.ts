@@ -10,12 +10,14 @@
  *   respond.ts    answer bodies, status per code, Retry-After, request metrics
  *   pool.ts       the worker pool, one task under the time limit, pool gauges
  *   context.ts    what they share, passed in: settings, metrics, sink, pool, counters
+ *   tls.ts        HTTPS: the certificate files, their checks, reload on change
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerOptions } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { ConfigError, createLogger, type Level, type Logger } from '../runtime/index.ts';
 import { drained } from './admission.ts';
-import { poolThreads, sealingProblems, type IngestConfig } from './config.ts';
+import { poolThreads, sealingProblems, tlsProblems, type IngestConfig } from './config.ts';
 import { newServiceState, type IngestContext, type RecordSink } from './context.ts';
 import { createMetrics, type IngestMetrics } from './metrics.ts';
 import { createPool } from './pool.ts';
@@ -24,6 +26,7 @@ import { startSuppression } from './suppression.ts';
 import { route, routeExpectingContinue } from './routing.ts';
 import type { WorkerOptions } from './task.ts';
 import { TokenKeyWatch } from './token-keys.ts';
+import { httpsOptions, readTlsFiles, tlsFilesOf, TlsReloader } from './tls.ts';
 
 export type { RecordSink };
 
@@ -45,8 +48,11 @@ export interface StartOptions {
 }
 
 export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promise<IngestService> {
-  const sealing = sealingProblems(cfg);
-  if (sealing.length) throw new ConfigError(sealing);
+  const problems = [...sealingProblems(cfg), ...tlsProblems(cfg)];
+  if (problems.length) throw new ConfigError(problems);
+  // Read before anything starts: a wrong certificate or key file throws TlsFileError naming its setting.
+  const tlsFiles = tlsFilesOf(cfg);
+  const tlsIdentity = tlsFiles ? readTlsFiles(tlsFiles) : undefined;
   const log = opts.log ?? createLogger({ service: 'ingest', level: cfg.INGEST_LOG_LEVEL as Level, logPersonalData: cfg.INGEST_DEBUG_LOG_PERSONAL_DATA });
   const keys = new TokenKeyWatch(opts.tokenKeys);
   const metrics = createMetrics({ tokenKeys: () => keys.gauges() });
@@ -57,18 +63,27 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
   const pool = createPool(cfg, opts.tokenKeys);
   const ctx: IngestContext = { cfg, log, metrics, sink, pool, keys, state: newServiceState(), suppression };
 
-  const server = createServer(
-    {
-      headersTimeout: cfg.INGEST_HEADERS_TIMEOUT_MS,
-      requestTimeout: cfg.INGEST_REQUEST_TIMEOUT_MS,
-      keepAliveTimeout: cfg.INGEST_KEEPALIVE_TIMEOUT_MS,
-      // Node checks header/request timeouts on this interval (default 30 s): a slow-loris client would
-      // otherwise hold its socket up to 30 s past headersTimeout.
-      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(cfg.INGEST_HEADERS_TIMEOUT_MS / 4))),
-      maxHeaderSize: 16 * 1024,
-    },
-    (req, res) => route(ctx, req, res, false),
-  );
+  const options: ServerOptions = {
+    headersTimeout: cfg.INGEST_HEADERS_TIMEOUT_MS,
+    requestTimeout: cfg.INGEST_REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: cfg.INGEST_KEEPALIVE_TIMEOUT_MS,
+    // Node checks header/request timeouts on this interval (default 30 s): a slow-loris client would
+    // otherwise hold its socket up to 30 s past headersTimeout.
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(cfg.INGEST_HEADERS_TIMEOUT_MS / 4))),
+    maxHeaderSize: 16 * 1024,
+  };
+  const onRequest: Parameters<typeof createServer>[1] = (req, res) => route(ctx, req, res, false);
+  // HTTPS unless INGEST_UNSAFE_PLAINTEXT_HTTP allowed plain HTTP (tlsProblems above): the same options,
+  // handler and limits below either way.
+  let server: Server;
+  let reloader: TlsReloader | undefined;
+  if (tlsFiles && tlsIdentity) {
+    const https = createHttpsServer({ ...options, ...httpsOptions(tlsIdentity, cfg.INGEST_HEADERS_TIMEOUT_MS) }, onRequest);
+    reloader = new TlsReloader(https, tlsFiles, tlsIdentity, { log, registry: metrics.registry });
+    server = https;
+  } else {
+    server = createServer(options, onRequest);
+  }
   server.on('checkContinue', (req, res) => routeExpectingContinue(ctx, req, res));
   server.maxHeadersCount = cfg.INGEST_MAX_HEADERS_COUNT;
   server.maxConnections = cfg.INGEST_MAX_CONNECTIONS;
@@ -86,11 +101,17 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
     });
   });
   const port = (server.address() as AddressInfo).port;
-  log.info('ingest listening', { host: cfg.INGEST_HOST, port, pool_threads: poolThreads(cfg) });
+  reloader?.start();
+  const scheme = reloader ? 'https' : 'http';
+  const tlsFields = tlsIdentity ? { tls_serial: tlsIdentity.serial, tls_not_after: tlsIdentity.notAfter.toISOString() } : {};
+  log.info('ingest listening', { host: cfg.INGEST_HOST, port, scheme, pool_threads: poolThreads(cfg), ...tlsFields });
 
   let closing: Promise<{ drained: boolean }> | undefined;
-  const close = () => (closing ??= stop(ctx, server, sockets));
-  return { server, port, url: `http://${cfg.INGEST_HOST === '0.0.0.0' ? '127.0.0.1' : cfg.INGEST_HOST}:${port}`, metrics, close };
+  const close = () => {
+    reloader?.stop();
+    return (closing ??= stop(ctx, server, sockets));
+  };
+  return { server, port, url: `${scheme}://${cfg.INGEST_HOST === '0.0.0.0' ? '127.0.0.1' : cfg.INGEST_HOST}:${port}`, metrics, close };
 }
 
 /**

@@ -9,20 +9,29 @@
  */
 import { ConfigError, createLogger, type Level } from '../runtime/index.ts';
 import { isoOfDay } from '../schemas/index.ts';
-import { loadIngestConfig, sealingProblems, zonesSharingMainCluster } from './config.ts';
+import { loadIngestConfig, sealingProblems, tlsProblems, zonesSharingMainCluster } from './config.ts';
 import { startIngest } from './http.ts';
+import { readTlsFiles, TlsFileError, tlsFilesOf } from './tls.ts';
 import { TokenKeyWatch, type TokenKeysSpec } from './token-keys.ts';
 
 async function main(): Promise<void> {
   let cfg;
   try {
     cfg = loadIngestConfig();
-    // Sealing fails closed like residency (the topic plan reads the same settings without needing a key store).
-    const sealing = sealingProblems(cfg);
-    if (sealing.length) throw new ConfigError(sealing);
+    // Sealing fails closed like residency (the topic plan reads the same settings without needing a key store),
+    // and so does encryption in transit: HTTPS, or plain HTTP only behind INGEST_UNSAFE_PLAINTEXT_HTTP.
+    const problems = [...sealingProblems(cfg), ...tlsProblems(cfg)];
+    if (problems.length) throw new ConfigError(problems);
+    // A certificate or key file that cannot be used stops the start here, like a bad setting (startIngest reads them again).
+    const tlsFiles = tlsFilesOf(cfg);
+    if (tlsFiles) readTlsFiles(tlsFiles);
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`ingest: ${e.message}\n`);
+      process.exit(2);
+    }
+    if (e instanceof TlsFileError) {
+      process.stderr.write(`ingest: invalid configuration: ${e.message}\n`);
       process.exit(2);
     }
     throw e;
@@ -32,6 +41,10 @@ async function main(): Promise<void> {
   if (cfg.INGEST_UNSAFE_LINKABLE)
     log.warn('UNSAFE: INGEST_UNSAFE_LINKABLE is on; records keep exact timestamps and batch order, so the topics can be joined back to devices');
   if (cfg.INGEST_UNSAFE_UNSEALED) log.warn('UNSAFE: INGEST_UNSAFE_UNSEALED is on; personal records are written in clear, keyed by the device identity');
+  if (cfg.INGEST_UNSAFE_PLAINTEXT_HTTP && !tlsFilesOf(cfg))
+    log.warn('UNSAFE: INGEST_UNSAFE_PLAINTEXT_HTTP is on; devices reach ingest over plain HTTP, unencrypted (development only, policy 4.1)');
+  if (cfg.INGEST_UNSAFE_PLAINTEXT_HTTP && tlsFilesOf(cfg))
+    log.warn('INGEST_UNSAFE_PLAINTEXT_HTTP is ignored: INGEST_TLS_CERT_FILE and INGEST_TLS_KEY_FILE are set, ingest serves HTTPS only');
   if (cfg.INGEST_DEBUG_LOG_PERSONAL_DATA) log.warn('INGEST_DEBUG_LOG_PERSONAL_DATA is on: logs may contain personal data');
   // Without the switch, a zone bound by residency with no cluster of its own stopped loadIngestConfig above.
   const sharing = zonesSharingMainCluster(cfg);

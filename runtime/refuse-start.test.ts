@@ -1,14 +1,18 @@
 // Both services refuse to start with one clear line when the secured mode is asked for and its settings
 // are incomplete (stack/README.md, "Secured mode"), before opening any connection: nothing listens on the broker address used.
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copyFileSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { runService } from '../testing/services.ts';
+import { scratchCa, type IssuedCertificate, type ScratchCa } from '../testing/tls.ts';
 
 const SECRET = 'Q7-refuse-start-secret';
 const nowhere = { PIPELINE_KAFKA_BROKERS: '127.0.0.1:1' };
-// Ingest also refuses a residency zone without a cluster of its own and a zone without a key store
-// (below); these tests are about the other settings, so their ingest runs allow the single cluster and
-// unsealed records explicitly.
-const oneCluster = { INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true', INGEST_UNSAFE_UNSEALED: 'true' };
+// Ingest also refuses a residency zone without a cluster of its own, a zone without a key store and a
+// start without TLS files (below); these tests are about the other settings, so their ingest runs allow
+// the single cluster, unsealed records and plain HTTP explicitly.
+const plainHttp = { INGEST_UNSAFE_PLAINTEXT_HTTP: 'true' };
+const oneCluster = { INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true', INGEST_UNSAFE_UNSEALED: 'true', ...plainHttp };
 
 describe.each(['ingest', 'aggregator'] as const)('%s with PIPELINE_KAFKA_SECURITY=sasl_ssl', (service) => {
   const unreachable = { ...nowhere, ...(service === 'ingest' ? oneCluster : {}) };
@@ -49,6 +53,7 @@ describe.each(['ingest', 'aggregator'] as const)('%s with PIPELINE_KAFKA_SECURIT
       AGGREGATOR_CLICKHOUSE_URL: service === 'aggregator' ? 'http://127.0.0.1:1' : '',
       INGEST_TOKEN_KEY_DIR: service === 'ingest' ? '/tmp/refuse-start-token-keys' : '',
       INGEST_UNSAFE_UNSEALED: service === 'ingest' ? 'true' : '',
+      INGEST_UNSAFE_PLAINTEXT_HTTP: service === 'ingest' ? 'true' : '',
     });
     expect(r.code).toBe(1);
     expect(r.output).not.toMatch(/invalid configuration|PIPELINE_KAFKA_SECURITY/);
@@ -63,6 +68,7 @@ describe('ingest without a cluster for a residency zone (policy section 6)', () 
     INGEST_KAFKA_START_TIMEOUT_MS: '1000',
     INGEST_TOKEN_KEY_DIR: '/tmp/refuse-start-token-keys',
     INGEST_UNSAFE_UNSEALED: 'true',
+    ...plainHttp,
   };
 
   it('no zone brokers and no INGEST_ZONES_SHARE_MAIN_CLUSTER: exits 2 with one line naming the three zones', async () => {
@@ -90,6 +96,7 @@ describe('ingest without a cluster for a residency zone (policy section 6)', () 
       INGEST_TOKEN_KEY_DIR,
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
       INGEST_UNSAFE_UNSEALED: 'true',
+      ...plainHttp,
     });
     expect(r.code).toBe(1);
     expect(r.output).not.toMatch(/invalid configuration/);
@@ -121,6 +128,7 @@ describe('ingest without key stores for sealing personal records (rights/README.
     INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
     INGEST_KAFKA_START_TIMEOUT_MS: '1000',
     INGEST_TOKEN_KEY_DIR: '/tmp/refuse-start-token-keys',
+    ...plainHttp,
   };
   it('exits 2 with one line naming every missing setting', async () => {
     const r = await runService('ingest', base);
@@ -143,5 +151,88 @@ describe('ingest without key stores for sealing personal records (rights/README.
     });
     expect(r.code).toBe(1);
     expect(r.output).not.toMatch(/invalid configuration/);
+  });
+});
+
+describe('ingest without TLS (policy 4.1: devices reach ingest encrypted; ingest/README.md, "TLS")', () => {
+  // Everything else complete, so the TLS settings are the only thing the config check can stop on.
+  const base = {
+    ...nowhere,
+    INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+    INGEST_UNSAFE_UNSEALED: 'true',
+    INGEST_KAFKA_START_TIMEOUT_MS: '1000',
+    INGEST_TOKEN_KEY_DIR: '/tmp/refuse-start-token-keys',
+  };
+  let tls: ScratchCa;
+  let server: IssuedCertificate;
+  let other: IssuedCertificate;
+  beforeAll(async () => {
+    tls = await scratchCa();
+    server = await tls.issue('server');
+    other = await tls.issue('other');
+  });
+  afterAll(() => tls.remove());
+
+  it('neither TLS files nor INGEST_UNSAFE_PLAINTEXT_HTTP=true: exits 2 with one line naming the three settings', async () => {
+    const r = await runService('ingest', base);
+    expect(r.code).toBe(2);
+    expect(r.stderrLines).toEqual([
+      expect.stringMatching(
+        /^ingest: invalid configuration: TLS \(policy 4\.1\): INGEST_TLS_CERT_FILE and INGEST_TLS_KEY_FILE are empty: .*INGEST_UNSAFE_PLAINTEXT_HTTP=true/,
+      ),
+    ]);
+  });
+
+  it('INGEST_UNSAFE_PLAINTEXT_HTTP=false refuses like unset', async () => {
+    const r = await runService('ingest', { ...base, INGEST_UNSAFE_PLAINTEXT_HTTP: 'false' });
+    expect(r.code).toBe(2);
+    expect(r.stderrLines).toEqual([expect.stringContaining('INGEST_TLS_CERT_FILE and INGEST_TLS_KEY_FILE are empty')]);
+  });
+
+  it('a certificate without its key, or a key without its certificate: exits 2 naming the missing one', async () => {
+    const a = await runService('ingest', { ...base, INGEST_TLS_CERT_FILE: server.certFile });
+    expect(a.code).toBe(2);
+    expect(a.stderrLines).toEqual([expect.stringContaining('INGEST_TLS_CERT_FILE is set but INGEST_TLS_KEY_FILE is empty: give both')]);
+    // The plaintext switch does not make half a TLS setup acceptable.
+    const b = await runService('ingest', { ...base, ...plainHttp, INGEST_TLS_KEY_FILE: server.keyFile });
+    expect(b.code).toBe(2);
+    expect(b.stderrLines).toEqual([expect.stringContaining('INGEST_TLS_KEY_FILE is set but INGEST_TLS_CERT_FILE is empty: give both')]);
+  });
+
+  it('an unreadable certificate file, a key of another certificate, a key file in the certificate setting: exits 2 naming the setting, never the key', async () => {
+    const missing = path.join(tls.dir, 'nope.pem');
+    const a = await runService('ingest', { ...base, INGEST_TLS_CERT_FILE: missing, INGEST_TLS_KEY_FILE: server.keyFile });
+    expect(a.code).toBe(2);
+    expect(a.stderrLines).toEqual([`ingest: invalid configuration: INGEST_TLS_CERT_FILE=${missing}: cannot read it (ENOENT)`]);
+
+    const b = await runService('ingest', { ...base, INGEST_TLS_CERT_FILE: server.certFile, INGEST_TLS_KEY_FILE: other.keyFile });
+    expect(b.code).toBe(2);
+    expect(b.stderrLines).toEqual([expect.stringContaining(`INGEST_TLS_KEY_FILE=${other.keyFile}: the key does not belong to the certificate`)]);
+
+    const swapped = path.join(tls.dir, 'swapped.pem');
+    copyFileSync(server.keyFile, swapped);
+    const c = await runService('ingest', { ...base, INGEST_TLS_CERT_FILE: swapped, INGEST_TLS_KEY_FILE: server.keyFile });
+    expect(c.code).toBe(2);
+    expect(c.stderrLines).toEqual([expect.stringContaining(`INGEST_TLS_CERT_FILE=${swapped}: no PEM certificate in it`)]);
+    // Not one line of either key's base64 body in anything ingest printed.
+    for (const keyFile of [server.keyFile, other.keyFile]) {
+      const body = readFileSync(keyFile, 'utf8')
+        .split('\n')
+        .filter((l) => l.length > 20 && !l.startsWith('-----'));
+      for (const r of [a, b, c]) for (const l of body) expect(r.output.includes(l), 'a line of a private key is in the output').toBe(false);
+    }
+  });
+
+  it('negative control: INGEST_UNSAFE_PLAINTEXT_HTTP=true gets past the check, with a warning (fails later, on the unreachable broker)', async () => {
+    const r = await runService('ingest', { ...base, ...plainHttp });
+    expect(r.code).toBe(1);
+    expect(r.output).not.toMatch(/invalid configuration/);
+    expect(r.output).toContain('UNSAFE: INGEST_UNSAFE_PLAINTEXT_HTTP is on');
+  });
+
+  it('negative control: a certificate and its key get past the check (fails later, on the unreachable broker)', async () => {
+    const r = await runService('ingest', { ...base, INGEST_TLS_CERT_FILE: server.certFile, INGEST_TLS_KEY_FILE: server.keyFile });
+    expect(r.code).toBe(1);
+    expect(r.output).not.toMatch(/invalid configuration|INGEST_TLS_|PLAINTEXT/);
   });
 });
