@@ -101,6 +101,8 @@ describe.each(['server', 'embedded'] as const)('devices -> ingest (HTTP) -> Kafk
       INGEST_TOPIC_PARTITIONS: '3',
       // The local stack is one Kafka cluster: every zone's topics share it.
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+      // Plain HTTP on loopback: a test setup (ingest/README.md, "TLS"; ingest/tls.int.test.ts covers HTTPS).
+      INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
     });
     const keysDir = mkdtempSync(path.join(tmpdir(), 'agg-e2e-keys-'));
     const chdbDir = mkdtempSync(path.join(tmpdir(), 'agg-e2e-chdb-'));

@@ -88,6 +88,8 @@ async function startIngest(linkable: boolean): Promise<Ingest> {
     // The adversary is the strongest one: it reads the personal values in clear, as an operator holding
     // the zones' keys could (rights/README.md), so the bench writes them unsealed.
     INGEST_UNSAFE_UNSEALED: 'true',
+    // Plain HTTP on loopback: the bench is about the topics, not the transport (development only).
+    INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
   };
   // The mix's own settings pass through, to measure other sizes (ingest/mix.ts).
   for (const [k, v] of Object.entries(env)) if (k.startsWith('INGEST_MIX_') && v !== undefined) ingestEnv[k] = v;

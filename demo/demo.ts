@@ -205,6 +205,8 @@ async function startChildren(run: DemoRun): Promise<void> {
       INGEST_SHUTDOWN_DRAIN_MS: '10000',
       // The local stack is one Kafka cluster: every zone's topics share it (development only; policy section 6).
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+      // The simulated phones post over plain HTTP on loopback (development only; ingest/README.md, "TLS").
+      INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
     });
   const [pa, pb] = o.ports.ingest;
   run.children = [

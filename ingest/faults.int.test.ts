@@ -51,6 +51,8 @@ async function spawnIngest(env: Record<string, string>): Promise<Child> {
       INGEST_TOPIC_PARTITIONS: '2',
       // The local stack is one Kafka cluster: every zone's topics share it.
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+      // Plain HTTP on loopback: a test setup (ingest/README.md, "TLS"; ingest/tls.int.test.ts covers HTTPS).
+      INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

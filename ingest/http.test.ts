@@ -18,7 +18,14 @@ import { RecordingSink } from '../testing/recording-sink.ts';
 
 async function start(env: Record<string, string>): Promise<IngestService> {
   // Unit tests have no key store: records unsealed (rights/ has the sealing tests).
-  const cfg = loadIngestConfig({ INGEST_PORT: '0', INGEST_POOL_THREADS: '1', INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true', INGEST_UNSAFE_UNSEALED: 'true', ...env });
+  const cfg = loadIngestConfig({
+    INGEST_PORT: '0',
+    INGEST_POOL_THREADS: '1',
+    INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+    INGEST_UNSAFE_UNSEALED: 'true',
+    INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
+    ...env,
+  });
   return startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });
 }
 

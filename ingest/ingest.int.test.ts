@@ -49,6 +49,8 @@ function envFor(t: Topics, extra: Record<string, string> = {}): Record<string, s
     INGEST_TOPIC_PARTITIONS: '2',
     // The local stack is one Kafka cluster: every zone's topics share it (policy section 6 in production: ingest/config.ts).
     INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
+    // Plain HTTP on loopback: a test setup (ingest/README.md, "TLS"; ingest/tls.int.test.ts covers HTTPS).
+    INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
     ...extra,
   };
 }

@@ -49,6 +49,8 @@ async function postAndRead(linkable: boolean) {
     // The join's truth reads the device from the personal record's key: written unsealed (the sealing is rights/'s tests).
     INGEST_UNSAFE_UNSEALED: 'true',
     INGEST_UNSAFE_LINKABLE: String(linkable),
+    // Plain HTTP on loopback: a test setup (ingest/README.md, "TLS"; ingest/tls.int.test.ts covers HTTPS).
+    INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
   });
   const svc = await startIngest(cfg, { log: quietLogger, tokenKeys: { kind: 'file', dir: keyDir } });
   const batches: TestBatch[] = Array.from({ length: BATCHES }, (_, i) => batch({ zone: zones[i % 4], events: 5 }));

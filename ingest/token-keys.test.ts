@@ -138,6 +138,7 @@ describe('ingest with a read-only key directory', () => {
       INGEST_TOKEN_KEY_DIR: dir,
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
       INGEST_UNSAFE_UNSEALED: 'true',
+      INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
     });
     svc = await startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });
 
@@ -173,6 +174,7 @@ describe('ingest with a read-only key directory', () => {
       INGEST_TOKEN_KEY_DIR: dir,
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
       INGEST_UNSAFE_UNSEALED: 'true',
+      INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
     });
     expect(cfg.INGEST_TOKEN_KEYS_MODE).toBe('manage'); // the default (local stack, demo)
     svc = await startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });

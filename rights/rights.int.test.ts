@@ -37,6 +37,8 @@ const env: Record<string, string> = {
   INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
   INGEST_TOKEN_KEY_DIR: mkdtempSync(join(tmpdir(), 'rights-token-keys-')),
   INGEST_KEY_CACHE_TTL_MS: '1000',
+  // Plain HTTP on loopback: a test setup (ingest/README.md, "TLS"; ingest/tls.int.test.ts covers HTTPS).
+  INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
 };
 
 /** `npm run rights -- ...` as an operator runs it (awaited: some requests reach the ingest running in this process). */

@@ -107,6 +107,8 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
       ...sealingEnv().env,
       INGEST_PORT: '0',
       INGEST_POOL_THREADS: '1',
+      // Devices post over plain HTTP on loopback here; ingest's HTTPS is ingest/tls.int.test.ts.
+      INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
     });
     expect(ingestCfg.INGEST_TOPICS).toBe('verify');
     // ACLs reach the authorizer through the metadata log; ingest verifies its topics at start.

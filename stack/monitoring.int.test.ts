@@ -88,6 +88,7 @@ beforeAll(async () => {
       INGEST_TOPIC_PARTITIONS: '1',
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
       INGEST_UNSAFE_UNSEALED: 'true', // alerts only: no key store needed
+      INGEST_UNSAFE_PLAINTEXT_HTTP: 'true', // Prometheus scrapes it over plain HTTP on loopback
       // A batch Kafka does not take is answered 503 after 3 s (default 10 s): the gauge drops sooner.
       INGEST_PRODUCE_TIMEOUT_MS: '3000',
     }),
