@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
+import { clickhouseTransportProblems } from './clickhouse-tls.ts';
 import type { StoreOptions } from './store.ts';
 
 export const analystSettings = defineSettings({
@@ -19,7 +20,21 @@ export const analystSettings = defineSettings({
     default: 'server',
     doc: '`server` = ClickHouse over HTTP; `embedded` = chdb at ANALYST_CHDB_PATH (a path no running aggregator holds).',
   },
-  ANALYST_CLICKHOUSE_URL: { kind: 'url', default: 'http://127.0.0.1:18123', doc: 'ClickHouse HTTP endpoint the analyst reads.' },
+  ANALYST_CLICKHOUSE_URL: {
+    kind: 'url',
+    default: 'http://127.0.0.1:18123',
+    doc: 'ClickHouse HTTP(S) endpoint the analyst reads. `http://` is accepted to a loopback host only, unless ANALYST_UNSAFE_PLAINTEXT_CLICKHOUSE=true (aggregator/clickhouse-tls.ts).',
+  },
+  ANALYST_CLICKHOUSE_TLS_CA_FILE: {
+    kind: 'string',
+    default: '',
+    doc: "PEM CA that signed the ClickHouse server's certificate (https:// URL with a private CA); empty = the system's CAs. The server certificate is always verified.",
+  },
+  ANALYST_UNSAFE_PLAINTEXT_CLICKHOUSE: {
+    kind: 'bool',
+    default: false,
+    doc: 'DEVELOPMENT ONLY: allow an http:// ANALYST_CLICKHOUSE_URL to a host that is not loopback (password and answers in clear on the network).',
+  },
   ANALYST_CLICKHOUSE_USER: {
     kind: 'string',
     default: 'analyst',
@@ -29,7 +44,7 @@ export const analystSettings = defineSettings({
   ANALYST_CLICKHOUSE_PASSWORD_FILE: {
     kind: 'string',
     default: '',
-    doc: 'File holding the password (trailing newline ignored); exclusive with ANALYST_CLICKHOUSE_PASSWORD.',
+    doc: 'File holding the password (trailing newline ignored); exclusive with ANALYST_CLICKHOUSE_PASSWORD. Read again when it changes (rotation without a restart).',
   },
   ANALYST_DATABASE: {
     kind: 'string',
@@ -42,8 +57,20 @@ export const analystSettings = defineSettings({
 
 export type AnalystConfig = Omit<ConfigOf<typeof analystSettings>, 'ANALYST_CLICKHOUSE'> & { readonly ANALYST_CLICKHOUSE: 'server' | 'embedded' };
 
-/** Reads ANALYST_CLICKHOUSE_PASSWORD_FILE into the password; errors name the setting and file, never the content. */
+/**
+ * Checks the transport (aggregator/clickhouse-tls.ts: https, or http to loopback only unless
+ * ANALYST_UNSAFE_PLAINTEXT_CLICKHOUSE) and reads ANALYST_CLICKHOUSE_PASSWORD_FILE into the password;
+ * errors name the setting and file, never the content.
+ */
 export function withAnalystPassword<C extends AnalystConfig>(cfg: C): C {
+  if (cfg.ANALYST_CLICKHOUSE === 'server') {
+    const problems = clickhouseTransportProblems('ANALYST_', {
+      url: cfg.ANALYST_CLICKHOUSE_URL,
+      caFile: cfg.ANALYST_CLICKHOUSE_TLS_CA_FILE,
+      unsafePlaintext: cfg.ANALYST_UNSAFE_PLAINTEXT_CLICKHOUSE,
+    });
+    if (problems.length > 0) throw new ConfigError(problems);
+  }
   const file = cfg.ANALYST_CLICKHOUSE_PASSWORD_FILE;
   if (!file) return cfg;
   if (cfg.ANALYST_CLICKHOUSE_PASSWORD) throw new ConfigError(['ANALYST_CLICKHOUSE_PASSWORD and ANALYST_CLICKHOUSE_PASSWORD_FILE are both set: give one']);
@@ -70,6 +97,8 @@ export function analystStoreOptions(cfg: AnalystConfig): StoreOptions {
     url: cfg.ANALYST_CLICKHOUSE_URL,
     user: cfg.ANALYST_CLICKHOUSE_USER,
     password: cfg.ANALYST_CLICKHOUSE_PASSWORD,
+    passwordFile: cfg.ANALYST_CLICKHOUSE_PASSWORD_FILE,
+    tlsCaFile: cfg.ANALYST_CLICKHOUSE_TLS_CA_FILE,
     chdbPath: cfg.ANALYST_CHDB_PATH,
     insertTimeoutMs: 30_000,
     database: cfg.ANALYST_DATABASE,

@@ -9,6 +9,7 @@ import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runti
 import { checkKafkaSecurity } from '../runtime/kafka.ts';
 import { pipelineSettings } from '../runtime/pipeline-settings.ts';
 import { CATEGORIES, DAY_MS, retentionDays } from '../schemas/index.ts';
+import { clickhouseTransportProblems } from './clickhouse-tls.ts';
 import { DEFAULT_CONTRIBUTION_BOUND, DEFAULT_DAILY_EPSILON, DEFAULT_EPSILON } from './migrate.ts';
 
 /**
@@ -60,7 +61,21 @@ export const aggregatorSettings = defineSettings({
     default: 'server',
     doc: 'Sink: `server` = ClickHouse over HTTP (@clickhouse/client), `embedded` = in-process chdb at AGGREGATOR_CHDB_PATH.',
   },
-  AGGREGATOR_CLICKHOUSE_URL: { kind: 'url', default: 'http://127.0.0.1:18123', doc: 'ClickHouse HTTP endpoint (server sink). The default is the local stack.' },
+  AGGREGATOR_CLICKHOUSE_URL: {
+    kind: 'url',
+    default: 'http://127.0.0.1:18123',
+    doc: 'ClickHouse HTTP(S) endpoint (server sink). The default is the local stack. `http://` is accepted to a loopback host only, unless AGGREGATOR_UNSAFE_PLAINTEXT_CLICKHOUSE=true (aggregator/clickhouse-tls.ts).',
+  },
+  AGGREGATOR_CLICKHOUSE_TLS_CA_FILE: {
+    kind: 'string',
+    default: '',
+    doc: "PEM CA that signed the ClickHouse server's certificate (https:// URL with a private CA); empty = the system's CAs. The server certificate is always verified.",
+  },
+  AGGREGATOR_UNSAFE_PLAINTEXT_CLICKHOUSE: {
+    kind: 'bool',
+    default: false,
+    doc: 'DEVELOPMENT ONLY: allow an http:// AGGREGATOR_CLICKHOUSE_URL to a host that is not loopback (password and data in clear on the network).',
+  },
   AGGREGATOR_CLICKHOUSE_USER: { kind: 'string', default: 'default', doc: 'ClickHouse user (server sink).' },
   AGGREGATOR_CLICKHOUSE_PASSWORD: {
     kind: 'string',
@@ -71,7 +86,7 @@ export const aggregatorSettings = defineSettings({
   AGGREGATOR_CLICKHOUSE_PASSWORD_FILE: {
     kind: 'string',
     default: '',
-    doc: 'File holding the ClickHouse password (a mounted secret; trailing newline ignored); exclusive with AGGREGATOR_CLICKHOUSE_PASSWORD.',
+    doc: 'File holding the ClickHouse password (a mounted secret; trailing newline ignored); exclusive with AGGREGATOR_CLICKHOUSE_PASSWORD. Read again when it changes (rotation without a restart).',
   },
   AGGREGATOR_CHDB_PATH: { kind: 'string', default: '.local/chdb', doc: 'Data folder of the embedded chdb sink (one process may open it at a time).' },
   AGGREGATOR_DATABASE: {
@@ -197,6 +212,14 @@ export type AggregatorConfig = Omit<ConfigOf<typeof aggregatorConfigSpec>, 'AGGR
 export function loadAggregatorConfig(env: NodeJS.ProcessEnv = process.env): AggregatorConfig {
   const cfg = loadConfig(aggregatorConfigSpec, { prefixes: [AGGREGATOR_PREFIX, 'PIPELINE_'], env }) as AggregatorConfig;
   checkKafkaSecurity(cfg); // sasl_ssl with missing credentials stops here, before any connection
+  if (cfg.AGGREGATOR_CLICKHOUSE === 'server') {
+    const problems = clickhouseTransportProblems('AGGREGATOR_', {
+      url: cfg.AGGREGATOR_CLICKHOUSE_URL,
+      caFile: cfg.AGGREGATOR_CLICKHOUSE_TLS_CA_FILE,
+      unsafePlaintext: cfg.AGGREGATOR_UNSAFE_PLAINTEXT_CLICKHOUSE,
+    });
+    if (problems.length > 0) throw new ConfigError(problems);
+  }
   const file = cfg.AGGREGATOR_CLICKHOUSE_PASSWORD_FILE;
   if (!file) return cfg;
   // Errors name the setting and the file, never its content.

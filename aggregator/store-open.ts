@@ -13,6 +13,8 @@ export function storeOptionsFrom(cfg: AggregatorConfig): StoreOptions {
     url: cfg.AGGREGATOR_CLICKHOUSE_URL,
     user: cfg.AGGREGATOR_CLICKHOUSE_USER,
     password: cfg.AGGREGATOR_CLICKHOUSE_PASSWORD,
+    passwordFile: cfg.AGGREGATOR_CLICKHOUSE_PASSWORD_FILE,
+    tlsCaFile: cfg.AGGREGATOR_CLICKHOUSE_TLS_CA_FILE,
     chdbPath: cfg.AGGREGATOR_CHDB_PATH,
     insertTimeoutMs: cfg.AGGREGATOR_INSERT_TIMEOUT_MS,
     database: cfg.AGGREGATOR_DATABASE,

@@ -38,6 +38,10 @@ export interface StoreOptions extends MigrationParams {
   url: string;
   user: string;
   password: string;
+  /** Server store: file the password came from; read again when it changes (aggregator/store-server.ts). */
+  passwordFile?: string;
+  /** Server store: PEM CA for an https:// url (aggregator/clickhouse-tls.ts). */
+  tlsCaFile?: string;
   chdbPath: string;
   insertTimeoutMs: number;
 }

@@ -11,8 +11,15 @@
  * (errors name the setting or the file, never its content). In the returned options it is a
  * non-enumerable property: kafkajs reads it, but JSON.stringify, console.log or a log line that dumps
  * the client options cannot show it.
+ *
+ * Rotation (`npm run secrets -- rotate kafka:<principal>`, stack/README.md): with
+ * PIPELINE_KAFKA_SASL_PASSWORD_FILE the password is a getter that reads the file again whenever the
+ * file changed. kafkajs keeps the `sasl` object it is given and reads `sasl.password` each time a new
+ * connection authenticates (its SCRAM authenticator, node_modules/kafkajs/src/broker/saslAuthenticator),
+ * so connections opened after a rotation log in with the new password, and the ones already open
+ * (authenticated once, at connect) keep running: no restart.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import type { SASLOptions } from 'kafkajs';
 import { ConfigError } from './config.ts';
@@ -44,7 +51,7 @@ function readFileSetting(name: string, file: string, problems: string[]): string
   }
 }
 
-function resolve(cfg: KafkaSecuritySettings): Resolved {
+function resolve(cfg: KafkaSecuritySettings, reread = true): Resolved {
   const problems: string[] = [];
   const sec = cfg.PIPELINE_KAFKA_SECURITY;
   const user = cfg.PIPELINE_KAFKA_SASL_USERNAME;
@@ -87,8 +94,45 @@ function resolve(cfg: KafkaSecuritySettings): Resolved {
   }
   if (problems.length > 0) return { ok: false, problems };
   const sasl = { mechanism: mech, username: user } as { mechanism: 'scram-sha-512' | 'scram-sha-256'; username: string; password: string };
-  Object.defineProperty(sasl, 'password', { value: password, enumerable: false, writable: false });
+  if (pwFile && reread) Object.defineProperty(sasl, 'password', { get: passwordFileReader(pwFile, password), enumerable: false });
+  else Object.defineProperty(sasl, 'password', { value: password, enumerable: false, writable: false });
   return { ok: true, options: { ssl, sasl } };
+}
+
+/**
+ * A reader of a password file for the moment a connection authenticates: the content again when the
+ * file's modification time, size or inode changed since the last read (an atomic replace by rename gives
+ * a new inode), else the cached value. A file that cannot be read or is empty at that moment (in the
+ * middle of a non-atomic rewrite) leaves the last good password in place: the connection then fails
+ * authentication and is retried, rather than the process dying on a getter.
+ */
+export function passwordFileReader(file: string, initial: string): () => string {
+  let password = initial;
+  let seen = fileStamp(file);
+  return () => {
+    const now = fileStamp(file);
+    if (now !== undefined && now !== seen) {
+      try {
+        const content = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+        if (content) {
+          password = content;
+          seen = now;
+        }
+      } catch {
+        // keep the last good password (see above)
+      }
+    }
+    return password;
+  };
+}
+
+function fileStamp(file: string): string | undefined {
+  try {
+    const st = statSync(file);
+    return `${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Throws ConfigError (one problem per missing or inconsistent setting) unless the settings are usable. */
@@ -99,11 +143,13 @@ export function checkKafkaSecurity(cfg: KafkaSecuritySettings): void {
 
 /**
  * `ssl` and `sasl` for `new Kafka({...})`: `{}` with plaintext. Throws ConfigError like
- * checkKafkaSecurity (the password file is read again here, so a rotated secret is picked up by the
- * next client built).
+ * checkKafkaSecurity. With a password file, every new connection of the client reads the file again if it
+ * changed (see the top of this file). `opts.rereadPasswordFile: false` is for tests only: the negative
+ * control of the rotation test (stack/secrets-rotation.int.test.ts), a client that keeps the password
+ * it read at creation.
  */
-export function kafkaClientOptions(cfg: KafkaSecuritySettings): KafkaSecurityOptions {
-  const r = resolve(cfg);
+export function kafkaClientOptions(cfg: KafkaSecuritySettings, opts: { rereadPasswordFile?: boolean } = {}): KafkaSecurityOptions {
+  const r = resolve(cfg, opts.rereadPasswordFile ?? true);
   if (!r.ok) throw new ConfigError(r.problems);
   return r.options;
 }

@@ -31,15 +31,16 @@ import {
 } from './clickhouse-users.ts';
 import { type StackConfig } from './config.ts';
 import { StackError } from './errors.ts';
-import { clickhouseAnswers, clickhousePaths, resolveClickHouseServer, startClickHouse, stopClickHouse } from './clickhouse.ts';
+import { clickhouseAnswers, clickhousePaths, resolveClickHouseServer, startClickHouse, stopClickHouse, type ClickHouseTls } from './clickhouse.ts';
 import { checkJava, fetchKafkaJars, kafkaBrokerIds, singleNode, startKafkaNodes, stopKafkaNodes, type KafkaNode, type KafkaProbeSecurity } from './kafka.ts';
-import { liveRecord, portIsFree } from './proc.ts';
+import { liveRecord, portIsFree, stopRecorded } from './proc.ts';
+import { createCertificateAuthority, issueServerCertificate, type CertificateAuthority } from './tls.ts';
 
 const { Kafka, logLevel } = kafkajs;
 const run = promisify(execFile);
 
 /** Analytics databases the secured server's users know: the pipeline's, and the e2e test's own. */
-const SECURE_LAYOUTS = [DEFAULT_LAYOUT, E2E_LAYOUT];
+export const SECURE_LAYOUTS = [DEFAULT_LAYOUT, E2E_LAYOUT];
 
 /** Principals only the brokers use: inter-broker (SCRAM) and broker-to-controller (PLAIN). */
 const BROKER_PRINCIPALS = ['broker', 'controller'] as const;
@@ -59,6 +60,12 @@ export interface SecurePaths {
   brokerCert: string;
   /** broker key + certificate chain, the broker's PEM keystore */
   brokerKeystore: string;
+  /** The secured ClickHouse's server certificate and key (HTTPS and native TLS). */
+  clickhouseCert: string;
+  clickhouseKey: string;
+  /** Ingest's server certificate and key (INGEST_TLS_CERT_FILE / INGEST_TLS_KEY_FILE in secureServiceEnv). */
+  ingestCert: string;
+  ingestKey: string;
   secretsDir: string;
   secretsJson: string;
 }
@@ -75,9 +82,22 @@ export function securePaths(config: StackConfig): SecurePaths {
     brokerKey: path.join(tlsDir, 'broker.key'),
     brokerCert: path.join(tlsDir, 'broker.pem'),
     brokerKeystore: path.join(tlsDir, 'broker-keystore.pem'),
+    clickhouseCert: path.join(tlsDir, 'clickhouse.pem'),
+    clickhouseKey: path.join(tlsDir, 'clickhouse.key'),
+    ingestCert: path.join(tlsDir, 'ingest.pem'),
+    ingestKey: path.join(tlsDir, 'ingest.key'),
     secretsDir,
     secretsJson: path.join(secretsDir, 'secrets.json'),
   };
+}
+
+/**
+ * The secured ClickHouse's TLS ports: HTTPS on its HTTP port (STACK_SECURE_CLICKHOUSE_HTTP_PORT, plain
+ * HTTP is not served at all), native TLS on the native port + 300 (19301 by default; the plain native port
+ * stays, loopback only, for the analyst proxies' own connection and a terminal's clickhouse-client).
+ */
+export function secureClickHousePorts(config: StackConfig): { https: number; nativeTls: number; native: number } {
+  return { https: config.secure.httpPort, nativeTls: config.secure.tcpPort + 300, native: config.secure.tcpPort };
 }
 
 /** The secured stack as a StackConfig of its own: own home (.local/secure) and own ports. */
@@ -98,13 +118,14 @@ export function clickhousePasswordFile(config: StackConfig, user: ClickHouseUser
   return path.join(securePaths(config).secretsDir, `clickhouse-${user}.password`);
 }
 
-function writeSecret(file: string, content: string): void {
+/** Writes a secret file atomically (temporary file 0600, then rename): a reader sees the old or the new content, never a part. */
+export function writeSecret(file: string, content: string): void {
   writeFileSync(`${file}.tmp`, content, { mode: 0o600 });
   chmodSync(`${file}.tmp`, 0o600);
   renameSync(`${file}.tmp`, file);
 }
 
-const newPassword = () => randomBytes(24).toString('base64url');
+export const newPassword = (): string => randomBytes(24).toString('base64url');
 
 /** The stack's passwords: read, or generated once (then Kafka storage must be formatted with them). */
 export function readSecrets(config: StackConfig): SecureSecrets | undefined {
@@ -153,39 +174,36 @@ async function certValidForADay(cert: string): Promise<boolean> {
 }
 
 /**
- * A CA and a broker certificate for 127.0.0.1/localhost (30 days; remade when less than a day is left).
- * Clients verify the broker against the CA (kafkajs `ssl: { ca }`); the broker uses PEM key stores.
+ * A CA and the server certificates it signs for 127.0.0.1/localhost (30 days; remade when less than a day
+ * is left): the broker's (PEM key store), the secured ClickHouse's (HTTPS, native TLS) and ingest's
+ * (INGEST_TLS_*). A certificate missing from an older stack is issued by the CA it already has, so clients
+ * that trust that CA keep working. Clients verify every server against the CA (`ca.pem`).
  */
 async function ensureCertificates(config: StackConfig): Promise<void> {
   const p = securePaths(config);
-  if ((await certValidForADay(p.caCert)) && (await certValidForADay(p.brokerCert)) && existsSync(p.brokerKeystore)) return;
+  const caOk = (await certValidForADay(p.caCert)) && existsSync(p.caKey);
+  const ca: CertificateAuthority = caOk ? { certFile: p.caCert, keyFile: p.caKey } : await createCertificateAuthority(p.tlsDir);
   mkdirSync(p.tlsDir, { recursive: true, mode: 0o700 });
-  await openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    p.caKey,
-    '-out',
-    p.caCert,
-    '-days',
-    '30',
-    '-subj',
-    '/CN=telemetry-local-stack-ca',
-  ]);
-  const csr = path.join(p.tlsDir, 'broker.csr');
-  const ext = path.join(p.tlsDir, 'broker.ext');
-  await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p.brokerKey, '-out', csr, '-subj', '/CN=localhost']);
-  writeFileSync(
-    ext,
-    'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n',
-  );
-  await openssl(['x509', '-req', '-in', csr, '-CA', p.caCert, '-CAkey', p.caKey, '-CAcreateserial', '-out', p.brokerCert, '-days', '30', '-extfile', ext]);
-  writeSecret(p.brokerKeystore, readFileSync(p.brokerKey, 'utf8') + readFileSync(p.brokerCert, 'utf8'));
-  for (const f of [p.caKey, p.brokerKey]) chmodSync(f, 0o600);
-  rmSync(csr, { force: true });
+  if (!caOk || !(await certValidForADay(p.brokerCert)) || !existsSync(p.brokerKeystore)) {
+    const csr = path.join(p.tlsDir, 'broker.csr');
+    const ext = path.join(p.tlsDir, 'broker.ext');
+    await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p.brokerKey, '-out', csr, '-subj', '/CN=localhost']);
+    writeFileSync(
+      ext,
+      'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n',
+    );
+    await openssl(['x509', '-req', '-in', csr, '-CA', p.caCert, '-CAkey', p.caKey, '-CAcreateserial', '-out', p.brokerCert, '-days', '30', '-extfile', ext]);
+    writeSecret(p.brokerKeystore, readFileSync(p.brokerKey, 'utf8') + readFileSync(p.brokerCert, 'utf8'));
+    chmodSync(p.brokerKey, 0o600);
+    rmSync(csr, { force: true });
+  }
+  for (const name of ['clickhouse', 'ingest'] as const) {
+    const cert = name === 'clickhouse' ? p.clickhouseCert : p.ingestCert;
+    const key = name === 'clickhouse' ? p.clickhouseKey : p.ingestKey;
+    if (caOk && (await certValidForADay(cert)) && existsSync(key)) continue;
+    await issueServerCertificate(ca, { dir: p.tlsDir, name });
+  }
+  chmodSync(p.caKey, 0o600);
 }
 
 /** kafkajs TLS + SCRAM options for one principal of the secured stack. */
@@ -249,8 +267,15 @@ export function secureKafkaNode(config: StackConfig, secrets: SecureSecrets): Ka
 export function secureKafkaBrokers(config: StackConfig): string[] {
   return [`${config.host}:${config.secure.kafkaPort}`];
 }
+/** The secured ClickHouse's URL: HTTPS, verified against the stack's CA (securePaths().caCert). */
 export function secureClickHouseUrl(config: StackConfig): string {
-  return `http://${config.host}:${config.secure.httpPort}`;
+  return `https://${config.host}:${secureClickHousePorts(config).https}`;
+}
+
+/** The TLS part of the secured ClickHouse's config (stack/clickhouse.ts ClickHouseTls). */
+export function secureClickHouseTls(config: StackConfig): ClickHouseTls {
+  const p = securePaths(config);
+  return { certFile: p.clickhouseCert, keyFile: p.clickhouseKey, caFile: p.caCert, tcpSecurePort: secureClickHousePorts(config).nativeTls };
 }
 
 /** A kafkajs client logged in as `role` on the secured Kafka (silent). */
@@ -272,6 +297,7 @@ export function secureClickHouse(config: StackConfig, user: ClickHouseUser, opts
   if (!secrets) throw new StackError('STACK_NOT_RUNNING', 'the secured stack has no secrets yet: run npm run stack:up -- --secure');
   return createClient({
     url: secureClickHouseUrl(config),
+    tls: { ca_cert: readFileSync(securePaths(config).caCert) },
     username: user,
     password: opts.password ?? secrets.clickhouse[user],
     request_timeout: 60_000,
@@ -388,7 +414,14 @@ export async function upSecure(config: StackConfig, log: (l: string) => void = (
   const chPaths = clickhousePaths(sc);
   const node0 = singleNode(sc);
   const kafkaRunning = liveRecord(node0.pidFile) !== undefined;
-  const chRunning = liveRecord(chPaths.pidFile) !== undefined;
+  let chRunning = liveRecord(chPaths.pidFile) !== undefined;
+  // A secured ClickHouse started by an older version of this file (plain HTTP, no TLS) is restarted with
+  // the config generated now: ports and TLS are read only at start. Its data is kept.
+  if (chRunning && !(existsSync(chPaths.configFile) && readFileSync(chPaths.configFile, 'utf8').includes('<https_port>'))) {
+    log('secure: the running secured ClickHouse predates HTTPS: restarting it with the current config');
+    await stopRecorded(chPaths.pidFile, { graceMs: 20_000 });
+    chRunning = false;
+  }
   // Preflight before anything starts.
   if (!kafkaRunning) {
     await checkJava(config);
@@ -410,6 +443,7 @@ export async function upSecure(config: StackConfig, log: (l: string) => void = (
       ['secure clickhouse http', sc.clickhouse.httpPort],
       ['secure clickhouse tcp', sc.clickhouse.tcpPort],
       ['secure clickhouse interserver', sc.clickhouse.interserverPort],
+      ['secure clickhouse native tls (tcp port + 300)', secureClickHousePorts(config).nativeTls],
     ] as const) {
       if (!(await portIsFree(port, config.host)))
         throw new StackError(
@@ -434,6 +468,7 @@ export async function upSecure(config: StackConfig, log: (l: string) => void = (
     startClickHouse(sc, {
       usersXml: secureUsersXml(secrets.clickhouse, SECURE_LAYOUTS),
       extraConfigXml: analystClusterXml(config.host, sc.clickhouse.tcpPort, secrets.clickhouse.views_reader),
+      tls: secureClickHouseTls(config),
     }).then((r) => {
       if (r.started) started.push('secure clickhouse');
     }),
@@ -477,7 +512,11 @@ export async function statusSecure(config: StackConfig): Promise<SecureStatus> {
     kRunning && readSecrets(config) ? (await kafkaBrokerIds(secureKafkaBrokers(config), secureKafkaOptions(config, 'operator'))).length > 0 : false;
   return {
     kafka: { running: kRunning, answers: kAnswers, address: secureKafkaBrokers(config).join(',') },
-    clickhouse: { running: cRunning, answers: await clickhouseAnswers(secureClickHouseUrl(config)), address: secureClickHouseUrl(config) },
+    clickhouse: {
+      running: cRunning,
+      answers: existsSync(securePaths(config).caCert) && (await clickhouseAnswers(secureClickHouseUrl(config), 1000, readFileSync(securePaths(config).caCert))),
+      address: secureClickHouseUrl(config),
+    },
   };
 }
 
@@ -495,14 +534,50 @@ export function secureServiceEnv(config: StackConfig, role: 'ingest' | 'aggregat
   };
   if (role === 'ingest') {
     env.INGEST_TOPICS = 'verify';
+    // Devices reach ingest over TLS: a server certificate from the stack's CA (ingest/README.md).
+    env.INGEST_TLS_CERT_FILE = securePaths(config).ingestCert;
+    env.INGEST_TLS_KEY_FILE = securePaths(config).ingestKey;
     // The secured local stack is one Kafka cluster: every zone's topics share it (development only;
     // production gives cn, ru and in clusters of their own, policy section 6, ingest/config.ts).
     env.INGEST_ZONES_SHARE_MAIN_CLUSTER = 'true';
   }
   if (role === 'aggregator') {
     env.AGGREGATOR_CLICKHOUSE_URL = secureClickHouseUrl(config);
+    env.AGGREGATOR_CLICKHOUSE_TLS_CA_FILE = securePaths(config).caCert;
     env.AGGREGATOR_CLICKHOUSE_USER = 'aggregator';
     env.AGGREGATOR_CLICKHOUSE_PASSWORD_FILE = clickhousePasswordFile(config, 'aggregator');
   }
   return env;
+}
+
+/** Environment of the analyst's query command on the secured stack (file references, never password values). */
+export function secureAnalystEnv(config: StackConfig, database = DEFAULT_LAYOUT.viewsDb): Record<string, string> {
+  return {
+    ANALYST_CLICKHOUSE_URL: secureClickHouseUrl(config),
+    ANALYST_CLICKHOUSE_TLS_CA_FILE: securePaths(config).caCert,
+    ANALYST_CLICKHOUSE_USER: 'analyst',
+    ANALYST_CLICKHOUSE_PASSWORD_FILE: clickhousePasswordFile(config, 'analyst'),
+    ANALYST_DATABASE: database,
+  };
+}
+
+/**
+ * A secured stack of a test's own: home `home` (its Kafka data, ClickHouse, secrets and certificates under
+ * `<home>/secure`), the Kafka jars of `base`, and ports `portBase` .. `portBase + 4` (+ 300 for native
+ * TLS), so a test can start it from nothing, rotate its passwords or stop it without touching the shared
+ * secured stack. Stop it with downSecure(config) and remove `home`.
+ */
+export function scratchSecureConfig(base: StackConfig, home: string, portBase: number): StackConfig {
+  return {
+    ...base,
+    home,
+    kafka: { ...base.kafka, libs: base.kafka.libs },
+    secure: {
+      kafkaPort: portBase,
+      kafkaControllerPort: portBase + 1,
+      httpPort: portBase + 2,
+      tcpPort: portBase + 3,
+      interserverPort: portBase + 4,
+    },
+  };
 }
