@@ -19,11 +19,12 @@
  * (INGEST_UNSAFE_LINKABLE) to measure what it costs.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { stackInfo, uniqueName } from '../testing/stack.ts';
 import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
 import { batch, batchType, containerOf } from '../testing/batches.ts';
@@ -79,10 +80,12 @@ async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: 
   if (env.BENCH_MAX_RECORDS_PER_CALL) ingestEnv.INGEST_KAFKA_MAX_RECORDS_PER_CALL = env.BENCH_MAX_RECORDS_PER_CALL;
   // What the mixing (ingest/mix.ts) costs: the same run without it, for a comparison on the same box.
   if (env.BENCH_NO_MIX === '1') ingestEnv.INGEST_UNSAFE_LINKABLE = 'true';
-  const prof = env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', join(root, '.local', 'bench-ingest-prof')] : [];
+  const prof = env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(root, '.local', 'bench-ingest-prof')}`] : [];
   // The port is picked here and readiness polled (INGEST_LOG_LEVEL=warn hides the "listening" line).
   ingestEnv.INGEST_PORT = String(18100 + Math.floor(Math.random() * 800));
-  const proc = spawn(process.execPath, [...prof, '--import', 'tsx', 'ingest/main.ts'], { cwd: root, env: ingestEnv, stdio: ['ignore', 'inherit', 'inherit'] });
+  // BENCH_NODE_FLAGS: V8/Node flags for the ingest process (e.g. GC sizing), to measure their effect.
+  const flags = (env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...flags, ...prof, '--import', 'tsx', 'ingest/main.ts'], { cwd: root, env: ingestEnv, stdio: ['ignore', 'inherit', 'inherit'] });
   const url = `http://127.0.0.1:${ingestEnv.INGEST_PORT}`;
   for (let i = 0; i < 600; i++) {
     if (proc.exitCode !== null) throw new Error(`ingest exited with ${proc.exitCode}`);
@@ -96,19 +99,35 @@ async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: 
   throw new Error('ingest did not become ready in 60 s');
 }
 
-/** CPU time (user + system, every thread) of a process so far, in microseconds, from /proc/<pid>/stat. */
-function cpuMicros(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which is in parentheses and may hold spaces): utime is the 14th
-  // field of the line, stime the 15th, in clock ticks.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS;
+/**
+ * CPU time (user + system) so far of a process's threads, in microseconds, from /proc/<pid>/task/<tid>/stat:
+ * `main` is the HTTP thread (tid = pid), `other` every other thread (pool workers, V8's GC and compiler
+ * threads, libuv's pool). Threads that ended in between are not counted (the pool keeps its threads).
+ */
+function cpuMicros(pid: number): { main: number; other: number } {
+  let main = 0;
+  let other = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
+    // Fields after the command name (in parentheses, may hold spaces): utime and stime are the 14th and
+    // 15th fields of the line, in clock ticks.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const us = ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS;
+    if (tid === String(pid)) main += us;
+    else other += us;
+  }
+  return { main, other };
 }
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 interface MeasuredLoad extends LoadgenSummary {
-  /** CPU of the ingest process over the measured period (between the load generator's marks), µs. */
-  ingest_cpu_us: number;
+  /** CPU of the ingest process over the measured period (between the load generator's marks), µs: HTTP thread, other threads. */
+  ingest_cpu_us: { main: number; other: number };
 }
 
 function runLoadgen(url: string, ingestPid: number): Promise<MeasuredLoad> {
@@ -116,42 +135,49 @@ function runLoadgen(url: string, ingestPid: number): Promise<MeasuredLoad> {
     const args = { url, concurrency, warmupMs: 4000, durationMs: seconds * 1000, events, distinct: 400 };
     const p = spawn(process.execPath, ['--import', 'tsx', 'bench/loadgen.ts', JSON.stringify(args)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let last = '';
-    let cpuStart = NaN;
-    let cpuEnd = NaN;
+    let cpuStart = { main: NaN, other: NaN };
+    let cpuEnd = { main: NaN, other: NaN };
     createInterface({ input: p.stdout! }).on('line', (l) => {
       if (l === 'MEASURE_START') cpuStart = cpuMicros(ingestPid);
       else if (l === 'MEASURE_END') cpuEnd = cpuMicros(ingestPid);
       else last = l;
     });
     p.once('exit', (code) =>
-      code === 0 ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: cpuEnd - cpuStart }) : reject(new Error(`load generator exited with ${code}`)),
+      code === 0 ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: { main: cpuEnd.main - cpuStart.main, other: cpuEnd.other - cpuStart.other } }) : reject(new Error(`load generator exited with ${code}`)),
     );
   });
 }
 
-/** ingest's CPU per accepted event over the measured period of one run, µs. */
-function cpuPerEvent(load: MeasuredLoad): number {
-  return load.ingest_cpu_us / ((load.by_status['200'] ?? 0) * events);
+/** ingest's CPU per accepted event over the measured period of one run, µs (all threads, or only the HTTP thread). */
+function cpuPerEvent(load: MeasuredLoad, which: 'all' | 'main' = 'all'): number {
+  const us = which === 'main' ? load.ingest_cpu_us.main : load.ingest_cpu_us.main + load.ingest_cpu_us.other;
+  return us / ((load.by_status['200'] ?? 0) * events);
 }
 
 /**
- * The reference: bare avsc decoding of the same kind of batch bytes (the Batch datum of each container
- * the load generator posts, already inflated), on this process's one thread, CPU µs per event.
+ * The reference: bare avsc decoding of the same kind of batch bytes as the load generator posts, on this
+ * process's one thread, CPU µs per event. `datum`: the Batch datum of each container (already inflated),
+ * avsc's `fromBuffer` alone; `container`: the container's block inflated (deflate, as devices send it)
+ * and then decoded, what reading the posted bytes at all takes.
  */
-function decodeCpuPerEvent(): number {
-  const datums = Array.from({ length: 64 }, () => {
-    const c = readContainer(containerOf(batch({ events })));
+function decodeCpuPerEvent(): { datum: number; container: number } {
+  const bodies = Array.from({ length: 64 }, () => containerOf(batch({ events })));
+  const blocks = bodies.map((b) => {
+    const c = readContainer(b);
     if (!c.ok) throw new Error(c.message);
-    return c.value.blocks[0]!.data;
+    return { data: c.value.blocks[0]!.data, deflated: deflateRawSync(c.value.blocks[0]!.data) };
   });
-  let n = 0;
-  for (const d of datums) n += (batchType.fromBuffer(d) as { events: unknown[] }).events.length; // warm-up
-  n = 0;
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  while (performance.now() - t0 < 2000) for (const d of datums) n += (batchType.fromBuffer(d) as { events: unknown[] }).events.length;
-  const cpu = process.cpuUsage(cpu0);
-  return (cpu.user + cpu.system) / n;
+  const measure = (one: (b: (typeof blocks)[number]) => number): number => {
+    for (const b of blocks) one(b); // warm-up
+    let n = 0;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    while (performance.now() - t0 < 1500) for (const b of blocks) n += one(b);
+    const cpu = process.cpuUsage(cpu0);
+    return (cpu.user + cpu.system) / n;
+  };
+  const eventsOf = (d: Buffer) => (batchType.fromBuffer(d) as { events: unknown[] }).events.length;
+  return { datum: measure((b) => eventsOf(b.data)), container: measure((b) => eventsOf(inflateRawSync(b.deflated))) };
 }
 
 /** Kafka's own ProducerPerformance: same record size, acks=all, as fast as it goes. */
@@ -254,8 +280,10 @@ const unsealedLoad =
       }
     : undefined;
 // 100k batch-sized records (~0.4 GB): tens of seconds of the broker on this box.
-const decodeUs = decodeCpuPerEvent();
+const decode = decodeCpuPerEvent();
+const decodeUs = decode.datum;
 const ingestUs = cpuPerEvent(load);
+const ingestMainUs = cpuPerEvent(load, 'main');
 const raw = brokerRaw(recordSize, Number(env.BENCH_RAW_RECORDS ?? 100_000));
 for (const p of (await deleteWhatThisFileMade()).problems) console.error(`cleanup: ${p}`);
 // One events record per (batch, day) + one personal record per batch.
@@ -275,7 +303,7 @@ console.log(
 );
 console.log(`  ${raw.line}`);
 console.log(
-  `CPU per accepted event: ingest ${ingestUs.toFixed(2)} µs (all threads, /proc), bare avsc decode ${decodeUs.toFixed(2)} µs: ratio ${(ingestUs / decodeUs).toFixed(1)}`,
+  `CPU per accepted event: ingest ${ingestUs.toFixed(2)} µs (all threads, /proc; HTTP thread ${ingestMainUs.toFixed(2)}), bare avsc decode ${decodeUs.toFixed(2)} µs (${decode.container.toFixed(2)} with the container's inflate): ratio ${(ingestUs / decodeUs).toFixed(1)}`,
 );
 console.log(`ingest Kafka records/s ${recordsPerS.toFixed(0)} = ${(ratio * 100).toFixed(1)}% of broker raw`);
 console.log(
@@ -291,8 +319,11 @@ console.log(
     ratio_records_to_broker_raw: Number(ratio.toFixed(3)),
     record_size_bytes: recordSize,
     ingest_cpu_us_per_event: Number(ingestUs.toFixed(2)),
+    ingest_http_thread_cpu_us_per_event: Number(ingestMainUs.toFixed(2)),
     decode_cpu_us_per_event: Number(decodeUs.toFixed(3)),
     cpu_ratio: Number((ingestUs / decodeUs).toFixed(2)),
+    decode_with_inflate_cpu_us_per_event: Number(decode.container.toFixed(3)),
+    cpu_ratio_to_decode_with_inflate: Number((ingestUs / decode.container).toFixed(2)),
     brokers: brokerCount,
     replication,
     kafka_compression: env.BENCH_COMPRESSION ?? 'none',

@@ -22,7 +22,8 @@ export function createPool(cfg: IngestConfig, tokenKeys: WorkerOptions['tokenKey
     filename: fileURLToPath(new URL(fromTs ? './worker.ts' : './worker.js', here)),
     // Running from .ts sources (tsx, vitest): a worker thread starts a fresh module loader that does not
     // inherit the parent's loader hooks, so it must register tsx itself. From compiled .js, nothing.
-    execArgv: fromTs ? ['--import', 'tsx'] : [],
+    // A CPU profile of the process (node --cpu-prof, bench/README.md) covers the pool threads too.
+    execArgv: [...(fromTs ? ['--import', 'tsx'] : []), ...process.execArgv.filter((a) => a.startsWith('--cpu-prof'))],
     minThreads: poolThreads(cfg),
     maxThreads: poolThreads(cfg),
     idleTimeout: 60_000,
