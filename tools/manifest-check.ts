@@ -20,6 +20,7 @@ import { createMetrics } from '../ingest/metrics.ts';
 import { ConfigError, loadConfig, type SettingsSpec } from '../runtime/config.ts';
 import { handleOps } from '../runtime/ops.ts';
 import type { Registry } from 'prom-client';
+import type { AclRule, KafkaRole } from './security/acls.ts';
 
 export type Role = 'ingest' | 'aggregator' | 'topics';
 
@@ -369,12 +370,16 @@ export function checkK8s(docs: readonly K8sDoc[], opts: { jobs: Set<string> }): 
           const p = ports.get(h.port);
           if (p !== port) problems.push(`${where}: ${probe} port ${h.port} is not the port the service listens on (${port})`);
           if (!opsServes(h.path)) problems.push(`${where}: ${probe} path ${h.path} is not served (runtime/ops.ts)`);
+          if (role === 'ingest' && servesTls(env) && h.scheme !== 'HTTPS')
+            problems.push(`${where}: ${probe} asks over ${h.scheme ?? 'HTTP'}, but ingest serves HTTPS only (INGEST_TLS_*): scheme: HTTPS`);
         }
         if (c.readinessProbe?.httpGet && c.readinessProbe.httpGet.path !== '/readyz')
           problems.push(`${where}: readinessProbe should ask /readyz (dependencies), not ${c.readinessProbe.httpGet.path}`);
         if (c.livenessProbe?.httpGet && c.livenessProbe.httpGet.path !== '/healthz')
           problems.push(`${where}: livenessProbe should ask /healthz (a dependency outage must not restart the pod)`);
         const ann = pod.metadata?.annotations ?? {};
+        if (role === 'ingest' && servesTls(env) && ann['prometheus.io/scheme'] !== 'https')
+          problems.push(`${where}: ingest serves HTTPS only; annotate prometheus.io/scheme: https`);
         if (ann['prometheus.io/scrape'] === 'true') {
           if (Number(ann['prometheus.io/port']) !== port)
             problems.push(`${where}: prometheus.io/port ${ann['prometheus.io/port']} is not the service port ${port}`);
@@ -446,11 +451,14 @@ export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTarg
     roleByService.set(name, { role, port });
     if (port !== undefined) {
       const hc = (svc.healthcheck?.test ?? []).join(' ');
-      const m = /http:\/\/127\.0\.0\.1:(\d+)(\/[\w/]*)/.exec(hc);
+      const m = /(https?):\/\/127\.0\.0\.1:(\d+)(\/[\w/]*)/.exec(hc);
       if (!m) problems.push(`${where}: healthcheck does not ask the service over HTTP`);
       else {
-        if (Number(m[1]) !== port) problems.push(`${where}: healthcheck port ${m[1]} is not the service port ${port}`);
-        if (!opsServes(m[2]!)) problems.push(`${where}: healthcheck path ${m[2]} is not served`);
+        if (Number(m[2]) !== port) problems.push(`${where}: healthcheck port ${m[2]} is not the service port ${port}`);
+        if (!opsServes(m[3]!)) problems.push(`${where}: healthcheck path ${m[3]} is not served`);
+        // A service serving HTTPS answers nothing in plaintext: the check must speak TLS.
+        if (role === 'ingest' && servesTls(env) && m[1] !== 'https')
+          problems.push(`${where}: ingest serves HTTPS (INGEST_TLS_*), the healthcheck asks over ${m[1]}`);
       }
       for (const p of svc.ports ?? []) {
         const container = Number(String(p).split(':').pop());
@@ -482,6 +490,392 @@ export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTarg
     if (role === 'topics') continue;
     if (![...opts.prometheusTargets.values()].some((ts) => ts.some((t) => t.split(':')[0] === name)))
       problems.push(`prometheus.yml: compose service ${name} is not scraped`);
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Security: what users deploy is authenticated, authorised and encrypted by default (deploy/THREAT-MODEL.md).
+// Each check returns problems, so a test can break a copy of a manifest and see it reported.
+
+/** Whether ingest serves HTTPS with this environment (both INGEST_TLS_* files set, as ingest/config.ts tlsProblems reads them). */
+export function servesTls(env: Record<string, EnvValue>): boolean {
+  const set = (k: string) => env[k] === FROM_SECRET || (typeof env[k] === 'string' && env[k] !== '');
+  return set('INGEST_TLS_CERT_FILE') && set('INGEST_TLS_KEY_FILE');
+}
+
+/** The Kafka principal each role logs in as (tools/security/acls.ts KAFKA_ROLES): the topic plan as the operator, the super user. */
+export const ROLE_PRINCIPAL: Record<Role, KafkaRole> = { ingest: 'ingest', aggregator: 'aggregator', topics: 'operator' };
+
+/** Names of settings whose value is a secret: given only as a file (`..._FILE`), never as a value. */
+export function isSecretValueName(name: string): boolean {
+  return /(PASSWORD|SECRET|TOKEN|PRIVATE_KEY)$/i.test(name);
+}
+
+/**
+ * Where a file path comes from in a container: the volume (compose) or Secret/ConfigMap (Kubernetes)
+ * mounted over it, or undefined when nothing is mounted there.
+ */
+export type MountOf = (path: string) => string | undefined;
+
+/**
+ * Problems of one service container's client security: Kafka over SASL_SSL with SCRAM-SHA-512 as the
+ * role's own principal, the password and CA as mounted files; ingest serving HTTPS only; the aggregator
+ * reaching ClickHouse over HTTPS with a CA and a password file. No secret is a value.
+ */
+export function clientSecurityProblems(role: Role, env: Record<string, EnvValue>, where: string, mountOf: MountOf): string[] {
+  const problems: string[] = [];
+  const val = (k: string): string | undefined => (typeof env[k] === 'string' && env[k] !== '' ? (env[k] as string) : undefined);
+  const file = (k: string, what: string) => {
+    const v = val(k);
+    if (!v) problems.push(`${where}: ${k} is not set (${what})`);
+    else if (!mountOf(v)) problems.push(`${where}: ${k}=${v} is on no mounted volume or Secret`);
+  };
+  if (env.PIPELINE_KAFKA_SECURITY !== 'sasl_ssl')
+    problems.push(`${where}: PIPELINE_KAFKA_SECURITY=${String(env.PIPELINE_KAFKA_SECURITY ?? '(unset: plaintext)')}, expected sasl_ssl`);
+  if (env.PIPELINE_KAFKA_SASL_MECHANISM !== 'scram-sha-512')
+    problems.push(`${where}: PIPELINE_KAFKA_SASL_MECHANISM=${String(env.PIPELINE_KAFKA_SASL_MECHANISM ?? '(unset)')}, expected scram-sha-512 set explicitly`);
+  if (env.PIPELINE_KAFKA_SASL_USERNAME !== ROLE_PRINCIPAL[role])
+    problems.push(
+      `${where}: PIPELINE_KAFKA_SASL_USERNAME=${String(env.PIPELINE_KAFKA_SASL_USERNAME ?? '(unset)')}, expected ${role}'s own principal ${ROLE_PRINCIPAL[role]}`,
+    );
+  if ('PIPELINE_KAFKA_SASL_PASSWORD' in env)
+    problems.push(`${where}: PIPELINE_KAFKA_SASL_PASSWORD is set: give the password as a file (PIPELINE_KAFKA_SASL_PASSWORD_FILE)`);
+  file('PIPELINE_KAFKA_SASL_PASSWORD_FILE', 'the Kafka password as a file');
+  file('PIPELINE_KAFKA_TLS_CA_FILE', "the CA of the brokers' certificates");
+  if (role === 'ingest') {
+    if (!servesTls(env)) problems.push(`${where}: ingest does not serve HTTPS: INGEST_TLS_CERT_FILE and INGEST_TLS_KEY_FILE must both be set`);
+    file('INGEST_TLS_CERT_FILE', 'the HTTPS certificate chain');
+    file('INGEST_TLS_KEY_FILE', 'the HTTPS key');
+    if (env.INGEST_UNSAFE_PLAINTEXT_HTTP === 'true') problems.push(`${where}: INGEST_UNSAFE_PLAINTEXT_HTTP=true serves devices in plaintext`);
+  }
+  if (role === 'aggregator' && (env.AGGREGATOR_CLICKHOUSE ?? 'server') === 'server') {
+    const url = val('AGGREGATOR_CLICKHOUSE_URL');
+    if (!url?.startsWith('https://')) problems.push(`${where}: AGGREGATOR_CLICKHOUSE_URL=${url ?? '(unset)'} is not https://`);
+    file('AGGREGATOR_CLICKHOUSE_TLS_CA_FILE', "the CA of ClickHouse's certificate");
+    file('AGGREGATOR_CLICKHOUSE_PASSWORD_FILE', 'the ClickHouse password as a file');
+    if ('AGGREGATOR_CLICKHOUSE_PASSWORD' in env)
+      problems.push(`${where}: AGGREGATOR_CLICKHOUSE_PASSWORD is set: give the password as a file (AGGREGATOR_CLICKHOUSE_PASSWORD_FILE)`);
+    if (env.AGGREGATOR_UNSAFE_PLAINTEXT_CLICKHOUSE === 'true')
+      problems.push(`${where}: AGGREGATOR_UNSAFE_PLAINTEXT_CLICKHOUSE=true sends the ClickHouse password in clear`);
+  }
+  return problems;
+}
+
+/** A Java properties file as a map (no continuation lines: the brokers' files have none). */
+export function parseProperties(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const l = line.trim();
+    if (!l || l.startsWith('#') || l.startsWith('!')) continue;
+    const i = l.search(/[=:]/);
+    if (i > 0) out[l.slice(0, i).trim()] = l.slice(i + 1).trim();
+  }
+  return out;
+}
+
+/** Principals that may be Kafka super users: the brokers' own (inter-broker and controller traffic) and the operator. */
+export const ALLOWED_SUPER_USERS = ['User:broker', 'User:operator'];
+
+/**
+ * Problems of a broker's properties: a listener that is PLAINTEXT or SASL_PLAINTEXT (the controller's
+ * included), a SASL mechanism other than SCRAM-SHA-512 for clients, an authorizer that is missing or allows
+ * what no ACL grants, a super user beyond the broker and the operator.
+ */
+export function kafkaBrokerProblems(props: Record<string, string>, where: string): string[] {
+  const problems: string[] = [];
+  const map = new Map(
+    (props['listener.security.protocol.map'] ?? '')
+      .split(',')
+      .filter(Boolean)
+      .map((e) => e.split(':').map((x) => x.trim()) as [string, string]),
+  );
+  const listeners = (props.listeners ?? '').split(',').filter(Boolean);
+  if (listeners.length === 0) problems.push(`${where}: no listeners`);
+  for (const l of listeners) {
+    const name = l.split('://')[0]!.trim();
+    // Without a map entry Kafka takes the listener's name as its protocol (PLAINTEXT://...).
+    const protocol = map.get(name) ?? name;
+    if (!['SASL_SSL', 'SSL'].includes(protocol)) problems.push(`${where}: listener ${name} is ${protocol}: every listener must be SASL_SSL (or SSL)`);
+  }
+  for (const [name, protocol] of map) if (/PLAINTEXT/.test(protocol)) problems.push(`${where}: listener.security.protocol.map maps ${name} to ${protocol}`);
+  if (props['sasl.enabled.mechanisms'] !== 'SCRAM-SHA-512')
+    problems.push(`${where}: sasl.enabled.mechanisms=${props['sasl.enabled.mechanisms'] ?? '(unset)'}, expected SCRAM-SHA-512 only`);
+  if (props['sasl.mechanism.inter.broker.protocol'] !== 'SCRAM-SHA-512')
+    problems.push(`${where}: sasl.mechanism.inter.broker.protocol=${props['sasl.mechanism.inter.broker.protocol'] ?? '(unset)'}, expected SCRAM-SHA-512`);
+  if (props['authorizer.class.name'] !== 'org.apache.kafka.metadata.authorizer.StandardAuthorizer')
+    problems.push(`${where}: authorizer.class.name=${props['authorizer.class.name'] ?? '(unset)'}, expected the KRaft StandardAuthorizer`);
+  if (props['allow.everyone.if.no.acl.found'] !== 'false')
+    problems.push(`${where}: allow.everyone.if.no.acl.found=${props['allow.everyone.if.no.acl.found'] ?? '(unset)'}, expected false (deny what no ACL grants)`);
+  const supers = (props['super.users'] ?? '').split(';').filter(Boolean);
+  for (const u of supers)
+    if (!ALLOWED_SUPER_USERS.includes(u)) problems.push(`${where}: super.users names ${u}; only ${ALLOWED_SUPER_USERS.join(' and ')} may be`);
+  if (!supers.includes('User:operator')) problems.push(`${where}: super.users lacks User:operator (topics and ACLs are applied as the operator)`);
+  for (const [k, v] of Object.entries(props))
+    if (/password/i.test(k) || /password=/i.test(v)) problems.push(`${where}: ${k} holds a password: it belongs in the secrets volume`);
+  return problems;
+}
+
+/**
+ * Default or literal secrets in compose text: `${VAR:-default}` / `${VAR-default}` anywhere (a value that
+ * silently stands in when nobody set one), and a secret-named variable given a value instead of a file.
+ * `$${...}` is compose's escape for the container's own shell and not a substitution.
+ */
+export function composeDefaultSecretProblems(text: string, doc: Obj): string[] {
+  const problems: string[] = [];
+  for (const m of text.matchAll(/(?<!\$)\$\{(\w+)(:?-)([^}]*)\}/g)) problems.push(`compose: \${${m[1]}${m[2]}${m[3]}} gives ${m[1]} a default value`);
+  for (const [name, svc] of Object.entries((doc.services ?? {}) as Obj)) {
+    const e = (svc as Obj).environment ?? {};
+    const entries: [string, string][] = Array.isArray(e)
+      ? e.map((x: string) => [x.split('=')[0]!, x.slice(x.indexOf('=') + 1)])
+      : Object.entries(e).map(([k, v]) => [k, String(v)]);
+    for (const [k, v] of entries)
+      if (isSecretValueName(k) && v !== '') problems.push(`compose service ${name}: ${k} is given as a value; give it as a file (${k}_FILE)`);
+  }
+  for (const [name, sec] of Object.entries((doc.secrets ?? {}) as Obj)) {
+    if ((sec as Obj).environment)
+      problems.push(`compose secret ${name} comes from the environment variable ${(sec as Obj).environment}; generate it (secrets/init.sh)`);
+  }
+  return problems;
+}
+
+/** The compose volume mounted over `path` in `svc`, if any (longest mount target that contains it). */
+export function composeMountOf(svc: Obj): MountOf {
+  const mounts = ((svc.volumes ?? []) as (string | Obj)[]).map((v) =>
+    typeof v === 'string' ? { source: v.split(':')[0]!, target: v.split(':')[1]! } : { source: String(v.source), target: String(v.target) },
+  );
+  return (path) =>
+    mounts.filter((m) => path === m.target || path.startsWith(`${m.target.replace(/\/$/, '')}/`)).sort((a, b) => b.target.length - a.target.length)[0]?.source;
+}
+
+export interface ComposeSecurityInput {
+  /** compose.yaml as parsed with merge keys */
+  doc: Obj;
+  /** its text (for `${VAR:-default}`) */
+  text: string;
+  /** reads a file relative to the compose folder (broker properties, ClickHouse config) */
+  readFile: (relative: string) => string;
+}
+
+/**
+ * Every security problem of the compose deployment: Kafka's listeners, authorizer and super users; no
+ * Kafka or ClickHouse port published or reachable from outside the internal network; ClickHouse with TLS
+ * only and without the open `default` user; each service its own principal and secrets volume; no
+ * default or literal password.
+ */
+export function checkComposeSecurity(input: ComposeSecurityInput): string[] {
+  const { doc, text, readFile } = input;
+  const problems: string[] = [...composeDefaultSecretProblems(text, doc)];
+  const services: Obj = doc.services ?? {};
+  const networks: Obj = doc.networks ?? {};
+  const internalOnly = (svc: Obj) => {
+    const ns = (Array.isArray(svc.networks) ? svc.networks : Object.keys(svc.networks ?? {})) as string[];
+    return ns.length > 0 && ns.every((n) => networks[n]?.internal === true);
+  };
+  const secretVolumesByRole = new Map<string, Set<Role>>();
+  for (const [name, svc] of Object.entries(services) as [string, Obj][]) {
+    const where = `compose service ${name}`;
+    const image = String(svc.image ?? '');
+    if (image.startsWith('apache/kafka')) {
+      const file = svc.environment?.KAFKA_PROPERTIES_FILE as string | undefined;
+      if (!file) problems.push(`${where}: KAFKA_PROPERTIES_FILE names no properties file of deploy/compose/kafka`);
+      else problems.push(...kafkaBrokerProblems(parseProperties(readFile(`kafka/${file}`)), `${where} (kafka/${file})`));
+      if ((svc.ports ?? []).length > 0) problems.push(`${where}: publishes ${JSON.stringify(svc.ports)}; Kafka is reached on the internal network only`);
+      if (!internalOnly(svc)) problems.push(`${where}: must be on internal networks only`);
+    }
+    if (image.startsWith('clickhouse/clickhouse-server')) {
+      if ((svc.ports ?? []).length > 0) problems.push(`${where}: publishes ${JSON.stringify(svc.ports)}; ClickHouse is reached on the internal network only`);
+      if (!internalOnly(svc)) problems.push(`${where}: must be on internal networks only`);
+      const env = (svc.environment ?? {}) as Obj;
+      for (const k of ['CLICKHOUSE_USER', 'CLICKHOUSE_PASSWORD', 'CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT'])
+        if (k in env) problems.push(`${where}: ${k} makes the image write a user with a plaintext password; users come from the users.d volume`);
+      const configs = ((svc.volumes ?? []) as string[]).filter((v) => /\/config\.d\/[^:]+\.xml/.test(v)).map((v) => v.split(':')[0]!.replace(/^\.\//, ''));
+      const xml = configs.map((c) => readFile(c)).join('\n');
+      if (!/<https_port>\d+<\/https_port>/.test(xml)) problems.push(`${where}: no https_port in its config.d`);
+      for (const port of ['http_port', 'tcp_port', 'mysql_port', 'postgresql_port', 'interserver_http_port'])
+        if (!new RegExp(`<${port} remove="1"\\s*/>`).test(xml) || new RegExp(`<${port}>`).test(xml))
+          problems.push(`${where}: the plaintext ${port} is not removed by its config.d`);
+      const usersMount = ((svc.volumes ?? []) as string[]).find((v) => v.split(':')[1] === '/etc/clickhouse-server/users.d');
+      if (!usersMount) problems.push(`${where}: users.d is not the generated users volume`);
+    }
+    const role = roleOf(svc.command ?? []);
+    if (!role) continue;
+    const env = composeEnv(svc);
+    const mountOf = composeMountOf(svc);
+    problems.push(...clientSecurityProblems(role, env, where, mountOf));
+    const pw = env.PIPELINE_KAFKA_SASL_PASSWORD_FILE;
+    const vol = typeof pw === 'string' ? mountOf(pw) : undefined;
+    if (vol) secretVolumesByRole.set(vol, new Set([...(secretVolumesByRole.get(vol) ?? []), role]));
+  }
+  // Least privilege: one role's Kafka password volume is mounted by services of that role only.
+  for (const [vol, roles] of secretVolumesByRole)
+    if (roles.size > 1) problems.push(`compose: volume ${vol} holds the Kafka password of ${[...roles].join(' and ')}`);
+  const topics = Object.entries(services).filter(([, s]) => roleOf((s as Obj).command ?? []) === 'topics');
+  if (topics.length === 0) problems.push('compose: no topics one-shot (it creates the topics and the ACLs)');
+  for (const [name, s] of topics)
+    if (!((s as Obj).command as string[]).includes('--acls')) problems.push(`compose service ${name}: the topic plan runs without --acls: no ACL is applied`);
+  return problems;
+}
+
+/**
+ * Secrets a Kubernetes deployment expects to be created from outside, as documented in deploy/k8s/README.md:
+ * one `kubectl -n telemetry create secret generic|tls NAME ...` line each, with the keys it creates.
+ */
+export function documentedSecrets(readme: string): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const m of readme.matchAll(/^kubectl -n telemetry create secret (generic|tls) ([\w.-]+)(.*)$/gm)) {
+    const keys = m[1] === 'tls' ? ['tls.crt', 'tls.key'] : [...m[3]!.matchAll(/--from-file=([\w.-]+)=/g)].map((k) => k[1]!);
+    out.set(m[2]!, new Set(keys));
+  }
+  return out;
+}
+
+/**
+ * Every security problem of the Kubernetes manifests: each service container's client security
+ * (clientSecurityProblems, files resolved through its mounts), Secrets committed with values, Secrets
+ * mounted but neither committed nor documented, secret-named settings given as values, the Ingress in
+ * front of ingest (TLS, HTTPS to the pods, the body limit equal to INGEST_MAX_BODY_BYTES), a default-deny
+ * NetworkPolicy, and the topic plan applying the ACLs.
+ */
+export function checkK8sSecurity(docs: readonly K8sDoc[], readme: string): string[] {
+  const problems: string[] = [];
+  const expected = documentedSecrets(readme);
+  const committed = (name: string) => find(docs, 'Secret', name);
+  const known = (name: string, key?: string) => {
+    const c = committed(name);
+    if (c) return key === undefined || key in { ...(c.data ?? {}), ...(c.stringData ?? {}) };
+    const e = expected.get(name);
+    return e !== undefined && (key === undefined || e.has(key));
+  };
+  for (const { file, doc } of docs) {
+    const where = `${file} ${doc.kind}/${doc.metadata?.name}`;
+    if (doc.kind === 'Secret') {
+      const values = { ...(doc.data ?? {}), ...(doc.stringData ?? {}) };
+      if (Object.keys(values).length > 0)
+        problems.push(`${where}: committed with values (${Object.keys(values).join(', ')}); create it with the line of deploy/k8s/README.md instead`);
+    }
+    if (doc.kind === 'ConfigMap')
+      for (const k of Object.keys(doc.data ?? {})) if (isSecretValueName(k)) problems.push(`${where}: ${k} is a secret given as a value; mount it as a file`);
+  }
+  let ingestEnv: Record<string, EnvValue> | undefined;
+  for (const { where: podWhere, pod } of podsOf(docs)) {
+    const spec = pod.spec ?? {};
+    const volumes = new Map<string, Obj>(((spec.volumes ?? []) as Obj[]).map((v) => [v.name as string, v]));
+    for (const v of volumes.values()) {
+      const refs: { name: string; keys: string[] }[] = [];
+      if (v.secret) refs.push({ name: v.secret.secretName, keys: ((v.secret.items ?? []) as Obj[]).map((i) => i.key as string) });
+      for (const src of (v.projected?.sources ?? []) as Obj[])
+        if (src.secret) refs.push({ name: src.secret.name, keys: ((src.secret.items ?? []) as Obj[]).map((i) => i.key as string) });
+      for (const r of refs) {
+        if (!known(r.name))
+          problems.push(`${podWhere}: volume ${v.name} mounts Secret ${r.name}, which is neither committed nor created by a line of deploy/k8s/README.md`);
+        else for (const k of r.keys) if (!known(r.name, k)) problems.push(`${podWhere}: Secret ${r.name} has no key ${k} (deploy/k8s/README.md)`);
+      }
+    }
+    for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])] as Obj[]) {
+      const where = `${podWhere} container ${c.name}`;
+      for (const e of (c.env ?? []) as Obj[])
+        if (isSecretValueName(e.name) && e.value !== undefined) problems.push(`${where}: ${e.name} is given as a value; mount it as a file`);
+      const role = roleOf([...(c.command ?? []), ...(c.args ?? [])]);
+      if (!role) continue;
+      const { env } = containerEnv(docs, c, where);
+      const mounts = ((c.volumeMounts ?? []) as Obj[]).map((m) => ({ target: m.mountPath as string, volume: volumes.get(m.name) }));
+      const mountOf: MountOf = (path) => {
+        const m = mounts.filter((x) => path.startsWith(`${x.target.replace(/\/$/, '')}/`)).sort((a, b) => b.target.length - a.target.length)[0];
+        const v = m?.volume;
+        if (!v) return undefined;
+        if (v.secret) return `secret ${v.secret.secretName}`;
+        if (v.projected) return `projected ${v.name}`;
+        if (v.configMap) return `configMap ${v.configMap.name}`;
+        return undefined;
+      };
+      problems.push(...clientSecurityProblems(role, env, where, mountOf));
+      if (role === 'ingest') ingestEnv = env;
+      if (role === 'topics' && ![...(c.command ?? []), ...(c.args ?? [])].includes('--acls'))
+        problems.push(`${where}: the topic plan runs without --acls: no ACL is applied`);
+    }
+  }
+  // Devices reach ingest through an Ingress with TLS, which speaks HTTPS to the pods and limits bodies as ingest does.
+  const ingresses = docs.filter((d) => d.doc.kind === 'Ingress');
+  const toIngest = ingresses.filter(({ doc }) =>
+    ((doc.spec?.rules ?? []) as Obj[]).some((r) => ((r.http?.paths ?? []) as Obj[]).some((p) => p.backend?.service?.name === 'ingest')),
+  );
+  if (toIngest.length === 0) problems.push('k8s: no Ingress in front of the ingest Service');
+  const bodyLimit =
+    typeof ingestEnv?.INGEST_MAX_BODY_BYTES === 'string' && ingestEnv.INGEST_MAX_BODY_BYTES !== ''
+      ? Number(ingestEnv.INGEST_MAX_BODY_BYTES)
+      : (ROLES.ingest.spec.INGEST_MAX_BODY_BYTES!.default as number);
+  for (const { file, doc } of toIngest) {
+    const where = `${file} Ingress/${doc.metadata?.name}`;
+    const ann = (doc.metadata?.annotations ?? {}) as Obj;
+    const hosts = ((doc.spec?.rules ?? []) as Obj[]).map((r) => r.host as string);
+    const tlsHosts = ((doc.spec?.tls ?? []) as Obj[]).flatMap((t) => (t.hosts ?? []) as string[]);
+    for (const h of hosts) if (!tlsHosts.includes(h)) problems.push(`${where}: host ${h} has no TLS`);
+    for (const t of (doc.spec?.tls ?? []) as Obj[])
+      if (!known(t.secretName)) problems.push(`${where}: TLS Secret ${t.secretName} is not created by a line of deploy/k8s/README.md`);
+    if (ann['nginx.ingress.kubernetes.io/backend-protocol'] !== 'HTTPS') problems.push(`${where}: backend-protocol is not HTTPS (ingest serves HTTPS only)`);
+    if (ann['nginx.ingress.kubernetes.io/proxy-ssl-verify'] !== 'on')
+      problems.push(`${where}: proxy-ssl-verify is not on (the pods' certificate is not checked)`);
+    const caSecret = String(ann['nginx.ingress.kubernetes.io/proxy-ssl-secret'] ?? '')
+      .split('/')
+      .pop()!;
+    if (!known(caSecret, 'ca.crt')) problems.push(`${where}: proxy-ssl-secret ${caSecret} holds no ca.crt (deploy/k8s/README.md)`);
+    const size = ann['nginx.ingress.kubernetes.io/proxy-body-size'];
+    if (Number(size) !== bodyLimit) problems.push(`${where}: proxy-body-size ${String(size)} is not INGEST_MAX_BODY_BYTES ${bodyLimit}`);
+  }
+  const denyAll = docs.some(
+    ({ doc }) =>
+      doc.kind === 'NetworkPolicy' &&
+      Object.keys(doc.spec?.podSelector ?? {}).length === 0 &&
+      (doc.spec?.policyTypes ?? []).includes('Ingress') &&
+      (doc.spec?.ingress ?? []).length === 0,
+  );
+  if (!denyAll) problems.push('k8s: no default-deny NetworkPolicy for ingress traffic');
+  return problems;
+}
+
+/**
+ * compose's own merge of an override file over a base (`docker compose -f base -f override`), for what
+ * these files use: mappings merged key by key, `volumes` merged by container path, other lists and
+ * scalars replaced.
+ */
+export function mergeCompose(base: Obj, override: Obj): Obj {
+  const target = (v: unknown) => (typeof v === 'string' ? v.split(':')[1] : String((v as Obj).target));
+  const merge = (a: unknown, b: unknown, key: string): unknown => {
+    if (key === 'volumes' && Array.isArray(a) && Array.isArray(b)) {
+      const out = new Map<string, unknown>(a.map((v) => [target(v)!, v]));
+      for (const v of b) out.set(target(v)!, v);
+      return [...out.values()];
+    }
+    if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
+      const out: Obj = { ...(a as Obj) };
+      for (const [k, v] of Object.entries(b as Obj)) out[k] = k in out ? merge(out[k], v, k) : structuredClone(v);
+      return out;
+    }
+    return structuredClone(b);
+  };
+  return merge(structuredClone(base), override, '') as Obj;
+}
+
+/**
+ * The ACL list covers the services as they are deployed: each service's principal (its
+ * PIPELINE_KAFKA_SASL_USERNAME) holds the grants of its role in `plan` (the list the topic plan applies,
+ * tools/topic-plan.ts aclPlan over tools/security/acls.ts), and the aggregator's group is the one granted.
+ */
+export function aclCoverageProblems(plan: readonly AclRule[], services: readonly { role: Role; env: Record<string, EnvValue>; where: string }[]): string[] {
+  const problems: string[] = [];
+  for (const { role, env, where } of services) {
+    const user = `User:${String(env.PIPELINE_KAFKA_SASL_USERNAME ?? '')}`;
+    const mine = plan.filter((r) => r.principal === user);
+    if (role === 'ingest' && !mine.some((r) => r.resourceType === 'topic' && r.operation === 'write'))
+      problems.push(`${where}: principal ${user} may write no topic in the ACL list`);
+    if (role === 'aggregator') {
+      const group = typeof env.AGGREGATOR_GROUP_ID === 'string' ? env.AGGREGATOR_GROUP_ID : String(ROLES.aggregator.spec.AGGREGATOR_GROUP_ID!.default);
+      if (!mine.some((r) => r.resourceType === 'topic' && r.operation === 'read'))
+        problems.push(`${where}: principal ${user} may read no topic in the ACL list`);
+      if (!mine.some((r) => r.resourceType === 'group' && r.resourceName === group && r.operation === 'read'))
+        problems.push(`${where}: the ACL list grants ${user} no READ on its consumer group ${group} (--aggregator-group of the topic plan)`);
+    }
   }
   return problems;
 }

@@ -12,9 +12,19 @@ import { aggregatorSettings } from '../aggregator/config.ts';
 import { createAggregatorMetrics } from '../aggregator/metrics.ts';
 import { createMetrics } from '../ingest/metrics.ts';
 import {
+  aclCoverageProblems,
   checkCompose,
+  checkComposeSecurity,
   checkEnv,
   checkK8s,
+  checkK8sSecurity,
+  clientSecurityProblems,
+  composeEnv,
+  documentedSecrets,
+  FROM_SECRET,
+  kafkaBrokerProblems,
+  mergeCompose,
+  parseProperties,
   checkPromql,
   containerEnv,
   exportedMetrics,
@@ -22,8 +32,17 @@ import {
   promqlMetricNames,
   residencyProblems,
   roleOf,
+  ROLES,
+  type EnvValue,
   type K8sDoc,
+  type Role,
 } from './manifest-check.ts';
+import { aclPlan, parseArgs, topicPlan } from './topic-plan.ts';
+import { aclRules, type AclRule } from './security/acls.ts';
+import { ingestConfigSpec } from '../ingest/config.ts';
+import { loadConfig } from '../runtime/config.ts';
+import { loadStackConfig } from '../stack/config.ts';
+import { defaultPipelineTopics, secureServiceEnv } from '../stack/secure.ts';
 
 const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
 const ROOT = join(DEPLOY, '..');
@@ -379,10 +398,14 @@ describe('compose', () => {
     const s = compose.services as Obj;
     const kafka = Object.entries(s).filter(([, v]) => String((v as Obj).image).startsWith('apache/kafka:4'));
     expect(kafka.map(([k]) => k).sort()).toEqual(['kafka-1', 'kafka-2', 'kafka-3']);
-    for (const [, v] of kafka) {
-      expect((v as Obj).environment.KAFKA_PROCESS_ROLES).toMatch(/controller/);
-      expect((v as Obj).environment.KAFKA_CONTROLLER_QUORUM_VOTERS.split(',')).toHaveLength(3);
-      expect((v as Obj).environment.KAFKA_MIN_INSYNC_REPLICAS).toBe(2);
+    for (const [name, v] of kafka) {
+      // broker.sh builds each node's properties from this file (kafka/broker.sh), plus its id and host.
+      const props = parseProperties(read(`compose/kafka/${(v as Obj).environment.KAFKA_PROPERTIES_FILE}`));
+      expect(props['process.roles']).toMatch(/controller/);
+      expect(props['controller.quorum.voters']!.split(',')).toEqual(['1@kafka-1:9093', '2@kafka-2:9093', '3@kafka-3:9093']);
+      expect(props['min.insync.replicas']).toBe('2');
+      expect((v as Obj).environment.KAFKA_ADVERTISED_HOST).toBe(name);
+      expect((v as Obj).command).toEqual(['/bin/sh', '/etc/telemetry/kafka/broker.sh']);
     }
     expect(new Set(kafka.map(([, v]) => (v as Obj).environment.KAFKA_NODE_ID)).size).toBe(3);
     expect(Object.values(s).filter((v) => roleOf((v as Obj).command ?? []) === 'ingest')).toHaveLength(2);
@@ -502,5 +525,407 @@ describe('checker self-tests', () => {
   });
   it('checkEnv flags a variable meant for the other service', () => {
     expect(checkEnv('aggregator', { INGEST_PORT: '1' }, 'x')).toContainEqual(expect.stringMatching(/INGEST_PORT is set on a aggregator container/));
+  });
+});
+
+// --- Secure by default ----------------------------------------------------------------------------
+// What users deploy runs authenticated, authorised and encrypted (deploy/THREAT-MODEL.md): every check
+// below also runs on a broken copy and must report it (negative control).
+const composeText = read('compose/compose.yaml');
+const readCompose = (rel: string) => read(`compose/${rel}`);
+const devText = read('compose/compose.dev-plaintext.yaml');
+const devOverride = YAML.parse(devText, { merge: true }) as Obj;
+const k8sReadme = read('k8s/README.md');
+
+describe('compose is secure by default', () => {
+  const input = () => ({ doc: structuredClone(compose), text: composeText, readFile: readCompose });
+
+  it('passes every security check: Kafka SASL_SSL/SCRAM-SHA-512 only with deny-by-default ACLs, TLS to ClickHouse and ingest, own principals, no default password', () => {
+    expect(checkComposeSecurity(input())).toEqual([]);
+  });
+
+  it('negative controls: a plaintext client or controller listener, an open authorizer, an extra super user are reported', () => {
+    const props = readCompose('kafka/server.properties');
+    const withProps = (edit: (s: string) => string) => ({
+      ...input(),
+      readFile: (rel: string) => (rel === 'kafka/server.properties' ? edit(props) : readCompose(rel)),
+    });
+    const p1 = checkComposeSecurity(withProps((s) => s.replace('INTERNAL:SASL_SSL,CONTROLLER:SASL_SSL', 'INTERNAL:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT')));
+    expect(p1).toContainEqual(expect.stringMatching(/kafka-1 .*listener INTERNAL is PLAINTEXT/));
+    expect(p1).toContainEqual(expect.stringMatching(/kafka-3 .*listener CONTROLLER is SASL_PLAINTEXT/));
+    // A listener left out of the map is PLAINTEXT by its name.
+    expect(checkComposeSecurity(withProps((s) => s.replace('listeners=INTERNAL://:9092,', 'listeners=PLAINTEXT://:9094,INTERNAL://:9092,')))).toContainEqual(
+      expect.stringMatching(/listener PLAINTEXT is PLAINTEXT/),
+    );
+    const p2 = checkComposeSecurity(
+      withProps((s) =>
+        s
+          .replace('allow.everyone.if.no.acl.found=false', 'allow.everyone.if.no.acl.found=true')
+          .replace('super.users=User:broker;User:operator', 'super.users=User:broker;User:operator;User:ingest')
+          .replace('sasl.enabled.mechanisms=SCRAM-SHA-512', 'sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN'),
+      ),
+    );
+    expect(p2).toContainEqual(expect.stringMatching(/allow.everyone.if.no.acl.found=true, expected false/));
+    expect(p2).toContainEqual(expect.stringMatching(/super.users names User:ingest/));
+    expect(p2).toContainEqual(expect.stringMatching(/sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN, expected SCRAM-SHA-512 only/));
+    expect(checkComposeSecurity(withProps((s) => s.replace(/^authorizer.class.name=.*$/m, '')))).toContainEqual(
+      expect.stringMatching(/authorizer.class.name=\(unset\), expected the KRaft StandardAuthorizer/),
+    );
+    expect(kafkaBrokerProblems(parseProperties(`${props}\nlistener.name.internal.scram-sha-512.sasl.jaas.config=x password="p";`), 'x')).toContainEqual(
+      expect.stringMatching(/holds a password/),
+    );
+  });
+
+  it('negative controls: a default or literal password, an env-sourced secret are reported', () => {
+    const bad = input();
+    bad.text = `${composeText}\n# CLICKHOUSE_PASSWORD: \${CLICKHOUSE_AGGREGATOR_PASSWORD:-aggregator-local-only}\n`;
+    bad.doc.services.grafana.environment.GF_SECURITY_ADMIN_PASSWORD = 'admin';
+    bad.doc.secrets = { keystore_password: { environment: 'KEYSTORE_PASSWORD' } };
+    const p = checkComposeSecurity(bad);
+    expect(p).toContainEqual(
+      expect.stringMatching(/\$\{CLICKHOUSE_AGGREGATOR_PASSWORD:-aggregator-local-only\} gives CLICKHOUSE_AGGREGATOR_PASSWORD a default value/),
+    );
+    expect(p).toContainEqual(expect.stringMatching(/grafana: GF_SECURITY_ADMIN_PASSWORD is given as a value/));
+    expect(p).toContainEqual(expect.stringMatching(/secret keystore_password comes from the environment variable KEYSTORE_PASSWORD/));
+    // compose's escape for the container's shell is no default.
+    expect(checkComposeSecurity({ ...input(), text: 'test: ["CMD-SHELL", "x $${KAFKA_ADVERTISED_HOST:-y}"]' })).toEqual([]);
+  });
+
+  it('negative controls: plaintext Kafka or ClickHouse in a service, ingest without TLS, an unmounted password file, a shared password volume, no --acls', () => {
+    const bad = input();
+    const s = bad.doc.services;
+    s.aggregator.environment.PIPELINE_KAFKA_SECURITY = 'plaintext';
+    s.aggregator.environment.AGGREGATOR_CLICKHOUSE_URL = 'http://clickhouse:8123';
+    delete s['ingest-1'].environment.INGEST_TLS_KEY_FILE;
+    s['ingest-2'].environment = { ...s['ingest-2'].environment, PIPELINE_KAFKA_SASL_PASSWORD_FILE: '/run/telemetry/aggregator/kafka.password' };
+    s['ingest-2'].volumes = [...s['ingest-2'].volumes, 'secrets-aggregator:/run/telemetry/aggregator:ro'];
+    s.topics.environment.PIPELINE_KAFKA_SASL_PASSWORD_FILE = '/etc/operator.password';
+    s.topics.command = ['dist/tools/topic-plan.js', '--apply', '--partitions', '6'];
+    const p = checkComposeSecurity(bad);
+    expect(p).toContainEqual(expect.stringMatching(/service aggregator: PIPELINE_KAFKA_SECURITY=plaintext, expected sasl_ssl/));
+    expect(p).toContainEqual(expect.stringMatching(/service aggregator: AGGREGATOR_CLICKHOUSE_URL=http:\/\/clickhouse:8123 is not https/));
+    expect(p).toContainEqual(expect.stringMatching(/service ingest-1: ingest does not serve HTTPS/));
+    expect(p).toContainEqual(expect.stringMatching(/volume secrets-aggregator holds the Kafka password of (ingest and aggregator|aggregator and ingest)/));
+    expect(p).toContainEqual(expect.stringMatching(/service topics: PIPELINE_KAFKA_SASL_PASSWORD_FILE=\/etc\/operator.password is on no mounted volume/));
+    expect(p).toContainEqual(expect.stringMatching(/service topics: the topic plan runs without --acls/));
+  });
+
+  it('negative controls: ClickHouse with a published or plaintext port, image-made users, or on the outside network', () => {
+    const bad = input();
+    const ch = bad.doc.services.clickhouse;
+    ch.ports = ['8123:8123'];
+    ch.networks = ['backend', 'edge'];
+    ch.environment = { CLICKHOUSE_PASSWORD: '' };
+    const p = checkComposeSecurity({ ...bad, readFile: (rel: string) => readCompose(rel).replace('<http_port remove="1" />', '') });
+    expect(p).toContainEqual(expect.stringMatching(/clickhouse: publishes \["8123:8123"\]/));
+    expect(p).toContainEqual(expect.stringMatching(/clickhouse: must be on internal networks only/));
+    expect(p).toContainEqual(expect.stringMatching(/clickhouse: CLICKHOUSE_PASSWORD makes the image write a user/));
+    expect(p).toContainEqual(expect.stringMatching(/clickhouse: the plaintext http_port is not removed/));
+  });
+
+  it('negative control: an ingest healthcheck over plain HTTP is reported (ingest serves HTTPS only)', () => {
+    const bad = structuredClone(compose);
+    bad.services['ingest-1'].healthcheck.test = ['CMD', '/nodejs/bin/node', '-e', "fetch('http://127.0.0.1:18080/readyz')"];
+    expect(checkCompose(bad, { jobs, prometheusTargets })).toContainEqual(
+      expect.stringMatching(/ingest-1: ingest serves HTTPS .*the healthcheck asks over http/),
+    );
+  });
+
+  it('Prometheus scrapes ingest over HTTPS with the CA, Grafana reads ClickHouse over HTTPS with the CA', () => {
+    const ingestJob = (promConfig.scrape_configs as Obj[]).find((j) => j.job_name === 'ingest')!;
+    expect(ingestJob.scheme).toBe('https');
+    expect(composeMountOfTarget('prometheus', ingestJob.tls_config.ca_file)).toBe('secrets-prometheus');
+    const ch = (datasources.datasources as Obj[]).find((d) => d.type === 'grafana-clickhouse-datasource')!;
+    expect(ch.jsonData).toMatchObject({ port: 8443, secure: true, tlsAuthWithCACert: true });
+    expect(ch.jsonData.tlsSkipVerify).not.toBe(true);
+    const file = /^\$__file\{(.+)\}$/.exec(ch.secureJsonData.tlsCACert)?.[1];
+    expect(file && composeMountOfTarget('grafana', file)).toBe('secrets-grafana');
+  });
+});
+
+/** Which compose volume a service has mounted over a path. */
+function composeMountOfTarget(service: string, path: string): string | undefined {
+  const vols = ((compose.services as Obj)[service].volumes as string[]).map((v) => v.split(':'));
+  return vols.filter(([, t]) => path.startsWith(`${t}/`)).sort((a, b) => b[1]!.length - a[1]!.length)[0]?.[0];
+}
+
+describe('the compose development switch (compose.dev-plaintext.yaml)', () => {
+  const merged = mergeCompose(compose, devOverride);
+
+  it('is named loudly, in itself and in compose.yaml', () => {
+    expect(devText).toMatch(/^# !!! DEVELOPMENT SWITCH - INSECURE - NEVER FOR ANYTHING OTHERS CAN REACH !!!/);
+    expect(composeText).toMatch(/!!! DEVELOPMENT SWITCH: compose.dev-plaintext.yaml turns Kafka into PLAINTEXT WITHOUT AUTHENTICATION/);
+    expect(read('compose/kafka/server.dev-plaintext.properties')).toMatch(/^# !!! DEVELOPMENT ONLY .*PLAINTEXT Kafka, NO AUTHENTICATION, NO ACLS !!!/);
+  });
+
+  it('is where the plaintext setup lives: layered over compose.yaml, the security checks report it (and compose.yaml alone passes them)', () => {
+    const p = checkComposeSecurity({ doc: merged, text: `${composeText}\n${devText}`, readFile: readCompose });
+    expect(p).toContainEqual(expect.stringMatching(/kafka-1 \(kafka\/server.dev-plaintext.properties\): listener INTERNAL is PLAINTEXT/));
+    expect(p).toContainEqual(expect.stringMatching(/allow.everyone.if.no.acl.found=\(unset\)/));
+    expect(p).toContainEqual(expect.stringMatching(/service ingest-1: PIPELINE_KAFKA_SECURITY=plaintext, expected sasl_ssl/));
+    expect(p).toContainEqual(expect.stringMatching(/service aggregator: AGGREGATOR_UNSAFE_PLAINTEXT_CLICKHOUSE=true/));
+    expect(p).toContainEqual(expect.stringMatching(/service topics: the topic plan runs without --acls/));
+  });
+
+  it('keeps the generated secrets and ingest over HTTPS: no default password, no plaintext ingest', () => {
+    expect(
+      checkComposeSecurity({ doc: merged, text: devText, readFile: readCompose }).filter((x) =>
+        /default value|given as a value|ingest does not serve HTTPS|INGEST_TLS/.test(x),
+      ),
+    ).toEqual([]);
+    for (const name of ['ingest-1', 'ingest-2']) expect(merged.services[name].environment.INGEST_TLS_CERT_FILE).toBe('/run/telemetry/ingest/tls.pem');
+  });
+
+  it('negative control: the merge is compose’s (the override replaces what it names and keeps the rest)', () => {
+    expect(merged.services['kafka-1'].environment).toMatchObject({ KAFKA_NODE_ID: '1', KAFKA_PROPERTIES_FILE: 'server.dev-plaintext.properties' });
+    expect(merged.services.clickhouse.volumes).toContain('./clickhouse/config.d/tls.xml:/etc/clickhouse-server/config.d/tls.xml:ro');
+    expect(merged.services.clickhouse.volumes).toContain('./clickhouse/config.d/dev-plaintext.xml:/etc/clickhouse-server/config.d/zz-dev-plaintext.xml:ro');
+    expect(compose.services['kafka-1'].environment.KAFKA_PROPERTIES_FILE).toBe('server.properties');
+  });
+});
+
+describe('Kubernetes is secure by default', () => {
+  const brokenDocs = () => structuredClone(k8sDocs);
+  const doc = (docs: K8sDoc[], kind: string, name: string) => docs.find((d) => d.doc.kind === kind && d.doc.metadata.name === name)!.doc;
+
+  it('documents one `kubectl create secret` line per Secret it expects, and commits none with a value', () => {
+    const secrets = documentedSecrets(k8sReadme);
+    expect([...secrets.keys()].sort()).toEqual([
+      'telemetry-ca',
+      'telemetry-clickhouse-aggregator',
+      'telemetry-ingest-tls',
+      'telemetry-ingress-tls',
+      'telemetry-kafka-aggregator',
+      'telemetry-kafka-ingest',
+      'telemetry-kafka-operator',
+      'telemetry-keystore',
+      'telemetry-rights-keys',
+    ]);
+    expect(k8sReadme.split('\n').filter((l) => l.startsWith('kubectl') && l.includes('--from-literal'))).toEqual([]);
+    expect(existsSync(join(DEPLOY, 'k8s/secret-clickhouse.yaml'))).toBe(false);
+  });
+
+  it('passes every security check: Kafka SASL_SSL/SCRAM-SHA-512 per principal, files from Secrets, ClickHouse https, the Ingress with TLS, a default-deny NetworkPolicy', () => {
+    expect(checkK8sSecurity(k8sDocs, k8sReadme)).toEqual([]);
+  });
+
+  it('negative controls: a committed Secret with a placeholder password, a secret in a ConfigMap or as an env value, an undocumented Secret', () => {
+    const docs = brokenDocs();
+    docs.push({
+      file: 'secret-clickhouse.yaml',
+      doc: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'telemetry-clickhouse' }, stringData: { AGGREGATOR_CLICKHOUSE_PASSWORD: '' } },
+    });
+    doc(docs, 'ConfigMap', 'telemetry-aggregator').data.AGGREGATOR_CLICKHOUSE_PASSWORD = 'changeme';
+    const agg = doc(docs, 'Deployment', 'aggregator').spec.template.spec;
+    agg.containers[0].env.push({ name: 'ANALYST_CLICKHOUSE_PASSWORD', value: 'x' });
+    agg.volumes.find((v: Obj) => v.name === 'kafka').secret.secretName = 'telemetry-kafka-agregator';
+    const p = checkK8sSecurity(docs, k8sReadme);
+    expect(p).toContainEqual(expect.stringMatching(/Secret\/telemetry-clickhouse: committed with values \(AGGREGATOR_CLICKHOUSE_PASSWORD\)/));
+    expect(p).toContainEqual(expect.stringMatching(/ConfigMap\/telemetry-aggregator: AGGREGATOR_CLICKHOUSE_PASSWORD is a secret given as a value/));
+    expect(p).toContainEqual(expect.stringMatching(/aggregator: AGGREGATOR_CLICKHOUSE_PASSWORD is set: give the password as a file/));
+    expect(p).toContainEqual(expect.stringMatching(/container aggregator: ANALYST_CLICKHOUSE_PASSWORD is given as a value/));
+    expect(p).toContainEqual(
+      expect.stringMatching(/mounts Secret telemetry-kafka-agregator, which is neither committed nor created by a line of deploy\/k8s\/README.md/),
+    );
+    // the README without a line: every Secret it created is reported where it is mounted
+    const p2 = checkK8sSecurity(k8sDocs, k8sReadme.replace(/^kubectl .*telemetry-kafka-ingest.*$/m, ''));
+    expect(p2).toContainEqual(expect.stringMatching(/Deployment\/ingest: volume kafka mounts Secret telemetry-kafka-ingest, which is neither/));
+  });
+
+  it('negative controls: plaintext Kafka, http ClickHouse, a password file on no Secret, a missing mechanism, the wrong principal, no --acls', () => {
+    const docs = brokenDocs();
+    doc(docs, 'ConfigMap', 'telemetry-pipeline').data.PIPELINE_KAFKA_SECURITY = 'plaintext';
+    delete doc(docs, 'ConfigMap', 'telemetry-pipeline').data.PIPELINE_KAFKA_SASL_MECHANISM;
+    doc(docs, 'ConfigMap', 'telemetry-aggregator').data.AGGREGATOR_CLICKHOUSE_URL = 'http://clickhouse.clickhouse:8123';
+    const ingest = doc(docs, 'Deployment', 'ingest').spec.template.spec.containers[0];
+    ingest.volumeMounts = ingest.volumeMounts.filter((m: Obj) => m.name !== 'kafka');
+    const job = doc(docs, 'Job', 'telemetry-topics').spec.template.spec.containers[0];
+    job.env.find((e: Obj) => e.name === 'PIPELINE_KAFKA_SASL_USERNAME').value = 'ingest';
+    job.args = job.args.filter((a: string) => a !== '--acls');
+    const p = checkK8sSecurity(docs, k8sReadme);
+    for (const w of ['Deployment/ingest', 'Deployment/aggregator', 'Job/telemetry-topics'])
+      expect(p).toContainEqual(expect.stringMatching(new RegExp(`${w} container \\S+: PIPELINE_KAFKA_SECURITY=plaintext, expected sasl_ssl`)));
+    expect(p).toContainEqual(expect.stringMatching(/PIPELINE_KAFKA_SASL_MECHANISM=\(unset\), expected scram-sha-512/));
+    expect(p).toContainEqual(expect.stringMatching(/aggregator: AGGREGATOR_CLICKHOUSE_URL=http:\/\/clickhouse.clickhouse:8123 is not https/));
+    expect(p).toContainEqual(
+      expect.stringMatching(/ingest: PIPELINE_KAFKA_SASL_PASSWORD_FILE=\/var\/run\/telemetry\/kafka\/password is on no mounted volume or Secret/),
+    );
+    expect(p).toContainEqual(expect.stringMatching(/topic-plan: PIPELINE_KAFKA_SASL_USERNAME=ingest, expected topics's own principal operator/));
+    expect(p).toContainEqual(expect.stringMatching(/topic-plan: the topic plan runs without --acls/));
+  });
+
+  it('negative controls: the Ingress without TLS, with HTTP to the pods, unverified, or a body limit other than ingest’s; no default-deny policy', () => {
+    const docs = brokenDocs();
+    const ing = doc(docs, 'Ingress', 'ingest');
+    ing.spec.tls = [];
+    ing.metadata.annotations['nginx.ingress.kubernetes.io/backend-protocol'] = 'HTTP';
+    ing.metadata.annotations['nginx.ingress.kubernetes.io/proxy-ssl-verify'] = 'off';
+    ing.metadata.annotations['nginx.ingress.kubernetes.io/proxy-body-size'] = '1m';
+    const withoutDeny = docs.filter((d) => d.doc.metadata?.name !== 'default-deny-ingress');
+    const p = checkK8sSecurity(withoutDeny, k8sReadme);
+    expect(p).toContainEqual(expect.stringMatching(/Ingress\/ingest: host telemetry.example.com has no TLS/));
+    expect(p).toContainEqual(expect.stringMatching(/backend-protocol is not HTTPS/));
+    expect(p).toContainEqual(expect.stringMatching(/proxy-ssl-verify is not on/));
+    expect(p).toContainEqual(expect.stringMatching(/proxy-body-size 1m is not INGEST_MAX_BODY_BYTES 2097152/));
+    expect(p).toContainEqual('k8s: no default-deny NetworkPolicy for ingress traffic');
+    // the limit follows ingest's setting, not a number written twice
+    const moved = brokenDocs();
+    doc(moved, 'ConfigMap', 'telemetry-ingest').data.INGEST_MAX_BODY_BYTES = '4194304';
+    expect(checkK8sSecurity(moved, k8sReadme)).toContainEqual(expect.stringMatching(/proxy-body-size 2097152 is not INGEST_MAX_BODY_BYTES 4194304/));
+    expect(
+      checkK8sSecurity(
+        docs.filter((d) => d.doc.kind !== 'Ingress'),
+        k8sReadme,
+      ),
+    ).toContainEqual('k8s: no Ingress in front of the ingest Service');
+  });
+
+  it('negative control: ingest probes or scrape annotation without HTTPS are reported', () => {
+    const docs = brokenDocs();
+    const pod = doc(docs, 'Deployment', 'ingest').spec.template;
+    delete pod.spec.containers[0].readinessProbe.httpGet.scheme;
+    delete pod.metadata.annotations['prometheus.io/scheme'];
+    const p = checkK8s(docs, { jobs });
+    expect(p).toContainEqual(expect.stringMatching(/readinessProbe asks over HTTP, but ingest serves HTTPS only/));
+    expect(p).toContainEqual(expect.stringMatching(/annotate prometheus.io\/scheme: https/));
+  });
+});
+
+// The ACL list: what the topic plan applies (`topic-plan --apply --acls`, tools/topic-plan.ts aclPlan over
+// tools/security/acls.ts) from each manifest's own settings, equal to the one the secured local stack
+// applies (stack/secure.ts), and covering every service's principal.
+const ruleKey = (r: AclRule) => `${r.principal} ${r.operation} ${r.resourceType} ${r.patternType} ${r.resourceName}`;
+/** The bindings `topic-plan <argv>` applies with this environment (every cluster's). */
+function planRules(argv: readonly string[], env: Record<string, EnvValue>): AclRule[] {
+  const args = parseArgs(argv.slice(1));
+  const probe = Object.fromEntries(
+    Object.entries(env).flatMap(([k, v]) => (typeof v === 'string' && ROLES.topics.prefixes.some((p) => k.startsWith(p)) ? [[k, v]] : [])),
+  );
+  const cfg = loadConfig(ingestConfigSpec, { prefixes: ROLES.topics.prefixes, env: probe });
+  return aclPlan(topicPlan(cfg, args.options), args.acls ?? {});
+}
+const planAcls = (argv: readonly string[], env: Record<string, EnvValue>) => [...new Set(planRules(argv, env).map(ruleKey))].sort();
+const secureStackAcls = [...new Set(aclRules({ topics: defaultPipelineTopics() }).map(ruleKey))].sort();
+
+describe('the ACL list of what users deploy', () => {
+  const composeTopics = compose.services.topics as Obj;
+  const k8sJob = k8sDocs.find((d) => d.doc.kind === 'Job' && d.doc.metadata.name === 'telemetry-topics')!.doc.spec.template.spec.containers[0] as Obj;
+  const k8sJobEnv = containerEnv(k8sDocs, k8sJob, 'job').env;
+
+  it('compose and Kubernetes apply the same list as the secured local stack, derived from tools/security/acls.ts', () => {
+    expect(secureStackAcls.length).toBeGreaterThan(10);
+    expect(planAcls(composeTopics.command, composeEnv(composeTopics))).toEqual(secureStackAcls);
+    expect(planAcls(k8sJob.args, k8sJobEnv)).toEqual(secureStackAcls);
+  });
+
+  it('negative control: a topics one-shot that names another events topic plans a different list', () => {
+    const env = { ...composeEnv(composeTopics), PIPELINE_TOPIC_EVENTS: 'telemetry.events.v2' };
+    expect(planAcls(composeTopics.command, env)).not.toEqual(secureStackAcls);
+  });
+
+  it("covers each service's principal and the aggregator's group, in compose and Kubernetes", () => {
+    const rules = planRules;
+    const composeServices = Object.entries(compose.services as Obj).flatMap(([name, s]) => {
+      const role = roleOf((s as Obj).command ?? []);
+      return role ? [{ role, env: composeEnv(s as Obj), where: `compose ${name}` }] : [];
+    });
+    expect(aclCoverageProblems(rules(composeTopics.command, composeEnv(composeTopics)), composeServices)).toEqual([]);
+    const k8sServices = k8sDocs.flatMap(({ doc: d }) =>
+      ((d.spec?.template?.spec?.containers ?? []) as Obj[]).flatMap((c) => {
+        const role = roleOf([...(c.command ?? []), ...(c.args ?? [])]);
+        return role ? [{ role, env: containerEnv(k8sDocs, c, d.metadata.name).env, where: `k8s ${d.metadata.name}` }] : [];
+      }),
+    );
+    expect(aclCoverageProblems(rules(k8sJob.args, k8sJobEnv), k8sServices)).toEqual([]);
+    // negative controls: the aggregator in another group than the plan grants; ingest under a principal the list does not know
+    const moved = composeServices.map((s) =>
+      s.role === 'aggregator'
+        ? { ...s, env: { ...s.env, AGGREGATOR_GROUP_ID: 'telemetry-aggregator-2' } }
+        : s.role === 'ingest'
+          ? { ...s, env: { ...s.env, PIPELINE_KAFKA_SASL_USERNAME: 'ingest-1' } }
+          : s,
+    );
+    const p = aclCoverageProblems(rules(composeTopics.command, composeEnv(composeTopics)), moved);
+    expect(p).toContainEqual(
+      expect.stringMatching(/compose aggregator: the ACL list grants User:aggregator no READ on its consumer group telemetry-aggregator-2/),
+    );
+    expect(p).toContainEqual(expect.stringMatching(/compose ingest-1: principal User:ingest-1 may write no topic/));
+  });
+});
+
+// The secured local stack (npm run stack:up -- --secure, stack/secure.ts secureServiceEnv) is what the
+// end-to-end secured test runs: it must give the services the same security settings as the manifests,
+// so that test covers what users deploy. Paths differ; the shape (values, files set, URL schemes) must not.
+const SHAPE: Record<Exclude<Role, 'topics'>, Record<string, 'value' | 'file' | 'scheme' | 'absent'>> = {
+  ingest: {
+    PIPELINE_KAFKA_SECURITY: 'value',
+    PIPELINE_KAFKA_SASL_MECHANISM: 'value',
+    PIPELINE_KAFKA_SASL_USERNAME: 'value',
+    PIPELINE_KAFKA_SASL_PASSWORD: 'absent',
+    PIPELINE_KAFKA_SASL_PASSWORD_FILE: 'file',
+    PIPELINE_KAFKA_TLS_CA_FILE: 'file',
+    INGEST_TLS_CERT_FILE: 'file',
+    INGEST_TLS_KEY_FILE: 'file',
+    INGEST_UNSAFE_PLAINTEXT_HTTP: 'value',
+    INGEST_TOPICS: 'value',
+  },
+  aggregator: {
+    PIPELINE_KAFKA_SECURITY: 'value',
+    PIPELINE_KAFKA_SASL_MECHANISM: 'value',
+    PIPELINE_KAFKA_SASL_USERNAME: 'value',
+    PIPELINE_KAFKA_SASL_PASSWORD: 'absent',
+    PIPELINE_KAFKA_SASL_PASSWORD_FILE: 'file',
+    PIPELINE_KAFKA_TLS_CA_FILE: 'file',
+    AGGREGATOR_CLICKHOUSE_URL: 'scheme',
+    AGGREGATOR_CLICKHOUSE_TLS_CA_FILE: 'file',
+    AGGREGATOR_CLICKHOUSE_USER: 'value',
+    AGGREGATOR_CLICKHOUSE_PASSWORD: 'absent',
+    AGGREGATOR_CLICKHOUSE_PASSWORD_FILE: 'file',
+    AGGREGATOR_UNSAFE_PLAINTEXT_CLICKHOUSE: 'value',
+  },
+};
+function securityShape(role: 'ingest' | 'aggregator', env: Record<string, EnvValue>): Record<string, string> {
+  const spec = ROLES[role].spec;
+  const out: Record<string, string> = {};
+  for (const [k, how] of Object.entries(SHAPE[role])) {
+    const raw = env[k];
+    const v = raw === undefined || raw === '' ? (spec[k]?.default !== undefined ? String(spec[k]!.default) : '') : raw === FROM_SECRET ? 'secret' : raw;
+    out[k] = how === 'value' ? v : how === 'scheme' ? v.split(':')[0]! : how === 'absent' ? (raw === undefined ? 'absent' : 'SET') : v ? 'file' : 'none';
+  }
+  return out;
+}
+
+describe('the secured local stack runs the settings the manifests use', () => {
+  const stackConfig = loadStackConfig({});
+  const composeOf = (name: string) => composeEnv((compose.services as Obj)[name]);
+  const k8sOf = (name: string) => {
+    const d = k8sDocs.find((x) => x.doc.kind === 'Deployment' && x.doc.metadata.name === name)!.doc;
+    return containerEnv(k8sDocs, d.spec.template.spec.containers[0], name).env;
+  };
+
+  it.each(['ingest', 'aggregator'] as const)('%s: Kafka SASL_SSL, mechanism, own principal, password and CA as files', (role) => {
+    const kafkaKeys = Object.keys(SHAPE[role]).filter((k) => k.startsWith('PIPELINE_'));
+    const pick = (o: Record<string, string>) => Object.fromEntries(kafkaKeys.map((k) => [k, o[k]]));
+    const stack = pick(securityShape(role, secureServiceEnv(stackConfig, role)));
+    expect(pick(securityShape(role, composeOf(role === 'ingest' ? 'ingest-1' : 'aggregator')))).toEqual(stack);
+    expect(pick(securityShape(role, k8sOf(role)))).toEqual(stack);
+  });
+
+  it.each(['ingest', 'aggregator'] as const)('%s: every security setting (TLS of ingest, ClickHouse over https with a CA and a password file)', (role) => {
+    const stack = securityShape(role, secureServiceEnv(stackConfig, role));
+    expect(securityShape(role, composeOf(role === 'ingest' ? 'ingest-1' : 'aggregator'))).toEqual(stack);
+    expect(securityShape(role, k8sOf(role))).toEqual(stack);
+  });
+
+  it('negative control: another mechanism or a plaintext ClickHouse URL changes the shape', () => {
+    const stack = securityShape('aggregator', secureServiceEnv(stackConfig, 'aggregator'));
+    expect(securityShape('aggregator', { ...composeOf('aggregator'), PIPELINE_KAFKA_SASL_MECHANISM: 'scram-sha-256' })).not.toEqual(stack);
+    expect(securityShape('aggregator', { ...composeOf('aggregator'), AGGREGATOR_CLICKHOUSE_URL: 'http://clickhouse:8123' })).not.toEqual(stack);
+  });
+
+  it('client checks agree with themselves: the secured stack env passes clientSecurityProblems for Kafka', () => {
+    const env = secureServiceEnv(stackConfig, 'aggregator');
+    const p = clientSecurityProblems('aggregator', { ...env, PIPELINE_KAFKA_SASL_MECHANISM: 'scram-sha-512' }, 'stack', () => 'file');
+    expect(p.filter((x) => x.includes('PIPELINE_'))).toEqual([]);
   });
 });

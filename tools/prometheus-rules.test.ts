@@ -107,8 +107,12 @@ describe('Prometheus alert rules under promtool', () => {
   it('promtool check config accepts the compose configuration and the one stack:up -- --monitoring generates', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'prom-config-'));
     scratch.push(dir);
-    // The compose file loads the rules from the container's /etc/prometheus: pointed at the repo's copy here.
-    const compose = readFileSync(join(PROM, 'prometheus.yml'), 'utf8').replace('/etc/prometheus/alerts.yml', join(PROM, 'alerts.yml'));
+    // The compose file loads the rules from the container's /etc/prometheus and the CA from the secrets
+    // volume: pointed at the repo's copy and a scratch CA file here (promtool reads both).
+    writeFileSync(join(dir, 'ca.pem'), '');
+    const compose = readFileSync(join(PROM, 'prometheus.yml'), 'utf8')
+      .replace('/etc/prometheus/alerts.yml', join(PROM, 'alerts.yml'))
+      .replace('/etc/prometheus/tls/ca.pem', join(dir, 'ca.pem'));
     writeFileSync(join(dir, 'compose.yml'), compose);
     writeFileSync(join(dir, 'local.yml'), prometheusConfig(prometheusPaths(loadStackConfig({ STACK_HOME: dir }))));
     for (const f of ['compose.yml', 'local.yml']) {

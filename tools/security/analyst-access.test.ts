@@ -21,6 +21,7 @@ interface Artifacts {
   datasources: Obj;
   grantsSql: string;
   k8s: Obj[];
+  initScript: string;
 }
 
 function load(): Artifacts {
@@ -31,6 +32,7 @@ function load(): Artifacts {
     datasources: YAML.parse(read('deploy/grafana/provisioning/datasources/datasources.yaml')) as Obj,
     grantsSql: read('deploy/security/clickhouse-grants.sql'),
     k8s: (kustomization.resources as string[]).flatMap((f) => YAML.parseAllDocuments(read(`deploy/k8s/${f}`)).map((d) => d.toJS() as Obj)),
+    initScript: read('deploy/compose/secrets/init.sh'),
   };
 }
 
@@ -44,8 +46,10 @@ function analystProblems(a: Artifacts): string[] {
   const grants = [...user.matchAll(/<query>([^<]*)<\/query>/g)].map((m) => m[1]!.trim());
   const want = [...RELEASED_VIEWS.map((v) => `GRANT SELECT ON analytics.${v}`), 'GRANT SELECT, INSERT ON analytics.privacy_ledger'];
   if (!sameSet(grants, want)) out.push(`users.d/analyst.xml grants ${JSON.stringify(grants)}, expected exactly ${JSON.stringify(want)}`);
-  if (!/<password from_env="ANALYST_CLICKHOUSE_PASSWORD" \/>/.test(user))
-    out.push('users.d/analyst.xml: the analyst password must come from ANALYST_CLICKHOUSE_PASSWORD');
+  // No password in the committed file: compose's secrets one-shot writes the hash of a generated one beside it.
+  if (/<password/.test(user)) out.push('users.d/analyst.xml: holds a password; the hash is generated (deploy/compose/secrets/init.sh)');
+  if (!/<analyst><password_sha256_hex>%s<\/password_sha256_hex><\/analyst>/.test(a.initScript))
+    out.push("deploy/compose/secrets/init.sh: does not write the analyst's password hash");
   if (!/<analyst>[\s\S]*<readonly>1<\/readonly>[\s\S]*<\/analyst>/.test(/<profiles>[\s\S]*<\/profiles>/.exec(a.usersXml)?.[0] ?? ''))
     out.push('users.d/analyst.xml: the analyst profile must be readonly=1');
   // SQL access control for a modern server: the same list.
@@ -57,23 +61,25 @@ function analystProblems(a: Artifacts): string[] {
     ])
   )
     out.push(`clickhouse-grants.sql grants the analyst ${JSON.stringify(toAnalyst)}, not exactly the released views`);
-  // Grafana logs in as the analyst, with a password that has no default in compose.
+  // Grafana logs in as the analyst, with the generated password as a file of its own secrets volume.
   const ch = (a.datasources.datasources as Obj[]).find((d) => d.type === 'grafana-clickhouse-datasource');
   if (ch?.jsonData?.username !== 'analyst') out.push(`Grafana's ClickHouse data source logs in as ${ch?.jsonData?.username}, not analyst`);
-  if (ch?.secureJsonData?.password !== '$ANALYST_CLICKHOUSE_PASSWORD') out.push("Grafana's ClickHouse password must be $ANALYST_CLICKHOUSE_PASSWORD");
+  if (ch?.secureJsonData?.password !== '$__file{/run/telemetry/grafana/analyst.password}')
+    out.push("Grafana's ClickHouse password must be the file $__file{/run/telemetry/grafana/analyst.password}");
   for (const [name, svc] of Object.entries(a.compose.services as Obj)) {
     const env = ((svc as Obj).environment ?? {}) as Obj;
-    const analystPw = env.ANALYST_CLICKHOUSE_PASSWORD as string | undefined;
-    if (analystPw !== undefined && !/^\$\{ANALYST_CLICKHOUSE_PASSWORD:\?[^}]+\}$/.test(analystPw))
-      out.push(`compose ${name}: ANALYST_CLICKHOUSE_PASSWORD must have no default (\${ANALYST_CLICKHOUSE_PASSWORD:?...}), got ${analystPw}`);
-    const aggregatorCreds = Object.keys(env).some((k) => k.startsWith('AGGREGATOR_CLICKHOUSE_PASSWORD') || k === 'CLICKHOUSE_PASSWORD');
-    // The ClickHouse server itself defines both users; every client holds one role at most.
-    const isServer = String((svc as Obj).image ?? '').startsWith('clickhouse/clickhouse-server');
-    if (aggregatorCreds && analystPw !== undefined && !isServer) out.push(`compose ${name}: holds both the aggregator's and the analyst's ClickHouse password`);
+    if ('ANALYST_CLICKHOUSE_PASSWORD' in env) out.push(`compose ${name}: ANALYST_CLICKHOUSE_PASSWORD is a value; the analyst's password is a generated file`);
+    const aggregatorCreds =
+      Object.keys(env).some((k) => k.startsWith('AGGREGATOR_CLICKHOUSE_PASSWORD') || k === 'CLICKHOUSE_PASSWORD') ||
+      (((svc as Obj).volumes ?? []) as string[]).some((v) => v.startsWith('secrets-aggregator:'));
+    const analystCreds = (((svc as Obj).volumes ?? []) as string[]).some((v) => v.startsWith('secrets-grafana:'));
+    // `secrets` (deploy/compose/secrets/init.sh) generates every password and runs nothing else.
+    if (aggregatorCreds && analystCreds && name !== 'secrets') out.push(`compose ${name}: holds both the aggregator's and the analyst's ClickHouse password`);
     if (name === 'grafana' && aggregatorCreds) out.push("compose grafana: holds the aggregator's ClickHouse password");
   }
-  const grafanaEnv = (a.compose.services.grafana?.environment ?? {}) as Obj;
-  if (grafanaEnv.ANALYST_CLICKHOUSE_PASSWORD === undefined) out.push('compose grafana: needs ANALYST_CLICKHOUSE_PASSWORD for its data source');
+  const grafanaVolumes = (a.compose.services.grafana?.volumes ?? []) as string[];
+  if (!grafanaVolumes.includes('secrets-grafana:/run/telemetry/grafana:ro'))
+    out.push("compose grafana: needs its secrets volume (the analyst's password) at /run/telemetry/grafana");
   // Kubernetes runs no analyst-side workload; the aggregator must not be handed analyst settings.
   for (const d of a.k8s) {
     const text = JSON.stringify(d);
@@ -101,18 +107,23 @@ describe('one analyst role in the deployment artifacts', () => {
     expect(analystProblems(raw)).toContainEqual(expect.stringMatching(/clickhouse-grants\.sql grants the analyst .*daily_agg/));
   });
 
-  it("negative control: Grafana as the aggregator, a default analyst password, or an analyst setting on the aggregator's pod fail", () => {
+  it("negative control: Grafana as the aggregator, an analyst password as a value, or an analyst setting on the aggregator's pod fail", () => {
     const broken = structuredClone(artifacts);
     const ch = (broken.datasources.datasources as Obj[]).find((d) => d.type === 'grafana-clickhouse-datasource')!;
     ch.jsonData.username = 'aggregator';
+    ch.secureJsonData.password = '$ANALYST_CLICKHOUSE_PASSWORD';
     broken.compose.services.grafana.environment.ANALYST_CLICKHOUSE_PASSWORD = '${ANALYST_CLICKHOUSE_PASSWORD:-analyst-local-only}';
-    broken.compose.services.grafana.environment.AGGREGATOR_CLICKHOUSE_PASSWORD = 'x';
+    broken.compose.services.grafana.volumes.push('secrets-aggregator:/run/telemetry/aggregator:ro');
+    broken.usersXml = broken.usersXml.replace('<profile>analyst</profile>', '<password>analyst</password><profile>analyst</profile>');
     const cm = broken.k8s.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'telemetry-aggregator')!;
     cm.data.ANALYST_CLICKHOUSE_USER = 'analyst';
     const p = analystProblems(broken);
     expect(p).toContainEqual(expect.stringMatching(/logs in as aggregator, not analyst/));
-    expect(p).toContainEqual(expect.stringMatching(/compose grafana: ANALYST_CLICKHOUSE_PASSWORD must have no default/));
+    expect(p).toContainEqual(expect.stringMatching(/Grafana's ClickHouse password must be the file/));
+    expect(p).toContainEqual(expect.stringMatching(/compose grafana: ANALYST_CLICKHOUSE_PASSWORD is a value/));
+    expect(p).toContainEqual(expect.stringMatching(/compose grafana: holds both the aggregator's and the analyst's ClickHouse password/));
     expect(p).toContainEqual(expect.stringMatching(/compose grafana: holds the aggregator's ClickHouse password/));
+    expect(p).toContainEqual(expect.stringMatching(/users.d\/analyst.xml: holds a password/));
     expect(p).toContainEqual(expect.stringMatching(/k8s ConfigMap\/telemetry-aggregator: carries ANALYST_\* settings/));
   });
 });
