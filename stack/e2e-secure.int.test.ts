@@ -1,5 +1,5 @@
 // The whole pipeline end to end in SECURED mode (stack/README.md, "Secured mode"): the same generated device
-// population and oracle as aggregator/e2e.int.test.ts, posted over HTTP to the real ingest logged in as
+// population and oracle as aggregator/e2e.int.test.ts, posted over HTTPS (trusting the stack's CA) to the real ingest logged in as
 // the `ingest` principal (TLS + SCRAM, topics made by the operator, INGEST_TOPICS=verify since ingest may
 // not create), read by the aggregator as the `aggregator` principal into ClickHouse as the `aggregator`
 // user, and queried by the `analyst` user through the analyst proxies. The query output equals the
@@ -8,7 +8,7 @@
 // A separate file rather than a third `describe.each` case in aggregator/e2e.int.test.ts: the secured
 // run needs the secured stack, operator-made topics and ACLs, and its own analytics database; it reuses
 // that test's population generator, oracle and harness.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,12 +34,14 @@ import {
   secureClickHouseUrl,
   secureKafka,
   secureKafkaBrokers,
+  securePaths,
   secureServiceEnv,
   sqlClient,
 } from './secure.ts';
 import type { AclTopic } from '../tools/security/acls.ts';
 import { E2E_LAYOUT, syncAnalystViews } from './clickhouse-users.ts';
 import { sealingEnv } from '../testing/sealing.ts';
+import { requestTrusting } from '../testing/tls.ts';
 
 const K = 5;
 const config = loadStackConfig();
@@ -50,13 +52,18 @@ const rowsOf = async <R>(c: ReturnType<typeof secureClickHouse>, query: string) 
 async function post(url: string, b: PostedBatch): Promise<{ status: number; json: { accepted: number } }> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const r = await fetch(`${url}/v1/batches`, { method: 'POST', headers: { 'content-type': 'avro/binary' }, body: containerOf(b.batch) });
-    const text = await r.text();
+    // A device trusting the stack's CA: ingest serves HTTPS with the certificate secureServiceEnv gives it.
+    const r = await requestTrusting(`${url}/v1/batches`, {
+      ca: readFileSync(securePaths(config).caCert),
+      method: 'POST',
+      headers: { 'content-type': 'avro/binary' },
+      body: containerOf(b.batch),
+    });
     if ((r.status === 429 || r.status === 503) && Date.now() < deadline) {
-      await new Promise((res) => setTimeout(res, 1000 * Number(r.headers.get('retry-after') ?? 1)));
+      await new Promise((res) => setTimeout(res, 1000 * Number(r.headers['retry-after'] ?? 1)));
       continue;
     }
-    return { status: r.status, json: text ? JSON.parse(text) : undefined };
+    return { status: r.status, json: r.text ? JSON.parse(r.text) : undefined };
   }
 }
 
@@ -66,7 +73,7 @@ beforeAll(async () => {
 
 const admin = () => secureClickHouse(config, 'default');
 
-describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL, ACLs) -> aggregator (principal aggregator) -> ClickHouse (user aggregator) -> analyst', () => {
+describe('secured: devices -> ingest (HTTPS, principal ingest) -> Kafka (SASL_SSL, ACLs) -> aggregator (principal aggregator) -> ClickHouse (user aggregator) -> analyst', () => {
   let svc: IngestService | undefined;
   let agg: RunningAggregator | undefined;
   const keysDir = mkdtempSync(path.join(tmpdir(), 'e2e-secure-keys-'));
@@ -107,10 +114,9 @@ describe('secured: devices -> ingest (HTTP, principal ingest) -> Kafka (SASL_SSL
       ...sealingEnv().env,
       INGEST_PORT: '0',
       INGEST_POOL_THREADS: '1',
-      // Devices post over plain HTTP on loopback here; ingest's HTTPS is ingest/tls.int.test.ts.
-      INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
     });
     expect(ingestCfg.INGEST_TOPICS).toBe('verify');
+    expect(ingestCfg.INGEST_UNSAFE_PLAINTEXT_HTTP).toBe(false);
     // ACLs reach the authorizer through the metadata log; ingest verifies its topics at start.
     const startBy = Date.now() + 20_000;
     for (;;) {

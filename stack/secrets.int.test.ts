@@ -41,7 +41,6 @@ describe('a service with a wrong password fails without printing any password', 
       INGEST_PORT: '0',
       INGEST_TOKEN_KEY_DIR: keysDir,
       INGEST_KAFKA_START_TIMEOUT_MS: '5000',
-      INGEST_UNSAFE_PLAINTEXT_HTTP: 'true', // past the TLS check, to the Kafka login
       ...sealingEnv().env,
     });
     expect(r.timedOut).toBe(false);
