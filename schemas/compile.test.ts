@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { compileSplit, DAY_MS, decodeEventFacts, readSchema, retentionDays, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
+import { compileSplit, DAY_MS, DEFAULT_LIMITS, decodeEventFacts, readSchema, retentionDays, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
 import { classify, type ArraySchema, type RecordSchema } from './classify.ts';
-import { batch, device, event, NOW, NS } from '../testing/schema-fixtures.ts';
+import { batch, device, event, eventPayload, NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
 const split = compileSplit();
@@ -235,6 +235,25 @@ describe('split', () => {
     // Two hours of activity give two sorted hours, each once.
     const c = split.processBatch(batch(0, { events: [at(0, hour - 3_600_000 + 5), at(1, hour + 7), at(2, hour - 3_600_000 + 9)] }), ctx());
     expect(personalOf(c)!.events_time).toEqual([hour - 3_600_000, hour]);
+  });
+
+  it('per-event sets hold each distinct item once, in an order that depends only on the set (fast path and generic path alike)', () => {
+    const app = (pkg: string, version: string, t: number) => event(5, t, { payload: { [`${NS}.AppStatus`]: { action: 'update', package: pkg, version } } });
+    const crash = (trace: string, t: number) => event(6, t, { payload: { [`${NS}.Crash`]: { ...eventPayload(6)[`${NS}.Crash`], stack_trace: trace } } });
+    // Items whose texts would run together without length prefixes: ('a', 'b:c') and ('a:b', 'c').
+    const items = [app('com.a', 'b:c', NOW - 50), app('com.a:b', 'c', NOW - 40), app('com.a', 'b:c', NOW - 30), app('com.z', '1', NOW - 20)];
+    const traces = [crash('at x(A.java:1)', NOW - 10), crash('at y(B.java:2)', NOW - 9), crash('at x(A.java:1)', NOW - 8)];
+    const one = batch(0, { events: [...items, ...traces] });
+    const other = batch(0, { events: [...traces].reverse().concat([...items].reverse()) });
+    const bodies = [one, other].map((b) => split.batchType.toBuffer(b));
+    const limits = { ...DEFAULT_LIMITS, maxItems: { events: 1000 } };
+    const results = [split.processBatch(one, ctx()), split.processBatch(other, ctx()), ...bodies.map((b) => split.processBody(b, ctx(), limits))];
+    const hex = results.map((r) => r.personal.map((x) => x.value.toString('hex')).join());
+    expect(new Set(hex).size).toBe(1);
+    const p = personalOf(results[0]!)!;
+    expect((p.events_app_status as unknown[]).length).toBe(3);
+    expect(p.events_app_status).toEqual(expect.arrayContaining([{ package: 'com.a', version: 'b:c' }, { package: 'com.a:b', version: 'c' }, { package: 'com.z', version: '1' }]));
+    expect((p.events_crash as Array<{ stack_trace: string }>).map((c) => c.stack_trace).sort()).toEqual(['at x(A.java:1)', 'at y(B.java:2)']);
   });
 
   it('names the device for the key store: its identity and every identifier kept (consent applied), not the stripped ones', () => {

@@ -304,17 +304,23 @@ function eventSummaries(
           fields: kept.map((x) => ({ ...x, type: renamespace(x.type, ns) })),
         };
         const names = kept.map((x) => x.name);
+        const short = shortName(full);
         out.push({
           field: { name: `events_${kind}`, category: 'structure', type: { type: 'array', items: rec } },
           pick: (events) => {
             const items: Value[] = [];
             for (const e of events) {
               const payload = (e as Value)[f.name] as Value | null | undefined;
-              const v = payload ? ((payload[full] ?? payload[shortName(full)]) as Value | undefined) : undefined;
+              const v = payload ? ((payload[full] ?? payload[short]) as Value | undefined) : undefined;
               if (!v) continue;
               const o: Value = {};
-              for (const n of names) o[n] = v[n] ?? null;
-              if (holds(o)) items.push(o);
+              let any = false;
+              for (const n of names) {
+                const x = v[n] ?? null;
+                o[n] = x;
+                if (!any && holds(x)) any = true;
+              }
+              if (any) items.push(o);
             }
             return distinctSorted(items);
           },
@@ -333,22 +339,42 @@ function eventSummaries(
         category: f.category,
         type: { type: 'array', items: renamespace(typeof f.type === 'object' && !Array.isArray(f.type) ? stripAttrs(f.type) : f.type, ns) },
       },
-      pick: (events) =>
-        distinctSorted(
-          events
-            .map((e) => (e as Value)[f.name])
-            .map((x) => (hour && typeof x === 'number' ? hourOf(x) : x))
-            .filter((x) => x != null),
-        ),
+      pick: (events) => {
+        const xs: unknown[] = [];
+        for (const e of events) {
+          const x = (e as Value)[f.name];
+          if (x != null) xs.push(hour && typeof x === 'number' ? hourOf(x) : x);
+        }
+        return distinctSorted(xs);
+      },
     });
   }
   return out;
 }
 
-/** Distinct values in a canonical order (numbers ascending, anything else by its JSON). */
+/**
+ * Distinct values in a canonical order: numbers ascending; strings, and records of strings, numbers and
+ * nulls, by an injective text of their values (each string length-prefixed); anything else by its JSON.
+ * Both split paths call this, so the order only has to be the same for the same set.
+ */
 function distinctSorted<T>(xs: T[]): T[] {
+  if (xs.length === 0) return xs;
   if (xs.every((x) => typeof x === 'number')) return [...new Set(xs)].sort((a, b) => (a as number) - (b as number));
   const byText = new Map<string, T>();
-  for (const x of xs) byText.set(JSON.stringify(x), x);
+  for (const x of xs) byText.set(canonicalText(x), x);
   return [...byText.keys()].sort().map((k) => byText.get(k)!);
+}
+
+function canonicalText(x: unknown): string {
+  if (typeof x === 'string') return `s${x.length}:${x}`;
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) return `j${JSON.stringify(x)}`;
+  let t = 'r';
+  for (const k in x as Value) {
+    const v = (x as Value)[k];
+    if (typeof v === 'string') t += `s${v.length}:${v}`;
+    else if (typeof v === 'number') t += `n${v};`;
+    else if (v === null || v === undefined) t += '-';
+    else return `j${JSON.stringify(x)}`;
+  }
+  return t;
 }
