@@ -10,8 +10,20 @@
  * events/s, batches/s, p50/p99, ingest peak RSS (VmHWM), broker raw msgs/s, the implied events/s and
  * the ratio; the last line is JSON.
  *
- * Knobs (environment): BENCH_CONCURRENCY (64), BENCH_SECONDS (20), BENCH_EVENTS (50), BENCH_POOL_THREADS
- * (ingest default), BENCH_COMPRESSION (none|gzip), BENCH_RAW_RECORDS (100000: ProducerPerformance records),
+ * CPU: ingest's own CPU time (user + system of all its threads, /proc/<pid>/task/<tid>/stat) over the
+ * measured period per accepted event (`ingest_cpu_us_per_event`; the HTTP thread's share apart), beside
+ * bare avsc decoding of the same kind of batch bytes on one thread of this process
+ * (`decode_cpu_us_per_event`: the Batch datum alone; `decode_with_inflate_cpu_us_per_event`: with the
+ * container's deflate block inflated first) and their ratios (`cpu_ratio`). CPU per event is the figure
+ * to compare across runs on a shared box; events/s moves with whatever else the box runs.
+ *
+ * `-- --brokers 3` (or BENCH_BROKERS=3): against the three-broker cluster of
+ * `npm run stack:up -- --brokers 3` (RF 3, min.insync.replicas 2, acks=all), the reference too.
+ *
+ * Knobs (environment): BENCH_CONCURRENCY (64), BENCH_SECONDS (20), BENCH_EVENTS (50; 500 for large batches),
+ * BENCH_POOL_THREADS (ingest default), BENCH_COMPRESSION (none|gzip: Kafka record compression; the devices'
+ * bodies are always deflate containers), BENCH_RAW_RECORDS (100000: ProducerPerformance records),
+ * BENCH_NODE_FLAGS (V8/Node flags for ingest, to measure e.g. GC sizing),
  * Sealing (rights/README.md): the same load also runs unsealed just before and just after the sealed run
  * (as configured); the JSON gives unsealed_events_per_s (their mean), both runs, and sealing_cost
  * (1 - sealed / unsealed). BENCH_NO_SEAL=1: one unsealed run only.
