@@ -97,7 +97,11 @@ async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: 
   ingestEnv.INGEST_PORT = String(18100 + Math.floor(Math.random() * 800));
   // BENCH_NODE_FLAGS: V8/Node flags for the ingest process (e.g. GC sizing), to measure their effect.
   const flags = (env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...flags, ...prof, '--import', 'tsx', 'ingest/main.ts'], { cwd: root, env: ingestEnv, stdio: ['ignore', 'inherit', 'inherit'] });
+  const proc = spawn(process.execPath, [...flags, ...prof, '--import', 'tsx', 'ingest/main.ts'], {
+    cwd: root,
+    env: ingestEnv,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   const url = `http://127.0.0.1:${ingestEnv.INGEST_PORT}`;
   for (let i = 0; i < 600; i++) {
     if (proc.exitCode !== null) throw new Error(`ingest exited with ${proc.exitCode}`);
@@ -155,7 +159,9 @@ function runLoadgen(url: string, ingestPid: number): Promise<MeasuredLoad> {
       else last = l;
     });
     p.once('exit', (code) =>
-      code === 0 ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: { main: cpuEnd.main - cpuStart.main, other: cpuEnd.other - cpuStart.other } }) : reject(new Error(`load generator exited with ${code}`)),
+      code === 0
+        ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: { main: cpuEnd.main - cpuStart.main, other: cpuEnd.other - cpuStart.other } })
+        : reject(new Error(`load generator exited with ${code}`)),
     );
   });
 }

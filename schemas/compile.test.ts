@@ -1,5 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { compileSplit, DAY_MS, DEFAULT_LIMITS, decodeEventFacts, readSchema, retentionDays, SchemaBuildError, typeOf, CATEGORIES, type CategoryMap } from './index.ts';
+import {
+  compileSplit,
+  DAY_MS,
+  DEFAULT_LIMITS,
+  decodeEventFacts,
+  readSchema,
+  retentionDays,
+  SchemaBuildError,
+  typeOf,
+  CATEGORIES,
+  type CategoryMap,
+} from './index.ts';
 import { classify, type ArraySchema, type RecordSchema } from './classify.ts';
 import { batch, device, event, eventPayload, NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
@@ -252,7 +263,13 @@ describe('split', () => {
     expect(new Set(hex).size).toBe(1);
     const p = personalOf(results[0]!)!;
     expect((p.events_app_status as unknown[]).length).toBe(3);
-    expect(p.events_app_status).toEqual(expect.arrayContaining([{ package: 'com.a', version: 'b:c' }, { package: 'com.a:b', version: 'c' }, { package: 'com.z', version: '1' }]));
+    expect(p.events_app_status).toEqual(
+      expect.arrayContaining([
+        { package: 'com.a', version: 'b:c' },
+        { package: 'com.a:b', version: 'c' },
+        { package: 'com.z', version: '1' },
+      ]),
+    );
     expect((p.events_crash as Array<{ stack_trace: string }>).map((c) => c.stack_trace).sort()).toEqual(['at x(A.java:1)', 'at y(B.java:2)']);
   });
 
