@@ -173,6 +173,7 @@ describe('secured: devices -> ingest (HTTPS, principal ingest) -> Kafka (SASL_SS
         analystStoreOptions(
           loadAnalystConfig({
             ANALYST_CLICKHOUSE_URL: secureClickHouseUrl(config),
+            ANALYST_CLICKHOUSE_TLS_CA_FILE: securePaths(config).caCert,
             ANALYST_CLICKHOUSE_PASSWORD_FILE: clickhousePasswordFile(config, 'analyst'),
             ANALYST_DATABASE: E2E_LAYOUT.viewsDb,
           }),

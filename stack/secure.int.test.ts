@@ -404,6 +404,7 @@ describe('ClickHouse: users.xml users enforce the split on 18.16', () => {
       analystStoreOptions(
         loadAnalystConfig({
           ANALYST_CLICKHOUSE_URL: secureClickHouseUrl(config),
+          ANALYST_CLICKHOUSE_TLS_CA_FILE: securePaths(config).caCert,
           ANALYST_CLICKHOUSE_PASSWORD_FILE: clickhousePasswordFile(config, 'analyst'),
           ANALYST_DATABASE: 'analytics_views',
         }),
