@@ -56,6 +56,8 @@ export interface TlsIdentity {
   serial: string;
   subject: string;
   notAfter: Date;
+  /** The files' metadata taken just before they were read: a change after it is a change to reload. */
+  stamp: string;
 }
 
 export function tlsFilesOf(cfg: { INGEST_TLS_CERT_FILE: string; INGEST_TLS_KEY_FILE: string }): TlsFiles | undefined {
@@ -76,6 +78,7 @@ function readSetting(setting: TlsSetting, file: string): Buffer {
  * that belongs to it, not expired, and a pair OpenSSL accepts as a server identity. Throws TlsFileError.
  */
 export function readTlsFiles(files: TlsFiles, now = Date.now()): TlsIdentity {
+  const stamp = signature(files);
   const cert = readSetting('INGEST_TLS_CERT_FILE', files.certFile);
   const key = readSetting('INGEST_TLS_KEY_FILE', files.keyFile);
   const certAt = `INGEST_TLS_CERT_FILE=${files.certFile}`;
@@ -108,7 +111,7 @@ export function readTlsFiles(files: TlsFiles, now = Date.now()): TlsIdentity {
     const code = (e as NodeJS.ErrnoException).code ?? 'error';
     throw new TlsFileError('INGEST_TLS_UNUSABLE', 'INGEST_TLS_CERT_FILE', `${certAt} with ${keyAt}: OpenSSL refuses the pair (${code})`);
   }
-  return { cert, key, serial: x509.serialNumber, subject: x509.subject.replace(/\n/g, ', '), notAfter };
+  return { cert, key, serial: x509.serialNumber, subject: x509.subject.replace(/\n/g, ', '), notAfter, stamp };
 }
 
 /**
@@ -165,7 +168,8 @@ export class TlsReloader {
     first: TlsIdentity,
     private readonly opts: TlsReloadOptions,
   ) {
-    this.seen = signature(files);
+    // From when the first pair was read (startIngest reads it before waiting for Kafka), not from now.
+    this.seen = first.stamp;
     this.current = first;
     const registers = [opts.registry];
     this.reloads = new Counter({
