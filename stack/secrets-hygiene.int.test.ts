@@ -5,8 +5,8 @@
 // is looked for in what the sampler saw, in what the start printed, and in every file the stack wrote but
 // the few meant to hold them (secrets/, keys, server.properties and config.xml, all 0600).
 // Negative controls: the same sampler catches a password on the command line of a process that lives
-// 200 ms (a tenth of the storage tool's life), in the storage tool's old argument shape, and in an environment; the same file grep catches a
-// password written into a log.
+// 200 ms (a tenth of the storage tool's life), in the storage tool's old argument shape, and in an
+// environment; the same file grep catches a password written into a log.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
