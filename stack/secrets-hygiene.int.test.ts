@@ -13,10 +13,12 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLICKHOUSE_USERS } from './clickhouse-users.ts';
 import { loadStackConfig } from './config.ts';
 import { classpath } from './kafka.ts';
 import { downSecure, readSecrets, scratchSecureConfig, securePaths, upSecure } from './secure.ts';
 import { secretHits, startSampler, type SampleReport } from './secrets-sampler.ts';
+import { KAFKA_ROLES } from '../tools/security/acls.ts';
 
 const base = loadStackConfig();
 const home = mkdtempSync(path.join(tmpdir(), 'secrets-hygiene-'));
@@ -97,7 +99,8 @@ afterAll(async () => {
 describe("the secured stack's start puts no secret on a command line, in an environment or in a log", () => {
   it('started from nothing, sampled every 20 ms', () => {
     expect(started.sort()).toEqual(['secure clickhouse', 'secure kafka']);
-    expect(Object.keys(secrets)).toHaveLength(4 + 9 + 4); // 4 ClickHouse users, 7 principals + broker + controller, 4 keys
+    // every ClickHouse user, every service principal + broker + controller, 4 private keys
+    expect(Object.keys(secrets)).toHaveLength(CLICKHOUSE_USERS.length + KAFKA_ROLES.length + 2 + 4);
     for (const [label, s] of Object.entries(secrets)) expect(s.length, label).toBeGreaterThanOrEqual(24);
     expect(report.samples).toBeGreaterThan(100);
     // No blind spot as long as the JVM tools that could carry a password live (the storage tool runs ~2 s);
