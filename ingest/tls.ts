@@ -1,255 +1,53 @@
 /**
- * Ingest terminates TLS itself (policy 4.1: devices reach it encrypted; README, "TLS"). This file reads
- * the certificate chain and key named by INGEST_TLS_CERT_FILE / INGEST_TLS_KEY_FILE, gives http.ts the
- * options of its node:https server, and watches both files: when they change, the new pair is checked
- * and installed with `server.setSecureContext`, which only new connections use, so open keep-alive
- * connections carry on with the certificate they shook hands with. A new pair that cannot be used (a
- * file half written, a key of another certificate, an expired certificate) is not installed: the old one
- * stays, an error is logged and `ingest_tls_reloads_total{result="failed"}` counts it.
+ * Ingest terminates TLS itself (policy 4.1: devices reach it encrypted; README, "TLS"). The work is
+ * runtime/tls.ts, shared with the answer service; this file binds it to ingest's names: the settings
+ * INGEST_TLS_CERT_FILE / INGEST_TLS_KEY_FILE, the error codes INGEST_TLS_*, and the metrics
+ * `ingest_tls_reloads_total`, `ingest_tls_certificate_expiry_seconds`, `ingest_tls_handshake_failures_total`.
+ * http.ts serves node:https with `httpsOptions` and installs a changed pair with `TlsReloader`; a pair
+ * that cannot be used is not installed (the old one stays, an error is logged and counted).
  *
  * Errors name the setting and the file, never what is in it: the key file is a secret.
  */
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
-import type { Server as HttpsServer, ServerOptions as HttpsOptions } from 'node:https';
-import { createSecureContext } from 'node:tls';
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { CodedError } from '../runtime/errors.ts';
-import type { Logger } from '../runtime/index.ts';
+import type { Server as HttpsServer } from 'node:https';
+import {
+  readTlsFiles as readTlsFilesOf,
+  TlsFileError as RuntimeTlsFileError,
+  TlsReloader as RuntimeTlsReloader,
+  TLS_ERROR_KINDS,
+  tlsFilesOf as tlsFilesOfPrefix,
+  type TlsFiles,
+  type TlsIdentity,
+  type TlsReloadOptions as RuntimeTlsReloadOptions,
+} from '../runtime/tls.ts';
+
+export { httpsOptions, RELOAD_CHECK_MS, type TlsFiles, type TlsIdentity } from '../runtime/tls.ts';
 
 /**
  * Why a certificate or key file cannot be used. These end a start (exit 2) or a reload (old pair kept),
  * never a request, so they are not in errors.ts, whose every code is an HTTP status.
  */
-export const TLS_ERROR_CODES = [
-  'INGEST_TLS_FILE_UNREADABLE',
-  'INGEST_TLS_NOT_PEM',
-  'INGEST_TLS_KEY_MISMATCH',
-  'INGEST_TLS_EXPIRED',
-  'INGEST_TLS_UNUSABLE',
-] as const;
+export const TLS_ERROR_CODES = TLS_ERROR_KINDS.map((k) => `INGEST_TLS_${k}` as const);
 export type TlsErrorCode = (typeof TLS_ERROR_CODES)[number];
 export type TlsSetting = 'INGEST_TLS_CERT_FILE' | 'INGEST_TLS_KEY_FILE';
 
-export class TlsFileError extends CodedError<TlsErrorCode> {
-  override readonly name: string = 'TlsFileError';
-  constructor(
-    code: TlsErrorCode,
-    /** The setting whose file is wrong. */
-    readonly setting: TlsSetting,
-    message: string,
-  ) {
-    super(code, message);
-  }
-}
-
-export interface TlsFiles {
-  certFile: string;
-  keyFile: string;
-}
-
-/** A certificate chain and its key, checked to belong together, and what the logs and metrics show of it. */
-export interface TlsIdentity {
-  cert: Buffer;
-  key: Buffer;
-  /** Of the server certificate (the first of the chain), hex as node prints it. Not secret. */
-  serial: string;
-  subject: string;
-  notAfter: Date;
-  /** The files' metadata taken just before they were read: a change after it is a change to reload. */
-  stamp: string;
-}
+/** runtime/tls.ts's error with ingest's codes (`instanceof` holds for both). */
+export const TlsFileError = RuntimeTlsFileError as typeof RuntimeTlsFileError<'INGEST'>;
+export type TlsFileError = RuntimeTlsFileError<'INGEST'>;
 
 export function tlsFilesOf(cfg: { INGEST_TLS_CERT_FILE: string; INGEST_TLS_KEY_FILE: string }): TlsFiles | undefined {
-  if (!cfg.INGEST_TLS_CERT_FILE || !cfg.INGEST_TLS_KEY_FILE) return undefined;
-  return { certFile: cfg.INGEST_TLS_CERT_FILE, keyFile: cfg.INGEST_TLS_KEY_FILE };
+  return tlsFilesOfPrefix('INGEST', cfg);
 }
 
-function readSetting(setting: TlsSetting, file: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (e) {
-    throw new TlsFileError('INGEST_TLS_FILE_UNREADABLE', setting, `${setting}=${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-}
-
-/**
- * Reads and checks both files: a PEM certificate first in the chain file, an unencrypted PEM private key
- * that belongs to it, not expired, and a pair OpenSSL accepts as a server identity. Throws TlsFileError.
- */
+/** Reads and checks both files (runtime/tls.ts); throws TlsFileError with an INGEST_TLS_* code. */
 export function readTlsFiles(files: TlsFiles, now = Date.now()): TlsIdentity {
-  const stamp = signature(files);
-  const cert = readSetting('INGEST_TLS_CERT_FILE', files.certFile);
-  const key = readSetting('INGEST_TLS_KEY_FILE', files.keyFile);
-  const certAt = `INGEST_TLS_CERT_FILE=${files.certFile}`;
-  const keyAt = `INGEST_TLS_KEY_FILE=${files.keyFile}`;
-  let x509: X509Certificate;
-  try {
-    if (!cert.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM block');
-    x509 = new X509Certificate(cert);
-  } catch {
-    throw new TlsFileError('INGEST_TLS_NOT_PEM', 'INGEST_TLS_CERT_FILE', `${certAt}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)`);
-  }
-  let privateKey: KeyObject;
-  try {
-    if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key.toString('latin1'))) throw new Error('no PEM block');
-    privateKey = createPrivateKey(key);
-  } catch {
-    // OpenSSL's message is left out on purpose: nothing derived from a key file reaches a log.
-    throw new TlsFileError('INGEST_TLS_NOT_PEM', 'INGEST_TLS_KEY_FILE', `${keyAt}: no unencrypted PEM private key in it`);
-  }
-  if (!x509.checkPrivateKey(privateKey)) {
-    throw new TlsFileError('INGEST_TLS_KEY_MISMATCH', 'INGEST_TLS_KEY_FILE', `${keyAt}: the key does not belong to the certificate of ${certAt}`);
-  }
-  const notAfter = new Date(x509.validTo);
-  if (notAfter.getTime() <= now) {
-    throw new TlsFileError('INGEST_TLS_EXPIRED', 'INGEST_TLS_CERT_FILE', `${certAt}: the certificate expired at ${notAfter.toISOString()}`);
-  }
-  try {
-    createSecureContext({ cert, key });
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'error';
-    throw new TlsFileError('INGEST_TLS_UNUSABLE', 'INGEST_TLS_CERT_FILE', `${certAt} with ${keyAt}: OpenSSL refuses the pair (${code})`);
-  }
-  return { cert, key, serial: x509.serialNumber, subject: x509.subject.replace(/\n/g, ', '), notAfter, stamp };
+  return readTlsFilesOf('INGEST', files, now);
 }
 
-/**
- * What the node:https server takes on top of the HTTP options: the identity, TLS 1.2 at least (node's
- * default, fixed here so a runtime flag cannot lower it), and a handshake deadline. The HTTP timeouts
- * only start once the handshake is done, and node's own handshake deadline is 120 s: a client that
- * connects and sends nothing would hold a connection (and a slot of INGEST_MAX_CONNECTIONS) that long.
- * So the handshake gets the header deadline, the whole of which a slow client may spend on it.
- */
-export function httpsOptions(id: TlsIdentity, headersTimeoutMs: number): HttpsOptions {
-  return { cert: id.cert, key: id.key, minVersion: 'TLSv1.2', handshakeTimeout: headersTimeoutMs };
-}
+export type TlsReloadOptions = Omit<RuntimeTlsReloadOptions, 'prefix'>;
 
-/** How often the files' metadata is looked at; a change is installed once it has held for one more look. */
-export const RELOAD_CHECK_MS = 1000;
-
-/** The files' identity on disk (following symlinks, as a Kubernetes Secret volume swaps them): any change is a candidate reload. */
-function signature(files: TlsFiles): string {
-  return [files.certFile, files.keyFile]
-    .map((f) => {
-      try {
-        const s = statSync(f, { bigint: true });
-        return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
-      } catch (e) {
-        return `missing:${(e as NodeJS.ErrnoException).code ?? 'error'}`;
-      }
-    })
-    .join('|');
-}
-
-export interface TlsReloadOptions {
-  log: Logger;
-  registry: Registry;
-  /** @default RELOAD_CHECK_MS */
-  checkMs?: number;
-}
-
-/**
- * Watches the certificate and key files of an https server and installs a changed pair for new
- * connections. A change must hold for one check before it is read, so a pair being written is not read
- * half way; a pair that still does not fit (the key replaced a check after the certificate) is refused,
- * logged, and read again at the next change.
- */
-export class TlsReloader {
-  private seen: string;
-  private candidate: string | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private current: TlsIdentity;
-  private readonly reloads: Counter<'result'>;
-
-  constructor(
-    private readonly server: HttpsServer,
-    private readonly files: TlsFiles,
-    first: TlsIdentity,
-    private readonly opts: TlsReloadOptions,
-  ) {
-    // From when the first pair was read (startIngest reads it before waiting for Kafka), not from now.
-    this.seen = first.stamp;
-    this.current = first;
-    const registers = [opts.registry];
-    this.reloads = new Counter({
-      name: 'ingest_tls_reloads_total',
-      help: 'Certificate reloads after INGEST_TLS_CERT_FILE/INGEST_TLS_KEY_FILE changed, by result (failed: the previous certificate is still served)',
-      labelNames: ['result'],
-      registers,
-    });
-    this.reloads.inc({ result: 'ok' }, 0);
-    this.reloads.inc({ result: 'failed' }, 0);
-    const notAfter = () => Math.floor(this.current.notAfter.getTime() / 1000);
-    new Gauge({
-      name: 'ingest_tls_certificate_expiry_seconds',
-      help: 'Not-after time (unix seconds) of the certificate new connections get',
-      registers,
-      collect() {
-        this.set(notAfter());
-      },
-    });
-    const handshakeFailures = new Counter({
-      name: 'ingest_tls_handshake_failures_total',
-      help: 'Connections closed before a TLS session was set up (a plain-HTTP client, an untrusting client, a handshake past its deadline)',
-      registers,
-    });
-    // Node destroys such a socket itself; without a listener nothing would show them.
-    server.on('tlsClientError', () => handshakeFailures.inc());
-  }
-
-  /** The certificate new connections get. */
-  get identity(): TlsIdentity {
-    return this.current;
-  }
-
-  start(): this {
-    this.timer = setInterval(() => this.check(), this.opts.checkMs ?? RELOAD_CHECK_MS).unref();
-    return this;
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
-  }
-
-  /** One look at the files; reloads when a change has held since the previous look. */
-  check(): void {
-    const now = signature(this.files);
-    if (now === this.seen) {
-      this.candidate = undefined;
-      return;
-    }
-    if (now !== this.candidate) {
-      this.candidate = now;
-      return;
-    }
-    this.seen = now;
-    this.candidate = undefined;
-    this.reload();
-  }
-
-  /** Reads the files now and installs them for new connections, or keeps the current pair and logs why not. */
-  reload(): boolean {
-    let next: TlsIdentity;
-    try {
-      next = readTlsFiles(this.files);
-    } catch (e) {
-      this.reloads.inc({ result: 'failed' });
-      const why = e instanceof TlsFileError ? { code: e.code, setting: e.setting, reason: e.message } : { reason: 'unexpected error' };
-      this.opts.log.error('TLS certificate not reloaded: new connections keep the previous certificate', { ...why, serial: this.current.serial });
-      return false;
-    }
-    this.server.setSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.2' });
-    const previous = this.current;
-    this.current = next;
-    this.reloads.inc({ result: 'ok' });
-    this.opts.log.info('TLS certificate reloaded: new connections get it, open ones keep theirs', {
-      serial: next.serial,
-      previous_serial: previous.serial,
-      subject: next.subject,
-      not_after: next.notAfter.toISOString(),
-    });
-    return true;
+/** runtime/tls.ts's reloader with ingest's metric names. */
+export class TlsReloader extends RuntimeTlsReloader {
+  constructor(server: HttpsServer, files: TlsFiles, first: TlsIdentity, opts: TlsReloadOptions) {
+    super(server, files, first, { ...opts, prefix: 'INGEST' });
   }
 }
