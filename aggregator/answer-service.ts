@@ -1,24 +1,33 @@
 /**
- * `npm run answers`: the differentially private answers as a small HTTP service, so that analysts who
+ * `npm run answers`: the differentially private answers as a small HTTPS service, so that analysts who
  * should see noisy answers only never hold a ClickHouse credential (aggregator/README.md, "Privacy of
- * the answers": whoever holds the credential can read the released views exactly). The service holds
- * the analyst role's credential (`ANALYST_*`); people hold a bearer token each, and the privacy ledger
- * keeps one budget per person, named by the token's entry, never by the request.
+ * the answers": whoever holds the analyst credential can read the released views exactly). The service
+ * holds a ClickHouse credential of its own, given with the `ANALYST_*` connection settings: the `answers`
+ * user, which reads the released views and appends to the privacy ledger (ANSWERS_LEDGER_DATABASE) and
+ * nothing else (stack/clickhouse-users.ts; deploy/compose/clickhouse/users.d/answers.xml). People hold a
+ * bearer token each, and the ledger keeps one budget per person, named by the token's entry, never by
+ * the request.
  *
  *   POST /v1/answers   Authorization: Bearer <token>   {"args": ["dau", "--from", "2026-11-01", ...]}
  *     200 {analyst, epsilon, spent_today, daily_epsilon, repeated, columns, rows}
  *     400 bad question, 401 unknown token, 403 --exact (not served here), 429 budget spent,
  *     503 ClickHouse failed; every error is {code, message}.
- *   GET /healthz
+ *   GET /healthz, GET /metrics (the certificate's expiry and reloads, answers_tls_*)
  *
+ * HTTPS with ANSWERS_TLS_CERT_FILE / ANSWERS_TLS_KEY_FILE (runtime/tls.ts, re-read when they change);
+ * without them the service refuses to start unless ANSWERS_UNSAFE_PLAINTEXT_HTTP=true (development).
  * ANSWERS_TOKENS_FILE lists `name sha256hex` per line (the SHA-256 of each person's token; `#` starts
  * a comment): the service keeps no token itself. It answers only what `runPrivateReport` answers.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { Registry } from 'prom-client';
 import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
+import { createLogger, type Logger } from '../runtime/log.ts';
+import { httpsOptions, readTlsFiles, TlsFileError, tlsFilesOf, TlsReloader, tlsSettingProblems, type TlsFiles, type TlsIdentity } from '../runtime/tls.ts';
 import { analystSettings, analystStoreOptions, withAnalystPassword, type AnalystConfig } from './analyst-config.ts';
 import { AggregatorError, QueryArgumentError } from './errors.ts';
 import { privateColumns, runPrivateReport } from './private-query.ts';
@@ -26,8 +35,25 @@ import { parseCommandLine } from './query.ts';
 import type { LedgerSource } from './private-query.ts';
 
 export const answersSettings = defineSettings({
-  ANSWERS_HOST: { kind: 'string', default: '127.0.0.1', doc: 'Address the answer service listens on (put TLS in front of it beyond one host).' },
-  ANSWERS_PORT: { kind: 'int', min: 0, max: 65535, default: 18095, doc: 'Port of POST /v1/answers and /healthz (0 = any free port).' },
+  ANSWERS_HOST: { kind: 'string', default: '127.0.0.1', doc: 'Address the answer service listens on.' },
+  ANSWERS_PORT: { kind: 'int', min: 0, max: 65535, default: 18095, doc: 'Port of POST /v1/answers, /healthz and /metrics (0 = any free port).' },
+  ANSWERS_TLS_CERT_FILE: {
+    kind: 'string',
+    default: '',
+    doc: 'PEM certificate chain the service serves HTTPS with (with ANSWERS_TLS_KEY_FILE); re-read when it changes. Without both files the service refuses to start, unless ANSWERS_UNSAFE_PLAINTEXT_HTTP=true.',
+  },
+  ANSWERS_TLS_KEY_FILE: { kind: 'string', default: '', doc: 'Unencrypted PEM private key of ANSWERS_TLS_CERT_FILE (a secret: mode 0600).' },
+  ANSWERS_UNSAFE_PLAINTEXT_HTTP: {
+    kind: 'bool',
+    default: false,
+    doc: 'DEVELOPMENT ONLY: serve plain HTTP without certificate files (bearer tokens and answers in clear). Ignored when both TLS files are set.',
+  },
+  ANSWERS_LEDGER_DATABASE: {
+    kind: 'string',
+    pattern: /^$|^[A-Za-z_][A-Za-z0-9_]{0,62}$/,
+    default: '',
+    doc: "Database of the privacy ledger; empty = ANALYST_DATABASE. On ClickHouse 18.16 a database of its own that the service's user may write (`analytics_ledger`, stack/clickhouse-users.ts).",
+  },
   ANSWERS_TOKENS_FILE: {
     kind: 'string',
     default: '',
@@ -39,7 +65,9 @@ export type AnswersConfig = ConfigOf<typeof answersSettings> & AnalystConfig;
 
 export function loadAnswersConfig(env: NodeJS.ProcessEnv = process.env): AnswersConfig {
   const cfg = withAnalystPassword(loadConfig({ ...answersSettings, ...analystSettings }, { prefixes: ['ANSWERS_', 'ANALYST_'], env }) as AnswersConfig);
-  if (!cfg.ANSWERS_TOKENS_FILE) throw new ConfigError(['ANSWERS_TOKENS_FILE is required: without it nobody could be told apart, and the budget is per person']);
+  const problems = tlsSettingProblems('ANSWERS', cfg, 'analysts must reach the answer service (bearer tokens, answers)');
+  if (!cfg.ANSWERS_TOKENS_FILE) problems.push('ANSWERS_TOKENS_FILE is required: without it nobody could be told apart, and the budget is per person');
+  if (problems.length) throw new ConfigError(problems);
   return cfg;
 }
 
@@ -76,14 +104,36 @@ const STATUS: Record<string, number> = {
 export interface RunningAnswers {
   url: string;
   server: Server;
+  /** Watches the certificate files when the service serves HTTPS. */
+  tls: TlsReloader | undefined;
   close(): Promise<void>;
+}
+
+export interface AnswerServiceOptions {
+  /** HTTPS with this pair (read by `readTlsFiles`), watched for changes; without it plain HTTP. */
+  tls?: { files: TlsFiles; identity: TlsIdentity };
+  /** The privacy ledger's database when it is not the views database (ANSWERS_LEDGER_DATABASE). */
+  ledgerDatabase?: string;
+  log?: Logger;
+  /** Deadline of the TLS handshake and the request headers. @default 10000 */
+  headersTimeoutMs?: number;
+}
+
+/** The files of ANSWERS_TLS_CERT_FILE / ANSWERS_TLS_KEY_FILE read and checked (throws TlsFileError, code ANSWERS_TLS_*), or undefined for plain HTTP. */
+export function answersTls(cfg: Pick<AnswersConfig, 'ANSWERS_TLS_CERT_FILE' | 'ANSWERS_TLS_KEY_FILE'>): AnswerServiceOptions['tls'] {
+  const files = tlsFilesOf('ANSWERS', cfg);
+  return files ? { files, identity: readTlsFiles('ANSWERS', files) } : undefined;
 }
 
 export async function startAnswerService(
   cfg: Pick<AnswersConfig, 'ANSWERS_HOST' | 'ANSWERS_PORT'>,
   tokens: ReadonlyMap<string, string>,
   store: LedgerSource,
+  opts: AnswerServiceOptions = {},
 ): Promise<RunningAnswers> {
+  const log = opts.log ?? createLogger({ service: 'answers', level: 'info' });
+  const registry = new Registry();
+  const headersTimeoutMs = opts.headersTimeoutMs ?? 10_000;
   const send = (res: ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
@@ -107,6 +157,11 @@ export async function startAnswerService(
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (path === '/healthz' && req.method === 'GET') return send(res, 200, { ok: true });
+    if (path === '/metrics' && req.method === 'GET') {
+      const text = await registry.metrics();
+      res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
+      return void res.end(text);
+    }
     if (path !== '/v1/answers') return fail(res, 'NOT_FOUND', 'not found: POST /v1/answers', 404);
     if (req.method !== 'POST') return fail(res, 'METHOD', 'use POST', 405);
     const auth = /^Bearer (\S{16,512})$/.exec(req.headers.authorization ?? '');
@@ -130,7 +185,10 @@ export async function startAnswerService(
     if (parsed.mode.exact)
       return fail(res, 'AGG_EXACT_REFUSED', 'exact answers are not served here: they belong to the privileged role, which queries ClickHouse itself');
     try {
-      const a = await runPrivateReport(store, parsed.req, parsed.mode.epsilon, { analyst });
+      const a = await runPrivateReport(store, parsed.req, parsed.mode.epsilon, {
+        analyst,
+        ...(opts.ledgerDatabase ? { ledgerDatabase: opts.ledgerDatabase } : {}),
+      });
       return send(res, 200, {
         analyst: a.analyst,
         epsilon: a.epsilon,
@@ -146,20 +204,33 @@ export async function startAnswerService(
     }
   };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((e: unknown) => {
       if (!res.headersSent) fail(res, 'AGG_INTERNAL', `answer service error: ${(e as Error).message}`, 500);
     });
-  });
+  };
+  const http = { headersTimeout: headersTimeoutMs, requestTimeout: 60_000 };
+  let reloader: TlsReloader | undefined;
+  let server: Server;
+  if (opts.tls) {
+    const https = createHttpsServer({ ...http, ...httpsOptions(opts.tls.identity, headersTimeoutMs) }, onRequest);
+    reloader = new TlsReloader(https, opts.tls.files, opts.tls.identity, { log, registry, prefix: 'ANSWERS' });
+    server = https;
+  } else {
+    server = createServer(http, onRequest);
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(cfg.ANSWERS_PORT, cfg.ANSWERS_HOST, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
+  reloader?.start();
   return {
-    url: `http://${cfg.ANSWERS_HOST}:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://${cfg.ANSWERS_HOST}:${port}`,
     server,
+    tls: reloader,
     async close() {
+      reloader?.stop();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     },
@@ -169,17 +240,29 @@ export async function startAnswerService(
 async function main(): Promise<void> {
   let cfg: AnswersConfig;
   let tokens: Map<string, string>;
+  let tls: AnswerServiceOptions['tls'];
   try {
     cfg = loadAnswersConfig();
+    // A certificate or key file that cannot be used stops the start, like a bad setting.
+    tls = answersTls(cfg);
     tokens = parseTokens(readFileSync(cfg.ANSWERS_TOKENS_FILE, 'utf8'));
   } catch (e) {
-    const msg = e instanceof ConfigError ? e.problems.join('\n  ') : `ANSWERS_TOKENS_FILE: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+    const msg =
+      e instanceof ConfigError
+        ? e.problems.join('\n  ')
+        : e instanceof TlsFileError
+          ? `invalid configuration: ${e.message}`
+          : `ANSWERS_TOKENS_FILE: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
     process.stderr.write(`answers: ${msg}\n`);
     process.exit(2);
   }
+  const log = createLogger({ service: 'answers', level: 'info' });
+  if (!tls) log.warn('UNSAFE: ANSWERS_UNSAFE_PLAINTEXT_HTTP is on; bearer tokens and answers cross the network in clear (development only, policy 4.1)');
+  else if (cfg.ANSWERS_UNSAFE_PLAINTEXT_HTTP)
+    log.warn('ANSWERS_UNSAFE_PLAINTEXT_HTTP is ignored: ANSWERS_TLS_CERT_FILE and ANSWERS_TLS_KEY_FILE are set, the service serves HTTPS only');
   const { openStore } = await import('./store-open.ts');
   const store = await openStore(analystStoreOptions(cfg));
-  const svc = await startAnswerService(cfg, tokens, store);
+  const svc = await startAnswerService(cfg, tokens, store, { ...(tls ? { tls } : {}), ledgerDatabase: cfg.ANSWERS_LEDGER_DATABASE, log });
   process.stdout.write(
     `answers: ${svc.url}/v1/answers for ${tokens.size} analysts (ClickHouse as ${cfg.ANALYST_CLICKHOUSE_USER}, database ${cfg.ANALYST_DATABASE})\n`,
   );

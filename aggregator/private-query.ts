@@ -66,6 +66,12 @@ export interface PrivateOptions {
    * per person, whatever ClickHouse user the service connects as). Without it: the ClickHouse user.
    */
   analyst?: string;
+  /**
+   * Database of the privacy ledger when it is not the views database (answer-service.ts,
+   * ANSWERS_LEDGER_DATABASE: on ClickHouse 18.16 a database of its own that the answer service's user may
+   * write and the read-only analyst may not see, stack/clickhouse-users.ts). @default src.database
+   */
+  ledgerDatabase?: string;
 }
 
 export async function readReleasePolicy(src: ReportSource): Promise<ReleasePolicy> {
@@ -156,8 +162,13 @@ export function noisyRows(req: QueryRequest, raw: readonly RawGroup[], epsilon: 
   });
 }
 
-/** The ledger table of a views database: the aggregator database itself (privacy_ledger). */
-const ledger = (src: ReportSource) => `${src.database}.privacy_ledger`;
+/** Where the ledger is: `<ledgerDatabase or the views database>.privacy_ledger`. */
+interface LedgerAt {
+  src: LedgerSource;
+  db: string;
+}
+const ledger = (l: LedgerAt) => `${l.db}.privacy_ledger`;
+const ledgerAt = (src: LedgerSource, o: PrivateOptions): LedgerAt => ({ src, db: o.ledgerDatabase || src.database });
 
 /** Builds the SQL expression of "the ClickHouse user running this very statement". */
 type Who = () => string;
@@ -172,22 +183,22 @@ async function identity(src: ReportSource): Promise<Who> {
   return () => `(SELECT any(user) FROM system.processes WHERE position(query, '${`ledger_${randomBytes(8).toString('hex')}`}') > 0)`;
 }
 
-async function spentToday(src: LedgerSource, who: Who, day: string): Promise<number> {
-  const [r] = await src.query<{ spent: number | string | null }>(
-    `SELECT sum(epsilon) AS spent FROM ${ledger(src)} WHERE analyst = ${who()} AND day = toDate(${sqlString(day)})`,
+async function spentToday(l: LedgerAt, who: Who, day: string): Promise<number> {
+  const [r] = await l.src.query<{ spent: number | string | null }>(
+    `SELECT sum(epsilon) AS spent FROM ${ledger(l)} WHERE analyst = ${who()} AND day = toDate(${sqlString(day)})`,
   );
   return Number(r?.spent ?? 0);
 }
 
-async function record(src: LedgerSource, who: Who, day: string, request: string, mode: 'dp' | 'exact' | 'refused' | 'repeat', epsilon: number, answer: string) {
-  await src.command(
-    `INSERT INTO ${ledger(src)} (day, at, analyst, request, mode, epsilon, answer) SELECT toDate(${sqlString(day)}), now(), ${who()}, ${sqlString(request)}, ${sqlString(mode)}, ${epsilon}, ${sqlString(answer)}`,
+async function record(l: LedgerAt, who: Who, day: string, request: string, mode: 'dp' | 'exact' | 'refused' | 'repeat', epsilon: number, answer: string) {
+  await l.src.command(
+    `INSERT INTO ${ledger(l)} (day, at, analyst, request, mode, epsilon, answer) SELECT toDate(${sqlString(day)}), now(), ${who()}, ${sqlString(request)}, ${sqlString(mode)}, ${epsilon}, ${sqlString(answer)}`,
   );
 }
 
-async function hasLedger(src: ReportSource): Promise<boolean> {
-  const [{ n } = { n: 0 }] = await src.query<{ n: number | string }>(
-    `SELECT count() AS n FROM system.tables WHERE database = ${sqlString(src.database)} AND name = 'privacy_ledger'`,
+async function hasLedger(l: LedgerAt): Promise<boolean> {
+  const [{ n } = { n: 0 }] = await l.src.query<{ n: number | string }>(
+    `SELECT count() AS n FROM system.tables WHERE database = ${sqlString(l.db)} AND name = 'privacy_ledger'`,
   );
   return Number(n) > 0;
 }
@@ -197,10 +208,11 @@ export class PrivacyBudgetError extends AggregatorError {
 }
 
 export async function runPrivateReport(src: LedgerSource, req: QueryRequest, epsilonArg: number | undefined, o: PrivateOptions = {}): Promise<PrivateAnswer> {
-  if (!(await hasLedger(src)))
+  const l = ledgerAt(src, o);
+  if (!(await hasLedger(l)))
     throw new AggregatorError(
       'AGG_NO_LEDGER',
-      `${src.database} has no privacy_ledger, so no budget can be kept and no private answer given (on ClickHouse 18.16 the views database of proxies has none: its read-only analyst could not write one). The privileged role may ask with --exact.`,
+      `${l.db} has no privacy_ledger, so no budget can be kept and no private answer given (on ClickHouse 18.16 the views database of proxies has none: its read-only analyst could not write one: the answer service writes the ledger database of its own user, stack/clickhouse-users.ts). The privileged role may ask with --exact.`,
     );
   const policy = await readReleasePolicy(src);
   const epsilon = epsilonArg ?? policy.defaultEpsilon;
@@ -212,14 +224,14 @@ export async function runPrivateReport(src: LedgerSource, req: QueryRequest, eps
   const [{ me } = { me: '' }] = await src.query<{ me: string }>(`SELECT ${who()} AS me`);
 
   const [prior] = await src.query<{ answer: string }>(
-    `SELECT answer FROM ${ledger(src)} WHERE analyst = ${who()} AND day = toDate(${sqlString(day)}) AND request = ${sqlString(request)} AND mode = 'dp' ORDER BY at LIMIT 1`,
+    `SELECT answer FROM ${ledger(l)} WHERE analyst = ${who()} AND day = toDate(${sqlString(day)}) AND request = ${sqlString(request)} AND mode = 'dp' ORDER BY at LIMIT 1`,
   );
   if (prior) {
-    await record(src, who, day, request, 'repeat', 0, '');
+    await record(l, who, day, request, 'repeat', 0, '');
     return {
       rows: JSON.parse(prior.answer) as ReportRow[],
       epsilon,
-      spentToday: await spentToday(src, who, day),
+      spentToday: await spentToday(l, who, day),
       dailyEpsilon: policy.dailyEpsilon,
       repeated: true,
       analyst: me,
@@ -227,19 +239,19 @@ export async function runPrivateReport(src: LedgerSource, req: QueryRequest, eps
   }
 
   const refuse = async (spent: number) => {
-    await record(src, who, day, request, 'refused', 0, '');
+    await record(l, who, day, request, 'refused', 0, '');
     return new PrivacyBudgetError(
       'AGG_PRIVACY_BUDGET_SPENT',
       `privacy budget spent: ${me} has used ${round(spent)} of ${policy.dailyEpsilon} for ${day} (UTC); this question needs ${epsilon}. ` +
         'Ask again tomorrow, ask with a smaller --epsilon, or repeat a question already answered today (free).',
     );
   };
-  const before = await spentToday(src, who, day);
+  const before = await spentToday(l, who, day);
   if (before + epsilon > policy.dailyEpsilon + 1e-9) throw await refuse(before);
 
   const rows = noisyRows(req, await fetchReport(src, req), epsilon, policy.contributionBound, o.uniform);
-  await record(src, who, day, request, 'dp', epsilon, JSON.stringify(rows));
-  const after = await spentToday(src, who, day);
+  await record(l, who, day, request, 'dp', epsilon, JSON.stringify(rows));
+  const after = await spentToday(l, who, day);
   if (after > policy.dailyEpsilon + 1e-9) throw await refuse(after);
   return { rows, epsilon, spentToday: after, dailyEpsilon: policy.dailyEpsilon, repeated: false, analyst: me };
 }
@@ -252,7 +264,8 @@ export async function runPrivateReport(src: LedgerSource, req: QueryRequest, eps
  * otherwise the answer is refused.
  */
 export async function runLoggedExactReport(src: LedgerSource, req: QueryRequest, o: PrivateOptions = {}): Promise<ReportRow[]> {
-  if (!(await hasLedger(src))) {
+  const l = ledgerAt(src, o);
+  if (!(await hasLedger(l))) {
     const [{ value } = { value: '0' }] = await src.query<{ value: string }>(`SELECT value FROM system.settings WHERE name = 'log_queries'`);
     if (value !== '1')
       throw new AggregatorError(
@@ -262,6 +275,6 @@ export async function runLoggedExactReport(src: LedgerSource, req: QueryRequest,
     return runReport(src, req);
   }
   const rows = await runReport(src, req);
-  await record(src, await identity(src), dayToIso(utcDay(o.nowMs ?? Date.now())), canonicalRequest(req, 0), 'exact', 0, '');
+  await record(l, await identity(src), dayToIso(utcDay(o.nowMs ?? Date.now())), canonicalRequest(req, 0), 'exact', 0, '');
   return rows;
 }

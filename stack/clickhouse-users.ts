@@ -27,9 +27,10 @@
  *   them as long as no query carries one in its text (the aggregator inserts through a stream).
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { DEFAULT_PROFILE_XML, UNLIMITED_DEFAULT_QUOTA_XML } from './clickhouse.ts';
 
-export const CLICKHOUSE_USERS = ['default', 'aggregator', 'analyst', 'views_reader'] as const;
+export const CLICKHOUSE_USERS = ['default', 'aggregator', 'analyst', 'views_reader', 'answers'] as const;
 export type ClickHouseUser = (typeof CLICKHOUSE_USERS)[number];
 
 export interface AnalystLimits {
@@ -52,6 +53,8 @@ export interface ClickHouseSecurityLayout {
   personalDb: string;
   /** remote_servers cluster name the proxies use. @default analyst_views_source */
   cluster: string;
+  /** Database of the answer service's privacy ledger, writable by the `answers` user only. @default analytics_ledger */
+  ledgerDb: string;
 }
 
 export const DEFAULT_LAYOUT: ClickHouseSecurityLayout = {
@@ -59,13 +62,19 @@ export const DEFAULT_LAYOUT: ClickHouseSecurityLayout = {
   viewsDb: 'analytics_views',
   personalDb: 'personal_row',
   cluster: 'analyst_views_source',
+  ledgerDb: 'analytics_ledger',
 };
 
 /**
  * The layout the end-to-end test uses on the same server (stack/e2e-secure.int.test.ts): a
  * database of its own it may drop and rebuild, so its exact comparison never sees other runs' rows.
  */
-export const E2E_LAYOUT: ClickHouseSecurityLayout = { ...DEFAULT_LAYOUT, analyticsDb: 'analytics_e2e', viewsDb: 'analytics_e2e_views' };
+export const E2E_LAYOUT: ClickHouseSecurityLayout = {
+  ...DEFAULT_LAYOUT,
+  analyticsDb: 'analytics_e2e',
+  viewsDb: 'analytics_e2e_views',
+  ledgerDb: 'analytics_e2e_ledger',
+};
 
 export function sha256Hex(password: string): string {
   return createHash('sha256').update(password, 'utf8').digest('hex');
@@ -85,6 +94,7 @@ export function secureUsersXml(
 ): string {
   const analyticsDbs = layouts.map((l) => l.analyticsDb);
   const viewsDbs = layouts.map((l) => l.viewsDb);
+  const ledgerDbs = layouts.map((l) => l.ledgerDb);
   const user = (name: ClickHouseUser, profile: string, dbs: string[] | undefined, comment: string) => `
     <!-- ${comment} -->
     <${name}>
@@ -107,6 +117,17 @@ ${DEFAULT_PROFILE_XML}
       <prefer_localhost_replica>0</prefer_localhost_replica>
       <log_queries>1</log_queries>
     </analyst>
+    <answers>
+      <readonly>0</readonly>
+      <allow_ddl>0</allow_ddl>
+      <insert_distributed_sync>1</insert_distributed_sync>
+      <max_memory_usage>${limits.maxMemoryUsage}</max_memory_usage>
+      <max_execution_time>${limits.maxExecutionTime}</max_execution_time>
+      <max_result_rows>${limits.maxResultRows}</max_result_rows>
+      <result_overflow_mode>throw</result_overflow_mode>
+      <prefer_localhost_replica>0</prefer_localhost_replica>
+      <log_queries>1</log_queries>
+    </answers>
     <views_reader>
       <readonly>1</readonly>
       <max_memory_usage>${limits.maxMemoryUsage}</max_memory_usage>
@@ -122,6 +143,11 @@ ${DEFAULT_PROFILE_XML}
     'views_reader',
     analyticsDbs,
     'used only by the proxies in the views database (remote_servers), read-only',
+  )}${user(
+    'answers',
+    'answers',
+    [...viewsDbs, ...ledgerDbs],
+    'the answer service (aggregator/answer-service.ts): reads the views, appends to the privacy ledger; no DDL',
   )}
   </users>
 ${UNLIMITED_DEFAULT_QUOTA_XML}</yandex>
@@ -159,6 +185,21 @@ export function personalTableSql(layout: ClickHouseSecurityLayout = DEFAULT_LAYO
     `CREATE DATABASE IF NOT EXISTS ${layout.personalDb}`,
     `CREATE TABLE IF NOT EXISTS ${layout.personalDb}.rights_requests (request_id String, received_at DateTime, kind String, device_id String, status String) ENGINE = MergeTree() ORDER BY (received_at, request_id)`,
   ];
+}
+
+/**
+ * The answer service's privacy ledger (aggregator/private-query.ts) in a database of its own: the
+ * `answers` user may write there, and the read-only `analyst`, which is not allowed that database, keeps
+ * its logged exact path (system.query_log). The table is the aggregator's migration 002, with `{db}`
+ * the ledger database.
+ */
+export function ledgerTableSql(layout: ClickHouseSecurityLayout = DEFAULT_LAYOUT): string[] {
+  const ddl = readFileSync(new URL('../aggregator/migrations/002_privacy_ledger.sql', import.meta.url), 'utf8')
+    .replace(/^--.*$/gm, '')
+    .replace(/\{db\}/g, layout.ledgerDb)
+    .replace(/;\s*$/, '')
+    .trim();
+  return [`CREATE DATABASE IF NOT EXISTS ${layout.ledgerDb}`, ddl];
 }
 
 export interface SqlClient {

@@ -23,6 +23,7 @@ import {
   CLICKHOUSE_USERS,
   DEFAULT_LAYOUT,
   E2E_LAYOUT,
+  ledgerTableSql,
   personalTableSql,
   secureUsersXml,
   syncAnalystViews,
@@ -137,7 +138,13 @@ export function readSecrets(config: StackConfig): SecureSecrets | undefined {
 function ensureSecrets(config: StackConfig): { secrets: SecureSecrets; fresh: boolean } {
   const p = securePaths(config);
   const have = readSecrets(config);
-  if (have) return { secrets: have, fresh: false };
+  if (have) {
+    // A ClickHouse user added since the stack was made (answers) gets its password now; Kafka is untouched.
+    const missing = CLICKHOUSE_USERS.filter((u) => !have.clickhouse[u]);
+    for (const u of missing) writeSecret(clickhousePasswordFile(config, u), (have.clickhouse[u] = newPassword()) + '\n');
+    if (missing.length) writeSecret(p.secretsJson, JSON.stringify(have, null, 2) + '\n');
+    return { secrets: have, fresh: false };
+  }
   mkdirSync(p.secretsDir, { recursive: true, mode: 0o700 });
   chmodSync(p.secretsDir, 0o700);
   const kafka = Object.fromEntries([...KAFKA_ROLES, ...BROKER_PRINCIPALS].map((r) => [r, newPassword()])) as Record<KafkaSecretName, string>;
@@ -390,6 +397,7 @@ export async function provisionClickHouse(config: StackConfig, opts: { analytics
   try {
     for (const sql of personalTableSql(layout)) await admin.command({ query: sql });
     await runMigrations(sqlClient(agg), { database: layout.analyticsDb, minGroupDevices: opts.minGroupDevices ?? 5 });
+    for (const sql of ledgerTableSql(layout)) await admin.command({ query: sql });
     return await syncAnalystViews(sqlClient(admin), layout);
   } finally {
     await Promise.all([admin.close(), agg.close()]);
