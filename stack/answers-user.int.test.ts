@@ -138,7 +138,7 @@ describe('the answers ClickHouse user (18.16 profile readonly=0, allow_ddl=0; th
     expect(Number((await rows<{ c: string }>(ad, `SELECT count() AS c FROM ${analyticsDb}.daily_agg WHERE app_id = '${app}'`))[0]?.c)).toBeGreaterThan(0);
   });
 
-  it('measured limit of 18.16: allow_ddl given as an HTTP setting lifts the profile, and a non-readonly user may KILL other users\u2019 queries', async () => {
+  it('measured limit of 18.16: allow_ddl given as an HTTP setting lifts the profile (and DDL reaches the aggregate tables through the proxies\u2019 cluster); a non-readonly user may KILL other users\u2019 queries', async () => {
     // The HTTP handler of 18.16 checks URL settings against `readonly` only (SET checks allow_ddl, above).
     // So whoever holds the answers password can run DDL, which is why that password stays with the
     // answer service (deploy/THREAT-MODEL.md). A server with SQL grants and settings constraints (compose,
@@ -147,6 +147,13 @@ describe('the answers ClickHouse user (18.16 profile readonly=0, allow_ddl=0; th
     await exec(an, `CREATE TABLE ${ledgerDb}.t_bypass_${run} (x UInt8) ENGINE = Memory`, { allow_ddl: 1 });
     const ad = admin();
     expect(await rows(ad, `SELECT name FROM system.tables WHERE database = '${ledgerDb}' AND name = 't_bypass_${run}'`)).toHaveLength(1);
+    await exec(ad, `DROP TABLE ${ledgerDb}.t_bypass_${run}`);
+    // And DDL reaches the aggregate tables: a Distributed table over the proxies' cluster logs in as
+    // views_reader, which may read them (the raw uniqExact states included).
+    await exec(an, `CREATE TABLE ${ledgerDb}.t_bypass_${run} (app_id String) ENGINE = Distributed(${DEFAULT_LAYOUT.cluster}, ${analyticsDb}, daily_agg)`, {
+      allow_ddl: 1,
+    });
+    expect(Number((await rows<{ c: string }>(an, `SELECT count() AS c FROM ${ledgerDb}.t_bypass_${run} WHERE app_id = '${app}'`))[0]?.c)).toBeGreaterThan(0);
     await exec(ad, `DROP TABLE ${ledgerDb}.t_bypass_${run}`);
     const an2 = keep(secureClickHouse(config, 'analyst'));
     const id = `kill-${run}`;
