@@ -12,7 +12,8 @@
  *     200 {analyst, epsilon, spent_today, daily_epsilon, repeated, columns, rows}
  *     400 bad question, 401 unknown token, 403 --exact (not served here), 429 budget spent,
  *     503 ClickHouse failed; every error is {code, message}.
- *   GET /healthz, GET /metrics (the certificate's expiry and reloads, answers_tls_*)
+ *   GET /healthz (alive), GET /readyz (ClickHouse answers and the ledger exists), GET /metrics (the
+ *   certificate's expiry and reloads, answers_tls_*)
  *
  * HTTPS with ANSWERS_TLS_CERT_FILE / ANSWERS_TLS_KEY_FILE (runtime/tls.ts, re-read when they change);
  * without them the service refuses to start unless ANSWERS_UNSAFE_PLAINTEXT_HTTP=true (development).
@@ -31,7 +32,7 @@ import { httpsOptions, readTlsFiles, TlsFileError, tlsFilesOf, TlsReloader, tlsS
 import { analystSettings, analystStoreOptions, withAnalystPassword, type AnalystConfig } from './analyst-config.ts';
 import { AggregatorError, QueryArgumentError } from './errors.ts';
 import { privateColumns, runPrivateReport } from './private-query.ts';
-import { parseCommandLine } from './query.ts';
+import { parseCommandLine, sqlString } from './query.ts';
 import type { LedgerSource } from './private-query.ts';
 
 export const answersSettings = defineSettings({
@@ -157,6 +158,18 @@ export async function startAnswerService(
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (path === '/healthz' && req.method === 'GET') return send(res, 200, { ok: true });
+    if (path === '/readyz' && req.method === 'GET') {
+      // Ready when ClickHouse answers and the ledger exists: without it every question is refused.
+      const db = opts.ledgerDatabase || store.database;
+      try {
+        const [{ n } = { n: 0 }] = await store.query<{ n: number | string }>(
+          `SELECT count() AS n FROM system.tables WHERE database = ${sqlString(db)} AND name = 'privacy_ledger'`,
+        );
+        return Number(n) > 0 ? send(res, 200, { ok: true }) : fail(res, 'AGG_NO_LEDGER', `${db}.privacy_ledger does not exist`, 503);
+      } catch {
+        return fail(res, 'AGG_SINK_QUERY_FAILED', 'ClickHouse does not answer', 503);
+      }
+    }
     if (path === '/metrics' && req.method === 'GET') {
       const text = await registry.metrics();
       res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });

@@ -213,6 +213,19 @@ describe('the answer service on the secured stack, over HTTPS, as the answers us
     expect(ledger).toEqual([{ mode: 'dp', epsilon: 0.5, answer: JSON.stringify(body.rows) }]);
   });
 
+  it('/readyz is 200 with the ledger; negative control: a service pointed at a database without one is not ready (503)', async () => {
+    expect((await requestTrusting(`${svc.url}/readyz`, { ca: readFileSync(pki.ca.certFile) })).status).toBe(200);
+    const other = await startAnswerService({ ANSWERS_HOST: '127.0.0.1', ANSWERS_PORT: 0 }, parseTokens(`${aliceName} ${sha256Hex(alice)}\n`), store, {
+      ledgerDatabase: viewsDb,
+    });
+    try {
+      const r = await requestTrusting(`${other.url}/readyz`, {});
+      expect([r.status, (JSON.parse(r.text) as { code: string }).code]).toEqual([503, 'AGG_NO_LEDGER']);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('refuses a client that does not trust its CA, and a plain-HTTP client', async () => {
     await expect(ask(alice)).rejects.toThrow(/self[- ]signed|unable to (get|verify)|certificate/i);
     const plain = svc.url.replace(/^https:/, 'http:');

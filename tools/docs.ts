@@ -50,7 +50,7 @@ export const CONFIG_SECTIONS: ConfigSection[] = [
   {
     title: 'Answer service (`ANSWERS_*`)',
     intro:
-      'aggregator/answer-service.ts (`npm run answers`): differentially private answers over HTTP for analysts who hold a bearer token instead of the ClickHouse credential; it reads ClickHouse with the `ANALYST_*` settings above.',
+      'aggregator/answer-service.ts (`npm run answers`): differentially private answers over HTTPS for analysts who hold a bearer token instead of a ClickHouse credential; it reads ClickHouse with the `ANALYST_*` settings above, as its own user `answers` (the released views and the privacy ledger).',
     spec: answersSettings,
   },
   {

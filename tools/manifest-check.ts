@@ -11,8 +11,12 @@
  * Every check returns a list of problems, so a test can run the same check on a broken copy of a
  * manifest and see it fail (the negative control).
  */
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { analystSettings } from '../aggregator/analyst-config.ts';
+import { answersSettings } from '../aggregator/answer-service.ts';
 import { aggregatorConfigSpec, AGGREGATOR_PREFIX } from '../aggregator/config.ts';
+import { statements } from '../aggregator/migrate.ts';
 import { createAggregatorMetrics } from '../aggregator/metrics.ts';
 import { INGEST_ERROR_CODES } from '../ingest/errors.ts';
 import { ingestConfigSpec, INGEST_PREFIXES, sealingProblems, zoneResidencyProblem, type IngestConfig } from '../ingest/config.ts';
@@ -22,7 +26,7 @@ import { handleOps } from '../runtime/ops.ts';
 import type { Registry } from 'prom-client';
 import type { AclRule, KafkaRole } from './security/acls.ts';
 
-export type Role = 'ingest' | 'aggregator' | 'topics';
+export type Role = 'ingest' | 'aggregator' | 'topics' | 'answers';
 
 export interface RoleModel {
   role: Role;
@@ -38,10 +42,12 @@ export const ROLES: Record<Role, RoleModel> = {
   aggregator: { role: 'aggregator', spec: aggregatorConfigSpec, prefixes: [AGGREGATOR_PREFIX, 'PIPELINE_'], portSetting: 'AGGREGATOR_PORT' },
   // The topic plan reads the ingest settings (topic names, zone clusters) and serves nothing.
   topics: { role: 'topics', spec: ingestConfigSpec, prefixes: INGEST_PREFIXES, portSetting: undefined },
+  // The answer service (aggregator/answer-service.ts): the people's path to noisy answers; no Kafka.
+  answers: { role: 'answers', spec: { ...answersSettings, ...analystSettings }, prefixes: ['ANSWERS_', 'ANALYST_'], portSetting: 'ANSWERS_PORT' },
 };
 
 /** Every prefix any of our services owns: a variable with one of them is meant for one of them. */
-const ALL_PREFIXES = ['INGEST_', 'AGGREGATOR_', 'PIPELINE_'];
+const ALL_PREFIXES = ['INGEST_', 'AGGREGATOR_', 'PIPELINE_', 'ANSWERS_', 'ANALYST_'];
 
 /** Which service a container runs, from its command line (node dist/<service>/main.js). */
 export function roleOf(argv: readonly string[]): Role | undefined {
@@ -49,6 +55,7 @@ export function roleOf(argv: readonly string[]): Role | undefined {
   if (/\bdist\/ingest\/main\.js\b/.test(line)) return 'ingest';
   if (/\bdist\/aggregator\/main\.js\b/.test(line)) return 'aggregator';
   if (/\bdist\/tools\/topic-plan\.js\b/.test(line)) return 'topics';
+  if (/\bdist\/aggregator\/answer-service\.js\b/.test(line)) return 'answers';
   return undefined;
 }
 
@@ -153,7 +160,14 @@ export function listenPort(role: Role, env: Record<string, EnvValue>): number | 
  * (The aggregator binds 127.0.0.1 in code today and has no setting; see the deploy report.)
  */
 export function bindProblems(role: Role, env: Record<string, EnvValue>, where: string): string[] {
-  const setting = role === 'ingest' ? 'INGEST_HOST' : role === 'aggregator' && 'AGGREGATOR_HOST' in ROLES.aggregator.spec ? 'AGGREGATOR_HOST' : undefined;
+  const setting =
+    role === 'ingest'
+      ? 'INGEST_HOST'
+      : role === 'answers'
+        ? 'ANSWERS_HOST'
+        : role === 'aggregator' && 'AGGREGATOR_HOST' in ROLES.aggregator.spec
+          ? 'AGGREGATOR_HOST'
+          : undefined;
   if (!setting) return [];
   const v = env[setting];
   const host = typeof v === 'string' && v !== '' ? v : String(ROLES[role].spec[setting]!.default);
@@ -370,8 +384,9 @@ export function checkK8s(docs: readonly K8sDoc[], opts: { jobs: Set<string> }): 
           const p = ports.get(h.port);
           if (p !== port) problems.push(`${where}: ${probe} port ${h.port} is not the port the service listens on (${port})`);
           if (!opsServes(h.path)) problems.push(`${where}: ${probe} path ${h.path} is not served (runtime/ops.ts)`);
-          if (role === 'ingest' && servesTls(env) && h.scheme !== 'HTTPS')
-            problems.push(`${where}: ${probe} asks over ${h.scheme ?? 'HTTP'}, but ingest serves HTTPS only (INGEST_TLS_*): scheme: HTTPS`);
+          const tlsPrefix = TLS_PREFIX[role];
+          if (tlsPrefix && servesTls(env, tlsPrefix) && h.scheme !== 'HTTPS')
+            problems.push(`${where}: ${probe} asks over ${h.scheme ?? 'HTTP'}, but ${role} serves HTTPS only (${tlsPrefix}_TLS_*): scheme: HTTPS`);
         }
         if (c.readinessProbe?.httpGet && c.readinessProbe.httpGet.path !== '/readyz')
           problems.push(`${where}: readinessProbe should ask /readyz (dependencies), not ${c.readinessProbe.httpGet.path}`);
@@ -380,7 +395,11 @@ export function checkK8s(docs: readonly K8sDoc[], opts: { jobs: Set<string> }): 
         const ann = pod.metadata?.annotations ?? {};
         if (role === 'ingest' && servesTls(env) && ann['prometheus.io/scheme'] !== 'https')
           problems.push(`${where}: ingest serves HTTPS only; annotate prometheus.io/scheme: https`);
-        if (ann['prometheus.io/scrape'] === 'true') {
+        if (role === 'answers') {
+          // No alert rule watches the answer service (yet): a scrape is not required, but if annotated it must be right.
+          if (ann['prometheus.io/scrape'] === 'true' && Number(ann['prometheus.io/port']) !== port)
+            problems.push(`${where}: prometheus.io/port ${ann['prometheus.io/port']} is not the service port ${port}`);
+        } else if (ann['prometheus.io/scrape'] === 'true') {
           if (Number(ann['prometheus.io/port']) !== port)
             problems.push(`${where}: prometheus.io/port ${ann['prometheus.io/port']} is not the service port ${port}`);
           if (!opsServes(ann['prometheus.io/path'] ?? '/metrics')) problems.push(`${where}: prometheus.io/path is not served`);
@@ -407,6 +426,8 @@ export function checkK8s(docs: readonly K8sDoc[], opts: { jobs: Set<string> }): 
     }
   }
   if (ours === 0) problems.push('no container runs ingest or the aggregator');
+  if (!podsOf(docs).some(({ pod }) => ((pod.spec?.containers ?? []) as Obj[]).some((c) => roleOf([...(c.command ?? []), ...(c.args ?? [])]) === 'answers')))
+    problems.push("k8s: no Deployment runs the answer service (the people's path to noisy answers, aggregator/answer-service.ts)");
   for (const { file, doc } of docs) {
     const where = `${file} ${doc.kind}/${doc.metadata?.name}`;
     if (doc.kind === 'HorizontalPodAutoscaler' && !find(docs, doc.spec?.scaleTargetRef?.kind, doc.spec?.scaleTargetRef?.name))
@@ -457,8 +478,9 @@ export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTarg
         if (Number(m[2]) !== port) problems.push(`${where}: healthcheck port ${m[2]} is not the service port ${port}`);
         if (!opsServes(m[3]!)) problems.push(`${where}: healthcheck path ${m[3]} is not served`);
         // A service serving HTTPS answers nothing in plaintext: the check must speak TLS.
-        if (role === 'ingest' && servesTls(env) && m[1] !== 'https')
-          problems.push(`${where}: ingest serves HTTPS (INGEST_TLS_*), the healthcheck asks over ${m[1]}`);
+        const tlsPrefix = TLS_PREFIX[role];
+        if (tlsPrefix && servesTls(env, tlsPrefix) && m[1] !== 'https')
+          problems.push(`${where}: ${role} serves HTTPS (${tlsPrefix}_TLS_*), the healthcheck asks over ${m[1]}`);
       }
       for (const p of svc.ports ?? []) {
         const container = Number(String(p).split(':').pop());
@@ -475,6 +497,7 @@ export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTarg
   const roles = [...roleByService.values()].map((r) => r.role);
   if (roles.filter((r) => r === 'ingest').length < 2) problems.push('compose: two ingest workers are required');
   if (!roles.includes('aggregator')) problems.push('compose: no aggregator');
+  if (!roles.includes('answers')) problems.push("compose: no answer service (the people's path to noisy answers, aggregator/answer-service.ts)");
   // Prometheus must scrape every ingest and aggregator service at its port, under the job the alerts use.
   for (const [job, targets] of opts.prometheusTargets) {
     if (!opts.jobs.has(job)) problems.push(`prometheus.yml: job ${job} is not one the alert rules use`);
@@ -487,7 +510,7 @@ export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTarg
     }
   }
   for (const [name, { role }] of roleByService) {
-    if (role === 'topics') continue;
+    if (role === 'topics' || role === 'answers') continue;
     if (![...opts.prometheusTargets.values()].some((ts) => ts.some((t) => t.split(':')[0] === name)))
       problems.push(`prometheus.yml: compose service ${name} is not scraped`);
   }
@@ -498,14 +521,26 @@ export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTarg
 // Security: what users deploy is authenticated, authorised and encrypted by default (deploy/THREAT-MODEL.md).
 // Each check returns problems, so a test can break a copy of a manifest and see it reported.
 
-/** Whether ingest serves HTTPS with this environment (both INGEST_TLS_* files set, as ingest/config.ts tlsProblems reads them). */
-export function servesTls(env: Record<string, EnvValue>): boolean {
+/** Prefix of the TLS settings of the roles that serve HTTPS themselves (runtime/tls.ts). */
+export const TLS_PREFIX: Partial<Record<Role, string>> = { ingest: 'INGEST', answers: 'ANSWERS' };
+
+/** Whether the service serves HTTPS with this environment (both <P>_TLS_* files set, as runtime/tls.ts tlsSettingProblems reads them). */
+export function servesTls(env: Record<string, EnvValue>, prefix = 'INGEST'): boolean {
   const set = (k: string) => env[k] === FROM_SECRET || (typeof env[k] === 'string' && env[k] !== '');
-  return set('INGEST_TLS_CERT_FILE') && set('INGEST_TLS_KEY_FILE');
+  return set(`${prefix}_TLS_CERT_FILE`) && set(`${prefix}_TLS_KEY_FILE`);
 }
 
-/** The Kafka principal each role logs in as (tools/security/acls.ts KAFKA_ROLES): the topic plan as the operator, the super user. */
-export const ROLE_PRINCIPAL: Record<Role, KafkaRole> = { ingest: 'ingest', aggregator: 'aggregator', topics: 'operator' };
+/**
+ * The Kafka principal each role logs in as (tools/security/acls.ts KAFKA_ROLES): the topic plan as the
+ * operator, the super user. The answer service has none.
+ */
+export const ROLE_PRINCIPAL: Record<Exclude<Role, 'answers'>, KafkaRole> = { ingest: 'ingest', aggregator: 'aggregator', topics: 'operator' };
+
+/**
+ * The answer service's own ClickHouse user (never the analyst's, whose holder reads the released views
+ * exactly, nor the aggregator's): deploy/compose/clickhouse/users.d/answers.xml, stack/clickhouse-users.ts.
+ */
+export const ANSWERS_CLICKHOUSE_USER = 'answers';
 
 /** Names of settings whose value is a secret: given only as a file (`..._FILE`), never as a value. */
 export function isSecretValueName(name: string): boolean {
@@ -531,6 +566,31 @@ export function clientSecurityProblems(role: Role, env: Record<string, EnvValue>
     if (!v) problems.push(`${where}: ${k} is not set (${what})`);
     else if (!mountOf(v)) problems.push(`${where}: ${k}=${v} is on no mounted volume or Secret`);
   };
+  if (role === 'answers') {
+    // HTTPS for the people who ask (bearer tokens, answers), ClickHouse over HTTPS as its own user.
+    if (!servesTls(env, 'ANSWERS'))
+      problems.push(`${where}: the answer service does not serve HTTPS: ANSWERS_TLS_CERT_FILE and ANSWERS_TLS_KEY_FILE must both be set`);
+    file('ANSWERS_TLS_CERT_FILE', 'the HTTPS certificate chain');
+    file('ANSWERS_TLS_KEY_FILE', 'the HTTPS key');
+    file('ANSWERS_TOKENS_FILE', "the analysts' token hashes");
+    if (env.ANSWERS_UNSAFE_PLAINTEXT_HTTP === 'true')
+      problems.push(`${where}: ANSWERS_UNSAFE_PLAINTEXT_HTTP=true serves bearer tokens and answers in plaintext`);
+    if ((env.ANALYST_CLICKHOUSE ?? 'server') === 'server') {
+      const url = val('ANALYST_CLICKHOUSE_URL');
+      if (!url?.startsWith('https://')) problems.push(`${where}: ANALYST_CLICKHOUSE_URL=${url ?? '(unset)'} is not https://`);
+      file('ANALYST_CLICKHOUSE_TLS_CA_FILE', "the CA of ClickHouse's certificate");
+      file('ANALYST_CLICKHOUSE_PASSWORD_FILE', 'the ClickHouse password as a file');
+      if ('ANALYST_CLICKHOUSE_PASSWORD' in env)
+        problems.push(`${where}: ANALYST_CLICKHOUSE_PASSWORD is set: give the password as a file (ANALYST_CLICKHOUSE_PASSWORD_FILE)`);
+      if (env.ANALYST_UNSAFE_PLAINTEXT_CLICKHOUSE === 'true')
+        problems.push(`${where}: ANALYST_UNSAFE_PLAINTEXT_CLICKHOUSE=true sends the ClickHouse password in clear`);
+      if (env.ANALYST_CLICKHOUSE_USER !== ANSWERS_CLICKHOUSE_USER)
+        problems.push(
+          `${where}: ANALYST_CLICKHOUSE_USER=${String(env.ANALYST_CLICKHOUSE_USER ?? '(unset: analyst)')}, expected the service's own user ${ANSWERS_CLICKHOUSE_USER} (the analyst's credential reads the released views exactly)`,
+        );
+    }
+    return problems;
+  }
   if (env.PIPELINE_KAFKA_SECURITY !== 'sasl_ssl')
     problems.push(`${where}: PIPELINE_KAFKA_SECURITY=${String(env.PIPELINE_KAFKA_SECURITY ?? '(unset: plaintext)')}, expected sasl_ssl`);
   if (env.PIPELINE_KAFKA_SASL_MECHANISM !== 'scram-sha-512')
@@ -878,4 +938,55 @@ export function aclCoverageProblems(plan: readonly AclRule[], services: readonly
     }
   }
   return problems;
+}
+
+/** The views the analyst and the answer service may read: every view the views migration creates. */
+export const RELEASED_VIEWS = [
+  ...readFileSync(new URL('../aggregator/migrations/R_analyst_views.sql', import.meta.url), 'utf8').matchAll(/^\{create_view\} \{db\}\.(\w+) AS/gm),
+].map((m) => m[1]!);
+
+export interface AnswersUserInput {
+  /** deploy/compose/clickhouse/users.d/answers.xml */
+  usersXml: string;
+  /** deploy/security/clickhouse-grants.sql */
+  grantsSql: string;
+  /** deploy/compose/secrets/init.sh */
+  initScript: string;
+}
+
+const sameSet = (a: readonly string[], b: readonly string[]) => JSON.stringify([...a].sort()) === JSON.stringify([...b].sort());
+
+/**
+ * The answer service's ClickHouse user in what users deploy: SELECT on the released views and SELECT,
+ * INSERT on the privacy ledger, nothing else (no DDL, no ALTER/DELETE of ledger rows, no access
+ * management); its limits pinned by constraints since it is not readonly; no committed password, its hash
+ * generated by compose's secrets one-shot; the same grants in the SQL file for Kubernetes' ClickHouse.
+ */
+export function answersUserProblems(a: AnswersUserInput): string[] {
+  const out: string[] = [];
+  const want = [...RELEASED_VIEWS.map((v) => `GRANT SELECT ON analytics.${v}`), 'GRANT SELECT, INSERT ON analytics.privacy_ledger'];
+  const user = /<users>[\s\S]*?<answers>([\s\S]*?)<\/answers>[\s\S]*?<\/users>/.exec(a.usersXml)?.[1] ?? '';
+  const grants = [...user.matchAll(/<query>([^<]*)<\/query>/g)].map((m) => m[1]!.trim());
+  if (!sameSet(grants, want)) out.push(`users.d/answers.xml grants ${JSON.stringify(grants)}, expected exactly ${JSON.stringify(want)}`);
+  if (!/<access_management>0<\/access_management>/.test(user)) out.push('users.d/answers.xml: access_management must be 0');
+  if (/<password/.test(user)) out.push('users.d/answers.xml: holds a password; the hash is generated (deploy/compose/secrets/init.sh)');
+  const profile = /<profiles>[\s\S]*?<answers>([\s\S]*?)<\/answers>[\s\S]*?<\/profiles>/.exec(a.usersXml)?.[1] ?? '';
+  const constraints = /<constraints>([\s\S]*?)<\/constraints>/.exec(profile)?.[1] ?? '';
+  for (const [setting, value] of [
+    ['allow_ddl', '0'],
+    ['max_memory_usage', undefined],
+    ['max_execution_time', undefined],
+    ['max_result_rows', undefined],
+  ] as const) {
+    if (!new RegExp(`<${setting}>${value ?? '\\d+'}</${setting}>`).test(profile.replace(constraints, '')))
+      out.push(`users.d/answers.xml: the answers profile does not set ${setting}${value ? `=${value}` : ''}`);
+    if (!new RegExp(`<${setting}><(const|readonly)/></${setting}>`).test(constraints))
+      out.push(`users.d/answers.xml: ${setting} is not pinned by a constraint (the user is not readonly, it could change it)`);
+  }
+  if (!/<answers><password_sha256_hex>%s<\/password_sha256_hex><\/answers>/.test(a.initScript))
+    out.push("deploy/compose/secrets/init.sh: does not write the answer service's password hash");
+  const toAnswers = statements(a.grantsSql).filter((s) => /^GRANT .* TO answers$/.test(s));
+  const wantSql = want.map((g) => `${g} TO answers`);
+  if (!sameSet(toAnswers, wantSql)) out.push(`clickhouse-grants.sql grants answers ${JSON.stringify(toAnswers)}, expected exactly ${JSON.stringify(wantSql)}`);
+  return out;
 }

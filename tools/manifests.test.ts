@@ -13,6 +13,7 @@ import { createAggregatorMetrics } from '../aggregator/metrics.ts';
 import { createMetrics } from '../ingest/metrics.ts';
 import {
   aclCoverageProblems,
+  answersUserProblems,
   checkCompose,
   checkComposeSecurity,
   checkEnv,
@@ -35,7 +36,6 @@ import {
   ROLES,
   type EnvValue,
   type K8sDoc,
-  type Role,
 } from './manifest-check.ts';
 import { aclPlan, parseArgs, topicPlan } from './topic-plan.ts';
 import { aclRules, type AclRule } from './security/acls.ts';
@@ -691,8 +691,11 @@ describe('Kubernetes is secure by default', () => {
   it('documents one `kubectl create secret` line per Secret it expects, and commits none with a value', () => {
     const secrets = documentedSecrets(k8sReadme);
     expect([...secrets.keys()].sort()).toEqual([
+      'telemetry-answers-tls',
+      'telemetry-answers-tokens',
       'telemetry-ca',
       'telemetry-clickhouse-aggregator',
+      'telemetry-clickhouse-answers',
       'telemetry-ingest-tls',
       'telemetry-ingress-tls',
       'telemetry-kafka-aggregator',
@@ -856,7 +859,7 @@ describe('the ACL list of what users deploy', () => {
 // The secured local stack (npm run stack:up -- --secure, stack/secure.ts secureServiceEnv) is what the
 // end-to-end secured test runs: it must give the services the same security settings as the manifests,
 // so that test covers what users deploy. Paths differ; the shape (values, files set, URL schemes) must not.
-const SHAPE: Record<Exclude<Role, 'topics'>, Record<string, 'value' | 'file' | 'scheme' | 'absent'>> = {
+const SHAPE: Record<'ingest' | 'aggregator', Record<string, 'value' | 'file' | 'scheme' | 'absent'>> = {
   ingest: {
     PIPELINE_KAFKA_SECURITY: 'value',
     PIPELINE_KAFKA_SASL_MECHANISM: 'value',
@@ -927,5 +930,93 @@ describe('the secured local stack runs the settings the manifests use', () => {
     const env = secureServiceEnv(stackConfig, 'aggregator');
     const p = clientSecurityProblems('aggregator', { ...env, PIPELINE_KAFKA_SASL_MECHANISM: 'scram-sha-512' }, 'stack', () => 'file');
     expect(p.filter((x) => x.includes('PIPELINE_'))).toEqual([]);
+  });
+});
+
+// The answer service is the people's path to the data (aggregator/answer-service.ts): noisy answers
+// under a budget, bearer tokens instead of a ClickHouse password, HTTPS, its own ClickHouse user. The
+// analyst user stays the privileged, exact path (deploy/THREAT-MODEL.md).
+describe("the answer service is the people's path, in compose and Kubernetes", () => {
+  const answersInput = () => ({
+    usersXml: readCompose('clickhouse/users.d/answers.xml'),
+    grantsSql: read('security/clickhouse-grants.sql'),
+    initScript: readCompose('secrets/init.sh'),
+  });
+  const composeInput = () => ({ doc: structuredClone(compose), text: composeText, readFile: readCompose });
+  const doc = (docs: K8sDoc[], kind: string, name: string) => docs.find((d) => d.doc.kind === kind && d.doc.metadata.name === name)!.doc;
+
+  it('runs in both, over HTTPS, as the ClickHouse user answers, with generated or externally created secrets only', () => {
+    expect(roleOf((compose.services as Obj).answers.command)).toBe('answers');
+    expect(roleOf(doc(k8sDocs, 'Deployment', 'answers').spec.template.spec.containers[0].args)).toBe('answers');
+    expect(checkCompose(structuredClone(compose), { jobs, prometheusTargets })).toEqual([]);
+    expect(checkComposeSecurity(composeInput())).toEqual([]);
+    expect(checkK8s(k8sDocs, { jobs })).toEqual([]);
+    expect(checkK8sSecurity(k8sDocs, k8sReadme)).toEqual([]);
+  });
+
+  it('its ClickHouse user may read the released views and read and append to the ledger, nothing else; its limits are pinned; no password is committed', () => {
+    expect(answersUserProblems(answersInput())).toEqual([]);
+  });
+
+  it('negative controls: an extra grant, an unpinned limit, a committed password, no generated hash, an extra SQL grant are reported', () => {
+    const a = answersInput();
+    const p = answersUserProblems({
+      usersXml: a.usersXml
+        .replace(
+          '<query>GRANT SELECT, INSERT ON analytics.privacy_ledger</query>',
+          '<query>GRANT SELECT, INSERT, ALTER DELETE ON analytics.privacy_ledger</query>',
+        )
+        .replace('<max_memory_usage><const/></max_memory_usage>', '')
+        .replace('<profile>answers</profile>', '<profile>answers</profile><password>changeme</password>'),
+      grantsSql: `${a.grantsSql}\nGRANT SELECT ON analytics.daily_agg TO answers;\n`,
+      initScript: a.initScript.replace(/^.*<answers><password_sha256_hex>.*$/m, ''),
+    });
+    expect(p).toContainEqual(expect.stringMatching(/users.d\/answers.xml grants .*ALTER DELETE/));
+    expect(p).toContainEqual(expect.stringMatching(/max_memory_usage is not pinned by a constraint/));
+    expect(p).toContainEqual(expect.stringMatching(/users.d\/answers.xml: holds a password/));
+    expect(p).toContainEqual(expect.stringMatching(/init.sh: does not write the answer service's password hash/));
+    expect(p).toContainEqual(expect.stringMatching(/clickhouse-grants.sql grants answers .*daily_agg/));
+    expect(p).toHaveLength(5);
+  });
+
+  it("negative controls (compose): no answer service; the analyst's credential, plain HTTP, no TLS files, http ClickHouse, an http healthcheck", () => {
+    const none = structuredClone(compose);
+    delete none.services.answers;
+    expect(checkCompose(none, { jobs, prometheusTargets })).toContainEqual(expect.stringMatching(/compose: no answer service/));
+    const bad = composeInput();
+    const env = bad.doc.services.answers.environment;
+    env.ANALYST_CLICKHOUSE_USER = 'analyst';
+    env.ANALYST_CLICKHOUSE_URL = 'http://clickhouse:8123';
+    env.ANSWERS_UNSAFE_PLAINTEXT_HTTP = 'true';
+    delete env.ANSWERS_TLS_KEY_FILE;
+    const p = checkComposeSecurity(bad);
+    expect(p).toContainEqual(expect.stringMatching(/service answers: ANALYST_CLICKHOUSE_USER=analyst, expected the service's own user answers/));
+    expect(p).toContainEqual(expect.stringMatching(/service answers: ANALYST_CLICKHOUSE_URL=http:\/\/clickhouse:8123 is not https/));
+    expect(p).toContainEqual(expect.stringMatching(/service answers: the answer service does not serve HTTPS/));
+    expect(p).toContainEqual(expect.stringMatching(/service answers: ANSWERS_UNSAFE_PLAINTEXT_HTTP=true serves bearer tokens and answers in plaintext/));
+    const c = checkCompose(bad.doc, { jobs, prometheusTargets });
+    expect(c).toContainEqual(expect.stringMatching(/service answers: ANSWERS_UNSAFE_PLAINTEXT_HTTP is a test\/debug-only setting/));
+    const hc = structuredClone(compose);
+    hc.services.answers.healthcheck.test = ['CMD', 'x', "fetch('http://127.0.0.1:18095/readyz')"];
+    expect(checkCompose(hc, { jobs, prometheusTargets })).toContainEqual(
+      expect.stringMatching(/service answers: answers serves HTTPS \(ANSWERS_TLS_\*\), the healthcheck asks over http/),
+    );
+  });
+
+  it('negative controls (Kubernetes): no answers Deployment, a probe over HTTP, the analyst user, an undocumented tokens Secret', () => {
+    const gone = structuredClone(k8sDocs).filter((d) => !(d.doc.kind === 'Deployment' && d.doc.metadata.name === 'answers'));
+    expect(checkK8s(gone, { jobs })).toContainEqual(expect.stringMatching(/k8s: no Deployment runs the answer service/));
+    const docs = structuredClone(k8sDocs);
+    const c = doc(docs, 'Deployment', 'answers').spec.template.spec.containers[0];
+    delete c.readinessProbe.httpGet.scheme;
+    doc(docs, 'ConfigMap', 'telemetry-answers').data.ANALYST_CLICKHOUSE_USER = 'analyst';
+    expect(checkK8s(docs, { jobs })).toContainEqual(
+      expect.stringMatching(/Deployment\/answers container answers: readinessProbe asks over HTTP, but answers serves HTTPS only/),
+    );
+    const p = checkK8sSecurity(docs, k8sReadme.replace(/^kubectl .*telemetry-answers-tokens.*$/m, ''));
+    expect(p).toContainEqual(
+      expect.stringMatching(/Deployment\/answers container answers: ANALYST_CLICKHOUSE_USER=analyst, expected the service's own user answers/),
+    );
+    expect(p).toContainEqual(expect.stringMatching(/Deployment\/answers: volume tokens mounts Secret telemetry-answers-tokens, which is neither/));
   });
 });

@@ -43,10 +43,23 @@ GRANT SELECT ON analytics.release_policy TO analyst;
 -- The privacy ledger (aggregator/private-query.ts): read and append, never ALTER or delete its rows.
 GRANT SELECT, INSERT ON analytics.privacy_ledger TO analyst;
 
+-- The answer service (aggregator/answer-service.ts; deploy/k8s/answers.yaml, compose's users.d/answers.xml):
+-- the people's path to noisy answers. The released views, and the privacy ledger read and appended to
+-- (each charge is written before the answer leaves), nothing else: no ALTER or DELETE of ledger rows, no
+-- DDL, no table functions, no KILL QUERY. An INSERT needs readonly = 0, so its limits are constraints (CONST).
+CREATE SETTINGS PROFILE IF NOT EXISTS answers_limits SETTINGS readonly = 0 CONST, allow_ddl = 0 CONST, max_memory_usage = 1000000000 CONST, max_execution_time = 30 CONST, max_result_rows = 100000 CONST, result_overflow_mode = 'throw' CONST;
+CREATE USER IF NOT EXISTS answers IDENTIFIED WITH sha256_hash BY '<sha256 hex of the answers password>' SETTINGS PROFILE 'answers_limits';
+GRANT SELECT ON analytics.daily_active_devices TO answers;
+GRANT SELECT ON analytics.crash_rates TO answers;
+GRANT SELECT ON analytics.daily_active_devices_by_app TO answers;
+GRANT SELECT ON analytics.crash_rates_by_app_version TO answers;
+GRANT SELECT ON analytics.release_policy TO answers;
+GRANT SELECT, INSERT ON analytics.privacy_ledger TO answers;
+
 -- The personal table: bookkeeping of data-subject requests (policy 5.2). Granted to nobody above; a
 -- zone's rights-request service would get its own user with SELECT, INSERT on it.
 CREATE DATABASE IF NOT EXISTS personal_row;
-REVOKE ALL ON personal_row.* FROM aggregator, analyst;
+REVOKE ALL ON personal_row.* FROM aggregator, analyst, answers;
 
 -- The default user: no network access (operators use named admin users).
 ALTER USER default HOST NONE;

@@ -12,10 +12,14 @@
 #   operator/           the operator's Kafka password (super user: topics and ACLs), ca.pem
 #   zones/              the zone-<z> Kafka passwords (npm run rights; mounted by no service)
 #   clickhouse-tls/     ClickHouse's HTTPS key + certificate, ca.pem
-#   clickhouse-users/   users.d XML with the SHA-256 hashes of the aggregator's and the analyst's
-#                       passwords, and the `default` user removed
+#   clickhouse-users/   users.d XML with the SHA-256 hashes of the aggregator's, the analyst's and the
+#                       answer service's passwords, and the `default` user removed
 #   grafana/            the analyst's ClickHouse password, the Grafana admin password, Grafana's HTTPS
 #                       key + certificate, ca.pem
+#   answers/            the answer service's: its ClickHouse password (user `answers`), its HTTPS key +
+#                       certificate, ca.pem, and `tokens` (name and SHA-256 of each analyst's bearer token)
+#   answer-tokens/      the bearer tokens themselves, one file per analyst (mounted by no service: hand
+#                       each to its analyst); a first analyst `analyst-1` is made, none is a default
 #   keystore/           the PostgreSQL key store's password
 #   prometheus/         ca.pem (to scrape ingest over HTTPS)
 #
@@ -112,7 +116,7 @@ if [ ! -s "$ROOT/ca/ca.key" ] || ! cert_valid "$ROOT/ca/ca.pem"; then
   openssl req -x509 -newkey rsa:3072 -nodes -keyout "$ROOT/ca/ca.key" -out "$ROOT/ca/ca.pem" -days 3650 -sha256 -subj "/CN=telemetry-compose-ca" \
     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
   # Leaves of an older CA would no longer verify.
-  rm -f "$ROOT"/kafka/broker.pem "$ROOT"/ingest/tls.pem "$ROOT"/clickhouse-tls/server.pem "$ROOT"/grafana/tls.pem
+  rm -f "$ROOT"/kafka/broker.pem "$ROOT"/ingest/tls.pem "$ROOT"/clickhouse-tls/server.pem "$ROOT"/grafana/tls.pem "$ROOT"/answers/tls.pem
   say "made the CA"
 fi
 own 0 "$ROOT/ca/ca.key"
@@ -136,6 +140,11 @@ password "$ROOT/operator/kafka.password" $UID_APP
 dir grafana $UID_GRAFANA
 password "$ROOT/grafana/analyst.password" $UID_GRAFANA
 password "$ROOT/grafana/admin.password" $UID_GRAFANA
+dir answers $UID_APP
+password "$ROOT/answers/clickhouse.password" $UID_APP
+dir answer-tokens 0
+# The first analyst's bearer token (random, made once; more: one line each in answers/tokens, see below).
+password "$ROOT/answer-tokens/analyst-1.token" 0
 dir keystore $UID_POSTGRES
 # The key store's own copy of its password (PostgreSQL reads it as uid 999, ingest as 65532).
 if [ ! -s "$ROOT/keystore/password" ]; then cp "$ROOT/ingest/keystore.password" "$ROOT/keystore/password"; fi
@@ -149,7 +158,8 @@ leaf "$ROOT/kafka" broker $UID_KAFKA "DNS:kafka-1,DNS:kafka-2,DNS:kafka-3,DNS:lo
 leaf "$ROOT/ingest" tls $UID_APP "DNS:ingest-1,DNS:ingest-2,DNS:localhost,IP:127.0.0.1"
 leaf "$ROOT/clickhouse-tls" server $UID_CLICKHOUSE "DNS:clickhouse,DNS:localhost,IP:127.0.0.1"
 leaf "$ROOT/grafana" tls $UID_GRAFANA "DNS:grafana,DNS:localhost,IP:127.0.0.1"
-for v in kafka:$UID_KAFKA ingest:$UID_APP aggregator:$UID_APP operator:$UID_APP clickhouse-tls:$UID_CLICKHOUSE grafana:$UID_GRAFANA prometheus:$UID_PROMETHEUS; do
+leaf "$ROOT/answers" tls $UID_APP "DNS:answers,DNS:localhost,IP:127.0.0.1"
+for v in kafka:$UID_KAFKA ingest:$UID_APP aggregator:$UID_APP operator:$UID_APP clickhouse-tls:$UID_CLICKHOUSE grafana:$UID_GRAFANA prometheus:$UID_PROMETHEUS answers:$UID_APP; do
   ca_copy "$ROOT/${v%%:*}" "${v#*:}"
 done
 # Kafka's PEM keystore: the broker key followed by its certificate.
@@ -200,6 +210,7 @@ line_hash() {
   printf '    <default remove="remove"></default>\n'
   printf '    <aggregator><password_sha256_hex>%s</password_sha256_hex></aggregator>\n' "$(line_hash "$ROOT/aggregator/clickhouse.password")"
   printf '    <analyst><password_sha256_hex>%s</password_sha256_hex></analyst>\n' "$(line_hash "$ROOT/grafana/analyst.password")"
+  printf '    <answers><password_sha256_hex>%s</password_sha256_hex></answers>\n' "$(line_hash "$ROOT/answers/clickhouse.password")"
   printf '  </users>\n</clickhouse>\n'
 } | write_file "$ROOT/clickhouse-users/passwords.xml" $UID_CLICKHOUSE
 # The committed users (../clickhouse/users.d: grants, profiles, networks, no password) beside the hashes:
@@ -209,6 +220,17 @@ if [ -n "${CLICKHOUSE_USERS_TEMPLATES:-}" ]; then
     write_file "$ROOT/clickhouse-users/$(basename "$f")" $UID_CLICKHOUSE <"$f"
   done
 fi
+# The answer service's token list (ANSWERS_TOKENS_FILE): `name sha256hex` per analyst. Made once with the
+# first analyst's hash; kept afterwards, so analysts added by the operator (a line each: the name and
+# `printf %s "$TOKEN" | sha256sum` of a token made with `openssl rand -hex 32`) survive later starts.
+if [ ! -s "$ROOT/answers/tokens" ]; then
+  {
+    printf '# name sha256hex: one analyst per line (aggregator/answer-service.ts). Their tokens: the answer-tokens volume.\n'
+    printf 'analyst-1 %s\n' "$(line_hash "$ROOT/answer-tokens/analyst-1.token")"
+  } | write_file "$ROOT/answers/tokens" $UID_APP
+  say "made answers/tokens (analyst-1)"
+fi
+own $UID_APP "$ROOT/answers/tokens"
 unset SECRET BROKER
 
 say "ready in $ROOT"
