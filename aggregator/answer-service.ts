@@ -37,7 +37,7 @@ import type { LedgerSource } from './private-query.ts';
 
 export const answersSettings = defineSettings({
   ANSWERS_HOST: { kind: 'string', default: '127.0.0.1', doc: 'Address the answer service listens on.' },
-  ANSWERS_PORT: { kind: 'int', min: 0, max: 65535, default: 18095, doc: 'Port of POST /v1/answers, /healthz and /metrics (0 = any free port).' },
+  ANSWERS_PORT: { kind: 'int', min: 0, max: 65535, default: 18095, doc: 'Port of POST /v1/answers, /healthz, /readyz and /metrics (0 = any free port).' },
   ANSWERS_TLS_CERT_FILE: {
     kind: 'string',
     default: '',
@@ -273,6 +273,8 @@ async function main(): Promise<void> {
   if (!tls) log.warn('UNSAFE: ANSWERS_UNSAFE_PLAINTEXT_HTTP is on; bearer tokens and answers cross the network in clear (development only, policy 4.1)');
   else if (cfg.ANSWERS_UNSAFE_PLAINTEXT_HTTP)
     log.warn('ANSWERS_UNSAFE_PLAINTEXT_HTTP is ignored: ANSWERS_TLS_CERT_FILE and ANSWERS_TLS_KEY_FILE are set, the service serves HTTPS only');
+  if (cfg.ANALYST_CLICKHOUSE_USER === 'analyst')
+    log.warn('the answer service connects as the analyst user: give it its own user (answers), the analyst credential is the privileged, exact path');
   const { openStore } = await import('./store-open.ts');
   const store = await openStore(analystStoreOptions(cfg));
   const svc = await startAnswerService(cfg, tokens, store, { ...(tls ? { tls } : {}), ledgerDatabase: cfg.ANSWERS_LEDGER_DATABASE, log });
