@@ -179,6 +179,15 @@ export interface TlsReloadOptions {
 }
 
 /**
+ * The TLS metrics a service with settings prefix P exports once it serves HTTPS (lower-cased prefix):
+ * one list for the reloader that registers them and for the manifest checks of the alert rules.
+ */
+export function tlsMetricNames(prefix: string): { reloads: string; expiry: string; handshakeFailures: string } {
+  const m = prefix.toLowerCase();
+  return { reloads: `${m}_tls_reloads_total`, expiry: `${m}_tls_certificate_expiry_seconds`, handshakeFailures: `${m}_tls_handshake_failures_total` };
+}
+
+/**
  * Watches the certificate and key files of an https server and installs a changed pair for new
  * connections. A change must hold for one check before it is read, so a pair being written is not read
  * half way; a pair that still does not fit (the key replaced a check after the certificate) is refused,
@@ -202,9 +211,9 @@ export class TlsReloader {
     this.current = first;
     const registers = [opts.registry];
     const p = opts.prefix;
-    const m = p.toLowerCase();
+    const names = tlsMetricNames(p);
     this.reloads = new Counter({
-      name: `${m}_tls_reloads_total`,
+      name: names.reloads,
       help: `Certificate reloads after ${p}_TLS_CERT_FILE/${p}_TLS_KEY_FILE changed, by result (failed: the previous certificate is still served)`,
       labelNames: ['result'],
       registers,
@@ -213,7 +222,7 @@ export class TlsReloader {
     this.reloads.inc({ result: 'failed' }, 0);
     const notAfter = () => Math.floor(this.current.notAfter.getTime() / 1000);
     new Gauge({
-      name: `${m}_tls_certificate_expiry_seconds`,
+      name: names.expiry,
       help: 'Not-after time (unix seconds) of the certificate new connections get',
       registers,
       collect() {
@@ -221,7 +230,7 @@ export class TlsReloader {
       },
     });
     const handshakeFailures = new Counter({
-      name: `${m}_tls_handshake_failures_total`,
+      name: names.handshakeFailures,
       help: 'Connections closed before a TLS session was set up (a plain-HTTP client, an untrusting client, a handshake past its deadline)',
       registers,
     });

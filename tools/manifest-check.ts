@@ -21,6 +21,7 @@ import { createAggregatorMetrics } from '../aggregator/metrics.ts';
 import { INGEST_ERROR_CODES } from '../ingest/errors.ts';
 import { ingestConfigSpec, INGEST_PREFIXES, sealingProblems, zoneResidencyProblem, type IngestConfig } from '../ingest/config.ts';
 import { createMetrics } from '../ingest/metrics.ts';
+import { tlsMetricNames } from '../runtime/tls.ts';
 import { ConfigError, loadConfig, type SettingsSpec } from '../runtime/config.ts';
 import { handleOps } from '../runtime/ops.ts';
 import type { Registry } from 'prom-client';
@@ -196,6 +197,8 @@ export async function exportedMetrics(): Promise<Set<string>> {
     }
     r.clear();
   }
+  // Registered only when ingest serves HTTPS (its TLS reloader), so not in a fresh registry.
+  for (const n of Object.values(tlsMetricNames('INGEST'))) names.add(n);
   return names;
 }
 
