@@ -13,22 +13,37 @@
  *     400 bad question, 401 unknown token, 403 --exact (not served here), 429 budget spent,
  *     503 ClickHouse failed; every error is {code, message}.
  *   GET /healthz (alive), GET /readyz (ClickHouse answers and the ledger exists), GET /metrics (the
- *   certificate's expiry and reloads, answers_tls_*)
+ *   certificate's expiry and reloads, answers_tls_*; the token list's reloads and size, answers_tokens_*)
  *
  * HTTPS with ANSWERS_TLS_CERT_FILE / ANSWERS_TLS_KEY_FILE (runtime/tls.ts, re-read when they change);
  * without them the service refuses to start unless ANSWERS_UNSAFE_PLAINTEXT_HTTP=true (development).
  * ANSWERS_TOKENS_FILE lists `name sha256hex` per line (the SHA-256 of each person's token; `#` starts
- * a comment): the service keeps no token itself. It answers only what `runPrivateReport` answers.
+ * a comment): the service keeps no token itself. The file is re-read when it changes (`TokenList`, the
+ * same look at the file's metadata as runtime/tls.ts's reloader), so revoking a person's token is an
+ * edit of the file, not a restart; a new file that does not parse keeps the previous list, logs an
+ * error and counts `answers_tokens_reloads_total{result="failed"}`. It answers only what
+ * `runPrivateReport` answers.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
 import { createLogger, type Logger } from '../runtime/log.ts';
-import { httpsOptions, readTlsFiles, TlsFileError, tlsFilesOf, TlsReloader, tlsSettingProblems, type TlsFiles, type TlsIdentity } from '../runtime/tls.ts';
+import {
+  httpsOptions,
+  readTlsFiles,
+  RELOAD_CHECK_MS,
+  TlsFileError,
+  tlsFilesOf,
+  tlsMetricNames,
+  TlsReloader,
+  tlsSettingProblems,
+  type TlsFiles,
+  type TlsIdentity,
+} from '../runtime/tls.ts';
 import { analystSettings, analystStoreOptions, withAnalystPassword, type AnalystConfig } from './analyst-config.ts';
 import { AggregatorError, QueryArgumentError } from './errors.ts';
 import { privateColumns, runPrivateReport } from './private-query.ts';
@@ -58,7 +73,7 @@ export const answersSettings = defineSettings({
   ANSWERS_TOKENS_FILE: {
     kind: 'string',
     default: '',
-    doc: 'File of `name sha256hex` lines: each analyst and the SHA-256 of their bearer token (`printf %s "$TOKEN" | sha256sum`). Required.',
+    doc: 'File of `name sha256hex` lines: each analyst and the SHA-256 of their bearer token (`printf %s "$TOKEN" | sha256sum`); re-read when it changes (a file that does not parse keeps the previous list). Required.',
   },
 });
 
@@ -92,6 +107,147 @@ export function parseTokens(text: string, file = 'ANSWERS_TOKENS_FILE'): Map<str
 
 export const sha256Hex = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 
+/** Names of the answer service's own metrics: one list for the service that registers them and for the manifest checks of the alert rules. */
+export const ANSWERS_TOKEN_METRICS = { reloads: 'answers_tokens_reloads_total', listed: 'answers_tokens_listed' } as const;
+
+/**
+ * Every metric series the answer service exports: its token list's (always) and its certificate's
+ * (runtime/tls.ts, once it serves HTTPS). tools/manifest-check.ts checks the alert rules against it.
+ */
+export function answersMetricNames(): string[] {
+  return [...Object.values(ANSWERS_TOKEN_METRICS), ...Object.values(tlsMetricNames('ANSWERS'))];
+}
+
+/** The file's identity on disk (following symlinks, as a Kubernetes Secret volume swaps them); a change is a candidate reload. */
+function fileStamp(file: string): string {
+  try {
+    const s = statSync(file, { bigint: true });
+    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+  } catch (e) {
+    return `missing:${(e as NodeJS.ErrnoException).code ?? 'error'}`;
+  }
+}
+
+export interface TokenListOptions {
+  log: Logger;
+  registry: Registry;
+  /** How often the file's metadata is looked at. @default RELOAD_CHECK_MS (runtime/tls.ts) */
+  checkMs?: number;
+}
+
+/**
+ * The token list of ANSWERS_TOKENS_FILE, re-read when the file changes. As runtime/tls.ts's reloader
+ * does, a change must hold for one look before the file is read, so a file being written is not read
+ * half way; a new file that does not parse (or cannot be read, or lists nobody) is not installed: the
+ * previous list stays, an error naming the line (never a hash) is logged, and
+ * `answers_tokens_reloads_total{result="failed"}` counts it. The next change is tried again.
+ */
+export class TokenList {
+  private seen: string;
+  private candidate: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private list: ReadonlyMap<string, string>;
+  private readonly reloads: Counter<'result'>;
+
+  constructor(
+    first: ReadonlyMap<string, string>,
+    /** The file the list was read from, or undefined for a fixed list (nothing to watch). */
+    private readonly file: string | undefined,
+    private readonly opts: TokenListOptions,
+    /** The file's stamp when `first` was read (`TokenList.read`); taken now when not given. */
+    stamp?: string,
+  ) {
+    this.list = first;
+    this.seen = stamp ?? (file ? fileStamp(file) : '');
+    const registers = [opts.registry];
+    this.reloads = new Counter({
+      name: ANSWERS_TOKEN_METRICS.reloads,
+      help: 'Re-reads of ANSWERS_TOKENS_FILE after it changed, by result (failed: the previous token list is still used)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.reloads.inc({ result: 'ok' }, 0);
+    this.reloads.inc({ result: 'failed' }, 0);
+    const size = () => this.list.size;
+    new Gauge({
+      name: ANSWERS_TOKEN_METRICS.listed,
+      help: 'Analysts in the token list in use',
+      registers,
+      collect() {
+        this.set(size());
+      },
+    });
+  }
+
+  /** Reads and parses a tokens file, with the stamp taken just before (a change after it is a change to reload). */
+  static read(file: string): { tokens: Map<string, string>; stamp: string } {
+    const stamp = fileStamp(file);
+    return { tokens: parseTokens(readFileSync(file, 'utf8'), 'ANSWERS_TOKENS_FILE'), stamp };
+  }
+
+  /** The analyst a token belongs to in the list in use, or undefined. */
+  analystOf(token: string): string | undefined {
+    return this.list.get(sha256Hex(token));
+  }
+
+  get size(): number {
+    return this.list.size;
+  }
+
+  start(): this {
+    if (this.file && !this.timer) this.timer = setInterval(() => this.check(), this.opts.checkMs ?? RELOAD_CHECK_MS).unref();
+    return this;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One look at the file; re-reads it when a change has held since the previous look. */
+  check(): void {
+    if (!this.file) return;
+    const now = fileStamp(this.file);
+    if (now === this.seen) {
+      this.candidate = undefined;
+      return;
+    }
+    if (now !== this.candidate) {
+      this.candidate = now;
+      return;
+    }
+    this.seen = now;
+    this.candidate = undefined;
+    this.reload();
+  }
+
+  /** Reads the file now and uses the new list, or keeps the current one and logs why not. */
+  reload(): boolean {
+    if (!this.file) return false;
+    let next: Map<string, string>;
+    try {
+      next = parseTokens(readFileSync(this.file, 'utf8'), 'ANSWERS_TOKENS_FILE');
+    } catch (e) {
+      this.reloads.inc({ result: 'failed' });
+      const reason = e instanceof ConfigError ? e.problems.join('; ') : `cannot read it (${(e as NodeJS.ErrnoException).code ?? 'error'})`;
+      this.opts.log.error('token list not reloaded: the previous list stays in use', { file: this.file, reason, analysts: this.list.size });
+      return false;
+    }
+    const before = new Set(this.list.values());
+    const after = new Set(next.values());
+    this.list = next;
+    this.reloads.inc({ result: 'ok' });
+    // Names only (never a hash): who was added and who lost access.
+    this.opts.log.info('token list reloaded', {
+      file: this.file,
+      analysts: next.size,
+      added: [...after].filter((n) => !before.has(n)).join(','),
+      removed: [...before].filter((n) => !after.has(n)).join(','),
+    });
+    return true;
+  }
+}
+
 const STATUS: Record<string, number> = {
   AGG_BAD_ARGUMENT: 400,
   AGG_BAD_DAY: 400,
@@ -107,6 +263,8 @@ export interface RunningAnswers {
   server: Server;
   /** Watches the certificate files when the service serves HTTPS. */
   tls: TlsReloader | undefined;
+  /** The token list in use (re-read from `tokensFile` when that was given). */
+  tokens: TokenList;
   close(): Promise<void>;
 }
 
@@ -118,6 +276,19 @@ export interface AnswerServiceOptions {
   log?: Logger;
   /** Deadline of the TLS handshake and the request headers. @default 10000 */
   headersTimeoutMs?: number;
+  /**
+   * The file `tokens` was read from (ANSWERS_TOKENS_FILE), re-read when it changes (`TokenList`); with
+   * `tokensStamp`, its metadata when it was read. Without it the list is fixed.
+   */
+  tokensFile?: string;
+  tokensStamp?: string;
+  /** How often the tokens file is looked at. @default RELOAD_CHECK_MS */
+  tokensCheckMs?: number;
+  /**
+   * TESTS ONLY (the negative control of the reload): false reads the tokens file at start only, as the
+   * service did before, so a revoked token keeps working until a restart. @default true
+   */
+  reloadTokens?: boolean;
 }
 
 /** The files of ANSWERS_TLS_CERT_FILE / ANSWERS_TLS_KEY_FILE read and checked (throws TlsFileError, code ANSWERS_TLS_*), or undefined for plain HTTP. */
@@ -134,6 +305,16 @@ export async function startAnswerService(
 ): Promise<RunningAnswers> {
   const log = opts.log ?? createLogger({ service: 'answers', level: 'info' });
   const registry = new Registry();
+  const tokenList = new TokenList(
+    tokens,
+    opts.reloadTokens === false ? undefined : opts.tokensFile,
+    {
+      log,
+      registry,
+      ...(opts.tokensCheckMs !== undefined ? { checkMs: opts.tokensCheckMs } : {}),
+    },
+    opts.tokensStamp,
+  );
   const headersTimeoutMs = opts.headersTimeoutMs ?? 10_000;
   const send = (res: ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
@@ -178,7 +359,7 @@ export async function startAnswerService(
     if (path !== '/v1/answers') return fail(res, 'NOT_FOUND', 'not found: POST /v1/answers', 404);
     if (req.method !== 'POST') return fail(res, 'METHOD', 'use POST', 405);
     const auth = /^Bearer (\S{16,512})$/.exec(req.headers.authorization ?? '');
-    const analyst = auth ? tokens.get(sha256Hex(auth[1]!)) : undefined;
+    const analyst = auth ? tokenList.analystOf(auth[1]!) : undefined;
     if (analyst === undefined) return fail(res, 'AGG_UNAUTHORIZED', 'unknown or missing bearer token');
     let args: unknown;
     try {
@@ -238,12 +419,15 @@ export async function startAnswerService(
   });
   const port = (server.address() as AddressInfo).port;
   reloader?.start();
+  tokenList.start();
   return {
     url: `${opts.tls ? 'https' : 'http'}://${cfg.ANSWERS_HOST}:${port}`,
     server,
     tls: reloader,
+    tokens: tokenList,
     async close() {
       reloader?.stop();
+      tokenList.stop();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     },
@@ -252,13 +436,13 @@ export async function startAnswerService(
 
 async function main(): Promise<void> {
   let cfg: AnswersConfig;
-  let tokens: Map<string, string>;
+  let tokens: { tokens: Map<string, string>; stamp: string };
   let tls: AnswerServiceOptions['tls'];
   try {
     cfg = loadAnswersConfig();
     // A certificate or key file that cannot be used stops the start, like a bad setting.
     tls = answersTls(cfg);
-    tokens = parseTokens(readFileSync(cfg.ANSWERS_TOKENS_FILE, 'utf8'));
+    tokens = TokenList.read(cfg.ANSWERS_TOKENS_FILE);
   } catch (e) {
     const msg =
       e instanceof ConfigError
@@ -277,9 +461,15 @@ async function main(): Promise<void> {
     log.warn('the answer service connects as the analyst user: give it its own user (answers), the analyst credential is the privileged, exact path');
   const { openStore } = await import('./store-open.ts');
   const store = await openStore(analystStoreOptions(cfg));
-  const svc = await startAnswerService(cfg, tokens, store, { ...(tls ? { tls } : {}), ledgerDatabase: cfg.ANSWERS_LEDGER_DATABASE, log });
+  const svc = await startAnswerService(cfg, tokens.tokens, store, {
+    ...(tls ? { tls } : {}),
+    ledgerDatabase: cfg.ANSWERS_LEDGER_DATABASE,
+    log,
+    tokensFile: cfg.ANSWERS_TOKENS_FILE,
+    tokensStamp: tokens.stamp,
+  });
   process.stdout.write(
-    `answers: ${svc.url}/v1/answers for ${tokens.size} analysts (ClickHouse as ${cfg.ANALYST_CLICKHOUSE_USER}, database ${cfg.ANALYST_DATABASE})\n`,
+    `answers: ${svc.url}/v1/answers for ${tokens.tokens.size} analysts (ClickHouse as ${cfg.ANALYST_CLICKHOUSE_USER}, database ${cfg.ANALYST_DATABASE})\n`,
   );
   const stop = () => {
     svc.close().then(
