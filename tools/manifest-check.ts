@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { analystSettings } from '../aggregator/analyst-config.ts';
-import { answersSettings } from '../aggregator/answer-service.ts';
+import { answersMetricNames, answersSettings } from '../aggregator/answer-service.ts';
 import { aggregatorConfigSpec, AGGREGATOR_PREFIX } from '../aggregator/config.ts';
 import { statements } from '../aggregator/migrate.ts';
 import { createAggregatorMetrics } from '../aggregator/metrics.ts';
@@ -185,7 +185,7 @@ export function opsServes(path: string): boolean {
   return handleOps({ registry, ready: () => ({ ok: true, checks: {} }) }, req, res);
 }
 
-/** Metric series names the two services export (histograms expanded to _bucket/_sum/_count). */
+/** Metric series names the services export (histograms expanded to _bucket/_sum/_count). */
 export async function exportedMetrics(): Promise<Set<string>> {
   const names = new Set<string>();
   const registries = [createMetrics({ defaultMetrics: true }).registry, createAggregatorMetrics({ defaultMetrics: true }).registry];
@@ -199,6 +199,9 @@ export async function exportedMetrics(): Promise<Set<string>> {
   }
   // Registered only when ingest serves HTTPS (its TLS reloader), so not in a fresh registry.
   for (const n of Object.values(tlsMetricNames('INGEST'))) names.add(n);
+  // The answer service builds its registry when it starts (aggregator/answer-service.ts): its token
+  // list's metrics and, serving HTTPS, its certificate's, from the same lists the service registers.
+  for (const n of answersMetricNames()) names.add(n);
   return names;
 }
 
@@ -256,7 +259,8 @@ export function promqlMatchers(expr: string): { label: string; value: string }[]
 export function checkPromql(expr: string, where: string, ctx: { metrics: Set<string>; jobs: Set<string> }): string[] {
   const problems: string[] = [];
   for (const name of promqlMetricNames(expr)) {
-    if (!ctx.metrics.has(name) && !PROMETHEUS_SYNTHETIC.has(name)) problems.push(`${where}: metric ${name} is not exported by ingest or the aggregator`);
+    if (!ctx.metrics.has(name) && !PROMETHEUS_SYNTHETIC.has(name))
+      problems.push(`${where}: metric ${name} is not exported by ingest, the aggregator or the answer service`);
   }
   for (const { label, value } of promqlMatchers(expr)) {
     if (label === 'code' && !(INGEST_ERROR_CODES as readonly string[]).includes(value))
@@ -339,6 +343,29 @@ export function containerEnv(docs: readonly K8sDoc[], c: Obj, where: string): { 
   return { env, problems };
 }
 
+/** Namespace Prometheus runs in on Kubernetes (deploy/k8s/networkpolicies.yaml admits it by this name). */
+export const MONITORING_NAMESPACE = 'monitoring';
+
+/**
+ * Why Prometheus cannot reach a scraped pod's port under the NetworkPolicies of `docs`, or undefined: once
+ * any policy exists (the default-deny one), some policy selecting the pod must admit the monitoring
+ * namespace on that port, or every scrape is dropped and the pod's Down alert fires for good.
+ */
+function scrapeBlocked(docs: readonly K8sDoc[], pod: Obj, port: number): string | undefined {
+  const policies = docs.filter((d) => d.doc.kind === 'NetworkPolicy').map((d) => d.doc);
+  if (policies.length === 0) return undefined;
+  const admits = policies.some(
+    (np) =>
+      labelsMatch(np.spec?.podSelector?.matchLabels, pod.metadata?.labels) &&
+      ((np.spec?.ingress ?? []) as Obj[]).some(
+        (r) =>
+          ((r.from ?? []) as Obj[]).some((f) => f.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === MONITORING_NAMESPACE) &&
+          ((r.ports ?? []) as Obj[]).some((p) => Number(p.port) === port),
+      ),
+  );
+  return admits ? undefined : `no NetworkPolicy admits Prometheus (namespace ${MONITORING_NAMESPACE}) to port ${port}`;
+}
+
 function labelsMatch(selector: Obj | undefined, labels: Obj | undefined): boolean {
   const want = selector ?? {};
   return Object.keys(want).length > 0 && Object.entries(want).every(([k, v]) => labels?.[k] === v);
@@ -396,18 +423,21 @@ export function checkK8s(docs: readonly K8sDoc[], opts: { jobs: Set<string> }): 
         if (c.livenessProbe?.httpGet && c.livenessProbe.httpGet.path !== '/healthz')
           problems.push(`${where}: livenessProbe should ask /healthz (a dependency outage must not restart the pod)`);
         const ann = pod.metadata?.annotations ?? {};
-        if (role === 'ingest' && servesTls(env) && ann['prometheus.io/scheme'] !== 'https')
-          problems.push(`${where}: ingest serves HTTPS only; annotate prometheus.io/scheme: https`);
-        if (role === 'answers') {
-          // No alert rule watches the answer service (yet): a scrape is not required, but if annotated it must be right.
-          if (ann['prometheus.io/scrape'] === 'true' && Number(ann['prometheus.io/port']) !== port)
-            problems.push(`${where}: prometheus.io/port ${ann['prometheus.io/port']} is not the service port ${port}`);
-        } else if (ann['prometheus.io/scrape'] === 'true') {
+        const scrapeTls = TLS_PREFIX[role];
+        if (scrapeTls && servesTls(env, scrapeTls) && ann['prometheus.io/scheme'] !== 'https')
+          problems.push(`${where}: ${role} serves HTTPS only; annotate prometheus.io/scheme: https`);
+        // Every service with a port is scraped under the job its alert rules use (the answer service too:
+        // AnswersDown, its certificate, its token list).
+        if (ann['prometheus.io/scrape'] === 'true') {
           if (Number(ann['prometheus.io/port']) !== port)
             problems.push(`${where}: prometheus.io/port ${ann['prometheus.io/port']} is not the service port ${port}`);
           if (!opsServes(ann['prometheus.io/path'] ?? '/metrics')) problems.push(`${where}: prometheus.io/path is not served`);
           if (!opts.jobs.has(ann['prometheus.io/job']))
             problems.push(`${where}: prometheus.io/job ${ann['prometheus.io/job']} is not a job the alert rules know`);
+          else if (ann['prometheus.io/job'] !== role)
+            problems.push(`${where}: prometheus.io/job ${ann['prometheus.io/job']} is not the job of ${role} (the alert rules select up{job="${role}"})`);
+          const why = scrapeBlocked(docs, pod, port);
+          if (why) problems.push(`${where}: annotated for scraping, but ${why}`);
         } else {
           problems.push(`${where}: not annotated for scraping (prometheus.io/scrape)`);
         }
@@ -461,7 +491,15 @@ export function composeEnv(svc: Obj): Record<string, EnvValue> {
   return Object.fromEntries(Object.entries(e).map(([k, v]) => [k, /\$\{/.test(String(v)) ? FROM_SECRET : String(v)]));
 }
 
-export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTargets: Map<string, string[]> }): string[] {
+export function checkCompose(
+  doc: Obj,
+  opts: {
+    jobs: Set<string>;
+    prometheusTargets: Map<string, string[]>;
+    /** Each scrape job's scheme (`http` when unset), to check that a service serving HTTPS is scraped over it. */
+    prometheusSchemes?: Map<string, string>;
+  },
+): string[] {
   const problems: string[] = [];
   const services: Obj = doc.services ?? {};
   const roleByService = new Map<string, { role: Role; port: number | undefined }>();
@@ -501,19 +539,25 @@ export function checkCompose(doc: Obj, opts: { jobs: Set<string>; prometheusTarg
   if (roles.filter((r) => r === 'ingest').length < 2) problems.push('compose: two ingest workers are required');
   if (!roles.includes('aggregator')) problems.push('compose: no aggregator');
   if (!roles.includes('answers')) problems.push("compose: no answer service (the people's path to noisy answers, aggregator/answer-service.ts)");
-  // Prometheus must scrape every ingest and aggregator service at its port, under the job the alerts use.
+  // Prometheus must scrape every ingest, aggregator and answer service at its port, under the job the alerts use.
   for (const [job, targets] of opts.prometheusTargets) {
     if (!opts.jobs.has(job)) problems.push(`prometheus.yml: job ${job} is not one the alert rules use`);
     for (const t of targets) {
       const [host, port] = t.split(':');
       const svc = roleByService.get(host!);
-      if (!svc) problems.push(`prometheus.yml: target ${t} is no ingest/aggregator service of compose`);
+      if (!svc) problems.push(`prometheus.yml: target ${t} is no ingest/aggregator/answers service of compose`);
       else if (svc.role !== job) problems.push(`prometheus.yml: target ${t} runs ${svc.role}, listed under job ${job}`);
       else if (Number(port) !== svc.port) problems.push(`prometheus.yml: target ${t} is not the service port ${svc.port}`);
+      else if (opts.prometheusSchemes) {
+        const tlsPrefix = TLS_PREFIX[svc.role];
+        const scheme = opts.prometheusSchemes.get(job) ?? 'http';
+        if (tlsPrefix && servesTls(composeEnv(services[host!]), tlsPrefix) && scheme !== 'https')
+          problems.push(`prometheus.yml: job ${job} scrapes ${t} over ${scheme}, but ${svc.role} serves HTTPS only (${tlsPrefix}_TLS_*): scheme: https`);
+      }
     }
   }
   for (const [name, { role }] of roleByService) {
-    if (role === 'topics' || role === 'answers') continue;
+    if (role === 'topics') continue;
     if (![...opts.prometheusTargets.values()].some((ts) => ts.some((t) => t.split(':')[0] === name)))
       problems.push(`prometheus.yml: compose service ${name} is not scraped`);
   }

@@ -61,6 +61,7 @@ const jobs = new Set<string>((promConfig.scrape_configs as Obj[]).map((s) => s.j
 const prometheusTargets = new Map<string, string[]>(
   (promConfig.scrape_configs as Obj[]).map((s) => [s.job_name, (s.static_configs as Obj[]).flatMap((c) => c.targets as string[])]),
 );
+const prometheusSchemes = new Map<string, string>((promConfig.scrape_configs as Obj[]).map((s) => [s.job_name, s.scheme ?? 'http']));
 const alerts = YAML.parse(read('prometheus/alerts.yml')) as Obj;
 const rules = (alerts.groups as Obj[]).flatMap((g) => g.rules as Obj[]);
 
@@ -414,7 +415,7 @@ describe('compose', () => {
   });
 
   it('pass every check against the code: settings, ports, healthchecks, drain, scrape targets', () => {
-    expect(checkCompose(compose, { jobs, prometheusTargets })).toEqual([]);
+    expect(checkCompose(compose, { jobs, prometheusTargets, prometheusSchemes })).toEqual([]);
   });
 
   it('a single-cluster setup: ingest and the topic plan share the one cluster only through the explicit switch', () => {
@@ -438,7 +439,7 @@ describe('compose', () => {
       const { INGEST_ZONES_SHARE_MAIN_CLUSTER: _dropped, ...rest } = broken.services[name].environment as Obj;
       broken.services[name].environment = name === 'ingest-2' ? { ...rest, INGEST_ZONES_SHARE_MAIN_CLUSTER: 'false' } : rest;
     }
-    const p = checkCompose(broken, { jobs, prometheusTargets }).filter((x) => x.includes('residency'));
+    const p = checkCompose(broken, { jobs, prometheusTargets, prometheusSchemes }).filter((x) => x.includes('residency'));
     const zones =
       /INGEST_ZONE_BROKERS_CN is empty \(zone cn, Mainland China\), INGEST_ZONE_BROKERS_RU is empty \(zone ru, Russia\), INGEST_ZONE_BROKERS_IN is empty \(zone in, India\)/;
     expect(p).toEqual(['topics', 'ingest-1', 'ingest-2'].map((n) => expect.stringMatching(new RegExp(`^compose service ${n}: residency .*${zones.source}`))));
@@ -448,7 +449,7 @@ describe('compose', () => {
     const broken = structuredClone(compose);
     const { INGEST_ZONES_SHARE_MAIN_CLUSTER: _dropped, ...rest } = broken.services['ingest-1'].environment as Obj;
     broken.services['ingest-1'].environment = { ...rest, INGEST_ZONE_BROKERS_CN: 'kafka-cn:9092', INGEST_ZONE_BROKERS_IN: 'kafka-in:9092' };
-    expect(checkCompose(broken, { jobs, prometheusTargets }).filter((x) => x.includes('residency'))).toEqual([
+    expect(checkCompose(broken, { jobs, prometheusTargets, prometheusSchemes }).filter((x) => x.includes('residency'))).toEqual([
       expect.stringMatching(/^compose service ingest-1: residency \(policy section 6\): INGEST_ZONE_BROKERS_RU is empty \(zone ru, Russia\);/),
     ]);
   });
@@ -948,7 +949,7 @@ describe("the answer service is the people's path, in compose and Kubernetes", (
   it('runs in both, over HTTPS, as the ClickHouse user answers, with generated or externally created secrets only', () => {
     expect(roleOf((compose.services as Obj).answers.command)).toBe('answers');
     expect(roleOf(doc(k8sDocs, 'Deployment', 'answers').spec.template.spec.containers[0].args)).toBe('answers');
-    expect(checkCompose(structuredClone(compose), { jobs, prometheusTargets })).toEqual([]);
+    expect(checkCompose(structuredClone(compose), { jobs, prometheusTargets, prometheusSchemes })).toEqual([]);
     expect(checkComposeSecurity(composeInput())).toEqual([]);
     expect(checkK8s(k8sDocs, { jobs })).toEqual([]);
     expect(checkK8sSecurity(k8sDocs, k8sReadme)).toEqual([]);
@@ -982,7 +983,7 @@ describe("the answer service is the people's path, in compose and Kubernetes", (
   it("negative controls (compose): no answer service; the analyst's credential, plain HTTP, no TLS files, http ClickHouse, an http healthcheck", () => {
     const none = structuredClone(compose);
     delete none.services.answers;
-    expect(checkCompose(none, { jobs, prometheusTargets })).toContainEqual(expect.stringMatching(/compose: no answer service/));
+    expect(checkCompose(none, { jobs, prometheusTargets, prometheusSchemes })).toContainEqual(expect.stringMatching(/compose: no answer service/));
     const bad = composeInput();
     const env = bad.doc.services.answers.environment;
     env.ANALYST_CLICKHOUSE_USER = 'analyst';
@@ -994,11 +995,11 @@ describe("the answer service is the people's path, in compose and Kubernetes", (
     expect(p).toContainEqual(expect.stringMatching(/service answers: ANALYST_CLICKHOUSE_URL=http:\/\/clickhouse:8123 is not https/));
     expect(p).toContainEqual(expect.stringMatching(/service answers: the answer service does not serve HTTPS/));
     expect(p).toContainEqual(expect.stringMatching(/service answers: ANSWERS_UNSAFE_PLAINTEXT_HTTP=true serves bearer tokens and answers in plaintext/));
-    const c = checkCompose(bad.doc, { jobs, prometheusTargets });
+    const c = checkCompose(bad.doc, { jobs, prometheusTargets, prometheusSchemes });
     expect(c).toContainEqual(expect.stringMatching(/service answers: ANSWERS_UNSAFE_PLAINTEXT_HTTP is a test\/debug-only setting/));
     const hc = structuredClone(compose);
     hc.services.answers.healthcheck.test = ['CMD', 'x', "fetch('http://127.0.0.1:18095/readyz')"];
-    expect(checkCompose(hc, { jobs, prometheusTargets })).toContainEqual(
+    expect(checkCompose(hc, { jobs, prometheusTargets, prometheusSchemes })).toContainEqual(
       expect.stringMatching(/service answers: answers serves HTTPS \(ANSWERS_TLS_\*\), the healthcheck asks over http/),
     );
   });
@@ -1018,5 +1019,95 @@ describe("the answer service is the people's path, in compose and Kubernetes", (
       expect.stringMatching(/Deployment\/answers container answers: ANALYST_CLICKHOUSE_USER=analyst, expected the service's own user answers/),
     );
     expect(p).toContainEqual(expect.stringMatching(/Deployment\/answers: volume tokens mounts Secret telemetry-answers-tokens, which is neither/));
+  });
+});
+
+// The answer service is operated like the other services (deploy/prometheus/alerts.yml, group
+// telemetry-answers): scraped over HTTPS in compose and on Kubernetes under the job `answers`, its
+// metrics (aggregator/answer-service.ts answersMetricNames: token list, certificate) known to the checks.
+describe('the answer service is monitored', () => {
+  const answersRules = (alerts.groups as Obj[]).find((g) => g.name === 'telemetry-answers')!.rules as Obj[];
+  const doc = (docs: K8sDoc[], kind: string, name: string) => docs.find((d) => d.doc.kind === kind && d.doc.metadata.name === name)!.doc;
+
+  it('alerts on it being down, its certificate ending within 14 days, a refused certificate and a refused token list, on exported metrics only', () => {
+    expect(answersRules.map((r) => r.alert)).toEqual([
+      'AnswersDown',
+      'AnswersTlsCertificateExpiresSoon',
+      'AnswersTlsReloadFailed',
+      'AnswersTokensReloadFailed',
+    ]);
+    for (const n of ['answers_tokens_reloads_total', 'answers_tokens_listed', 'answers_tls_certificate_expiry_seconds', 'answers_tls_reloads_total'])
+      expect(metrics.has(n), n).toBe(true);
+    expect(answersRules.find((r) => r.alert === 'AnswersDown')!.expr).toBe('up{job="answers"} == 0');
+    expect(checkAlerts({ groups: [{ rules: answersRules }] })).toEqual([]);
+  });
+
+  it('negative control: a rule on a misspelt answer-service metric or job fails the same check', () => {
+    const broken = structuredClone(answersRules);
+    broken[1]!.expr = 'min by (instance) (answer_tls_certificate_expiry_seconds) - time() < 14 * 86400';
+    broken[3]!.expr = 'increase(answers_token_reloads_total{result="failed"}[15m]) > 0';
+    broken[0]!.expr = 'up{job="answer"} == 0';
+    const p = checkAlerts({ groups: [{ rules: broken }] });
+    expect(p).toContainEqual(expect.stringMatching(/metric answer_tls_certificate_expiry_seconds is not exported/));
+    expect(p).toContainEqual(expect.stringMatching(/metric answers_token_reloads_total is not exported/));
+    expect(p).toContainEqual(expect.stringMatching(/job="answer" is not a scrape job/));
+  });
+
+  it('compose: prometheus.yml scrapes answers:18095 over HTTPS with the CA, as it does ingest', () => {
+    const job = (promConfig.scrape_configs as Obj[]).find((j) => j.job_name === 'answers')!;
+    expect(job).toMatchObject({ scheme: 'https', tls_config: { ca_file: '/etc/prometheus/tls/ca.pem' }, static_configs: [{ targets: ['answers:18095'] }] });
+    expect(checkCompose(compose, { jobs, prometheusTargets, prometheusSchemes })).toEqual([]);
+  });
+
+  it('negative controls (compose): the answer service not scraped, or scraped over plain HTTP', () => {
+    const unscraped = new Map(prometheusTargets);
+    unscraped.delete('answers');
+    expect(checkCompose(compose, { jobs, prometheusTargets: unscraped, prometheusSchemes })).toContainEqual(
+      'prometheus.yml: compose service answers is not scraped',
+    );
+    const plain = new Map(prometheusSchemes);
+    plain.set('answers', 'http');
+    expect(checkCompose(compose, { jobs, prometheusTargets, prometheusSchemes: plain })).toContainEqual(
+      expect.stringMatching(/job answers scrapes answers:18095 over http, but answers serves HTTPS only \(ANSWERS_TLS_\*\)/),
+    );
+    // the same check holds for ingest
+    const ingestPlain = new Map(prometheusSchemes);
+    ingestPlain.set('ingest', 'http');
+    expect(checkCompose(compose, { jobs, prometheusTargets, prometheusSchemes: ingestPlain })).toContainEqual(
+      expect.stringMatching(/job ingest scrapes ingest-1:18080 over http, but ingest serves HTTPS only/),
+    );
+  });
+
+  it('Kubernetes: the answers pods are annotated for an HTTPS scrape under the job answers, and the NetworkPolicy admits Prometheus', () => {
+    const ann = doc(k8sDocs, 'Deployment', 'answers').spec.template.metadata.annotations;
+    expect(ann).toMatchObject({
+      'prometheus.io/scrape': 'true',
+      'prometheus.io/port': '18095',
+      'prometheus.io/scheme': 'https',
+      'prometheus.io/job': 'answers',
+    });
+    expect(checkK8s(k8sDocs, { jobs })).toEqual([]);
+  });
+
+  it('negative controls (Kubernetes): no scrape annotation, no https scheme, another job, a NetworkPolicy that keeps Prometheus out', () => {
+    const where = /^answers.yaml Deployment\/answers container answers: /;
+    const unannotated = structuredClone(k8sDocs);
+    delete doc(unannotated, 'Deployment', 'answers').spec.template.metadata.annotations;
+    expect(checkK8s(unannotated, { jobs })).toContainEqual(expect.stringMatching(new RegExp(`${where.source}not annotated for scraping`)));
+    const bad = structuredClone(k8sDocs);
+    const a = doc(bad, 'Deployment', 'answers').spec.template.metadata.annotations;
+    delete a['prometheus.io/scheme'];
+    a['prometheus.io/job'] = 'aggregator';
+    const p = checkK8s(bad, { jobs });
+    expect(p).toContainEqual(expect.stringMatching(new RegExp(`${where.source}answers serves HTTPS only; annotate prometheus.io/scheme: https`)));
+    expect(p).toContainEqual(expect.stringMatching(new RegExp(`${where.source}prometheus.io/job aggregator is not the job of answers`)));
+    const closed = structuredClone(k8sDocs);
+    const np = doc(closed, 'NetworkPolicy', 'answers');
+    np.spec.ingress[0].from = np.spec.ingress[0].from.filter((f: Obj) => f.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] !== 'monitoring');
+    expect(checkK8s(closed, { jobs })).toEqual([
+      expect.stringMatching(
+        new RegExp(`${where.source}annotated for scraping, but no NetworkPolicy admits Prometheus \\(namespace monitoring\\) to port 18095`),
+      ),
+    ]);
   });
 });

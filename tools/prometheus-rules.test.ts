@@ -95,6 +95,15 @@ describe('Prometheus alert rules under promtool', () => {
     expect(r.out).toMatch(/FAILED[\s\S]*alertname: IngestKafkaNotReady/);
   });
 
+  it('negative control: the token-list alert watching the wrong result fails its unit test, naming the alert', async () => {
+    const dir = brokenCopy((s) =>
+      s.replace('increase(answers_tokens_reloads_total{result="failed"}[15m]) > 0', 'increase(answers_tokens_reloads_total{result="ok"}[15m]) > 0'),
+    );
+    const r = await promtool(['test', 'rules', 'tests/telemetry-answers.test.yml'], dir);
+    expect(r.code).not.toBe(0);
+    expect(r.out).toMatch(/FAILED[\s\S]*alertname: AnswersTokensReloadFailed/);
+  });
+
   it('negative control: a rule that fires too eagerly fails its silent case', async () => {
     const dir = brokenCopy((s) =>
       s.replace('nodejs_eventloop_lag_p99_seconds{service=~"ingest|aggregator"}) > 0.5', 'nodejs_eventloop_lag_p99_seconds) > 0.5'),
@@ -112,7 +121,9 @@ describe('Prometheus alert rules under promtool', () => {
     writeFileSync(join(dir, 'ca.pem'), '');
     const compose = readFileSync(join(PROM, 'prometheus.yml'), 'utf8')
       .replace('/etc/prometheus/alerts.yml', join(PROM, 'alerts.yml'))
-      .replace('/etc/prometheus/tls/ca.pem', join(dir, 'ca.pem'));
+      .replaceAll('/etc/prometheus/tls/ca.pem', join(dir, 'ca.pem'));
+    // ingest and the answer service are scraped over HTTPS with the CA
+    expect(compose.split(join(dir, 'ca.pem')).length - 1).toBe(2);
     writeFileSync(join(dir, 'compose.yml'), compose);
     writeFileSync(join(dir, 'local.yml'), prometheusConfig(prometheusPaths(loadStackConfig({ STACK_HOME: dir }))));
     for (const f of ['compose.yml', 'local.yml']) {
