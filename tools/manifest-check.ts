@@ -1037,3 +1037,110 @@ export function answersUserProblems(a: AnswersUserInput): string[] {
   if (!sameSet(toAnswers, wantSql)) out.push(`clickhouse-grants.sql grants answers ${JSON.stringify(toAnswers)}, expected exactly ${JSON.stringify(wantSql)}`);
   return out;
 }
+
+export interface AnalystUserInput {
+  /** deploy/compose/clickhouse/users.d/analyst.xml */
+  usersXml: string;
+  /** deploy/security/clickhouse-grants.sql */
+  grantsSql: string;
+}
+
+/** The privacy ledger, the one table the analyst may write (aggregator/migrations/002_privacy_ledger.sql). */
+export const LEDGER_TABLE = 'analytics.privacy_ledger';
+
+/**
+ * What the analyst's profile pins, each by a constraint: readonly=0 (an INSERT needs it), no DDL, the
+ * limits, and the query log (every `--exact` answer is logged there too). `undefined`: any number.
+ */
+const ANALYST_PINNED: readonly (readonly [string, string | undefined])[] = [
+  ['readonly', '0'],
+  ['allow_ddl', '0'],
+  ['max_memory_usage', undefined],
+  ['max_execution_time', undefined],
+  ['max_result_rows', undefined],
+  ['result_overflow_mode', 'throw'],
+  ['log_queries', '1'],
+];
+
+/** Privileges of a grant (`SELECT(a, b), INSERT` -> SELECT, INSERT), column lists dropped. */
+const privilegesOf = (list: string) =>
+  list
+    .replace(/\([^)]*\)/g, '')
+    .split(',')
+    .map((p) => p.trim().toUpperCase())
+    .filter(Boolean);
+
+/** Problems of one analyst grant (`GRANT privs ON target`): anything but SELECT, and SELECT, INSERT on the ledger. */
+function analystGrantProblems(grant: string, where: string): string[] {
+  const m = /^GRANT (.+?) ON (\S+)/.exec(grant);
+  if (!m) return [`${where}: cannot read the grant ${JSON.stringify(grant)}`];
+  const allowed = m[2] === LEDGER_TABLE ? ['SELECT', 'INSERT'] : ['SELECT'];
+  const extra = privilegesOf(m[1]!).filter((p) => !allowed.includes(p));
+  return extra.length
+    ? [
+        `${where}: grants the analyst ${extra.join(', ')} ON ${m[2]}; with readonly=0 the grants are all that limit it: SELECT on the released views, INSERT on ${LEDGER_TABLE} only`,
+      ]
+    : [];
+}
+
+/**
+ * The analyst can write the privacy ledger and nothing else, on the modern server of compose and
+ * Kubernetes (ClickHouse 24.8): every `--exact` answer is a ledger row, and 24.8 refuses any INSERT
+ * under readonly=1 or readonly=2 (2 adds SET and temporary tables, not writes), whatever the grants. So
+ * the analyst's profile must be readonly=0 with readonly, allow_ddl, the limits and log_queries pinned
+ * by constant constraints (users.d `<const/>`, SQL `CONST`), and its only write grant INSERT on the
+ * ledger table. Checked by reading the files: no 24.8 server runs here (the local one is 18.16, whose
+ * analyst stays readonly=1 and cannot write a ledger: stack/clickhouse-users.ts).
+ */
+export function analystLedgerWriterProblems(a: AnalystUserInput): string[] {
+  const out: string[] = [];
+  const xml = 'users.d/analyst.xml';
+  const profile = /<profiles>[\s\S]*?<analyst>([\s\S]*?)<\/analyst>[\s\S]*?<\/profiles>/.exec(a.usersXml)?.[1] ?? '';
+  const constraints = /<constraints>([\s\S]*?)<\/constraints>/.exec(profile)?.[1] ?? '';
+  const settings = profile.replace(/<constraints>[\s\S]*?<\/constraints>/, '');
+  const readonly = /<readonly>\s*(\d+)\s*<\/readonly>/.exec(settings)?.[1];
+  if (readonly !== undefined && readonly !== '0')
+    out.push(
+      `${xml}: the analyst profile has readonly=${readonly}: ClickHouse refuses its INSERT into ${LEDGER_TABLE}, so --exact answers cannot be logged in the ledger (readonly=2 allows SET, not writes)`,
+    );
+  for (const [setting, value] of ANALYST_PINNED) {
+    if (setting === 'readonly' && readonly !== undefined && readonly !== '0') continue;
+    if (!new RegExp(`<${setting}>${value ?? '\\d+'}</${setting}>`).test(settings))
+      out.push(`${xml}: the analyst profile does not set ${setting}${value ? `=${value}` : ''}`);
+    if (!new RegExp(`<${setting}>\\s*<(const|readonly)/>\\s*</${setting}>`).test(constraints))
+      out.push(`${xml}: ${setting} is not pinned by a constraint (<const/>): the analyst could change it with SET or a client setting`);
+  }
+  const user = /<users>[\s\S]*?<analyst>([\s\S]*?)<\/analyst>[\s\S]*?<\/users>/.exec(a.usersXml)?.[1] ?? '';
+  if (!/<profile>analyst<\/profile>/.test(user)) out.push(`${xml}: the analyst user does not use the analyst profile`);
+  const grants = [...user.matchAll(/<query>([^<]*)<\/query>/g)].map((m) => m[1]!.trim());
+  for (const g of grants) out.push(...analystGrantProblems(g, xml));
+  if (!grants.some((g) => /^GRANT (.+) ON (\S+)$/.exec(g)?.[2] === LEDGER_TABLE && privilegesOf(g.slice(6, g.lastIndexOf(' ON '))).includes('INSERT')))
+    out.push(`${xml}: the analyst has no INSERT on ${LEDGER_TABLE}: --exact answers cannot be logged in the ledger`);
+
+  // The same rules in the SQL access control of deploy/security/clickhouse-grants.sql.
+  const sql = 'clickhouse-grants.sql';
+  const stmts = statements(a.grantsSql);
+  const profileSql = stmts.find((s) => /^CREATE SETTINGS PROFILE (IF NOT EXISTS )?analyst_limits\b/.test(s)) ?? '';
+  if (!profileSql) out.push(`${sql}: no settings profile analyst_limits`);
+  else
+    for (const [setting, value] of ANALYST_PINNED) {
+      const m = new RegExp(`\\b${setting} = '?([\\w.]+)'?( (CONST|READONLY))?(,|$)`).exec(profileSql);
+      if (!m) out.push(`${sql}: analyst_limits does not set ${setting}`);
+      else {
+        if (value !== undefined && m[1] !== value)
+          out.push(
+            setting === 'readonly'
+              ? `${sql}: analyst_limits has readonly = ${m[1]}: ClickHouse refuses the analyst's INSERT into ${LEDGER_TABLE} (readonly = 2 allows SET, not writes)`
+              : `${sql}: analyst_limits sets ${setting} = ${m[1]}, expected ${value}`,
+          );
+        if (!m[2]) out.push(`${sql}: analyst_limits does not pin ${setting} (CONST): the analyst could change it`);
+      }
+    }
+  if (!stmts.some((s) => /^CREATE USER (IF NOT EXISTS )?analyst .*SETTINGS PROFILE 'analyst_limits'$/.test(s)))
+    out.push(`${sql}: the analyst user does not take the profile analyst_limits`);
+  const toAnalyst = stmts.filter((s) => /^GRANT .* TO analyst$/.test(s));
+  for (const g of toAnalyst) out.push(...analystGrantProblems(g, sql));
+  if (!toAnalyst.some((g) => g === `GRANT SELECT, INSERT ON ${LEDGER_TABLE} TO analyst`))
+    out.push(`${sql}: the analyst has no INSERT on ${LEDGER_TABLE}: --exact answers cannot be logged in the ledger`);
+  return out;
+}

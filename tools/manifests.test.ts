@@ -13,6 +13,7 @@ import { createAggregatorMetrics } from '../aggregator/metrics.ts';
 import { createMetrics } from '../ingest/metrics.ts';
 import {
   aclCoverageProblems,
+  analystLedgerWriterProblems,
   answersUserProblems,
   checkCompose,
   checkComposeSecurity,
@@ -1109,5 +1110,60 @@ describe('the answer service is monitored', () => {
         new RegExp(`${where.source}annotated for scraping, but no NetworkPolicy admits Prometheus \\(namespace monitoring\\) to port 18095`),
       ),
     ]);
+  });
+});
+
+// The analyst's `--exact` path writes the privacy ledger in compose and on Kubernetes (ClickHouse 24.8):
+// readonly=1 (and 2) refuse any INSERT there, so the analyst's profile is readonly=0 with readonly, DDL,
+// the limits and the query log pinned by constraints, and its one write grant is INSERT on the ledger
+// (tools/manifest-check.ts analystLedgerWriterProblems). Read from the files: no 24.8 server runs here.
+describe('the analyst writes the privacy ledger and nothing else (compose users.d, the grants SQL)', () => {
+  const input = () => ({ usersXml: readCompose('clickhouse/users.d/analyst.xml'), grantsSql: read('security/clickhouse-grants.sql') });
+
+  it('users.d and the SQL give the analyst readonly=0 pinned by constraints, its limits and query log pinned, INSERT on the ledger only', () => {
+    expect(analystLedgerWriterProblems(input())).toEqual([]);
+  });
+
+  it('negative control: the previous profile (readonly=1) and readonly=2 are reported: 24.8 refuses the ledger INSERT under both', () => {
+    const a = input();
+    for (const ro of ['1', '2']) {
+      const p = analystLedgerWriterProblems({ ...a, usersXml: a.usersXml.replace('<readonly>0</readonly>', `<readonly>${ro}</readonly>`) });
+      expect(p).toEqual([
+        expect.stringMatching(
+          new RegExp(`users.d/analyst.xml: the analyst profile has readonly=${ro}: ClickHouse refuses its INSERT into analytics.privacy_ledger`),
+        ),
+      ]);
+    }
+    const sql = analystLedgerWriterProblems({
+      ...a,
+      grantsSql: a.grantsSql.replace('analyst_limits SETTINGS readonly = 0 CONST', 'analyst_limits SETTINGS readonly = 1'),
+    });
+    expect(sql).toContainEqual(expect.stringMatching(/clickhouse-grants.sql: analyst_limits has readonly = 1: ClickHouse refuses the analyst's INSERT/));
+    expect(sql).toContainEqual(expect.stringMatching(/clickhouse-grants.sql: analyst_limits does not pin readonly \(CONST\)/));
+  });
+
+  it('negative controls: readonly or the query log left changeable, DDL allowed, a write grant beyond the ledger, no ledger INSERT', () => {
+    const a = input();
+    const p = analystLedgerWriterProblems({
+      usersXml: a.usersXml
+        .replace('<readonly><const/></readonly>', '')
+        .replace('<log_queries><const/></log_queries>', '')
+        .replace('<allow_ddl>0</allow_ddl>', '<allow_ddl>1</allow_ddl>')
+        .replace('</grants>', '<query>GRANT INSERT ON analytics.daily_agg</query></grants>'),
+      grantsSql: a.grantsSql
+        .replace('log_queries = 1 CONST', 'log_queries = 1')
+        .replace(
+          'GRANT SELECT, INSERT ON analytics.privacy_ledger TO analyst;',
+          'GRANT SELECT ON analytics.privacy_ledger TO analyst;\nGRANT INSERT, ALTER DELETE ON analytics.* TO analyst;',
+        ),
+    });
+    expect(p).toContainEqual(expect.stringMatching(/users.d\/analyst.xml: readonly is not pinned by a constraint/));
+    expect(p).toContainEqual(expect.stringMatching(/users.d\/analyst.xml: log_queries is not pinned by a constraint/));
+    expect(p).toContainEqual('users.d/analyst.xml: the analyst profile does not set allow_ddl=0');
+    expect(p).toContainEqual(expect.stringMatching(/users.d\/analyst.xml: grants the analyst INSERT ON analytics.daily_agg/));
+    expect(p).toContainEqual(expect.stringMatching(/clickhouse-grants.sql: analyst_limits does not pin log_queries/));
+    expect(p).toContainEqual(expect.stringMatching(/clickhouse-grants.sql: grants the analyst INSERT, ALTER DELETE ON analytics\.\*/));
+    expect(p).toContainEqual(expect.stringMatching(/clickhouse-grants.sql: the analyst has no INSERT on analytics.privacy_ledger/));
+    expect(p).toHaveLength(7);
   });
 });

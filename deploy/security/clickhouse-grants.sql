@@ -13,7 +13,12 @@
 -- * Grants are per table, not per database: the aggregator gets exactly the tables it writes and reads.
 -- * The system database is no longer open to everyone: the analyst gets none of it.
 
-CREATE SETTINGS PROFILE IF NOT EXISTS analyst_limits SETTINGS readonly = 1, max_memory_usage = 1000000000, max_execution_time = 30, max_result_rows = 100000, result_overflow_mode = 'throw';
+-- The analyst's profile: readonly = 0, because the analyst must append to the privacy ledger (every
+-- `--exact` answer is a ledger row) and ClickHouse refuses any INSERT under readonly = 1 or 2 whatever
+-- the grants. What readonly = 1 held is held instead by the grants below (INSERT on the ledger table
+-- only) and by CONST constraints on readonly, allow_ddl, the limits and log_queries. Written to the
+-- 24.8 documentation, not run against it (see the header: the local server is 18.16).
+CREATE SETTINGS PROFILE IF NOT EXISTS analyst_limits SETTINGS readonly = 0 CONST, allow_ddl = 0 CONST, max_memory_usage = 1000000000 CONST, max_execution_time = 30 CONST, max_result_rows = 100000 CONST, result_overflow_mode = 'throw' CONST, log_queries = 1 CONST;
 
 -- The aggregator: the analytics database only (facts_in, daily_agg, the views, schema_migrations), plus
 -- system.parts for the retention sweep. No access to personal_row.
@@ -32,7 +37,8 @@ ALTER TABLE analytics.crash_rates_by_app_version MODIFY SQL SECURITY DEFINER DEF
 ALTER TABLE analytics.release_policy MODIFY SQL SECURITY DEFINER DEFINER = analytics_views_definer;
 
 -- The analyst role: the released views only (aggregator/migrations/R_analyst_views.sql: cells of one day
--- x all dimensions with >= k devices, and sums of them; release_policy holds k), read-only, with limits.
+-- x all dimensions with >= k devices, and sums of them; release_policy holds k), reading only, with limits;
+-- its one write is the ledger.
 -- `npm run query`, the dashboard (ANALYST_* settings) and Grafana's data source all log in as this user.
 CREATE USER IF NOT EXISTS analyst IDENTIFIED WITH sha256_hash BY '<sha256 hex of the analyst password>' SETTINGS PROFILE 'analyst_limits';
 GRANT SELECT ON analytics.daily_active_devices TO analyst;
@@ -40,7 +46,8 @@ GRANT SELECT ON analytics.crash_rates TO analyst;
 GRANT SELECT ON analytics.daily_active_devices_by_app TO analyst;
 GRANT SELECT ON analytics.crash_rates_by_app_version TO analyst;
 GRANT SELECT ON analytics.release_policy TO analyst;
--- The privacy ledger (aggregator/private-query.ts): read and append, never ALTER or delete its rows.
+-- The privacy ledger (aggregator/private-query.ts): read and append, never ALTER or delete its rows. The
+-- analyst's only INSERT grant: with readonly = 0 this is what keeps it from writing anything else.
 GRANT SELECT, INSERT ON analytics.privacy_ledger TO analyst;
 
 -- The answer service (aggregator/answer-service.ts; deploy/k8s/answers.yaml, compose's users.d/answers.xml):

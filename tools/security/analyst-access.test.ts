@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { statements } from '../../aggregator/migrate.ts';
+import { analystLedgerWriterProblems } from '../manifest-check.ts';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const read = (p: string) => readFileSync(new URL(`../../${p}`, import.meta.url), 'utf8');
@@ -50,8 +51,9 @@ function analystProblems(a: Artifacts): string[] {
   if (/<password/.test(user)) out.push('users.d/analyst.xml: holds a password; the hash is generated (deploy/compose/secrets/init.sh)');
   if (!/<analyst><password_sha256_hex>%s<\/password_sha256_hex><\/analyst>/.test(a.initScript))
     out.push("deploy/compose/secrets/init.sh: does not write the analyst's password hash");
-  if (!/<analyst>[\s\S]*<readonly>1<\/readonly>[\s\S]*<\/analyst>/.test(/<profiles>[\s\S]*<\/profiles>/.exec(a.usersXml)?.[0] ?? ''))
-    out.push('users.d/analyst.xml: the analyst profile must be readonly=1');
+  // Its profile: readonly=0 (it appends to the ledger) with its settings pinned by constraints, INSERT on
+  // the ledger only (tools/manifest-check.ts analystLedgerWriterProblems, tested in tools/manifests.test.ts).
+  out.push(...analystLedgerWriterProblems(a));
   // SQL access control for a modern server: the same list.
   const toAnalyst = statements(a.grantsSql).filter((s) => /\bTO analyst$/.test(s));
   if (
