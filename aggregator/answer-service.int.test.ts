@@ -6,12 +6,15 @@
  * the exact released cells directly, which is why people who should see noisy answers only get a token.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dayToIso, utcDay, type FactRow } from './facts.ts';
 import { openStore } from './store-open.ts';
 import type { Store } from './store.ts';
 import { createClickHouse, stackInfo, uniqueName } from '../testing/stack.ts';
-import { parseTokens, sha256Hex, startAnswerService, type RunningAnswers } from './answer-service.ts';
+import { parseTokens, sha256Hex, startAnswerService, TokenList, type RunningAnswers } from './answer-service.ts';
 
 const database = uniqueName('answers');
 const today = utcDay(Date.now());
@@ -106,6 +109,40 @@ describe('answer service', () => {
   it('negative control: the ClickHouse credential the service holds reads the exact cells directly', async () => {
     const rows = await store.query<{ n: string }>(`SELECT toString(active_devices) AS n FROM ${database}.daily_active_devices`);
     expect(rows).toEqual([{ n: '25' }]);
+  });
+
+  it('a person added to the tokens file gets a private answer, and one removed gets 401, without a restart', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'answers-int-tokens-'));
+    const file = path.join(dir, 'tokens');
+    const carol = randomBytes(24).toString('hex');
+    writeFileSync(file, `bob ${sha256Hex(bob)}\n`, { mode: 0o600 });
+    const { tokens, stamp } = TokenList.read(file);
+    const live = await startAnswerService({ ANSWERS_HOST: '127.0.0.1', ANSWERS_PORT: 0 }, tokens, store, {
+      tokensFile: file,
+      tokensStamp: stamp,
+      tokensCheckMs: 20,
+    });
+    try {
+      const askLive = async (token: string) => {
+        const res = await fetch(`${live.url}/v1/answers`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify(q('--epsilon', '0.25')),
+        });
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      };
+      expect((await askLive(carol)).status).toBe(401);
+      writeFileSync(file, `carol ${sha256Hex(carol)}\n`);
+      const deadline = Date.now() + 5000;
+      while (live.tokens.analystOf(carol) === undefined && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 20));
+      const answered = await askLive(carol);
+      expect(answered.status).toBe(200);
+      expect(answered.body).toMatchObject({ analyst: 'carol', epsilon: 0.25, spent_today: 0.25, repeated: false });
+      expect((await askLive(bob)).status).toBe(401);
+    } finally {
+      await live.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a tokens file with a malformed line or a shared token is refused at start', () => {
