@@ -133,7 +133,7 @@ export function compileSplit(opts: SplitOptions = {}): CompiledSplit {
     maxStringLength: checks.maxStringLength,
     maxEvents: checks.maxEvents,
     eventFactType: outputs.eventFactType,
-    draftEventsType: outputs.personal.draftEventsType,
+    distinctEvents: outputs.personal.distinctEvents,
     personalRecords: (draft, key, ctx) => outputs.personal.records(draft, key, ctx),
     identifiers: (draft) => outputs.personal.identifiers(draft),
     factHeader: Buffer.alloc(0), // facts inside the batch record carry no header

@@ -4,7 +4,7 @@ import type avro from 'avsc';
 import type { RESIDENCY } from './categories.ts';
 import type { FieldInfo, RecordSchema } from './classify.ts';
 import type { DeviceFields } from './batch-shape.ts';
-import type { PersonalContext, PersonalOut } from './personal.ts';
+import type { DistinctEvents, PersonalContext, PersonalOut } from './personal.ts';
 import type { Invalid } from './validate.ts';
 
 export interface FastSpec {
@@ -18,8 +18,8 @@ export interface FastSpec {
   maxStringLength: number;
   maxEvents: number;
   eventFactType: avro.Type;
-  /** The personal draft's events array (personal.ts): the fast path's copied per-event bytes are its encoding. */
-  draftEventsType: avro.Type;
+  /** The fast path's copied per-event bytes (the personal draft events' encoding) -> the events the sets depend on (personal.ts). */
+  distinctEvents: DistinctEvents;
   /** The class records of a draft (personal.ts). */
   personalRecords: (draft: Record<string, unknown>, key: Buffer, ctx: PersonalContext) => PersonalOut[];
   /** The identifiers a draft keeps (personal.ts `identifiers`). */

@@ -11,7 +11,8 @@ import type avro from 'avsc';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { classify, type RecordSchema } from './classify.ts';
-import { FAST_PATHS } from './compile.ts';
+import { buildDraftSchema, FAST_PATHS } from './compile.ts';
+import { compilePersonal } from './personal.ts';
 import { CATEGORIES, compileSplit, DAY_MS, guardBody, readSchema, type CategoryMap, type CompiledSplit, type SplitResult } from './index.ts';
 import { NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
@@ -227,5 +228,129 @@ describe('binary fast path', () => {
 
   it('negative control: a fast path built without the crash signature format check fails the same property', () => {
     expect(failsWithoutFormat('events[].payload.crash.signature', 200)).toBe(true);
+  });
+
+  // ---- the personal records' per-event sets, read from the copied bytes (personal.ts `distinctEvents`) ----
+
+  /**
+   * Batches made for the sets: few distinct values drawn many times (duplicates near and far apart), in
+   * any order, with null and empty stack traces, texts whose lengths straddle a digit (9/10 units: the
+   * canonical order compares the length prefix as text), non-ASCII and supplementary characters (UTF-16
+   * order differs from byte order), items over 64 bytes, and times over a few hours.
+   */
+  const word = fc.constantFrom('a', 'b', 'ab', '123456789', '1234567890', 'é', 'ÿ', '\uffff', '😀', 'x'.repeat(70), 'x'.repeat(71), '');
+  const setPayload = fc.oneof(
+    fc.constant({ [`${NS}.SessionStart`]: {} }),
+    fc.constant({ [`${NS}.AppForeground`]: {} }),
+    fc
+      .tuple(
+        word,
+        word.filter((w) => w.length <= 64),
+      )
+      .map(([pkg, version]) => ({ [`${NS}.AppStatus`]: { action: 'update', package: pkg || 'p', version } })),
+    fc.option(word, { nil: null }).map((st) => ({
+      [`${NS}.Crash`]: { signature: '9f86d081884c7d65', exception_type: 'Foo$Bar', app_version: '1.0.0', stack_trace: st },
+    })),
+    fc.constant({ [`${NS}.NetworkStats`]: { request_count: 1, error_count: 0, latency_ms: 5 } }),
+  );
+  const setBatchArb = fc
+    .tuple(
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 3_599_999 }), setPayload), { minLength: 1, maxLength: 40 }),
+      fc.constantFrom(0, 5, 17),
+    )
+    .map(([evs, seed]) => {
+      const b = fc.sample(cleanDeviceArb, { seed, numRuns: 1 })[0]!;
+      const hour = Math.floor(NOW / 3_600_000) * 3_600_000 - 3 * 3_600_000;
+      return {
+        ...b,
+        device: { ...b.device, device_id: 'device-1' },
+        consent: { analytics: true, personalised_ads: true, location: true },
+        events: evs.map(([h, ms, pl], i) => ({
+          event_id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+          time: Math.min(hour + h * 3_600_000 + ms, NOW),
+          session_id: 's',
+          payload: pl,
+        })),
+      };
+    });
+
+  it('writes the personal records byte for byte as the generic path on batches full of repeated set items, and answers them itself', () => {
+    const fast = FAST_PATHS.get(p)!;
+    let answered = 0;
+    fc.assert(
+      fc.property(setBatchArb, (b) => {
+        const body = p.batchType.toBuffer(b);
+        const g = generic(p, body);
+        const f = fast(body, ctx(), LIMITS);
+        if (g.ok && g.r.accepted === b.events.length) {
+          expect(f).toBeDefined();
+          answered++;
+        }
+        if (f) expect({ ok: true, r: f }).toEqual(g);
+      }),
+      { numRuns: 300 },
+    );
+    expect(answered).toBeGreaterThan(200);
+  });
+
+  /** The draft's events from a batch's events (the kept fields of each branch), as the fast path copies them. */
+  const batchSchema = readSchema('batch') as RecordSchema;
+  const personal = compilePersonal(buildDraftSchema(batchSchema, classify(batchSchema, CATEGORIES as CategoryMap)), CATEGORIES as CategoryMap);
+  const draftItem = ((personal.draftEventsType as avro.types.ArrayType).itemsType as avro.types.RecordType).fields;
+  const payloadType = draftItem.find((f) => f.name === 'payload')!.type as avro.types.WrappedUnionType;
+  const toDraft = (e: { time: number; payload: Record<string, Record<string, unknown>> }) => {
+    const [name, v] = Object.entries(e.payload)[0]!;
+    const branch = payloadType.types.find((t) => t.name!.endsWith(`.${name.split('.').pop()}`)) as avro.types.RecordType;
+    return { time: e.time, payload: { [branch.name!]: Object.fromEntries(branch.fields.map((f) => [f.name, v[f.name] ?? null])) } };
+  };
+  /** The class records of a batch's events read back whole (the reference) and through a reducer of their bytes. */
+  const recordsBoth = (
+    b: { sent_at: number; device: object; consent: object; events: Array<{ time: number; payload: Record<string, Record<string, unknown>> }> },
+    reduce: (q: Buffer, n: number) => unknown[] | undefined,
+  ) => {
+    const framed = personal.draftEventsType.toBuffer(b.events.map(toDraft));
+    const all = personal.draftEventsType.fromBuffer(framed) as unknown[];
+    const q = framed.subarray(framed.length > 2 && all.length >= 64 ? 2 : 1, -1); // the count's varint, and the closing 0
+    const head = { sent_at: b.sent_at, device: b.device, consent: b.consent };
+    const pctx = { receivedAt: NOW, zone: 'row' as const, clientIp: null };
+    const hex = (events: unknown[]) =>
+      personal
+        .records({ ...head, events }, Buffer.from('d'), pctx)
+        .map((r) => r.value.toString('hex'))
+        .join();
+    return { reference: hex(all), reduced: hex(reduce(q, all.length) ?? []) };
+  };
+
+  it('reduces the copied event bytes to events that give the same sets as every event read back', () => {
+    fc.assert(
+      fc.property(setBatchArb, (b) => {
+        const { reference, reduced } = recordsBoth(b, (q, n) => personal.distinctEvents(q, 0, q.length, n));
+        expect(reduced).toBe(reference);
+      }),
+      { numRuns: 300 },
+    );
+    // Bytes that are not n events: no answer (the fast path hands back).
+    const q = personal.draftEventsType.toBuffer([toDraft({ time: NOW, payload: { [`${NS}.SessionStart`]: {} } })]).subarray(1, -1);
+    expect(personal.distinctEvents(q, 0, q.length, 2)).toBeUndefined();
+    expect(personal.distinctEvents(q, 0, q.length - 1, 1)).toBeUndefined();
+  });
+
+  it('negative control: a reducer keeping one item per event kind (the first) fails the same property', () => {
+    const firstPerKind = (q: Buffer, n: number) => {
+      const all = personal.draftEventsType.fromBuffer(Buffer.concat([Buffer.from([2 * n]), q, Buffer.from([0])])) as Array<{ payload: object }>;
+      const seen = new Set<string>();
+      return all.filter((e) => {
+        const k = Object.keys(e.payload)[0]!;
+        return !seen.has(k) && seen.add(k);
+      });
+    };
+    const res = fc.check(
+      fc.property(setBatchArb, (b) => {
+        const { reference, reduced } = recordsBoth(b, firstPerKind);
+        return reduced === reference;
+      }),
+      { numRuns: 300 },
+    );
+    expect(res.failed).toBe(true);
   });
 });

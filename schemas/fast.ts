@@ -97,6 +97,7 @@ function driver(spec: FastSpec, g: Generated): FastPath {
     if (!written) return undefined;
     result.accepted = n;
     const personal = personalRecords(spec, g, head, n, zone, identity.value, ctx, result.droppedConsent);
+    if (!personal) return undefined;
     result.personal.push(...personal.records);
     result.device = personal.device;
     return result;
@@ -266,8 +267,10 @@ function writeDays(spec: FastSpec, g: Generated, body: Buffer, n: number, keys: 
 
 /**
  * The personal records: the draft's batch-level part through the generic projection (consent stripping
- * counted there), its events read back from the copied per-event bytes (they are the draft events'
- * encoding), then the class records of personal.ts, as the generic path makes them.
+ * counted there), its events reduced from the copied per-event bytes (they are the draft events'
+ * encoding) to one event per distinct value of each field (personal.ts `DistinctEvents`: the sets are
+ * the same, and the events are never decoded whole), then the class records of personal.ts, as the
+ * generic path makes them. Undefined to fall back.
  */
 function personalRecords(
   spec: FastSpec,
@@ -278,15 +281,12 @@ function personalRecords(
   identity: string,
   ctx: FastContext,
   dropped: Record<string, number>,
-): { records: PersonalOut[]; device: { identity: string; identifiers: string[] } } {
+): { records: PersonalOut[]; device: { identity: string; identifiers: string[] } } | undefined {
   const draft = spec.project(head, [], head.consent, dropped);
   const ev = g.personal();
-  const bytes = Buffer.allocUnsafe(10 + ev.len + 1);
-  let r = writeLong(bytes, 0, n);
-  ev.buf.copy(bytes, r, 0, ev.len);
-  r += ev.len;
-  bytes[r++] = 0;
-  draft.events = spec.draftEventsType.fromBuffer(bytes.subarray(0, r));
+  const events = spec.distinctEvents(ev.buf, 0, ev.len, n);
+  if (!events) return undefined;
+  draft.events = events;
   return {
     records: spec.personalRecords(draft, Buffer.from(identity, 'utf8'), { receivedAt: ctx.receivedAt, zone, clientIp: ctx.clientIp ?? null }),
     device: { identity, identifiers: spec.identifiers(draft) },

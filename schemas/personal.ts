@@ -28,6 +28,7 @@ import { classify, isRecordSchema, shortName, snake, stripAttrs, type ArraySchem
 import type { OutRecord, Zone } from './contract.ts';
 import { SchemaBuildError } from './errors.ts';
 import { typeOf } from './load.ts';
+import { readLong, varintEnd } from './varint.ts';
 import { headerFor } from './wire.ts';
 
 const HOUR_MS = 3_600_000;
@@ -71,8 +72,10 @@ type Pick = (v: unknown) => unknown;
 
 export interface PersonalPlan {
   readonly classes: readonly PersonalClass[];
-  /** The draft's events array type (the fast path reads its copied per-event bytes with it). */
+  /** The draft's events array type. */
   readonly draftEventsType: avro.Type;
+  /** The fast path's reader of its copied per-event bytes (`DistinctEvents`). */
+  readonly distinctEvents: DistinctEvents;
   /** The class records of one draft (the batch's kept fields, consent applied, `events` = the accepted events). */
   records(draft: Value, key: Buffer, ctx: PersonalContext): PersonalOut[];
   /**
@@ -183,16 +186,32 @@ export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, reg
   const draftEventsType = eventsField
     ? typeOf({ type: 'array', items: eventItem } as unknown as Record<string, unknown>, 'auto')
     : typeOf({ type: 'array', items: 'null' }, 'auto');
+  // Each class record is encoded behind its header in one scratch buffer, then copied out once (instead
+  // of avsc's toBuffer, which allocates and copies, and a concat with the header, which does it again).
+  let scratch = Buffer.allocUnsafe(1 << 14);
+  const encode = (cls: PersonalClass, v: Value): Buffer => {
+    const h = cls.header.length;
+    for (;;) {
+      const end = cls.type.encode(v, scratch, h);
+      if (end >= 0) {
+        const out = Buffer.allocUnsafe(end);
+        cls.header.copy(out, 0);
+        scratch.copy(out, h, h, end);
+        return out;
+      }
+      scratch = Buffer.allocUnsafe(2 * (scratch.length - end)); // avsc returns minus the bytes missing
+    }
+  };
   return {
     classes,
     draftEventsType,
+    distinctEvents: eventItem ? distinctEventsReader(eventItem, draftEventsType, hourly) : () => [],
     records(draft, key, ctx) {
       const out: PersonalOut[] = [];
       for (const { cls, pick } of pickers) {
         const v = pick(draft, ctx);
         if (!v) continue;
-        const body = cls.type.toBuffer(v);
-        out.push({ key, value: Buffer.concat([cls.header, body], cls.header.length + body.length), zone: ctx.zone, retentionClass: cls.name });
+        out.push({ key, value: encode(cls, v), zone: ctx.zone, retentionClass: cls.name });
       }
       return out;
     },
@@ -377,4 +396,236 @@ function canonicalText(x: unknown): string {
     else return `j${JSON.stringify(x)}`;
   }
   return t;
+}
+
+/**
+ * The fast path's reader of the draft events' encoding: `n` events' bytes one after the other (what
+ * fast.ts copies per event, no array framing) -> the events reduced to what the sets depend on, or
+ * undefined when the bytes are not `n` events (then the fast path hands back). Every per-event set of a
+ * class reads ONE field of each event and keeps its distinct values (see the header), so one event per
+ * distinct value of each field gives the same sets: `{ time: <hour> }` per distinct hour of an hourly
+ * timestamp, `{ payload: <branch value> }` per distinct encoded branch, and so on for any field. The
+ * whole draft events are never built: a number field is read as a varint, any other field is skipped
+ * over and compared by its encoded bytes (the fast path copies only canonical varints and valid UTF-8,
+ * so equal bytes are equal values, and different bytes different values), and only the distinct ones
+ * are decoded (avsc, the field's type in the draft). A field holding a float or a double (-0 and 0,
+ * NaNs: equal as set members with different bytes) keeps every event's value, decoded.
+ */
+export type DistinctEvents = (buf: Buffer, start: number, end: number, n: number) => Value[] | undefined;
+
+function distinctEventsReader(item: RecordSchema, eventsType: avro.Type, hourly: Hourly): DistinctEvents {
+  const fieldTypes = ((eventsType as avro.types.ArrayType).itemsType as avro.types.RecordType).fields;
+  // The generated loop (`new Function`, like avsc's own readers): one block per field of the draft
+  // event, in order. Per field f: `S<f>` the distinct numbers and `L<f>` the last one (a number field),
+  // or `M<f>` the first position of each distinct encoding (by its bytes as a latin1 key) with `D<f>`
+  // the last item per union branch (a run of equal items costs a byte comparison, not a key), or `A<f>`
+  // every decoded value (a field with floats).
+  const consts: unknown[] = [];
+  const K = (v: unknown) => `K[${consts.push(v) - 1}]`;
+  const decl: string[] = [];
+  const reset: string[] = [];
+  const loop: string[] = [];
+  const reps: string[] = [];
+  let tmp = 0;
+  const fresh = (x: string) => `${x}${tmp++}`;
+  /** Statements moving `p` over a value of type t (the fast path's checked bytes; a cut one makes p NaN or > end). */
+  const skip = (t: avro.Type): string => {
+    const u = underlying(t);
+    switch (u.typeName) {
+      case 'null':
+        return '';
+      case 'boolean':
+        return 'p++;';
+      case 'int':
+      case 'long':
+      case 'enum':
+        return 'while (buf[p++] >= 128);';
+      case 'float':
+        return 'p += 4;';
+      case 'double':
+        return 'p += 8;';
+      case 'fixed':
+        return `p += ${(u as avro.types.FixedType).size};`;
+      case 'string':
+      case 'bytes':
+        return `{ ${varint('l')} p += l; }`;
+      case 'record':
+      case 'error':
+        return (u as avro.types.RecordType).fields.map((f) => skip(f.type)).join('\n');
+      case 'union:wrapped':
+      case 'union:unwrapped': {
+        const k = fresh('k');
+        const cases = (u as avro.types.UnwrappedUnionType).types.map((b, i) => `case ${i}: ${skip(b)} break;`);
+        return `{ ${varint(k)} switch (${k}) { ${cases.join(' ')} default: return undefined; } }`;
+      }
+      default:
+        return `p = ${K(skipperOf(u))}(buf, p);`;
+    }
+  };
+  fieldTypes.forEach((ft, f) => {
+    const schema = item.fields[f]!;
+    if (schema.name !== ft.name) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `events[].${ft.name}`, 'draft event fields out of order');
+    const t = ft.type;
+    const tn = underlying(t).typeName;
+    const name = JSON.stringify(ft.name);
+    if (tn === 'int' || tn === 'long') {
+      const hour = hourly(schema.category) && isTimestamp(schema.type);
+      decl.push(`const S${f} = new Set(); let L${f} = NaN;`);
+      reset.push(`S${f}.clear(); L${f} = NaN;`);
+      loop.push(`{ ${varint('x')} ${hour ? `x = Math.floor(x / ${HOUR_MS}) * ${HOUR_MS};` : ''} if (x !== L${f}) { L${f} = x; S${f}.add(x); } }`);
+      reps.push(`for (const x of S${f}) out.push({ ${name}: x });`);
+      return;
+    }
+    const T = K(t);
+    if (!exactBytes(t)) {
+      decl.push(`const A${f} = [];`);
+      reset.push(`A${f}.length = 0;`);
+      loop.push(`{ const d = ${T}.decode(buf, p); A${f}.push(d.value); p = d.offset; }`);
+      reps.push(`for (const x of A${f}) out.push({ ${name}: x });`);
+      return;
+    }
+    const u = underlying(t);
+    const branches = u.typeName.startsWith('union:') ? (u as avro.types.UnwrappedUnionType).types : [u];
+    decl.push(`const M${f} = new Map(); const D${f} = [${branches.map(() => '{ s: 0, e: -1 }').join(', ')}];`);
+    reset.push(`M${f}.clear(); for (const d of D${f}) d.e = -1;`);
+    const seen = (b: number) => `seen(buf, s, p, D${f}[${b}], M${f});`;
+    if (branches.length > 1 || u !== branches[0]) {
+      const cases = branches.map((b, i) => `case ${i}: ${skip(b)} ${seen(i)} break;`);
+      loop.push(`{ const s = p; ${varint('k')} switch (k) { ${cases.join(' ')} default: return undefined; } }`);
+    } else loop.push(`{ const s = p; ${skip(t)} ${seen(0)} }`);
+    reps.push(`for (const s of M${f}.values()) out.push({ ${name}: ${T}.decode(buf, s).value });`);
+  });
+  const src = `"use strict";
+const { readLong, VE, K } = H;
+${decl.join('\n')}
+function seen(buf, s, p, d, m) {
+  const len = p - s;
+  if (len === d.e - d.s) {
+    let i = 0;
+    if (len > 64) i = buf.compare(buf, d.s, d.e, s, p) === 0 ? len : 0;
+    else while (i < len && buf[s + i] === buf[d.s + i]) i++;
+    if (i === len) return;
+  }
+  d.s = s; d.e = p;
+  const key = buf.latin1Slice(s, p);
+  if (!m.has(key)) m.set(key, s);
+}
+return (buf, start, end, n) => {
+  ${reset.join('\n')}
+  let p = start;
+  for (let j = 0; j < n; j++) {
+    ${loop.join('\n')}
+    if (!(p <= end)) return undefined;
+  }
+  if (p !== end) return undefined;
+  const out = [];
+  ${reps.join('\n')}
+  return out;
+};`;
+  return new Function('H', src)({ readLong, VE: varintEnd, K: consts }) as DistinctEvents;
+}
+
+/** `let x = <zig-zag varint at p>` (one-byte case inline), p moved past it; a bad one returns undefined. */
+function varint(x: string): string {
+  return `let ${x} = buf[p]; if (${x} < 128) { p++; ${x} = (${x} >>> 1) ^ -(${x} & 1); } else { ${x} = readLong(buf, p, end, 10); p = VE.pos; if (${x} !== ${x}) return undefined; }`;
+}
+
+/** A logical type's underlying type (the type itself otherwise). */
+function underlying(t: avro.Type): avro.Type {
+  return t.typeName.startsWith('logical:') ? underlying((t as avro.types.LogicalType).underlyingType) : t;
+}
+
+/** Whether equal values of `t` always have equal encodings and different values different ones (no float or double inside). */
+function exactBytes(t: avro.Type): boolean {
+  const u = underlying(t);
+  switch (u.typeName) {
+    case 'float':
+    case 'double':
+      return false;
+    case 'record':
+    case 'error':
+      return (u as avro.types.RecordType).fields.every((f) => exactBytes(f.type));
+    case 'union:wrapped':
+    case 'union:unwrapped':
+      return (u as avro.types.UnwrappedUnionType).types.every(exactBytes);
+    case 'array':
+      return exactBytes((u as avro.types.ArrayType).itemsType);
+    case 'map':
+      return exactBytes((u as avro.types.MapType).valuesType);
+    default:
+      return true;
+  }
+}
+
+function skipString(buf: Buffer, p: number): number {
+  const len = readLong(buf, p, buf.length, 10);
+  return varintEnd.pos + len;
+}
+
+/** Where the value of type `t` at `p` ends (the bytes are the fast path's checked copies); NaN when they are cut short. */
+function skipperOf(t: avro.Type): (buf: Buffer, p: number) => number {
+  const u = underlying(t);
+  const varint = (buf: Buffer, p: number) => {
+    readLong(buf, p, buf.length, 10);
+    return varintEnd.pos;
+  };
+  switch (u.typeName) {
+    case 'null':
+      return (_b, p) => p;
+    case 'boolean':
+      return (_b, p) => p + 1;
+    case 'int':
+    case 'long':
+    case 'enum':
+      return varint;
+    case 'float':
+      return (_b, p) => p + 4;
+    case 'double':
+      return (_b, p) => p + 8;
+    case 'fixed': {
+      const size = (u as avro.types.FixedType).size;
+      return (_b, p) => p + size;
+    }
+    case 'string':
+    case 'bytes':
+      return skipString;
+    case 'record':
+    case 'error': {
+      const fs = (u as avro.types.RecordType).fields.map((f) => skipperOf(f.type));
+      return (buf, p) => {
+        for (const s of fs) p = s(buf, p);
+        return p;
+      };
+    }
+    case 'union:wrapped':
+    case 'union:unwrapped': {
+      const bs = (u as avro.types.UnwrappedUnionType).types.map(skipperOf);
+      return (buf, p) => {
+        const k = readLong(buf, p, buf.length, 10);
+        const b = bs[k];
+        return b ? b(buf, varintEnd.pos) : NaN;
+      };
+    }
+    case 'array':
+    case 'map': {
+      const item = u.typeName === 'array' ? skipperOf((u as avro.types.ArrayType).itemsType) : skipperOf((u as avro.types.MapType).valuesType);
+      const key = u.typeName === 'map' ? skipString : undefined;
+      return (buf, p) => {
+        for (;;) {
+          let c = readLong(buf, p, buf.length, 10);
+          p = varintEnd.pos;
+          if (!(c === c) || c === 0) return c === 0 ? p : NaN;
+          if (c < 0) {
+            c = -c;
+            readLong(buf, p, buf.length, 10);
+            p = varintEnd.pos;
+          }
+          for (let i = 0; i < c && p === p; i++) p = item(buf, key ? key(buf, p) : p);
+          if (!(p === p)) return NaN;
+        }
+      };
+    }
+    default:
+      throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', u.typeName, `no reader for type ${u.typeName} in the personal draft`);
+  }
 }
