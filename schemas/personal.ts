@@ -490,7 +490,11 @@ function distinctEventsReader(item: RecordSchema, eventsType: avro.Type, hourly:
     reset.push(`M${f}.clear(); for (const d of D${f}) d.e = -1;`);
     const seen = (b: number) => `seen(buf, s, p, D${f}[${b}], M${f});`;
     if (branches.length > 1 || u !== branches[0]) {
-      const cases = branches.map((b, i) => `case ${i}: ${skip(b)} ${seen(i)} break;`);
+      // A branch without bytes of its own (an empty record, null) is its index: seen once, no comparison.
+      const cases = branches.map((b, i) => {
+        const body = skip(b);
+        return body === '' ? `case ${i}: if (D${f}[${i}].e < 0) ${seen(i)} break;` : `case ${i}: ${body} ${seen(i)} break;`;
+      });
       loop.push(`{ const s = p; ${varint('k')} switch (k) { ${cases.join(' ')} default: return undefined; } }`);
     } else loop.push(`{ const s = p; ${skip(t)} ${seen(0)} }`);
     reps.push(`for (const s of M${f}.values()) out.push({ ${name}: ${T}.decode(buf, s).value });`);
@@ -527,7 +531,7 @@ return (buf, start, end, n) => {
 
 /** `let x = <zig-zag varint at p>` (one-byte case inline), p moved past it; a bad one returns undefined. */
 function varint(x: string): string {
-  return `let ${x} = buf[p]; if (${x} < 128) { p++; ${x} = (${x} >>> 1) ^ -(${x} & 1); } else { ${x} = readLong(buf, p, end, 10); p = VE.pos; if (${x} !== ${x}) return undefined; }`;
+  return `let ${x} = buf[p++]; if (${x} < 128) ${x} = (${x} >>> 1) ^ -(${x} & 1); else { let v = ${x} & 127, m = 128, b = 128; while (b >= 128 && m < 2 ** 56) { b = buf[p++]; v += (b & 127) * m; m *= 128; } if (b >= 128) return undefined; ${x} = v % 2 === 1 ? -(v + 1) / 2 : v / 2; }`;
 }
 
 /** A logical type's underlying type (the type itself otherwise). */
