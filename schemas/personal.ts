@@ -18,9 +18,10 @@
  * Nothing says how many events the batch had, of which kinds, or in which order.
  *
  * The draft (`draftSchema`): the batch schema filtered to the kept fields (personal, retention not P0D),
- * events included, the shape both split paths produce first (the generic projection, or the fast
- * path's copied bytes read back with `draftEventsType`); `personalRecords` turns a draft into the class
- * records. Every field of every class schema names its category (the build classifies them).
+ * events included, the shape both split paths produce first (the generic projection; the fast path's
+ * copied per-event bytes reduced by `distinctEvents` to one event per distinct value of each field,
+ * which gives the same sets); `records` turns a draft into the class records. Every field of every
+ * class schema names its category (the build classifies them).
  */
 import type avro from 'avsc';
 import { retentionDays, type CategoryMap } from './categories.ts';
