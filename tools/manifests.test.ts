@@ -14,7 +14,9 @@ import { createMetrics } from '../ingest/metrics.ts';
 import {
   aclCoverageProblems,
   analystLedgerWriterProblems,
+  answersLedgerProblems,
   answersUserProblems,
+  ANSWERS_LEDGER_TABLE,
   checkCompose,
   checkComposeSecurity,
   checkEnv,
@@ -44,6 +46,7 @@ import { ingestConfigSpec } from '../ingest/config.ts';
 import { loadConfig } from '../runtime/config.ts';
 import { loadStackConfig } from '../stack/config.ts';
 import { defaultPipelineTopics, secureServiceEnv } from '../stack/secure.ts';
+import { DEFAULT_LAYOUT, ledgerTableSql } from '../stack/clickhouse-users.ts';
 
 const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
 const ROOT = join(DEPLOY, '..');
@@ -965,8 +968,8 @@ describe("the answer service is the people's path, in compose and Kubernetes", (
     const p = answersUserProblems({
       usersXml: a.usersXml
         .replace(
-          '<query>GRANT SELECT, INSERT ON analytics.privacy_ledger</query>',
-          '<query>GRANT SELECT, INSERT, ALTER DELETE ON analytics.privacy_ledger</query>',
+          `<query>GRANT SELECT, INSERT ON ${ANSWERS_LEDGER_TABLE}</query>`,
+          `<query>GRANT SELECT, INSERT, ALTER DELETE ON ${ANSWERS_LEDGER_TABLE}</query>`,
         )
         .replace('<max_memory_usage><const/></max_memory_usage>', '')
         .replace('<profile>answers</profile>', '<profile>answers</profile><password>changeme</password>'),
@@ -1020,6 +1023,102 @@ describe("the answer service is the people's path, in compose and Kubernetes", (
       expect.stringMatching(/Deployment\/answers container answers: ANALYST_CLICKHOUSE_USER=analyst, expected the service's own user answers/),
     );
     expect(p).toContainEqual(expect.stringMatching(/Deployment\/answers: volume tokens mounts Secret telemetry-answers-tokens, which is neither/));
+  });
+});
+
+// The answer service keeps its own privacy ledger (database analytics_ledger) in compose and on Kubernetes:
+// the analyst may INSERT into analytics.privacy_ledger (its --exact rows), and an INSERT cannot be limited
+// to rows of one's own name, so a shared ledger would let it spend a token holder's budget or plant the
+// answer their repeated question returns. tools/manifest-check.ts answersLedgerProblems, read from the
+// files (no 24.8 server runs here; the 18.16 stack has the same split: stack/answers-user.int.test.ts).
+describe("the answer service's ledger is a database the analyst cannot write, in compose and Kubernetes", () => {
+  const ledgerInput = () => ({
+    compose: structuredClone(compose),
+    k8sDocs: structuredClone(k8sDocs),
+    readCompose,
+    usersDFiles: readdirSync(join(DEPLOY, 'compose/clickhouse/users.d')),
+    grantsSql: read('security/clickhouse-grants.sql'),
+    ledgerDdl: (db: string) => ledgerTableSql({ ...DEFAULT_LAYOUT, ledgerDb: db }),
+  });
+  const configMap = (docs: K8sDoc[]) => docs.find((d) => d.doc.kind === 'ConfigMap' && d.doc.metadata.name === 'telemetry-answers')!.doc;
+
+  it('compose and Kubernetes set ANSWERS_LEDGER_DATABASE=analytics_ledger, the analyst has no grant there, the answer service appends there, and both create it from migration 002', () => {
+    expect(answersLedgerProblems(ledgerInput())).toEqual([]);
+    expect(composeEnv((compose.services as Obj).answers).ANSWERS_LEDGER_DATABASE).toBe('analytics_ledger');
+    expect(configMap(k8sDocs).data.ANSWERS_LEDGER_DATABASE).toBe('analytics_ledger');
+    // The one-shot runs the migration file itself, mounted read-only.
+    expect((compose.services as Obj).ledger.volumes).toContain(
+      '../../aggregator/migrations/002_privacy_ledger.sql:/etc/telemetry/ledger/002_privacy_ledger.sql:ro',
+    );
+  });
+
+  it('negative control: the shared ledger of before (no ANSWERS_LEDGER_DATABASE, answers granted analytics.privacy_ledger) is reported in both deployments', () => {
+    const a = ledgerInput();
+    delete a.compose.services.answers.environment.ANSWERS_LEDGER_DATABASE;
+    delete configMap(a.k8sDocs).data.ANSWERS_LEDGER_DATABASE;
+    const p = answersLedgerProblems(a);
+    expect(p).toContainEqual(
+      expect.stringMatching(
+        /^compose service answers: ANSWERS_LEDGER_DATABASE is not set, so the ledger is analytics.privacy_ledger, which the analyst may write/,
+      ),
+    );
+    expect(p).toContainEqual(expect.stringMatching(/^Deployment\/answers container answers: ANSWERS_LEDGER_DATABASE is not set/));
+    const same = ledgerInput();
+    same.compose.services.answers.environment.ANSWERS_LEDGER_DATABASE = 'analytics';
+    configMap(same.k8sDocs).data.ANSWERS_LEDGER_DATABASE = 'analytics';
+    const q = answersLedgerProblems(same);
+    expect(q).toContainEqual(expect.stringMatching(/^compose service answers: ANSWERS_LEDGER_DATABASE=analytics is the views database/));
+    expect(q).toContainEqual(expect.stringMatching(/^users.d\/analyst.xml: the analyst has "GRANT SELECT, INSERT ON analytics.privacy_ledger"/));
+    expect(q).toContainEqual(expect.stringMatching(/^clickhouse-grants.sql: the analyst has "GRANT SELECT, INSERT ON analytics.privacy_ledger TO analyst"/));
+    expect(q).toContainEqual(expect.stringMatching(/^users.d\/answers.xml: the answer service's user has no SELECT, INSERT on analytics.privacy_ledger/));
+  });
+
+  it('negative controls: a grant of the analyst on the ledger database (or on *.*) in users.d or the grants SQL, the answer service without its grant', () => {
+    const a = ledgerInput();
+    const analystXml = readCompose('clickhouse/users.d/analyst.xml').replace(
+      '<query>GRANT SELECT ON analytics.release_policy</query>',
+      '<query>GRANT SELECT ON analytics.release_policy</query><query>GRANT INSERT ON analytics_ledger.privacy_ledger</query>',
+    );
+    const answersXml = readCompose('clickhouse/users.d/answers.xml').replace(`<query>GRANT SELECT, INSERT ON ${ANSWERS_LEDGER_TABLE}</query>`, '');
+    a.readCompose = (rel: string) => (rel.endsWith('analyst.xml') ? analystXml : rel.endsWith('answers.xml') ? answersXml : readCompose(rel));
+    a.grantsSql = `${a.grantsSql}\nGRANT SELECT ON *.* TO analyst;\n`.replace(`GRANT SELECT, INSERT ON ${ANSWERS_LEDGER_TABLE} TO answers;`, '');
+    const p = answersLedgerProblems(a);
+    expect(p).toContainEqual(
+      expect.stringMatching(/^users.d\/analyst.xml: the analyst has "GRANT INSERT ON analytics_ledger.privacy_ledger": it must have no grant/),
+    );
+    expect(p).toContainEqual(expect.stringMatching(/^clickhouse-grants.sql: the analyst has "GRANT SELECT ON \*.\* TO analyst"/));
+    expect(p).toContainEqual(
+      expect.stringMatching(/^users.d\/answers.xml: the answer service's user has no SELECT, INSERT on analytics_ledger.privacy_ledger/),
+    );
+    expect(p).toContainEqual(
+      expect.stringMatching(/^clickhouse-grants.sql: the answer service's user has no SELECT, INSERT on analytics_ledger.privacy_ledger/),
+    );
+    expect(p).toHaveLength(4);
+  });
+
+  it('negative controls: nobody creates the ledger (no one-shot, the answer service not waiting for it, no owner may create it, the SQL without it or drifted from migration 002)', () => {
+    const a = ledgerInput();
+    a.compose.services.answers.depends_on = { clickhouse: { condition: 'service_healthy' } };
+    a.usersDFiles = a.usersDFiles.filter((f) => f !== 'ledger-owner.xml');
+    a.grantsSql = a.grantsSql.replace('    epsilon Float64,\n', '');
+    const p = answersLedgerProblems(a);
+    expect(p).toContainEqual(expect.stringMatching(/^compose service answers: does not wait for the one-shot ledger/));
+    expect(p).toContainEqual(expect.stringMatching(/^users.d: no user may CREATE TABLE in analytics_ledger/));
+    expect(p).toContainEqual(
+      expect.stringMatching(
+        /^clickhouse-grants.sql: does not create the answer service's ledger: no "CREATE TABLE IF NOT EXISTS analytics_ledger.privacy_ledger/,
+      ),
+    );
+    expect(p).toHaveLength(3);
+    const b = ledgerInput();
+    delete b.compose.services.ledger;
+    expect(answersLedgerProblems(b)).toEqual([
+      'compose: no one-shot creates analytics_ledger.privacy_ledger from aggregator/migrations/002_privacy_ledger.sql (LEDGER_DATABASE=analytics_ledger)',
+    ]);
+    // A migration that changes (a column added) and a grants file that did not follow it.
+    const c = ledgerInput();
+    c.ledgerDdl = (db) => ledgerTableSql({ ...DEFAULT_LAYOUT, ledgerDb: db }).map((s) => s.replace('answer String', 'answer String,\n    note String'));
+    expect(answersLedgerProblems(c)).toEqual([expect.stringMatching(/^clickhouse-grants.sql: does not create the answer service's ledger/)]);
   });
 });
 

@@ -47,13 +47,40 @@ GRANT SELECT ON analytics.daily_active_devices_by_app TO analyst;
 GRANT SELECT ON analytics.crash_rates_by_app_version TO analyst;
 GRANT SELECT ON analytics.release_policy TO analyst;
 -- The privacy ledger (aggregator/private-query.ts): read and append, never ALTER or delete its rows. The
--- analyst's only INSERT grant: with readonly = 0 this is what keeps it from writing anything else.
+-- analyst's only INSERT grant: with readonly = 0 this is what keeps it from writing anything else. This is
+-- the analyst's ledger only: the answer service keeps its own in analytics_ledger (below), where the
+-- analyst has no grant.
 GRANT SELECT, INSERT ON analytics.privacy_ledger TO analyst;
 
+-- The answer service's own privacy ledger (ANSWERS_LEDGER_DATABASE=analytics_ledger in deploy/k8s/answers.yaml):
+-- not analytics.privacy_ledger, where the analyst may INSERT (its --exact rows above) and, since an INSERT
+-- cannot be limited to rows of one's own name, could write rows under a token holder's name: spend their
+-- budget, or plant the answer their repeated question returns (the earliest row for name + question).
+-- Nobody but the answer service gets a grant on analytics_ledger. The table is the aggregator's migration
+-- aggregator/migrations/002_privacy_ledger.sql with {db} = analytics_ledger, word for word:
+-- tools/manifest-check.ts answersLedgerProblems compares these two statements with
+-- stack/clickhouse-users.ts ledgerTableSql, which reads that migration (compose runs the migration file
+-- itself: deploy/compose/ledger/ledger-init.sh).
+CREATE DATABASE IF NOT EXISTS analytics_ledger;
+CREATE TABLE IF NOT EXISTS analytics_ledger.privacy_ledger
+(
+    day Date,
+    at DateTime,
+    analyst String,
+    request String,
+    mode String,
+    epsilon Float64,
+    answer String
+)
+ENGINE = MergeTree()
+PARTITION BY toYYYYMM(day)
+ORDER BY (analyst, day, request, at);
+
 -- The answer service (aggregator/answer-service.ts; deploy/k8s/answers.yaml, compose's users.d/answers.xml):
--- the people's path to noisy answers. The released views, and the privacy ledger read and appended to
--- (each charge is written before the answer leaves), nothing else: no ALTER or DELETE of ledger rows, no
--- DDL, no table functions, no KILL QUERY. An INSERT needs readonly = 0, so its limits are constraints (CONST).
+-- the people's path to noisy answers. The released views, and its own privacy ledger (above) read and
+-- appended to (each charge is written before the answer leaves), nothing else: no ALTER or DELETE of ledger
+-- rows, no DDL, no table functions, no KILL QUERY, nothing on analytics.privacy_ledger. An INSERT needs
+-- readonly = 0, so its limits are constraints (CONST).
 CREATE SETTINGS PROFILE IF NOT EXISTS answers_limits SETTINGS readonly = 0 CONST, allow_ddl = 0 CONST, max_memory_usage = 1000000000 CONST, max_execution_time = 30 CONST, max_result_rows = 100000 CONST, result_overflow_mode = 'throw' CONST;
 CREATE USER IF NOT EXISTS answers IDENTIFIED WITH sha256_hash BY '<sha256 hex of the answers password>' SETTINGS PROFILE 'answers_limits';
 GRANT SELECT ON analytics.daily_active_devices TO answers;
@@ -61,7 +88,7 @@ GRANT SELECT ON analytics.crash_rates TO answers;
 GRANT SELECT ON analytics.daily_active_devices_by_app TO answers;
 GRANT SELECT ON analytics.crash_rates_by_app_version TO answers;
 GRANT SELECT ON analytics.release_policy TO answers;
-GRANT SELECT, INSERT ON analytics.privacy_ledger TO answers;
+GRANT SELECT, INSERT ON analytics_ledger.privacy_ledger TO answers;
 
 -- The personal table: bookkeeping of data-subject requests (policy 5.2). Granted to nobody above; a
 -- zone's rights-request service would get its own user with SELECT, INSERT on it.

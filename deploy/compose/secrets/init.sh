@@ -12,14 +12,17 @@
 #   operator/           the operator's Kafka password (super user: topics and ACLs), ca.pem
 #   zones/              the zone-<z> Kafka passwords (npm run rights; mounted by no service)
 #   clickhouse-tls/     ClickHouse's HTTPS key + certificate, ca.pem
-#   clickhouse-users/   users.d XML with the SHA-256 hashes of the aggregator's, the analyst's and the
-#                       answer service's passwords, and the `default` user removed
+#   clickhouse-users/   users.d XML with the SHA-256 hashes of the aggregator's, the analyst's, the
+#                       answer service's and the ledger owner's passwords, and the `default` user removed
 #   grafana/            the analyst's ClickHouse password, the Grafana admin password, Grafana's HTTPS
 #                       key + certificate, ca.pem
 #   answers/            the answer service's: its ClickHouse password (user `answers`), its HTTPS key +
 #                       certificate, ca.pem, and `tokens` (name and SHA-256 of each analyst's bearer token)
 #   answer-tokens/      the bearer tokens themselves, one file per analyst (mounted by no service: hand
 #                       each to its analyst); a first analyst `analyst-1` is made, none is a default
+#   ledger/             the ledger owner's (ClickHouse user `ledger_owner`, the one-shot `ledger` that
+#                       creates the answer service's own ledger): client.xml for clickhouse-client (user,
+#                       password, TLS with the CA), ca.pem
 #   keystore/           the PostgreSQL key store's password
 #   prometheus/         ca.pem (to scrape ingest over HTTPS)
 #
@@ -142,6 +145,8 @@ password "$ROOT/grafana/analyst.password" $UID_GRAFANA
 password "$ROOT/grafana/admin.password" $UID_GRAFANA
 dir answers $UID_APP
 password "$ROOT/answers/clickhouse.password" $UID_APP
+dir ledger $UID_CLICKHOUSE
+password "$ROOT/ledger/clickhouse.password" $UID_CLICKHOUSE
 dir answer-tokens 0
 # The first analyst's bearer token (random, made once; more: one line each in answers/tokens, see below).
 password "$ROOT/answer-tokens/analyst-1.token" 0
@@ -159,7 +164,7 @@ leaf "$ROOT/ingest" tls $UID_APP "DNS:ingest-1,DNS:ingest-2,DNS:localhost,IP:127
 leaf "$ROOT/clickhouse-tls" server $UID_CLICKHOUSE "DNS:clickhouse,DNS:localhost,IP:127.0.0.1"
 leaf "$ROOT/grafana" tls $UID_GRAFANA "DNS:grafana,DNS:localhost,IP:127.0.0.1"
 leaf "$ROOT/answers" tls $UID_APP "DNS:answers,DNS:localhost,IP:127.0.0.1"
-for v in kafka:$UID_KAFKA ingest:$UID_APP aggregator:$UID_APP operator:$UID_APP clickhouse-tls:$UID_CLICKHOUSE grafana:$UID_GRAFANA prometheus:$UID_PROMETHEUS answers:$UID_APP; do
+for v in kafka:$UID_KAFKA ingest:$UID_APP aggregator:$UID_APP operator:$UID_APP clickhouse-tls:$UID_CLICKHOUSE grafana:$UID_GRAFANA prometheus:$UID_PROMETHEUS answers:$UID_APP ledger:$UID_CLICKHOUSE; do
   ca_copy "$ROOT/${v%%:*}" "${v#*:}"
 done
 # Kafka's PEM keystore: the broker key followed by its certificate.
@@ -211,6 +216,7 @@ line_hash() {
   printf '    <aggregator><password_sha256_hex>%s</password_sha256_hex></aggregator>\n' "$(line_hash "$ROOT/aggregator/clickhouse.password")"
   printf '    <analyst><password_sha256_hex>%s</password_sha256_hex></analyst>\n' "$(line_hash "$ROOT/grafana/analyst.password")"
   printf '    <answers><password_sha256_hex>%s</password_sha256_hex></answers>\n' "$(line_hash "$ROOT/answers/clickhouse.password")"
+  printf '    <ledger_owner><password_sha256_hex>%s</password_sha256_hex></ledger_owner>\n' "$(line_hash "$ROOT/ledger/clickhouse.password")"
   printf '  </users>\n</clickhouse>\n'
 } | write_file "$ROOT/clickhouse-users/passwords.xml" $UID_CLICKHOUSE
 # The committed users (../clickhouse/users.d: grants, profiles, networks, no password) beside the hashes:
@@ -220,6 +226,15 @@ if [ -n "${CLICKHOUSE_USERS_TEMPLATES:-}" ]; then
     write_file "$ROOT/clickhouse-users/$(basename "$f")" $UID_CLICKHOUSE <"$f"
   done
 fi
+# The ledger one-shot's clickhouse-client configuration (../ledger/ledger-init.sh): the ledger owner's
+# password in the file, never on its command line; TLS verified against the deployment's CA only.
+secret_of "$ROOT/ledger/clickhouse.password"
+{
+  printf '<config>\n  <user>ledger_owner</user>\n  <password>%s</password>\n  <secure>true</secure>\n' "$SECRET"
+  printf '  <openSSL>\n    <client>\n      <caConfig>/run/telemetry/ledger/ca.pem</caConfig>\n      <loadDefaultCAFile>false</loadDefaultCAFile>\n'
+  printf '      <verificationMode>strict</verificationMode>\n      <invalidCertificateHandler><name>RejectCertificateHandler</name></invalidCertificateHandler>\n'
+  printf '    </client>\n  </openSSL>\n</config>\n'
+} | write_file "$ROOT/ledger/client.xml" $UID_CLICKHOUSE
 # The answer service's token list (ANSWERS_TOKENS_FILE): `name sha256hex` per analyst. Made once with the
 # first analyst's hash; kept afterwards, so analysts added by the operator (a line each: the name and
 # `printf %s "$TOKEN" | sha256sum` of a token made with `openssl rand -hex 32`) survive later starts.
