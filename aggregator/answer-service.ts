@@ -68,7 +68,7 @@ export const answersSettings = defineSettings({
     kind: 'string',
     pattern: /^$|^[A-Za-z_][A-Za-z0-9_]{0,62}$/,
     default: '',
-    doc: "Database of the privacy ledger; empty = ANALYST_DATABASE. On ClickHouse 18.16 a database of its own that the service's user may write (`analytics_ledger`, stack/clickhouse-users.ts).",
+    doc: 'Database of the privacy ledger; empty = ANALYST_DATABASE. Deployments give the service a ledger of its own that the analyst cannot write (`analytics_ledger`: compose, deploy/k8s/answers.yaml, and the secured local stack, stack/clickhouse-users.ts).',
   },
   ANSWERS_TOKENS_FILE: {
     kind: 'string',
