@@ -25,17 +25,17 @@
  * `runPrivateReport` answers.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { ConfigError, defineSettings, loadConfig, type ConfigOf } from '../runtime/config.ts';
+import { fileStamp, StableChangeWatch } from '../runtime/file-watch.ts';
 import { createLogger, type Logger } from '../runtime/log.ts';
 import {
   httpsOptions,
   readTlsFiles,
-  RELOAD_CHECK_MS,
   TlsFileError,
   tlsFilesOf,
   tlsMetricNames,
@@ -118,20 +118,10 @@ export function answersMetricNames(): string[] {
   return [...Object.values(ANSWERS_TOKEN_METRICS), ...Object.values(tlsMetricNames('ANSWERS'))];
 }
 
-/** The file's identity on disk (following symlinks, as a Kubernetes Secret volume swaps them); a change is a candidate reload. */
-function fileStamp(file: string): string {
-  try {
-    const s = statSync(file, { bigint: true });
-    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
-  } catch (e) {
-    return `missing:${(e as NodeJS.ErrnoException).code ?? 'error'}`;
-  }
-}
-
 export interface TokenListOptions {
   log: Logger;
   registry: Registry;
-  /** How often the file's metadata is looked at. @default RELOAD_CHECK_MS (runtime/tls.ts) */
+  /** How often the file's metadata is looked at. @default RELOAD_CHECK_MS (runtime/file-watch.ts) */
   checkMs?: number;
 }
 
@@ -143,9 +133,7 @@ export interface TokenListOptions {
  * `answers_tokens_reloads_total{result="failed"}` counts it. The next change is tried again.
  */
 export class TokenList {
-  private seen: string;
-  private candidate: string | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly watch: StableChangeWatch | undefined;
   private list: ReadonlyMap<string, string>;
   private readonly reloads: Counter<'result'>;
 
@@ -158,7 +146,13 @@ export class TokenList {
     stamp?: string,
   ) {
     this.list = first;
-    this.seen = stamp ?? (file ? fileStamp(file) : '');
+    this.watch = file
+      ? new StableChangeWatch(
+          () => fileStamp(file),
+          () => this.reload(),
+          stamp ?? fileStamp(file),
+        )
+      : undefined;
     const registers = [opts.registry];
     this.reloads = new Counter({
       name: ANSWERS_TOKEN_METRICS.reloads,
@@ -195,30 +189,17 @@ export class TokenList {
   }
 
   start(): this {
-    if (this.file && !this.timer) this.timer = setInterval(() => this.check(), this.opts.checkMs ?? RELOAD_CHECK_MS).unref();
+    this.watch?.start(this.opts.checkMs);
     return this;
   }
 
   stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
+    this.watch?.stop();
   }
 
   /** One look at the file; re-reads it when a change has held since the previous look. */
   check(): void {
-    if (!this.file) return;
-    const now = fileStamp(this.file);
-    if (now === this.seen) {
-      this.candidate = undefined;
-      return;
-    }
-    if (now !== this.candidate) {
-      this.candidate = now;
-      return;
-    }
-    this.seen = now;
-    this.candidate = undefined;
-    this.reload();
+    this.watch?.check();
   }
 
   /** Reads the file now and uses the new list, or keeps the current one and logs why not. */

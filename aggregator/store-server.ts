@@ -13,9 +13,10 @@
  *   next request read the file again whatever its stamp; a query or command is retried once at once; an
  *   insert is not (its stream is spent): the aggregator's flush retries it with back-off.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { passwordFileReader } from '../runtime/file-watch.ts';
 import { AggregatorError } from './errors.ts';
 import type { FactRow } from './facts.ts';
 import { migrationParamsOf, runMigrations, type SqlRunner } from './migrate.ts';
@@ -32,43 +33,18 @@ export function isAuthenticationError(e: unknown): boolean {
   );
 }
 
-/** The password of a store: fixed, or the content of a file read again when the file changed. */
+/** The password of a store: fixed, or the content of a file read again when the file changed (runtime/file-watch.ts). */
 class StorePassword {
-  private value: string;
-  private stamp: string | undefined;
+  private readonly read: ((force?: boolean) => string) | undefined;
   constructor(
-    initial: string,
-    private readonly file: string | undefined,
+    private readonly initial: string,
+    file: string | undefined,
   ) {
-    this.value = initial;
-    this.stamp = file ? stampOf(file) : undefined;
+    this.read = file ? passwordFileReader(file, initial) : undefined;
   }
 
   current(force = false): string {
-    if (!this.file) return this.value;
-    const now = stampOf(this.file);
-    if (now !== undefined && (force || now !== this.stamp)) {
-      try {
-        const content = readFileSync(this.file, 'utf8').replace(/\r?\n$/, '');
-        // An empty file is a rewrite in progress: keep the last good password.
-        if (content) {
-          this.value = content;
-          this.stamp = now;
-        }
-      } catch {
-        // unreadable for a moment (being replaced): keep the last good password
-      }
-    }
-    return this.value;
-  }
-}
-
-function stampOf(file: string): string | undefined {
-  try {
-    const st = statSync(file);
-    return `${st.ino}:${st.size}:${st.mtimeMs}`;
-  } catch {
-    return undefined;
+    return this.read ? this.read(force) : this.initial;
   }
 }
 

@@ -19,10 +19,11 @@
  * so connections opened after a rotation log in with the new password, and the ones already open
  * (authenticated once, at connect) keep running: no restart.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import type { SASLOptions } from 'kafkajs';
 import { ConfigError } from './config.ts';
+import { passwordFileReader } from './file-watch.ts';
 
 /** The settings this module reads (any config object that includes pipelineSettings fits). */
 export interface KafkaSecuritySettings {
@@ -97,42 +98,6 @@ function resolve(cfg: KafkaSecuritySettings, reread = true): Resolved {
   if (pwFile && reread) Object.defineProperty(sasl, 'password', { get: passwordFileReader(pwFile, password), enumerable: false });
   else Object.defineProperty(sasl, 'password', { value: password, enumerable: false, writable: false });
   return { ok: true, options: { ssl, sasl } };
-}
-
-/**
- * A reader of a password file for the moment a connection authenticates: the content again when the
- * file's modification time, size or inode changed since the last read (an atomic replace by rename gives
- * a new inode), else the cached value. A file that cannot be read or is empty at that moment (in the
- * middle of a non-atomic rewrite) leaves the last good password in place: the connection then fails
- * authentication and is retried, rather than the process dying on a getter.
- */
-export function passwordFileReader(file: string, initial: string): () => string {
-  let password = initial;
-  let seen = fileStamp(file);
-  return () => {
-    const now = fileStamp(file);
-    if (now !== undefined && now !== seen) {
-      try {
-        const content = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-        if (content) {
-          password = content;
-          seen = now;
-        }
-      } catch {
-        // keep the last good password (see above)
-      }
-    }
-    return password;
-  };
-}
-
-function fileStamp(file: string): string | undefined {
-  try {
-    const st = statSync(file);
-    return `${st.ino}:${st.size}:${st.mtimeMs}`;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Throws ConfigError (one problem per missing or inconsistent setting) unless the settings are usable. */

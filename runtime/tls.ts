@@ -13,11 +13,12 @@
  * Errors name the setting and the file, never what is in it: the key file is a secret.
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Server as HttpsServer, ServerOptions as HttpsOptions } from 'node:https';
 import { createSecureContext } from 'node:tls';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { CodedError } from './errors.ts';
+import { fileStamp, RELOAD_CHECK_MS, StableChangeWatch } from './file-watch.ts';
 import type { Logger } from './log.ts';
 
 /** What can be wrong with a certificate or key file; the code is `<P>_TLS_<kind>`. */
@@ -152,21 +153,11 @@ export function httpsOptions(id: TlsIdentity, headersTimeoutMs: number): HttpsOp
   return { cert: id.cert, key: id.key, minVersion: 'TLSv1.2', handshakeTimeout: headersTimeoutMs };
 }
 
-/** How often the files' metadata is looked at; a change is installed once it has held for one more look. */
-export const RELOAD_CHECK_MS = 1000;
+export { RELOAD_CHECK_MS };
 
-/** The files' identity on disk (following symlinks, as a Kubernetes Secret volume swaps them): any change is a candidate reload. */
+/** Both files' identity on disk (file-watch.ts): any change of either is a candidate reload. */
 function signature(files: TlsFiles): string {
-  return [files.certFile, files.keyFile]
-    .map((f) => {
-      try {
-        const s = statSync(f, { bigint: true });
-        return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
-      } catch (e) {
-        return `missing:${(e as NodeJS.ErrnoException).code ?? 'error'}`;
-      }
-    })
-    .join('|');
+  return `${fileStamp(files.certFile)}|${fileStamp(files.keyFile)}`;
 }
 
 export interface TlsReloadOptions {
@@ -194,9 +185,7 @@ export function tlsMetricNames(prefix: string): { reloads: string; expiry: strin
  * logged, and read again at the next change.
  */
 export class TlsReloader {
-  private seen: string;
-  private candidate: string | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly watch: StableChangeWatch;
   private current: TlsIdentity;
   private readonly reloads: Counter<'result'>;
 
@@ -207,7 +196,11 @@ export class TlsReloader {
     private readonly opts: TlsReloadOptions,
   ) {
     // From when the first pair was read (a service may read it long before it listens), not from now.
-    this.seen = first.stamp;
+    this.watch = new StableChangeWatch(
+      () => signature(files),
+      () => this.reload(),
+      first.stamp,
+    );
     this.current = first;
     const registers = [opts.registry];
     const p = opts.prefix;
@@ -244,29 +237,17 @@ export class TlsReloader {
   }
 
   start(): this {
-    this.timer = setInterval(() => this.check(), this.opts.checkMs ?? RELOAD_CHECK_MS).unref();
+    this.watch.start(this.opts.checkMs);
     return this;
   }
 
   stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
+    this.watch.stop();
   }
 
   /** One look at the files; reloads when a change has held since the previous look. */
   check(): void {
-    const now = signature(this.files);
-    if (now === this.seen) {
-      this.candidate = undefined;
-      return;
-    }
-    if (now !== this.candidate) {
-      this.candidate = now;
-      return;
-    }
-    this.seen = now;
-    this.candidate = undefined;
-    this.reload();
+    this.watch.check();
   }
 
   /** Reads the files now and installs them for new connections, or keeps the current pair and logs why not. */
