@@ -173,7 +173,9 @@ async function olderWriterContainer(b: unknown): Promise<Buffer> {
 async function postSmallBatchUntilServed(port: number): Promise<number> {
   const { batch, containerOf } = await import('../testing/batches.ts');
   let status = 0;
-  for (let i = 0; i < 20 && status !== 200; i++) {
+  // A replaced worker loads its code again (tsx compiles it from .ts here), which takes seconds on a
+  // loaded 2-core box; until then a 20 ms task limit answers 429. Up to 15 s, then the status as it is.
+  for (let i = 0; i < 75 && status !== 200; i++) {
     status = (await call(port, { headers: { 'content-type': 'avro/binary' }, body: containerOf(batch({ events: 1 })) })).status;
     if (status !== 200) await new Promise((r) => setTimeout(r, 200));
   }
