@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DailyTokenizer, DAY_MS, FileKeySource, ZONES } from '../schemas/index.ts';
-import { batch, containerOf, type TestBatch } from '../testing/batches.ts';
+import { batch, containerOf, device, type TestBatch } from '../testing/batches.ts';
 import { runLoad } from '../testing/load.ts';
 import { quietLogger } from '../testing/logger.ts';
 import { readAll, stackInfo, uniqueName, type ReadRecord } from '../testing/stack.ts';
@@ -32,14 +32,11 @@ function places(records: ReadRecord[]): Map<ReadRecord, number> {
   return out;
 }
 
-async function postAndRead(linkable: boolean) {
-  const events = uniqueName('link_ev');
-  const personalPrefix = `${uniqueName('link_p')}_`;
-  const keyDir = mkdtempSync(join(tmpdir(), 'linkage-keys-'));
-  const cfg = loadIngestConfig({
+function ingestConfig(linkable: boolean, names: { events: string; personalPrefix: string }, extra: Record<string, string> = {}) {
+  return loadIngestConfig({
     PIPELINE_KAFKA_BROKERS: stackInfo().kafkaBrokers.join(','),
-    PIPELINE_TOPIC_EVENTS: events,
-    PIPELINE_TOPIC_PERSONAL_PREFIX: personalPrefix,
+    PIPELINE_TOPIC_EVENTS: names.events,
+    PIPELINE_TOPIC_PERSONAL_PREFIX: names.personalPrefix,
     PIPELINE_TOPIC_REJECTS_PREFIX: `${uniqueName('link_r')}_`,
     PIPELINE_TOPIC_RIGHTS_PREFIX: `${uniqueName('link_rt')}_`,
     INGEST_PORT: '0',
@@ -51,18 +48,26 @@ async function postAndRead(linkable: boolean) {
     INGEST_UNSAFE_LINKABLE: String(linkable),
     // Plain HTTP on loopback: a test setup (ingest/README.md, "TLS"; ingest/tls.int.test.ts covers HTTPS).
     INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
+    ...extra,
   });
+}
+
+async function postAndRead(linkable: boolean) {
+  const events = uniqueName('link_ev');
+  const personalPrefix = `${uniqueName('link_p')}_`;
+  const keyDir = mkdtempSync(join(tmpdir(), 'linkage-keys-'));
+  // Mixes of 16 batches (16 devices posting at once); the control posts two at a time, so few of its
+  // batches share a produce call (and so a millisecond).
+  const cfg = ingestConfig(linkable, { events, personalPrefix }, { INGEST_MIX_MIN_BATCHES: '16' });
   const svc = await startIngest(cfg, { log: quietLogger, tokenKeys: { kind: 'file', dir: keyDir } });
   const batches: TestBatch[] = Array.from({ length: BATCHES }, (_, i) => batch({ zone: zones[i % 4], events: 5 }));
   try {
     const load = await runLoad({
       url: svc.url,
-      // Two devices at a time, a pause between batches: few batches share a produce call (and so a
-      // millisecond) in the control, and at least INGEST_MIX_MIN_BATCHES fill each mix with the protection.
-      concurrency: 2,
+      concurrency: linkable ? 2 : 16,
       durationMs: 60_000,
       maxRequests: BATCHES,
-      pauseMs: 50,
+      pauseMs: linkable ? 50 : 0,
       next: (i) => ({ body: containerOf(batches[i]!), meta: i }),
     });
     expect(load.byStatus).toEqual({ '200': BATCHES });
@@ -114,7 +119,7 @@ describe('linkage of the topics (real Kafka)', () => {
     const safe = await postAndRead(false);
     expect(safe.ev.every((r) => Number(r.timestamp) % DAY_MS === 0)).toBe(true);
     expect(safe.personal.every((r) => Number(r.timestamp) % 3_600_000 === 0)).toBe(true);
-    // Mixes of at least INGEST_MIX_MIN_BATCHES (8) at this pace: chance is about 1/8.
+    // Mixes of 16 batches: chance is about 1/16.
     expect(safe.linkAccuracy).toBeLessThan(0.35);
 
     const control = await postAndRead(true);
@@ -124,5 +129,53 @@ describe('linkage of the topics (real Kafka)', () => {
     // partitions, so transport alone cannot order them (a coin toss per such pair; runs gave 0.88-1.0).
     // The same bound as bench/linkage.ts's transport control.
     expect(control.linkAccuracy).toBeGreaterThanOrEqual(0.75);
+  });
+
+  it("writes a device's byte-equal personal record once per hour, however many batches carry it; every copy with INGEST_UNSAFE_LINKABLE (negative control)", async () => {
+    // Four different batches of one device inside one UTC hour (the personal record keeps the hours,
+    // not the events: schemas/personal.ts), so their device records are byte-equal.
+    const toNextHour = 3_600_000 - (Date.now() % 3_600_000);
+    if (toNextHour < 90_000) await new Promise((r) => setTimeout(r, toNextHour + 1000));
+    const run = async (linkable: boolean) => {
+      const names = { events: uniqueName('link_once_ev'), personalPrefix: `${uniqueName('link_once_p')}_` };
+      const keyDir = mkdtempSync(join(tmpdir(), 'linkage-keys-'));
+      const svc = await startIngest(ingestConfig(linkable, names, { INGEST_MIX_MIN_BATCHES: '1', INGEST_MIX_WINDOW_MS: '5' }), {
+        log: quietLogger,
+        tokenKeys: { kind: 'file', dir: keyDir },
+      });
+      const dev = device({ zone: 'ru' });
+      const now = Date.now();
+      const posts = Array.from({ length: 4 }, (_, i) => ({ ...batch({ events: 3 + i, now: now - i * 1000 }), device: dev }));
+      try {
+        const load = await runLoad({
+          url: svc.url,
+          concurrency: 1,
+          durationMs: 30_000,
+          maxRequests: posts.length,
+          next: (i) => ({ body: containerOf(posts[i]!), meta: i }),
+        });
+        expect(load.byStatus).toEqual({ '200': posts.length });
+        // A retry of the first batch (the same bytes): its device record is a copy too.
+        const retry = await runLoad({
+          url: svc.url,
+          concurrency: 1,
+          durationMs: 30_000,
+          maxRequests: 1,
+          next: () => ({ body: containerOf(posts[0]!), meta: 0 }),
+        });
+        expect(retry.byStatus).toEqual({ '200': 1 });
+      } finally {
+        await svc.close();
+      }
+      const ev = await readAll(names.events, posts.length + 1, 30_000);
+      // Read until the topic's end: a record written once too often must show.
+      const personal = await readAll(`${names.personalPrefix}ru.p30d`, posts.length + 1, 15_000);
+      return { ev: ev.length, personal: personal.length };
+    };
+    const once = await run(false);
+    const control = await run(true);
+    console.log(`device records for 5 posts of one device in one hour: ${once.personal} with the protection, ${control.personal} without`);
+    expect(once).toEqual({ ev: 5, personal: 1 });
+    expect(control).toEqual({ ev: 5, personal: 5 });
   });
 });

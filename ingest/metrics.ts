@@ -25,6 +25,7 @@ export interface IngestMetrics {
   kafkaReady: Gauge;
   mixAnonymitySet: Gauge;
   mixBatches: Histogram;
+  personalRepeats: Counter;
   tokenKeyNewestDay: Gauge<'mode'>;
   tokenKeyOldestDay: Gauge<'mode'>;
   tokenKeysExpired: Gauge<'mode'>;
@@ -112,6 +113,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean; tokenKeys?: Toke
       name: 'ingest_mix_batches',
       help: 'Batches per published mix (ingest/mix.ts); _sum / _count is the mean anonymity set by transport',
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers: r,
+    }),
+    personalRepeats: new Counter({
+      name: 'ingest_personal_repeats_total',
+      help: 'Personal records not written because a byte-equal one was written this hour (ingest/mix.ts RecentRecords)',
       registers: r,
     }),
     tokenKeyNewestDay: new Gauge({

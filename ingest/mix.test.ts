@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { eventsTimestamp, Mixer, personalTimestamp, planMixCalls, separateOwners, shuffle, type MixedRecord } from './mix.ts';
+import { eventsTimestamp, Mixer, personalTimestamp, planMixCalls, RecentRecords, separateOwners, shuffle, type MixedRecord } from './mix.ts';
 
 const rec = (owner: number, cluster = 'main', topic = 'ev', bytes = 10): MixedRecord => ({
   owner,
@@ -115,5 +115,29 @@ describe('Mixer', () => {
     await m.drain();
     expect(done).toEqual([7]);
     await p;
+  });
+});
+
+describe('RecentRecords', () => {
+  it('remembers digests for the current UTC hour only, and forgets the oldest past its bound', () => {
+    let now = 10 * 3_600_000 + 5;
+    const r = new RecentRecords(2, () => now);
+    expect(r.has('a')).toBe(false);
+    r.remember(['a', 'b']);
+    expect([r.has('a'), r.has('b')]).toEqual([true, true]);
+    r.remember(['c']);
+    // Bounded: 'a' was the oldest.
+    expect([r.has('a'), r.has('b'), r.has('c'), r.size]).toEqual([false, true, true, 2]);
+    // Remembering again refreshes: 'b' is now newer than 'c'.
+    r.remember(['b', 'd']);
+    expect([r.has('b'), r.has('c'), r.has('d')]).toEqual([true, false, true]);
+    now += 3_600_000;
+    expect([r.has('b'), r.has('d'), r.size]).toEqual([false, false, 0]);
+  });
+
+  it('a bound of 0 remembers nothing (every copy is written)', () => {
+    const r = new RecentRecords(0);
+    r.remember(['a']);
+    expect(r.has('a')).toBe(false);
   });
 });

@@ -129,6 +129,52 @@ export function planMixCalls(
   return calls;
 }
 
+/**
+ * The personal records this process wrote in the current UTC hour, by content digest
+ * (steps/seal.ts `contentDigest`), so a byte-equal record is written once per hour, not once per batch:
+ * both topics holding one record per batch let an adversary match a device's number of personal
+ * records with a token's number of events records (ingest/README.md, "Linkage of the topics").
+ * A digest is remembered only once its mix was acknowledged, so a skipped record is always a copy of
+ * one Kafka holds (a failed mix leaves nothing remembered: the retry writes it again). Bounded: past
+ * `max` digests the oldest are forgotten (the record is then written again, which is only a copy), and
+ * a new hour starts empty.
+ */
+export class RecentRecords {
+  private seen = new Set<string>();
+  private hour = -1;
+
+  constructor(
+    private readonly max: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private roll(): void {
+    const h = Math.floor(this.now() / HOUR_MS);
+    if (h !== this.hour) {
+      this.hour = h;
+      this.seen = new Set();
+    }
+  }
+
+  has(digest: string): boolean {
+    this.roll();
+    return this.seen.has(digest);
+  }
+
+  remember(digests: Iterable<string>): void {
+    this.roll();
+    for (const d of digests) {
+      this.seen.delete(d);
+      this.seen.add(d);
+      if (this.seen.size > this.max) this.seen.delete(this.seen.values().next().value!);
+    }
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
+}
+
 export interface MixSettings {
   /** How long a mix stays open after its first batch (ms). */
   windowMs: number;

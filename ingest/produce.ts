@@ -36,7 +36,7 @@ import { zoneBrokers, type IngestConfig } from './config.ts';
 import type { RecordSink } from './context.ts';
 import { IngestError } from './errors.ts';
 import type { IngestMetrics } from './metrics.ts';
-import { eventsTimestamp, Mixer, personalTimestamp, planMixCalls, type MixedRecord } from './mix.ts';
+import { eventsTimestamp, Mixer, personalTimestamp, planMixCalls, RecentRecords, type MixedRecord } from './mix.ts';
 import type { BatchRecords } from './records.ts';
 import { ingestPlanOptions, topicPlan, type PlannedTopic } from './topics.ts';
 
@@ -261,6 +261,8 @@ export class KafkaSink implements RecordSink {
   private readonly rejectsTopics: Record<Zone, string>;
   /** Undefined only with INGEST_UNSAFE_LINKABLE (tests' negative control). */
   private readonly mixer: Mixer<BatchRecords> | undefined;
+  /** Personal records written this hour, by content digest (mix.ts `RecentRecords`); with the mixer only. */
+  private readonly recent: RecentRecords;
 
   constructor(
     private readonly cfg: IngestConfig,
@@ -274,6 +276,7 @@ export class KafkaSink implements RecordSink {
       ZONES.map((z) => [z, Object.fromEntries(personalRetentionClasses().map((c) => [c.name, personalTopic(cfg.PIPELINE_TOPIC_PERSONAL_PREFIX, z, c.name)]))]),
     ) as Record<Zone, Record<string, string>>;
     this.rejectsTopics = Object.fromEntries(ZONES.map((z) => [z, rejectsTopic(cfg.PIPELINE_TOPIC_REJECTS_PREFIX, z)])) as Record<Zone, string>;
+    this.recent = new RecentRecords(cfg.INGEST_PERSONAL_RECENT_MAX);
     this.mixer = cfg.INGEST_UNSAFE_LINKABLE
       ? undefined
       : new Mixer<BatchRecords>(
@@ -406,7 +409,10 @@ export class KafkaSink implements RecordSink {
     return t;
   }
 
-  /** One closed mix (mix.ts): coarse timestamps, shuffled, events and personal records in separate calls. */
+  /**
+   * One closed mix (mix.ts): coarse timestamps, shuffled, events and personal records in separate
+   * calls; a personal record byte-equal to one written this hour (or earlier in this mix) is left out.
+   */
   private async publishMix(mix: BatchRecords[]): Promise<void> {
     const now = Date.now();
     const eventsTs = eventsTimestamp(now);
@@ -414,13 +420,27 @@ export class KafkaSink implements RecordSink {
     const records: { events: MixedRecord[]; personal: MixedRecord[] } = { events: [], personal: [] };
     const put = (list: MixedRecord[], owner: number, cluster: string, topic: string, rec: OutRecord, ts: string) =>
       list.push({ owner, cluster, topic, message: this.message(rec, ts), bytes: rec.key.length + rec.value.length });
+    const written = new Set<string>();
+    let repeats = 0;
     mix.forEach((r, owner) => {
       for (const e of r.events) put(records.events, owner, this.eventsCluster, this.cfg.PIPELINE_TOPIC_EVENTS, e, eventsTs);
-      for (const p of r.personal) put(records.personal, owner, this.zoneCluster[p.zone], this.personalTopicOf(p), p, personalTs);
+      for (const p of r.personal) {
+        if (p.digest !== undefined) {
+          if (written.has(p.digest) || this.recent.has(p.digest)) {
+            repeats++;
+            continue;
+          }
+          written.add(p.digest);
+        }
+        put(records.personal, owner, this.zoneCluster[p.zone], this.personalTopicOf(p), p, personalTs);
+      }
       for (const x of r.rejected) put(records.personal, owner, this.zoneCluster[x.zone], this.rejectsTopics[x.zone], x, personalTs);
     });
     const calls = planMixCalls(records, { maxRecords: this.cfg.INGEST_KAFKA_MAX_RECORDS_PER_CALL, maxBytes: MAX_BYTES_PER_CALL });
     await Promise.all(calls.map((c) => leastLoaded(this.clusters.get(c.cluster)!.lanes).enqueue(c.kind, c.byTopic, c.count, c.bytes)));
+    // Acknowledged: from now on a byte-equal record of this hour is a copy of one Kafka holds.
+    this.recent.remember(written);
+    this.metrics.personalRepeats.inc(repeats);
   }
 
   /**

@@ -9,8 +9,19 @@
  */
 import type { OutRecord, SplitResult, Zone } from '../schemas/index.ts';
 
+/**
+ * A personal record on its way out, with the digest of its content before sealing (steps/seal.ts
+ * `contentDigest`): equal digests are byte-equal records, which the HTTP thread writes once per hour
+ * (mix.ts `RecentRecords`). The digest never leaves the process.
+ */
+export type PersonalOut = SplitResult['personal'][number] & { digest?: string };
+
 /** A batch's records by destination: events topic, personal topic of a zone and retention class, rejects topic of a zone. */
-export type BatchRecords = Pick<SplitResult, 'events' | 'personal' | 'rejected'>;
+export interface BatchRecords {
+  events: SplitResult['events'];
+  personal: PersonalOut[];
+  rejected: SplitResult['rejected'];
+}
 
 /** Kinds of packed records (index column 0). */
 export const REC_EVENT = 0;
@@ -33,6 +44,8 @@ export interface PackedRecords {
   headers: Array<Record<string, string> | null> | null;
   /** The retention classes the personal records name (`p30d`, `p7d`), in the order the index refers to them. */
   classes: string[];
+  /** The content digest of each personal record, in their order, or null when none has one (unit tests). */
+  digests: string[] | null;
 }
 
 /** Packs every output record into one ArrayBuffer + index, so they can be moved, not cloned. */
@@ -44,6 +57,7 @@ export function packRecords(r: BatchRecords): PackedRecords {
   const index = new Uint32Array(n * INDEX_WIDTH);
   let headers: Array<Record<string, string> | null> | null = null;
   const classes: string[] = [];
+  const digests: string[] = [];
   let at = 0;
   let i = 0;
   const put = (kind: number, zone: Zone | undefined, x: OutRecord, cls?: string) => {
@@ -70,15 +84,19 @@ export function packRecords(r: BatchRecords): PackedRecords {
     i++;
   };
   for (const x of r.events) put(REC_EVENT, undefined, x);
-  for (const x of r.personal) put(REC_PERSONAL, x.zone, x, x.retentionClass);
+  for (const x of r.personal) {
+    put(REC_PERSONAL, x.zone, x, x.retentionClass);
+    if (x.digest !== undefined) digests.push(x.digest);
+  }
   for (const x of r.rejected) put(REC_REJECTED, x.zone, x);
-  return { data: data.buffer, index: index.buffer, headers, classes };
+  return { data: data.buffer, index: index.buffer, headers, classes, digests: digests.length === r.personal.length && digests.length > 0 ? digests : null };
 }
 
 /** Inverse of `packRecords`, on the HTTP thread: Buffers are views on the moved ArrayBuffer (no copy). */
 export function unpackRecords(w: PackedRecords): BatchRecords {
   const index = new Uint32Array(w.index);
   const out: BatchRecords = { events: [], personal: [], rejected: [] };
+  let p = 0;
   for (let i = 0, o = 0; o < index.length; i++, o += INDEX_WIDTH) {
     const rec: OutRecord = { key: Buffer.from(w.data, index[o + 2]!, index[o + 3]!), value: Buffer.from(w.data, index[o + 4]!, index[o + 5]!) };
     const h = w.headers?.[i];
@@ -86,8 +104,12 @@ export function unpackRecords(w: PackedRecords): BatchRecords {
     const kind = index[o]!;
     const place = index[o + 1]!;
     if (kind === REC_EVENT) out.events.push(rec);
-    else if (kind === REC_PERSONAL) out.personal.push({ ...rec, zone: ZONE_CODES[place & 0xff]!, retentionClass: w.classes[place >>> 8]! });
-    else out.rejected.push({ ...rec, zone: ZONE_CODES[place & 0xff]! });
+    else if (kind === REC_PERSONAL) {
+      const x: PersonalOut = { ...rec, zone: ZONE_CODES[place & 0xff]!, retentionClass: w.classes[place >>> 8]! };
+      const d = w.digests?.[p++];
+      if (d !== undefined) x.digest = d;
+      out.personal.push(x);
+    } else out.rejected.push({ ...rec, zone: ZONE_CODES[place & 0xff]! });
   }
   return out;
 }

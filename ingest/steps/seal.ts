@@ -5,9 +5,11 @@
  * store not answering fails the batch with INGEST_KEYSTORE_UNAVAILABLE (503): nothing that could not be
  * sealed is written. Events records (non-personal) are untouched.
  */
+import { createHash } from 'node:crypto';
 import { KeyStoreError } from '../../rights/keystore.ts';
 import type { Sealer } from '../../rights/sealer.ts';
 import { fail, type Outcome } from '../errors.ts';
+import type { PersonalOut } from '../records.ts';
 import type { Split } from './split.ts';
 
 export interface Sealed extends Split {
@@ -15,8 +17,20 @@ export interface Sealed extends Split {
   subject?: { zone: Split['result']['personal'][number]['zone']; hex: string };
 }
 
+/**
+ * Digest of a personal record's content before sealing (zone, class, key, value): byte-equal records
+ * of one device (two batches of one hour carry the same identifiers, settings and activity hours)
+ * share it, so the HTTP thread writes such a record once (mix.ts `RecentRecords`, policy 1.1.4: the
+ * number of a device's personal records must not mirror the number of its batches). Sealed bytes
+ * differ on every seal (a fresh nonce), hence the digest of the clear bytes; it stays in memory.
+ */
+export function contentDigest(p: Split['result']['personal'][number]): string {
+  return createHash('sha256').update(`${p.zone}/${p.retentionClass}/${p.key.length}/`).update(p.key).update(p.value).digest('base64url').slice(0, 22);
+}
+
 export async function sealRecords(sealer: Sealer | undefined, split: Split): Promise<Outcome<Sealed>> {
   const r = split.result;
+  for (const p of r.personal as PersonalOut[]) p.digest = contentDigest(p);
   const zone = r.personal[0]?.zone ?? r.rejected[0]?.zone;
   if (!sealer) return { ok: true, value: split };
   if (zone === undefined) return { ok: true, value: split };
