@@ -164,9 +164,11 @@ export const CATEGORIES = {
         quote: 'application basic information, such as application list ... application status record (e.g. downloading, installing, updating, deleting)',
       },
     ],
-    purpose: 'Service optimisation of the app store/update services for this device.',
-    retention: 'P30D',
-    retentionWhy: 'The list of apps on a device is identifying; kept briefly and only in the personal record.',
+    purpose:
+      'Checked at ingest (length) and then dropped: no aggregate reads it, and the facts keep only that the event was an app_status. The app store and update services do not get app lists from this pipeline.',
+    retention: 'P0D',
+    retentionWhy:
+      'Never stored: a per-device app list or status record would mark the batches that reported an app status, and the facts of the same batch show kind app_status, so its presence on both sides links a personal record to its events record (1.1.4 "used separately"); nothing the aggregates need is in it (1.1 "We will only collect the information that is necessary"). Keeping app lists would take a store without the device identity, which is not built.',
     consent: 'analytics',
     residency: true,
     derivations: ['drop'],
@@ -270,9 +272,11 @@ export const CATEGORIES = {
       { section: P_112_DEVICE, quote: 'Log information: ... standard system logs, crash information' },
       { section: '1.2', quote: 'we may record relevant information, such as ... crash logs information' },
     ],
-    purpose: 'Debugging a crash; free text may hold paths, user content or identifiers, so it stays personal.',
-    retention: 'P30D',
-    retentionWhy: 'A release cycle is enough to fix a crash.',
+    purpose:
+      'Checked at ingest (length) and then dropped. Crash rate and crash grouping need only the non-personal crash event (signature, exception type: crash_events), which stays in the facts; free text may hold paths, user content or identifiers, so it is personal.',
+    retention: 'P0D',
+    retentionWhy:
+      'Never stored: a per-device stack trace would mark the batches that had a crash, and the facts of the same batch show kind crash, so its presence on both sides links a personal record to its events record (1.1.4 "used separately"); the crash count and signature are in the crash event (1.1 "We will only collect the information that is necessary"). Keeping traces would take a trace store without the device identity, which is not built.',
     consent: 'analytics',
     residency: true,
     derivations: ['drop'],

@@ -1,3 +1,4 @@
+import type avro from 'avsc';
 import { describe, expect, it } from 'vitest';
 import {
   compileSplit,
@@ -10,8 +11,10 @@ import {
   typeOf,
   CATEGORIES,
   type CategoryMap,
+  type CompiledSplit,
 } from './index.ts';
 import { classify, type ArraySchema, type RecordSchema } from './classify.ts';
+import { FAST_PATHS } from './compile.ts';
 import { batch, device, event, eventPayload, NOW, NS } from '../testing/schema-fixtures.ts';
 import { tokenizer } from '../testing/tokenizer.ts';
 
@@ -23,13 +26,24 @@ const schemaCopy = (name: string) => clone(readSchema(name) as RecordSchema);
 /** The field at `path` (classify's paths: `device.imei`, `events[].payload.crash.signature`) of a categorised schema. */
 const fieldOf = (s: RecordSchema, path: string) => classify(s, CATEGORIES as CategoryMap).get(path)!.field;
 /** The decoded personal record of a retention class (`p30d`: the device record; `p7d`: IP and precise location). */
-const personalOf = (r: { personal: { value: Buffer; retentionClass: string }[] }, cls = 'p30d') => {
-  const c = split.personalClasses.find((x) => x.name === cls)!;
+const personalOf = (r: { personal: { value: Buffer; retentionClass: string }[] }, cls = 'p30d', s: CompiledSplit = split) => {
+  const c = s.personalClasses.find((x) => x.name === cls)!;
   const rec = r.personal.find((p) => p.retentionClass === cls);
   return rec ? (c.type.fromBuffer(rec.value.subarray(c.header.length)) as Record<string, unknown> & { device: Record<string, unknown> }) : undefined;
 };
 /** Every fact of a split, in record order. */
 const factsOf = (r: { events: { value: Buffer }[] }) => r.events.flatMap((e) => decodeEventFacts(e.value));
+/**
+ * The map as it was before crash traces and app status records became never stored (P0D, policy 1.1 and
+ * 1.1.4): it keeps them 30 days per device. The control of the tests below, and the map that still
+ * exercises the per-event sets of union branches (personal.ts) the checked-in map no longer has.
+ */
+const keepingTraces = (): CategoryMap => ({
+  ...(CATEGORIES as CategoryMap),
+  crash_logs: { ...CATEGORIES.crash_logs, retention: 'P30D' },
+  app_usage_facts: { ...CATEGORIES.app_usage_facts, retention: 'P30D' },
+});
+const withTraces = compileSplit({ categories: keepingTraces() });
 
 describe('build-time refusal', () => {
   it('refuses a field with no category, naming its path', () => {
@@ -240,15 +254,16 @@ describe('split', () => {
     // ...the personal records do not: byte for byte the same.
     expect(ra.personal.map((p) => p.value.toString('hex'))).toEqual(rb.personal.map((p) => p.value.toString('hex')));
     const p = personalOf(ra)!;
-    expect(p).toMatchObject({ received_at: hour, sent_at: hour, events_time: [hour], events_app_status: [{ package: 'com.tencent.mm', version: '8.0.40' }] });
-    expect(p.events_crash).toEqual([]);
-    expect(JSON.stringify(split.personalClasses.map((c) => c.schema))).not.toMatch(/"payload"|"kind"|session_start|page_view/i);
+    expect(p).toMatchObject({ received_at: hour, sent_at: hour, events_time: [hour] });
+    // No per-event field but the hours: crash traces and app status records are never stored (P0D).
+    expect(Object.keys(p).filter((k) => k.startsWith('events_'))).toEqual(['events_time']);
+    expect(JSON.stringify(split.personalClasses.map((c) => c.schema))).not.toMatch(/"payload"|"kind"|session_start|page_view|app_status|crash|stack_trace/i);
     // Two hours of activity give two sorted hours, each once.
     const c = split.processBatch(batch(0, { events: [at(0, hour - 3_600_000 + 5), at(1, hour + 7), at(2, hour - 3_600_000 + 9)] }), ctx());
     expect(personalOf(c)!.events_time).toEqual([hour - 3_600_000, hour]);
   });
 
-  it('per-event sets hold each distinct item once, in an order that depends only on the set (fast path and generic path alike)', () => {
+  it('per-event sets hold each distinct item once, in an order that depends only on the set (fast path and generic path alike; a map that keeps traces and app statuses)', () => {
     const app = (pkg: string, version: string, t: number) => event(5, t, { payload: { [`${NS}.AppStatus`]: { action: 'update', package: pkg, version } } });
     const crash = (trace: string, t: number) => event(6, t, { payload: { [`${NS}.Crash`]: { ...eventPayload(6)[`${NS}.Crash`], stack_trace: trace } } });
     // Items whose texts would run together without length prefixes: ('a', 'b:c') and ('a:b', 'c').
@@ -256,12 +271,16 @@ describe('split', () => {
     const traces = [crash('at x(A.java:1)', NOW - 10), crash('at y(B.java:2)', NOW - 9), crash('at x(A.java:1)', NOW - 8)];
     const one = batch(0, { events: [...items, ...traces] });
     const other = batch(0, { events: [...traces].reverse().concat([...items].reverse()) });
-    const bodies = [one, other].map((b) => split.batchType.toBuffer(b));
+    const bodies = [one, other].map((b) => withTraces.batchType.toBuffer(b));
     const limits = { ...DEFAULT_LIMITS, maxItems: { events: 1000 } };
-    const results = [split.processBatch(one, ctx()), split.processBatch(other, ctx()), ...bodies.map((b) => split.processBody(b, ctx(), limits))];
+    const results = [
+      withTraces.processBatch(one, ctx()),
+      withTraces.processBatch(other, ctx()),
+      ...bodies.map((b) => withTraces.processBody(b, ctx(), limits)),
+    ];
     const hex = results.map((r) => r.personal.map((x) => x.value.toString('hex')).join());
     expect(new Set(hex).size).toBe(1);
-    const p = personalOf(results[0]!)!;
+    const p = personalOf(results[0]!, 'p30d', withTraces)!;
     expect((p.events_app_status as unknown[]).length).toBe(3);
     expect(p.events_app_status).toEqual(
       expect.arrayContaining([
@@ -333,9 +352,10 @@ describe('split', () => {
       expect(Buffer.from(ev.event_id.replace(/-/g, ''), 'hex').length).toBe(16);
       expect(records[k]!.includes(Buffer.from(ev.event_id.replace(/-/g, ''), 'hex'))).toBe(false);
     }
-    expect(decoded.map((d) => [d.index, d.reason, Object.keys(JSON.parse(d.raw_event as string) as object)])).toEqual([
-      [1, 'TOKEN_TOO_LATE', ['time', 'payload']],
-      [2, 'SCHEMA_TYPE_MISMATCH', ['time', 'payload']],
+    // A valid event keeps the required ones empty (it still decodes, for a replay); an invalid one loses them.
+    expect(decoded.map((d) => [d.index, d.reason, JSON.parse(d.raw_event as string) as object])).toEqual([
+      [1, 'TOKEN_TOO_LATE', { event_id: '', time: b.events[1]!.time, session_id: '', payload: expect.any(Object) }],
+      [2, 'SCHEMA_TYPE_MISMATCH', { time: b.events[2]!.time, payload: { 'telemetry.v1.Nope': {} } }],
     ]);
     expect(Object.keys(decoded[0]!).sort()).toEqual(['batch_context', 'index', 'message', 'path', 'raw_event', 'reason', 'received_at', 'zone']);
     // The batch context (for a replay) has no batch_id either (what consent strips is nulled in it: batchContext).
@@ -356,6 +376,103 @@ describe('split', () => {
     const p = compileSplit({ registryIds: { eventFactBatch: 42 } });
     const v = p.processBatch(batch(1), ctx()).events[0]!.value;
     expect([...v.subarray(0, 5)]).toEqual([0, 0, 0, 0, 42]);
+  });
+});
+
+describe('crash traces and app status records are not kept per device (crash_logs, app_usage_facts: P0D; policy 1.1, 1.1.4)', () => {
+  const TRACE = 'at com.example.zq7.Checkout.pay(Checkout.java:4242) user=alice';
+  const PKG = 'com.example.zq7.wallet';
+  const VER = '7.7.7-zq7rel';
+  const TEXTS = { trace: TRACE, package: PKG, version: VER };
+  const SIGNATURE = eventPayload(6)[`${NS}.Crash`]!.signature;
+  const limits = { ...DEFAULT_LIMITS, maxItems: { events: 1000 } };
+  const crashOf = (over: Record<string, unknown> = {}) => ({ ...eventPayload(6)[`${NS}.Crash`], stack_trace: TRACE, ...over });
+  const crashEv = (over: Record<string, unknown> = {}, t = NOW - 60_000) => event(6, t, { payload: { [`${NS}.Crash`]: crashOf(over) } });
+  const appEv = (over: Record<string, unknown> = {}, t = NOW - 60_000) =>
+    event(5, t, { payload: { [`${NS}.AppStatus`]: { action: 'install', package: PKG, version: VER, ...over } } });
+  /** Two accepted events, then the same texts in events a binary body can carry but the split refuses. */
+  const binaryEvents = () => [
+    crashEv(),
+    appEv(),
+    crashEv({}, NOW - 5 * DAY_MS), // valid, refused a token: the whole event would be kept
+    appEv({}, NOW - 5 * DAY_MS),
+    crashEv({ signature: 'NOT-HEX' }),
+    appEv({ version: `${VER}${'v'.repeat(64)}` }),
+  ];
+  /**
+   * What only a JSON body brings (ingest/decoder.ts hands an Avro-JSON batch that does not decode to
+   * processBatch as parsed): a branch wrapped by its short name or not wrapped, Avro-JSON's wrapped
+   * nullable string, an unknown enum symbol; and a trace over its maxLength.
+   */
+  const jsonEvents = () => [
+    event(6, NOW - 60_000, { payload: { Crash: crashOf() } }),
+    event(6, NOW - 60_000, { payload: crashOf() }),
+    crashEv({ stack_trace: { string: TRACE } }),
+    appEv({ action: 'reinstall' }),
+    crashEv({ stack_trace: `${TRACE}${'x'.repeat(65_536)}` }),
+  ];
+  /** Which of the texts a record's bytes hold. */
+  const textsIn = (r: { value: Buffer }) => Object.entries(TEXTS).flatMap(([k, t]) => (r.value.includes(Buffer.from(t)) ? [k] : []));
+  const anyTexts = (rs: { value: Buffer }[]) => [...new Set(rs.flatMap(textsIn))].sort();
+  /** The generic path (every kind of event), processBody (the binary ones), and the fast path itself on the accepted ones. */
+  const run = (s: CompiledSplit) => {
+    const generic = s.processBatch(batch(0, { events: [...binaryEvents(), ...jsonEvents()] }), ctx());
+    const body = s.processBody(s.batchType.toBuffer(batch(0, { events: binaryEvents() })), ctx(), limits);
+    const fast = FAST_PATHS.get(s)!(s.batchType.toBuffer(batch(0, { events: [crashEv(), appEv()] })), ctx(), limits);
+    return { generic, body, fast };
+  };
+
+  it('no personal or reject record holds a trace or an app status, on the generic and the fast path; the facts keep the crash event', () => {
+    const { generic, body, fast } = run(split);
+    expect(fast).toBeDefined(); // the fast path answered the accepted events itself
+    for (const r of [generic, body, fast!]) {
+      expect(r.accepted).toBe(2);
+      expect(r.personal.map((p) => p.retentionClass)).toEqual(['p30d', 'p7d']);
+      expect(anyTexts(r.personal)).toEqual([]);
+      expect(anyTexts(r.events)).toEqual([]);
+      expect(factsOf(r).map((f) => [f.kind, f.crash_signature])).toEqual([
+        ['crash', SIGNATURE],
+        ['app_status', null],
+      ]);
+    }
+    expect(generic.rejects.map((x) => [x.index, x.reason])).toEqual([
+      [2, 'TOKEN_TOO_LATE'],
+      [3, 'TOKEN_TOO_LATE'],
+      [4, 'SCHEMA_BAD_FORMAT'],
+      [5, 'SCHEMA_STRING_TOO_LONG'],
+      [6, 'SCHEMA_TYPE_MISMATCH'],
+      [7, 'SCHEMA_TYPE_MISMATCH'],
+      [8, 'SCHEMA_TYPE_MISMATCH'],
+      [9, 'SCHEMA_UNKNOWN_ENUM_SYMBOL'],
+      [10, 'SCHEMA_STRING_TOO_LONG'],
+    ]);
+    expect(generic.rejected).toHaveLength(9);
+    expect(body.rejected).toHaveLength(4);
+    for (const r of [...generic.rejected, ...body.rejected]) expect(textsIn(r)).toEqual([]);
+    // The rest of a refused event is still there and decodes as an event (for `npm run rejects -- replay`):
+    // the crash event without its trace, the app status with its package and version empty.
+    const rawOf = (r: { value: Buffer }) => (split.rejectType.fromBuffer(r.value.subarray(10)) as { raw_event: string }).raw_event;
+    const eventType = ((split.batchType as avro.types.RecordType).field('events').type as avro.types.ArrayType).itemsType;
+    const [crash, app] = generic.rejected.slice(0, 2).map((r) => eventType.fromString(rawOf(r)) as { payload: Record<string, unknown> });
+    expect(crash!.payload[`${NS}.Crash`]).toEqual({
+      signature: SIGNATURE,
+      exception_type: 'java.lang.NullPointerException',
+      app_version: '13.0.6.1',
+      stack_trace: null,
+    });
+    expect(app!.payload[`${NS}.AppStatus`]).toEqual({ action: 'install', package: '', version: '' });
+  });
+
+  it('negative control: with crash_logs and app_usage_facts kept 30 days (the map before), the same check finds the texts in every personal and reject record', () => {
+    const { generic, body, fast } = run(withTraces);
+    expect(fast).toBeDefined();
+    for (const r of [generic, body, fast!]) {
+      expect(anyTexts(r.personal)).toEqual(['package', 'trace', 'version']);
+      expect(factsOf(r).map((f) => f.kind)).toEqual(['crash', 'app_status']);
+    }
+    expect(generic.rejected).toHaveLength(9);
+    expect(body.rejected).toHaveLength(4);
+    for (const r of [...generic.rejected, ...body.rejected]) expect(textsIn(r).length).toBeGreaterThan(0);
   });
 });
 

@@ -534,24 +534,38 @@ function uuidInto(s: string, out: Buffer, at: number): void {
 
 /**
  * The event's leaf fields whose category is never stored (retention P0D in the map: `event_id`,
- * `session_id`), as key chains from the event: a reject record must not keep what the map says is used
- * inside ingest only (policy 1.1.4: no join key between the two kinds of data).
+ * `session_id`, a crash's `stack_trace`, an app status's `package` and `version`): a reject record must
+ * not keep what the map says is used inside ingest only (policy 1.1.4: no join key between the two kinds
+ * of data, and no per-device trace or app list marking the batches that had a crash or an app status).
+ * `chains`: where they are in a valid event, and whether the event schema requires them (a string
+ * without a default: kept as "", so the event still decodes for `npm run rejects -- replay`); `names`:
+ * their leaf names (an event that failed validation, whose shape is not to be trusted).
  */
-function neverStoredInEvent(fields: Map<string, FieldInfo>): string[][] {
-  const chains: string[][] = [];
+interface NeverStored {
+  chains: Array<{ keys: string[]; required: boolean }>;
+  names: ReadonlySet<string>;
+}
+
+function neverStoredInEvent(fields: Map<string, FieldInfo>): NeverStored {
+  const chains: NeverStored['chains'] = [];
   for (const f of fields.values()) {
     if (!f.path.startsWith('events[].') || hasChildren(f.path, fields) || retentionDays(f.entry.retention) !== 0) continue;
     const keys: string[] = [];
     for (let info: FieldInfo | undefined = f; info && info.path !== 'events[]'; info = fields.get(info.parent)) keys.unshift(info.step.key);
-    chains.push(keys);
+    const t = f.field.type;
+    const required = !('default' in f.field) && (t === 'string' || (typeof t === 'object' && !Array.isArray(t) && t.type === 'string'));
+    chains.push({ keys, required });
   }
-  return chains;
+  return { chains, names: new Set(chains.map((c) => c.keys.at(-1)!)) };
 }
 
-/** Removes the value at `keys` from a JSON value (into arrays and through one-key union wrappers). */
-function removeAt(v: unknown, keys: string[], at: number): void {
+/**
+ * Removes the value at `keys` from a JSON value (into arrays and through one-key union wrappers), or
+ * empties it (`required`: "").
+ */
+function removeAt(v: unknown, keys: string[], at: number, required: boolean): void {
   if (Array.isArray(v)) {
-    for (const x of v) removeAt(x, keys, at);
+    for (const x of v) removeAt(x, keys, at, required);
     return;
   }
   if (v === null || typeof v !== 'object') return;
@@ -564,17 +578,40 @@ function removeAt(v: unknown, keys: string[], at: number): void {
     if (inner === null || typeof inner !== 'object') return;
     o = inner as Record<string, unknown>;
   }
-  if (at === keys.length - 1) delete o[key];
-  else removeAt(o[key], keys, at + 1);
+  if (at < keys.length - 1) removeAt(o[key], keys, at + 1, required);
+  else if (!(key in o)) return;
+  else if (required) o[key] = '';
+  else delete o[key];
 }
 
-/** The event as Avro-JSON text (JSON when it is not a valid event), without its never-stored fields. */
-function rawText(eventType: avro.Type, neverStored: string[][], raw: unknown): string {
+/** Removes every key in `names` from a JSON value, at any depth. */
+function removeNamed(v: unknown, names: ReadonlySet<string>): void {
+  if (v === null || typeof v !== 'object') return;
+  if (Array.isArray(v)) {
+    for (const x of v) removeNamed(x, names);
+    return;
+  }
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (names.has(k)) delete o[k];
+    else removeNamed(o[k], names);
+  }
+}
+
+/**
+ * The event as Avro-JSON text without its never-stored fields (a required one kept as "": the text still
+ * decodes as an event). An event that failed validation is JSON of whatever was sent (a payload wrapped
+ * by a short or wrong name, or not at all; a nullable string wrapped as in Avro-JSON), so it loses every
+ * key named like a never-stored field, wherever it is.
+ */
+function rawText(eventType: avro.Type, neverStored: NeverStored, raw: unknown): string {
   let s: string;
   try {
-    const text = eventType.isValid(raw) ? eventType.toString(raw) : JSON.stringify(raw, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+    const valid = eventType.isValid(raw);
+    const text = valid ? eventType.toString(raw) : JSON.stringify(raw, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
     const json = JSON.parse(text) as unknown;
-    for (const keys of neverStored) removeAt(json, keys, 0);
+    if (valid) for (const c of neverStored.chains) removeAt(json, c.keys, 0, c.required);
+    else removeNamed(json, neverStored.names);
     s = JSON.stringify(json);
   } catch {
     s = String(raw);

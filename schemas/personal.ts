@@ -13,8 +13,10 @@
  *   wherever it is (the batch's `sent_at`, ingest's `received_at`, each event's `time`); the events'
  *   times become the distinct hours the batch was active in (`events_time`), sorted;
  * - each event kind (union branch) with kept fields becomes the distinct values of those fields
- *   (`events_app_status: [{package, version}]`, `events_crash: [{stack_trace}]`), sorted, without the
- *   items that hold nothing (a crash without a stack trace); kinds with no kept field leave no trace.
+ *   (`events_<kind>: [{...}]`), sorted, without the items that hold nothing; kinds with no kept field
+ *   leave no trace. With the checked-in map no kind has one: crash traces and app status records are
+ *   never stored (categories.ts `crash_logs`, `app_usage_facts`: their presence alone would mark the
+ *   batches that had a crash or an app status, which the facts show too).
  * Nothing says how many events the batch had, of which kinds, or in which order.
  *
  * The draft (`draftSchema`): the batch schema filtered to the kept fields (personal, retention not P0D),
