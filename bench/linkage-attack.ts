@@ -35,9 +35,12 @@ export interface PersonalSeen extends SeenRecord {
   simMcc: string | null;
   /** UTC days of its activity hours (`events_time`), ascending. */
   days: number[];
-  /** Whether it lists an app status (`events_app_status`) or a crash trace (`events_crash`). */
-  appStatus: boolean;
-  crash: boolean;
+  /**
+   * Whether it lists an app status (`events_app_status`) or a crash trace (`events_crash`); null when
+   * the record has no such field (the category map no longer stores either: schemas/categories.ts).
+   */
+  appStatus: boolean | null;
+  crash: boolean | null;
 }
 
 export interface EventsSeen extends SeenRecord {
@@ -53,9 +56,15 @@ export interface EventsSeen extends SeenRecord {
  * event, its size grew with the facts' count). `size` is left out of `all`: measured, it now only adds
  * noise (the bench reports the adversary with it, `link_accuracy_with_size`).
  */
-export type Feature = 'transport' | 'country' | 'presence' | 'recurrence' | 'size';
+export type Feature = 'transport' | 'siblings' | 'country' | 'presence' | 'recurrence' | 'size';
 export const CONTENT_FEATURES: readonly Feature[] = ['country', 'presence', 'recurrence'];
-export const ALL_FEATURES: readonly Feature[] = ['transport', ...CONTENT_FEATURES];
+/**
+ * `siblings` joins a device's records together: a personal record's other records (the same key, so
+ * the same device) that cover the candidate's day must each find a record of the candidate's token
+ * near them too (the intersection attack on mixes: a device's records sit in several mixes, and only
+ * its own token's records follow it into each of them).
+ */
+export const ALL_FEATURES: readonly Feature[] = ['transport', 'siblings', ...CONTENT_FEATURES];
 /** Named sets the bench reports: transport alone, content alone, everything. */
 export type FeatureSet = 'transport' | 'content' | 'all';
 export const FEATURE_SETS: Record<FeatureSet, readonly Feature[]> = { transport: ['transport'], content: CONTENT_FEATURES, all: ALL_FEATURES };
@@ -131,7 +140,7 @@ function transportScore(p: P, e: E): number {
 function contentScore(features: readonly Feature[], p: P, e: E): number {
   let s = 0;
   if (features.includes('country')) s += e.facts.every((f) => f.country === p.country) ? 2 : -20;
-  if (features.includes('presence')) {
+  if (features.includes('presence') && p.appStatus !== null && p.crash !== null) {
     // A batch's app status / crash trace shows on the personal side only on the days it happened, so a
     // mismatch on a one-day record is strong, on a midnight record weaker.
     const w = p.days.length === 1 ? 3 : 1;
@@ -149,11 +158,28 @@ export function score(features: readonly Feature[], p: P, e: E): number {
 
 /** The adversary's guess for every personal record and each of its days: an index into `events`. */
 export function guess(prepared: Prepared[], features: readonly Feature[], rand: () => number): Array<Map<number, number>> {
-  return prepared.map(({ p, e }) => {
+  // siblings: for each personal record, its device's other records; for each (token, day), its events records.
+  const byKey = new Map<string, number[]>();
+  prepared.forEach(({ p }, i) => byKey.set(p.key, [...(byKey.get(p.key) ?? []), i]));
+  const events = prepared[0]?.e ?? [];
+  const byToken = new Map<string, E[]>();
+  for (const x of events) byToken.set(`${x.key}/${x.day}`, [...(byToken.get(`${x.key}/${x.day}`) ?? []), x]);
+  const siblingScore = (pi: number, e: E): number => {
+    let s = 0;
+    for (const si of byKey.get(prepared[pi]!.p.key)!) {
+      const sib = prepared[si]!.p;
+      if (si === pi || !sib.days.includes(e.day)) continue;
+      let best = -Infinity;
+      for (const x of byToken.get(`${e.key}/${e.day}`)!) best = Math.max(best, transportScore(sib, x));
+      s += best;
+    }
+    return s;
+  };
+  return prepared.map(({ p, e }, pi) => {
     const best = new Map<number, { i: number; s: number }>();
     e.forEach((x, i) => {
       if (!p.days.includes(x.day)) return;
-      const s = score(features, p, x) + rand() * 1e-6;
+      const s = score(features, p, x) + (features.includes('siblings') ? siblingScore(pi, x) : 0) + rand() * 1e-6;
       const b = best.get(x.day);
       if (!b || s > b.s) best.set(x.day, { i, s });
     });
@@ -163,18 +189,21 @@ export function guess(prepared: Prepared[], features: readonly Feature[], rand: 
 
 /**
  * Content crowd of each personal record on one of its days: the events records of that day that look
- * like its own one to the content features (same country, same app status / crash presence, the token
- * recurring as often). The crowd an ideal transport protection would leave: the records keep these
- * features by design (the country is a dimension and the residency zone; crash traces and app lists
- * are kept per device; both sides hold one record per batch), so no mixing can take the adversary below it.
+ * like its own one to what the personal record shows (the same country; the same app status / crash
+ * presence when the personal record keeps those, which it no longer does). The crowd an ideal
+ * transport protection would leave: the country is a dimension of the facts and decides the residency
+ * zone, so no mixing can take the adversary below it. (How often a key recurs is left out: personal
+ * records are written once per hour and content, ingest/mix.ts RecentRecords, so a device's count of
+ * them no longer tells its token's count of events records.)
  */
 export function contentCrowds(prepared: Prepared[], own: (p: number, e: number) => boolean, dayOf: (p: number) => number): number[] {
   return prepared.map(({ p, e }, pi) => {
     const day = dayOf(pi);
     const mine = e.find((x, ei) => x.day === day && own(pi, ei));
     if (!mine) return 1;
+    const presence = p.appStatus !== null && p.crash !== null;
     const looks = (x: (typeof e)[number]) =>
-      [x.facts.every((f) => f.country === p.country), x.kinds.has('app_status'), x.kinds.has('crash'), x.keyCount].join();
+      [x.facts.every((f) => f.country === p.country), presence && x.kinds.has('app_status'), presence && x.kinds.has('crash')].join();
     const target = looks(mine);
     return e.filter((x) => x.day === day && looks(x) === target).length;
   });
@@ -200,8 +229,9 @@ export interface PersonalValue {
   received_at: number;
   device: { sim_mcc: string | null };
   events_time: number[];
-  events_app_status: unknown[];
-  events_crash: unknown[];
+  /** Absent since the category map stores neither (schemas/categories.ts `app_usage_facts`, `crash_logs`). */
+  events_app_status?: unknown[];
+  events_crash?: unknown[];
 }
 
 /** What the adversary keeps of a decoded device record. */
@@ -210,8 +240,8 @@ export function personalSeen(v: PersonalValue): Pick<PersonalSeen, 'receivedAt' 
     receivedAt: v.received_at,
     simMcc: v.device.sim_mcc,
     days: [...new Set(v.events_time.map((t) => Math.floor(t / DAY_MS)))].sort((a, b) => a - b),
-    appStatus: v.events_app_status.length > 0,
-    crash: v.events_crash.length > 0,
+    appStatus: v.events_app_status ? v.events_app_status.length > 0 : null,
+    crash: v.events_crash ? v.events_crash.length > 0 : null,
   };
 }
 

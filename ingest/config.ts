@@ -240,8 +240,8 @@ export const ingestSettings = defineSettings({
     kind: 'int',
     min: 1,
     max: 30_000,
-    default: 1000,
-    doc: 'Longest a batch waits in an open mix, whatever its size (bounds the latency mixing adds under light load; devices upload in the background, so a second is cheap for them and buys a larger crowd).',
+    default: 2000,
+    doc: 'Longest a batch waits in an open mix, whatever its size (bounds the latency mixing adds under light load; devices upload in the background, so two seconds are cheap for them and buy a larger crowd: ingest/README.md, "Linkage of the topics").',
   },
   INGEST_MIX_MAX_BATCHES: {
     kind: 'int',

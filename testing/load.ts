@@ -34,6 +34,11 @@ export interface LoadOptions<M> {
   onResult?: (r: Posted<M>) => void;
   /** Pause between a client's requests (ms); 0 = back to back. */
   pauseMs?: number;
+  /**
+   * Independent clients (devices): each waits a random part of the pause before its first request, and
+   * each pause is drawn uniformly from [0, 2 x pauseMs], so arrivals do not come in waves.
+   */
+  jitter?: boolean;
   /** Keep the answers (fault tests); off for the bench, which only counts. */
   keep?: boolean;
   /** Checked before each request: true ends the load early (e.g. the server under test has exited). */
@@ -89,6 +94,7 @@ export async function runLoad<M>(o: LoadOptions<M>): Promise<LoadSummary<M>> {
   const deadline = t0 + o.durationMs;
   await Promise.all(
     Array.from({ length: o.concurrency }, async () => {
+      if (o.jitter && o.pauseMs) await new Promise((res) => setTimeout(res, Math.random() * o.pauseMs!));
       while (performance.now() < deadline && i < o.maxRequests && !o.stop?.()) {
         const n = i++;
         const { body, meta, contentType } = o.next(n);
@@ -111,7 +117,7 @@ export async function runLoad<M>(o: LoadOptions<M>): Promise<LoadSummary<M>> {
         if (r.status === 200) latenciesMs.push(r.ms);
         if (o.keep) results.push(r);
         o.onResult?.(r);
-        if (o.pauseMs) await new Promise((res) => setTimeout(res, o.pauseMs));
+        if (o.pauseMs) await new Promise((res) => setTimeout(res, o.jitter ? Math.random() * 2 * o.pauseMs! : o.pauseMs));
       }
     }),
   );
