@@ -193,7 +193,7 @@ export function guess(prepared: Prepared[], features: readonly Feature[], rand: 
  * presence when the personal record keeps those, which it no longer does). The crowd an ideal
  * transport protection would leave: the country is a dimension of the facts and decides the residency
  * zone, so no mixing can take the adversary below it. (How often a key recurs is left out: personal
- * records are written once per hour and content, ingest/mix.ts RecentRecords, so a device's count of
+ * records are written once per day and content, ingest/mix.ts RecentRecords, so a device's count of
  * them no longer tells its token's count of events records.)
  */
 export function contentCrowds(prepared: Prepared[], own: (p: number, e: number) => boolean, dayOf: (p: number) => number): number[] {

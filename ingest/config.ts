@@ -255,7 +255,7 @@ export const ingestSettings = defineSettings({
     min: 0,
     max: 10_000_000,
     default: 250_000,
-    doc: 'Content digests of the personal records written this hour kept in memory (about 100 bytes each), so a byte-equal record is written once per hour instead of once per batch (ingest/mix.ts RecentRecords; 0 writes every copy).',
+    doc: 'Content digests of the personal records written this UTC day kept in memory (about 100 bytes each), so a byte-equal record is written once per day instead of once per batch (ingest/mix.ts RecentRecords; 0 writes every copy).',
   },
   INGEST_UNSAFE_LINKABLE: {
     kind: 'bool',

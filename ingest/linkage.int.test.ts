@@ -131,11 +131,12 @@ describe('linkage of the topics (real Kafka)', () => {
     expect(control.linkAccuracy).toBeGreaterThanOrEqual(0.75);
   });
 
-  it("writes a device's byte-equal personal record once per hour, however many batches carry it; every copy with INGEST_UNSAFE_LINKABLE (negative control)", async () => {
-    // Four different batches of one device inside one UTC hour (the personal record keeps the hours,
-    // not the events: schemas/personal.ts), so their device records are byte-equal.
-    const toNextHour = 3_600_000 - (Date.now() % 3_600_000);
-    if (toNextHour < 90_000) await new Promise((r) => setTimeout(r, toNextHour + 1000));
+  it("writes a device's byte-equal personal record once per day, however many batches carry it; every copy with INGEST_UNSAFE_LINKABLE (negative control)", async () => {
+    // Four different batches of one device inside one UTC day (the personal record keeps the days,
+    // not the events: schemas/personal.ts), so their device records are byte-equal. Their events go
+    // back a minute: not across midnight.
+    const intoDay = Date.now() % DAY_MS;
+    if (intoDay < 120_000 || intoDay > DAY_MS - 90_000) await new Promise((r) => setTimeout(r, (DAY_MS - intoDay + 120_000) % DAY_MS));
     const run = async (linkable: boolean) => {
       const names = { events: uniqueName('link_once_ev'), personalPrefix: `${uniqueName('link_once_p')}_` };
       const keyDir = mkdtempSync(join(tmpdir(), 'linkage-keys-'));
@@ -174,7 +175,7 @@ describe('linkage of the topics (real Kafka)', () => {
     };
     const once = await run(false);
     const control = await run(true);
-    console.log(`device records for 5 posts of one device in one hour: ${once.personal} with the protection, ${control.personal} without`);
+    console.log(`device records for 5 posts of one device in one day: ${once.personal} with the protection, ${control.personal} without`);
     expect(once).toEqual({ ev: 5, personal: 1 });
     expect(control).toEqual({ ev: 5, personal: 5 });
   });

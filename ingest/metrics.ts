@@ -117,7 +117,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; tokenKeys?: Toke
     }),
     personalRepeats: new Counter({
       name: 'ingest_personal_repeats_total',
-      help: 'Personal records not written because a byte-equal one was written this hour (ingest/mix.ts RecentRecords)',
+      help: 'Personal records not written because a byte-equal one was written this UTC day (ingest/mix.ts RecentRecords)',
       registers: r,
     }),
     tokenKeyNewestDay: new Gauge({

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { eventsTimestamp, Mixer, personalTimestamp, planMixCalls, RecentRecords, separateOwners, shuffle, type MixedRecord } from './mix.ts';
+import { DAY_MS } from '../schemas/index.ts';
 
 const rec = (owner: number, cluster = 'main', topic = 'ev', bytes = 10): MixedRecord => ({
   owner,
@@ -119,8 +120,8 @@ describe('Mixer', () => {
 });
 
 describe('RecentRecords', () => {
-  it('remembers digests for the current UTC hour only, and forgets the oldest past its bound', () => {
-    let now = 10 * 3_600_000 + 5;
+  it('remembers digests for the current UTC day only, and forgets the oldest past its bound', () => {
+    let now = 10 * DAY_MS + 5;
     const r = new RecentRecords(2, () => now);
     expect(r.has('a')).toBe(false);
     r.remember(['a', 'b']);
@@ -131,7 +132,9 @@ describe('RecentRecords', () => {
     // Remembering again refreshes: 'b' is now newer than 'c'.
     r.remember(['b', 'd']);
     expect([r.has('b'), r.has('c'), r.has('d')]).toEqual([true, false, true]);
-    now += 3_600_000;
+    now += DAY_MS - 10;
+    expect([r.has('b'), r.has('d')]).toEqual([true, true]);
+    now += 10;
     expect([r.has('b'), r.has('d'), r.size]).toEqual([false, false, 0]);
   });
 

@@ -130,18 +130,22 @@ export function planMixCalls(
 }
 
 /**
- * The personal records this process wrote in the current UTC hour, by content digest
- * (steps/seal.ts `contentDigest`), so a byte-equal record is written once per hour, not once per batch:
- * both topics holding one record per batch let an adversary match a device's number of personal
- * records with a token's number of events records (ingest/README.md, "Linkage of the topics").
+ * The personal records this process wrote in the current UTC day, by content digest
+ * (steps/seal.ts `contentDigest`), so a byte-equal record is written once per day, not once per batch.
+ * A personal record keeps activity to the day (schemas/categories.ts `activity_time`), so a device's
+ * records of one day are byte-equal unless its settings, IP or location change. Each record written is
+ * a moment where the device's personal record and one of its token's events records share a mix; two
+ * such moments let an adversary intersect the two mixes' tokens (bench/linkage-attack.ts `siblings`),
+ * and a count of records per batch would mirror the count of the token's records (ingest/README.md,
+ * "Linkage of the topics").
  * A digest is remembered only once its mix was acknowledged, so a skipped record is always a copy of
  * one Kafka holds (a failed mix leaves nothing remembered: the retry writes it again). Bounded: past
  * `max` digests the oldest are forgotten (the record is then written again, which is only a copy), and
- * a new hour starts empty.
+ * a new UTC day starts empty.
  */
 export class RecentRecords {
   private seen = new Set<string>();
-  private hour = -1;
+  private day = -1;
 
   constructor(
     private readonly max: number,
@@ -149,9 +153,9 @@ export class RecentRecords {
   ) {}
 
   private roll(): void {
-    const h = Math.floor(this.now() / HOUR_MS);
-    if (h !== this.hour) {
-      this.hour = h;
+    const d = Math.floor(this.now() / DAY_MS);
+    if (d !== this.day) {
+      this.day = d;
       this.seen = new Set();
     }
   }

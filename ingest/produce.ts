@@ -261,7 +261,7 @@ export class KafkaSink implements RecordSink {
   private readonly rejectsTopics: Record<Zone, string>;
   /** Undefined only with INGEST_UNSAFE_LINKABLE (tests' negative control). */
   private readonly mixer: Mixer<BatchRecords> | undefined;
-  /** Personal records written this hour, by content digest (mix.ts `RecentRecords`); with the mixer only. */
+  /** Personal records written this UTC day, by content digest (mix.ts `RecentRecords`); with the mixer only. */
   private readonly recent: RecentRecords;
 
   constructor(
@@ -411,7 +411,7 @@ export class KafkaSink implements RecordSink {
 
   /**
    * One closed mix (mix.ts): coarse timestamps, shuffled, events and personal records in separate
-   * calls; a personal record byte-equal to one written this hour (or earlier in this mix) is left out.
+   * calls; a personal record byte-equal to one written this UTC day (or earlier in this mix) is left out.
    */
   private async publishMix(mix: BatchRecords[]): Promise<void> {
     const now = Date.now();
@@ -438,7 +438,7 @@ export class KafkaSink implements RecordSink {
     });
     const calls = planMixCalls(records, { maxRecords: this.cfg.INGEST_KAFKA_MAX_RECORDS_PER_CALL, maxBytes: MAX_BYTES_PER_CALL });
     await Promise.all(calls.map((c) => leastLoaded(this.clusters.get(c.cluster)!.lanes).enqueue(c.kind, c.byTopic, c.count, c.bytes)));
-    // Acknowledged: from now on a byte-equal record of this hour is a copy of one Kafka holds.
+    // Acknowledged: from now on a byte-equal record of this day is a copy of one Kafka holds.
     this.recent.remember(written);
     this.metrics.personalRepeats.inc(repeats);
   }

@@ -11,7 +11,7 @@ import type { OutRecord, SplitResult, Zone } from '../schemas/index.ts';
 
 /**
  * A personal record on its way out, with the digest of its content before sealing (steps/seal.ts
- * `contentDigest`): equal digests are byte-equal records, which the HTTP thread writes once per hour
+ * `contentDigest`): equal digests are byte-equal records, which the HTTP thread writes once per day
  * (mix.ts `RecentRecords`). The digest never leaves the process.
  */
 export type PersonalOut = SplitResult['personal'][number] & { digest?: string };

@@ -90,7 +90,7 @@ describe('access and erasure by crypto-shredding (policy 5.2)', () => {
   it('access finds a device by any identifier, opened; erase makes every copy unreadable, a kcat backup included; another device untouched', async () => {
     const a = batch({ zone: 'cn', events: 4 });
     // Another language, and a location it allows: its personal records differ from the first batch's (byte-equal ones
-    // are written once per hour, ingest/mix.ts RecentRecords), so each batch has its own.
+    // are written once per day, ingest/mix.ts RecentRecords), so each batch has its own.
     const a2 = {
       ...batch({ zone: 'cn', events: 3 }),
       device: { ...a.device, locale: 'zh-CN', location: { lat: 31.23, lon: 121.47, accuracy_m: 50 } },

@@ -238,29 +238,36 @@ describe('split', () => {
     expect(yf.daily_token.equals(factsOf(a)[0]!.daily_token)).toBe(false);
   });
 
-  it('the personal record does not mirror the facts: times cut to the hour, per-event fields as sorted sets, no count, kind or order', () => {
-    const hour = Math.floor(NOW / 3_600_000) * 3_600_000;
+  it('the personal record does not mirror the facts: times cut to the day, per-event fields as sorted sets, no count, kind or order', () => {
+    const day = Math.floor(NOW / DAY_MS) * DAY_MS;
+    const H = 3_600_000;
     const at = (i: number, t: number) => event(i, t);
-    // Same device, same hour; different events: kinds, counts and order all differ.
-    const a = batch(0, { sent_at: hour + 1_234, events: [at(0, hour + 5), at(1, hour + 60_000), at(5, hour + 61_000), at(7, hour + 62_000)] });
-    const b = batch(0, {
-      sent_at: hour + 59_000,
-      events: [at(5, hour + 3_000_000), at(2, hour + 100), at(3, hour + 200), at(5, hour + 300), at(4, hour + 400)],
+    // Same device, same UTC day, hours apart; different events: kinds, counts and order all differ.
+    const a = batch(0, {
+      sent_at: day + 2 * H + 1_234,
+      events: [at(0, day + 2 * H + 5), at(1, day + 2 * H + 60_000), at(5, day + 2 * H + 61_000), at(7, day + 2 * H + 62_000)],
     });
-    const ra = split.processBatch(a, ctx({ receivedAt: hour + 70_000 }));
-    const rb = split.processBatch(b, ctx({ receivedAt: hour + 3_500_000 }));
+    const b = batch(0, {
+      sent_at: day + 9 * H + 59_000,
+      events: [at(5, day + 9 * H + 3_000_000), at(2, day + 5 * H + 100), at(3, day + 5 * H + 200), at(5, day + 5 * H + 300), at(4, day + 5 * H + 400)],
+    });
+    const ra = split.processBatch(a, ctx({ receivedAt: day + 2 * H + 70_000 }));
+    const rb = split.processBatch(b, ctx({ receivedAt: day + 10 * H }));
     // The facts tell the two batches apart (control: the channel the personal records must not repeat)...
     expect(factsOf(ra).map((f) => f.kind)).not.toEqual(factsOf(rb).map((f) => f.kind));
-    // ...the personal records do not: byte for byte the same.
+    // ...the personal records do not: byte for byte the same, though sent, received and active in other hours.
     expect(ra.personal.map((p) => p.value.toString('hex'))).toEqual(rb.personal.map((p) => p.value.toString('hex')));
     const p = personalOf(ra)!;
-    expect(p).toMatchObject({ received_at: hour, sent_at: hour, events_time: [hour] });
-    // No per-event field but the hours: crash traces and app status records are never stored (P0D).
+    expect(p).toMatchObject({ received_at: day, sent_at: day, events_time: [day] });
+    // No per-event field but the days: crash traces and app status records are never stored (P0D).
     expect(Object.keys(p).filter((k) => k.startsWith('events_'))).toEqual(['events_time']);
     expect(JSON.stringify(split.personalClasses.map((c) => c.schema))).not.toMatch(/"payload"|"kind"|session_start|page_view|app_status|crash|stack_trace/i);
-    // Two hours of activity give two sorted hours, each once.
-    const c = split.processBatch(batch(0, { events: [at(0, hour - 3_600_000 + 5), at(1, hour + 7), at(2, hour - 3_600_000 + 9)] }), ctx());
-    expect(personalOf(c)!.events_time).toEqual([hour - 3_600_000, hour]);
+    // Two days of activity give two sorted days, each once.
+    const c = split.processBatch(
+      batch(0, { events: [at(0, day - DAY_MS + 5), at(1, day + 7), at(2, day - DAY_MS + 9 * H)] }),
+      ctx({ receivedAt: day + 60_000 }),
+    );
+    expect(personalOf(c)!.events_time).toEqual([day - DAY_MS, day]);
   });
 
   it('per-event sets hold each distinct item once, in an order that depends only on the set (fast path and generic path alike; a map that keeps traces and app statuses)', () => {

@@ -9,7 +9,7 @@
  * principle 9): the events topic holds, per (batch, UTC day), the kind and order of every event, so a
  * personal record listing each event's time and kind in the same order would be a fingerprint present
  * on both sides. Instead the per-event personal fields are kept as sets:
- * - a timestamp of a category with `personalPrecision: 'hour'` (activity time) is cut to its UTC hour,
+ * - a timestamp of a category with a `personalPrecision` (activity time: `day`) is cut to its UTC hour or day,
  *   wherever it is (the batch's `sent_at`, ingest's `received_at`, each event's `time`); the events'
  *   times become the distinct hours the batch was active in (`events_time`), sorted;
  * - each event kind (union branch) with kept fields becomes the distinct values of those fields
@@ -27,6 +27,7 @@
  */
 import type avro from 'avsc';
 import { retentionDays, type CategoryMap } from './categories.ts';
+import { DAY_MS } from './time.ts';
 import { classify, isRecordSchema, shortName, snake, stripAttrs, type ArraySchema, type RecordSchema, type SchemaField, type SchemaNode } from './classify.ts';
 import type { OutRecord, Zone } from './contract.ts';
 import { SchemaBuildError } from './errors.ts';
@@ -34,7 +35,8 @@ import { typeOf } from './load.ts';
 import { readLong, varintEnd } from './varint.ts';
 import { headerFor } from './wire.ts';
 
-const HOUR_MS = 3_600_000;
+/** The cuts of `personalPrecision` (schemas/categories.ts), in ms. */
+const PRECISION_MS = { hour: 3_600_000, day: DAY_MS } as const;
 
 /** One retention class of personal data: its own record schema and its own topic per zone. */
 export interface PersonalClass {
@@ -98,7 +100,11 @@ export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, reg
     if (!e) throw new SchemaBuildError('SCHEMA_FIELD_UNKNOWN_CATEGORY', String(category), `unknown category ${String(category)}`);
     return e.retention;
   };
-  const hourly = (category: string | undefined) => category !== undefined && map[category]?.personalPrecision === 'hour';
+  // The cut of a category's timestamps in the personal records (ms), or undefined: kept as sent.
+  const cut: Cut = (category) => {
+    const p = category === undefined ? undefined : map[category]?.personalPrecision;
+    return p === undefined ? undefined : PRECISION_MS[p];
+  };
   const eventsField = draftSchema.fields.find((f) => f.name === 'events');
   const head = draftSchema.fields.filter((f) => f.name !== 'events');
   const eventItem = eventsField ? ((eventsField.type as ArraySchema).items as RecordSchema) : undefined;
@@ -132,19 +138,19 @@ export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, reg
       fields.push(c.name === 'zone' ? { ...c, type: { ...(c.type as object), namespace: ns } as SchemaNode } : c);
       const get =
         c.name === 'received_at'
-          ? (_d: Value, x: PersonalContext) => (hourly(c.category) ? hourOf(x.receivedAt) : x.receivedAt)
+          ? (_d: Value, x: PersonalContext) => cutTo(cut(c.category), x.receivedAt)
           : c.name === 'zone'
             ? (_d: Value, x: PersonalContext) => x.zone
             : (_d: Value, x: PersonalContext) => x.clientIp;
       parts.push({ name: c.name, context: EVERY_CLASS.has(c.name), pick: get });
     }
     for (const f of head) {
-      const sub = pickField(f, retention, ns, retentionOf, hourly);
+      const sub = pickField(f, retention, ns, retentionOf, cut);
       if (!sub) continue;
       fields.push(sub.field);
       parts.push({ name: f.name, context: false, pick: (d) => sub.pick(d[f.name]) });
     }
-    for (const s of eventSummaries(eventItem, retention, ns, retentionOf, hourly)) {
+    for (const s of eventSummaries(eventItem, retention, ns, retentionOf, cut)) {
       fields.push(s.field);
       parts.push({ name: s.field.name, context: false, pick: (d) => s.pick((d.events as unknown[] | undefined) ?? []) });
     }
@@ -208,7 +214,7 @@ export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, reg
   return {
     classes,
     draftEventsType,
-    distinctEvents: eventItem ? distinctEventsReader(eventItem, draftEventsType, hourly) : () => [],
+    distinctEvents: eventItem ? distinctEventsReader(eventItem, draftEventsType, cut) : () => [],
     records(draft, key, ctx) {
       const out: PersonalOut[] = [];
       for (const { cls, pick } of pickers) {
@@ -230,7 +236,8 @@ export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, reg
   };
 }
 
-const hourOf = (t: number) => Math.floor(t / HOUR_MS) * HOUR_MS;
+/** A timestamp cut to `ms` (the start of its UTC hour or day), or as it is without a cut. */
+const cutTo = (ms: number | undefined, t: number) => (ms === undefined ? t : Math.floor(t / ms) * ms);
 
 /** Whether a picked value holds anything (a non-null leaf, a non-empty list). */
 function holds(x: unknown): boolean {
@@ -255,17 +262,18 @@ const isTimestamp = (t: SchemaNode) =>
   typeof t === 'object' && !Array.isArray(t) && t.type === 'long' && 'logicalType' in t && t.logicalType === 'timestamp-millis';
 
 type RetentionOf = (category: string | undefined) => string;
-type Hourly = (category: string | undefined) => boolean;
+/** The cut (ms) of a category's timestamps in the personal records, or undefined (categories.ts `personalPrecision`). */
+type Cut = (category: string | undefined) => number | undefined;
 
 /**
  * A batch-level draft field's part in one class: a field of another category than `structure` goes
  * whole to the class of its retention; a `structure` record keeps the fields of that class (and is
- * left out when it keeps none). Timestamps of an hourly category are cut to the hour.
+ * left out when it keeps none). Timestamps of a category with a `personalPrecision` are cut to it.
  */
-function pickField(f: SchemaField, retention: string, ns: string, retentionOf: RetentionOf, hourly: Hourly): { field: SchemaField; pick: Pick } | undefined {
+function pickField(f: SchemaField, retention: string, ns: string, retentionOf: RetentionOf, cut: Cut): { field: SchemaField; pick: Pick } | undefined {
   const rec = recordOf(f.type);
   if (f.category === 'structure' && rec) {
-    const subs = rec.fields.map((x) => ({ name: x.name, sub: pickField(x, retention, ns, retentionOf, hourly) })).filter((x) => x.sub);
+    const subs = rec.fields.map((x) => ({ name: x.name, sub: pickField(x, retention, ns, retentionOf, cut) })).filter((x) => x.sub);
     if (subs.length === 0) return undefined;
     if (!isRecordSchema(f.type)) throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', f.name, `structure field ${f.name} must be a record`);
     const field: SchemaField = {
@@ -284,7 +292,8 @@ function pickField(f: SchemaField, retention: string, ns: string, retentionOf: R
   }
   if (retentionOf(f.category) !== retention) return undefined;
   const field: SchemaField = { ...f, type: renamespace(f.type, ns) };
-  if (hourly(f.category) && isTimestamp(f.type)) return { field, pick: (v) => (typeof v === 'number' ? hourOf(v) : v) };
+  const ms = isTimestamp(f.type) ? cut(f.category) : undefined;
+  if (ms !== undefined) return { field, pick: (v) => (typeof v === 'number' ? cutTo(ms, v) : v) };
   return { field, pick: (v) => (v === undefined ? (f.default ?? null) : v) };
 }
 
@@ -300,14 +309,14 @@ function renamespace(t: SchemaNode, ns: string): SchemaNode {
 
 /**
  * The per-event fields of one class as sets (see the header): `events_<field>` for a plain field (the
- * distinct hours for an hourly timestamp), `events_<kind>` for an event kind's kept fields.
+ * distinct hours or days for a cut timestamp), `events_<kind>` for an event kind's kept fields.
  */
 function eventSummaries(
   item: RecordSchema | undefined,
   retention: string,
   ns: string,
   retentionOf: RetentionOf,
-  hourly: Hourly,
+  cut: Cut,
 ): Array<{ field: SchemaField; pick: (events: unknown[]) => unknown[] }> {
   if (!item) return [];
   const out: Array<{ field: SchemaField; pick: (events: unknown[]) => unknown[] }> = [];
@@ -354,7 +363,7 @@ function eventSummaries(
       throw new SchemaBuildError('SCHEMA_BAD_DERIVATION', `events[].${f.name}`, `per-event structure field ${f.name} has no set form in the personal record`);
     }
     if (retentionOf(f.category) !== retention) continue;
-    const hour = hourly(f.category) && isTimestamp(f.type);
+    const ms = isTimestamp(f.type) ? cut(f.category) : undefined;
     out.push({
       field: {
         name: `events_${f.name}`,
@@ -365,7 +374,7 @@ function eventSummaries(
         const xs: unknown[] = [];
         for (const e of events) {
           const x = (e as Value)[f.name];
-          if (x != null) xs.push(hour && typeof x === 'number' ? hourOf(x) : x);
+          if (x != null) xs.push(typeof x === 'number' ? cutTo(ms, x) : x);
         }
         return distinctSorted(xs);
       },
@@ -406,7 +415,7 @@ function canonicalText(x: unknown): string {
  * fast.ts copies per event, no array framing) -> the events reduced to what the sets depend on, or
  * undefined when the bytes are not `n` events (then the fast path hands back). Every per-event set of a
  * class reads ONE field of each event and keeps its distinct values (see the header), so one event per
- * distinct value of each field gives the same sets: `{ time: <hour> }` per distinct hour of an hourly
+ * distinct value of each field gives the same sets: `{ time: <day> }` per distinct cut of a cut
  * timestamp, `{ payload: <branch value> }` per distinct encoded branch, and so on for any field. The
  * whole draft events are never built: a number field is read as a varint, any other field is skipped
  * over and compared by its encoded bytes (the fast path copies only canonical varints and valid UTF-8,
@@ -416,7 +425,7 @@ function canonicalText(x: unknown): string {
  */
 export type DistinctEvents = (buf: Buffer, start: number, end: number, n: number) => Value[] | undefined;
 
-function distinctEventsReader(item: RecordSchema, eventsType: avro.Type, hourly: Hourly): DistinctEvents {
+function distinctEventsReader(item: RecordSchema, eventsType: avro.Type, cut: Cut): DistinctEvents {
   const fieldTypes = ((eventsType as avro.types.ArrayType).itemsType as avro.types.RecordType).fields;
   // The generated loop (`new Function`, like avsc's own readers): one block per field of the draft
   // event, in order. Per field f: `S<f>` the distinct numbers and `L<f>` the last one (a number field),
@@ -472,10 +481,10 @@ function distinctEventsReader(item: RecordSchema, eventsType: avro.Type, hourly:
     const tn = underlying(t).typeName;
     const name = JSON.stringify(ft.name);
     if (tn === 'int' || tn === 'long') {
-      const hour = hourly(schema.category) && isTimestamp(schema.type);
+      const ms = isTimestamp(schema.type) ? cut(schema.category) : undefined;
       decl.push(`const S${f} = new Set(); let L${f} = NaN;`);
       reset.push(`S${f}.clear(); L${f} = NaN;`);
-      loop.push(`{ ${varint('x')} ${hour ? `x = Math.floor(x / ${HOUR_MS}) * ${HOUR_MS};` : ''} if (x !== L${f}) { L${f} = x; S${f}.add(x); } }`);
+      loop.push(`{ ${varint('x')} ${ms !== undefined ? `x = Math.floor(x / ${ms}) * ${ms};` : ''} if (x !== L${f}) { L${f} = x; S${f}.add(x); } }`);
       reps.push(`for (const x of S${f}) out.push({ ${name}: x });`);
       return;
     }
