@@ -3,7 +3,8 @@
  *
  *   access     --device-id ID | --imei X | --oaid X | --gaid X | --imsi X  [--zone Z] [--out FILE]
  *              every personal record and reject of the device, opened, as JSON lines (5.2 access and
- *              portability); a summary (topics, counts, first and last day) on stderr
+ *              portability), each as written: also by an older personal schema (schemas/doc.ts history);
+ *              a summary (topics, counts, first and last day) on stderr
  *   erase      <identifier> [--zone Z]     destroys the device's data keys: every copy unreadable (5.2)
  *   withdraw   <identifier> [--zone Z]     consent withdrawn (5.3): later batches dropped by every ingest
  *   restrict   <identifier> [--zone Z]     processing restricted (5.2): likewise
@@ -26,7 +27,19 @@ import { ZoneStores } from '../rights/sealer.ts';
 import { writeSuppression, type SuppressionKind } from '../rights/suppression.ts';
 import { retireKek, rotateKek, subjectOf } from '../rights/zone-keys.ts';
 import { ConfigError, kafkaClientOptions, personalTopic, rejectsTopic, rightsTopic } from '../runtime/index.ts';
-import { compileSplit, DAY_MS, isoOfDay, personalRetentionClasses, RecordCodec, ZONES, type Zone } from '../schemas/index.ts';
+import { historicalWriters } from '../schemas/doc.ts';
+import {
+  compileSplit,
+  DAY_MS,
+  fingerprintOf,
+  isoOfDay,
+  personalRetentionClasses,
+  WriterRegistry,
+  ZONES,
+  type CompiledSplit,
+  type Zone,
+} from '../schemas/index.ts';
+import type { AvroType } from '../schemas/wire.ts';
 
 export const COMMANDS = ['access', 'erase', 'withdraw', 'restrict', 'consent', 'unrestrict', 'log', 'rotate-kek', 'retire-kek'] as const;
 export type Command = (typeof COMMANDS)[number];
@@ -82,6 +95,44 @@ export function parseRightsArgs(argv: string[]): RightsArgs {
   return a;
 }
 
+/** The older writer schemas of a personal class to read besides the current one (default: the repository's history, schemas/doc.ts). */
+export type PersonalHistory = (cls: string, current: AvroType) => AvroType[];
+
+/** A record as its writer wrote it, and that writer's fingerprint (hex, as the record's header names it). */
+export interface AsWritten {
+  record: unknown;
+  schema: string;
+  /** Written with the schema the current map generates (false: an older version from the history). */
+  current: boolean;
+}
+
+/**
+ * The readers of an access answer, by kind (`p30d`, `p7d`, `reject`): every writer schema of the kind,
+ * the current one and, for the personal classes, each older version of the history. A record is decoded
+ * with its own writer's schema, not resolved into the current one, so a field an older version had and
+ * the current map no longer keeps (the p30d record's crash traces and app statuses, before the map
+ * stopped storing them) is in the answer for as long as the record is held (policy 5.2: everything held
+ * about the person). A writer the history lacks is `SCHEMA_UNKNOWN_FINGERPRINT`.
+ */
+export function accessReaders(split: CompiledSplit, history: PersonalHistory = historicalWriters): Map<string, (value: Buffer) => AsWritten> {
+  const readerOf = (current: AvroType, older: AvroType[]) => {
+    const registry = new WriterRegistry();
+    const schemas = new Map<AvroType, string>();
+    for (const t of [...older, current]) {
+      registry.register(t);
+      schemas.set(t, fingerprintOf(t).toString('hex'));
+    }
+    return (value: Buffer): AsWritten => {
+      const { writer, bodyOffset } = registry.resolve(value);
+      return { record: writer.fromBuffer(value.subarray(bodyOffset)), schema: schemas.get(writer)!, current: writer === current };
+    };
+  };
+  return new Map([
+    ...split.personalClasses.map((c) => [c.name, readerOf(c.type, history(c.name, c.type))] as const),
+    ['reject', readerOf(split.rejectType, [])],
+  ]);
+}
+
 /** Everything a command needs: settings, the key stores, Kafka per zone. */
 export class Rights {
   readonly stores: ZoneStores;
@@ -112,10 +163,9 @@ export class Rights {
     return this.stores.storeOf(zone).subjectsOf(identifier);
   }
 
-  async access(a: RightsArgs, write: (line: string) => void): Promise<Record<string, unknown>> {
-    const split = compileSplit();
-    const codecs = new Map<string, RecordCodec<unknown>>(split.personalClasses.map((c) => [c.name, new RecordCodec<unknown>(c.type)]));
-    const rejectCodec = new RecordCodec<unknown>(split.rejectType);
+  /** `history`: the older personal schemas to read (the tests' negative control passes none). */
+  async access(a: RightsArgs, write: (line: string) => void, history?: PersonalHistory): Promise<Record<string, unknown>> {
+    const readers = accessReaders(compileSplit(), history);
     const summary: Record<string, unknown> = {};
     for (const zone of a.zones) {
       const subjects = await this.subjects(zone, a.identifier!);
@@ -127,6 +177,7 @@ export class Rights {
       ];
       const counts: Record<string, number> = {};
       let unreadable = 0;
+      let older = 0;
       let first = Infinity;
       let last = -Infinity;
       for (const t of topics) {
@@ -138,14 +189,15 @@ export class Rights {
             unreadable++;
             continue;
           }
-          const codec = t.kind === 'reject' ? rejectCodec : codecs.get(t.kind)!;
-          const record = codec.decode(r.opened) as { received_at?: number };
-          const at = Number(r.timestamp);
-          if (typeof record.received_at === 'number') {
-            first = Math.min(first, record.received_at);
-            last = Math.max(last, record.received_at);
+          const { record, schema, current } = readers.get(t.kind)!(r.opened);
+          const receivedAt = (record as { received_at?: unknown }).received_at;
+          if (typeof receivedAt === 'number') {
+            first = Math.min(first, receivedAt);
+            last = Math.max(last, receivedAt);
           }
-          write(JSON.stringify({ zone, topic: t.topic, partition: r.partition, offset: r.offset, kafka_timestamp: at, kind: t.kind, record }));
+          if (!current) older++;
+          const at = Number(r.timestamp);
+          write(JSON.stringify({ zone, topic: t.topic, partition: r.partition, offset: r.offset, kafka_timestamp: at, kind: t.kind, schema, record }));
           counts[t.topic] = (counts[t.topic] ?? 0) + 1;
         }
       }
@@ -153,6 +205,7 @@ export class Rights {
         topics: counts,
         records: Object.values(counts).reduce((s, n) => s + n, 0),
         unreadable,
+        older_schema: older,
         first_day: Number.isFinite(first) ? isoOfDay(Math.floor(first / DAY_MS)) : null,
         last_day: Number.isFinite(last) ? isoOfDay(Math.floor(last / DAY_MS)) : null,
       };
