@@ -3,26 +3,30 @@
  * secret? (policy section 1.1.4, "used separately"; ARCHITECTURE.md principle 9.)
  *
  * Twice, each with its own ingest process (`ingest/main.ts`, local stack, its own topics): once as
- * configured (ingest/mix.ts: coarse timestamps, mixed order), once with INGEST_UNSAFE_LINKABLE=true
- * (the negative control: producer timestamps, a batch's records together). Each time ~600 batches of
- * 240 devices (bench/linkage-population.ts: every zone, retries, batches spanning UTC midnight, late
- * batches) are posted within ~20 s, every topic is read back, and the adversary of
- * bench/linkage-attack.ts joins personal records to events records by transport features, by content
- * features and by both. The bench alone knows the truth: it reads the day secrets ingest created, maps
- * each daily token to its device, and scores the adversary's guesses.
+ * configured (ingest/mix.ts: coarse timestamps, mixed order, a device's byte-equal personal record once
+ * per day), once with INGEST_UNSAFE_LINKABLE=true (the negative control: producer timestamps, a batch's
+ * records together, every personal record written). Each time ~600 batches of 240 devices
+ * (bench/linkage-population.ts: every zone, retries, batches spanning UTC midnight, late batches) are
+ * posted within ~20-30 s by 128 independent clients, every topic is read back, and the adversary of
+ * bench/linkage-attack.ts joins personal records to events records by transport features (timestamps,
+ * places in the partitions, a device's other records: `siblings`), by content features and by both.
+ * The bench alone knows the truth: it reads the day secrets ingest created, maps each daily token to its
+ * device, and scores the adversary's guesses.
  *
- * Last line JSON: link_accuracy (all features), transport_link_accuracy, content_link_accuracy, chance
- * (mean of 1 / transport anonymity set), anonymity_set_p50, cross_day_link_accuracy (midnight batches
- * whose two tokens the adversary chained to the device), the same with the prefix negative_control_,
- * and the counts. The negative control's link_accuracy must be >= 0.9, or the attack is too weak to
- * show anything; the bench exits 1 then (its transport_link_accuracy is reported: batches coalesced into
- * one produce call share a millisecond, which caps it near the control's chance, 0.74-0.88 here).
- * Also per content feature: link_accuracy_without_<feature>, link_accuracy_with_size, content_crowd_p50
- * and content_chance (1 / the crowd the content features leave: bench/linkage-attack.ts contentCrowds).
- * The adversary reads personal values in clear (ingest runs with INGEST_UNSAFE_UNSEALED), as an operator
- * holding the zones' keys could.
+ * Last line JSON: link_accuracy (the strongest of the adversary's joins, named by strongest_join; each
+ * join's own figure as link_accuracy_<join>: all, without_<feature>, transport, content, with_size),
+ * chance (mean of 1 / the anonymity set: the records its timestamps cannot tell apart, at most the
+ * mix's records of the personal record's country and day), chance_ignoring_country, anonymity_set_p50,
+ * cross_day_link_accuracy (midnight batches whose two tokens a join chained to the device, the highest
+ * of the joins), the same with the prefix negative_control_, content_crowd_p50 and content_chance (the
+ * crowd the content features leave: bench/linkage-attack.ts contentCrowds), and the counts. The
+ * negative control's link_accuracy must be >= 0.9, or the attack is too weak to show anything; the
+ * bench exits 1 then. The adversary reads personal values in clear (ingest runs with
+ * INGEST_UNSAFE_UNSEALED), as an operator holding the zones' keys could.
  *
- * Knobs (environment): BENCH_LINKAGE_DEVICES (240), BENCH_LINKAGE_SECONDS (20), BENCH_LINKAGE_SEED (7).
+ * Knobs (environment): BENCH_LINKAGE_DEVICES (240), BENCH_LINKAGE_SECONDS (20), BENCH_LINKAGE_SEED (7),
+ * BENCH_LINKAGE_CONCURRENCY (128), and INGEST_MIX_* passed through to ingest. Start it at least ten
+ * minutes past UTC midnight (the population's shapes need it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -34,7 +38,7 @@ import { DailyTokenizer, DAY_MS, decodeEventFacts, FileKeySource, ZONES, type Zo
 import { containerOf } from '../testing/batches.ts';
 import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
 import { runLoad } from '../testing/load.ts';
-import { readAll, stackInfo, uniqueName, type ReadRecord } from '../testing/stack.ts';
+import { createKafka, readAll, stackInfo, uniqueName, type ReadRecord } from '../testing/stack.ts';
 import {
   anonymitySets,
   DEVICE_CLASS,
@@ -154,11 +158,19 @@ async function readTopics(ing: Ingest, ok: LinkagePost[]): Promise<{ personal: P
   const perZone = (z: Zone) => ok.filter((p) => zoneOfMcc[p.batch.device.sim_mcc] === z).length;
   const events = (await readAll(ing.eventsTopic, expectedEvents, 30_000)).map((r) => ({ ...seen(r), facts: decodeEventFacts(r.value!) }));
   const personal: PersonalSeen[] = [];
+  // How many records each personal topic holds (a device's byte-equal records are written once, so
+  // fewer than its batches): the sum of its partitions' end offsets (no transactions, no compaction).
+  const admin = createKafka().admin();
+  await admin.connect();
+  const held = async (topic: string) => (await admin.fetchTopicOffsets(topic)).reduce((s, p) => s + Number(p.high), 0);
   for (const z of ZONES) {
-    for (const r of await readAll(personalTopic(ing.personalPrefix, z, DEVICE_CLASS), perZone(z), 30_000)) {
+    const topic = personalTopic(ing.personalPrefix, z, DEVICE_CLASS);
+    const n = Math.min(perZone(z), await held(topic));
+    for (const r of await readAll(topic, n, 30_000)) {
       personal.push({ ...seen(r), ...personalSeen(personalCodec.decode(r.value!)) });
     }
   }
+  await admin.disconnect();
   return { personal, events };
 }
 
@@ -182,15 +194,31 @@ function evaluate(ing: Ingest, posts: LinkagePost[], view: { personal: PersonalS
   // The day scored for link_accuracy: the record's last day of activity (today for a midnight batch).
   const mainDay = (pi: number) => view.personal[pi]!.days[view.personal[pi]!.days.length - 1]!;
   const prepared = prepare(view.personal, view.events);
+  // Devices with a batch spanning midnight: the two days whose tokens an adversary would chain.
+  const midnightDays = new Map<string, [number, number]>();
+  for (const p of posts) {
+    if (p.shape !== 'midnight') continue;
+    const days = [...daysOf(p)].sort((a, b) => a - b);
+    midnightDays.set(p.identity, [days[0]!, days[days.length - 1]!]);
+  }
   const accuracy = (features: readonly Feature[]) => {
     const g = guess(prepared, features, Math.random);
     const linked = g.map((m, pi) => own(pi, m.get(mainDay(pi))!));
-    const midnight = g.map((m, pi) => ({ m, pi })).filter(({ m }) => m.size === 2);
-    return {
-      link: mean(linked.map(Number)),
-      crossDay: mean(midnight.map(({ m, pi }) => Number([...m.values()].every((ei) => own(pi, ei))))),
-      midnight: midnight.length,
-    };
+    // Chained: every guess the adversary made for the device's records on either day names the device's
+    // own token of that day (a device's records share their key, so its days are joined by the key; a
+    // personal record holds one day now, so the chain runs through two records).
+    const guesses = new Map<string, Array<{ pi: number; ei: number; day: number }>>();
+    g.forEach((m, pi) => {
+      const id = identityOfKey(view.personal[pi]!.key);
+      if (!midnightDays.has(id)) return;
+      for (const [day, ei] of m) guesses.set(id, [...(guesses.get(id) ?? []), { pi, ei, day }]);
+    });
+    const chained = [...midnightDays].map(([id, [y, t]]) => {
+      const mine = guesses.get(id) ?? [];
+      const onBoth = mine.some((x) => x.day === y) && mine.some((x) => x.day === t);
+      return Number(onBoth && mine.filter((x) => x.day === y || x.day === t).every((x) => own(x.pi, x.ei)));
+    });
+    return { link: mean(linked.map(Number)), crossDay: mean(chained), midnight: midnightDays.size };
   };
   // What the transport adversary faces: the records its timestamps cannot tell apart, and at most the mix
   // (consecutive mixes keep their order in the partitions).
@@ -231,7 +259,7 @@ function evaluate(ing: Ingest, posts: LinkagePost[], view: { personal: PersonalS
     timestamp_anonymity_set_p50: median(byTimestamp),
     mean_mix_batches: round(meanMix),
     cross_day_link_accuracy: round(bestCross),
-    midnight_personal_records: results.all!.midnight,
+    midnight_devices: results.all!.midnight,
     personal_records: view.personal.length,
     events_records: view.events.length,
     unmatched_tokens: view.events.filter((e) => !deviceOfToken.has(e.key)).length,

@@ -125,7 +125,7 @@ export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, reg
   const ordered = [...retentions].sort((a, b) => retentionDays(b) - retentionDays(a));
 
   const classes: PersonalClass[] = [];
-  const pickers: Array<{ cls: PersonalClass; pick: (d: Value, ctx: PersonalContext) => Value | undefined }> = [];
+  const pickers: Array<{ cls: PersonalClass; splitBy: string | undefined; pick: (d: Value, ctx: PersonalContext) => Value | undefined }> = [];
   for (const retention of ordered) {
     const name = classNameOf(retention);
     const ns = `${draftSchema.namespace ?? 'telemetry.v1.personal'}.${name}`;
@@ -150,10 +150,16 @@ export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, reg
       fields.push(sub.field);
       parts.push({ name: f.name, context: false, pick: (d) => sub.pick(d[f.name]) });
     }
-    for (const s of eventSummaries(eventItem, retention, ns, retentionOf, cut)) {
+    const summaries = eventSummaries(eventItem, retention, ns, retentionOf, cut);
+    for (const s of summaries) {
       fields.push(s.field);
       parts.push({ name: s.field.name, context: false, pick: (d) => s.pick((d.events as unknown[] | undefined) ?? []) });
     }
+    // A class whose only per-event field is a cut timestamp (the activity days) is written once per
+    // cut: a batch active on two days gives two records of one day each. A device's records of a day
+    // are then byte-equal whichever batch carried them, so ingest writes each once (ingest/mix.ts
+    // RecentRecords), and no record ties two days' daily tokens together in one mix (policy 1.1.4).
+    const splitBy = summaries.length === 1 && summaries[0]!.cut ? summaries[0]!.field.name : undefined;
     const schema: RecordSchema = {
       type: 'record',
       name: 'PersonalRecord',
@@ -168,6 +174,7 @@ export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, reg
     classes.push(cls);
     pickers.push({
       cls,
+      splitBy,
       pick: (d, ctx) => {
         const out: Value = {};
         let content = false;
@@ -217,10 +224,13 @@ export function compilePersonal(draftSchema: RecordSchema, map: CategoryMap, reg
     distinctEvents: eventItem ? distinctEventsReader(eventItem, draftEventsType, cut) : () => [],
     records(draft, key, ctx) {
       const out: PersonalOut[] = [];
-      for (const { cls, pick } of pickers) {
+      for (const { cls, pick, splitBy } of pickers) {
         const v = pick(draft, ctx);
         if (!v) continue;
-        out.push({ key, value: encode(cls, v), zone: ctx.zone, retentionClass: cls.name });
+        const cuts = splitBy === undefined ? undefined : (v[splitBy] as unknown[]);
+        if (cuts && cuts.length > 1) {
+          for (const t of cuts) out.push({ key, value: encode(cls, { ...v, [splitBy!]: [t] }), zone: ctx.zone, retentionClass: cls.name });
+        } else out.push({ key, value: encode(cls, v), zone: ctx.zone, retentionClass: cls.name });
       }
       return out;
     },
@@ -317,9 +327,9 @@ function eventSummaries(
   ns: string,
   retentionOf: RetentionOf,
   cut: Cut,
-): Array<{ field: SchemaField; pick: (events: unknown[]) => unknown[] }> {
+): Array<{ field: SchemaField; pick: (events: unknown[]) => unknown[]; cut?: true }> {
   if (!item) return [];
-  const out: Array<{ field: SchemaField; pick: (events: unknown[]) => unknown[] }> = [];
+  const out: Array<{ field: SchemaField; pick: (events: unknown[]) => unknown[]; cut?: true }> = [];
   for (const f of item.fields) {
     const branches = branchesOf(f.type);
     if (branches.length > 0 && (f.category === 'structure' || Array.isArray(f.type))) {
@@ -365,6 +375,7 @@ function eventSummaries(
     if (retentionOf(f.category) !== retention) continue;
     const ms = isTimestamp(f.type) ? cut(f.category) : undefined;
     out.push({
+      ...(ms !== undefined ? { cut: true as const } : {}),
       field: {
         name: `events_${f.name}`,
         category: f.category,
