@@ -25,6 +25,7 @@ import { generateDeviceBatches, type PostedBatch } from '../testing/device-batch
 import { aggregatorConfig, aggregatorEnv, groupProgress, waitAllCommitted } from '../testing/harness.ts';
 import { quietLogger } from '../testing/logger.ts';
 import { sealingEnv } from '../testing/sealing.ts';
+import { QUICK_MIX } from '../testing/mix.ts';
 
 const K = 5;
 let kafka: Kafka;
@@ -103,6 +104,7 @@ describe.each(['server', 'embedded'] as const)('devices -> ingest (HTTP) -> Kafk
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
       // Plain HTTP on loopback: a test setup (ingest/README.md, "TLS"; ingest/tls.int.test.ts covers HTTPS).
       INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
+      ...QUICK_MIX, // testing/mix.ts: a lone batch need not wait for a crowd here
     });
     const keysDir = mkdtempSync(path.join(tmpdir(), 'agg-e2e-keys-'));
     const chdbDir = mkdtempSync(path.join(tmpdir(), 'agg-e2e-chdb-'));

@@ -21,6 +21,7 @@ import { createKafka, readAll, stackInfo, startKafka, stopKafka, uniqueName } fr
 import { batch, containerOf } from '../testing/batches.ts';
 import { answerOf, runLoad, type LoadSummary } from '../testing/load.ts';
 import { sealingEnv } from '../testing/sealing.ts';
+import { QUICK_MIX } from '../testing/mix.ts';
 
 interface Child {
   proc: ChildProcess;
@@ -53,6 +54,7 @@ async function spawnIngest(env: Record<string, string>): Promise<Child> {
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
       // Plain HTTP on loopback: a test setup (ingest/README.md, "TLS"; ingest/tls.int.test.ts covers HTTPS).
       INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
+      ...QUICK_MIX, // testing/mix.ts: a lone batch need not wait for a crowd here
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -15,6 +15,7 @@ import { startIngest, type IngestService } from './http.ts';
 import type { IngestAnswer } from '../testing/load.ts';
 import { quietLogger } from '../testing/logger.ts';
 import { RecordingSink } from '../testing/recording-sink.ts';
+import { QUICK_MIX } from '../testing/mix.ts';
 
 async function start(env: Record<string, string>): Promise<IngestService> {
   // Unit tests have no key store: records unsealed (rights/ has the sealing tests).
@@ -24,6 +25,7 @@ async function start(env: Record<string, string>): Promise<IngestService> {
     INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
     INGEST_UNSAFE_UNSEALED: 'true',
     INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
+    ...QUICK_MIX, // testing/mix.ts: a lone batch need not wait for a crowd here
     ...env,
   });
   return startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir: mkdtempSync(join(tmpdir(), 'ingest-keys-')) } });

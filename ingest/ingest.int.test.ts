@@ -22,6 +22,7 @@ import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService } from './http.ts';
 import { longBytes } from '../schemas/index.ts';
 import { writeContainer } from '../testing/ocf-writer.ts';
+import { QUICK_MIX } from '../testing/mix.ts';
 
 interface Topics {
   events: string;
@@ -51,6 +52,7 @@ function envFor(t: Topics, extra: Record<string, string> = {}): Record<string, s
     INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
     // Plain HTTP on loopback: a test setup (ingest/README.md, "TLS"; ingest/tls.int.test.ts covers HTTPS).
     INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
+    ...QUICK_MIX, // testing/mix.ts: a lone batch need not wait for a crowd here
     ...extra,
   };
 }

@@ -25,6 +25,7 @@ import { scratchCa, type IssuedCertificate, type ScratchCa } from '../testing/tl
 import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService } from './http.ts';
 import { httpsOptions, readTlsFiles } from './tls.ts';
+import { QUICK_MIX } from '../testing/mix.ts';
 
 const HEADERS_TIMEOUT_MS = 1000;
 
@@ -39,6 +40,7 @@ function envFor(extra: Record<string, string>): Record<string, string> {
     INGEST_PORT: '0',
     INGEST_POOL_THREADS: '1',
     INGEST_TOPIC_PARTITIONS: '1',
+    ...QUICK_MIX, // testing/mix.ts: a lone batch need not wait for a crowd here
     INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
     // Transport only: records unsealed (the sealing is rights/'s tests).
     INGEST_UNSAFE_UNSEALED: 'true',

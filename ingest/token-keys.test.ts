@@ -20,6 +20,7 @@ import { loadIngestConfig } from './config.ts';
 import { startIngest, type IngestService } from './http.ts';
 import { createMetrics } from './metrics.ts';
 import { TokenKeyWatch } from './token-keys.ts';
+import { QUICK_MIX } from '../testing/mix.ts';
 
 const today = () => Math.floor(Date.now() / DAY_MS);
 
@@ -139,6 +140,7 @@ describe('ingest with a read-only key directory', () => {
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
       INGEST_UNSAFE_UNSEALED: 'true',
       INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
+      ...QUICK_MIX, // testing/mix.ts: a lone batch need not wait for a crowd here
     });
     svc = await startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });
 
@@ -175,6 +177,7 @@ describe('ingest with a read-only key directory', () => {
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
       INGEST_UNSAFE_UNSEALED: 'true',
       INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
+      ...QUICK_MIX, // testing/mix.ts: a lone batch need not wait for a crowd here
     });
     expect(cfg.INGEST_TOKEN_KEYS_MODE).toBe('manage'); // the default (local stack, demo)
     svc = await startIngest(cfg, { sink: new RecordingSink(), log: quietLogger, tokenKeys: { kind: 'file', dir, mode: cfg.INGEST_TOKEN_KEYS_MODE } });

@@ -22,6 +22,7 @@ import { postgresConnection, readAll, stackInfo, uniqueName } from '../testing/s
 import { openRecords } from './open.ts';
 import { ZoneStores } from './sealer.ts';
 import { subjectOf } from './zone-keys.ts';
+import { QUICK_MIX } from '../testing/mix.ts';
 
 const REPO = join(import.meta.dirname, '..');
 const sealing = sealingEnv();
@@ -39,6 +40,7 @@ const env: Record<string, string> = {
   INGEST_KEY_CACHE_TTL_MS: '1000',
   // Plain HTTP on loopback: a test setup (ingest/README.md, "TLS"; ingest/tls.int.test.ts covers HTTPS).
   INGEST_UNSAFE_PLAINTEXT_HTTP: 'true',
+  ...QUICK_MIX, // testing/mix.ts: a lone batch need not wait for a crowd here
 };
 
 /** `npm run rights -- ...` as an operator runs it (awaited: some requests reach the ingest running in this process). */

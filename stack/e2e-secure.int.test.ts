@@ -42,6 +42,7 @@ import type { AclTopic } from '../tools/security/acls.ts';
 import { E2E_LAYOUT, syncAnalystViews } from './clickhouse-users.ts';
 import { sealingEnv } from '../testing/sealing.ts';
 import { requestTrusting } from '../testing/tls.ts';
+import { QUICK_MIX } from '../testing/mix.ts';
 
 const K = 5;
 const config = loadStackConfig();
@@ -106,6 +107,7 @@ describe('secured: devices -> ingest (HTTPS, principal ingest) -> Kafka (SASL_SS
     }
 
     const ingestCfg = loadIngestConfig({
+      ...QUICK_MIX, // testing/mix.ts: a lone batch need not wait for a crowd here
       ...secureServiceEnv(config, 'ingest'),
       PIPELINE_TOPIC_EVENTS: topics.events,
       PIPELINE_TOPIC_PERSONAL_PREFIX: topics.personal,

@@ -20,6 +20,7 @@ import { batch, containerOf } from '../testing/batches.ts';
 import { quietLogger } from '../testing/logger.ts';
 import { monitorTarget, startMonitoring, startOwnKafka, uniqueName, type OwnKafka } from '../testing/stack.ts';
 import { RULE_FILE, SCRAPE_INTERVAL_S } from './monitoring.ts';
+import { QUICK_MIX } from '../testing/mix.ts';
 
 const ALERT = 'IngestKafkaNotReady';
 
@@ -89,6 +90,7 @@ beforeAll(async () => {
       INGEST_ZONES_SHARE_MAIN_CLUSTER: 'true',
       INGEST_UNSAFE_UNSEALED: 'true', // alerts only: no key store needed
       INGEST_UNSAFE_PLAINTEXT_HTTP: 'true', // Prometheus scrapes it over plain HTTP on loopback
+      ...QUICK_MIX, // testing/mix.ts: a lone batch need not wait for a crowd here
       // A batch Kafka does not take is answered 503 after 3 s (default 10 s): the gauge drops sooner.
       INGEST_PRODUCE_TIMEOUT_MS: '3000',
     }),

@@ -63,6 +63,13 @@ describe('topic plan --apply on a real broker', () => {
         validateOnly: false,
         resources: [{ type: ConfigResourceTypes.TOPIC, name: personal.topic, configEntries: [{ name: 'retention.ms', value: '3600000' }] }],
       });
+      // The broker answers describeConfigs from its metadata, which takes the change a moment after the
+      // controller acknowledged it (a run read the old value and the plan found nothing to restore).
+      const retentionNow = async () =>
+        (
+          await a.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: personal.topic }] })
+        ).resources[0]!.configEntries.find((e) => e.configName === 'retention.ms')?.configValue;
+      for (let i = 0; i < 100 && (await retentionNow()) !== '3600000'; i++) await new Promise((r) => setTimeout(r, 100));
       const fixed = await applyPlan(plan, { growPartitions: false, admin });
       expect(fixed.filter((x) => x.action !== 'unchanged')).toEqual([
         {
