@@ -92,6 +92,8 @@ async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: 
   if (env.BENCH_MAX_RECORDS_PER_CALL) ingestEnv.INGEST_KAFKA_MAX_RECORDS_PER_CALL = env.BENCH_MAX_RECORDS_PER_CALL;
   // What the mixing (ingest/mix.ts) costs: the same run without it, for a comparison on the same box.
   if (env.BENCH_NO_MIX === '1') ingestEnv.INGEST_UNSAFE_LINKABLE = 'true';
+  // The mix's own settings pass through, to measure other sizes (ingest/mix.ts).
+  for (const [k, v] of Object.entries(env)) if (k.startsWith('INGEST_MIX_') && v !== undefined) ingestEnv[k] = v;
   const prof = env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(root, '.local', 'bench-ingest-prof')}`] : [];
   // The port is picked here and readiness polled (INGEST_LOG_LEVEL=warn hides the "listening" line).
   ingestEnv.INGEST_PORT = String(18100 + Math.floor(Math.random() * 800));
@@ -278,11 +280,15 @@ const ingest = await startIngest(env.BENCH_NO_SEAL !== '1');
 let load: MeasuredLoad;
 let peakRssMb = NaN;
 let poolUtil = NaN;
+let meanMix = NaN;
 try {
   load = await runLoadgen(ingest.url, ingest.proc.pid!);
   peakRssMb = vmHwmMb(ingest.proc.pid!);
   const metrics = await (await fetch(`${ingest.url}/metrics`)).text();
   poolUtil = Number(/^ingest_pool_utilisation (\S+)$/m.exec(metrics)?.[1] ?? NaN);
+  // Batches per published mix (ingest/mix.ts): the crowd an events record hides in at this load.
+  const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+  meanMix = metric('ingest_mix_batches_sum') / metric('ingest_mix_batches_count');
 } finally {
   ingest.proc.kill('SIGTERM');
 }
@@ -348,6 +354,7 @@ console.log(
     concurrency,
     events_per_batch: events,
     mixing: env.BENCH_NO_MIX !== '1',
+    mean_mix_batches: Number(meanMix.toFixed(1)),
     sealed: env.BENCH_NO_SEAL !== '1',
     ...(unsealedLoad
       ? {

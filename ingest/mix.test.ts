@@ -93,6 +93,32 @@ describe('Mixer', () => {
     expect(waited).toBeLessThan(400);
   });
 
+  it('past the window, closes on the add that reaches the minimum, not at its next look; inside the window it waits (control)', async () => {
+    const sizes: number[] = [];
+    const m = new Mixer<number>(
+      { windowMs: 20, minBatches: 2, maxWaitMs: 1000, maxBatches: 50 },
+      async () => {},
+      (n) => sizes.push(n),
+    );
+    const first = m.add(1);
+    await new Promise((r) => setTimeout(r, 30)); // past the window, one batch short
+    const second = m.add(2);
+    expect(sizes).toEqual([2]); // closed within that add, before any timer ran
+    await Promise.all([first, second]);
+
+    const held: number[] = [];
+    const w = new Mixer<number>(
+      { windowMs: 10_000, minBatches: 2, maxWaitMs: 10_000, maxBatches: 50 },
+      async () => {},
+      (n) => held.push(n),
+    );
+    const both = [w.add(1), w.add(2)];
+    expect(held).toEqual([]); // the minimum, but inside the window: still collecting
+    await w.drain();
+    await Promise.all(both);
+    expect(held).toEqual([2]);
+  });
+
   it('a failed publish fails every batch of its mix, none of the next', async () => {
     let fail = true;
     const m = new Mixer<number>({ ...settings, maxBatches: 2 }, async () => {

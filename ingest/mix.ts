@@ -198,8 +198,8 @@ interface Waiting<T> {
 
 /**
  * Collects batches into mixes and hands each closed mix to `publish`; every batch's promise settles
- * with its mix's outcome. A mix closes when it holds `maxBatches`, or once the window has passed and
- * it holds `minBatches`, or after `maxWaitMs` in any case.
+ * with its mix's outcome. A mix closes when it holds `maxBatches`, or as soon as the window has passed
+ * and it holds `minBatches`, or after `maxWaitMs` in any case.
  */
 export class Mixer<T> {
   private open: Waiting<T>[] = [];
@@ -220,7 +220,10 @@ export class Mixer<T> {
         this.openedAt = performance.now();
         this.timer = setTimeout(() => this.check(), this.s.windowMs);
       }
+      // Full, or past the window with the crowd it waited for: at once, not at the next look (which
+      // came a window later, and held every client of a closed loop in one mix).
       if (this.open.length >= this.s.maxBatches) this.close();
+      else if (this.open.length >= this.s.minBatches && performance.now() - this.openedAt >= this.s.windowMs) this.close();
     });
   }
 
