@@ -293,7 +293,9 @@ function runTraffic(run: DemoRun): Promise<SimulatorResult> {
     population,
     ratePerSec: o.rate,
     durationMs: o.durationS * 1000,
-    concurrency: 24,
+    // Phones each post on their own connection: many at once, so ingest's mixes fill (ingest/README.md,
+    // "Linkage of the topics"; a few clients would each wait the mix's longest wait on every batch).
+    concurrency: 256,
     ...(o.signal ? { signal: o.signal } : {}),
   });
 }
