@@ -159,11 +159,15 @@ export function score(features: readonly Feature[], p: P, e: E): number {
 /** The adversary's guess for every personal record and each of its days: an index into `events`. */
 export function guess(prepared: Prepared[], features: readonly Feature[], rand: () => number): Array<Map<number, number>> {
   // siblings: for each personal record, its device's other records; for each (token, day), its events records.
+  const group = <T>(m: Map<string, T[]>, k: string, v: T) => {
+    const l = m.get(k);
+    if (l) l.push(v);
+    else m.set(k, [v]);
+  };
   const byKey = new Map<string, number[]>();
-  prepared.forEach(({ p }, i) => byKey.set(p.key, [...(byKey.get(p.key) ?? []), i]));
-  const events = prepared[0]?.e ?? [];
+  prepared.forEach(({ p }, i) => group(byKey, p.key, i));
   const byToken = new Map<string, E[]>();
-  for (const x of events) byToken.set(`${x.key}/${x.day}`, [...(byToken.get(`${x.key}/${x.day}`) ?? []), x]);
+  for (const x of prepared[0]?.e ?? []) group(byToken, `${x.key}/${x.day}`, x);
   const siblingScore = (pi: number, e: E): number => {
     let s = 0;
     for (const si of byKey.get(prepared[pi]!.p.key)!) {

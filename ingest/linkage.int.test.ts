@@ -138,6 +138,7 @@ describe('linkage of the topics (real Kafka)', () => {
     const intoDay = Date.now() % DAY_MS;
     if (intoDay < 120_000 || intoDay > DAY_MS - 90_000) await new Promise((r) => setTimeout(r, (DAY_MS - intoDay + 120_000) % DAY_MS));
     const run = async (linkable: boolean) => {
+      let metrics = '';
       const names = { events: uniqueName('link_once_ev'), personalPrefix: `${uniqueName('link_once_p')}_` };
       const keyDir = mkdtempSync(join(tmpdir(), 'linkage-keys-'));
       const svc = await startIngest(ingestConfig(linkable, names, { INGEST_MIX_MIN_BATCHES: '1', INGEST_MIX_WINDOW_MS: '5' }), {
@@ -165,12 +166,19 @@ describe('linkage of the topics (real Kafka)', () => {
           next: () => ({ body: containerOf(posts[0]!), meta: 0 }),
         });
         expect(retry.byStatus).toEqual({ '200': 1 });
+        metrics = await (await fetch(`${svc.url}/metrics`)).text();
       } finally {
         await svc.close();
       }
       const ev = await readAll(names.events, posts.length + 1, 30_000);
       // Read until the topic's end: a record written once too often must show.
       const personal = await readAll(`${names.personalPrefix}ru.p30d`, posts.length + 1, 15_000);
+      const ip = await readAll(`${names.personalPrefix}ru.p7d`, posts.length + 1, 15_000);
+      // What ingest says it wrote is what the topics hold (copies left out are counted apart).
+      const counter = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
+      expect(counter(/^ingest_kafka_records_total\{topic_kind="personal"\} (\S+)$/m)).toBe(personal.length + ip.length);
+      const repeats = counter(/^ingest_personal_repeats_total (\S+)$/m);
+      expect(repeats).toBe(linkable ? 0 : 2 * (posts.length + 1) - personal.length - ip.length);
       return { ev: ev.length, personal: personal.length };
     };
     const once = await run(false);
