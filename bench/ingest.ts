@@ -20,7 +20,7 @@
  * `-- --brokers 3` (or BENCH_BROKERS=3): against the three-broker cluster of
  * `npm run stack:up -- --brokers 3` (RF 3, min.insync.replicas 2, acks=all), the reference too.
  *
- * Knobs (environment): BENCH_CONCURRENCY (64), BENCH_SECONDS (20), BENCH_EVENTS (50; 500 for large batches),
+ * Knobs (environment): BENCH_CONCURRENCY (128), BENCH_SECONDS (20), BENCH_EVENTS (50; 500 for large batches),
  * BENCH_POOL_THREADS (ingest default), BENCH_COMPRESSION (none|gzip: Kafka record compression; the devices'
  * bodies are always deflate containers), BENCH_RAW_RECORDS (100000: ProducerPerformance records),
  * BENCH_NODE_FLAGS (V8/Node flags for ingest, to measure e.g. GC sizing),
@@ -47,7 +47,9 @@ import { sealingEnv } from '../testing/sealing.ts';
 
 const root = join(import.meta.dirname, '..');
 const env = process.env;
-const concurrency = Number(env.BENCH_CONCURRENCY ?? 64);
+// More clients than a mix's minimum (INGEST_MIX_MIN_BATCHES): a closed loop of fewer could never fill
+// one and would measure the mix's longest wait instead of ingest.
+const concurrency = Number(env.BENCH_CONCURRENCY ?? 128);
 const seconds = Number(env.BENCH_SECONDS ?? 20);
 const events = Number(env.BENCH_EVENTS ?? 50);
 // `-- --brokers 3`: the three-broker cluster of `npm run stack:up -- --brokers 3` (RF 3, min.insync.replicas
@@ -92,8 +94,8 @@ async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: 
   if (env.BENCH_MAX_RECORDS_PER_CALL) ingestEnv.INGEST_KAFKA_MAX_RECORDS_PER_CALL = env.BENCH_MAX_RECORDS_PER_CALL;
   // What the mixing (ingest/mix.ts) costs: the same run without it, for a comparison on the same box.
   if (env.BENCH_NO_MIX === '1') ingestEnv.INGEST_UNSAFE_LINKABLE = 'true';
-  // The mix's own settings pass through, to measure other sizes (ingest/mix.ts).
-  for (const [k, v] of Object.entries(env)) if (k.startsWith('INGEST_MIX_') && v !== undefined) ingestEnv[k] = v;
+  // The mix's own settings and the pool queue bound pass through, to measure other sizes (ingest/mix.ts).
+  for (const [k, v] of Object.entries(env)) if ((k.startsWith('INGEST_MIX_') || k === 'INGEST_MAX_QUEUED_BATCHES') && v !== undefined) ingestEnv[k] = v;
   const prof = env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(root, '.local', 'bench-ingest-prof')}`] : [];
   // The port is picked here and readiness polled (INGEST_LOG_LEVEL=warn hides the "listening" line).
   ingestEnv.INGEST_PORT = String(18100 + Math.floor(Math.random() * 800));

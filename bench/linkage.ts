@@ -15,6 +15,8 @@
  *
  * Last line JSON: link_accuracy (the strongest of the adversary's joins, named by strongest_join; each
  * join's own figure as link_accuracy_<join>: all, without_<feature>, transport, content, with_size),
+ * link_accuracy_held_out (the join picked on half the devices, scored on the other half, both ways:
+ * the strongest join without the upward lean of picking it on the records it is scored on),
  * chance (mean of 1 / the anonymity set: the records its timestamps cannot tell apart, at most the
  * mix's records of the personal record's country and day), chance_ignoring_country, anonymity_set_p50,
  * cross_day_link_accuracy (midnight batches whose two tokens a join chained to the device, the highest
@@ -29,6 +31,7 @@
  * minutes past UTC midnight (the population's shapes need it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -218,20 +221,24 @@ function evaluate(ing: Ingest, posts: LinkagePost[], view: { personal: PersonalS
       const onBoth = mine.some((x) => x.day === y) && mine.some((x) => x.day === t);
       return Number(onBoth && mine.filter((x) => x.day === y || x.day === t).every((x) => own(x.pi, x.ei)));
     });
-    return { link: mean(linked.map(Number)), crossDay: mean(chained), midnight: midnightDays.size };
+    return { link: mean(linked.map(Number)), linked, crossDay: mean(chained), midnight: midnightDays.size };
   };
   // What the transport adversary faces: the records its timestamps cannot tell apart, and at most the mix
   // (consecutive mixes keep their order in the partitions).
   const byTimestamp = anonymitySets(prepared, own, mainDay);
   // The country is on both sides by design (a dimension of the facts; the residency zone of the
   // personal topic), so of a mix the adversary faces only the records of the record's country and day.
-  const countryShare = (pi: number) => {
+  // Of a mix, the adversary faces the events records of the personal record's day (a past day's record
+  // hides only among the few past-day records of its mix) and country: a mix holds `recordsPerMix`
+  // events records, of which this day's and country's share.
+  const recordsPerMix = (meanMix * view.events.length) / Math.max(1, posts.length);
+  const dayCountryShare = (pi: number) => {
     const p = prepared[pi]!.p;
-    const day = view.events.filter((e) => e.facts[0]?.day === mainDay(pi));
-    return day.filter((e) => e.facts.every((f) => f.country === p.country)).length / Math.max(1, day.length);
+    const same = view.events.filter((e) => e.facts[0]?.day === mainDay(pi) && e.facts.every((f) => f.country === p.country));
+    return same.length / Math.max(1, view.events.length);
   };
   const setsIgnoringCountry = byTimestamp.map((s) => Math.max(1, Math.min(s, meanMix)));
-  const sets = byTimestamp.map((s, pi) => Math.max(1, Math.min(s, meanMix * countryShare(pi))));
+  const sets = byTimestamp.map((s, pi) => Math.max(1, Math.min(s, recordsPerMix * dayCountryShare(pi))));
   const crowds = contentCrowds(prepared, own, mainDay);
   // The adversary's joins: every feature, each feature left out, transport alone, content alone, and
   // with size. The strongest of them is the figure: an adversary would keep whichever links best
@@ -246,10 +253,37 @@ function evaluate(ing: Ingest, posts: LinkagePost[], view: { personal: PersonalS
   };
   const results = Object.fromEntries(Object.entries(joins).map(([name, f]) => [name, accuracy(f)]));
   const best = Object.entries(results).reduce((a, b) => (b[1].link > a[1].link ? b : a));
+  // The strongest join is picked knowing the truth of every record it is scored on, so it leans high
+  // (the maximum of nine noisy figures). An adversary picks its join on devices whose truth it knows (its
+  // own phones) and uses it on the rest: two folds by device, the join best on one scored on the other.
+  const fold = (pi: number) => createHash('sha256').update(view.personal[pi]!.key).digest()[0]! & 1;
+  let heldOutLinked = 0;
+  for (const f of [0, 1]) {
+    const on = (x: number) => view.personal.map((_, pi) => pi).filter((pi) => fold(pi) === x);
+    const score = (r: { linked: boolean[] }, pis: number[]) => pis.reduce((s, pi) => s + Number(r.linked[pi]), 0);
+    const train = on(1 - f);
+    const pick = Object.values(results).reduce((a, b) => (score(b, train) > score(a, train) ? b : a));
+    heldOutLinked += score(pick, on(f));
+  }
+  const today = dayOfTime(now);
+  const pastDaySplit = (linked: boolean[], crowd: number[]) => {
+    const part = (past: boolean) => view.personal.map((_, pi) => pi).filter((pi) => mainDay(pi) < today === past);
+    const [t, y] = [part(false), part(true)];
+    return {
+      link_accuracy_today_records: round(mean(t.map((pi) => Number(linked[pi])))),
+      chance_today_records: round(mean(t.map((pi) => 1 / crowd[pi]!))),
+      link_accuracy_past_day_records: round(mean(y.map((pi) => Number(linked[pi])))),
+      chance_past_day_records: round(mean(y.map((pi) => 1 / crowd[pi]!))),
+      past_day_records: y.length,
+    };
+  };
   const bestCross = Math.max(...Object.values(results).map((r) => r.crossDay));
   return {
     link_accuracy: round(best[1].link),
     strongest_join: best[0],
+    link_accuracy_held_out: round(heldOutLinked / Math.max(1, view.personal.length)),
+    // Records of today and of a past day (midnight and late batches) apart: their crowds differ.
+    ...pastDaySplit(best[1].linked, sets),
     ...Object.fromEntries(Object.entries(results).map(([name, r]) => [`link_accuracy_${name}`, round(r.link)])),
     chance: round(mean(sets.map((s) => 1 / s))),
     anonymity_set_p50: round(median(sets)),
