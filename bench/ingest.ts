@@ -28,7 +28,8 @@
  * (as configured); the JSON gives unsealed_events_per_s (their mean), both runs, and sealing_cost
  * (1 - sealed / unsealed). BENCH_NO_SEAL=1: one unsealed run only.
  * BENCH_CPU_PROF=1 writes ingest CPU profiles to .local/. BENCH_NO_MIX=1 turns the mixing off
- * (INGEST_UNSAFE_LINKABLE) to measure what it costs.
+ * (INGEST_UNSAFE_LINKABLE) to measure what it costs. INGEST_MIX_* and INGEST_MAX_QUEUED_BATCHES pass
+ * through to ingest, to measure other mix sizes.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';

@@ -34,7 +34,7 @@ const partitionOf = (key: Buffer) => createHash('md5').update(key).digest()[0]! 
 /** Writes batches as ingest would (mixed or linkable) and returns what an adversary reads back. */
 function simulate(mixed: boolean) {
   const now = Date.UTC(2026, 11, 1, 16, 0, 0);
-  const posts = linkagePopulation({ seed: 3, devices: 80, now });
+  const posts = linkagePopulation({ seed: 3, devices: 200, now });
   const tokenizer = new DailyTokenizer(new FileKeySource(mkdtempSync(join(tmpdir(), 'linkage-test-'))));
   const offsets = new Map<string, number>();
   const personal: PersonalSeen[] = [];
@@ -93,14 +93,13 @@ function simulate(mixed: boolean) {
     }
   }
   const own = (pi: number, ei: number) => deviceOfToken.get(events[ei]!.key) === Buffer.from(personal[pi]!.key, 'hex').toString();
-  const mainDay = (pi: number) => personal[pi]!.days[personal[pi]!.days.length - 1]!;
   const prepared = prepare(personal, events);
   const accuracy = (set: FeatureSet) => {
     const g = guess(prepared, FEATURE_SETS[set], Math.random);
-    return g.filter((m, pi) => own(pi, m.get(mainDay(pi))!)).length / g.length;
+    return g.filter((m, pi) => own(pi, m.best)).length / g.length;
   };
-  const sets = anonymitySets(prepared, own, mainDay);
-  const crowds = contentCrowds(prepared, own, mainDay);
+  const sets = anonymitySets(prepared, own);
+  const crowds = contentCrowds(prepared, own);
   return {
     transport: accuracy('transport'),
     content: accuracy('content'),

@@ -9,11 +9,11 @@
  * Two families of features, scored apart and together:
  * - transport: Kafka timestamps (equality, proximity) and arrival order (a record's place in its
  *   partition against the other side's place in its own);
- * - content: what the values hold on both sides. The personal record (schemas/personal.ts) keeps the
- *   hours the batch was active in and the distinct apps and crash traces it reported, no count, kind or
- *   order of events; so the adversary matches what is left: the days of activity, whether the batch
- *   reported an app status or a crash trace against the kinds of the facts, the country (from the SIM's
- *   MCC), and how often the key recurs on each side (a device's batches against a token's records).
+ * - content: what the values hold on both sides. The device record (schemas/personal.ts) keeps the
+ *   day it was uploaded, no event time, count, kind or order of events, no crash trace or app status; so
+ *   the adversary matches what is left: the days its events can fall on, presence of an app status or
+ *   crash trace where a record still lists them, the country (from the SIM's MCC), and how often the key
+ *   recurs on each side (a device's records against a token's records of a day).
  */
 import { compileSplit, DAY_MS, MCC_COUNTRY, RecordCodec, type EventFact } from '../schemas/index.ts';
 
@@ -33,7 +33,11 @@ export interface SeenRecord {
 export interface PersonalSeen extends SeenRecord {
   receivedAt: number;
   simMcc: string | null;
-  /** UTC days of its activity hours (`events_time`), ascending. */
+  /**
+   * The UTC days whose events records it can belong to, ascending: the days of its events (`events_time`)
+   * when the record lists them, else the day it was received and the one before (a batch received today
+   * may carry yesterday's events: the day secrets' window).
+   */
   days: number[];
   /**
    * Whether it lists an app status (`events_app_status`) or a crash trace (`events_crash`); null when
@@ -156,8 +160,17 @@ export function score(features: readonly Feature[], p: P, e: E): number {
   return (features.includes('transport') ? transportScore(p, e) : 0) + contentScore(features, p, e);
 }
 
-/** The adversary's guess for every personal record and each of its days: an index into `events`. */
-export function guess(prepared: Prepared[], features: readonly Feature[], rand: () => number): Array<Map<number, number>> {
+/**
+ * The adversary's guesses for every personal record: `best`, the events record it scores highest of all
+ * (the link it claims), and `byDay`, the best of each of its days with its score (to chain a device's
+ * tokens of two days); indexes into `events`.
+ */
+export interface Guess {
+  best: number;
+  byDay: Map<number, { i: number; s: number }>;
+}
+
+export function guess(prepared: Prepared[], features: readonly Feature[], rand: () => number): Guess[] {
   // siblings: for each personal record, its device's other records; for each (token, day), its events records.
   const group = <T>(m: Map<string, T[]>, k: string, v: T) => {
     const l = m.get(k);
@@ -187,44 +200,51 @@ export function guess(prepared: Prepared[], features: readonly Feature[], rand: 
       const b = best.get(x.day);
       if (!b || s > b.s) best.set(x.day, { i, s });
     });
-    return new Map([...best].map(([d, b]) => [d, b.i]));
+    const top = [...best.values()].reduce((a, b) => (b.s > a.s ? b : a), { i: -1, s: -Infinity });
+    return { best: top.i, byDay: best };
   });
 }
 
 /**
- * Content crowd of each personal record on one of its days: the events records of that day that look
- * like its own one to what the personal record shows (the same country; the same app status / crash
- * presence when the personal record keeps those, which it no longer does). The crowd an ideal
- * transport protection would leave: the country is a dimension of the facts and decides the residency
- * zone, so no mixing can take the adversary below it. (How often a key recurs is left out: personal
- * records are written once per day and content, ingest/mix.ts RecentRecords, so a device's count of
- * them no longer tells its token's count of events records.)
+ * Content crowd of each personal record: the events records of its days that look like its own ones to
+ * what the personal record shows (the same country; the same app status / crash presence when the
+ * personal record keeps those, which it no longer does), per record of its own device among them (its
+ * device's records of those days: naming any of them links). The crowd an ideal transport protection
+ * would leave: the country is a dimension of the facts and decides the residency zone, so no mixing can
+ * take the adversary below it. (How often a key recurs is left out: personal records are written once
+ * per day and content, ingest/mix.ts RecentRecords, so a device's count of them no longer tells its
+ * token's count of events records.)
  */
-export function contentCrowds(prepared: Prepared[], own: (p: number, e: number) => boolean, dayOf: (p: number) => number): number[] {
+export function contentCrowds(prepared: Prepared[], own: (p: number, e: number) => boolean): number[] {
   return prepared.map(({ p, e }, pi) => {
-    const day = dayOf(pi);
-    const mine = e.find((x, ei) => x.day === day && own(pi, ei));
+    const mine = e.find((x, ei) => p.days.includes(x.day) && own(pi, ei));
     if (!mine) return 1;
     const presence = p.appStatus !== null && p.crash !== null;
     const looks = (x: (typeof e)[number]) =>
       [x.facts.every((f) => f.country === p.country), presence && x.kinds.has('app_status'), presence && x.kinds.has('crash')].join();
     const target = looks(mine);
-    return e.filter((x) => x.day === day && looks(x) === target).length;
+    let crowd = 0;
+    let owned = 0;
+    e.forEach((x, ei) => {
+      if (!p.days.includes(x.day) || looks(x) !== target) return;
+      crowd++;
+      if (own(pi, ei)) owned++;
+    });
+    return crowd / Math.max(1, owned);
   });
 }
 
 /**
- * Transport anonymity set of each personal record on one of its days: the events records of that day
- * whose timestamp is at least as close to the personal record's as the closest one of its own device.
+ * Transport anonymity set of each personal record: the events records of its days whose timestamp is at
+ * least as close to the personal record's as the closest one of its own device.
  */
-export function anonymitySets(prepared: Prepared[], own: (p: number, e: number) => boolean, dayOf: (p: number) => number): number[] {
+export function anonymitySets(prepared: Prepared[], own: (p: number, e: number) => boolean): number[] {
   return prepared.map(({ p, e }, pi) => {
-    const day = dayOf(pi);
     let ownDt = Infinity;
     e.forEach((x, ei) => {
-      if (x.day === day && own(pi, ei)) ownDt = Math.min(ownDt, Math.abs(x.timestamp - p.timestamp));
+      if (p.days.includes(x.day) && own(pi, ei)) ownDt = Math.min(ownDt, Math.abs(x.timestamp - p.timestamp));
     });
-    return e.filter((x) => x.day === day && Math.abs(x.timestamp - p.timestamp) <= ownDt).length;
+    return e.filter((x) => p.days.includes(x.day) && Math.abs(x.timestamp - p.timestamp) <= ownDt).length;
   });
 }
 
@@ -232,7 +252,8 @@ export function anonymitySets(prepared: Prepared[], own: (p: number, e: number) 
 export interface PersonalValue {
   received_at: number;
   device: { sim_mcc: string | null };
-  events_time: number[];
+  /** Absent since the device record keeps no event time (schemas/categories.ts `event_time`). */
+  events_time?: number[];
   /** Absent since the category map stores neither (schemas/categories.ts `app_usage_facts`, `crash_logs`). */
   events_app_status?: unknown[];
   events_crash?: unknown[];
@@ -243,7 +264,9 @@ export function personalSeen(v: PersonalValue): Pick<PersonalSeen, 'receivedAt' 
   return {
     receivedAt: v.received_at,
     simMcc: v.device.sim_mcc,
-    days: [...new Set(v.events_time.map((t) => Math.floor(t / DAY_MS)))].sort((a, b) => a - b),
+    days: v.events_time
+      ? [...new Set(v.events_time.map((t) => Math.floor(t / DAY_MS)))].sort((a, b) => a - b)
+      : [Math.floor(v.received_at / DAY_MS) - 1, Math.floor(v.received_at / DAY_MS)],
     appStatus: v.events_app_status ? v.events_app_status.length > 0 : null,
     crash: v.events_crash ? v.events_crash.length > 0 : null,
   };

@@ -194,7 +194,7 @@ function evaluate(ing: Ingest, posts: LinkagePost[], view: { personal: PersonalS
   }
   const identityOfKey = (hexKey: string) => Buffer.from(hexKey, 'hex').toString('utf8');
   const own = (pi: number, ei: number) => deviceOfToken.get(view.events[ei]!.key) === identityOfKey(view.personal[pi]!.key);
-  // The day scored for link_accuracy: the record's last day of activity (today for a midnight batch).
+  // The record's last candidate day (a record of today's upload, or of a midnight batch's today).
   const mainDay = (pi: number) => view.personal[pi]!.days[view.personal[pi]!.days.length - 1]!;
   const prepared = prepare(view.personal, view.events);
   // Devices with a batch spanning midnight: the two days whose tokens an adversary would chain.
@@ -206,40 +206,44 @@ function evaluate(ing: Ingest, posts: LinkagePost[], view: { personal: PersonalS
   }
   const accuracy = (features: readonly Feature[]) => {
     const g = guess(prepared, features, Math.random);
-    const linked = g.map((m, pi) => own(pi, m.get(mainDay(pi))!));
-    // Chained: every guess the adversary made for the device's records on either day names the device's
-    // own token of that day (a device's records share their key, so its days are joined by the key; a
-    // personal record holds one day now, so the chain runs through two records).
-    const guesses = new Map<string, Array<{ pi: number; ei: number; day: number }>>();
+    // Linked: the one events record the adversary names for the personal record is its device's.
+    const linked = g.map((m, pi) => own(pi, m.best));
+    // Chained: for each of the two days, the adversary's most confident guess among the device's records
+    // (they share their key, so its days are joined by the key) names the device's own token of that day.
+    const strongest = new Map<string, { pi: number; ei: number; s: number }>();
     g.forEach((m, pi) => {
       const id = identityOfKey(view.personal[pi]!.key);
       if (!midnightDays.has(id)) return;
-      for (const [day, ei] of m) guesses.set(id, [...(guesses.get(id) ?? []), { pi, ei, day }]);
+      for (const [day, b] of m.byDay) {
+        const k = `${id}/${day}`;
+        if ((strongest.get(k)?.s ?? -Infinity) < b.s) strongest.set(k, { pi, ei: b.i, s: b.s });
+      }
     });
     const chained = [...midnightDays].map(([id, [y, t]]) => {
-      const mine = guesses.get(id) ?? [];
-      const onBoth = mine.some((x) => x.day === y) && mine.some((x) => x.day === t);
-      return Number(onBoth && mine.filter((x) => x.day === y || x.day === t).every((x) => own(x.pi, x.ei)));
+      const [gy, gt] = [strongest.get(`${id}/${y}`), strongest.get(`${id}/${t}`)];
+      return Number(!!gy && !!gt && own(gy.pi, gy.ei) && own(gt.pi, gt.ei));
     });
     return { link: mean(linked.map(Number)), linked, crossDay: mean(chained), midnight: midnightDays.size };
   };
   // What the transport adversary faces: the records its timestamps cannot tell apart, and at most the mix
   // (consecutive mixes keep their order in the partitions).
-  const byTimestamp = anonymitySets(prepared, own, mainDay);
+  const byTimestamp = anonymitySets(prepared, own);
   // The country is on both sides by design (a dimension of the facts; the residency zone of the
-  // personal topic), so of a mix the adversary faces only the records of the record's country and day.
-  // Of a mix, the adversary faces the events records of the personal record's day (a past day's record
-  // hides only among the few past-day records of its mix) and country: a mix holds `recordsPerMix`
-  // events records, of which this day's and country's share.
-  const recordsPerMix = (meanMix * view.events.length) / Math.max(1, posts.length);
+  // personal topic), so of a mix the adversary faces only the events records of the personal record's
+  // country and candidate days (a record naming a past day hides only among the few past-day records
+  // of its mix): a mix holds `recordsPerMix` events records, of which these days' and this country's
+  // share. Its batch put `ownPerBatch` of them there on average (two for a batch spanning midnight), and
+  // naming any of them links: the crowd per record of its own.
+  const ownPerBatch = view.events.length / Math.max(1, posts.length);
+  const recordsPerMix = meanMix * ownPerBatch;
   const dayCountryShare = (pi: number) => {
     const p = prepared[pi]!.p;
-    const same = view.events.filter((e) => e.facts[0]?.day === mainDay(pi) && e.facts.every((f) => f.country === p.country));
+    const same = view.events.filter((e) => p.days.includes(e.facts[0]?.day ?? -1) && e.facts.every((f) => f.country === p.country));
     return same.length / Math.max(1, view.events.length);
   };
-  const setsIgnoringCountry = byTimestamp.map((s) => Math.max(1, Math.min(s, meanMix)));
-  const sets = byTimestamp.map((s, pi) => Math.max(1, Math.min(s, recordsPerMix * dayCountryShare(pi))));
-  const crowds = contentCrowds(prepared, own, mainDay);
+  const setsIgnoringCountry = byTimestamp.map((s) => Math.max(1, Math.min(s / ownPerBatch, meanMix)));
+  const sets = byTimestamp.map((s, pi) => Math.max(1, Math.min(s, recordsPerMix * dayCountryShare(pi)) / ownPerBatch));
+  const crowds = contentCrowds(prepared, own);
   // The adversary's joins: every feature, each feature left out, transport alone, content alone, and
   // with size. The strongest of them is the figure: an adversary would keep whichever links best
   // (leaving a feature out can help: a device's count of personal records no longer follows its
@@ -267,6 +271,7 @@ function evaluate(ing: Ingest, posts: LinkagePost[], view: { personal: PersonalS
   }
   const today = dayOfTime(now);
   const pastDaySplit = (linked: boolean[], crowd: number[]) => {
+    // Past: a record that names only past days (when records list their events' days).
     const part = (past: boolean) => view.personal.map((_, pi) => pi).filter((pi) => mainDay(pi) < today === past);
     const [t, y] = [part(false), part(true)];
     return {

@@ -16,8 +16,8 @@
  *    the mix (offsets of consecutive mixes still follow each other): its size, reported by the gauge
  *    `ingest_mix_anonymity_set`, is how many batches an events record hides among by transport alone.
  *
- * What a record *holds* is the split's business (schemas/personal.ts: the personal records keep hours
- * and sets, no count, kind or order of events); what content still links, and why, is measured in
+ * What a record *holds* is the split's business (schemas/personal.ts: a device record keeps the day it
+ * was uploaded, no event time, count, kind or order of events); what content still links, and why, is measured in
  * ingest/README.md, "Linkage of the topics".
  *
  * The acknowledgement rule holds per batch (ARCHITECTURE.md principle 4): a batch's promise resolves
@@ -132,8 +132,9 @@ export function planMixCalls(
 /**
  * The personal records this process wrote in the current UTC day, by content digest
  * (steps/seal.ts `contentDigest`), so a byte-equal record is written once per day, not once per batch.
- * A personal record keeps activity to the day (schemas/categories.ts `activity_time`), so a device's
- * records of one day are byte-equal unless its settings, IP or location change. Each record written is
+ * A personal record keeps only its upload day, no event time (schemas/categories.ts `activity_time`,
+ * `event_time`), so a device's records of one day are byte-equal unless its settings, IP or location
+ * change. Each record written is
  * a moment where the device's personal record and one of its token's events records share a mix; two
  * such moments let an adversary intersect the two mixes' tokens (bench/linkage-attack.ts `siblings`),
  * and a count of records per batch would mirror the count of the token's records (ingest/README.md,

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadIngestConfig } from '../ingest/config.ts';
 import { CATEGORIES, compileSplit, RecordCodec, type CategoryMap, type CompiledSplit, type SplitResult } from '../schemas/index.ts';
 import { historicalWriters } from '../schemas/doc.ts';
+import { fingerprintOf } from '../schemas/wire.ts';
 import { batch, device, event, NOW } from '../testing/schema-fixtures.ts';
 import { sealingEnv, sealingSpecOf } from '../testing/sealing.ts';
 import { runScript } from '../testing/services.ts';
@@ -37,14 +38,20 @@ const env: Record<string, string> = {
 };
 const topic = (cls: string) => `${prefix}_p.${zone}.${cls}`;
 
-/** The map before crash traces and app statuses became never stored (P0D): crash traces and app statuses kept 30 days in the device record. */
+/**
+ * The map before crash traces and app statuses became never stored (P0D): crash traces and app statuses
+ * kept 30 days in the device record, and the events' days with them (before event times left it).
+ */
 const mapBefore = (): CategoryMap => ({
   ...(CATEGORIES as CategoryMap),
   crash_logs: { ...CATEGORIES.crash_logs, retention: 'P30D' },
   app_usage_facts: { ...CATEGORIES.app_usage_facts, retention: 'P30D' },
+  event_time: { ...CATEGORIES.event_time, deviceRecord: undefined, personalPrecision: 'day' },
 });
 const before = compileSplit({ categories: mapBefore() });
 const now = compileSplit();
+/** The writer fingerprint of the current p30d schema (the header of the records it writes). */
+const currentP30d = fingerprintOf(now.personalClasses.find((c) => c.name === 'p30d')!.type).toString('hex');
 
 const deviceId = `dev-hist-${Date.now().toString(36)}`;
 const sealed = openSealer({ ...sealingSpecOf(sealing), cacheTtlMs: 0 });
@@ -89,12 +96,12 @@ describe('access reads the records of every personal schema version (policy 5.2,
       .split('\n')
       .map((l) => JSON.parse(l) as Line);
     const p30d = lines.filter((l) => l.kind === 'p30d');
-    expect(p30d.map((l) => l.schema).sort()).toEqual(['51101d3ffbd085d2', '6a84cb592973e8a1']);
+    expect(p30d.map((l) => l.schema).sort()).toEqual(['51101d3ffbd085d2', currentP30d].sort());
     const old = p30d.find((l) => l.schema === '51101d3ffbd085d2')!.record;
     expect(old.events_app_status).toEqual([{ package: 'com.tencent.mm', version: '8.0.40' }]);
     expect(old.events_crash).toEqual([{ stack_trace: 'at com.miui.weather2.Main.onCreate(Main.java:42)' }]);
     expect((old.device as { device_id: string }).device_id).toBe(deviceId);
-    const current = p30d.find((l) => l.schema === '6a84cb592973e8a1')!.record;
+    const current = p30d.find((l) => l.schema === currentP30d)!.record;
     expect(Object.keys(current)).not.toContain('events_crash');
     expect((current.device as { device_id: string }).device_id).toBe(deviceId);
     expect(lines.filter((l) => l.kind === 'p7d')).toHaveLength(2); // the client IP of each batch

@@ -238,7 +238,7 @@ describe('split', () => {
     expect(yf.daily_token.equals(factsOf(a)[0]!.daily_token)).toBe(false);
   });
 
-  it('the personal record does not mirror the facts: times cut to the day, per-event fields as sorted sets, no count, kind or order', () => {
+  it('the personal record does not mirror the facts: upload times cut to the day, no event time, count, kind or order', () => {
     const day = Math.floor(NOW / DAY_MS) * DAY_MS;
     const H = 3_600_000;
     const at = (i: number, t: number) => event(i, t);
@@ -258,25 +258,47 @@ describe('split', () => {
     // ...the personal records do not: byte for byte the same, though sent, received and active in other hours.
     expect(ra.personal.map((p) => p.value.toString('hex'))).toEqual(rb.personal.map((p) => p.value.toString('hex')));
     const p = personalOf(ra)!;
-    expect(p).toMatchObject({ received_at: day, sent_at: day, events_time: [day] });
-    // No per-event field but the days: crash traces and app status records are never stored (P0D).
-    expect(Object.keys(p).filter((k) => k.startsWith('events_'))).toEqual(['events_time']);
-    expect(JSON.stringify(split.personalClasses.map((c) => c.schema))).not.toMatch(/"payload"|"kind"|session_start|page_view|app_status|crash|stack_trace/i);
-    // Two days of activity give two records of one day each (the first batch of the next day writes
-    // a byte-equal one for that day, so a device's day is one record: ingest/mix.ts RecentRecords)...
-    const c = split.processBatch(
-      batch(0, { events: [at(0, day - DAY_MS + 5), at(1, day + 7), at(2, day - DAY_MS + 9 * H)] }),
+    expect(p).toMatchObject({ received_at: day, sent_at: day });
+    // No per-event field at all: event times stay in the facts as days (event_time is not a device-record
+    // category), crash traces and app status records are never stored (P0D).
+    expect(Object.keys(p).filter((k) => k.startsWith('events'))).toEqual([]);
+    expect(JSON.stringify(split.personalClasses.map((c) => c.schema))).not.toMatch(
+      /"payload"|"kind"|events_time|session_start|page_view|app_status|crash|stack_trace/i,
+    );
+    // A batch active on two days, and a late batch of yesterday's events only, received today, give the
+    // same one record as a batch of today: the record names the day it was received, not the days of the
+    // events records beside it (a past day's events records are few in a mix).
+    const p30 = (r: ReturnType<typeof split.processBatch>) => r.personal.filter((x) => x.retentionClass === 'p30d').map((x) => x.value.toString('hex'));
+    const twoDays = split.processBatch(
+      batch(0, { sent_at: day + 59_000, events: [at(0, day - DAY_MS + 5), at(1, day + 7), at(2, day - DAY_MS + 9 * H)] }),
       ctx({ receivedAt: day + 60_000 }),
     );
-    const p30 = split.personalClasses.find((x) => x.name === 'p30d')!;
-    const days = c.personal
-      .filter((x) => x.retentionClass === 'p30d')
-      .map((x) => p30.type.fromBuffer(x.value.subarray(p30.header.length)) as { events_time: number[] });
-    expect(days.map((x) => x.events_time)).toEqual([[day - DAY_MS], [day]]);
-    const today = split.processBatch(batch(0, { events: [at(3, day + 5 * H)] }), ctx({ receivedAt: day + 6 * H }));
-    expect(today.personal.find((x) => x.retentionClass === 'p30d')!.value.equals(c.personal.filter((x) => x.retentionClass === 'p30d')[1]!.value)).toBe(true);
-    // ...and the class without per-event fields (p7d: the IP) stays one record per batch.
-    expect(c.personal.filter((x) => x.retentionClass === 'p7d')).toHaveLength(1);
+    const late = split.processBatch(batch(0, { sent_at: day + 5 * H, events: [at(3, day - DAY_MS + 20 * H)] }), ctx({ receivedAt: day + 5 * H + 9 }));
+    const today = split.processBatch(batch(0, { sent_at: day + 5 * H, events: [at(3, day + 5 * H)] }), ctx({ receivedAt: day + 6 * H }));
+    expect(factsOf(twoDays).map((f) => f.day)).toContain(day / DAY_MS - 1);
+    expect(factsOf(late).map((f) => f.day)).toEqual([day / DAY_MS - 1]);
+    expect(p30(twoDays)).toHaveLength(1);
+    expect(p30(late)).toEqual(p30(twoDays));
+    expect(p30(today)).toEqual(p30(twoDays));
+    // ...and the class of the IP stays one record per batch.
+    expect(twoDays.personal.filter((x) => x.retentionClass === 'p7d')).toHaveLength(1);
+    // Control: a map that keeps event times in the device record (cut to the day, as before) writes
+    // the days of the events, one record per day, so a late batch's record names yesterday.
+    const withEventDays = compileSplit({
+      categories: { ...(CATEGORIES as CategoryMap), event_time: { ...CATEGORIES.event_time, deviceRecord: undefined, personalPrecision: 'day' } },
+    });
+    const p30With = (r: ReturnType<typeof split.processBatch>) => r.personal.filter((x) => x.retentionClass === 'p30d');
+    const cls = withEventDays.personalClasses.find((x) => x.name === 'p30d')!;
+    const daysOf = (r: ReturnType<typeof split.processBatch>) =>
+      p30With(r).map((x) => (cls.type.fromBuffer(x.value.subarray(cls.header.length)) as { events_time: number[] }).events_time);
+    expect(
+      daysOf(
+        withEventDays.processBatch(batch(0, { sent_at: day + 59_000, events: [at(0, day - DAY_MS + 5), at(1, day + 7)] }), ctx({ receivedAt: day + 60_000 })),
+      ),
+    ).toEqual([[day - DAY_MS], [day]]);
+    expect(
+      daysOf(withEventDays.processBatch(batch(0, { sent_at: day + 5 * H, events: [at(3, day - DAY_MS + 20 * H)] }), ctx({ receivedAt: day + 5 * H }))),
+    ).toEqual([[day - DAY_MS]]);
   });
 
   it('per-event sets hold each distinct item once, in an order that depends only on the set (fast path and generic path alike; a map that keeps traces and app statuses)', () => {

@@ -738,7 +738,8 @@ function pathGetter(path: string, fields: Map<string, FieldInfo>, scope: string)
 
 // ---- personal record ----------------------------------------------------------------------------------
 
-const kept = (f: FieldInfo) => f.entry.personal && f.entry.retention !== 'P0D';
+/** Goes to the device's personal records: personal, stored (not P0D), and not only kept in a raw event. */
+const kept = (f: FieldInfo) => f.entry.personal && f.entry.retention !== 'P0D' && f.entry.deviceRecord !== false;
 
 /** Keeps a field if it is personal with a retention, or it groups fields that are kept. */
 function keepsAnything(path: string, fields: Map<string, FieldInfo>): boolean {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -134,7 +134,23 @@ describe('history of the personal schemas (schemas/doc.ts)', () => {
     const split = compileSplit();
     const p30d = split.personalClasses.find((c) => c.name === 'p30d')!;
     const p7d = split.personalClasses.find((c) => c.name === 'p7d')!;
-    expect(historicalWriters('p30d', p30d.type).map((t) => fingerprintOf(t).toString('hex'))).toEqual(['51101d3ffbd085d2']);
+    // Every kept version of the class but the current one (the history folder's names end in the fingerprint).
+    const history = join(ROOT, 'schemas', 'avro', 'generated', 'history');
+    const kept = (cls: string, current: string) =>
+      readdirSync(history)
+        .filter((f) => f.startsWith(`personal.${cls}.`))
+        .map((f) => f.split('.')[2]!)
+        .filter((fp) => fp !== current)
+        .sort();
+    const fps = (cls: string, type: Parameters<typeof fingerprintOf>[0]) =>
+      historicalWriters(cls, type)
+        .map((t) => fingerprintOf(t).toString('hex'))
+        .sort();
+    const current30 = fingerprintOf(p30d.type).toString('hex');
+    expect(fps('p30d', p30d.type)).toEqual(kept('p30d', current30));
+    // The versions of p30d before the device record lost the per-event fields: at least two of them.
+    expect(fps('p30d', p30d.type)).toEqual(expect.arrayContaining(['51101d3ffbd085d2', '6a84cb592973e8a1']));
+    expect(fps('p30d', p30d.type)).not.toContain(current30);
     expect(historicalWriters('p7d', p7d.type)).toEqual([]);
   });
 });

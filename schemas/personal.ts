@@ -10,8 +10,9 @@
  * personal record listing each event's time and kind in the same order would be a fingerprint present
  * on both sides. Instead the per-event personal fields are kept as sets:
  * - a timestamp of a category with a `personalPrecision` (activity time: `day`) is cut to its UTC hour or day,
- *   wherever it is (the batch's `sent_at`, ingest's `received_at`, each event's `time`); the events'
- *   times become the distinct hours the batch was active in (`events_time`), sorted;
+ *   wherever it is (the batch's `sent_at`, ingest's `received_at`); the events' own times are not kept
+ *   (categories.ts `event_time`: `deviceRecord: false`); a map that keeps a per-event timestamp makes it
+ *   the distinct cuts the batch was active in (`events_time`), sorted, one record per cut;
  * - each event kind (union branch) with kept fields becomes the distinct values of those fields
  *   (`events_<kind>: [{...}]`), sorted, without the items that hold nothing; kinds with no kept field
  *   leave no trace. With the checked-in map no kind has one: crash traces and app status records are
