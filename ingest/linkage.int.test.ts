@@ -132,9 +132,9 @@ describe('linkage of the topics (real Kafka)', () => {
   });
 
   it("writes a device's byte-equal personal record once per day, however many batches carry it; every copy with INGEST_UNSAFE_LINKABLE (negative control)", async () => {
-    // Four different batches of one device inside one UTC day (the personal record keeps the days,
-    // not the events: schemas/personal.ts), so their device records are byte-equal. Their events go
-    // back a minute: not across midnight.
+    // Four different batches of one device inside one UTC day and a late one of yesterday's events, all
+    // received today (the device record keeps the upload day, not the events: schemas/personal.ts), so
+    // their device records are byte-equal. The four's events go back a minute: not across midnight.
     const intoDay = Date.now() % DAY_MS;
     if (intoDay < 120_000 || intoDay > DAY_MS - 90_000) await new Promise((r) => setTimeout(r, (DAY_MS - intoDay + 120_000) % DAY_MS));
     const run = async (linkable: boolean) => {
@@ -148,6 +148,9 @@ describe('linkage of the topics (real Kafka)', () => {
       const dev = device({ zone: 'ru' });
       const now = Date.now();
       const posts = Array.from({ length: 4 }, (_, i) => ({ ...batch({ events: 3 + i, now: now - i * 1000 }), device: dev }));
+      // Late: events of 23:00 yesterday, sent now (a record naming yesterday would be written apart).
+      const yesterday11pm = Math.floor(now / DAY_MS) * DAY_MS - 3_600_000;
+      posts.push({ ...batch({ events: 4, now: yesterday11pm + 60_000 }), sent_at: now - 1000, device: dev });
       try {
         const load = await runLoad({
           url: svc.url,
@@ -183,8 +186,8 @@ describe('linkage of the topics (real Kafka)', () => {
     };
     const once = await run(false);
     const control = await run(true);
-    console.log(`device records for 5 posts of one device in one day: ${once.personal} with the protection, ${control.personal} without`);
-    expect(once).toEqual({ ev: 5, personal: 1 });
-    expect(control).toEqual({ ev: 5, personal: 5 });
+    console.log(`device records for 6 posts of one device in one day: ${once.personal} with the protection, ${control.personal} without`);
+    expect(once).toEqual({ ev: 6, personal: 1 });
+    expect(control).toEqual({ ev: 6, personal: 6 });
   });
 });
