@@ -101,12 +101,15 @@ export function categoryTable(map: Record<string, CategoryEntry> = CATEGORIES as
   const esc = (x: string) => x.replace(/\|/g, '\\|');
   const rows = Object.entries(map).map(([name, e]) => {
     const sections = [...new Set(e.policy.map((q) => q.section))].join(', ');
+    const derived = e.derivations.some((d) => d !== 'drop') ? `; events only as ${e.derivations.filter((d) => d !== 'drop').join(', ')}` : '';
     const where =
       e.retention === 'P0D'
-        ? `never stored (used inside ingest only)${e.derivations.some((d) => d !== 'drop') ? `; events only as ${e.derivations.filter((d) => d !== 'drop').join(', ')}` : ''}`
-        : e.personal
-          ? `personal topic of the zone${e.derivations.some((d) => d !== 'drop') ? `; events only as ${e.derivations.filter((d) => d !== 'drop').join(', ')}` : ''}`
-          : 'events topic, ClickHouse aggregates';
+        ? `never stored (used inside ingest only)${derived}`
+        : !e.personal
+          ? 'events topic, ClickHouse aggregates'
+          : e.deviceRecord === false
+            ? `rejects topic of the zone only (a rejected event, for replay), never the device record${derived}`
+            : `personal topic of the zone${derived}`;
     return `| \`${name}\` | ${esc(e.title)} | ${e.personal ? 'yes' : 'no'} | ${sections} | ${e.retention} | ${e.consent} | ${e.residency ? 'yes' : 'no'} | ${where} |`;
   });
   return [
