@@ -81,13 +81,15 @@ export class KeyStore {
 
   /** The PostgreSQL schema holding the tables (`rights` by default; tests use one each). */
   readonly schema: string;
+  private readonly ddlLock: boolean;
 
   constructor(
     readonly keys: ZoneKeys,
     conn: KeyStoreConnection,
-    opts: { maxConnections?: number; connectTimeoutMs?: number; schema?: string } = {},
+    opts: { maxConnections?: number; connectTimeoutMs?: number; schema?: string; ddlLock?: boolean } = {},
   ) {
     this.schema = opts.schema ?? 'rights';
+    this.ddlLock = opts.ddlLock ?? true;
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.schema)) throw new Error(`key store schema ${this.schema}: lower-case letters, digits and _`);
     this.pool = new pg.Pool({
       ...conn,
@@ -105,12 +107,24 @@ export class KeyStore {
     return this.keys.zone;
   }
 
-  /** Creates the tables once per process (idempotent). */
+  /**
+   * Creates the tables once per instance (idempotent). Every pool worker thread of every ingest copy
+   * has its own instance, and PostgreSQL's `CREATE ... IF NOT EXISTS` is not safe against a concurrent
+   * twin (the loser fails on the catalog's unique index, pg_type_typname_nsp_index): the statements run
+   * in one transaction under an advisory lock of the schema, so the first creates and the others wait,
+   * then find the tables (keystore-init.int.test.ts). `ddlLock: false` is the test's negative control.
+   */
   private init(): Promise<void> {
     this.ready ??= (async () => {
       const c = await this.pool.connect();
       try {
+        await c.query('BEGIN');
+        if (this.ddlLock) await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`telemetry-rights-keystore:${this.schema}`]);
         for (const sql of tables(this.schema)) await c.query(sql);
+        await c.query('COMMIT');
+      } catch (e) {
+        await c.query('ROLLBACK').catch(() => {});
+        throw e;
       } finally {
         c.release();
       }
