@@ -73,21 +73,29 @@ describe('topics:plan --apply --acls on a secured cluster', () => {
     const admin = secureKafka(config, 'operator').admin();
     await admin.connect();
     try {
-      const described = await admin.describeAcls({
-        resourceType: AclResourceTypes.ANY,
-        resourcePatternType: ResourcePatternTypes.ANY,
-        operation: AclOperationTypes.ANY,
-        permissionType: AclPermissionTypes.ANY,
-      });
-      const onBroker = described.resources
-        .filter((r) => r.resourceName.startsWith(run))
-        .flatMap((r) => r.acls.map((a) => key(a.principal, a.operation, r.resourceType, r.resourceName, r.resourcePatternType)))
-        .sort();
       const planned = plan
         .filter((b) => b.resourceName.startsWith(run))
         .map(toKafkajsAcl)
         .map((a) => key(a.principal, a.operation, a.resourceType, a.resourceName, a.resourcePatternType))
         .sort();
+      // The broker applies created bindings from its metadata log a moment after the controller
+      // acknowledged them: read until it shows as many as the plan (15 s at most), then compare.
+      const onBrokerNow = async () => {
+        const described = await admin.describeAcls({
+          resourceType: AclResourceTypes.ANY,
+          resourcePatternType: ResourcePatternTypes.ANY,
+          operation: AclOperationTypes.ANY,
+          permissionType: AclPermissionTypes.ANY,
+        });
+        return described.resources
+          .filter((r) => r.resourceName.startsWith(run))
+          .flatMap((r) => r.acls.map((a) => key(a.principal, a.operation, r.resourceType, r.resourceName, r.resourcePatternType)))
+          .sort();
+      };
+      let onBroker = await onBrokerNow();
+      for (const until = Date.now() + 15_000; onBroker.length < planned.length && Date.now() < until; onBroker = await onBrokerNow()) {
+        await new Promise((r) => setTimeout(r, 250));
+      }
       expect(planned.length).toBeGreaterThan(20);
       expect(onBroker).toEqual(planned);
     } finally {
