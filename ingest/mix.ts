@@ -134,8 +134,7 @@ export function planMixCalls(
  * (steps/seal.ts `contentDigest`), so a byte-equal record is written once per day, not once per batch.
  * A personal record keeps only its upload day, no event time (schemas/categories.ts `activity_time`,
  * `event_time`), so a device's records of one day are byte-equal unless its settings, IP or location
- * change. Each record written is
- * a moment where the device's personal record and one of its token's events records share a mix; two
+ * change. Each record written is a moment where the device's personal record and one of its token's events records share a mix; two
  * such moments let an adversary intersect the two mixes' tokens (bench/linkage-attack.ts `siblings`),
  * and a count of records per batch would mirror the count of the token's records (ingest/README.md,
  * "Linkage of the topics").

@@ -257,7 +257,7 @@ describe('binary fast path', () => {
   });
 
   // ---- the personal records' per-event sets, read from the copied bytes (personal.ts `distinctEvents`) ----
-  // With KEEPING_BRANCH_FIELDS: the checked-in map keeps only the events' hours, so it has no set of branch values.
+  // With KEEPING_BRANCH_FIELDS: the checked-in map keeps no per-event field in the device record, so it has no set of branch values.
 
   /**
    * Batches made for the sets: few distinct values drawn many times (duplicates near and far apart), in

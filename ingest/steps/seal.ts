@@ -19,7 +19,7 @@ export interface Sealed extends Split {
 
 /**
  * Digest of a personal record's content before sealing (zone, class, key, value): byte-equal records
- * of one device (two batches of one hour carry the same identifiers, settings and activity hours)
+ * of one device (two batches of one day carry the same identifiers, settings and upload day)
  * share it, so the HTTP thread writes such a record once (mix.ts `RecentRecords`, policy 1.1.4: the
  * number of a device's personal records must not mirror the number of its batches). Sealed bytes
  * differ on every seal (a fresh nonce), hence the digest of the clear bytes; it stays in memory.
