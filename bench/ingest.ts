@@ -33,7 +33,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -95,8 +95,10 @@ async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: 
   if (env.BENCH_MAX_RECORDS_PER_CALL) ingestEnv.INGEST_KAFKA_MAX_RECORDS_PER_CALL = env.BENCH_MAX_RECORDS_PER_CALL;
   // What the mixing (ingest/mix.ts) costs: the same run without it, for a comparison on the same box.
   if (env.BENCH_NO_MIX === '1') ingestEnv.INGEST_UNSAFE_LINKABLE = 'true';
-  // The mix's own settings and the pool queue bound pass through, to measure other sizes (ingest/mix.ts).
-  for (const [k, v] of Object.entries(env)) if ((k.startsWith('INGEST_MIX_') || k === 'INGEST_MAX_QUEUED_BATCHES') && v !== undefined) ingestEnv[k] = v;
+  // The mix's own settings, the pool's grouping and queue bound pass through, to measure other sizes
+  // (ingest/mix.ts, ingest/pool.ts).
+  for (const [k, v] of Object.entries(env))
+    if ((k.startsWith('INGEST_MIX_') || k.startsWith('INGEST_POOL_GROUP_') || k === 'INGEST_MAX_QUEUED_BATCHES') && v !== undefined) ingestEnv[k] = v;
   const prof = env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(root, '.local', 'bench-ingest-prof')}`] : [];
   // The port is picked here and readiness polled (INGEST_LOG_LEVEL=warn hides the "listening" line).
   ingestEnv.INGEST_PORT = String(18100 + Math.floor(Math.random() * 800));
@@ -121,13 +123,13 @@ async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: 
 }
 
 /**
- * CPU time (user + system) so far of a process's threads, in microseconds, from /proc/<pid>/task/<tid>/stat:
- * `main` is the HTTP thread (tid = pid), `other` every other thread (pool workers, V8's GC and compiler
- * threads, libuv's pool). Threads that ended in between are not counted (the pool keeps its threads).
+ * CPU time (user + system) so far of each of a process's threads, in microseconds, by thread id, from
+ * /proc/<pid>/task/<tid>/stat. The HTTP thread's id is the process id; the others are the pool workers,
+ * V8's GC and compiler threads and libuv's pool. Threads that ended in between are not counted (the pool
+ * keeps its threads).
  */
-function cpuMicros(pid: number): { main: number; other: number } {
-  let main = 0;
-  let other = 0;
+function threadMicros(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     let stat: string;
     try {
@@ -138,17 +140,36 @@ function cpuMicros(pid: number): { main: number; other: number } {
     // Fields after the command name (in parentheses, may hold spaces): utime and stime are the 14th and
     // 15th fields of the line, in clock ticks.
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const us = ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS;
-    if (tid === String(pid)) main += us;
-    else other += us;
+    out.set(tid, ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS);
   }
-  return { main, other };
+  return out;
 }
+
+/**
+ * A process's CPU between two readings, µs: the HTTP thread, the pool workers, the rest. Node does not
+ * name its threads, so the pool workers are taken as the `poolThreads` busiest other threads: each
+ * worker burns several times what any GC or compiler thread does (measured with `perf` per thread).
+ */
+function cpuBetween(pid: number, start: Map<string, number>, end: Map<string, number>, poolThreads: number): { main: number; pool: number; other: number } {
+  const others: number[] = [];
+  let main = 0;
+  for (const [tid, us] of end) {
+    const d = us - (start.get(tid) ?? 0);
+    if (tid === String(pid)) main = d;
+    else others.push(d);
+  }
+  others.sort((a, b) => b - a);
+  const pool = others.slice(0, poolThreads).reduce((a, b) => a + b, 0);
+  const other = others.slice(poolThreads).reduce((a, b) => a + b, 0);
+  return { main, pool, other };
+}
+/** The ingest process's pool size, as ingest computes it (ingest/config.ts poolThreads). */
+const poolThreadCount = Number(env.BENCH_POOL_THREADS) > 0 ? Number(env.BENCH_POOL_THREADS) : Math.max(1, availableParallelism());
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 interface MeasuredLoad extends LoadgenSummary {
   /** CPU of the ingest process over the measured period (between the load generator's marks), µs: HTTP thread, other threads. */
-  ingest_cpu_us: { main: number; other: number };
+  ingest_cpu_us: { main: number; pool: number; other: number };
 }
 
 function runLoadgen(url: string, ingestPid: number): Promise<MeasuredLoad> {
@@ -156,24 +177,25 @@ function runLoadgen(url: string, ingestPid: number): Promise<MeasuredLoad> {
     const args = { url, concurrency, warmupMs: 4000, durationMs: seconds * 1000, events, distinct: 400 };
     const p = spawn(process.execPath, ['--import', 'tsx', 'bench/loadgen.ts', JSON.stringify(args)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let last = '';
-    let cpuStart = { main: NaN, other: NaN };
-    let cpuEnd = { main: NaN, other: NaN };
+    let cpuStart = new Map<string, number>();
+    let cpuEnd = new Map<string, number>();
     createInterface({ input: p.stdout! }).on('line', (l) => {
-      if (l === 'MEASURE_START') cpuStart = cpuMicros(ingestPid);
-      else if (l === 'MEASURE_END') cpuEnd = cpuMicros(ingestPid);
+      if (l === 'MEASURE_START') cpuStart = threadMicros(ingestPid);
+      else if (l === 'MEASURE_END') cpuEnd = threadMicros(ingestPid);
       else last = l;
     });
     p.once('exit', (code) =>
       code === 0
-        ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: { main: cpuEnd.main - cpuStart.main, other: cpuEnd.other - cpuStart.other } })
+        ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: cpuBetween(ingestPid, cpuStart, cpuEnd, poolThreadCount) })
         : reject(new Error(`load generator exited with ${code}`)),
     );
   });
 }
 
-/** ingest's CPU per accepted event over the measured period of one run, µs (all threads, or only the HTTP thread). */
-function cpuPerEvent(load: MeasuredLoad, which: 'all' | 'main' = 'all'): number {
-  const us = which === 'main' ? load.ingest_cpu_us.main : load.ingest_cpu_us.main + load.ingest_cpu_us.other;
+/** ingest's CPU per accepted event over the measured period of one run, µs (all threads, or one kind). */
+function cpuPerEvent(load: MeasuredLoad, which: 'all' | 'main' | 'pool' | 'other' = 'all'): number {
+  const c = load.ingest_cpu_us;
+  const us = which === 'all' ? c.main + c.pool + c.other : c[which];
   return us / ((load.by_status['200'] ?? 0) * events);
 }
 
@@ -284,6 +306,7 @@ let load: MeasuredLoad;
 let peakRssMb = NaN;
 let poolUtil = NaN;
 let meanMix = NaN;
+let meanGroup = NaN;
 try {
   load = await runLoadgen(ingest.url, ingest.proc.pid!);
   peakRssMb = vmHwmMb(ingest.proc.pid!);
@@ -292,6 +315,8 @@ try {
   // Batches per published mix (ingest/mix.ts): the crowd an events record hides in at this load.
   const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
   meanMix = metric('ingest_mix_batches_sum') / metric('ingest_mix_batches_count');
+  // Batches per pool task (ingest/pool.ts TaskGroups).
+  meanGroup = metric('ingest_pool_group_batches_sum') / metric('ingest_pool_group_batches_count');
 } finally {
   ingest.proc.kill('SIGTERM');
 }
@@ -311,6 +336,7 @@ const decode = decodeCpuPerEvent();
 const decodeUs = decode.datum;
 const ingestUs = cpuPerEvent(load);
 const ingestMainUs = cpuPerEvent(load, 'main');
+const ingestPoolUs = cpuPerEvent(load, 'pool');
 const raw = brokerRaw(recordSize, Number(env.BENCH_RAW_RECORDS ?? 100_000));
 for (const p of (await deleteWhatThisFileMade()).problems) console.error(`cleanup: ${p}`);
 // One events record per (batch, day) + one personal record per batch.
@@ -330,7 +356,7 @@ console.log(
 );
 console.log(`  ${raw.line}`);
 console.log(
-  `CPU per accepted event: ingest ${ingestUs.toFixed(2)} µs (all threads, /proc; HTTP thread ${ingestMainUs.toFixed(2)}), bare avsc decode ${decodeUs.toFixed(2)} µs (${decode.container.toFixed(2)} with the container's inflate): ratio ${(ingestUs / decodeUs).toFixed(1)}`,
+  `CPU per accepted event: ingest ${ingestUs.toFixed(2)} µs (all threads, /proc; HTTP thread ${ingestMainUs.toFixed(2)}, pool workers ${ingestPoolUs.toFixed(2)}, other threads ${cpuPerEvent(load, 'other').toFixed(2)}), bare avsc decode ${decodeUs.toFixed(2)} µs (${decode.container.toFixed(2)} with the container's inflate): ratio ${(ingestUs / decodeUs).toFixed(1)}`,
 );
 console.log(`ingest Kafka records/s ${recordsPerS.toFixed(0)} = ${(ratio * 100).toFixed(1)}% of broker raw`);
 console.log(
@@ -347,6 +373,8 @@ console.log(
     record_size_bytes: recordSize,
     ingest_cpu_us_per_event: Number(ingestUs.toFixed(2)),
     ingest_http_thread_cpu_us_per_event: Number(ingestMainUs.toFixed(2)),
+    ingest_pool_cpu_us_per_event: Number(ingestPoolUs.toFixed(2)),
+    ingest_other_threads_cpu_us_per_event: Number(cpuPerEvent(load, 'other').toFixed(2)),
     decode_cpu_us_per_event: Number(decodeUs.toFixed(3)),
     cpu_ratio: Number((ingestUs / decodeUs).toFixed(2)),
     decode_with_inflate_cpu_us_per_event: Number(decode.container.toFixed(3)),
@@ -358,6 +386,7 @@ console.log(
     events_per_batch: events,
     mixing: env.BENCH_NO_MIX !== '1',
     mean_mix_batches: Number(meanMix.toFixed(1)),
+    mean_pool_group_batches: Number(meanGroup.toFixed(1)),
     sealed: env.BENCH_NO_SEAL !== '1',
     ...(unsealedLoad
       ? {

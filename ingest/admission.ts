@@ -34,7 +34,7 @@ export interface Admitted {
 
 /** Checks the headers; on success reserves the body's bytes and asks for the body if the client waits. */
 export function admit(
-  ctx: Pick<IngestContext, 'cfg' | 'metrics' | 'pool' | 'state'>,
+  ctx: Pick<IngestContext, 'cfg' | 'metrics' | 'groups' | 'state'>,
   req: IncomingMessage,
   res: ServerResponse,
   expectsContinue: boolean,
@@ -58,7 +58,7 @@ export function admit(
   }
   // Backpressure, before a byte of the body is read. A chunked body reserves the full limit.
   const reserve = len.value ?? cfg.INGEST_MAX_BODY_BYTES;
-  if (state.inflightBytes + reserve > cfg.INGEST_MAX_INFLIGHT_BYTES || ctx.pool.queueSize >= cfg.INGEST_MAX_QUEUED_BATCHES) {
+  if (state.inflightBytes + reserve > cfg.INGEST_MAX_INFLIGHT_BYTES || ctx.groups.queuedBatches >= cfg.INGEST_MAX_QUEUED_BATCHES) {
     return fail('INGEST_OVERLOADED', 'ingest is saturated: retry after the delay in Retry-After');
   }
   state.inflightBytes += reserve;

@@ -2,7 +2,8 @@
  * POST /v1/batches, one batch from headers to answer:
  *
  *   admission (admission.ts: 503/415/413/429 from the headers) -> read the body (body.ts: 413 if a
- *   chunked body passes the limit) -> one pool task (worker.ts, the body moved in) -> Kafka (the sink)
+ *   chunked body passes the limit) -> the pool (worker.ts, the body moved in, in a group with the batches
+ *   read in the same turn: pool.ts) -> Kafka (the sink)
  *   -> 200 / 4xx / 503 (respond.ts)
  *
  * The 200 rule (ARCHITECTURE.md principle 4): the answer is written only after `sink.send` resolved,
@@ -29,14 +30,7 @@ export async function handleBatch(ctx: IngestContext, req: IncomingMessage, res:
     endBody();
     // A body cut off mid-way leaves the connection in an unknown state: close it.
     if (!body.ok) return answerError(ctx, req, res, t0, body, { bodyUnread: body.code === 'INGEST_BODY_TOO_LARGE' });
-    const task: WorkerTask = {
-      body: body.value.buffer as ArrayBuffer,
-      length: body.value.length,
-      format,
-      encoding,
-      receivedAt: Date.now(),
-      started: new Int32Array(new SharedArrayBuffer(4)),
-    };
+    const task: WorkerTask = { body: body.value.buffer as ArrayBuffer, length: body.value.length, format, encoding, receivedAt: Date.now() };
     if (req.socket.remoteAddress) task.clientIp = req.socket.remoteAddress;
     const result = await runTask(ctx, task);
     if (!result.ok) return answerError(ctx, req, res, t0, result);

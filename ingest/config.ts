@@ -78,13 +78,26 @@ export const ingestSettings = defineSettings({
     kind: 'int',
     min: 10,
     default: 5000,
-    doc: 'A batch still being processed after this long is aborted (its worker is terminated) and answered 400.',
+    doc: "Limit from a batch's hand-over to the pool. Past it the worker is terminated: the batch it was running is answered 400 if it ran for at least half the limit itself, 429 otherwise; the other batches of its group get 429 (retry).",
+  },
+  INGEST_POOL_GROUP_MAX_BATCHES: {
+    kind: 'int',
+    min: 1,
+    max: 256,
+    default: 16,
+    doc: 'Most batches handed to a pool worker in one task: those read in one turn of the event loop go together, so the message, structured clone and worker wake-up are paid per group, not per batch. 1 = one batch per task.',
+  },
+  INGEST_POOL_GROUP_MAX_BYTES: {
+    kind: 'int',
+    min: 1024,
+    default: 1 * MiB,
+    doc: 'Most body bytes in one pool task; a body that would pass it starts the next group (a larger body goes alone). Bounds what one terminated worker takes with it.',
   },
   INGEST_TASK_MAX_HEAP_MB: {
     kind: 'int',
     min: 16,
     default: 256,
-    doc: 'Heap limit of each worker thread (resourceLimits.maxOldGenerationSizeMb); a batch that exhausts it is answered 400 and the worker replaced.',
+    doc: 'Heap limit of each worker thread (resourceLimits.maxOldGenerationSizeMb); the batch that exhausts it is answered 400, the other batches of its group 429, and the worker replaced.',
   },
 
   INGEST_PRODUCE_TIMEOUT_MS: {

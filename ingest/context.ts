@@ -5,6 +5,7 @@
  */
 import type { Suppression } from './suppression.ts';
 import type { Piscina } from 'piscina';
+import type { TaskGroups } from './pool.ts';
 import type { Logger } from '../runtime/index.ts';
 import type { IngestConfig } from './config.ts';
 import type { IngestMetrics } from './metrics.ts';
@@ -46,6 +47,8 @@ export interface IngestContext {
   metrics: IngestMetrics;
   sink: RecordSink;
   pool: Piscina;
+  /** Hands batches to the pool in groups (pool.ts). */
+  groups: TaskGroups;
   keys: TokenKeyWatch;
   state: ServiceState;
   /** Devices whose batches are dropped (withdrawn, restricted); undefined only with INGEST_UNSAFE_UNSEALED. */

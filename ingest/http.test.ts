@@ -155,18 +155,6 @@ describe('ingest HTTP limits (no Kafka needed)', () => {
 });
 
 /**
- * A container naming a writer schema other than the current batch schema (one more field, of type
- * null: the same bytes), so ingest resolves it and takes the generic path (guard, avsc, processBatch).
- */
-async function olderWriterContainer(b: unknown): Promise<Buffer> {
-  const { batchType } = await import('../testing/batches.ts');
-  const { writeContainer } = await import('../testing/ocf-writer.ts');
-  const current = batchType.schema() as { fields: unknown[] };
-  const writer = { ...current, fields: [...current.fields, { name: 'legacy_flag', type: 'null', default: null }] };
-  return writeContainer(batchType, [b], { schemaJson: JSON.stringify(writer) });
-}
-
-/**
  * Posts a one-event batch until one is answered 200 (at most 20 tries, 200 ms apart) and returns the
  * last status. After a worker was replaced: the replacement starts and compiles the pipeline first;
  * meanwhile a batch that times out still queued is answered 429 (overload), not 400. A few tries cover
@@ -186,7 +174,7 @@ async function postSmallBatchUntilServed(port: number): Promise<number> {
 
 describe('per-task limits (a hostile batch cannot stall or kill the service)', () => {
   it('aborts a batch over the time limit with 400, replaces the worker, and serves the next batch', async () => {
-    const { batch } = await import('../testing/batches.ts');
+    const { batch, olderWriterContainer } = await import('../testing/batches.ts');
     const svc = await start({ INGEST_TASK_TIMEOUT_MS: '20', INGEST_MAX_EVENTS_PER_BATCH: '5000' });
     try {
       // Let the worker finish starting, so the big batch is the one that runs (not one that waits).
@@ -194,7 +182,7 @@ describe('per-task limits (a hostile batch cannot stall or kill the service)', (
       // 5000 valid events written with an older writer schema take the generic path (resolving
       // decode, validate, tokenise, encode: ~6 us per event, ~30 ms at the very least; the generated
       // fast path for the current schema would need only ~8 ms).
-      const big = await call(svc.port, { headers: { 'content-type': 'avro/binary' }, body: await olderWriterContainer(batch({ events: 5000 })) });
+      const big = await call(svc.port, { headers: { 'content-type': 'avro/binary' }, body: olderWriterContainer(batch({ events: 5000 })) });
       expect(big.status).toBe(400);
       expect(big.json?.error?.code).toBe('INGEST_BATCH_TOO_EXPENSIVE');
       expect(await postSmallBatchUntilServed(svc.port)).toBe(200);
@@ -204,7 +192,7 @@ describe('per-task limits (a hostile batch cannot stall or kill the service)', (
   });
 
   it('answers 400 when a batch exhausts the worker heap limit, and the service keeps serving', async () => {
-    const { batch } = await import('../testing/batches.ts');
+    const { batch, olderWriterContainer } = await import('../testing/batches.ts');
     const { gzipSync } = await import('node:zlib');
     const svc = await start({
       INGEST_TASK_MAX_HEAP_MB: '16',
@@ -219,7 +207,7 @@ describe('per-task limits (a hostile batch cannot stall or kill the service)', (
       // Written with an older writer schema, so the generic path decodes it into JS strings on the
       // worker's heap. A body in the current schema takes the generated fast path, which copies bytes
       // into Buffers outside the V8 heap (bounded by INGEST_MAX_DECOMPRESSED_BYTES instead).
-      const body = gzipSync(await olderWriterContainer(b));
+      const body = gzipSync(olderWriterContainer(b));
       const r = await call(svc.port, { headers: { 'content-type': 'avro/binary', 'content-encoding': 'gzip' }, body });
       expect(r.json?.error?.code).toBe('INGEST_BATCH_TOO_EXPENSIVE');
       expect(r.status).toBe(400);

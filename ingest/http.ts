@@ -8,7 +8,7 @@
  *   admission.ts  415/413/429/503 from the headers, before the body is read; in-flight reservations
  *   batches.ts    POST /v1/batches: body -> pool task -> Kafka -> answer (the 200 rule)
  *   respond.ts    answer bodies, status per code, Retry-After, request metrics
- *   pool.ts       the worker pool, one task under the time limit, pool gauges
+ *   pool.ts       the worker pool, batches handed over in groups under the per-batch limits, gauges
  *   context.ts    what they share, passed in: settings, metrics, sink, pool, counters
  *   tls.ts        HTTPS: the certificate files, their checks, reload on change
  */
@@ -20,7 +20,7 @@ import { drained } from './admission.ts';
 import { poolThreads, sealingProblems, tlsProblems, type IngestConfig } from './config.ts';
 import { newServiceState, type IngestContext, type RecordSink } from './context.ts';
 import { createMetrics, type IngestMetrics } from './metrics.ts';
-import { createPool } from './pool.ts';
+import { createPool, createTaskGroups } from './pool.ts';
 import { KafkaSink } from './produce.ts';
 import { startSuppression } from './suppression.ts';
 import { route, routeExpectingContinue } from './routing.ts';
@@ -61,7 +61,8 @@ export async function startIngest(cfg: IngestConfig, opts: StartOptions): Promis
   // The suppression list is read to its end before the first batch (rights/suppression.ts).
   const suppression = cfg.INGEST_UNSAFE_UNSEALED ? undefined : await startSuppression(cfg, log);
   const pool = createPool(cfg, opts.tokenKeys);
-  const ctx: IngestContext = { cfg, log, metrics, sink, pool, keys, state: newServiceState(), suppression };
+  const groups = createTaskGroups(cfg, pool, metrics);
+  const ctx: IngestContext = { cfg, log, metrics, sink, pool, groups, keys, state: newServiceState(), suppression };
 
   const options: ServerOptions = {
     headersTimeout: cfg.INGEST_HEADERS_TIMEOUT_MS,

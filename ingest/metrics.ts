@@ -20,6 +20,7 @@ export interface IngestMetrics {
   poolQueueDepth: Gauge;
   poolUtilisation: Gauge;
   poolThreads: Gauge;
+  poolGroupBatches: Histogram;
   inflightBytes: Gauge;
   inflightBatches: Gauge;
   kafkaReady: Gauge;
@@ -72,7 +73,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; tokenKeys?: Toke
     }),
     taskSeconds: new Histogram({
       name: 'ingest_pool_task_duration_seconds',
-      help: 'Time of one batch in the pool: queue wait + decode, validate, split, encode',
+      help: "Time of one batch in the pool: queue wait, its group's earlier batches, decode, validate, split, encode",
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: r,
     }),
@@ -101,6 +102,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean; tokenKeys?: Toke
       registers: r,
     }),
     poolThreads: new Gauge({ name: 'ingest_pool_threads', help: 'Worker threads alive', registers: r }),
+    poolGroupBatches: new Histogram({
+      name: 'ingest_pool_group_batches',
+      help: 'Batches handed to a pool worker in one task (pool.ts TaskGroups)',
+      buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers: r,
+    }),
     inflightBytes: new Gauge({ name: 'ingest_inflight_bytes', help: 'Body bytes admitted and not yet answered', registers: r }),
     inflightBatches: new Gauge({ name: 'ingest_inflight_batches', help: 'Batches admitted and not yet answered', registers: r }),
     kafkaReady: new Gauge({ name: 'ingest_kafka_ready', help: '1 when the last produce/metadata call succeeded', registers: r }),

@@ -1,7 +1,8 @@
 /**
- * The contract between the HTTP thread and the pool workers: what a task carries in (the body, moved)
- * and what comes back (counts, rejects and the packed records of records.ts, moved). Types only, so
- * either side imports it without loading the other's code.
+ * The contract between the HTTP thread and the pool workers: what a task carries in (a group of
+ * batches, their bodies moved) and what comes back per batch (counts, rejects and the packed records of
+ * records.ts, moved). Types and constants only, so either side imports it without loading the other's
+ * code.
  */
 import type { SealingSpec } from '../rights/sealer.ts';
 import type { EventReject, Zone } from '../schemas/index.ts';
@@ -21,10 +22,37 @@ export interface WorkerTask {
   encoding: ContentEncoding;
   receivedAt: number;
   clientIp?: string;
-  /** Shared flag the worker sets when it starts the task, so a time-out can tell "waited in the queue
-   *  too long" (overload: 429) from "took too long to process" (hostile batch: 400). */
-  started: Int32Array;
 }
+
+/** A member's state in `WorkerGroup.progress`. */
+export const MEMBER_WAITING = 0;
+export const MEMBER_RUNNING = 1;
+export const MEMBER_DONE = 2;
+/** Int32 slots per member in `WorkerGroup.progress`: its state, and when it started (ms after `submittedAt`). */
+export const PROGRESS_SLOTS = 2;
+
+/**
+ * What one pool task carries: the batches that reached the pool together (pool.ts `TaskGroups`), run
+ * one after the other by one worker. One message and one wake-up of a worker for all of them, where a
+ * task per batch paid both per batch (ingest/README.md, "CPU per event").
+ */
+export interface WorkerGroup {
+  tasks: WorkerTask[];
+  /** Shared with the HTTP thread, PROGRESS_SLOTS per member: the worker marks each member running and
+   *  done, so a time-out or memory failure blames only the batch that was running (pool.ts). */
+  progress: Int32Array;
+  /** Date.now() on the HTTP thread when the group was handed to the pool. */
+  submittedAt: number;
+}
+
+/** A member whose processing threw (a bug): the HTTP side rethrows it for that batch alone (500). */
+export interface WorkerThrown {
+  ok: false;
+  thrown: string;
+}
+
+/** The answer to a `WorkerGroup`: one result per member, in order; their ArrayBuffers moved. */
+export type WorkerGroupResult = Array<WorkerResult | WorkerThrown>;
 
 /** Settings every worker thread starts with (piscina `workerData`: structured clone, plain data). */
 export interface WorkerOptions {

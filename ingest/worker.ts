@@ -1,6 +1,6 @@
 /**
- * The piscina task: one whole batch per task, all of its CPU work off the HTTP thread. `processTask`
- * is a chain of six steps (steps/), each returning its value or a typed failure (`IngestFailure`); the
+ * The piscina task: a group of whole batches (pool.ts `TaskGroups`), all of their CPU work off the HTTP
+ * thread. Each batch goes through `processTask`, a chain of six steps (steps/), each returning its value or a typed failure (`IngestFailure`); the
  * chain stops at the first failure and returns it as the task's result:
  *
  *   body bytes (moved in)
@@ -12,9 +12,9 @@
  *   -> seal            personal and reject records re-keyed and sealed per device  steps/seal.ts
  *   -> pack            every record into one ArrayBuffer (moved out)               steps/pack.ts
  *
- * Moving rather than copying: the request body's ArrayBuffer is transferred in, and all output records
- * are packed into one fresh ArrayBuffer plus a small Uint32 index that are transferred back, so a batch
- * crosses the thread boundary without a copy of its payload (records.ts).
+ * Moving rather than copying: each request body's ArrayBuffer is transferred in, and each batch's output
+ * records are packed into one fresh ArrayBuffer plus a small Uint32 index that are transferred back, so a
+ * batch crosses the thread boundary without a copy of its payload (records.ts).
  *
  * Anything thrown is a bug or a limit hit; the HTTP side (pool.ts) maps a worker killed by the time or
  * memory limit to INGEST_BATCH_TOO_EXPENSIVE.
@@ -32,7 +32,8 @@ import { resolveWriter } from './steps/resolve-writer.ts';
 import { sealRecords } from './steps/seal.ts';
 import { splitBatch } from './steps/split.ts';
 import { openSealer, type Sealer } from '../rights/sealer.ts';
-import type { WorkerOptions, WorkerResult, WorkerTask } from './task.ts';
+import { MEMBER_DONE, MEMBER_RUNNING, PROGRESS_SLOTS } from './task.ts';
+import type { WorkerGroup, WorkerGroupResult, WorkerOptions, WorkerResult, WorkerTask, WorkerThrown } from './task.ts';
 import { keySourceOf } from './token-keys.ts';
 
 /** What a worker thread keeps between tasks: the compiled policy, the tokenizer, the limits, the sealer. */
@@ -66,8 +67,40 @@ function contextOf(task: WorkerTask, tokenizer: DailyTokenizer): ProcessContext 
   return task.clientIp === undefined ? { receivedAt: task.receivedAt, tokenizer } : { receivedAt: task.receivedAt, clientIp: task.clientIp, tokenizer };
 }
 
-export default async function processTask(task: WorkerTask): Promise<unknown> {
-  Atomics.store(task.started, 0, 1);
+/**
+ * The pool task: the group's batches one after the other, each marked running and done in the shared
+ * progress (task.ts), their results moved back together. A batch whose processing throws (a bug) fails
+ * alone; the others keep their results.
+ */
+export default async function processGroup(group: WorkerGroup): Promise<unknown> {
+  const results: WorkerGroupResult = [];
+  const transfer: ArrayBuffer[] = [];
+  for (let i = 0; i < group.tasks.length; i++) {
+    const at = i * PROGRESS_SLOTS;
+    Atomics.store(group.progress, at + 1, Date.now() - group.submittedAt);
+    Atomics.store(group.progress, at, MEMBER_RUNNING);
+    let r: WorkerResult | WorkerThrown;
+    try {
+      r = await processTask(group.tasks[i]!);
+    } catch (e) {
+      r = { ok: false, thrown: (e as Error).stack ?? String(e) };
+    }
+    Atomics.store(group.progress, at, MEMBER_DONE);
+    if (r.ok) transfer.push(r.data, r.index);
+    results.push(r);
+  }
+  return Piscina.move({
+    get [Piscina.transferableSymbol]() {
+      return transfer;
+    },
+    get [Piscina.valueSymbol]() {
+      return results;
+    },
+  } as never);
+}
+
+/** One batch, through the six steps. */
+export async function processTask(task: WorkerTask): Promise<WorkerResult> {
   const t0 = performance.now();
   const s = init(Piscina.workerData as WorkerOptions);
   const body = decompress(Buffer.from(task.body, 0, task.length), task.encoding, s.opts.maxDecompressedBytes);
@@ -80,20 +113,7 @@ export default async function processTask(task: WorkerTask): Promise<unknown> {
   if (!split.ok) return split;
   const sealed = await sealRecords(s.sealer, split.value);
   if (!sealed.ok) return sealed;
-  return movable(pack(sealed.value, t0));
-}
-
-/** Marks the result's ArrayBuffers for transfer (piscina's Transferable protocol + Piscina.move). */
-function movable(result: WorkerResult): unknown {
-  if (!result.ok) return result;
-  return Piscina.move({
-    get [Piscina.transferableSymbol]() {
-      return [result.data, result.index];
-    },
-    get [Piscina.valueSymbol]() {
-      return result;
-    },
-  } as never);
+  return pack(sealed.value, t0);
 }
 
 // Compile the policy when the worker starts rather than on its first batch, so the first devices

@@ -115,3 +115,14 @@ export function batch(opts: BatchOptions = {}): TestBatch {
 export function containerOf(b: unknown, codec: 'null' | 'deflate' = 'deflate'): Buffer {
   return writeContainer(batchType, [b], { codec });
 }
+
+/**
+ * A container naming a writer schema other than the current batch schema (one more field, of type
+ * null: the same bytes), so ingest resolves it and takes the generic path (guard, avsc, processBatch):
+ * several times slower per event than the generated fast path, which the tests of the per-batch limits use.
+ */
+export function olderWriterContainer(b: unknown): Buffer {
+  const current = batchType.schema() as { fields: unknown[] };
+  const writer = { ...current, fields: [...current.fields, { name: 'legacy_flag', type: 'null', default: null }] };
+  return writeContainer(batchType, [b], { schemaJson: JSON.stringify(writer) });
+}
