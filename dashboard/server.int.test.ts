@@ -16,8 +16,12 @@ const database = uniqueName('dash_dp');
 const today = utcDay(Date.now());
 const key = (s: string) => Buffer.from(s.padEnd(16, '.').slice(0, 16));
 const facts: FactRow[] = [];
+// Devices a day: enough that the noisy device count of the crash report (epsilon 0.5 x 0.375, geometric
+// noise) falls to 0, where the crash-free percentage is null, with a chance of about 1e-10 (with 30 it
+// was about 0.002, and a run failed on it).
+const DEVICES = 120;
 for (const day of [today - 1, today]) {
-  for (let i = 0; i < 30; i++) {
+  for (let i = 0; i < DEVICES; i++) {
     const base = { day, app_id: 'com.example.mail', app_version: '1.0', device_model: 'm1', os_version: '13', country: 'DE', daily_token: key(`${day}-${i}`) };
     facts.push({ ...base, kind: 'session_start', event_key: key(`s${day}-${i}`) });
     if (i < 3) facts.push({ ...base, kind: 'crash', event_key: key(`c${day}-${i}`) });
@@ -80,7 +84,7 @@ describe('dashboard answers', () => {
     const crash = await get('/api/crash');
     expect(crash.rows[0]).toMatchObject({ crash_free_devices_pct_sd: expect.any(Number), crashed_device_days_sd: expect.any(Number) });
     // Sessions and crashes: the bounded counts (each device at most contribution_bound per cell-day), noisy.
-    // (the rate is null when the noisy sessions fall to 0 or below: likely here, 30 sessions against a
+    // (the rate is null when the noisy sessions fall to 0 or below: possible here, 120 sessions against a
     // noise sd of ~113 at this epsilon share and bound)
     expect(crash.rows[0]).toMatchObject({ sessions_sd: expect.any(Number), crashes_sd: expect.any(Number) });
     expect(crash.rows[0].sessions_sd).toBeGreaterThan(100);
@@ -103,8 +107,8 @@ describe('dashboard answers', () => {
     const dau = await d.dau();
     expect(dau.answers).toBe('exact');
     expect(dau.rows.map((r) => [r.day, r.active_devices])).toEqual([
-      [dayToIso(today - 1), 30],
-      [dayToIso(today), 30],
+      [dayToIso(today - 1), DEVICES],
+      [dayToIso(today), DEVICES],
     ]);
     await d.crash();
     expect((await ledger()).filter((r) => r.mode === 'exact').length - before).toBe(2);
