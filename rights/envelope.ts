@@ -28,9 +28,28 @@ export function isSealed(value: Buffer): boolean {
   return value.length >= 1 + IV + TAG && value[0] === SEALED_MAGIC;
 }
 
+/**
+ * IVs for `seal`, from CSPRNG bytes drawn 4,080 at a time (340 IVs): a `randomBytes(12)` per record was
+ * one call into OpenSSL's generator each, ~5 µs, a third of a seal. Every IV is still 96 fresh random
+ * bits used once (the buffer only advances), and each thread has its own buffer.
+ */
+const IV_POOL_BYTES = 340 * IV;
+let ivPool = Buffer.alloc(0);
+let ivAt = 0;
+
+export function nextIv(): Buffer {
+  if (ivAt + IV > ivPool.length) {
+    ivPool = randomBytes(IV_POOL_BYTES);
+    ivAt = 0;
+  }
+  const iv = ivPool.subarray(ivAt, ivAt + IV);
+  ivAt += IV;
+  return iv;
+}
+
 /** Seals a record value under a device's DEK; `aad` is the record key. */
 export function seal(dek: Buffer, value: Buffer, aad: Buffer): Buffer {
-  const iv = randomBytes(IV);
+  const iv = nextIv();
   const c = createCipheriv('aes-256-gcm', dek, iv);
   c.setAAD(aad);
   const out = Buffer.allocUnsafe(1 + IV + value.length + TAG);
