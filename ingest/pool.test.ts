@@ -118,5 +118,14 @@ describe('TaskGroups', () => {
     const broken = new TaskGroups(() => Promise.reject(new Error('pool destroyed')), SETTINGS);
     const both = await Promise.allSettled([broken.run(task(1)), broken.run(task(2))]);
     expect(both.map((s) => s.status)).toEqual(['rejected', 'rejected']);
+    // One that throws at once fails every member too (not only the batch that filled the group).
+    const throwing = new TaskGroups(
+      () => {
+        throw new Error('pool destroyed');
+      },
+      { ...SETTINGS, maxBatches: 2 },
+    );
+    const thrown = await Promise.allSettled([throwing.run(task(1)), throwing.run(task(2)), throwing.run(task(3))]);
+    expect(thrown.map((s) => s.status)).toEqual(['rejected', 'rejected', 'rejected']);
   });
 });

@@ -129,11 +129,19 @@ export class TaskGroups {
     };
     this.onGroup(members.length);
     this.running.add(group);
-    void this.submit(
-      group,
-      group.tasks.map((t) => t.body),
-      AbortSignal.timeout(this.s.timeoutMs),
-    )
+    // A submit that throws instead of rejecting (a destroyed pool) fails the group the same way, never
+    // the caller that happened to fill it, nor the setImmediate callback.
+    let submitted: Promise<WorkerGroupResult>;
+    try {
+      submitted = this.submit(
+        group,
+        group.tasks.map((t) => t.body),
+        AbortSignal.timeout(this.s.timeoutMs),
+      );
+    } catch (e) {
+      submitted = Promise.reject(e);
+    }
+    void submitted
       .then(
         (results) => {
           members.forEach((m, i) => {
