@@ -42,6 +42,9 @@ import { stackInfo, uniqueName } from '../testing/stack.ts';
 import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
 import { batch, batchType, containerOf } from '../testing/batches.ts';
 import { readContainer } from '../ingest/container.ts';
+import { loadIngestConfig } from '../ingest/config.ts';
+import { workerOptions } from '../ingest/pool.ts';
+import { processTask, workerState } from '../ingest/worker.ts';
 import type { LoadgenSummary } from './loadgen.ts';
 import { compileSplit, DailyTokenizer, FileKeySource } from '../schemas/index.ts';
 import { sealingEnv } from '../testing/sealing.ts';
@@ -66,7 +69,7 @@ function vmHwmMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: string }> {
+async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: string; env: Record<string, string> }> {
   const ingestEnv: Record<string, string> = {
     PATH: env.PATH ?? '',
     HOME: env.HOME ?? '',
@@ -113,7 +116,7 @@ async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: 
   for (let i = 0; i < 600; i++) {
     if (proc.exitCode !== null) throw new Error(`ingest exited with ${proc.exitCode}`);
     try {
-      if ((await fetch(`${url}/readyz`)).status === 200) return { proc, url };
+      if ((await fetch(`${url}/readyz`)).status === 200) return { proc, url, env: ingestEnv };
     } catch {
       /* not up yet */
     }
@@ -225,6 +228,37 @@ function decodeCpuPerEvent(): { datum: number; container: number } {
   return { datum: measure((b) => eventsOf(b.data)), container: measure((b) => eventsOf(inflateRawSync(b.deflated))) };
 }
 
+/**
+ * The pool task's own work on this one thread (ingest/worker.ts `processTask`: read the container with
+ * its inflate, split, seal under the same key store, pack), over the load generator's kind of bodies,
+ * CPU µs per event. What ingest's threads spend beyond it per event is the cost of moving batches
+ * (HTTP, hand-over, Kafka) and of a shared box.
+ */
+async function taskCpuPerEvent(ingestEnv: Record<string, string>): Promise<number> {
+  const cfg = loadIngestConfig(ingestEnv);
+  const state = workerState(workerOptions(cfg, { kind: 'file', dir: cfg.INGEST_TOKEN_KEY_DIR, mode: cfg.INGEST_TOKEN_KEYS_MODE }));
+  const zones = ['cn', 'ru', 'in', 'row'] as const;
+  const bodies = Array.from({ length: 400 }, (_, i) => containerOf(batch({ zone: zones[i % 4]!, events })));
+  const one = async (b: Buffer): Promise<number> => {
+    const body = new ArrayBuffer(b.length);
+    new Uint8Array(body).set(b);
+    const r = await processTask({ body, length: b.length, format: 'avro', encoding: 'identity', receivedAt: Date.now(), clientIp: '127.0.0.1' }, state);
+    if (!r.ok) throw new Error(`the task refused a load generator batch: ${r.code} ${r.message}`);
+    return r.accepted;
+  };
+  try {
+    for (const b of bodies) await one(b); // warm-up; the key store's DEKs are cached from here on
+    let n = 0;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    while (performance.now() - t0 < 3000) for (const b of bodies) n += await one(b);
+    const cpu = process.cpuUsage(cpu0);
+    return (cpu.user + cpu.system) / n;
+  } finally {
+    await state.stores?.close();
+  }
+}
+
 /** Kafka's own ProducerPerformance: same record size, acks=all, as fast as it goes. */
 function brokerRaw(recordSize: number, records: number): { msgsPerS: number; line: string } {
   const topic = uniqueName('bench_ingest_raw');
@@ -321,6 +355,8 @@ try {
   ingest.proc.kill('SIGTERM');
 }
 const exitCode = await new Promise<number | null>((r) => ingest.proc.once('exit', (c) => r(c)));
+// With ingest stopped: the task's own work on one thread, in the sealed run's configuration.
+const taskUs = await taskCpuPerEvent(ingest.env);
 const unsealedAfter = unsealedBefore ? await unsealedRun() : undefined;
 const unsealedLoad =
   unsealedBefore && unsealedAfter
@@ -356,7 +392,7 @@ console.log(
 );
 console.log(`  ${raw.line}`);
 console.log(
-  `CPU per accepted event: ingest ${ingestUs.toFixed(2)} µs (all threads, /proc; HTTP thread ${ingestMainUs.toFixed(2)}, pool workers ${ingestPoolUs.toFixed(2)}, other threads ${cpuPerEvent(load, 'other').toFixed(2)}), bare avsc decode ${decodeUs.toFixed(2)} µs (${decode.container.toFixed(2)} with the container's inflate): ratio ${(ingestUs / decodeUs).toFixed(1)}`,
+  `CPU per accepted event: ingest ${ingestUs.toFixed(2)} µs (all threads, /proc; HTTP thread ${ingestMainUs.toFixed(2)}, pool workers ${ingestPoolUs.toFixed(2)}, other threads ${cpuPerEvent(load, 'other').toFixed(2)}; the task's own work on one thread ${taskUs.toFixed(2)}), bare avsc decode ${decodeUs.toFixed(2)} µs (${decode.container.toFixed(2)} with the container's inflate): ratio ${(ingestUs / decodeUs).toFixed(1)}`,
 );
 console.log(`ingest Kafka records/s ${recordsPerS.toFixed(0)} = ${(ratio * 100).toFixed(1)}% of broker raw`);
 console.log(
@@ -375,6 +411,7 @@ console.log(
     ingest_http_thread_cpu_us_per_event: Number(ingestMainUs.toFixed(2)),
     ingest_pool_cpu_us_per_event: Number(ingestPoolUs.toFixed(2)),
     ingest_other_threads_cpu_us_per_event: Number(cpuPerEvent(load, 'other').toFixed(2)),
+    task_cpu_us_per_event: Number(taskUs.toFixed(2)),
     decode_cpu_us_per_event: Number(decodeUs.toFixed(3)),
     cpu_ratio: Number((ingestUs / decodeUs).toFixed(2)),
     decode_with_inflate_cpu_us_per_event: Number(decode.container.toFixed(3)),

@@ -10,16 +10,21 @@ import type { IngestMetrics } from './metrics.ts';
 import { MEMBER_RUNNING, MEMBER_WAITING, PROGRESS_SLOTS } from './task.ts';
 import type { WorkerGroup, WorkerGroupResult, WorkerOptions, WorkerResult, WorkerTask } from './task.ts';
 
-export function createPool(cfg: IngestConfig, tokenKeys: WorkerOptions['tokenKeys']): Piscina {
-  const here = import.meta.url;
-  const fromTs = here.endsWith('.ts');
-  const workerData: WorkerOptions = {
+/** What every worker thread starts with, from the settings. */
+export function workerOptions(cfg: IngestConfig, tokenKeys: WorkerOptions['tokenKeys']): WorkerOptions {
+  return {
     maxDecompressedBytes: cfg.INGEST_MAX_DECOMPRESSED_BYTES,
     maxEventsPerBatch: cfg.INGEST_MAX_EVENTS_PER_BATCH,
     maxStringBytes: cfg.INGEST_MAX_STRING_BYTES,
     tokenKeys,
     sealing: sealingSpec(cfg),
   };
+}
+
+export function createPool(cfg: IngestConfig, tokenKeys: WorkerOptions['tokenKeys']): Piscina {
+  const here = import.meta.url;
+  const fromTs = here.endsWith('.ts');
+  const workerData = workerOptions(cfg, tokenKeys);
   return new Piscina({
     filename: fileURLToPath(new URL(fromTs ? './worker.ts' : './worker.js', here)),
     // Running from .ts sources (tsx, vitest): a worker thread starts a fresh module loader that does not

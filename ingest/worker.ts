@@ -31,25 +31,33 @@ import { readUpload } from './steps/read-upload.ts';
 import { resolveWriter } from './steps/resolve-writer.ts';
 import { sealRecords } from './steps/seal.ts';
 import { splitBatch } from './steps/split.ts';
-import { openSealer, type Sealer } from '../rights/sealer.ts';
+import { openSealer, type Sealer, type ZoneStores } from '../rights/sealer.ts';
 import { MEMBER_DONE, MEMBER_RUNNING, PROGRESS_SLOTS } from './task.ts';
 import type { WorkerGroup, WorkerGroupResult, WorkerOptions, WorkerResult, WorkerTask, WorkerThrown } from './task.ts';
 import { keySourceOf } from './token-keys.ts';
 
 /** What a worker thread keeps between tasks: the compiled policy, the tokenizer, the limits, the sealer. */
-interface WorkerState {
+export interface WorkerState {
   decoder: BatchDecoder;
   tokenizer: DailyTokenizer;
   opts: WorkerOptions;
   container: ContainerLimits;
   /** Undefined only with INGEST_UNSAFE_UNSEALED. */
   sealer: Sealer | undefined;
+  /** The key stores the sealer reads (closed only by a caller outside the pool; a worker keeps them). */
+  stores: ZoneStores | undefined;
 }
 
 let state: WorkerState | undefined;
 
 function init(opts: WorkerOptions): WorkerState {
-  state ??= {
+  return (state ??= workerState(opts));
+}
+
+/** A worker's state from its options (bench/ingest.ts builds one to time the task on its own thread). */
+export function workerState(opts: WorkerOptions): WorkerState {
+  const sealing = opts.sealing ? openSealer(opts.sealing) : undefined;
+  return {
     decoder: new BatchDecoder(
       { maxStringLength: opts.maxStringBytes, maxCollectionLength: opts.maxEventsPerBatch, maxTotalItems: opts.maxEventsPerBatch * 20 },
       opts.maxEventsPerBatch,
@@ -58,9 +66,9 @@ function init(opts: WorkerOptions): WorkerState {
     tokenizer: new DailyTokenizer(keySourceOf(opts.tokenKeys)),
     opts,
     container: { ...DEFAULT_CONTAINER_LIMITS, maxDecompressedBytes: opts.maxDecompressedBytes },
-    sealer: opts.sealing ? openSealer(opts.sealing).sealer : undefined,
+    sealer: sealing?.sealer,
+    stores: sealing?.stores,
   };
-  return state;
 }
 
 function contextOf(task: WorkerTask, tokenizer: DailyTokenizer): ProcessContext {
@@ -81,7 +89,7 @@ export default async function processGroup(group: WorkerGroup): Promise<unknown>
     Atomics.store(group.progress, at, MEMBER_RUNNING);
     let r: WorkerResult | WorkerThrown;
     try {
-      r = await processTask(group.tasks[i]!);
+      r = await processTask(group.tasks[i]!, init(Piscina.workerData as WorkerOptions));
     } catch (e) {
       r = { ok: false, thrown: (e as Error).stack ?? String(e) };
     }
@@ -100,9 +108,8 @@ export default async function processGroup(group: WorkerGroup): Promise<unknown>
 }
 
 /** One batch, through the six steps. */
-export async function processTask(task: WorkerTask): Promise<WorkerResult> {
+export async function processTask(task: WorkerTask, s: WorkerState): Promise<WorkerResult> {
   const t0 = performance.now();
-  const s = init(Piscina.workerData as WorkerOptions);
   const body = decompress(Buffer.from(task.body, 0, task.length), task.encoding, s.opts.maxDecompressedBytes);
   if (!body.ok) return body;
   const upload = readUpload(body.value, task.format, s.container);
