@@ -134,10 +134,10 @@ export function planMixCalls(
  * (steps/seal.ts `contentDigest`), so a byte-equal record is written once per day, not once per batch.
  * A personal record keeps only its upload day, no event time (schemas/categories.ts `activity_time`,
  * `event_time`), so a device's records of one day are byte-equal unless its settings, IP or location
- * change. Each record written is a moment where the device's personal record and one of its token's events records share a mix; two
- * such moments let an adversary intersect the two mixes' tokens (bench/linkage-attack.ts `siblings`),
- * and a count of records per batch would mirror the count of the token's records (ingest/README.md,
- * "Linkage of the topics").
+ * change. Each record written is a moment where the device's personal record and one of its token's
+ * events records share a mix; two such moments let an adversary intersect the two mixes' tokens
+ * (bench/linkage-attack.ts `siblings`), and a count of records per batch would mirror the count of the
+ * token's records (ingest/README.md, "Linkage of the topics").
  * A digest is remembered only once its mix was acknowledged, so a skipped record is always a copy of
  * one Kafka holds (a failed mix leaves nothing remembered: the retry writes it again). Bounded: past
  * `max` digests the oldest are forgotten (the record is then written again, which is only a copy), and

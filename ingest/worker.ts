@@ -1,7 +1,8 @@
 /**
  * The piscina task: a group of whole batches (pool.ts `TaskGroups`), all of their CPU work off the HTTP
- * thread. Each batch goes through `processTask`, a chain of six steps (steps/), each returning its value or a typed failure (`IngestFailure`); the
- * chain stops at the first failure and returns it as the task's result:
+ * thread. Each batch goes through `processTask`, a chain of six steps (steps/), each returning its value
+ * or a typed failure (`IngestFailure`); the chain stops at the first failure and returns it as the
+ * batch's result:
  *
  *   body bytes (moved in)
  *   -> decompress      gunzip with the decompressed-size cap                       steps/decompress.ts
@@ -16,8 +17,9 @@
  * records are packed into one fresh ArrayBuffer plus a small Uint32 index that are transferred back, so a
  * batch crosses the thread boundary without a copy of its payload (records.ts).
  *
- * Anything thrown is a bug or a limit hit; the HTTP side (pool.ts) maps a worker killed by the time or
- * memory limit to INGEST_BATCH_TOO_EXPENSIVE.
+ * A batch whose steps throw (a bug) gets its own `WorkerThrown` result; the others of the group are not
+ * affected. A worker killed by the time or heap limit loses the whole group: the HTTP side (pool.ts)
+ * reads the shared progress to blame only the batch that was running.
  *
  * The HTTP thread loads this file only by its name, as piscina's worker entry (pool.ts).
  */
@@ -81,6 +83,7 @@ function contextOf(task: WorkerTask, tokenizer: DailyTokenizer): ProcessContext 
  * alone; the others keep their results.
  */
 export default async function processGroup(group: WorkerGroup): Promise<unknown> {
+  const s = init(Piscina.workerData as WorkerOptions);
   const results: WorkerGroupResult = [];
   const transfer: ArrayBuffer[] = [];
   for (let i = 0; i < group.tasks.length; i++) {
@@ -89,7 +92,7 @@ export default async function processGroup(group: WorkerGroup): Promise<unknown>
     Atomics.store(group.progress, at, MEMBER_RUNNING);
     let r: WorkerResult | WorkerThrown;
     try {
-      r = await processTask(group.tasks[i]!, init(Piscina.workerData as WorkerOptions));
+      r = await processTask(group.tasks[i]!, s);
     } catch (e) {
       r = { ok: false, thrown: (e as Error).stack ?? String(e) };
     }
