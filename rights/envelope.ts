@@ -37,7 +37,7 @@ const IV_POOL_BYTES = 340 * IV;
 let ivPool = Buffer.alloc(0);
 let ivAt = 0;
 
-export function nextIv(): Buffer {
+function nextIv(): Buffer {
   if (ivAt + IV > ivPool.length) {
     ivPool = randomBytes(IV_POOL_BYTES);
     ivAt = 0;
