@@ -92,6 +92,8 @@ describe('TaskGroups', () => {
     expect(codes(results)).toEqual(['INGEST_OVERLOADED', 'INGEST_OVERLOADED']);
   });
 
+  // Also the negative control of the blame: a worker that marked no progress looks like this, and no
+  // batch can be told 400 (the progress, not the time-out, singles out the running batch).
   it('time limit before any worker started the group: every batch is told 429 (overload)', async () => {
     const groups = new TaskGroups((_g, _t, signal) => new Promise((_r, reject) => signal.addEventListener('abort', () => reject(signal.reason))), SETTINGS);
     const results = await Promise.all([1, 2].map((n) => groups.run(task(n))));
