@@ -33,16 +33,16 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { stackInfo, uniqueName } from '../testing/stack.ts';
 import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
-import { batch, batchType, containerOf } from '../testing/batches.ts';
+import { batch, batchType, loadBodies } from '../testing/batches.ts';
 import { readContainer } from '../ingest/container.ts';
-import { loadIngestConfig } from '../ingest/config.ts';
+import { loadIngestConfig, poolThreads } from '../ingest/config.ts';
 import { workerOptions } from '../ingest/pool.ts';
 import { processTask, workerState } from '../ingest/worker.ts';
 import type { LoadgenSummary } from './loadgen.ts';
@@ -166,16 +166,19 @@ function cpuBetween(pid: number, start: Map<string, number>, end: Map<string, nu
   const other = others.slice(poolThreads).reduce((a, b) => a + b, 0);
   return { main, pool, other };
 }
-/** The ingest process's pool size, as ingest computes it (ingest/config.ts poolThreads). */
-const poolThreadCount = Number(env.BENCH_POOL_THREADS) > 0 ? Number(env.BENCH_POOL_THREADS) : Math.max(1, availableParallelism());
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 interface MeasuredLoad extends LoadgenSummary {
-  /** CPU of the ingest process over the measured period (between the load generator's marks), µs: HTTP thread, other threads. */
+  /** CPU of the ingest process over the measured period (between the load generator's marks), µs: HTTP thread, pool workers, the rest. */
   ingest_cpu_us: { main: number; pool: number; other: number };
 }
 
-function runLoadgen(url: string, ingestPid: number): Promise<MeasuredLoad> {
+/** The load generator against one started ingest; its CPU read from /proc at the measured period's marks. */
+function runLoadgen(ingest: { url: string; proc: ChildProcess; env: Record<string, string> }): Promise<MeasuredLoad> {
+  const url = ingest.url;
+  const ingestPid = ingest.proc.pid!;
+  // The pool size as the ingest process computes it from its settings.
+  const threads = poolThreads(loadIngestConfig(ingest.env));
   return new Promise((resolve, reject) => {
     const args = { url, concurrency, warmupMs: 4000, durationMs: seconds * 1000, events, distinct: 400 };
     const p = spawn(process.execPath, ['--import', 'tsx', 'bench/loadgen.ts', JSON.stringify(args)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -189,7 +192,7 @@ function runLoadgen(url: string, ingestPid: number): Promise<MeasuredLoad> {
     });
     p.once('exit', (code) =>
       code === 0
-        ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: cpuBetween(ingestPid, cpuStart, cpuEnd, poolThreadCount) })
+        ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: cpuBetween(ingestPid, cpuStart, cpuEnd, threads) })
         : reject(new Error(`load generator exited with ${code}`)),
     );
   });
@@ -209,7 +212,7 @@ function cpuPerEvent(load: MeasuredLoad, which: 'all' | 'main' | 'pool' | 'other
  * and then decoded, what reading the posted bytes at all takes.
  */
 function decodeCpuPerEvent(): { datum: number; container: number } {
-  const bodies = Array.from({ length: 64 }, () => containerOf(batch({ events })));
+  const bodies = loadBodies(64, events);
   const blocks = bodies.map((b) => {
     const c = readContainer(b);
     if (!c.ok) throw new Error(c.message);
@@ -237,8 +240,7 @@ function decodeCpuPerEvent(): { datum: number; container: number } {
 async function taskCpuPerEvent(ingestEnv: Record<string, string>): Promise<number> {
   const cfg = loadIngestConfig(ingestEnv);
   const state = workerState(workerOptions(cfg, { kind: 'file', dir: cfg.INGEST_TOKEN_KEY_DIR, mode: cfg.INGEST_TOKEN_KEYS_MODE }));
-  const zones = ['cn', 'ru', 'in', 'row'] as const;
-  const bodies = Array.from({ length: 400 }, (_, i) => containerOf(batch({ zone: zones[i % 4]!, events })));
+  const bodies = loadBodies(400, events);
   const one = async (b: Buffer): Promise<number> => {
     const body = new ArrayBuffer(b.length);
     new Uint8Array(body).set(b);
@@ -322,7 +324,7 @@ function eventRecordSize(): { bytes: number; factsPerRecord: number; recordsPerB
 async function unsealedRun(): Promise<MeasuredLoad> {
   const plain = await startIngest(false);
   try {
-    return await runLoadgen(plain.url, plain.proc.pid!);
+    return await runLoadgen(plain);
   } finally {
     plain.proc.kill('SIGTERM');
     await new Promise((r) => plain.proc.once('exit', r));
@@ -342,7 +344,7 @@ let poolUtil = NaN;
 let meanMix = NaN;
 let meanGroup = NaN;
 try {
-  load = await runLoadgen(ingest.url, ingest.proc.pid!);
+  load = await runLoadgen(ingest);
   peakRssMb = vmHwmMb(ingest.proc.pid!);
   const metrics = await (await fetch(`${ingest.url}/metrics`)).text();
   poolUtil = Number(/^ingest_pool_utilisation (\S+)$/m.exec(metrics)?.[1] ?? NaN);

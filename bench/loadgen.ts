@@ -5,7 +5,7 @@
  *
  * Usage: tsx bench/loadgen.ts '{"url":"http://127.0.0.1:18080","concurrency":32,"warmupMs":3000,"durationMs":15000,"events":50,"distinct":400}'
  */
-import { batch, containerOf } from '../testing/batches.ts';
+import { loadBodies } from '../testing/batches.ts';
 import { percentile, runLoad } from '../testing/load.ts';
 
 /** The JSON summary the load generator prints as its last stdout line (bench/ingest.ts reads it). */
@@ -31,10 +31,9 @@ interface Args {
 }
 
 const a = JSON.parse(process.argv[2] ?? '{}') as Args;
-const zones = ['cn', 'ru', 'in', 'row'] as const;
 // Distinct batches (distinct devices and event ids) cycled through; reposting one is what a device
 // retry looks like and costs ingest the same work.
-const bodies = Array.from({ length: a.distinct }, (_, i) => containerOf(batch({ zone: zones[i % 4]!, events: a.events })));
+const bodies = loadBodies(a.distinct, a.events);
 const bodyBytes = bodies.reduce((s, b) => s + b.length, 0) / bodies.length;
 
 const next = (i: number) => ({ body: bodies[i % bodies.length]!, meta: null });

@@ -117,6 +117,16 @@ export function containerOf(b: unknown, codec: 'null' | 'deflate' = 'deflate'): 
 }
 
 /**
+ * The bodies the load generator of bench/ingest.ts posts: `count` distinct devices, the residency zones in
+ * turn, `events` events each, as Avro containers with deflate. The bench's references (bare decoding,
+ * the pool task on one thread) are measured over the same kind of bytes.
+ */
+export function loadBodies(count: number, events: number): Buffer[] {
+  const zones = ['cn', 'ru', 'in', 'row'] as const;
+  return Array.from({ length: count }, (_, i) => containerOf(batch({ zone: zones[i % zones.length]!, events })));
+}
+
+/**
  * A container naming a writer schema other than the current batch schema (one more field, of type
  * null: the same bytes), so ingest resolves it and takes the generic path (guard, avsc, processBatch):
  * several times slower per event than the generated fast path, which the tests of the per-batch limits use.
