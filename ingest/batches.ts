@@ -91,7 +91,7 @@ function dropAll(result: WorkerSuccess, reason: string): WorkerSuccess {
     rejects: [],
     droppedConsent: { ...result.droppedConsent, [reason]: result.accepted + result.rejects.length },
     data: new ArrayBuffer(0),
-    index: new ArrayBuffer(0),
+    count: 0,
     headers: null,
     classes: [],
   };

@@ -38,7 +38,7 @@ describe('readContainer', () => {
         expect(decodeAll(buf)).toEqual(values);
         const r = readContainer(buf);
         expect(r.ok && r.value.codec).toBe(codec);
-        expect(r.ok && JSON.parse(r.value.schemaJson)).toEqual(type.schema());
+        expect(r.ok && JSON.parse(r.value.schema.toString('utf8'))).toEqual(type.schema());
       }
     }
   });

@@ -48,7 +48,8 @@ export interface ContainerBlock {
 }
 
 export interface Container {
-  schemaJson: string;
+  /** The `avro.schema` metadata value: the writer schema's JSON text, as UTF-8 bytes (a view on the input). */
+  schema: Buffer;
   codec: Codec;
   metadata: Map<string, Buffer>;
   blocks: ContainerBlock[];
@@ -145,7 +146,7 @@ function parse(c: Cursor, limits: ContainerLimits): Container {
     budget -= data.length;
     blocks.push({ count, data });
   }
-  return { schemaJson: schemaBytes.toString('utf8'), codec, metadata, blocks, objectCount };
+  return { schema: schemaBytes, codec, metadata, blocks, objectCount };
 }
 
 function readMetadata(c: Cursor, limits: ContainerLimits): Map<string, Buffer> {

@@ -25,8 +25,12 @@ export interface Writer {
 export class BatchDecoder {
   readonly split: CompiledSplit;
   private readonly readerFingerprint: string;
-  /** Writer schemas seen recently, by their JSON text (devices of one SDK version send the same one). */
-  private readonly writers = new Map<string, Writer | IngestFailure>();
+  /**
+   * Writer schemas seen recently, by their bytes as sent, newest last (devices of one SDK version send
+   * the same one). Compared as bytes: turning a multi-KB schema into a string and hashing it for a map
+   * cost a batch more than reading the rest of its container (ingest/README.md, "CPU").
+   */
+  private readonly writers: Array<{ schema: Buffer; writer: Writer | IngestFailure }> = [];
   private static readonly MAX_WRITERS = 64;
 
   constructor(
@@ -38,12 +42,16 @@ export class BatchDecoder {
     this.readerFingerprint = fingerprintOf(this.split.batchType).toString('hex');
   }
 
-  writer(schemaJson: string): Writer | IngestFailure {
-    const cached = this.writers.get(schemaJson);
-    if (cached) return cached;
-    const w = this.resolve(schemaJson);
-    if (this.writers.size >= BatchDecoder.MAX_WRITERS) this.writers.delete(this.writers.keys().next().value!);
-    this.writers.set(schemaJson, w);
+  /** The writer of a container's `avro.schema` bytes (its JSON text in UTF-8), resolved once and cached. */
+  writer(schema: Buffer): Writer | IngestFailure {
+    for (let i = this.writers.length - 1; i >= 0; i--) {
+      const e = this.writers[i]!;
+      if (e.schema.length === schema.length && e.schema.equals(schema)) return e.writer;
+    }
+    const w = this.resolve(schema.toString('utf8'));
+    if (this.writers.length >= BatchDecoder.MAX_WRITERS) this.writers.shift();
+    // A copy: `schema` is a view on a request body, which the cache must not keep alive.
+    this.writers.push({ schema: Buffer.from(schema), writer: w });
     return w;
   }
 

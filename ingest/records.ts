@@ -1,6 +1,6 @@
 /**
- * How a batch's output records cross from a pool worker to the HTTP thread: every key and value packed
- * into one ArrayBuffer plus a small Uint32 index, both *moved* (transferred), never cloned. Structured
+ * How a batch's output records cross from a pool worker to the HTTP thread: a small Uint32 index and
+ * every key and value after it, packed into one ArrayBuffer that is *moved* (transferred), never cloned. Structured
  * clone would copy every Buffer; this way a batch crosses the thread boundary without a copy of its
  * payload, and the Buffers the HTTP thread hands to kafkajs are views on the moved ArrayBuffer.
  *
@@ -31,15 +31,19 @@ export const REC_REJECTED = 2;
 export const ZONE_CODES: readonly Zone[] = ['cn', 'ru', 'in', 'row'];
 /**
  * u32 columns per record in the index: kind, place, keyOffset, keyLength, valueOffset, valueLength;
- * place = zone code | (index of the personal record's retention class in `classes`) << 8.
+ * place = zone code | (index of the personal record's retention class in `classes`) << 8. Offsets are
+ * from the start of the packed buffer.
  */
 export const INDEX_WIDTH = 6;
 
 export interface PackedRecords {
-  /** Every record's key and value, back to back. */
+  /**
+   * The index (INDEX_WIDTH u32 per record) and then every record's key and value, back to back: one
+   * allocation and one transfer per batch (each ArrayBuffer costs the worker a few µs).
+   */
   data: ArrayBuffer;
-  /** INDEX_WIDTH u32 per record (Uint32Array's buffer). */
-  index: ArrayBuffer;
+  /** Records in `data`. */
+  count: number;
   /** Headers of record i, or null; null entirely when no record has any (the usual case). */
   headers: Array<Record<string, string> | null> | null;
   /** The retention classes the personal records name (`p30d`, `p7d`), in the order the index refers to them. */
@@ -51,14 +55,15 @@ export interface PackedRecords {
 /** Packs every output record into one ArrayBuffer + index, so they can be moved, not cloned. */
 export function packRecords(r: BatchRecords): PackedRecords {
   const n = r.events.length + r.personal.length + r.rejected.length;
-  let bytes = 0;
+  let bytes = n * INDEX_WIDTH * 4;
   for (const list of [r.events, r.personal, r.rejected] as OutRecord[][]) for (const x of list) bytes += x.key.length + x.value.length;
-  const data = new Uint8Array(new ArrayBuffer(bytes));
-  const index = new Uint32Array(n * INDEX_WIDTH);
+  const buffer = new ArrayBuffer(bytes);
+  const data = new Uint8Array(buffer);
+  const index = new Uint32Array(buffer, 0, n * INDEX_WIDTH);
   let headers: Array<Record<string, string> | null> | null = null;
   const classes: string[] = [];
   const digests: string[] = [];
-  let at = 0;
+  let at = n * INDEX_WIDTH * 4;
   let i = 0;
   const put = (kind: number, zone: Zone | undefined, x: OutRecord, cls?: string) => {
     const o = i * INDEX_WIDTH;
@@ -89,12 +94,12 @@ export function packRecords(r: BatchRecords): PackedRecords {
     if (x.digest !== undefined) digests.push(x.digest);
   }
   for (const x of r.rejected) put(REC_REJECTED, x.zone, x);
-  return { data: data.buffer, index: index.buffer, headers, classes, digests: digests.length === r.personal.length && digests.length > 0 ? digests : null };
+  return { data: buffer, count: n, headers, classes, digests: digests.length === r.personal.length && digests.length > 0 ? digests : null };
 }
 
 /** Inverse of `packRecords`, on the HTTP thread: Buffers are views on the moved ArrayBuffer (no copy). */
 export function unpackRecords(w: PackedRecords): BatchRecords {
-  const index = new Uint32Array(w.index);
+  const index = new Uint32Array(w.data, 0, w.count * INDEX_WIDTH);
   const out: BatchRecords = { events: [], personal: [], rejected: [] };
   let p = 0;
   for (let i = 0, o = 0; o < index.length; i++, o += INDEX_WIDTH) {

@@ -7,7 +7,7 @@ import { decodeEventFacts } from '../schemas/index.ts';
 import { loadIngestConfig } from './config.ts';
 import { createMetrics } from './metrics.ts';
 import { createPool, createTaskGroups } from './pool.ts';
-import { packRecords, unpackRecords } from './records.ts';
+import { INDEX_WIDTH, packRecords, unpackRecords } from './records.ts';
 import { MEMBER_DONE, PROGRESS_SLOTS, type WorkerGroup, type WorkerGroupResult, type WorkerResult, type WorkerTask } from './task.ts';
 
 describe('worker records packing', () => {
@@ -21,7 +21,9 @@ describe('worker records packing', () => {
       rejected: [{ key: Buffer.from('rk'), value: Buffer.alloc(0), zone: 'in' as const, headers: { reason: 'X' } }],
     };
     const packed = packRecords(r);
-    expect(packed.data.byteLength).toBe(2 + 2 + 2 + 2 + 2 + 2 + 2);
+    // The index (six u32 per record, four records) and then every key and value, back to back.
+    expect(packed.count).toBe(4);
+    expect(packed.data.byteLength).toBe(4 * INDEX_WIDTH * 4 + (2 + 2 + 2 + 2 + 2 + 2 + 2));
     expect(packed.classes).toEqual(['p30d', 'p7d']);
     expect(unpackRecords(packed)).toEqual(r);
   });

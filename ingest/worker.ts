@@ -14,8 +14,8 @@
  *   -> pack            every record into one ArrayBuffer (moved out)               steps/pack.ts
  *
  * Moving rather than copying: each request body's ArrayBuffer is transferred in, and each batch's output
- * records are packed into one fresh ArrayBuffer plus a small Uint32 index that are transferred back, so a
- * batch crosses the thread boundary without a copy of its payload (records.ts).
+ * records are packed, behind a small Uint32 index, into one fresh ArrayBuffer that is transferred back,
+ * so a batch crosses the thread boundary without a copy of its payload (records.ts).
  *
  * A batch whose steps throw (a bug) gets its own `WorkerThrown` result; the others of the group are not
  * affected. A worker killed by the time or heap limit loses the whole group: the HTTP side (pool.ts)
@@ -97,7 +97,7 @@ export default async function processGroup(group: WorkerGroup): Promise<unknown>
       r = { ok: false, thrown: (e as Error).stack ?? String(e) };
     }
     Atomics.store(group.progress, at, MEMBER_DONE);
-    if (r.ok) transfer.push(r.data, r.index);
+    if (r.ok) transfer.push(r.data);
     results.push(r);
   }
   return Piscina.move({

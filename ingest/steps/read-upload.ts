@@ -9,8 +9,8 @@ import { fail, type Outcome } from '../errors.ts';
 import type { BodyFormat } from '../task.ts';
 
 export type Upload =
-  /** One Batch datum's bytes and the schema (`avro.schema`) they were written with. */
-  | { format: 'avro'; schemaJson: string; data: Buffer }
+  /** One Batch datum's bytes and the schema (`avro.schema`, its JSON as UTF-8 bytes) they were written with. */
+  | { format: 'avro'; schema: Buffer; data: Buffer }
   /** A parsed JSON object and its text (spec Avro-JSON is decoded from the text). */
   | { format: 'json'; parsed: object; text: string };
 
@@ -32,5 +32,5 @@ export function readUpload(body: Buffer, format: BodyFormat, limits: ContainerLi
   if (c.value.objectCount !== 1 || c.value.blocks.length !== 1) {
     return fail('INGEST_BATCH_INVALID', `an upload holds exactly one Batch record, this container holds ${c.value.objectCount}`);
   }
-  return { ok: true, value: { format: 'avro', schemaJson: c.value.schemaJson, data: c.value.blocks[0]!.data } };
+  return { ok: true, value: { format: 'avro', schema: c.value.schema, data: c.value.blocks[0]!.data } };
 }

@@ -18,7 +18,7 @@ export type SplitInput =
 
 export function resolveWriter(decoder: BatchDecoder, upload: Upload): Outcome<SplitInput> {
   if (upload.format === 'json') return { ok: true, value: { kind: 'value', batch: decoder.fromJson(upload.parsed, upload.text) } };
-  const w = decoder.writer(upload.schemaJson);
+  const w = decoder.writer(upload.schema);
   if ('ok' in w) return w;
   if (w.resolver === undefined) return { ok: true, value: { kind: 'bytes', bytes: upload.data } };
   try {
