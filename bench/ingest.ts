@@ -15,7 +15,10 @@
  * bare avsc decoding of the same kind of batch bytes on one thread of this process
  * (`decode_cpu_us_per_event`: the Batch datum alone; `decode_with_inflate_cpu_us_per_event`: with the
  * container's deflate block inflated first) and their ratios (`cpu_ratio`). CPU per event is the figure
- * to compare across runs on a shared box; events/s moves with whatever else the box runs.
+ * to compare across runs on a shared box; events/s moves with whatever else the box runs. The floor under
+ * it, in the same run: a bare node:http server (bench/http-floor.ts) under the same load, reading and
+ * answering (`http_floor_cpu_us_per_event`) and also decoding (`http_decode_floor_cpu_us_per_event`, its
+ * `floor_cpu_ratio` to bare decoding, and `ingest_to_floor`); BENCH_NO_FLOOR=1 skips it.
  *
  * `-- --brokers 3` (or BENCH_BROKERS=3): against the three-broker cluster of
  * `npm run stack:up -- --brokers 3` (RF 3, min.insync.replicas 2, acks=all), the reference too.
@@ -175,10 +178,12 @@ interface MeasuredLoad extends LoadgenSummary {
 
 /** The load generator against one started ingest; its CPU read from /proc at the measured period's marks. */
 function runLoadgen(ingest: { url: string; proc: ChildProcess; env: Record<string, string> }): Promise<MeasuredLoad> {
-  const url = ingest.url;
-  const ingestPid = ingest.proc.pid!;
   // The pool size as the ingest process computes it from its settings.
-  const threads = poolThreads(loadIngestConfig(ingest.env));
+  return loadAgainst(ingest.url, ingest.proc.pid!, poolThreads(loadIngestConfig(ingest.env)));
+}
+
+/** The load generator against a server at `url`, process `serverPid` with `threads` pool threads (0: none). */
+function loadAgainst(url: string, serverPid: number, threads: number): Promise<MeasuredLoad> {
   return new Promise((resolve, reject) => {
     const args = { url, concurrency, warmupMs: 4000, durationMs: seconds * 1000, events, distinct: 400 };
     const p = spawn(process.execPath, ['--import', 'tsx', 'bench/loadgen.ts', JSON.stringify(args)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -186,13 +191,13 @@ function runLoadgen(ingest: { url: string; proc: ChildProcess; env: Record<strin
     let cpuStart = new Map<string, number>();
     let cpuEnd = new Map<string, number>();
     createInterface({ input: p.stdout! }).on('line', (l) => {
-      if (l === 'MEASURE_START') cpuStart = threadMicros(ingestPid);
-      else if (l === 'MEASURE_END') cpuEnd = threadMicros(ingestPid);
+      if (l === 'MEASURE_START') cpuStart = threadMicros(serverPid);
+      else if (l === 'MEASURE_END') cpuEnd = threadMicros(serverPid);
       else last = l;
     });
     p.once('exit', (code) =>
       code === 0
-        ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: cpuBetween(ingestPid, cpuStart, cpuEnd, threads) })
+        ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: cpuBetween(serverPid, cpuStart, cpuEnd, threads) })
         : reject(new Error(`load generator exited with ${code}`)),
     );
   });
@@ -258,6 +263,28 @@ async function taskCpuPerEvent(ingestEnv: Record<string, string>): Promise<numbe
     return (cpu.user + cpu.system) / n;
   } finally {
     await state.stores?.close();
+  }
+}
+
+/**
+ * The floor under ingest's CPU (bench/http-floor.ts): a bare node:http server on one thread under the
+ * same load, CPU µs per answered event. `read` reads each body and answers; `decode` also reads the
+ * container and decodes the batch with bare avsc. Whatever ingest does, Node's HTTP server costs it at
+ * least the first, and reading the batches at least the second.
+ */
+async function floorCpuPerEvent(mode: 'read' | 'decode'): Promise<number> {
+  const port = 18900 + Math.floor(Math.random() * 100);
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/http-floor.ts', String(port), mode], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      proc.once('exit', (c) => reject(new Error(`bench/http-floor.ts exited with ${c}`)));
+      createInterface({ input: proc.stdout! }).once('line', () => resolve());
+    });
+    const load = await loadAgainst(`http://127.0.0.1:${port}`, proc.pid!, 0);
+    return cpuPerEvent(load);
+  } finally {
+    proc.removeAllListeners('exit');
+    proc.kill('SIGTERM');
   }
 }
 
@@ -360,6 +387,8 @@ const exitCode = await new Promise<number | null>((r) => ingest.proc.once('exit'
 // With ingest stopped: the task's own work on one thread, in the sealed run's configuration.
 const taskUs = await taskCpuPerEvent(ingest.env);
 const unsealedAfter = unsealedBefore ? await unsealedRun() : undefined;
+// The floor under the same load on the same box (BENCH_NO_FLOOR=1 skips it).
+const floor = env.BENCH_NO_FLOOR === '1' ? undefined : { read: await floorCpuPerEvent('read'), decode: await floorCpuPerEvent('decode') };
 const unsealedLoad =
   unsealedBefore && unsealedAfter
     ? {
@@ -396,6 +425,10 @@ console.log(`  ${raw.line}`);
 console.log(
   `CPU per accepted event: ingest ${ingestUs.toFixed(2)} µs (all threads, /proc; HTTP thread ${ingestMainUs.toFixed(2)}, pool workers ${ingestPoolUs.toFixed(2)}, other threads ${cpuPerEvent(load, 'other').toFixed(2)}; the task's own work on one thread ${taskUs.toFixed(2)}), bare avsc decode ${decodeUs.toFixed(2)} µs (${decode.container.toFixed(2)} with the container's inflate): ratio ${(ingestUs / decodeUs).toFixed(1)}`,
 );
+if (floor)
+  console.log(
+    `floor (a bare node:http server, same load): ${floor.read.toFixed(2)} µs per event to read and answer, ${floor.decode.toFixed(2)} µs with the batch decoded (ratio ${(floor.decode / decodeUs).toFixed(1)}); ingest spends ${(ingestUs / floor.decode).toFixed(1)}x the second`,
+  );
 console.log(`ingest Kafka records/s ${recordsPerS.toFixed(0)} = ${(ratio * 100).toFixed(1)}% of broker raw`);
 console.log(
   JSON.stringify({
@@ -418,6 +451,14 @@ console.log(
     cpu_ratio: Number((ingestUs / decodeUs).toFixed(2)),
     decode_with_inflate_cpu_us_per_event: Number(decode.container.toFixed(3)),
     cpu_ratio_to_decode_with_inflate: Number((ingestUs / decode.container).toFixed(2)),
+    ...(floor
+      ? {
+          http_floor_cpu_us_per_event: Number(floor.read.toFixed(2)),
+          http_decode_floor_cpu_us_per_event: Number(floor.decode.toFixed(2)),
+          floor_cpu_ratio: Number((floor.decode / decodeUs).toFixed(2)),
+          ingest_to_floor: Number((ingestUs / floor.decode).toFixed(2)),
+        }
+      : {}),
     brokers: brokerCount,
     replication,
     kafka_compression: env.BENCH_COMPRESSION ?? 'none',
