@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { parseRightsArgs } from '../tools/rights.ts';
 import { EnvelopeError, isSealed, newKey, seal, unseal, unwrapDek, wrapDek } from './envelope.ts';
@@ -58,6 +59,43 @@ describe('zone keys', () => {
     retireKek(dir, 'cn', 1);
     expect(readdirSync(join(dir, 'cn')).sort()).toEqual(['kek-v2.key', 'subject.key']);
   });
+});
+
+const RACER = new URL('../testing/zone-keys-racer.ts', import.meta.url).href;
+
+describe('zone keys made by several processes at once', () => {
+  it('every racer on a fresh directory reads the one complete subject key, never a half-written one', async () => {
+    // Four threads open the keys of 150 fresh directories together (testing/zone-keys-racer.ts). Before
+    // the keys were linked into place whole, a racer could read the file another had just created and
+    // not yet written: RIGHTS_KEYS_BAD, 0 bytes.
+    const racers = 4;
+    const root = mkdtempSync(join(tmpdir(), 'zone-keys-race-'));
+    const dirs = Array.from({ length: 150 }, (_, i) => join(root, String(i)));
+    const counters = new Int32Array(new SharedArrayBuffer(4 * dirs.length));
+    const results = await Promise.all(
+      Array.from(
+        { length: racers },
+        () =>
+          new Promise<string[]>((resolve, reject) => {
+            // A worker thread does not inherit vitest's TypeScript loader: it registers tsx, then loads the racer.
+            const w = new Worker(`import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(RACER)}); })`, {
+              eval: true,
+              workerData: { dirs, racers, counters },
+            });
+            w.once('message', resolve);
+            w.once('error', reject);
+          }),
+      ),
+    );
+    for (let i = 0; i < dirs.length; i++) {
+      const seen = new Set(results.map((r) => r[i]));
+      expect([...seen].filter((x) => x!.startsWith('error'))).toEqual([]);
+      expect(seen.size).toBe(1);
+      // Only the two key files: no temporary file is left behind.
+      expect(readdirSync(join(dirs[i]!, 'row')).sort()).toEqual(['kek-v1.key', 'subject.key']);
+    }
+    rmSync(root, { recursive: true, force: true });
+  }, 60_000);
 });
 
 describe('suppression list', () => {

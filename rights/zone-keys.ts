@@ -13,7 +13,8 @@
  * Files are created with O_EXCL and mode 0600, so racing processes agree on one key.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
+import { threadId } from 'node:worker_threads';
 import { join } from 'node:path';
 import { CodedError } from '../runtime/index.ts';
 import { KEY_BYTES } from './envelope.ts';
@@ -35,19 +36,27 @@ export interface ZoneKeys {
 const KEK_FILE = /^kek-v(\d+)\.key$/;
 
 function writeNew(path: string, bytes: Buffer): boolean {
-  let fd: number;
-  try {
-    fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw e;
-  }
+  // Written whole under a name of its own, then hard-linked into place: `link` fails when `path` exists,
+  // so the key file appears complete or not at all. Opened with O_EXCL and written in place, a second
+  // process creating the same key (the demo's two ingest processes share one directory) could read it
+  // empty between the other's open and write, and fail the batch.
+  const tmp = `${path}.${process.pid}.${threadId}.${randomBytes(6).toString('hex')}.tmp`;
+  const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
   try {
     writeSync(fd, bytes);
+    fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
-  return true;
+  try {
+    linkSync(tmp, path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  } finally {
+    unlinkSync(tmp);
+  }
 }
 
 function readKey(path: string): Buffer {
@@ -57,8 +66,9 @@ function readKey(path: string): Buffer {
 }
 
 /**
- * Reads a zone's keys from `<dir>/<zone>/`. With `create` (the local stack, tests, the demo: one
- * process owns the directory) a missing subject key or KEK is made; without it, missing keys throw
+ * Reads a zone's keys from `<dir>/<zone>/`. With `create` (the local stack, tests, the demo, where
+ * several ingest processes and their workers may open one directory at once) a missing subject key or
+ * KEK is made, and whoever comes second reads the first one's key; without it, missing keys throw
  * RIGHTS_KEYS_MISSING naming the file.
  */
 export function openZoneKeys(dir: string, zone: string, opts: { create: boolean }): ZoneKeys {
