@@ -10,7 +10,8 @@
  *   needs it may be restored (its backup window): an erased DEK that survives in an old backup or WAL
  *   of the store is then wrapped by a key that no longer exists.
  *
- * Files are created with O_EXCL and mode 0600, so racing processes agree on one key.
+ * Files are written whole under a name of their own (mode 0600) and then hard-linked into place, so
+ * racing processes agree on one key and none reads it half-written (rights.test.ts, the race).
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
