@@ -42,6 +42,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { stackInfo, uniqueName } from '../testing/stack.ts';
+import { percentile } from '../testing/load.ts';
 import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
 import { batch, batchType, loadBodies } from '../testing/batches.ts';
 import { readContainer } from '../ingest/container.ts';
@@ -246,7 +247,11 @@ function decodeCpuPerEvent(): { datum: number; container: number } {
     datum.push(slice(datumOne));
     container.push(slice(containerOne));
   }
-  const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+  const median = (xs: number[]) =>
+    percentile(
+      xs.sort((x, y) => x - y),
+      50,
+    );
   return { datum: median(datum), container: median(container) };
 }
 
@@ -298,7 +303,8 @@ async function floorCpuPerEvent(mode: 'read' | 'decode'): Promise<number> {
     return cpuPerEvent(load);
   } finally {
     proc.removeAllListeners('exit');
-    proc.kill('SIGTERM');
+    // Gone before the next run starts, so two floors never share the box or a port.
+    if (proc.exitCode === null) await new Promise((r) => (proc.once('exit', r), proc.kill('SIGTERM')));
   }
 }
 

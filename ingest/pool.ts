@@ -35,8 +35,9 @@ export function createPool(cfg: IngestConfig, tokenKeys: WorkerOptions['tokenKey
     maxThreads: poolThreads(cfg),
     idleTimeout: 60_000,
     // A 16 MB young generation rather than 32: with 32, each worker ran a full mark-compact about twice
-    // a second at the bench's load although its heap stayed at 11-13 MB, and V8's helper threads spent
-    // 1.35-1.73 µs per event; with 16: 0.87-1.19 µs and 45-50 MB less RSS (ingest/README.md, "CPU per event").
+    // a second at the bench's load although its heap stayed at 11-13 MB; with 16, in two alternating
+    // pairs, V8's helper threads spent 0.87 and 1.10 µs per event against 1.35 and 1.47, and peak RSS was
+    // ~50 MB lower (ingest/README.md, "CPU per event").
     resourceLimits: { maxOldGenerationSizeMb: cfg.INGEST_TASK_MAX_HEAP_MB, maxYoungGenerationSizeMb: 16 },
     workerData,
   });

@@ -1,8 +1,9 @@
 /**
  * How a batch's output records cross from a pool worker to the HTTP thread: a small Uint32 index and
- * every key and value after it, packed into one ArrayBuffer that is *moved* (transferred), never cloned. Structured
- * clone would copy every Buffer; this way a batch crosses the thread boundary without a copy of its
- * payload, and the Buffers the HTTP thread hands to kafkajs are views on the moved ArrayBuffer.
+ * every key and value after it, packed into one ArrayBuffer that is *moved* (transferred), never
+ * cloned. Structured clone would copy every Buffer; this way a batch crosses the thread boundary
+ * without a copy of its payload, and the Buffers the HTTP thread hands to kafkajs are views on the
+ * moved ArrayBuffer.
  *
  * Both sides import this file (the worker packs, the HTTP thread unpacks); it needs nothing of
  * `schemas/` at run time, so the HTTP thread does not load the worker's code to read a result.
