@@ -36,18 +36,19 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import { stackInfo, uniqueName } from '../testing/stack.ts';
+import { noteOtherKafka, stackInfo, uniqueName } from '../testing/stack.ts';
 import { percentile } from '../testing/load.ts';
 import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
 import { batch, batchType, loadBodies } from '../testing/batches.ts';
 import { readContainer } from '../ingest/container.ts';
 import { loadIngestConfig, poolThreads } from '../ingest/config.ts';
 import { workerOptions } from '../ingest/pool.ts';
+import { MAX_BYTES_PER_CALL } from '../ingest/produce.ts';
 import { processTask, workerState } from '../ingest/worker.ts';
 import type { LoadgenSummary } from './loadgen.ts';
 import { compileSplit, DailyTokenizer, FileKeySource } from '../schemas/index.ts';
@@ -172,9 +173,35 @@ function cpuBetween(pid: number, start: Map<string, number>, end: Map<string, nu
 }
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
+/** The brokers the bench writes to (the local stack's processes; none for an external Kafka). */
+const brokerPids = brokerCount === 3 ? stackInfo().brokerPids.cluster : stackInfo().brokerPids.kafka;
+
+/** CPU time (user + system, every thread) so far of the broker processes together, µs; NaN without their pids. */
+function brokerMicros(): number {
+  if (brokerPids.length === 0) return NaN;
+  let us = 0;
+  for (const pid of brokerPids) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    us += ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS;
+  }
+  return us;
+}
+
+/** Busy and total CPU time of the whole box so far, in clock ticks (/proc/stat: all but idle and iowait are busy). */
+function boxTicks(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - f[4]!, total };
+}
+
 interface MeasuredLoad extends LoadgenSummary {
   /** CPU of the ingest process over the measured period (between the load generator's marks), µs: HTTP thread, pool workers, the rest. */
   ingest_cpu_us: { main: number; pool: number; other: number };
+  /** CPU of the broker processes over the same period, µs (NaN for an external Kafka). */
+  broker_cpu_us: number;
+  /** Cores of the whole box busy over the same period, of os.availableParallelism(): how saturated the shared box was. */
+  box_busy_cores: number;
 }
 
 /** The load generator against one started ingest; its CPU read from /proc at the measured period's marks. */
@@ -191,14 +218,29 @@ function loadAgainst(url: string, serverPid: number, threads: number): Promise<M
     let last = '';
     let cpuStart = new Map<string, number>();
     let cpuEnd = new Map<string, number>();
+    let brokerStart = NaN;
+    let brokerEnd = NaN;
+    let boxStart = { busy: 0, total: 0 };
+    let boxEnd = { busy: 0, total: 0 };
     createInterface({ input: p.stdout! }).on('line', (l) => {
-      if (l === 'MEASURE_START') cpuStart = threadMicros(serverPid);
-      else if (l === 'MEASURE_END') cpuEnd = threadMicros(serverPid);
-      else last = l;
+      if (l === 'MEASURE_START') {
+        cpuStart = threadMicros(serverPid);
+        brokerStart = brokerMicros();
+        boxStart = boxTicks();
+      } else if (l === 'MEASURE_END') {
+        cpuEnd = threadMicros(serverPid);
+        brokerEnd = brokerMicros();
+        boxEnd = boxTicks();
+      } else last = l;
     });
     p.once('exit', (code) =>
       code === 0
-        ? resolve({ ...(JSON.parse(last) as LoadgenSummary), ingest_cpu_us: cpuBetween(serverPid, cpuStart, cpuEnd, threads) })
+        ? resolve({
+            ...(JSON.parse(last) as LoadgenSummary),
+            ingest_cpu_us: cpuBetween(serverPid, cpuStart, cpuEnd, threads),
+            broker_cpu_us: brokerEnd - brokerStart,
+            box_busy_cores: ((boxEnd.busy - boxStart.busy) / (boxEnd.total - boxStart.total)) * availableParallelism(),
+          })
         : reject(new Error(`load generator exited with ${code}`)),
     );
   });
@@ -308,8 +350,13 @@ async function floorCpuPerEvent(mode: 'read' | 'decode'): Promise<number> {
   }
 }
 
-/** Kafka's own ProducerPerformance: same record size, acks=all, as fast as it goes. */
-function brokerRaw(recordSize: number, records: number): { msgsPerS: number; line: string } {
+/**
+ * Kafka's own ProducerPerformance: same record size, acks=all, idempotent, as fast as it goes, batching
+ * as ingest does (`batch.size` = ingest's most bytes per call, produce.ts MAX_BYTES_PER_CALL; with the
+ * producer's default 16 KB, three 4.4 kB records per batch, the three-broker cluster carried a tenth as
+ * much and its brokers burned 1.6 cores on it). Also the brokers' CPU over the run, µs.
+ */
+function brokerRaw(recordSize: number, records: number): { msgsPerS: number; line: string; brokerCpuUs: number } {
   const topic = uniqueName('bench_ingest_raw');
   const libs = join(root, '.local', 'kafka', 'libs', '*');
   execFileSync(
@@ -330,6 +377,7 @@ function brokerRaw(recordSize: number, records: number): { msgsPerS: number; lin
     ],
     { stdio: 'ignore' },
   );
+  const cpu0 = brokerMicros();
   const out = execFileSync(
     'java',
     [
@@ -349,13 +397,16 @@ function brokerRaw(recordSize: number, records: number): { msgsPerS: number; lin
       `bootstrap.servers=${brokers.join(',')}`,
       'acks=all',
       'enable.idempotence=true',
+      `batch.size=${MAX_BYTES_PER_CALL}`,
+      'linger.ms=5',
     ],
     { encoding: 'utf8', timeout: 300_000 },
   );
+  const brokerCpuUs = brokerMicros() - cpu0;
   const lines = out.trim().split('\n');
   const line = lines[lines.length - 1]!;
   const m = /([\d.]+) records\/sec/.exec(line);
-  return { msgsPerS: m ? Number(m[1]) : NaN, line };
+  return { msgsPerS: m ? Number(m[1]) : NaN, line, brokerCpuUs };
 }
 
 /** Size of the events-topic record of a realistic batch, and how many facts (events) it holds. */
@@ -381,6 +432,9 @@ async function unsealedRun(): Promise<MeasuredLoad> {
 const sized = eventRecordSize();
 const recordSize = sized.bytes;
 trackNamesOfThisProcess();
+// Ingest makes the topics; on the three-broker cluster they are deleted at the end too (left there, a
+// hundred runs' topics slowed every later run: each follower fetch walks every partition it follows).
+if (brokerCount === 3) noteOtherKafka(brokers);
 // What sealing costs: the same load without it just before and just after the sealed run (as
 // configured), their mean the reference (a drift of the shared box over the runs cancels out).
 const unsealedBefore = env.BENCH_NO_SEAL === '1' ? undefined : await unsealedRun();
@@ -390,6 +444,8 @@ let peakRssMb = NaN;
 let poolUtil = NaN;
 let meanMix = NaN;
 let meanGroup = NaN;
+let meanProduceMs = NaN;
+let produceCallsPerMix = NaN;
 try {
   load = await runLoadgen(ingest);
   peakRssMb = vmHwmMb(ingest.proc.pid!);
@@ -400,6 +456,10 @@ try {
   meanMix = metric('ingest_mix_batches_sum') / metric('ingest_mix_batches_count');
   // Batches per pool task (ingest/pool.ts TaskGroups).
   meanGroup = metric('ingest_pool_group_batches_sum') / metric('ingest_pool_group_batches_count');
+  // One produce call's round trip (acks=all), summed over the clusters' labels: what a mix waits for Kafka.
+  const summed = (name: string) => [...metrics.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
+  meanProduceMs = (1000 * summed('ingest_kafka_produce_duration_seconds_sum')) / summed('ingest_kafka_produce_duration_seconds_count');
+  produceCallsPerMix = summed('ingest_kafka_produce_duration_seconds_count') / metric('ingest_mix_batches_count');
 } finally {
   ingest.proc.kill('SIGTERM');
 }
@@ -430,6 +490,10 @@ for (const p of (await deleteWhatThisFileMade()).problems) console.error(`cleanu
 const recordsPerS = load.batches_per_s * (sized.recordsPerBatch + 1);
 const ratio = recordsPerS / raw.msgsPerS;
 const rawEventsPerS = raw.msgsPerS * sized.factsPerRecord;
+// The brokers' CPU per event: under ingest (its events records and the personal records beside them),
+// and under ProducerPerformance per fact its records stand for (events records only).
+const brokerUs = load.broker_cpu_us / ((load.by_status['200'] ?? 0) * events);
+const brokerRawUs = raw.brokerCpuUs / (Number(env.BENCH_RAW_RECORDS ?? 100_000) * sized.factsPerRecord);
 
 console.log(
   `ingest: ${load.events_per_s.toFixed(0)} events/s, ${load.batches_per_s.toFixed(0)} batches/s (${events} events, ${load.body_bytes} B per batch), concurrency ${concurrency}, ${load.elapsed_s.toFixed(1)} s`,
@@ -451,6 +515,9 @@ if (floor)
   );
 console.log(`ingest Kafka records/s ${recordsPerS.toFixed(0)} = ${(ratio * 100).toFixed(1)}% of broker raw`);
 console.log(
+  `brokers' CPU per event: ${brokerUs.toFixed(2)} µs under ingest, ${brokerRawUs.toFixed(2)} µs per fact under ProducerPerformance; the box's busy cores during the measured period ${load.box_busy_cores.toFixed(2)} of ${availableParallelism()}`,
+);
+console.log(
   JSON.stringify({
     events_per_s: Math.round(load.events_per_s),
     batches_per_s: Math.round(load.batches_per_s),
@@ -461,6 +528,9 @@ console.log(
     broker_raw_implied_events_per_s: Math.round(rawEventsPerS),
     facts_per_record: sized.factsPerRecord,
     ratio_records_to_broker_raw: Number(ratio.toFixed(3)),
+    broker_cpu_us_per_event: Number(brokerUs.toFixed(2)),
+    broker_raw_cpu_us_per_event: Number(brokerRawUs.toFixed(2)),
+    box_busy_cores: Number(load.box_busy_cores.toFixed(2)),
     record_size_bytes: recordSize,
     ingest_cpu_us_per_event: Number(ingestUs.toFixed(2)),
     ingest_http_thread_cpu_us_per_event: Number(ingestMainUs.toFixed(2)),
@@ -487,6 +557,8 @@ console.log(
     mixing: env.BENCH_NO_MIX !== '1',
     mean_mix_batches: Number(meanMix.toFixed(1)),
     mean_pool_group_batches: Number(meanGroup.toFixed(1)),
+    mean_produce_call_ms: Number(meanProduceMs.toFixed(1)),
+    produce_calls_per_mix: Number(produceCallsPerMix.toFixed(2)),
     sealed: env.BENCH_NO_SEAL !== '1',
     ...(unsealedLoad
       ? {

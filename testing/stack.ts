@@ -57,6 +57,8 @@ export interface StackInfo {
   chdb: ChdbInfo | undefined;
   /** The key store's PostgreSQL (stack.json `postgres`); connect with postgresConnection(zone). */
   postgres: PostgresState | undefined;
+  /** Process ids of the local brokers (none for external Kafka): benches read their CPU from /proc. */
+  brokerPids: { kafka: number[]; cluster: number[] };
 }
 
 let cachedConfig: StackConfig | undefined;
@@ -86,6 +88,7 @@ export function stackInfo(): StackInfo {
     clickhouseVersion: ext.clickhouseUrl ? undefined : state?.clickhouse.version,
     chdb: state?.chdb,
     postgres: state?.postgres,
+    brokerPids: ext.kafkaBrokers ? { kafka: [], cluster: [] } : { kafka: state?.kafka.pids ?? [], cluster: state?.kafkaCluster.pids ?? [] },
   };
 }
 
@@ -103,6 +106,14 @@ const otherKafkas = new Map<string, string[]>();
 /** What this test file made names for, and where else than the single node it may have made topics. */
 export function ownedByThisFile(): { names: ReadonlySet<string>; otherKafkas: string[][] } {
   return { names: ownedNames, otherKafkas: [...otherKafkas.values()] };
+}
+
+/**
+ * Notes a Kafka other than the single node that this process makes topics on without createKafka (e.g.
+ * through an ingest child process), so deleteWhatThisFileMade looks there too.
+ */
+export function noteOtherKafka(brokers: string[]): void {
+  if (process.env[RUN_TAG_ENV]) otherKafkas.set(brokers.join(','), brokers);
 }
 
 /**
@@ -135,7 +146,7 @@ export interface CreateKafkaOptions {
 
 /** A kafkajs client for the stack's Kafka, quiet unless asked. */
 export function createKafka(clientId: string = uniqueName('client'), opts: CreateKafkaOptions = {}): KafkaClient {
-  if (opts.brokers && process.env[RUN_TAG_ENV]) otherKafkas.set(opts.brokers.join(','), opts.brokers);
+  if (opts.brokers) noteOtherKafka(opts.brokers);
   return new Kafka({
     clientId,
     brokers: opts.brokers ?? stackInfo().kafkaBrokers,
