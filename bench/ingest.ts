@@ -23,6 +23,12 @@
  * `-- --brokers 3` (or BENCH_BROKERS=3): against the three-broker cluster of
  * `npm run stack:up -- --brokers 3` (RF 3, min.insync.replicas 2, acks=all), the reference too.
  *
+ * The brokers, in the same run: their CPU over the measured period per accepted event
+ * (`broker_cpu_us_per_event`, /proc of the stack's broker processes) and under ProducerPerformance per
+ * fact its records stand for (`broker_raw_cpu_us_per_event`); the box's busy cores (`box_busy_cores`);
+ * a produce call's mean round trip (`mean_produce_call_ms`) and calls per mix; the topics that were on
+ * the brokers before the run (`topics_at_start`: leftovers cost the brokers CPU on every fetch).
+ *
  * Knobs (environment): BENCH_CONCURRENCY (128), BENCH_SECONDS (20), BENCH_EVENTS (50; 500 for large batches),
  * BENCH_POOL_THREADS (ingest default), BENCH_COMPRESSION (none|gzip: Kafka record compression; the devices'
  * bodies are always deflate containers), BENCH_RAW_RECORDS (100000: ProducerPerformance records),
@@ -43,7 +49,7 @@ import { parseArgs } from 'node:util';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { noteOtherKafka, stackInfo, uniqueName } from '../testing/stack.ts';
 import { percentile } from '../testing/load.ts';
-import { deleteWhatThisFileMade, trackNamesOfThisProcess } from '../testing/cleanup.ts';
+import { deleteWhatThisFileMade, listTopics, trackNamesOfThisProcess } from '../testing/cleanup.ts';
 import { batch, batchType, loadBodies } from '../testing/batches.ts';
 import { readContainer } from '../ingest/container.ts';
 import { loadIngestConfig, poolThreads } from '../ingest/config.ts';
@@ -435,6 +441,12 @@ trackNamesOfThisProcess();
 // Ingest makes the topics; on the three-broker cluster they are deleted at the end too (left there, a
 // hundred runs' topics slowed every later run: each follower fetch walks every partition it follows).
 if (brokerCount === 3) noteOtherKafka(brokers);
+// Topics already there cost the brokers CPU on every fetch (above), so a run says how many it found.
+const topicsAtStart = (await listTopics(brokers)).filter((t) => !t.startsWith('__')).length;
+if (topicsAtStart > 0)
+  console.error(
+    `note: ${topicsAtStart} topics were on ${brokers.join(',')} before this run; leftovers of interrupted runs slow the brokers (delete them, or start from a fresh stack)`,
+  );
 // What sealing costs: the same load without it just before and just after the sealed run (as
 // configured), their mean the reference (a drift of the shared box over the runs cancels out).
 const unsealedBefore = env.BENCH_NO_SEAL === '1' ? undefined : await unsealedRun();
@@ -531,6 +543,7 @@ console.log(
     broker_cpu_us_per_event: Number(brokerUs.toFixed(2)),
     broker_raw_cpu_us_per_event: Number(brokerRawUs.toFixed(2)),
     box_busy_cores: Number(load.box_busy_cores.toFixed(2)),
+    topics_at_start: topicsAtStart,
     record_size_bytes: recordSize,
     ingest_cpu_us_per_event: Number(ingestUs.toFixed(2)),
     ingest_http_thread_cpu_us_per_event: Number(ingestMainUs.toFixed(2)),
