@@ -10,14 +10,14 @@
  *   needs it may be restored (its backup window): an erased DEK that survives in an old backup or WAL
  *   of the store is then wrapped by a key that no longer exists.
  *
- * Files are written whole under a name of their own (mode 0600) and then hard-linked into place, so
- * racing processes agree on one key and none reads it half-written (rights.test.ts, the race).
+ * Files are created with runtime/secret-file.ts `createFileOnce` (mode 0600): written whole under a name
+ * of their own and hard-linked into place, so racing processes agree on one key and none reads it
+ * half-written (rights.test.ts, the race).
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
-import { threadId } from 'node:worker_threads';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
-import { CodedError } from '../runtime/index.ts';
+import { CodedError, createFileOnce } from '../runtime/index.ts';
 import { KEY_BYTES } from './envelope.ts';
 
 export type ZoneKeysErrorCode = 'RIGHTS_KEYS_MISSING' | 'RIGHTS_KEYS_BAD';
@@ -36,30 +36,6 @@ export interface ZoneKeys {
 
 const KEK_FILE = /^kek-v(\d+)\.key$/;
 
-function writeNew(path: string, bytes: Buffer): boolean {
-  // Written whole under a name of its own, then hard-linked into place: `link` fails when `path` exists,
-  // so the key file appears complete or not at all. Opened with O_EXCL and written in place, a second
-  // process creating the same key (the demo's two ingest processes share one directory) could read it
-  // empty between the other's open and write, and fail the batch.
-  const tmp = `${path}.${process.pid}.${threadId}.${randomBytes(6).toString('hex')}.tmp`;
-  const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
-  try {
-    writeSync(fd, bytes);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    linkSync(tmp, path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw e;
-  } finally {
-    unlinkSync(tmp);
-  }
-}
-
 function readKey(path: string): Buffer {
   const b = readFileSync(path);
   if (b.length !== KEY_BYTES) throw new ZoneKeysError('RIGHTS_KEYS_BAD', `${path}: ${b.length} bytes, expected ${KEY_BYTES}`);
@@ -76,8 +52,8 @@ export function openZoneKeys(dir: string, zone: string, opts: { create: boolean 
   const zdir = join(dir, zone);
   if (opts.create) {
     mkdirSync(zdir, { recursive: true, mode: 0o700 });
-    writeNew(join(zdir, 'subject.key'), randomBytes(KEY_BYTES));
-    if (!kekVersions(zdir).length) writeNew(join(zdir, 'kek-v1.key'), randomBytes(KEY_BYTES));
+    createFileOnce(join(zdir, 'subject.key'), randomBytes(KEY_BYTES));
+    if (!kekVersions(zdir).length) createFileOnce(join(zdir, 'kek-v1.key'), randomBytes(KEY_BYTES));
   }
   let subjectKey: Buffer;
   try {
@@ -109,7 +85,8 @@ function kekVersions(zdir: string): number[] {
 export function rotateKek(dir: string, zone: string): number {
   const zdir = join(dir, zone);
   const next = Math.max(0, ...kekVersions(zdir)) + 1;
-  if (!writeNew(join(zdir, `kek-v${next}.key`), randomBytes(KEY_BYTES))) throw new ZoneKeysError('RIGHTS_KEYS_BAD', `kek-v${next}.key appeared meanwhile`);
+  if (!createFileOnce(join(zdir, `kek-v${next}.key`), randomBytes(KEY_BYTES)))
+    throw new ZoneKeysError('RIGHTS_KEYS_BAD', `kek-v${next}.key appeared meanwhile`);
   return next;
 }
 

@@ -4,3 +4,4 @@ export * from './ops.ts';
 export * from './pipeline-settings.ts';
 export * from './kafka.ts';
 export * from './errors.ts';
+export * from './secret-file.ts';

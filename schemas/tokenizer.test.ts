@@ -1,7 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { DailyTokenizer, FileKeySource, EnvKeySource, dayOfIso, isoOfDay, DAY_MS, type KeyDirMode } from './index.ts';
 
@@ -179,5 +181,29 @@ describe('FileKeySource modes (INGEST_TOKEN_KEYS_MODE)', () => {
     expect(t.status(NOW)).toMatchObject({ todayReadable: true, oldestDay: today, newestDay: today + 1 });
     t.rotate(NOW + 5 * DAY_MS);
     expect(snapshot(dir)).toBe(before);
+  });
+});
+
+/** Runs testing/killed-writer.ts, which dies by SIGKILL inside its first write while creating `path` with createFileOnce. */
+function killedWhileCreating(path: string): void {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'testing/killed-writer.ts', 'once', path], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    encoding: 'utf8',
+  });
+  expect(r.signal).toBe('SIGKILL');
+}
+
+describe('FileKeySource creation (runtime/secret-file.ts)', () => {
+  it("day secrets: after a copy was killed creating today's, the next creates it; an empty one (what in-place creation left) fails the day", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'secret-file-days-'));
+    const day = dayOfIso('2026-12-02');
+    killedWhileCreating(join(dir, '2026-12-02.key'));
+    const keys = new FileKeySource(dir);
+    expect(keys.days()).toEqual([]); // the pending name is not taken for a day
+    expect(keys.secretFor(day, true)?.length).toBe(32);
+    expect(keys.days()).toEqual([day]);
+
+    writeFileSync(join(dir, '2026-12-03.key'), Buffer.alloc(0), { mode: 0o600 });
+    expect(() => keys.secretFor(day + 1, true)).toThrow(/stayed incomplete/);
   });
 });

@@ -16,9 +16,10 @@
  * are `from_future`. Once a secret is destroyed nobody, including us, can recompute that day's tokens.
  */
 import { createCipheriv, createHmac, randomBytes, type Cipher } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { DAY_MS, dayOfIso, isoOfDay } from './time.ts';
+import { createFileOnce } from '../runtime/secret-file.ts';
 
 /** Where day secrets live. Synchronous on purpose: the split runs synchronously inside a worker. */
 export interface KeySource {
@@ -76,8 +77,10 @@ export type KeyDirMode = (typeof KEY_DIR_MODES)[number];
 
 /**
  * One file per day (`YYYY-MM-DD.key`, 32 random bytes, mode 0600) in a directory shared by every ingest
- * copy of a zone. Creation uses O_CREAT|O_EXCL: when two copies race, exactly one write wins and both
- * then read the same bytes, so the same device on the same day gets the same token on every copy.
+ * copy of a zone. Created with runtime/secret-file.ts `createFileOnce` (written whole, then linked into
+ * place): when two copies race, exactly one wins and both then read the same bytes, so the same device
+ * on the same day gets the same token on every copy, and a copy killed while creating it leaves no
+ * empty key file behind.
  *
  * In `read-only` mode no call makes a write system call (no mkdir, open for writing or unlink): on a
  * read-only mount each would fail, and a failed unlink used to end the process in the hourly sweep.
@@ -97,18 +100,10 @@ export class FileKeySource implements KeySource {
     const file = join(this.dir, `${isoOfDay(day)}.key`);
     const existing = readKey(file);
     if (existing || !create || this.mode === 'read-only') return existing;
-    try {
-      // Write to the O_EXCL file directly: a reader that sees a short file retries below.
-      const fd = openSync(file, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o600);
-      try {
-        writeSync(fd, randomBytes(32));
-      } finally {
-        closeSync(fd);
-      }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    // Whoever won, everyone uses what is on disk. A racing writer may not have written yet: retry briefly.
+    // Whoever wins, everyone uses what is on disk: the file appears whole or not at all.
+    createFileOnce(file, randomBytes(32));
+    // A short file can still come from a copy of an older version, which created the file in place and
+    // then wrote it: retry briefly.
     for (let i = 0; i < 100; i++) {
       const k = readKey(file);
       if (k) return k;
