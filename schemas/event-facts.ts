@@ -4,7 +4,7 @@
  *
  * Why a batch record: kafkajs costs ~20-25 us per record on the producing side and about as much on
  * the consuming side, and the broker's own ceiling for ~100-byte records was 40-77k records/s on the
- * bench box (ingest/README.md). Tens of facts per record divide all three by the batch size. Nothing
+ * bench box (ingest/BENCH-HISTORY.md). Tens of facts per record divide all three by the batch size. Nothing
  * else moves: the facts of one batch share the device, hence for one day the daily token, which is the
  * record key and so the partition; dedup stays per fact by `event_key` in the aggregator.
  *
