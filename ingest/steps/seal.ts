@@ -40,5 +40,9 @@ export async function sealRecords(sealer: Sealer | undefined, split: Split): Pro
     if (e instanceof KeyStoreError) return fail('INGEST_KEYSTORE_UNAVAILABLE', `${e.message}; nothing of the batch was written, retry later`);
     throw e;
   }
-  return { ok: true, value: { ...split, subject: { zone, hex: (r.personal[0] ?? r.rejected[0])!.key.toString('hex') } } };
+  // A literal, not `{ ...split, subject }`: a spread took ~0.9 µs here on V8's slow path (steps/pack.ts).
+  return {
+    ok: true,
+    value: { result: split.result, eventCount: split.eventCount, subject: { zone, hex: (r.personal[0] ?? r.rejected[0])!.key.toString('hex') } },
+  };
 }
