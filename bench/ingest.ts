@@ -445,7 +445,7 @@ if (brokerCount === 3) noteOtherKafka(brokers);
 const topicsAtStart = (await listTopics(brokers)).filter((t) => !t.startsWith('__')).length;
 if (topicsAtStart > 0)
   console.error(
-    `note: ${topicsAtStart} topics were on ${brokers.join(',')} before this run; leftovers of interrupted runs slow the brokers (delete them, or start from a fresh stack)`,
+    `note: ${topicsAtStart} topics were on ${brokers.join(',')} before this run; leftovers of killed runs slow the brokers (npm run stack:clean deletes them)`,
   );
 // What sealing costs: the same load without it just before and just after the sealed run (as
 // configured), their mean the reference (a drift of the shared box over the runs cancels out).

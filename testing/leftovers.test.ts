@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { carriesRunTag, leftoverMessage, leftoversOfRun, newRunTag, ownedNamesIn } from './leftovers.ts';
+import { carriesRunTag, leftoverMessage, leftoversOfRun, madeAt, newRunTag, ownedNamesIn, RUN_TAG_ENV, staleMadeNames } from './leftovers.ts';
+import { uniqueName } from './stack.ts';
 
 describe('ownedNamesIn (what a file deletes after itself)', () => {
   const owned = new Set(['ingest_p_rabc123_mx4tx2k8_67j2b52c44_', 'agg_events_rabc123_mx4twjq3_4vk21c69e8']);
@@ -72,5 +73,40 @@ describe('run tags', () => {
       expect(carriesRunTag(`agg_${t}_mx4`, t)).toBe(true);
       expect(carriesRunTag(`agg_${t}mx4`, t)).toBe(false);
     }
+  });
+});
+
+describe('staleMadeNames (npm run stack:clean)', () => {
+  const HOUR = 3_600_000;
+  const at = (ms: number) => ms.toString(36);
+  const now = Date.UTC(2026, 11, 2, 12);
+  it("takes names a tracked run made more than the age ago, with what ingest appended, and reads uniqueName's own names", () => {
+    const old = `bench_ingest_p_rxxe97b_${at(now - 3 * HOUR)}_16jab12cd_cn_p30d`;
+    const oldDb = `agg_rabc123_${at(now - 30 * HOUR)}_4vk21c69e8`;
+    const fresh = `bench_ingest_ev_rxxe97b_${at(now - 10 * 60_000)}_16jab12cd`;
+    expect(staleMadeNames([old, oldDb, fresh], now, 2 * HOUR)).toEqual([old, oldDb]);
+    const saved = process.env[RUN_TAG_ENV];
+    process.env[RUN_TAG_ENV] = 'rabc123';
+    try {
+      const made = uniqueName('dashtest');
+      expect(madeAt(made, Date.now() + 1000)).toBeGreaterThan(Date.now() - 60_000);
+      expect(staleMadeNames([made], Date.now() + 3 * HOUR, 2 * HOUR)).toEqual([made]);
+    } finally {
+      if (saved === undefined) delete process.env[RUN_TAG_ENV];
+      else process.env[RUN_TAG_ENV] = saved;
+    }
+  });
+
+  it("never takes the stack's own names, names made without a run tag, or look-alikes whose time part is not a time", () => {
+    const names = [
+      '__consumer_offsets',
+      'default',
+      'telemetry.events.v1',
+      'ingest.personal.cn.p30d',
+      `bench_agg_events_${at(now - 30 * HOUR)}_g072f2ff43`, // no run tag: made some other way, left alone
+      'app_reports_zzzzzzzz_x', // the shape, but "zzzzzzzz" is after now
+      'app_reports_abcdefgh_x', // the shape, but before 2024
+    ];
+    expect(staleMadeNames(names, now, 2 * HOUR)).toEqual([]);
   });
 });

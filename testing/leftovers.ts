@@ -30,6 +30,31 @@ export function newRunTag(): string {
   return `r${(randomBytes(4).readUInt32BE(0) % 36 ** 6).toString(36).padStart(6, '0')}`;
 }
 
+/**
+ * When uniqueName() made `name` inside a tracked run (a test run, or a bench after
+ * trackNamesOfThisProcess): its `_<run tag>_<Date.now() in base 36>_` part, in ms since the epoch.
+ * Undefined for any other name, and for a time part that cannot be one (before 2024 or ahead of `now`).
+ */
+export function madeAt(name: string, now: number): number | undefined {
+  for (const m of name.matchAll(/_r[0-9a-z]{6}_([0-9a-z]{8})_/g)) {
+    const t = parseInt(m[1]!, 36);
+    if (t >= Date.UTC(2024, 0, 1) && t <= now) return t;
+  }
+  return undefined;
+}
+
+/**
+ * The names a tracked run made more than `maxAgeMs` before `now`: what a killed test or bench run left
+ * (no run lasts that long). Names of the stack itself and names made any other way are never in it.
+ */
+export function staleMadeNames(names: readonly string[], now: number, maxAgeMs: number): string[] {
+  return names.filter((n) => {
+    if (STACK_OWN_NAMES.has(n)) return false;
+    const t = madeAt(n, now);
+    return t !== undefined && now - t > maxAgeMs;
+  });
+}
+
 /** True when `name` was made by uniqueName() during the run tagged `runTag`. */
 export function carriesRunTag(name: string, runTag: string): boolean {
   return name.includes(`_${runTag}_`);

@@ -1,0 +1,53 @@
+/**
+ * `npm run stack:clean [-- --dry-run] [--older-than-hours N]`: deletes what killed test and bench runs
+ * left on the local stack: topics (the single node, and the three-broker cluster when it runs) and
+ * ClickHouse databases whose names a tracked run made (testing/leftovers.ts `staleMadeNames`) more
+ * than N hours ago (default 2; no run lasts that long). Every other name stays.
+ *
+ * Why: a run that is killed skips its cleanup, and a broker pays for every partition it holds on each
+ * fetch; 354 such topics on the three-broker cluster had tripled its CPU per event under bench:ingest
+ * (ingest/README.md, "The aims, and what holds them back").
+ */
+import { parseArgs } from 'node:util';
+import { kafkaBrokerIds } from '../stack/kafka.ts';
+import { listDatabases, listTopics } from './cleanup.ts';
+import { staleMadeNames } from './leftovers.ts';
+import { createClickHouse, createKafka, stackInfo } from './stack.ts';
+
+const args = parseArgs({ options: { 'dry-run': { type: 'boolean' }, 'older-than-hours': { type: 'string' } } }).values;
+const hours = Number(args['older-than-hours'] ?? 2);
+if (!(hours > 0)) throw new Error(`--older-than-hours ${args['older-than-hours']}: expected a positive number`);
+const dry = args['dry-run'] === true;
+const now = Date.now();
+const info = stackInfo();
+/** The names for the log line: every one on a dry run, the first ten otherwise. */
+const names = (xs: string[]) => {
+  const shown = dry ? xs : xs.slice(0, 10);
+  return xs.length === 0 ? '' : `: ${shown.join(', ')}${xs.length > shown.length ? `, and ${xs.length - shown.length} more` : ''}`;
+};
+
+const kafkas = [info.kafkaBrokers];
+if ((await kafkaBrokerIds(info.clusterBrokers)).length > 0) kafkas.push(info.clusterBrokers);
+for (const brokers of kafkas) {
+  const stale = staleMadeNames(await listTopics(brokers), now, hours * 3_600_000);
+  console.log(`${dry ? 'would delete' : 'deleting'} ${stale.length} topic(s) on ${brokers.join(',')}${names(stale)}`);
+  if (dry || stale.length === 0) continue;
+  const admin = createKafka(undefined, { brokers }).admin();
+  await admin.connect();
+  try {
+    for (let i = 0; i < stale.length; i += 100) await admin.deleteTopics({ topics: stale.slice(i, i + 100), timeout: 60_000 });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+const dbs = staleMadeNames(await listDatabases(info.clickhouseUrl), now, hours * 3_600_000);
+console.log(`${dry ? 'would drop' : 'dropping'} ${dbs.length} database(s) on ${info.clickhouseUrl}${names(dbs)}`);
+if (!dry && dbs.length > 0) {
+  const ch = createClickHouse();
+  try {
+    for (const db of dbs) await ch.command({ query: `DROP DATABASE IF EXISTS ${db}` });
+  } finally {
+    await ch.close();
+  }
+}
