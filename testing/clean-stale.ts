@@ -10,9 +10,9 @@
  */
 import { parseArgs } from 'node:util';
 import { kafkaBrokerIds } from '../stack/kafka.ts';
-import { listDatabases, listTopics } from './cleanup.ts';
+import { deleteTopics, dropDatabases, listDatabases, listTopics } from './cleanup.ts';
 import { staleMadeNames } from './leftovers.ts';
-import { createClickHouse, createKafka, stackInfo } from './stack.ts';
+import { stackInfo } from './stack.ts';
 
 const args = parseArgs({ options: { 'dry-run': { type: 'boolean' }, 'older-than-hours': { type: 'string' } } }).values;
 const hours = Number(args['older-than-hours'] ?? 2);
@@ -31,23 +31,10 @@ if ((await kafkaBrokerIds(info.clusterBrokers)).length > 0) kafkas.push(info.clu
 for (const brokers of kafkas) {
   const stale = staleMadeNames(await listTopics(brokers), now, hours * 3_600_000);
   console.log(`${dry ? 'would delete' : 'deleting'} ${stale.length} topic(s) on ${brokers.join(',')}${names(stale)}`);
-  if (dry || stale.length === 0) continue;
-  const admin = createKafka(undefined, { brokers }).admin();
-  await admin.connect();
-  try {
-    for (let i = 0; i < stale.length; i += 100) await admin.deleteTopics({ topics: stale.slice(i, i + 100), timeout: 60_000 });
-  } finally {
-    await admin.disconnect();
-  }
+  // Hundreds of topics may go at once: a minute per slice of 100 rather than the per-file cleanup's 15 s.
+  if (!dry) await deleteTopics(brokers, stale, 60_000);
 }
 
 const dbs = staleMadeNames(await listDatabases(info.clickhouseUrl), now, hours * 3_600_000);
 console.log(`${dry ? 'would drop' : 'dropping'} ${dbs.length} database(s) on ${info.clickhouseUrl}${names(dbs)}`);
-if (!dry && dbs.length > 0) {
-  const ch = createClickHouse();
-  try {
-    for (const db of dbs) await ch.command({ query: `DROP DATABASE IF EXISTS ${db}` });
-  } finally {
-    await ch.close();
-  }
-}
+if (!dry) await dropDatabases(info.clickhouseUrl, dbs);

@@ -54,26 +54,38 @@ export async function listStack(): Promise<Listing & { kafka: string; clickhouse
   return { topics, databases, kafka: s.kafkaBrokers.join(','), clickhouse: s.clickhouseUrl };
 }
 
-async function deleteOwnedTopics(brokers: string[], owned: ReadonlySet<string>): Promise<string[]> {
+/** Deletes the named topics on `brokers`, in slices of 100, each given `timeoutMs` to be gone. */
+export async function deleteTopics(brokers: string[], topics: readonly string[], timeoutMs = 15_000): Promise<void> {
+  if (topics.length === 0) return;
   const admin = quickAdmin(brokers);
   await admin.connect();
   try {
-    const mine = ownedNamesIn(await admin.listTopics(), owned);
-    if (mine.length > 0) await admin.deleteTopics({ topics: mine, timeout: 15_000 });
-    return mine;
+    for (let i = 0; i < topics.length; i += 100) await admin.deleteTopics({ topics: topics.slice(i, i + 100), timeout: timeoutMs });
   } finally {
     await admin.disconnect();
   }
 }
 
-async function dropOwnedDatabases(url: string, owned: ReadonlySet<string>): Promise<string[]> {
-  const mine = ownedNamesIn(await listDatabases(url), owned);
+/** Drops the named databases on the ClickHouse at `url`. */
+export async function dropDatabases(url: string, databases: readonly string[]): Promise<void> {
+  if (databases.length === 0) return;
   const ch = quickClickHouse(url);
   try {
-    for (const db of mine) await ch.command({ query: `DROP DATABASE IF EXISTS ${db}` });
+    for (const db of databases) await ch.command({ query: `DROP DATABASE IF EXISTS ${db}` });
   } finally {
     await ch.close();
   }
+}
+
+async function deleteOwnedTopics(brokers: string[], owned: ReadonlySet<string>): Promise<string[]> {
+  const mine = ownedNamesIn(await listTopics(brokers), owned);
+  await deleteTopics(brokers, mine);
+  return mine;
+}
+
+async function dropOwnedDatabases(url: string, owned: ReadonlySet<string>): Promise<string[]> {
+  const mine = ownedNamesIn(await listDatabases(url), owned);
+  await dropDatabases(url, mine);
   return mine;
 }
 
