@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,5 +37,21 @@ describe('createFileOnce', () => {
 
     killedWhileCreating('in-place', join(dir, 'b.key'));
     expect(statSync(join(dir, 'b.key')).size).toBe(0);
+  });
+
+  it('a write that fails (a full disk) throws and leaves no pending name behind', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'secret-file-'));
+    const write = fs.writeSync;
+    fs.writeSync = () => {
+      throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+    };
+    syncBuiltinESMExports();
+    try {
+      expect(() => createFileOnce(join(dir, 'c.key'), Buffer.alloc(32, 4))).toThrow(/no space/);
+    } finally {
+      fs.writeSync = write;
+      syncBuiltinESMExports();
+    }
+    expect(readdirSync(dir)).toEqual([]);
   });
 });

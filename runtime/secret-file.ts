@@ -23,13 +23,14 @@ export const PENDING_SUFFIX = '.tmp';
 export function createFileOnce(path: string, bytes: Uint8Array, mode = 0o600): boolean {
   const tmp = `${path}.${process.pid}.${threadId}.${randomBytes(6).toString('hex')}${PENDING_SUFFIX}`;
   const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, mode);
+  // The pending name goes whatever happens after it was made (a failed write or fsync included).
   try {
-    writeSync(fd, bytes);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
+    try {
+      writeSync(fd, bytes);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     linkSync(tmp, path);
     return true;
   } catch (e) {
