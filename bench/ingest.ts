@@ -151,12 +151,18 @@ function threadMicros(pid: number): Map<string, number> {
     } catch {
       continue; // the thread ended between the listing and the read
     }
-    // Fields after the command name (in parentheses, may hold spaces): utime and stime are the 14th and
-    // 15th fields of the line, in clock ticks.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out.set(tid, ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS);
+    out.set(tid, statMicros(stat));
   }
   return out;
+}
+
+/**
+ * User + system CPU of a /proc `stat` line (a process's or one thread's), µs. Fields after the command
+ * name (in parentheses, may hold spaces): utime and stime are the 14th and 15th fields, in clock ticks.
+ */
+function statMicros(stat: string): number {
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS;
 }
 
 /**
@@ -186,11 +192,7 @@ const brokerPids = brokerCount === 3 ? stackInfo().brokerPids.cluster : stackInf
 function brokerMicros(): number {
   if (brokerPids.length === 0) return NaN;
   let us = 0;
-  for (const pid of brokerPids) {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    us += ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS;
-  }
+  for (const pid of brokerPids) us += statMicros(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   return us;
 }
 
@@ -497,7 +499,8 @@ const decodeUs = decode.datum;
 const ingestUs = cpuPerEvent(load);
 const ingestMainUs = cpuPerEvent(load, 'main');
 const ingestPoolUs = cpuPerEvent(load, 'pool');
-const raw = brokerRaw(recordSize, Number(env.BENCH_RAW_RECORDS ?? 100_000));
+const rawRecords = Number(env.BENCH_RAW_RECORDS ?? 100_000);
+const raw = brokerRaw(recordSize, rawRecords);
 for (const p of (await deleteWhatThisFileMade()).problems) console.error(`cleanup: ${p}`);
 // One events record per (batch, day) + one personal record per batch.
 const recordsPerS = load.batches_per_s * (sized.recordsPerBatch + 1);
@@ -506,7 +509,7 @@ const rawEventsPerS = raw.msgsPerS * sized.factsPerRecord;
 // The brokers' CPU per event: under ingest (its events records and the personal records beside them),
 // and under ProducerPerformance per fact its records stand for (events records only).
 const brokerUs = load.broker_cpu_us / ((load.by_status['200'] ?? 0) * events);
-const brokerRawUs = raw.brokerCpuUs / (Number(env.BENCH_RAW_RECORDS ?? 100_000) * sized.factsPerRecord);
+const brokerRawUs = raw.brokerCpuUs / (rawRecords * sized.factsPerRecord);
 
 console.log(
   `ingest: ${load.events_per_s.toFixed(0)} events/s, ${load.batches_per_s.toFixed(0)} batches/s (${events} events, ${load.body_bytes} B per batch), concurrency ${concurrency}, ${load.elapsed_s.toFixed(1)} s`,
