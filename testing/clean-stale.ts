@@ -1,6 +1,6 @@
 /**
  * `npm run stack:clean [-- --dry-run] [--older-than-hours N]`: deletes what killed test and bench runs
- * left on the local stack: topics (the single node, and the three-broker cluster when it runs) and
+ * left on the local stack: topics (the single node and the three-broker cluster, each when it runs) and
  * ClickHouse databases whose names a tracked run made (testing/leftovers.ts `staleMadeNames`) more
  * than N hours ago (default 2; no run lasts that long). Every other name stays.
  *
@@ -26,8 +26,12 @@ const names = (xs: string[]) => {
   return xs.length === 0 ? '' : `: ${shown.join(', ')}${xs.length > shown.length ? `, and ${xs.length - shown.length} more` : ''}`;
 };
 
-const kafkas = [info.kafkaBrokers];
-if ((await kafkaBrokerIds(info.clusterBrokers)).length > 0) kafkas.push(info.clusterBrokers);
+// Either may be stopped (`stack:up -- --brokers 3` starts the cluster alone): each is cleaned if it answers.
+const kafkas: string[][] = [];
+for (const brokers of [info.kafkaBrokers, info.clusterBrokers]) {
+  if ((await kafkaBrokerIds(brokers)).length > 0) kafkas.push(brokers);
+  else console.log(`skipping ${brokers.join(',')}: no broker answers`);
+}
 for (const brokers of kafkas) {
   const stale = staleMadeNames(await listTopics(brokers), now, hours * 3_600_000);
   console.log(`${dry ? 'would delete' : 'deleting'} ${stale.length} topic(s) on ${brokers.join(',')}${names(stale)}`);
