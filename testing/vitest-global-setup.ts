@@ -4,15 +4,17 @@
 // developer keeps a warm stack between runs, and .ci/run calls `npm run stack:down` itself.
 //
 // It also tags the run (TESTING_RUN_TAG, which uniqueName() puts into every name it makes) and, when
-// the run ends, fails it if any topic or database carrying that tag is still there (testing/leftovers.ts
-// has the rule; testing/vitest-file-cleanup.ts deletes each file's names after the file).
+// the run ends, fails it if any topic or database carrying that tag is still there: on the single node,
+// on the three-broker cluster when it runs then, and in ClickHouse (testing/leftovers.ts has the rule;
+// testing/vitest-file-cleanup.ts deletes each file's names after the file).
 import { clickhouseAnswers } from '../stack/clickhouse.ts';
 import { externalServices, loadStackConfig } from '../stack/config.ts';
 import { StackError } from '../stack/errors.ts';
 import { kafkaBrokerIds } from '../stack/kafka.ts';
 import { up } from '../stack/stack.ts';
-import { listStack } from './cleanup.ts';
+import { listStack, listTopics } from './cleanup.ts';
 import { leftoverMessage, leftoversOfRun, newRunTag, RUN_TAG_ENV, type Listing } from './leftovers.ts';
+import { stackInfo } from './stack.ts';
 
 /** How long the end-of-run check waits for deletions of the last file to show in a fresh listing. */
 const SETTLE_MS = 5000;
@@ -52,7 +54,7 @@ async function checkNothingLeft(runTag: string, atStart: Listing): Promise<void>
       throw new Error(`end-of-run check: cannot list the stack's topics and databases: ${(e as Error).message}`, { cause: e });
     }
     const report = leftoversOfRun(now, atStart, runTag);
-    const message = leftoverMessage(report, now);
+    const message = leftoverMessage(report, now) ?? (await clusterLeftovers(runTag));
     if (!message) {
       const others = [...report.othersNew.topics, ...report.othersNew.databases];
       if (others.length > 0) console.log(`[cleanup] new during this run but not made by it (left alone): ${others.join(', ')}`);
@@ -64,4 +66,17 @@ async function checkNothingLeft(runTag: string, atStart: Listing): Promise<void>
     }
     await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/**
+ * This run's names still on the three-broker cluster, when it answers at the end (tests start it and
+ * leave it running, like the single node). Only tagged names count there: the cluster is not listed at
+ * the start, so names of others are not told apart from its own.
+ */
+async function clusterLeftovers(runTag: string): Promise<string | undefined> {
+  const brokers = stackInfo().clusterBrokers;
+  if ((await kafkaBrokerIds(brokers)).length === 0) return undefined;
+  const none: Listing = { topics: [], databases: [] };
+  const report = leftoversOfRun({ topics: await listTopics(brokers), databases: [] }, none, runTag);
+  return leftoverMessage(report, { kafka: brokers.join(','), clickhouse: '' });
 }
