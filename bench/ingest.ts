@@ -37,8 +37,8 @@
  * (as configured); the JSON gives unsealed_events_per_s (their mean), both runs, and sealing_cost
  * (1 - sealed / unsealed). BENCH_NO_SEAL=1: one unsealed run only.
  * BENCH_CPU_PROF=1 writes ingest CPU profiles to .local/. BENCH_NO_MIX=1 turns the mixing off
- * (INGEST_UNSAFE_LINKABLE) to measure what it costs. INGEST_MIX_* and INGEST_MAX_QUEUED_BATCHES pass
- * through to ingest, to measure other mix sizes.
+ * (INGEST_UNSAFE_LINKABLE) to measure what it costs. INGEST_MIX_*, INGEST_POOL_GROUP_*, INGEST_TASK_* and
+ * INGEST_MAX_QUEUED_BATCHES pass through to ingest, to measure other sizes.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -109,10 +109,14 @@ async function startIngest(sealed: boolean): Promise<{ proc: ChildProcess; url: 
   if (env.BENCH_MAX_RECORDS_PER_CALL) ingestEnv.INGEST_KAFKA_MAX_RECORDS_PER_CALL = env.BENCH_MAX_RECORDS_PER_CALL;
   // What the mixing (ingest/mix.ts) costs: the same run without it, for a comparison on the same box.
   if (env.BENCH_NO_MIX === '1') ingestEnv.INGEST_UNSAFE_LINKABLE = 'true';
-  // The mix's own settings, the pool's grouping and queue bound pass through, to measure other sizes
-  // (ingest/mix.ts, ingest/pool.ts).
+  // The mix's own settings, the pool's grouping, the workers' heap and the queue bound pass through, to
+  // measure other sizes (ingest/mix.ts, ingest/pool.ts).
   for (const [k, v] of Object.entries(env))
-    if ((k.startsWith('INGEST_MIX_') || k.startsWith('INGEST_POOL_GROUP_') || k === 'INGEST_MAX_QUEUED_BATCHES') && v !== undefined) ingestEnv[k] = v;
+    if (
+      (k.startsWith('INGEST_MIX_') || k.startsWith('INGEST_POOL_GROUP_') || k.startsWith('INGEST_TASK_') || k === 'INGEST_MAX_QUEUED_BATCHES') &&
+      v !== undefined
+    )
+      ingestEnv[k] = v;
   const prof = env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(root, '.local', 'bench-ingest-prof')}`] : [];
   // The port is picked here and readiness polled (INGEST_LOG_LEVEL=warn hides the "listening" line).
   ingestEnv.INGEST_PORT = String(18100 + Math.floor(Math.random() * 800));

@@ -99,6 +99,12 @@ export const ingestSettings = defineSettings({
     default: 256,
     doc: 'Heap limit of each worker thread (resourceLimits.maxOldGenerationSizeMb); the batch that exhausts it is answered 400, the other batches of its group 429, and the worker replaced.',
   },
+  INGEST_TASK_INITIAL_HEAP_MB: {
+    kind: 'int',
+    min: 0,
+    default: 64,
+    doc: "Old generation a worker thread grows to before its first full GC (V8's --initial-old-space-size for the pool's isolates; at most half of INGEST_TASK_MAX_HEAP_MB; 0 = V8's own start). A batch's objects outlive a scavenge or two and die in the old generation, so from V8's small start each worker ran a full GC several times a second: 64 cut ingest's CPU per event by 16-20 % at 500-event batches (no change beyond the noise at 50) for 25-60 MB more peak RSS (ingest/README.md, \"CPU per event\").",
+  },
 
   INGEST_PRODUCE_TIMEOUT_MS: {
     kind: 'int',

@@ -4,8 +4,10 @@
  * groups the way a worker would (marking progress), so every case is exact; worker.test.ts runs the
  * same through a real piscina pool.
  */
-import { describe, expect, it } from 'vitest';
-import { TaskGroups, type GroupSettings, type SubmitGroup } from './pool.ts';
+import v8 from 'node:v8';
+import { Worker } from 'node:worker_threads';
+import { afterAll, describe, expect, it } from 'vitest';
+import { setWorkerInitialHeap, TaskGroups, type GroupSettings, type SubmitGroup } from './pool.ts';
 import { MEMBER_DONE, MEMBER_RUNNING, PROGRESS_SLOTS, type WorkerGroup, type WorkerGroupResult, type WorkerResult, type WorkerTask } from './task.ts';
 
 const SETTINGS: GroupSettings = { maxBatches: 16, maxBytes: 1 << 20, timeoutMs: 60, maxHeapMb: 256 };
@@ -129,5 +131,48 @@ describe('TaskGroups', () => {
     );
     const thrown = await Promise.allSettled([throwing.run(task(1)), throwing.run(task(2)), throwing.run(task(3))]);
     expect(thrown.map((s) => s.status)).toEqual(['rejected', 'rejected', 'rejected']);
+  });
+});
+
+/**
+ * Full GCs of a worker thread made now, under the pool's limits, that keeps objects long enough to be
+ * promoted and then drops them, as a worker's in-flight batches do.
+ */
+async function fullGcsOfAWorker(): Promise<number> {
+  const code = `
+    const { PerformanceObserver, constants } = require('node:perf_hooks');
+    const { parentPort } = require('node:worker_threads');
+    let full = 0;
+    const obs = new PerformanceObserver((l) => { for (const e of l.getEntries()) if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) full++; });
+    obs.observe({ entryTypes: ['gc'] });
+    const ring = new Array(256);
+    for (let i = 0; i < 30000; i++) ring[i % 256] = Array.from({ length: 200 }, (_, j) => ({ i, j, s: 'x' + j }));
+    setTimeout(() => { obs.disconnect(); parentPort.postMessage(full); }, 50);`;
+  const w = new Worker(code, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 16 } });
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+  } finally {
+    await w.terminate();
+  }
+}
+
+describe('setWorkerInitialHeap', () => {
+  afterAll(() => v8.setFlagsFromString('--initial-old-space-size=0'));
+
+  it('gives the isolates made after it a larger start, so a worker that promotes short-lived objects runs no full GC', async () => {
+    expect(setWorkerInitialHeap({ INGEST_TASK_INITIAL_HEAP_MB: 64, INGEST_TASK_MAX_HEAP_MB: 256 })).toBe(64);
+    const withStart = await fullGcsOfAWorker();
+    // The control: V8's own start (0), the same work.
+    expect(setWorkerInitialHeap({ INGEST_TASK_INITIAL_HEAP_MB: 0, INGEST_TASK_MAX_HEAP_MB: 256 })).toBe(0);
+    const withoutStart = await fullGcsOfAWorker();
+    expect(withStart).toBe(0);
+    expect(withoutStart).toBeGreaterThan(0);
+  }, 20_000);
+
+  it('never starts above half of the heap limit', () => {
+    expect(setWorkerInitialHeap({ INGEST_TASK_INITIAL_HEAP_MB: 64, INGEST_TASK_MAX_HEAP_MB: 32 })).toBe(16);
   });
 });
