@@ -29,6 +29,7 @@ import { toClickHouseError } from './clickhouse-errors.ts';
 import { upSecureStack } from './stack.ts';
 import {
   clickhousePasswordFile,
+  deprovisionKafka,
   provisionKafka,
   secureClickHouse,
   secureClickHouseUrl,
@@ -82,7 +83,9 @@ describe('secured: devices -> ingest (HTTPS, principal ingest) -> Kafka (SASL_SS
     await agg?.stop();
     await svc?.close();
     rmSync(keysDir, { recursive: true, force: true });
-  });
+    // The secured stack keeps its topics between runs: this run's go with it (stack/secure.ts).
+    await deprovisionKafka(config, run);
+  }, 60_000);
 
   it('query output equals the oracle; the analyst reads the same k-suppressed views the admin sees', async () => {
     const pop = generateDeviceBatches({ seed: 21, devicesPerDay: 60 });

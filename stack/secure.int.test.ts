@@ -14,6 +14,7 @@ import { toClickHouseError } from './clickhouse-errors.ts';
 import { upSecureStack } from './stack.ts';
 import {
   clickhousePasswordFile,
+  deprovisionKafka,
   provisionKafka,
   readSecrets,
   secureClickHouse,
@@ -147,6 +148,11 @@ const allowAll = [
     permissionType: AclPermissionTypes.ALLOW,
   },
 ];
+
+// The secured stack keeps its topics between runs: this run's go with it (stack/secure.ts).
+afterAll(async () => {
+  await deprovisionKafka(config, run);
+}, 60_000);
 
 beforeAll(async () => {
   await upSecureStack(config);

@@ -37,7 +37,7 @@ import { checkJava, fetchKafkaJars, kafkaBrokerIds, singleNode, startKafkaNodes,
 import { liveRecord, portIsFree, stopRecorded } from './proc.ts';
 import { createCertificateAuthority, issueServerCertificate, type CertificateAuthority } from './tls.ts';
 
-const { Kafka, logLevel } = kafkajs;
+const { Kafka, logLevel, AclOperationTypes, AclPermissionTypes, AclResourceTypes, ResourcePatternTypes } = kafkajs;
 const run = promisify(execFile);
 
 /** Analytics databases the secured server's users know: the pipeline's, and the e2e test's own. */
@@ -381,6 +381,46 @@ export async function provisionKafka(
       await new Promise((r) => setTimeout(r, 300));
     }
     return n;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * As the operator: deletes the topics whose names start with `prefix`, and the ACL bindings on
+ * resources whose names start with it. The secured stack keeps its data between runs (until its secrets
+ * are made afresh), so a test that provisions topics named by its run removes them after itself: a
+ * broker pays for every partition it holds on each fetch (ingest/README.md, "The aims"). Returns the
+ * topics deleted.
+ */
+export async function deprovisionKafka(config: StackConfig, prefix: string): Promise<string[]> {
+  if (prefix.length < 4) throw new Error(`deprovisionKafka: prefix "${prefix}" is too short to be one run's`);
+  const admin = secureKafka(config, 'operator').admin();
+  await admin.connect();
+  try {
+    const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix));
+    if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 30_000 });
+    const { resources } = await admin.describeAcls({
+      resourceType: AclResourceTypes.ANY,
+      resourcePatternType: ResourcePatternTypes.ANY,
+      operation: AclOperationTypes.ANY,
+      permissionType: AclPermissionTypes.ANY,
+    });
+    const filters = resources
+      .filter((r) => r.resourceName.startsWith(prefix))
+      .flatMap((r) =>
+        r.acls.map((a) => ({
+          resourceType: r.resourceType,
+          resourceName: r.resourceName,
+          resourcePatternType: r.resourcePatternType,
+          principal: a.principal,
+          host: a.host,
+          operation: a.operation,
+          permissionType: a.permissionType,
+        })),
+      );
+    if (filters.length > 0) await admin.deleteAcls({ filters });
+    return topics;
   } finally {
     await admin.disconnect();
   }

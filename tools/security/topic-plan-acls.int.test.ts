@@ -2,7 +2,7 @@
 // the operator over SASL_SSL): it creates the topics and exactly the bindings of tools/security/acls.ts,
 // and a second run changes nothing. The broker's own ACL listing is compared with the plan.
 import { spawnSync } from 'node:child_process';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import kafkajs from 'kafkajs';
 import { loadIngestConfig } from '../../ingest/config.ts';
 import { DAY_MS } from '../../schemas/index.ts';
@@ -10,7 +10,7 @@ import { aclPlan, topicPlan } from '../topic-plan.ts';
 import { loadStackConfig, REPO_ROOT } from '../../stack/config.ts';
 import { upSecureStack } from '../../stack/stack.ts';
 import { toKafkajsAcl } from './acls.ts';
-import { kafkaPasswordFile, secureKafka, secureKafkaBrokers, securePaths } from '../../stack/secure.ts';
+import { deprovisionKafka, kafkaPasswordFile, secureKafka, secureKafkaBrokers, securePaths } from '../../stack/secure.ts';
 
 const { AclResourceTypes, AclOperationTypes, AclPermissionTypes, ResourcePatternTypes } = kafkajs;
 const config = loadStackConfig();
@@ -20,6 +20,11 @@ const key = (principal: string, op: number, type: number, name: string, pattern:
 beforeAll(async () => {
   await upSecureStack(config);
 }, 180_000);
+
+// The secured stack keeps its topics and ACLs between runs: this run's go with it (stack/secure.ts).
+afterAll(async () => {
+  await deprovisionKafka(config, run);
+}, 60_000);
 
 describe('topics:plan --apply --acls on a secured cluster', () => {
   it('creates the planned bindings, idempotently', async () => {
