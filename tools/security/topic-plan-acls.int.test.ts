@@ -17,6 +17,20 @@ const config = loadStackConfig();
 const run = `tp${Date.now().toString(36)}`;
 const key = (principal: string, op: number, type: number, name: string, pattern: number) => `${principal} op=${op} type=${type} ${name} pattern=${pattern}`;
 
+/** The bindings the broker holds on resources whose names start with `prefix`, as sorted keys. */
+async function bindingsOf(admin: ReturnType<ReturnType<typeof secureKafka>['admin']>, prefix: string): Promise<string[]> {
+  const described = await admin.describeAcls({
+    resourceType: AclResourceTypes.ANY,
+    resourcePatternType: ResourcePatternTypes.ANY,
+    operation: AclOperationTypes.ANY,
+    permissionType: AclPermissionTypes.ANY,
+  });
+  return described.resources
+    .filter((r) => r.resourceName.startsWith(prefix))
+    .flatMap((r) => r.acls.map((a) => key(a.principal, a.operation, r.resourceType, r.resourceName, r.resourcePatternType)))
+    .sort();
+}
+
 beforeAll(async () => {
   await upSecureStack(config);
 }, 180_000);
@@ -85,18 +99,7 @@ describe('topics:plan --apply --acls on a secured cluster', () => {
         .sort();
       // The broker applies created bindings from its metadata log a moment after the controller
       // acknowledged them: read until it shows as many as the plan (15 s at most), then compare.
-      const onBrokerNow = async () => {
-        const described = await admin.describeAcls({
-          resourceType: AclResourceTypes.ANY,
-          resourcePatternType: ResourcePatternTypes.ANY,
-          operation: AclOperationTypes.ANY,
-          permissionType: AclPermissionTypes.ANY,
-        });
-        return described.resources
-          .filter((r) => r.resourceName.startsWith(run))
-          .flatMap((r) => r.acls.map((a) => key(a.principal, a.operation, r.resourceType, r.resourceName, r.resourcePatternType)))
-          .sort();
-      };
+      const onBrokerNow = () => bindingsOf(admin, run);
       let onBroker = await onBrokerNow();
       for (const until = Date.now() + 15_000; onBroker.length < planned.length && Date.now() < until; onBroker = await onBrokerNow()) {
         await new Promise((r) => setTimeout(r, 250));
@@ -111,4 +114,28 @@ describe('topics:plan --apply --acls on a secured cluster', () => {
     expect(second.status, second.stderr).toBe(0);
     expect(second.stdout.match(/^unchanged\s/gm)?.length).toBe(17);
   });
+
+  it("deprovisionKafka removes the run's topics and bindings, and nothing of the stack's own", async () => {
+    const admin = secureKafka(config, 'operator').admin();
+    await admin.connect();
+    try {
+      // The stack's own names (other files may make and delete theirs meanwhile, so only these are compared).
+      const stackTopics = (await admin.listTopics()).filter((t) => t.startsWith('telemetry'));
+      const stackBindings = await bindingsOf(admin, 'telemetry');
+      expect((await admin.listTopics()).filter((t) => t.startsWith(run))).toHaveLength(17);
+      expect(stackBindings.length).toBeGreaterThan(0);
+
+      expect(await deprovisionKafka(config, run)).toHaveLength(17);
+      // Deletions reach the broker's metadata a moment later, like creations above (15 s at most).
+      const gone = async () => (await admin.listTopics()).every((t) => !t.startsWith(run)) && (await bindingsOf(admin, run)).length === 0;
+      for (const until = Date.now() + 15_000; !(await gone()) && Date.now() < until;) await new Promise((r) => setTimeout(r, 250));
+      expect((await admin.listTopics()).filter((t) => t.startsWith(run))).toEqual([]);
+      expect(await bindingsOf(admin, run)).toEqual([]);
+      // The control: the stack's own topics and bindings stay.
+      expect((await admin.listTopics()).filter((t) => t.startsWith('telemetry')).sort()).toEqual(stackTopics.sort());
+      expect(await bindingsOf(admin, 'telemetry')).toEqual(stackBindings);
+    } finally {
+      await admin.disconnect();
+    }
+  }, 60_000);
 });
